@@ -1,0 +1,552 @@
+"""FTP(S) server whose users' files live in Box (pyftpdlib).
+
+Each login acts as its own Box user (through the app's As-User access) and is confined to a home
+folder in that user's tree. The "real" paths pyftpdlib handles here are *virtual* paths, always
+absolute and normalized (``/docs/a.txt``); they are mapped to filesystem paths under the user's
+home only at the moment a filesystem call is made, so no client input can name anything outside
+the home. A path that climbs above the virtual root (``/..``) is refused with 550 instead of being
+clamped to ``/``.
+
+Connections are served by one thread each (``ThreadedFTPServer``) because every filesystem call
+is a blocking HTTP request to Box.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.filesystems import AbstractedFS, FilesystemError
+from pyftpdlib.handlers import DTPHandler, FTPHandler
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import ThreadedFTPServer
+
+from boxfs.servers.common import (
+    DownloadFile,
+    UploadFile,
+    box_filesystem_factory,
+    error_reason,
+    info_is_dir,
+    info_mtime,
+    info_to_stat,
+    set_mtime,
+)
+from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BoxAuthorizer", "BoxFTPFS", "FTPServerHandle", "make_ftp_server", "run_ftp", "start_ftp_server"]
+
+# What pyftpdlib calls a "real" path for a request that tried to climb out of the home.
+_OUTSIDE = "\x00outside-home"
+
+READ_PERMS = "elr"
+WRITE_PERMS = "elradfmwMT"
+
+
+class BoxAuthorizer:
+    """pyftpdlib authorizer backed by the users file.
+
+    Implements the duck-typed interface pyftpdlib expects (it has no abstract base class). The
+    authenticated :class:`User` is attached to the handler so the filesystem knows who it acts as.
+    """
+
+    def __init__(self, users: UsersDB):
+        self.users = users
+
+    def __repr__(self) -> str:
+        return f"BoxAuthorizer({self.users!r})"
+
+    def validate_authentication(self, username: str, password: str, handler: Any) -> None:
+        user = self.users.authenticate(username, password)
+        if user is None:
+            # Same message for unknown login and wrong password: no login enumeration.
+            raise AuthenticationFailed("Authentication failed.")
+        handler.boxfs_user = user
+
+    def get_home_dir(self, username: str) -> str:
+        # The virtual root; the Box home folder is applied by BoxFTPFS.
+        return "/"
+
+    def has_user(self, username: str) -> bool:
+        return username in self.users
+
+    def get_perms(self, username: str) -> str:
+        user = self.users.get(username)
+        if user is None:
+            return ""
+        return READ_PERMS if user.read_only else WRITE_PERMS
+
+    def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
+        return perm in self.get_perms(username)
+
+    def get_msg_login(self, username: str) -> str:
+        return "Login successful."
+
+    def get_msg_quit(self, username: str) -> str:
+        return "Goodbye."
+
+    def impersonate_user(self, username: str, password: str) -> None:
+        """Nothing to do: the Box user is chosen per filesystem, not per process."""
+
+    def terminate_impersonation(self, username: str) -> None:
+        """Nothing to do (see impersonate_user)."""
+
+
+def _translate(exc: BaseException, virtual: str) -> FilesystemError:
+    """Turn a filesystem exception into a FilesystemError with a short, safe client message."""
+    _code, reason = error_reason(exc)
+    if reason == "Box request failed":
+        logger.warning("Box request failed for %s: %s", virtual, type(exc).__name__, exc_info=True)
+    return FilesystemError(f"{reason}: {virtual}")
+
+
+class BoxFTPFS(AbstractedFS):
+    """pyftpdlib filesystem over an fsspec filesystem, confined to the user's home folder."""
+
+    def __init__(self, root: str, cmd_channel: Any):
+        super().__init__("/", cmd_channel)
+        user: User = cmd_channel.boxfs_user
+        self.user = user
+        self.home = user.home
+        self.fs = cmd_channel.filesystems.for_user(user)
+        # Listing cache: LIST/MLSD stat every entry right after listing the folder; serving those
+        # stats from the listing avoids one Box request per entry. Cleared by every change.
+        self._listed: dict[str, dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"BoxFTPFS(login={self.user.login!r}, cwd={self.cwd!r})"
+
+    # --- path mapping: "real" paths are virtual, normalized, absolute
+
+    def ftpnorm(self, ftppath: str) -> str:
+        virtual = virtual_norm(ftppath, self.cwd)
+        return _OUTSIDE if virtual is None else virtual
+
+    def ftp2fs(self, ftppath: str) -> str:
+        return self.ftpnorm(ftppath)
+
+    def fs2ftp(self, fspath: str) -> str:
+        return fspath if self.validpath(fspath) else "/"
+
+    def validpath(self, path: str) -> bool:
+        return path != _OUTSIDE and path.startswith("/")
+
+    def realpath(self, path: str) -> str:
+        return path
+
+    def _backend(self, path: str) -> str:
+        if not self.validpath(path):
+            # Defence in depth: every command path already went through validpath.
+            raise FilesystemError("Path is outside the home folder")
+        return backend_path(self.home, path)
+
+    def _info(self, path: str) -> dict[str, Any]:
+        cached = self._listed.get(path)
+        if cached is not None:
+            return cached
+        return self.fs.info(self._backend(path))
+
+    def _changed(self) -> None:
+        self._listed.clear()
+
+    # --- file objects
+
+    def open(self, filename: str, mode: str) -> Any:
+        self._changed()
+        try:
+            if mode == "rb":
+                return DownloadFile(self.fs, self._backend(filename), filename)
+            if mode == "wb":
+                if self.isdir(filename):
+                    raise IsADirectoryError(filename)
+                return UploadFile(self.fs, self._backend(filename), filename)
+        except FilesystemError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, filename) from None
+        # APPE and REST+STOR: Box has no way to append to or resume an upload.
+        raise FilesystemError("Box cannot append to or resume an upload")
+
+    def mkstemp(self, suffix: str = "", prefix: str = "", dir: str | None = None, mode: str = "wb") -> Any:
+        raise FilesystemError("STOU is not supported")
+
+    # --- directory and file operations
+
+    def chdir(self, path: str) -> None:
+        if not self.isdir(path):
+            raise FilesystemError(f"Not a directory: {path}")
+        self.cwd = path
+
+    def mkdir(self, path: str) -> None:
+        self._changed()
+        try:
+            if self.fs.exists(self._backend(path)):
+                raise FileExistsError(path)
+            self.fs.mkdir(self._backend(path), create_parents=False)
+        except Exception as exc:
+            raise _translate(exc, path) from None
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self._backend(path), detail=True)
+        except Exception as exc:
+            raise _translate(exc, path) from None
+        self._listed = {}
+        names = []
+        for entry in entries:
+            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if not name:
+                continue
+            names.append(name)
+            self._listed[path.rstrip("/") + "/" + name] = entry
+        return sorted(names)
+
+    def listdirinfo(self, path: str) -> list[str]:
+        return self.listdir(path)
+
+    def rmdir(self, path: str) -> None:
+        self._changed()
+        try:
+            if not self.isdir(path):
+                raise NotADirectoryError(path)
+            self.fs.rmdir(self._backend(path))
+        except Exception as exc:
+            raise _translate(exc, path) from None
+
+    def remove(self, path: str) -> None:
+        self._changed()
+        try:
+            info = self.fs.info(self._backend(path))
+            if info_is_dir(info):
+                raise IsADirectoryError(path)
+            self.fs.rm(self._backend(path))
+        except Exception as exc:
+            raise _translate(exc, path) from None
+        logger.info("ftp %s deleted %s", self.user.login, path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._changed()
+        try:
+            if self.fs.exists(self._backend(dst)):
+                raise FileExistsError(dst)
+            self.fs.mv(self._backend(src), self._backend(dst))
+        except Exception as exc:
+            raise _translate(exc, src) from None
+        logger.info("ftp %s renamed %s to %s", self.user.login, src, dst)
+
+    def chmod(self, path: str, mode: int) -> None:
+        raise FilesystemError("Box has no file modes")
+
+    def stat(self, path: str) -> os.stat_result:
+        try:
+            return info_to_stat(self._info(path), self.user.read_only)
+        except FilesystemError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, path) from None
+
+    lstat = stat
+
+    def utime(self, path: str, timeval: float) -> None:
+        self._changed()
+        try:
+            set_mtime(self.fs, self._backend(path), timeval)
+        except Exception as exc:
+            raise _translate(exc, path) from None
+        logger.info("ftp %s set modification time of %s", self.user.login, path)
+
+    def readlink(self, path: str) -> str:
+        raise FilesystemError("Box has no symbolic links")
+
+    def _safe_info(self, path: str) -> dict[str, Any] | None:
+        # pyftpdlib calls isfile/isdir/lexists outside its error handling: they must not raise.
+        if not self.validpath(path):
+            return None
+        try:
+            return self.fs.info(self._backend(path))
+        except Exception:  # noqa: BLE001 - "does not exist / cannot tell" is the answer
+            return None
+
+    def isfile(self, path: str) -> bool:
+        info = self._safe_info(path)
+        return info is not None and not info_is_dir(info)
+
+    def isdir(self, path: str) -> bool:
+        if path == "/":
+            return True
+        info = self._safe_info(path)
+        return info is not None and info_is_dir(info)
+
+    def islink(self, path: str) -> bool:
+        return False
+
+    def lexists(self, path: str) -> bool:
+        return self._safe_info(path) is not None
+
+    def getsize(self, path: str) -> int:
+        try:
+            return int(self.fs.info(self._backend(path)).get("size") or 0)
+        except Exception as exc:
+            raise _translate(exc, path) from None
+
+    def getmtime(self, path: str) -> float:
+        try:
+            return info_mtime(self.fs.info(self._backend(path)))
+        except Exception as exc:
+            raise _translate(exc, path) from None
+
+    def get_user_by_uid(self, uid: int) -> str:
+        return "box"
+
+    def get_group_by_gid(self, gid: int) -> str:
+        return "box"
+
+
+class _UploadResultMixin:
+    """Data channel change: report a failed Box upload instead of "226 Transfer complete".
+
+    pyftpdlib closes the file after the client closes the data connection and then replies with
+    the response chosen before; an upload that fails at that point (Box refuses it) must turn that
+    reply into an error, or the client would believe its file is stored.
+    """
+
+    def close(self) -> None:
+        file_obj = getattr(self, "file_obj", None)
+        if not getattr(self, "_closed", True) and file_obj is not None and not file_obj.closed:
+            if getattr(self, "receive", False) and not getattr(self, "transfer_finished", False):
+                # ABOR or a broken connection: never store a truncated file in Box.
+                logger.warning("upload of %s aborted; nothing stored", file_obj.name)
+                file_obj.discard()
+                super().close()  # type: ignore[misc]
+                return
+            try:
+                file_obj.close()
+            except Exception as exc:  # noqa: BLE001 - any failure means the file is not stored
+                _code, reason = error_reason(exc)
+                logger.warning("upload of %s failed: %s (%s)", file_obj.name, reason, type(exc).__name__)
+                self._resp = (f"451 Upload failed: {reason}.", logger.warning)
+                self.transfer_finished = False
+        super().close()  # type: ignore[misc]
+
+
+class BoxDTPHandler(_UploadResultMixin, DTPHandler):
+    """Plain data channel with upload-failure reporting."""
+
+
+class BoxFTPHandler(FTPHandler):
+    """Control channel: Box filesystem, login/transfer logging, no password kept in memory."""
+
+    abstracted_fs = BoxFTPFS
+    dtp_handler = BoxDTPHandler
+    use_sendfile = False
+    banner = "boxfs FTP server ready."
+    filesystems: UserFilesystems  # set on the per-server subclass
+    boxfs_user: User | None = None
+
+    def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
+        super().handle_auth_success(home, password, msg_login)
+        self.password = ""  # pyftpdlib keeps it for impersonation, which Box does not need
+
+    def on_login(self, username: str) -> None:
+        user = self.boxfs_user
+        logger.info(
+            "ftp login %s from %s (Box user %s, home %s%s)",
+            username,
+            self.remote_ip,
+            user.box_user if user else "?",
+            user.home if user else "?",
+            ", read-only" if user and user.read_only else "",
+        )
+
+    def on_login_failed(self, username: str, password: str) -> None:
+        logger.warning("ftp login refused for %r from %s", username, self.remote_ip)
+
+    def on_logout(self, username: str) -> None:
+        logger.info("ftp logout %s", username)
+
+    def log_transfer(
+        self, cmd: str, filename: str, receive: bool, completed: bool, elapsed: float, bytes: int
+    ) -> None:  # noqa: A002
+        logger.info(
+            "ftp %s %s %s %s: %d bytes in %.3fs",
+            self.username,
+            cmd,
+            filename,
+            "completed" if completed else "incomplete",
+            bytes,
+            elapsed,
+        )
+
+
+def _tls_handler_classes() -> tuple[type, type]:
+    """FTPS classes (need pyOpenSSL, imported only when a certificate is configured)."""
+    try:
+        from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
+    except ImportError as exc:  # pragma: no cover - pyOpenSSL is in the servers extra
+        raise RuntimeError("FTPS needs pyOpenSSL: pip install 'boxfs[servers]'") from exc
+
+    class BoxTLSDTPHandler(_UploadResultMixin, TLS_DTPHandler):
+        """TLS data channel with upload-failure reporting."""
+
+    class BoxTLSFTPHandler(BoxFTPHandler, TLS_FTPHandler):
+        """Explicit FTPS (AUTH TLS) control channel."""
+
+        dtp_handler = BoxTLSDTPHandler
+
+    return BoxTLSFTPHandler, BoxTLSDTPHandler
+
+
+class _IsolatedThreadedFTPServer(ThreadedFTPServer):
+    """ThreadedFTPServer with its own exit event and lock.
+
+    pyftpdlib keeps those at class level, so stopping one server would stop every other server
+    in the process (tests run several).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._exit = threading.Event()
+        self._lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+
+def make_ftp_server(
+    users: str | os.PathLike[str] | UsersDB,
+    filesystems: UserFilesystems | Callable[[str], Any],
+    host: str = "127.0.0.1",
+    port: int = 2121,
+    *,
+    certfile: str | os.PathLike[str] | None = None,
+    keyfile: str | os.PathLike[str] | None = None,
+    tls_required: bool = False,
+    passive_ports: range | None = None,
+    masquerade_address: str | None = None,
+    max_connections: int = 256,
+    auth_failed_delay: float = 1.0,
+    timeout: int = 300,
+) -> ThreadedFTPServer:
+    """Build (without starting) a threaded FTP server over the given per-Box-user filesystems.
+
+    ``filesystems`` is a :class:`UserFilesystems` or a ``factory(box_user)`` callable. With a
+    ``certfile`` the server offers explicit FTPS (AUTH TLS); ``tls_required`` then refuses
+    logins and transfers over plain connections.
+    """
+    users_db = load_users(users)
+    if not isinstance(filesystems, UserFilesystems):
+        filesystems = UserFilesystems(filesystems)
+    attrs: dict[str, Any] = {
+        "authorizer": BoxAuthorizer(users_db),
+        "filesystems": filesystems,
+        "auth_failed_timeout": auth_failed_delay,
+        "timeout": timeout,
+        "passive_ports": list(passive_ports) if passive_ports else None,
+        "masquerade_address": masquerade_address,
+    }
+    if certfile:
+        base, _dtp = _tls_handler_classes()
+        attrs.update(certfile=os.fspath(certfile), keyfile=os.fspath(keyfile) if keyfile else None)
+        attrs.update(tls_control_required=tls_required, tls_data_required=tls_required)
+    else:
+        base = BoxFTPHandler
+    handler = type("ConfiguredBoxFTPHandler", (base,), attrs)
+    server = _IsolatedThreadedFTPServer((host, port), handler, ioloop=IOLoop())
+    server.max_cons = max_connections
+    return server
+
+
+@dataclass
+class FTPServerHandle:
+    """A server running in a background thread (tests, embedding)."""
+
+    server: ThreadedFTPServer
+    thread: threading.Thread
+    host: str
+    port: int
+    _stop: threading.Event
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, close every session and wait for the thread."""
+        self._stop.set()
+        self.thread.join(timeout)
+
+    def __enter__(self) -> FTPServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_ftp_server(
+    users: str | os.PathLike[str] | UsersDB,
+    filesystems: UserFilesystems | Callable[[str], Any] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    base_urls: Mapping[str, str] | None = None,
+    **options: Any,
+) -> FTPServerHandle:
+    """Start an FTP server in a background thread and return once it accepts connections.
+
+    Give either ``filesystems`` (a :class:`UserFilesystems` or factory) or a Box app ``config``
+    (+ ``base_urls`` for the emulator). ``port=0`` picks a free port (see ``handle.port``).
+    Other options are those of :func:`make_ftp_server`.
+    """
+    if filesystems is None:
+        if config is None:
+            raise ValueError("give filesystems or a Box app config")
+        filesystems = box_filesystem_factory(config, base_urls)
+    server = make_ftp_server(users, filesystems, host, port, **options)
+    bound_host, bound_port = server.address[:2]
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+                time.sleep(0.005)
+        finally:
+            server.close_all()
+
+    thread = threading.Thread(target=loop, name=f"boxfs-ftp-{bound_port}", daemon=True)
+    thread.start()
+    logger.info("FTP server listening on %s:%d", bound_host, bound_port)
+    return FTPServerHandle(server, thread, bound_host, bound_port, stop)
+
+
+def run_ftp(
+    users_file: str | os.PathLike[str],
+    config: str | os.PathLike[str] | Mapping[str, Any],
+    host: str = "0.0.0.0",
+    port: int = 2121,
+    *,
+    base_urls: Mapping[str, str] | None = None,
+    certfile: str | os.PathLike[str] | None = None,
+    keyfile: str | os.PathLike[str] | None = None,
+    tls_required: bool = False,
+    passive_ports: range | None = None,
+    masquerade_address: str | None = None,
+) -> None:
+    """Run the FTP(S) server in the foreground until interrupted (what ``boxfs serve ftp`` calls)."""
+    server = make_ftp_server(
+        users_file,
+        box_filesystem_factory(config, base_urls),
+        host,
+        port,
+        certfile=certfile,
+        keyfile=keyfile,
+        tls_required=tls_required,
+        passive_ports=passive_ports,
+        masquerade_address=masquerade_address,
+    )
+    logger.info("FTP%s server for Box listening on %s:%d", "S" if certfile else "", *server.address[:2])
+    try:
+        server.serve_forever(timeout=1.0, blocking=True, handle_exit=True)
+    finally:
+        server.close_all()

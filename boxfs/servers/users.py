@@ -1,0 +1,330 @@
+"""Users file for the FTP(S) and SFTP servers, and password hashing.
+
+One TOML file serves both servers, so that a login behaves the same whichever protocol the
+client uses::
+
+    [users.alice]
+    password = "scrypt$16384$8$1$<salt>$<hash>"     # from `python -m boxfs.servers.users hash`
+    ssh_keys = ["ssh-ed25519 AAAAC3Nza... alice@laptop"]   # optional, SFTP only
+    box_user = "alice@example.com"                  # Box login email or user id to act as
+    home = "/"                                      # folder in that Box user's tree
+    read_only = false
+
+Passwords are never stored in clear: only salted scrypt hashes, compared in constant time.
+An unknown login costs the same scrypt work as a known one so that response timing does not
+reveal which logins exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import hmac
+import logging
+import os
+import posixpath
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "User",
+    "UsersDB",
+    "UserFilesystems",
+    "hash_password",
+    "verify_password",
+    "normalize_home",
+    "load_users",
+]
+
+# scrypt cost: n=2**14, r=8 uses 16 MiB and ~50 ms per check: cheap for a login, costly for a
+# brute-force of a stolen users file.
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_SALT_BYTES = 16
+_HASH_BYTES = 32
+_PREFIX = "scrypt"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, *, n: int = _SCRYPT_N, r: int = _SCRYPT_R, p: int = _SCRYPT_P) -> str:
+    """Return a salted scrypt hash string suitable for the users file.
+
+    The parameters are stored with the hash so they can be raised later without invalidating
+    existing entries.
+    """
+    salt = os.urandom(_SALT_BYTES)
+    digest = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=_HASH_BYTES, maxmem=256 * 1024 * 1024
+    )
+    return f"{_PREFIX}${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Check ``password`` against a hash made by :func:`hash_password` (constant-time compare)."""
+    try:
+        prefix, n, r, p, salt_b64, digest_b64 = encoded.split("$")
+        if prefix != _PREFIX:
+            return False
+        salt = base64.b64decode(salt_b64, validate=True)
+        expected = base64.b64decode(digest_b64, validate=True)
+        actual = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=salt,
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=256 * 1024 * 1024,
+        )
+    except (ValueError, TypeError):
+        # A malformed hash never matches; the reason is not logged (it is derived from a secret).
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# A fixed hash used to spend the same scrypt time on unknown logins as on known ones.
+_DUMMY_HASH: str | None = None
+_DUMMY_LOCK = threading.Lock()
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    with _DUMMY_LOCK:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = hash_password(_b64(os.urandom(12)))
+        return _DUMMY_HASH
+
+
+def normalize_home(home: str) -> str:
+    """Return ``home`` as an absolute, normalized POSIX path inside the Box user's tree.
+
+    ``..`` components in a configured home are refused outright rather than resolved: a
+    configuration that tries to climb is a mistake worth failing loudly on.
+    """
+    home = (home or "/").strip()
+    parts = [p for p in home.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"home folder may not contain '..': {home!r}")
+    return "/" + "/".join(parts)
+
+
+@dataclass(frozen=True)
+class User:
+    """One server login and the Box user it acts as."""
+
+    login: str
+    password_hash: str | None
+    box_user: str
+    home: str = "/"
+    read_only: bool = False
+    ssh_keys: tuple[str, ...] = field(default_factory=tuple)
+
+    def __repr__(self) -> str:
+        # The hash is not a secret in the strict sense, but it is never useful in a log either.
+        return (
+            f"User(login={self.login!r}, box_user={self.box_user!r}, home={self.home!r}, "
+            f"read_only={self.read_only!r}, ssh_keys={len(self.ssh_keys)})"
+        )
+
+    def check_password(self, password: str) -> bool:
+        """True when ``password`` matches; users without a password hash accept only keys."""
+        if not self.password_hash:
+            verify_password(password, _dummy_hash())
+            return False
+        return verify_password(password, self.password_hash)
+
+
+class UsersDB:
+    """The parsed users file: lookup and authentication of logins."""
+
+    def __init__(self, users: Iterable[User]):
+        self._users = {u.login: u for u in users}
+
+    def __contains__(self, login: object) -> bool:
+        return login in self._users
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def __repr__(self) -> str:
+        return f"UsersDB(logins={sorted(self._users)!r})"
+
+    def get(self, login: str) -> User | None:
+        """The user with that login, or None."""
+        return self._users.get(login)
+
+    def authenticate(self, login: str, password: str) -> User | None:
+        """Return the user when ``login``/``password`` are valid, else None.
+
+        Unknown logins run a dummy scrypt so both failures take the same time.
+        """
+        user = self._users.get(login)
+        if user is None:
+            verify_password(password, _dummy_hash())
+            return None
+        return user if user.check_password(password) else None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UsersDB:
+        """Build from the TOML structure (``{"users": {login: {...}}}``), validating every entry."""
+        section = data.get("users")
+        if not isinstance(section, dict) or not section:
+            raise ValueError("users file needs a [users.<login>] table for each login")
+        users = []
+        for login, entry in section.items():
+            if not isinstance(entry, dict):
+                raise ValueError(f"users.{login} must be a table")
+            unknown = set(entry) - {"password", "ssh_keys", "box_user", "home", "read_only"}
+            if unknown:
+                raise ValueError(f"users.{login}: unknown keys {sorted(unknown)}")
+            password = entry.get("password")
+            if password is not None and not str(password).startswith(_PREFIX + "$"):
+                # Refuse plain-text passwords instead of silently accepting them.
+                raise ValueError(
+                    f"users.{login}.password must be a scrypt hash "
+                    "(make one with `python -m boxfs.servers.users hash`)"
+                )
+            keys = entry.get("ssh_keys", [])
+            if isinstance(keys, str):
+                keys = [keys]
+            if password is None and not keys:
+                raise ValueError(f"users.{login} needs a password or ssh_keys")
+            box_user = entry.get("box_user")
+            if not box_user:
+                raise ValueError(f"users.{login}.box_user is required (Box login email or user id)")
+            users.append(
+                User(
+                    login=str(login),
+                    password_hash=password,
+                    box_user=str(box_user),
+                    home=normalize_home(str(entry.get("home", "/"))),
+                    read_only=bool(entry.get("read_only", False)),
+                    ssh_keys=tuple(str(k).strip() for k in keys),
+                )
+            )
+        return cls(users)
+
+
+def load_users(users_file: str | os.PathLike[str] | UsersDB) -> UsersDB:
+    """Read and validate a users TOML file (an existing :class:`UsersDB` is returned as is)."""
+    if isinstance(users_file, UsersDB):
+        return users_file
+    with open(users_file, "rb") as fh:
+        data = tomllib.load(fh)
+    db = UsersDB.from_dict(data)
+    logger.info("loaded %d server users from %s", len(db), users_file)
+    return db
+
+
+class UserFilesystems:
+    """One filesystem per Box user, created lazily on first login and then reused.
+
+    Several logins may act as the same Box user; they share its filesystem (and therefore its
+    directory cache). The factory receives the ``box_user`` string from the users file.
+    """
+
+    def __init__(self, factory: Callable[[str], Any]):
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._filesystems: dict[str, Any] = {}
+        self._homes_ready: set[tuple[str, str]] = set()
+
+    def __repr__(self) -> str:
+        return f"UserFilesystems(box_users={sorted(self._filesystems)!r})"
+
+    def get(self, box_user: str) -> Any:
+        """The filesystem acting as ``box_user`` (created on first use)."""
+        with self._lock:
+            fs = self._filesystems.get(box_user)
+            if fs is None:
+                logger.info("creating filesystem for Box user %s", box_user)
+                fs = self._factory(box_user)
+                self._filesystems[box_user] = fs
+            return fs
+
+    def for_user(self, user: User) -> Any:
+        """The user's filesystem, with the user's home folder created if it does not exist yet."""
+        fs = self.get(user.box_user)
+        key = (user.box_user, user.home)
+        if user.home != "/" and key not in self._homes_ready:
+            path = backend_path(user.home, "/")
+            if not fs.exists(path):
+                logger.info("creating home folder %s for Box user %s", user.home, user.box_user)
+                fs.makedirs(path, exist_ok=True)
+            self._homes_ready.add(key)
+        return fs
+
+
+def virtual_norm(path: str, cwd: str = "/") -> str | None:
+    """Normalize a client path against ``cwd`` into an absolute virtual path.
+
+    Returns None when the path climbs above the virtual root (``/..``): such requests are refused
+    rather than silently clamped, so a client learns it tried to leave its home.
+    """
+    if not path:
+        path = cwd
+    if not path.startswith("/"):
+        path = posixpath.join(cwd or "/", path)
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def backend_path(home: str, virtual: str) -> str:
+    """Map a normalized virtual path to the filesystem path under the user's ``home``.
+
+    Backend paths carry no leading slash (fsspec convention; the root is ``""``).
+    """
+    joined = posixpath.join(home, virtual.lstrip("/"))
+    return joined.strip("/")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m boxfs.servers.users hash``: print a hash for the users file.
+
+    The password is read with getpass on a terminal, or from the first line of stdin otherwise,
+    so it never appears in the shell history or the process list.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] != ["hash"]:
+        sys.stderr.write("usage: python -m boxfs.servers.users hash   (reads the password)\n")
+        return 2
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            sys.stderr.write("passwords differ\n")
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        sys.stderr.write("empty password refused\n")
+        return 1
+    sys.stdout.write(hash_password(password) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -1,0 +1,290 @@
+"""FTP(S) server: real ftplib clients against a real server on 127.0.0.1 (Box emulator backend)."""
+
+from __future__ import annotations
+
+import ftplib
+import hashlib
+import io
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from test_servers_support import PASSWORDS, make_backend, self_signed_cert, write_users_file
+
+from boxfs.servers.common import info_mtime
+from boxfs.servers.ftp import start_ftp_server
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ftp")
+    with make_backend(tmp) as backend:
+        users = write_users_file(tmp / "users.toml", backend)
+        cert, key = self_signed_cert(tmp)
+        with (
+            start_ftp_server(users, backend.factory, auth_failed_delay=0.05) as plain,
+            start_ftp_server(
+                users, backend.factory, certfile=cert, keyfile=key, auth_failed_delay=0.05
+            ) as tls,
+        ):
+            yield backend, plain, tls
+
+
+def connect(handle, login: str, password: str | None = None) -> ftplib.FTP:
+    ftp = ftplib.FTP()
+    ftp.connect(handle.host, handle.port, timeout=60)
+    ftp.login(login, PASSWORDS[login] if password is None else password)
+    return ftp
+
+
+def upload(ftp: ftplib.FTP, name: str, data: bytes) -> str:
+    return ftp.storbinary(f"STOR {name}", io.BytesIO(data))
+
+
+def download(ftp: ftplib.FTP, name: str, rest: int | None = None) -> bytes:
+    out = io.BytesIO()
+    ftp.retrbinary(f"RETR {name}", out.write, rest=rest)
+    return out.getvalue()
+
+
+def box_names(backend, login: str, folder: str = "") -> set[str]:
+    fs = backend.inspect(backend.box_users[login])
+    return {e["name"].rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(folder, detail=True)}
+
+
+def test_wrong_password_and_unknown_login_are_refused(env, caplog):
+    _backend, plain, _tls = env
+    caplog.set_level(logging.INFO, logger="boxfs")
+    for login, password in (("alice", "not-her-password"), ("mallory", "whatever-1")):
+        ftp = ftplib.FTP()
+        ftp.connect(plain.host, plain.port, timeout=30)
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            ftp.login(login, password)
+        ftp.close()
+    # A refused session cannot do anything.
+    ftp = ftplib.FTP()
+    ftp.connect(plain.host, plain.port, timeout=30)
+    with pytest.raises(ftplib.error_perm, match="^530"):
+        ftp.sendcmd("PWD")
+    ftp.close()
+    text = caplog.text
+    assert "refused" in text and "mallory" in text
+    assert "not-her-password" not in text and "whatever-1" not in text
+
+
+def test_two_users_upload_list_download_rename_delete(env, caplog):
+    backend, plain, _tls = env
+    caplog.set_level(logging.INFO, logger="boxfs")
+    alice = connect(plain, "alice")
+    bob = connect(plain, "bob")
+    try:
+        assert upload(alice, "report.txt", b"alice's report\n").startswith("226")
+        assert upload(bob, "notes.txt", b"bob's notes\n").startswith("226")
+        alice.mkd("projects")
+        alice.cwd("projects")
+        assert alice.pwd() == "/projects"
+        upload(alice, "plan.md", b"# plan\n" * 100)
+        alice.cwd("/")
+
+        # Listings: NLST, LIST and MLSD agree; each user sees only their own Box root.
+        assert {"report.txt", "projects"} <= set(alice.nlst())
+        assert "notes.txt" not in alice.nlst()
+        assert "report.txt" not in bob.nlst() and "notes.txt" in bob.nlst()
+        lines: list[str] = []
+        alice.retrlines("LIST", lines.append)
+        by_name = {line.split()[-1]: line for line in lines}
+        assert by_name["projects"].startswith("d") and by_name["report.txt"].startswith("-")
+        assert " 15 " in by_name["report.txt"]
+        facts = dict(alice.mlsd("projects", facts=["type", "size", "modify"]))
+        assert facts["plan.md"]["type"] == "file" and facts["plan.md"]["size"] == "700"
+
+        # Downloads, SIZE, MDTM.
+        assert download(alice, "report.txt") == b"alice's report\n"
+        assert download(alice, "/projects/plan.md") == b"# plan\n" * 100
+        assert alice.size("report.txt") == 15
+        assert alice.sendcmd("MDTM report.txt").startswith("213 ")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            download(bob, "report.txt")
+
+        # Rename (file and across folders), then delete and remove the directory.
+        alice.rename("report.txt", "final.txt")
+        alice.rename("final.txt", "projects/final.txt")
+        assert "final.txt" in alice.nlst("projects")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            alice.size("report.txt")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            alice.rmd("projects")  # not empty
+        alice.delete("projects/final.txt")
+        alice.delete("projects/plan.md")
+        alice.rmd("projects")
+        assert "projects" not in alice.nlst()
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            alice.delete("projects/plan.md")
+
+        # What Box holds, looked at directly as each Box user.
+        assert "notes.txt" in box_names(backend, "bob")
+        assert "projects" not in box_names(backend, "alice")
+        assert "notes.txt" not in box_names(backend, "alice")
+        bob.delete("notes.txt")
+    finally:
+        alice.quit()
+        bob.quit()
+    assert "ftp login alice" in caplog.text and "STOR /report.txt completed" in caplog.text
+    assert PASSWORDS["alice"] not in caplog.text
+
+
+def test_rest_offset_download_and_mfmt(env):
+    backend, plain, _tls = env
+    ftp = connect(plain, "bob")
+    try:
+        data = bytes(range(256)) * 4096  # 1 MiB
+        upload(ftp, "ranged.bin", data)
+        assert download(ftp, "ranged.bin", rest=1000) == data[1000:]
+        assert download(ftp, "ranged.bin", rest=len(data) - 5) == data[-5:]
+        with pytest.raises(ftplib.error_perm, match="^554"):
+            download(ftp, "ranged.bin", rest=len(data) + 1)
+
+        resp = ftp.sendcmd("MFMT 20200102030405 ranged.bin")
+        assert resp.startswith("213 Modify=20200102030405")
+        assert ftp.sendcmd("MDTM ranged.bin") == "213 20200102030405"
+        info = backend.inspect(backend.box_users["bob"]).info("ranged.bin")
+        assert info_mtime(info) == datetime(2020, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp()
+        # The content is unchanged by setting the time.
+        assert download(ftp, "ranged.bin") == data
+        ftp.delete("ranged.bin")
+    finally:
+        ftp.quit()
+
+
+def test_paths_outside_home_are_refused(env):
+    backend, plain, _tls = env
+    alice = connect(plain, "alice")
+    carol = connect(plain, "carol")  # same Box user as alice, confined to /carol-home
+    try:
+        upload(alice, "secret.txt", b"alice only")
+        upload(carol, "mine.txt", b"carol's")
+        assert "carol-home" in alice.nlst()
+        assert download(alice, "carol-home/mine.txt") == b"carol's"
+        assert carol.nlst() == ["mine.txt"]
+        assert carol.pwd() == "/"
+        for path in ("../secret.txt", "/../secret.txt", "../../secret.txt", "/secret.txt", "..//secret.txt"):
+            with pytest.raises(ftplib.error_perm, match="^550"):
+                download(carol, path)
+            with pytest.raises(ftplib.error_perm, match="^550"):
+                carol.size(path)
+        for path in ("..", "/..", "../carol-home/../.."):
+            with pytest.raises(ftplib.error_perm, match="^550"):
+                carol.cwd(path)
+            assert carol.pwd() == "/"
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            upload(carol, "../escaped.txt", b"x")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            carol.delete("../secret.txt")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            carol.rename("mine.txt", "../stolen.txt")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            carol.mkd("../newdir")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            carol.nlst("..")
+        names = box_names(backend, "alice")
+        assert "secret.txt" in names
+        assert not {"escaped.txt", "stolen.txt", "newdir"} & names
+        assert download(alice, "secret.txt") == b"alice only"
+        alice.delete("secret.txt")
+        carol.delete("mine.txt")
+    finally:
+        alice.quit()
+        carol.quit()
+
+
+def test_read_only_user(env):
+    _backend, plain, _tls = env
+    bob = connect(plain, "bob")
+    dave = ftplib.FTP()
+    dave.connect(plain.host, plain.port, timeout=30)
+    dave.login("dave", PASSWORDS["alice"])  # dave: read-only over bob's Box user
+    try:
+        upload(bob, "shared.txt", b"read me")
+        assert download(dave, "shared.txt") == b"read me"
+        for action in (
+            lambda: upload(dave, "new.txt", b"x"),
+            lambda: dave.delete("shared.txt"),
+            lambda: dave.mkd("d"),
+            lambda: dave.rename("shared.txt", "x.txt"),
+        ):
+            with pytest.raises(ftplib.error_perm, match="^550"):
+                action()
+        assert "shared.txt" in bob.nlst() and "new.txt" not in bob.nlst()
+        bob.delete("shared.txt")
+    finally:
+        bob.quit()
+        dave.quit()
+
+
+def test_large_stor_is_one_box_file_with_right_sha1(env):
+    backend, plain, _tls = env
+    data = os.urandom(60 * 1024 * 1024)
+    sha1 = hashlib.sha1(data).hexdigest()
+    ftp = connect(plain, "alice")
+    try:
+        assert upload(ftp, "big.bin", data).startswith("226")
+        assert ftp.size("big.bin") == len(data)
+    finally:
+        ftp.quit()
+    fs = backend.inspect(backend.box_users["alice"])
+    entries = [e for e in fs.ls("", detail=True) if e["name"].rstrip("/").endswith("big.bin")]
+    assert len(entries) == 1 and entries[0]["size"] == len(data)
+    if backend.kind == "emulator":
+        assert entries[0]["sha1"] == sha1
+    else:
+        with fs.open("big.bin", "rb") as fh:
+            assert hashlib.sha1(fh.read()).hexdigest() == sha1
+    fs.rm("big.bin")
+
+
+def test_ten_concurrent_sessions(env):
+    _backend, plain, _tls = env
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(10)
+
+    def session(i: int) -> None:
+        login = "alice" if i % 2 else "bob"
+        try:
+            ftp = connect(plain, login)
+            barrier.wait(timeout=60)  # all ten logged in at the same time
+            payload = f"session {i}\n".encode() * (1000 + i)
+            name = f"concurrent-{i}.txt"
+            upload(ftp, name, payload)
+            assert name in ftp.nlst()
+            assert download(ftp, name) == payload
+            ftp.delete(name)
+            ftp.quit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+
+
+def test_explicit_ftps(env):
+    backend, _plain, tls = env
+    ftp = ftplib.FTP_TLS()
+    ftp.connect(tls.host, tls.port, timeout=60)
+    ftp.auth()  # AUTH TLS before the password is sent
+    ftp.login("bob", PASSWORDS["bob"])
+    ftp.prot_p()
+    try:
+        upload(ftp, "over-tls.txt", b"encrypted in transit")
+        assert download(ftp, "over-tls.txt") == b"encrypted in transit"
+        assert "over-tls.txt" in box_names(backend, "bob")
+        ftp.delete("over-tls.txt")
+    finally:
+        ftp.quit()

@@ -1,0 +1,176 @@
+"""Shared set-up for the FTP/SFTP server tests (imported by test_servers_ftp/sftp; no tests here).
+
+The servers are tested against the Box emulator with BoxFileSystem when both are importable
+(the real target), otherwise over local directories standing in for each Box user's tree, so the
+protocol layer can be exercised before the filesystem lands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fsspec.implementations.dirfs import DirFileSystem
+from fsspec.implementations.local import LocalFileSystem
+
+from boxfs.servers.users import hash_password
+
+PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-2", "carol": "carol-secret-3"}
+
+# Hashing costs ~50 ms each: done once per test session.
+_HASHES: dict[str, str] = {}
+
+
+def password_hash(login: str) -> str:
+    if login not in _HASHES:
+        _HASHES[login] = hash_password(PASSWORDS[login])
+    return _HASHES[login]
+
+
+def emulator_available() -> bool:
+    """True when both BoxFileSystem and the emulator can be imported."""
+    if os.environ.get("BOXFS_SERVERS_BACKEND") == "local":
+        return False
+    for mod in ("boxfs.core", "boxfs.emulator"):
+        if importlib.util.find_spec(mod) is None:
+            return False
+    try:
+        from boxfs.core import BoxFileSystem  # noqa: F401
+
+        from boxfs.emulator import BoxEmulator  # noqa: F401
+    except Exception:  # noqa: BLE001 - anything missing means "not there yet"
+        return False
+    return True
+
+
+class LocalUserFS(DirFileSystem):
+    """A local directory standing in for one Box user's tree (only until the emulator is used)."""
+
+    def set_modified(self, path: str, when: datetime) -> None:
+        real = self._join(path)
+        os.utime(real, (when.timestamp(), when.timestamp()))
+
+
+@dataclass
+class Backend:
+    """What the tests need: a per-Box-user filesystem factory, and a way to look behind the server."""
+
+    kind: str
+    factory: Callable[[str], Any]
+    box_users: dict[str, str]  # login -> box_user as written in the users file
+    inspect: Callable[[str], Any]  # box_user -> a separate filesystem to verify what the server did
+    emulator: Any = None
+
+
+@contextlib.contextmanager
+def make_backend(tmp_path: Path) -> Iterator[Backend]:
+    """Two Box users (alice's and bob's); carol acts as alice's Box user with a sub-folder home."""
+    if emulator_available():
+        from boxfs.emulator import BoxEmulator
+        from boxfs.servers.common import box_filesystem_factory
+
+        with BoxEmulator() as emu:
+            alice_id = emu.create_user("alice@example.com", name="Alice")
+            emu.create_user("bob@example.com", name="Bob")
+            cfg = emu.create_jwt_app(
+                scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
+            )
+            factory = box_filesystem_factory(cfg, emu.base_urls)
+            # bob by login email, alice by user id: both forms the users file allows.
+            users = {"alice": alice_id, "bob": "bob@example.com", "carol": alice_id}
+            inspectors: dict[str, Any] = {}
+
+            def inspect(box_user: str) -> Any:
+                if box_user not in inspectors:
+                    inspectors[box_user] = factory(box_user)
+                fs = inspectors[box_user]
+                fs.invalidate_cache()
+                return fs
+
+            yield Backend("emulator", factory, users, inspect, emu)
+        return
+
+    roots = tmp_path / "box"
+
+    def factory(box_user: str) -> Any:
+        root = roots / box_user
+        root.mkdir(parents=True, exist_ok=True)
+        return LocalUserFS(path=str(root), fs=LocalFileSystem())
+
+    users = {"alice": "alice@example.com", "bob": "bob@example.com", "carol": "alice@example.com"}
+    yield Backend("local", factory, users, factory)
+
+
+def write_users_file(path: Path, backend: Backend, *, ssh_keys: dict[str, list[str]] | None = None) -> Path:
+    """alice and bob at their Box roots; carol read-only-free but confined to /carol-home."""
+    ssh_keys = ssh_keys or {}
+    lines = []
+    for login, home, read_only in (
+        ("alice", "/", False),
+        ("bob", "/", False),
+        ("carol", "/carol-home", False),
+    ):
+        lines += [
+            f"[users.{login}]",
+            f'password = "{password_hash(login)}"',
+            f'box_user = "{backend.box_users[login]}"',
+            f'home = "{home}"',
+            f"read_only = {'true' if read_only else 'false'}",
+        ]
+        if login in ssh_keys:
+            keys = ", ".join(f'"{k}"' for k in ssh_keys[login])
+            lines.append(f"ssh_keys = [{keys}]")
+        lines.append("")
+    lines += [
+        "[users.dave]",
+        f'password = "{password_hash("alice")}"',  # dave: read-only view of bob's tree
+        f'box_user = "{backend.box_users["bob"]}"',
+        'home = "/"',
+        "read_only = true",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1, for the FTPS test."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
