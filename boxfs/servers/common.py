@@ -104,7 +104,11 @@ def info_to_stat(info: Mapping[str, Any], read_only: bool = False) -> os.stat_re
         mode = READONLY_FILE_MODE if read_only else FILE_MODE
     size = 0 if is_dir else int(info.get("size") or 0)
     mtime = info_mtime(info)
-    return os.stat_result((mode, info_inode(info), 0, 1, 0, 0, size, int(mtime), int(mtime), int(mtime)))
+    ns = int(mtime * 1_000_000_000)
+    extra = {"st_atime_ns": ns, "st_mtime_ns": ns, "st_ctime_ns": ns, "st_atime": mtime, "st_mtime": mtime}
+    return os.stat_result(
+        (mode, info_inode(info), 0, 1, 0, 0, size, int(mtime), int(mtime), int(mtime)), extra
+    )
 
 
 def set_mtime(fs: Any, path: str, epoch: float) -> None:

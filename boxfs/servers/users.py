@@ -164,6 +164,10 @@ class UsersDB:
     def __repr__(self) -> str:
         return f"UsersDB(logins={sorted(self._users)!r})"
 
+    def logins(self) -> list[str]:
+        """All logins, sorted."""
+        return sorted(self._users)
+
     def get(self, login: str) -> User | None:
         """The user with that login, or None."""
         return self._users.get(login)

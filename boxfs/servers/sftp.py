@@ -1,0 +1,551 @@
+"""SFTP server whose users' files live in Box (asyncssh).
+
+Same users file and confinement rules as the FTP server: each login acts as its own Box user
+and sees only its home folder; a path that climbs above the virtual root is refused with
+"permission denied" rather than clamped. Every filesystem call is a blocking HTTP request to Box,
+so they run in a thread pool and the event loop keeps serving the other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+from asyncssh import (
+    FXF_APPEND,
+    FXF_CREAT,
+    FXF_EXCL,
+    FXF_READ,
+    FXF_TRUNC,
+    FXF_WRITE,
+    SFTPAttrs,
+    SFTPError,
+    SFTPFailure,
+    SFTPFileAlreadyExists,
+    SFTPName,
+    SFTPNoSuchFile,
+    SFTPOpUnsupported,
+    SFTPPermissionDenied,
+)
+
+from boxfs.servers.common import (
+    DownloadFile,
+    UploadFile,
+    box_filesystem_factory,
+    error_reason,
+    info_is_dir,
+    info_to_stat,
+    set_mtime,
+)
+from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BoxSFTPServer", "BoxSSHServer", "SFTPServerHandle", "run_sftp", "start_sftp_server"]
+
+
+class _ServerState:
+    """What every connection of one server shares: users, filesystems, key index, thread pool."""
+
+    def __init__(self, users: UsersDB, filesystems: UserFilesystems, max_workers: int = 32):
+        self.users = users
+        self.filesystems = filesystems
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="boxfs-sftp")
+        # Authorized keys parsed once; a malformed key in the users file fails at start-up.
+        self.keys: dict[str, list[bytes]] = {}
+        for login in users.logins():
+            user = users.get(login)
+            assert user is not None
+            self.keys[login] = [asyncssh.import_public_key(k).public_data for k in user.ssh_keys]
+
+    def __repr__(self) -> str:
+        return f"_ServerState({self.users!r})"
+
+
+class BoxSSHServer(asyncssh.SSHServer):
+    """SSH authentication against the users file (password and/or public keys)."""
+
+    def __init__(self, state: _ServerState):
+        self._state = state
+        self._peer = "?"
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        peer = conn.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def begin_auth(self, username: str) -> bool:
+        return True  # authentication is always required
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        loop = asyncio.get_running_loop()
+        # scrypt is deliberately slow: keep it off the event loop.
+        user = await loop.run_in_executor(
+            self._state.executor, self._state.users.authenticate, username, password
+        )
+        if user is None:
+            logger.warning("sftp login refused for %r from %s (password)", username, self._peer)
+            return False
+        logger.info(
+            "sftp login %s from %s (Box user %s, home %s%s, password)",
+            username,
+            self._peer,
+            user.box_user,
+            user.home,
+            ", read-only" if user.read_only else "",
+        )
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        allowed = self._state.keys.get(username, [])
+        ok = key.public_data in allowed
+        if ok:
+            logger.info("sftp login %s from %s (public key %s)", username, self._peer, key.get_fingerprint())
+        else:
+            logger.debug("sftp key %s not authorized for %r", key.get_fingerprint(), username)
+        return ok
+
+
+def _sftp_error(exc: BaseException, virtual: str) -> SFTPError:
+    """A filesystem exception as an SFTP status with a short, safe reason."""
+    if isinstance(exc, SFTPError):
+        return exc
+    code, reason = error_reason(exc)
+    message = f"{reason}: {virtual}"
+    if isinstance(exc, FileNotFoundError):
+        return SFTPNoSuchFile(message)
+    if isinstance(exc, FileExistsError):
+        return SFTPFileAlreadyExists(message)
+    if isinstance(exc, PermissionError):
+        return SFTPPermissionDenied(message)
+    if reason == "Operation not supported":
+        return SFTPOpUnsupported(message)
+    if reason == "Box request failed":
+        logger.warning("Box request failed for %s: %s", virtual, type(exc).__name__, exc_info=True)
+    return SFTPFailure(message)
+
+
+class BoxSFTPServer(asyncssh.SFTPServer):
+    """An SFTP session for one authenticated login, over that login's Box filesystem."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel, state: _ServerState):
+        super().__init__(chan)
+        self._state = state
+        login = chan.get_extra_info("username")
+        user = state.users.get(login)
+        if user is None:  # cannot happen after authentication; refuse rather than guess
+            raise SFTPPermissionDenied("unknown login")
+        self.user: User = user
+        self._fs: Any = None
+        self._mtimes: dict[int, float] = {}
+
+    def __repr__(self) -> str:
+        return f"BoxSFTPServer(login={self.user.login!r})"
+
+    # --- helpers
+
+    async def _run(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._state.executor, functools.partial(func, *args, **kwargs))
+
+    async def _filesystem(self) -> Any:
+        if self._fs is None:
+            # Creating the filesystem (and the home folder) talks to Box: not on the event loop.
+            self._fs = await self._run(self._state.filesystems.for_user, self.user)
+        return self._fs
+
+    def _virtual(self, path: bytes) -> str:
+        try:
+            text = path.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SFTPNoSuchFile("path is not valid UTF-8") from None
+        virtual = virtual_norm(text, "/")
+        if virtual is None:
+            raise SFTPPermissionDenied(f"path is outside the home folder: {text}")
+        return virtual
+
+    def _backend(self, virtual: str) -> str:
+        return backend_path(self.user.home, virtual)
+
+    def _check_writable(self, virtual: str) -> None:
+        if self.user.read_only:
+            raise SFTPPermissionDenied(f"read-only account: {virtual}")
+
+    async def _call(self, virtual: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._run(func, *args, **kwargs)
+        except SFTPError:
+            raise
+        except Exception as exc:
+            raise _sftp_error(exc, virtual) from None
+
+    async def _info(self, virtual: str) -> dict[str, Any]:
+        fs = await self._filesystem()
+        if virtual == "/" and self.user.home == "/":
+            # The Box root always exists; no request needed.
+            return {"name": "", "type": "directory", "size": 0, "id": "0"}
+        return await self._call(virtual, fs.info, self._backend(virtual))
+
+    async def _exists(self, virtual: str) -> bool:
+        fs = await self._filesystem()
+        return bool(await self._call(virtual, fs.exists, self._backend(virtual)))
+
+    # --- paths and attributes
+
+    async def realpath(self, path: bytes) -> bytes:
+        return self._virtual(path).encode("utf-8")
+
+    async def stat(self, path: bytes) -> os.stat_result:
+        virtual = self._virtual(path)
+        return info_to_stat(await self._info(virtual), self.user.read_only)
+
+    lstat = stat
+
+    async def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        virtual = self._virtual(path)
+        info = await self._info(virtual)
+        if attrs.size is not None and attrs.size != int(info.get("size") or 0):
+            raise SFTPOpUnsupported("Box files cannot be truncated in place")
+        if attrs.mtime is not None:
+            self._check_writable(virtual)
+            if info_is_dir(info):
+                raise SFTPOpUnsupported("Box folders have no settable modification time")
+            fs = await self._filesystem()
+            await self._call(virtual, set_mtime, fs, self._backend(virtual), float(attrs.mtime))
+            logger.info("sftp %s set modification time of %s", self.user.login, virtual)
+        # Permissions, owners and access times do not exist in Box: accepted and ignored so
+        # that clients preserving attributes do not fail.
+
+    lsetstat = setstat
+
+    async def fstat(self, file_obj: Any) -> os.stat_result:
+        if isinstance(file_obj, UploadFile):
+            return info_to_stat({"type": "file", "size": file_obj.bytes_written, "name": file_obj.name})
+        return await self.stat(file_obj.name.encode("utf-8"))
+
+    async def fsetstat(self, file_obj: Any, attrs: SFTPAttrs) -> None:
+        if isinstance(file_obj, UploadFile):
+            if attrs.mtime is not None:
+                # Applied once the upload is stored (Box sets times only with content).
+                self._mtimes[id(file_obj)] = float(attrs.mtime)
+            return
+        await self.setstat(file_obj.name.encode("utf-8"), attrs)
+
+    # --- files
+
+    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Any:
+        virtual = self._virtual(path)
+        fs = await self._filesystem()
+        backend = self._backend(virtual)
+        if pflags & FXF_WRITE:
+            self._check_writable(virtual)
+            if pflags & (FXF_READ | FXF_APPEND):
+                raise SFTPOpUnsupported("Box files can only be written whole: open write-only")
+            try:
+                info = await self._run(fs.info, backend)
+            except FileNotFoundError:
+                info = None
+            except Exception as exc:
+                raise _sftp_error(exc, virtual) from None
+            if info is not None:
+                if info_is_dir(info):
+                    raise SFTPFailure(f"Is a directory: {virtual}")
+                if pflags & FXF_EXCL:
+                    raise SFTPFileAlreadyExists(f"File exists: {virtual}")
+                if not pflags & FXF_TRUNC:
+                    raise SFTPOpUnsupported("Box files cannot be modified in place: open with truncate")
+            elif not pflags & FXF_CREAT:
+                raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
+            upload = await self._call(virtual, UploadFile, fs, backend, virtual)
+            logger.info("sftp %s upload started %s", self.user.login, virtual)
+            return upload
+        info = await self._info(virtual)
+        if info_is_dir(info):
+            raise SFTPFailure(f"Is a directory: {virtual}")
+        download = await self._call(virtual, DownloadFile, fs, backend, virtual)
+        logger.info("sftp %s download started %s", self.user.login, virtual)
+        return download
+
+    async def read(self, file_obj: Any, offset: int, size: int) -> bytes:
+        if not isinstance(file_obj, DownloadFile):
+            raise SFTPPermissionDenied("file not open for reading")
+        return await self._call(file_obj.name, file_obj.pread, size, offset)
+
+    async def write(self, file_obj: Any, offset: int, data: bytes) -> int:
+        if not isinstance(file_obj, UploadFile):
+            raise SFTPPermissionDenied("file not open for writing")
+        return await self._call(file_obj.name, file_obj.pwrite, data, offset)
+
+    async def close(self, file_obj: Any) -> None:
+        if isinstance(file_obj, UploadFile):
+            try:
+                await self._run(file_obj.close)
+            except Exception as exc:
+                _code, reason = error_reason(exc)
+                logger.warning(
+                    "sftp %s upload failed %s: %s (%s)",
+                    self.user.login,
+                    file_obj.name,
+                    reason,
+                    type(exc).__name__,
+                )
+                raise SFTPFailure(f"Upload failed: {reason}") from None
+            logger.info(
+                "sftp %s upload completed %s: %d bytes",
+                self.user.login,
+                file_obj.name,
+                file_obj.bytes_written,
+            )
+            mtime = self._mtimes.pop(id(file_obj), None)
+            if mtime is not None:
+                fs = await self._filesystem()
+                await self._call(file_obj.name, set_mtime, fs, file_obj.path, mtime)
+        elif isinstance(file_obj, DownloadFile):
+            await self._run(file_obj.close)
+            logger.info(
+                "sftp %s download closed %s: %d bytes", self.user.login, file_obj.name, file_obj.bytes_read
+            )
+
+    def exit(self) -> None:
+        logger.info("sftp session of %s ended", self.user.login)
+
+    # --- directories
+
+    async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+        virtual = self._virtual(path)
+        fs = await self._filesystem()
+        info = await self._info(virtual)
+        if not info_is_dir(info):
+            raise SFTPFailure(f"Not a directory: {virtual}")
+        entries = await self._call(virtual, fs.ls, self._backend(virtual), detail=True)
+        here = info_to_stat(info, self.user.read_only)
+        yield SFTPName(b".", attrs=SFTPAttrs.from_local(here))
+        yield SFTPName(b"..", attrs=SFTPAttrs.from_local(here))
+        for entry in sorted(entries, key=lambda e: e["name"]):
+            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if not name:
+                continue
+            attrs = SFTPAttrs.from_local(info_to_stat(entry, self.user.read_only))
+            yield SFTPName(name.encode("utf-8"), attrs=attrs)
+
+    async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+        virtual = self._virtual(path)
+        self._check_writable(virtual)
+        if await self._exists(virtual):
+            raise SFTPFileAlreadyExists(f"File exists: {virtual}")
+        fs = await self._filesystem()
+        await self._call(virtual, fs.mkdir, self._backend(virtual), create_parents=False)
+        logger.info("sftp %s created folder %s", self.user.login, virtual)
+
+    async def rmdir(self, path: bytes) -> None:
+        virtual = self._virtual(path)
+        self._check_writable(virtual)
+        if virtual == "/":
+            raise SFTPPermissionDenied("cannot remove the home folder")
+        info = await self._info(virtual)
+        if not info_is_dir(info):
+            raise SFTPFailure(f"Not a directory: {virtual}")
+        fs = await self._filesystem()
+        await self._call(virtual, fs.rmdir, self._backend(virtual))
+        logger.info("sftp %s removed folder %s", self.user.login, virtual)
+
+    async def remove(self, path: bytes) -> None:
+        virtual = self._virtual(path)
+        self._check_writable(virtual)
+        info = await self._info(virtual)
+        if info_is_dir(info):
+            raise SFTPFailure(f"Is a directory: {virtual}")
+        fs = await self._filesystem()
+        await self._call(virtual, fs.rm, self._backend(virtual))
+        logger.info("sftp %s deleted %s", self.user.login, virtual)
+
+    async def _rename(self, oldpath: bytes, newpath: bytes, overwrite: bool) -> None:
+        src = self._virtual(oldpath)
+        dst = self._virtual(newpath)
+        self._check_writable(src)
+        if src == "/" or dst == "/":
+            raise SFTPPermissionDenied("cannot rename the home folder")
+        fs = await self._filesystem()
+        await self._info(src)  # the source must exist
+        if await self._exists(dst):
+            if not overwrite:
+                raise SFTPFileAlreadyExists(f"File exists: {dst}")
+            target = await self._info(dst)
+            if info_is_dir(target):
+                raise SFTPFailure(f"Is a directory: {dst}")
+            await self._call(dst, fs.rm, self._backend(dst))
+        await self._call(src, fs.mv, self._backend(src), self._backend(dst))
+        logger.info("sftp %s renamed %s to %s", self.user.login, src, dst)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._rename(oldpath, newpath, overwrite=False)
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._rename(oldpath, newpath, overwrite=True)
+
+    # --- not in Box
+
+    def readlink(self, path: bytes) -> bytes:
+        raise SFTPOpUnsupported("Box has no symbolic links")
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise SFTPOpUnsupported("Box has no symbolic links")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise SFTPOpUnsupported("Box has no hard links")
+
+
+def _load_host_key(host_key: str | os.PathLike[str] | asyncssh.SSHKey | None) -> asyncssh.SSHKey:
+    if isinstance(host_key, asyncssh.SSHKey):
+        return host_key
+    if host_key is None:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        logger.warning(
+            "no host key given: generated a temporary one (%s); clients will see a new key at every start",
+            key.get_fingerprint(),
+        )
+        return key
+    return asyncssh.read_private_key(os.fspath(host_key))
+
+
+async def create_sftp_server(
+    users: str | os.PathLike[str] | UsersDB,
+    filesystems: UserFilesystems | Callable[[str], Any],
+    host: str = "127.0.0.1",
+    port: int = 2222,
+    *,
+    host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
+    max_workers: int = 32,
+    login_timeout: float = 60,
+) -> asyncssh.SSHAcceptor:
+    """Start serving SFTP on the running event loop; returns the asyncssh acceptor."""
+    users_db = load_users(users)
+    if not isinstance(filesystems, UserFilesystems):
+        filesystems = UserFilesystems(filesystems)
+    state = _ServerState(users_db, filesystems, max_workers)
+    key = _load_host_key(host_key)
+    acceptor = await asyncssh.create_server(
+        functools.partial(BoxSSHServer, state),
+        host,
+        port,
+        server_host_keys=[key],
+        sftp_factory=functools.partial(BoxSFTPServer, state=state),
+        allow_scp=False,
+        login_timeout=login_timeout,
+    )
+    acceptor._boxfs_state = state  # type: ignore[attr-defined]  # kept for shutdown
+    return acceptor
+
+
+@dataclass
+class SFTPServerHandle:
+    """An SFTP server running on its own event loop in a background thread (tests, embedding)."""
+
+    acceptor: asyncssh.SSHAcceptor
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    host: str
+    port: int
+    host_key: asyncssh.SSHKey
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the listener and every session, then stop the loop and its thread."""
+
+        async def shutdown() -> None:
+            self.acceptor.close()
+            await self.acceptor.wait_closed()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(timeout)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
+            state = getattr(self.acceptor, "_boxfs_state", None)
+            if state is not None:
+                state.executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> SFTPServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_sftp_server(
+    users: str | os.PathLike[str] | UsersDB,
+    filesystems: UserFilesystems | Callable[[str], Any] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    base_urls: Mapping[str, str] | None = None,
+    host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
+    **options: Any,
+) -> SFTPServerHandle:
+    """Start an SFTP server in a background thread; returns once it accepts connections.
+
+    Give either ``filesystems`` (a :class:`UserFilesystems` or factory) or a Box app ``config``
+    (+ ``base_urls`` for the emulator). ``port=0`` picks a free port (see ``handle.port``);
+    ``handle.host_key`` is the server key clients should trust.
+    """
+    if filesystems is None:
+        if config is None:
+            raise ValueError("give filesystems or a Box app config")
+        filesystems = box_filesystem_factory(config, base_urls)
+    key = _load_host_key(host_key)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="boxfs-sftp", daemon=True)
+    thread.start()
+    future = asyncio.run_coroutine_threadsafe(
+        create_sftp_server(users, filesystems, host, port, host_key=key, **options), loop
+    )
+    try:
+        acceptor = future.result(30)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        raise
+    bound = acceptor.sockets[0].getsockname()
+    logger.info("SFTP server listening on %s:%d", bound[0], bound[1])
+    return SFTPServerHandle(acceptor, loop, thread, bound[0], bound[1], key)
+
+
+def run_sftp(
+    users_file: str | os.PathLike[str],
+    config: str | os.PathLike[str] | Mapping[str, Any],
+    host: str = "0.0.0.0",
+    port: int = 2222,
+    *,
+    host_key: str | os.PathLike[str] | None = None,
+    base_urls: Mapping[str, str] | None = None,
+) -> None:
+    """Run the SFTP server in the foreground until interrupted (what ``boxfs serve sftp`` calls)."""
+
+    async def main() -> None:
+        acceptor = await create_sftp_server(
+            users_file, box_filesystem_factory(config, base_urls), host, port, host_key=host_key
+        )
+        bound = acceptor.sockets[0].getsockname()
+        logger.info("SFTP server for Box listening on %s:%d", bound[0], bound[1])
+        try:
+            await acceptor.wait_closed()
+        finally:
+            acceptor.close()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        logger.info("SFTP server stopped")
