@@ -1,0 +1,282 @@
+"""File content: downloads (302 to a download host, ranges), preflight checks and multipart uploads.
+
+Uploaded bytes go to a temp file while their SHA1 is computed, then into the blob store; a new
+version is recorded only once the whole body arrived and checked out, so an interrupted or
+rejected upload never changes the file's current version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from boxfs.emulator.errors import ApiError, bad_request, not_found
+from boxfs.emulator.httpserver import CHUNK, Request, Response, Router
+from boxfs.emulator.items import check_if_match, conflict_error
+from boxfs.emulator.multipart import MultipartError, MultipartReader, boundary_of
+from boxfs.emulator.representations import Representer, parse_fields
+from boxfs.emulator.state import MAX_UPLOAD_SIZE, BoxState, Principal, check_name, name_key
+from boxfs.emulator.store import now_iso
+
+DOWNLOAD_TTL = 15 * 60
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_time(value: Any, field: str) -> str | None:
+    """An RFC 3339 timestamp as Box stores it (to the second, with offset)."""
+    if value in (None, ""):
+        return None
+    try:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"Invalid value for {field}: {value!r}; an RFC 3339 date-time is required", "bad_request") from None
+    if dt.tzinfo is None:
+        raise bad_request(f"Invalid value for {field}: a time zone offset is required", "bad_request")
+    return dt.replace(microsecond=0).isoformat()
+
+
+class ContentRoutes:
+    def __init__(self, state: BoxState, rep: Representer) -> None:
+        self.state = state
+        self.store = state.store
+        self.rep = rep
+        self._dl_lock = threading.Lock()
+
+    # -- the one place a new file or version comes to exist ---------------------------------------
+    def store_content(self, p: Principal, *, parent_id: str | None, name: str | None, file_id: str | None,
+                      sha1: str, size: int, temp: Path, content_modified_at: str | None,
+                      content_created_at: str | None = None, if_match: str | None = None) -> Any:
+        """Record uploaded content as a new file (file_id None) or a new version; return the file row."""
+        self.store.adopt_blob(temp, sha1)
+        now = now_iso()
+        with self.store.tx() as db:
+            if file_id is None:
+                assert parent_id is not None and name is not None
+                self.state.item(p, parent_id, "folder")
+                conflict = self.state.conflict(p.user_id, parent_id, name)
+                if conflict is not None:
+                    raise conflict_error(self.rep, conflict)
+                file_id = self.store.next_id("item", 100000001)
+                db.execute(
+                    "INSERT INTO items (id, type, owner_id, parent_id, name, name_key, created_at, modified_at, "
+                    "content_created_at, content_modified_at, created_by, modified_by) VALUES (?, 'file', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (file_id, p.user_id, parent_id, name, name_key(name), now, now,
+                     content_created_at or content_modified_at or now, content_modified_at or now, p.user_id, p.user_id),
+                )
+                final_name = name
+            else:
+                row = self.state.item(p, file_id, "file")
+                if if_match is not None and if_match.strip('"') != str(row["sequence_id"]):
+                    raise ApiError(412, "precondition_failed", "The resource has been modified. Please retrieve the resource again and retry")
+                final_name = name or row["name"]
+                if name and name_key(name) != row["name_key"]:
+                    conflict = self.state.conflict(p.user_id, row["parent_id"], name, exclude=file_id)
+                    if conflict is not None:
+                        raise conflict_error(self.rep, conflict)
+                db.execute(
+                    "UPDATE items SET name=?, name_key=?, modified_at=?, modified_by=?, content_modified_at=?, "
+                    "sequence_id=sequence_id+1 WHERE id=?",
+                    (final_name, name_key(final_name), now, p.user_id, content_modified_at or now, file_id),
+                )
+                parent_id = row["parent_id"]
+            version_id = self.store.next_id("version", 500000001)
+            db.execute(
+                "INSERT INTO versions (id, file_id, sha1, size, name, created_at, modified_at, uploader_id, content_modified_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (version_id, file_id, sha1, size, final_name, now, now, p.user_id, content_modified_at or now),
+            )
+            db.execute("UPDATE items SET version_id=? WHERE id=?", (version_id, file_id))
+            if parent_id and parent_id != "0":
+                db.execute("UPDATE items SET modified_at=? WHERE id=?", (now, parent_id))
+        return self.state.item(p, file_id, "file")
+
+    def check_quota(self, p: Principal, size: int) -> None:
+        if size > MAX_UPLOAD_SIZE:
+            raise ApiError(403, "file_size_limit_exceeded", "File size exceeds the folder owner's file size limit")
+        user = self.store.one("SELECT space_amount FROM users WHERE id=?", p.user_id)
+        if user is not None and self.state.space_used(p.user_id) + size > user["space_amount"]:
+            raise ApiError(403, "storage_limit_exceeded", "Account storage limit reached")
+
+    # -- preflight ----------------------------------------------------------------------------------------
+    def preflight(self, req: Request) -> Response:
+        p = self.state.principal(req)
+        p.require("item_upload", write=True)
+        body = req.json()
+        file_id = req.params.get("file_id")
+        size = body.get("size")
+        if size is not None and (not isinstance(size, int) or size < 0):
+            raise bad_request("size must be a non-negative integer")
+        if file_id is not None:
+            row = self.state.item(p, file_id, "file")
+            name = body.get("name")
+            if name is not None:
+                check_name(name, "file")
+                conflict = self.state.conflict(p.user_id, row["parent_id"], name, exclude=file_id)
+                if conflict is not None:
+                    raise conflict_error(self.rep, conflict)
+        else:
+            name = check_name(body.get("name"), "file")
+            parent = body.get("parent") or {}
+            if not isinstance(parent, dict) or "id" not in parent:
+                raise bad_request("parent.id is required")
+            self.state.item(p, str(parent["id"]), "folder")
+            conflict = self.state.conflict(p.user_id, str(parent["id"]), name)
+            if conflict is not None:
+                raise conflict_error(self.rep, conflict)
+        if size is not None:
+            self.check_quota(p, size)
+        return Response.json({"upload_url": f"{req.base_url}/api/2.0/files/content", "upload_token": secrets.token_urlsafe(16)})
+
+    # -- multipart uploads -------------------------------------------------------------------------------
+    def upload(self, req: Request) -> Response:
+        p = self.state.principal(req)
+        p.require("item_upload", write=True)
+        file_id = req.params.get("file_id")
+        if file_id is not None:
+            existing = self.state.item(p, file_id, "file")
+            check_if_match(req, existing)
+        try:
+            reader = MultipartReader(req.body, boundary_of(req.header("Content-Type")))
+            attributes: dict[str, Any] | None = None
+            temp: Path | None = None
+            sha1 = ""
+            size = 0
+            for headers, body in reader.parts():
+                if headers.name == "attributes":
+                    raw = b"".join(body())
+                    try:
+                        attributes = json.loads(raw or b"{}")
+                    except ValueError:
+                        raise bad_request("attributes is not valid JSON") from None
+                    if not isinstance(attributes, dict):
+                        raise bad_request("attributes must be a JSON object")
+                    self._check_attributes(p, attributes, file_id)
+                elif headers.name == "file":
+                    if attributes is None:
+                        raise bad_request("The attributes part must come before the file part", "metadata_after_file_contents")
+                    if temp is not None:
+                        raise bad_request("Only one file part is allowed")
+                    sha1, size, temp = self._receive(body())
+        except MultipartError as exc:
+            raise bad_request(f"Malformed multipart body: {exc}") from None
+        if attributes is None:
+            raise bad_request("The attributes part is missing")
+        if temp is None:
+            raise bad_request("The file part is missing")
+        try:
+            expected = req.header("Content-MD5")
+            if expected and expected.strip().lower() != sha1:
+                raise ApiError(400, "sha1_mismatch", "The specified Content-MD5 did not match what we received")
+            self.check_quota(p, size)
+            row = self.store_content(
+                p,
+                parent_id=str((attributes.get("parent") or {}).get("id")) if file_id is None else None,
+                name=attributes.get("name"),
+                file_id=file_id,
+                sha1=sha1,
+                size=size,
+                temp=temp,
+                content_modified_at=parse_time(attributes.get("content_modified_at"), "content_modified_at"),
+                content_created_at=parse_time(attributes.get("content_created_at"), "content_created_at"),
+                if_match=req.header("If-Match"),
+            )
+        finally:
+            if temp.exists():
+                temp.unlink()
+        fields = parse_fields(req.query.get("fields"))
+        entry = self.rep.item(row, fields) if fields else self.rep.item(row, None)
+        return Response.json({"total_count": 1, "entries": [entry]}, 201 if file_id is None else 200)
+
+    def _check_attributes(self, p: Principal, attributes: dict[str, Any], file_id: str | None) -> None:
+        """Refuse a doomed upload before its bytes are received."""
+        parse_time(attributes.get("content_modified_at"), "content_modified_at")
+        parse_time(attributes.get("content_created_at"), "content_created_at")
+        if file_id is not None:
+            if attributes.get("name") is not None:
+                check_name(attributes["name"], "file")
+            return
+        check_name(attributes.get("name"), "file")
+        parent = attributes.get("parent")
+        if not isinstance(parent, dict) or "id" not in parent:
+            raise bad_request("attributes.parent.id is required")
+        self.state.item(p, str(parent["id"]), "folder")
+        conflict = self.state.conflict(p.user_id, str(parent["id"]), attributes["name"])
+        if conflict is not None:
+            raise conflict_error(self.rep, conflict)
+
+    def _receive(self, chunks: Any) -> tuple[str, int, Path]:
+        out, path = self.store.new_temp()
+        h = hashlib.sha1()
+        size = 0
+        try:
+            with out:
+                for chunk in chunks:
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return h.hexdigest(), size, path
+
+    # -- downloads -------------------------------------------------------------------------------------------
+    def download_redirect(self, req: Request) -> Response:
+        p = self.state.principal(req)
+        p.require("item_download")
+        row = self.state.item(p, req.params["file_id"], "file")
+        version_id = req.query.get("version") or row["version_id"]
+        v = self.store.one("SELECT * FROM versions WHERE id=? AND file_id=?", version_id, row["id"])
+        if v is None:
+            raise not_found("file version")
+        token = secrets.token_urlsafe(24)
+        with self._dl_lock:
+            now = time.time()
+            for k in [k for k, (_, _, exp) in self.state.download_tokens.items() if exp < now]:
+                del self.state.download_tokens[k]
+            self.state.download_tokens[token] = (v["sha1"], v["name"], now + DOWNLOAD_TTL)
+        return Response(302, b"", {"Location": f"{req.base_url}/download/{token}"})
+
+    def download(self, req: Request) -> Response:
+        with self._dl_lock:
+            entry = self.state.download_tokens.get(req.params["token"])
+        if entry is None or entry[2] < time.time():
+            raise ApiError(404, "not_found", "Not Found: the download URL is unknown or expired")
+        sha1, name, _ = entry
+        path = self.store.blob_path(sha1)
+        total = path.stat().st_size
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
+                   "Content-Disposition": f"attachment; filename=\"{name}\""}
+        rng = req.header("Range")
+        if rng:
+            m = _RANGE.match(rng.strip())
+            if not m or (m.group(1) == "" and m.group(2) == ""):
+                raise ApiError(416, "requested_range_not_satisfiable", "The range is not valid",
+                               headers={"Content-Range": f"bytes */{total}"})
+            if m.group(1) == "":
+                start, end = max(0, total - int(m.group(2))), total - 1
+            else:
+                start = int(m.group(1))
+                end = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
+            if start >= total or end < start:
+                raise ApiError(416, "requested_range_not_satisfiable", "The range is not satisfiable",
+                               headers={"Content-Range": f"bytes */{total}"})
+            headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+            headers["Content-Length"] = str(end - start + 1)
+            return Response(206, headers=headers, stream=self.store.read_blob(sha1, start, end + 1, CHUNK))
+        headers["Content-Length"] = str(total)
+        return Response(200, headers=headers, stream=self.store.read_blob(sha1, 0, None, CHUNK))
+
+    def register(self, router: Router) -> None:
+        router.add("OPTIONS", "api", "/files/content", self.preflight)
+        router.add("OPTIONS", "api", "/files/{file_id}/content", self.preflight)
+        router.add("POST", "upload", "/files/content", self.upload)
+        router.add("POST", "upload", "/files/{file_id}/content", self.upload)
+        router.add("GET", "api", "/files/{file_id}/content", self.download_redirect)
+        router.add("GET", "download", "/download/{token}", self.download)

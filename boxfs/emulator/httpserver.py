@@ -1,0 +1,419 @@
+"""The emulator's HTTP/1.1 layer: routing, streamed bodies, faults, latency and the request log.
+
+Built on the standard library's threading HTTP server so the emulator has no web-framework
+dependency: one thread per connection, keep-alive, request bodies read as streams (by
+Content-Length or chunked transfer coding) and response bodies written from iterators, so no
+file is ever held whole in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from boxfs.emulator.errors import ApiError, OAuthError, reason
+from boxfs.emulator.faults import FaultInjector, RequestLog, RequestRecord
+
+log = logging.getLogger("boxfs.emulator")
+
+CHUNK = 1 << 20
+
+# Path prefixes of Box's hosts, as laid out on the emulator's single origin.
+HOST_PREFIXES = (("/api/2.0", "upload"), ("/2.0", "api"), ("/oauth2", "oauth2"), ("/download", "download"))
+
+
+class BodyReader:
+    """A file-like reader over a request body that never reads past its end."""
+
+    def __init__(self, rfile: Any, length: int | None, chunked: bool) -> None:
+        self._rfile = rfile
+        self._remaining = length if length is not None else 0
+        self._chunked = chunked
+        self._chunk_left = 0
+        self._done = not chunked and not self._remaining
+        self.bytes_read = 0
+
+    def _next_chunk(self) -> None:
+        line = self._rfile.readline(65537)
+        if not line:
+            raise ConnectionError("client closed the connection inside a chunked body")
+        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while True:  # trailers, up to the blank line
+                trailer = self._rfile.readline(65537)
+                if trailer in (b"\r\n", b"\n", b""):
+                    break
+            self._done = True
+        self._chunk_left = size
+
+    def read(self, n: int = -1) -> bytes:
+        if self._done:
+            return b""
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        if self._chunked:
+            if self._chunk_left == 0:
+                self._next_chunk()
+                if self._done:
+                    return b""
+            data = self._rfile.read(min(n, self._chunk_left))
+            if not data:
+                raise ConnectionError("client closed the connection inside the body")
+            self._chunk_left -= len(data)
+            if self._chunk_left == 0:
+                self._rfile.readline(3)  # the CRLF that ends each chunk
+        else:
+            data = self._rfile.read(min(n, self._remaining))
+            if not data:
+                raise ConnectionError("client closed the connection inside the body")
+            self._remaining -= len(data)
+            if self._remaining == 0:
+                self._done = True
+        self.bytes_read += len(data)
+        return data
+
+    def readline(self, limit: int = 65536) -> bytes:
+        # Only used by the multipart parser on small header lines; a byte at a time is fine.
+        out = bytearray()
+        while len(out) < limit:
+            ch = self.read(1)
+            if not ch:
+                break
+            out += ch
+            if ch == b"\n":
+                break
+        return bytes(out)
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: Any  # email.message.Message: case-insensitive .get()
+    body: BodyReader
+    host: str
+    route: str
+    params: dict[str, str]
+    request_id: str
+    base_url: str
+    record: RequestRecord
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name, default)
+
+    def json(self) -> Any:
+        raw = self.body.read()
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, "bad_request", f"Could not parse JSON body: {exc}") from None
+
+    def form(self) -> dict[str, str]:
+        raw = self.body.read().decode("utf-8", "replace")
+        return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # dict/list → JSON; bytes; or None
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterable[bytes] | None = None  # streamed body; needs Content-Length in headers
+
+    @classmethod
+    def json(cls, body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return cls(status=status, body=body, headers=dict(headers or {}))
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass
+class Route:
+    method: str
+    host: str
+    template: str
+    regex: re.Pattern[str]
+    handler: Handler
+
+
+class Router:
+    """Maps (method, host, path) to handlers; templates are Box's OpenAPI path templates."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, method: str, hosts: str | tuple[str, ...], template: str, handler: Handler) -> None:
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+        regex = re.compile("^" + pattern + "$")
+        for host in (hosts,) if isinstance(hosts, str) else hosts:
+            self.routes.append(Route(method, host, template, regex, handler))
+
+    def match(self, method: str, host: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """Return (route, params, path_known); path_known tells a 405 from a 404."""
+        known = False
+        for route in self.routes:
+            if route.host != host:
+                continue
+            m = route.regex.match(path)
+            if not m:
+                continue
+            known = True
+            if route.method == method:
+                return route, {k: unquote(v) for k, v in m.groupdict().items()}, True
+        return None, {}, known
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], app: HttpApp) -> None:
+        self.app = app
+        super().__init__(addr, _Handler)
+
+
+class _DropConnection(Exception):
+    """Raised to cut the connection without a (complete) response."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError, _DropConnection):
+            self.close_connection = True
+
+    def _dispatch(self) -> None:
+        self.server.app.handle(self)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = do_PATCH = _dispatch
+
+
+class HttpApp:
+    """The server: owns the router, fault injector and request log, and runs handlers."""
+
+    def __init__(self, router: Router, faults: FaultInjector, request_log: RequestLog) -> None:
+        self.router = router
+        self.faults = faults
+        self.request_log = request_log
+        self.latency = 0.0
+        self.jitter = 0.0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.identify: Callable[[Request], None] | None = None  # fills record.user_id where possible
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, host: str, port: int) -> tuple[str, int]:
+        self._server = _Server((host, port), self)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="box-emulator", daemon=True)
+        self._thread.start()
+        return self._server.server_address[:2]  # type: ignore[return-value]
+
+    def serve_forever(self, host: str, port: int, ready: Callable[[tuple[str, int]], None]) -> None:
+        self._server = _Server((host, port), self)
+        ready(self._server.server_address[:2])  # type: ignore[arg-type]
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # -- request handling ----------------------------------------------------------------------
+    def handle(self, h: _Handler) -> None:
+        started = time.monotonic()
+        split = urlsplit(h.path)
+        raw_path = split.path
+        host, path = "api", raw_path
+        for prefix, name in HOST_PREFIXES:
+            if raw_path == prefix or raw_path.startswith(prefix + "/"):
+                host, path = name, raw_path[len(prefix):] or "/"
+                break
+        else:
+            host = "unknown"
+        if host == "oauth2":
+            path = "/oauth2" + path
+        elif host == "download":
+            path = "/download" + path
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        te = (h.headers.get("Transfer-Encoding") or "").lower()
+        length_header = h.headers.get("Content-Length")
+        body = BodyReader(h.rfile, int(length_header) if length_header else None, "chunked" in te)
+        request_id = secrets.token_hex(8)
+        route, params, known = self.router.match(h.command, host, path)
+        template = route.template if route else path
+        record = RequestRecord(
+            method=h.command,
+            path=raw_path,
+            route=template,
+            host=host,
+            status=0,
+            user_id=None,
+            as_user=h.headers.get("As-User"),
+            bytes_in=0,
+            bytes_out=0,
+            request_id=request_id,
+            started=started,
+            finished=started,
+        )
+        host_header = h.headers.get("Host") or "{}:{}".format(*h.server.server_address[:2])
+        req = Request(
+            method=h.command,
+            path=path,
+            query=query,
+            headers=h.headers,
+            body=body,
+            host=host,
+            route=template,
+            params=params,
+            request_id=request_id,
+            base_url=f"http://{host_header}",
+            record=record,
+        )
+        if h.headers.get("Expect", "").lower() == "100-continue":
+            h.send_response_only(100)
+            h.end_headers()
+        fault = self.faults.pick(h.command, raw_path)
+        record.fault = fault.kind if fault else None
+        try:
+            if self.latency or self.jitter:
+                time.sleep(max(0.0, self.latency + self.faults.jitter(self.jitter)))
+            if fault is not None and fault.kind == "drop":
+                # Cut the connection before the request is processed: read part of the body first,
+                # as a connection that dies mid-upload would.
+                body.read(min(CHUNK, 64 * 1024))
+                raise _DropConnection()
+            if fault is not None and fault.kind in ("429", "500", "502", "503", "504"):
+                status = int(fault.kind)
+                headers = {"Retry-After": str(fault.retry_after)} if status in (429, 503) else {}
+                code = {429: "rate_limit_exceeded", 503: "unavailable"}.get(status, "internal_server_error")
+                resp = self._error_response(ApiError(status, code, reason(status), headers=headers), req)
+            elif fault is not None and fault.kind == "expire" and host != "oauth2":
+                resp = self._error_response(ApiError(401, "unauthorized", "Unauthorized"), req)
+                resp.headers["WWW-Authenticate"] = (
+                    'Bearer realm="Service", error="invalid_token", error_description="The access token provided has expired"'
+                )
+            elif route is None:
+                if known:
+                    resp = self._error_response(ApiError(405, "method_not_allowed", "Method Not Allowed"), req)
+                else:
+                    resp = self._error_response(ApiError(404, "not_found", f"Not Found: {raw_path}"), req)
+            else:
+                try:
+                    resp = route.handler(req)
+                except ApiError as exc:
+                    resp = self._error_response(exc, req)
+                except OAuthError as exc:
+                    resp = Response.json(exc.body(), exc.status)
+                except (ConnectionError, TimeoutError):
+                    raise
+                except Exception:  # a bug in the emulator: answer 500 and log it loudly
+                    log.exception("emulator handler failed for %s %s", h.command, raw_path)
+                    resp = self._error_response(ApiError(500, "internal_server_error", "Internal Server Error"), req)
+            if self.identify is not None and record.user_id is None:
+                try:
+                    self.identify(req)
+                except Exception:  # identification is best effort, for the log only
+                    pass
+            # A response sent before the body was read whole: read the rest so the connection stays usable.
+            if not body.done:
+                try:
+                    body.drain()
+                except ConnectionError:
+                    h.close_connection = True
+            cut = fault is not None and fault.kind == "drop_after"
+            self._send(h, req, resp, cut=cut)
+        except _DropConnection:
+            record.status = 0
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        finally:
+            record.bytes_in = body.bytes_read
+            record.finished = time.monotonic()
+            self.request_log.add(record)
+
+    def _error_response(self, exc: ApiError, req: Request) -> Response:
+        return Response.json(exc.body(req.request_id), exc.status, exc.headers)
+
+    def _send(self, h: _Handler, req: Request, resp: Response, cut: bool) -> None:
+        record = req.record
+        headers = dict(resp.headers)
+        payload: bytes | None = None
+        if resp.stream is None:
+            if resp.body is None:
+                payload = b""
+            elif isinstance(resp.body, (bytes, bytearray)):
+                payload = bytes(resp.body)
+            else:
+                payload = json.dumps(resp.body).encode()
+                headers.setdefault("Content-Type", "application/json")
+            headers["Content-Length"] = str(len(payload))
+        headers.setdefault("box-request-id", req.request_id)
+        record.status = resp.status
+        if cut:
+            headers["Connection"] = "close"
+        h.send_response(resp.status, reason(resp.status) if resp.status >= 400 else None)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        if req.method == "HEAD":
+            return
+        if cut:
+            # Send part of the body, then cut the connection: the client sees a truncated response.
+            if payload is not None:
+                h.wfile.write(payload[: len(payload) // 2])
+            elif resp.stream is not None:
+                for chunk in resp.stream:
+                    h.wfile.write(chunk[: len(chunk) // 2])
+                    break
+            h.wfile.flush()
+            raise _DropConnection()
+        if payload is not None:
+            h.wfile.write(payload)
+            record.bytes_out = len(payload)
+        else:
+            assert resp.stream is not None
+            sent = 0
+            iterator: Iterator[bytes] = iter(resp.stream)
+            try:
+                for chunk in iterator:
+                    h.wfile.write(chunk)
+                    sent += len(chunk)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close:
+                    close()
+                record.bytes_out = sent

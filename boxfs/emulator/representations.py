@@ -1,0 +1,203 @@
+"""Box's JSON representations of users, folders, files and versions.
+
+Box answers a standard representation by default and, when ``fields`` is given, only the base
+fields (``type``, ``id``, ``etag``) plus those asked for; nested items are minis. Building every
+representation here keeps the routes from drifting apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boxfs.emulator.state import DEFAULT_SPACE, MAX_UPLOAD_SIZE, ROOT, BoxState
+
+FILE_STANDARD = (
+    "type", "id", "file_version", "sequence_id", "etag", "sha1", "name", "description", "size",
+    "path_collection", "created_at", "modified_at", "trashed_at", "purged_at", "content_created_at",
+    "content_modified_at", "created_by", "modified_by", "owned_by", "shared_link", "parent", "item_status",
+)
+FOLDER_STANDARD = (
+    "type", "id", "sequence_id", "etag", "name", "created_at", "modified_at", "description", "size",
+    "path_collection", "created_by", "modified_by", "trashed_at", "purged_at", "content_created_at",
+    "content_modified_at", "owned_by", "shared_link", "folder_upload_email", "parent", "item_status",
+)
+FILE_MINI = ("type", "id", "file_version", "sequence_id", "etag", "sha1", "name")
+FOLDER_MINI = ("type", "id", "sequence_id", "etag", "name")
+BASE = ("type", "id", "etag")
+USER_STANDARD = (
+    "type", "id", "name", "login", "created_at", "modified_at", "language", "timezone", "space_amount",
+    "space_used", "max_upload_size", "status", "job_title", "phone", "address", "avatar_url",
+)
+
+
+def parse_fields(raw: str | None) -> list[str] | None:
+    if raw is None or raw == "":
+        return None
+    return [f.strip() for f in raw.split(",") if f.strip()]
+
+
+def pick(default: tuple[str, ...], fields: list[str] | None) -> list[str]:
+    if fields is None:
+        return list(default)
+    return list(BASE) + [f for f in fields if f not in BASE]
+
+
+class Representer:
+    """Renders rows of the store as Box JSON for one emulator state."""
+
+    def __init__(self, state: BoxState) -> None:
+        self.state = state
+        self._users: dict[str, dict[str, Any]] = {}
+
+    # -- users -----------------------------------------------------------------------------------------
+    def user_mini(self, user_id: str) -> dict[str, Any]:
+        if not user_id:
+            return {"type": "user", "id": "", "name": "", "login": ""}
+        u = self.state.store.one("SELECT id, name, login FROM users WHERE id=?", user_id)
+        if u is None:
+            return {"type": "user", "id": user_id, "name": "", "login": ""}
+        return {"type": "user", "id": u["id"], "name": u["name"], "login": u["login"]}
+
+    def user(self, row: Any, fields: list[str] | None = None) -> dict[str, Any]:
+        values = {
+            "type": "user", "id": row["id"], "name": row["name"], "login": row["login"],
+            "created_at": row["created_at"], "modified_at": row["modified_at"], "language": "en",
+            "timezone": "UTC", "space_amount": row["space_amount"], "space_used": self.state.space_used(row["id"]),
+            "max_upload_size": MAX_UPLOAD_SIZE, "status": row["status"], "job_title": "", "phone": "",
+            "address": "", "avatar_url": "", "enterprise": {"type": "enterprise", "id": row["enterprise_id"] or "", "name": "Emulated Enterprise"},
+            "role": "admin" if row["kind"] == "service" else "user",
+            "is_platform_access_only": row["kind"] == "app",
+        }
+        keys = pick(USER_STANDARD, fields)
+        return {k: values[k] for k in keys if k in values}
+
+    # -- items -----------------------------------------------------------------------------------------
+    def folder_mini(self, row: Any) -> dict[str, Any]:
+        if row["id"] == ROOT:
+            return {"type": "folder", "id": ROOT, "sequence_id": None, "etag": None, "name": "All Files"}
+        return {"type": "folder", "id": row["id"], "sequence_id": str(row["sequence_id"]),
+                "etag": str(row["sequence_id"]), "name": row["name"]}
+
+    def version_mini(self, version: Any) -> dict[str, Any]:
+        return {"type": "file_version", "id": version["id"], "sha1": version["sha1"]}
+
+    def file_mini(self, row: Any) -> dict[str, Any]:
+        return self.item(row, list(FILE_MINI[1:]))
+
+    def item(self, row: Any, fields: list[str] | None = None, *, mini: bool = False) -> dict[str, Any]:
+        """A file or folder; ``mini`` selects the representation nested in listings."""
+        is_file = row["type"] == "file"
+        default = (FILE_MINI if mini else FILE_STANDARD) if is_file else (FOLDER_MINI if mini else FOLDER_STANDARD)
+        keys = pick(default, fields)
+        return {k: v for k in keys if (v := self._field(row, k, is_file)) is not _MISSING}
+
+    def _field(self, row: Any, key: str, is_file: bool) -> Any:
+        state = self.state
+        root = row["id"] == ROOT
+        if key == "type":
+            return row["type"]
+        if key == "id":
+            return row["id"]
+        if key in ("etag", "sequence_id"):
+            return None if root else str(row["sequence_id"])
+        if key == "name":
+            return row["name"]
+        if key == "description":
+            return row["description"]
+        if key in ("created_at", "modified_at", "content_created_at", "content_modified_at"):
+            return row[key]
+        if key in ("trashed_at", "purged_at"):
+            return None
+        if key == "item_status":
+            return "active"
+        if key == "shared_link":
+            return None
+        if key == "folder_upload_email":
+            return None if not is_file else _MISSING
+        if key in ("created_by", "modified_by"):
+            return self.user_mini(row[key])
+        if key == "owned_by":
+            return self.user_mini(row["owner_id"])
+        if key == "parent":
+            if root:
+                return None
+            if row["parent_id"] == ROOT:
+                return self.folder_mini(state.root_row(row["owner_id"]))
+            parent = state.store.one("SELECT * FROM items WHERE id=?", row["parent_id"])
+            return self.folder_mini(parent) if parent is not None else None
+        if key == "path_collection":
+            chain = [] if root else state.ancestors(row)
+            return {"total_count": len(chain), "entries": [self.folder_mini(r) for r in chain]}
+        if key == "size":
+            return self._size(row, is_file)
+        if key == "has_collaborations":
+            return False
+        if key == "permissions":
+            perms = {"can_delete": True, "can_download": True, "can_invite_collaborator": True, "can_rename": True,
+                     "can_set_share_access": True, "can_share": True}
+            if is_file:
+                perms.update(can_annotate=True, can_comment=True, can_preview=True, can_upload=True,
+                             can_view_annotations_all=True, can_view_annotations_self=True)
+            else:
+                perms.update(can_upload=True)
+            return perms
+        if is_file:
+            version = self._version(row)
+            if key == "sha1":
+                return version["sha1"] if version else ""
+            if key == "file_version":
+                return self.version_mini(version) if version else None
+            if key == "extension":
+                return row["name"].rsplit(".", 1)[-1] if "." in row["name"] else ""
+            if key == "version_number":
+                n = state.store.one("SELECT COUNT(*) AS n FROM versions WHERE file_id=?", row["id"])
+                return str(n["n"])
+            if key == "is_package":
+                return False
+            if key == "comment_count":
+                return 0
+        elif key == "item_collection":
+            return _MISSING  # rendered by the folder route, which knows the paging parameters
+        return _MISSING
+
+    def _version(self, row: Any) -> Any:
+        if not row["version_id"]:
+            return None
+        return self.state.store.one("SELECT * FROM versions WHERE id=?", row["version_id"])
+
+    def _size(self, row: Any, is_file: bool) -> int:
+        if is_file:
+            version = self._version(row)
+            return int(version["size"]) if version else 0
+        # A folder's size is the sum of the current versions of every file below it.
+        owner = row["owner_id"]
+        total = 0
+        stack = [row["id"]]
+        while stack:
+            fid = stack.pop()
+            for child in self.state.store.all(
+                "SELECT i.id, i.type, COALESCE(v.size, 0) AS size FROM items i LEFT JOIN versions v ON v.id = i.version_id "
+                "WHERE i.owner_id=? AND i.parent_id=? AND i.trashed_at IS NULL", owner, fid):
+                if child["type"] == "folder":
+                    stack.append(child["id"])
+                else:
+                    total += int(child["size"])
+        return total
+
+    def version(self, v: Any, current: bool = False) -> dict[str, Any]:
+        return {
+            "type": "file_version", "id": v["id"], "sha1": v["sha1"], "name": v["name"], "size": v["size"],
+            "created_at": v["created_at"], "modified_at": v["modified_at"],
+            "modified_by": self.user_mini(v["uploader_id"]), "trashed_at": None, "trashed_by": None,
+            "restored_at": None, "restored_by": None, "purged_at": None,
+            "uploader_display_name": self.user_mini(v["uploader_id"])["name"],
+        }
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+__all__ = ["Representer", "parse_fields", "DEFAULT_SPACE"]

@@ -1,0 +1,195 @@
+"""Shared emulator state: settings, who is acting (tokens, scopes, As-User) and item access.
+
+Every API route starts by asking :meth:`BoxState.principal` who is calling and then reads or
+changes items only through the acting user's view, which is how Box keeps each user's root
+folder private.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from boxfs.emulator.errors import ApiError, not_found
+from boxfs.emulator.httpserver import Request
+from boxfs.emulator.store import Store
+
+ROOT = "0"
+DEFAULT_SPACE = 10 * 1024**4  # 10 TiB, an enterprise user's usual quota
+MAX_UPLOAD_SIZE = 150 * 1024**3
+
+# Scopes a downscoped token may carry, and which an operation needs.
+READ_SCOPES = {"item_preview", "item_read", "item_download", "base_preview", "base_explorer", "item_share",
+               "item_upload", "item_delete", "item_rename", "base_upload", "item_comment", "annotation_edit",
+               "root_readonly", "root_readwrite"}
+
+
+@dataclass
+class Principal:
+    """Who a request acts as, and with what rights."""
+
+    client_id: str
+    token_user_id: str  # the user the token was issued to
+    user_id: str  # the acting user (differs when As-User is used)
+    scopes: frozenset[str]
+    resource: str | None  # a downscoped token's resource URL
+    downscoped: bool
+
+    def require(self, scope: str, *, write: bool = False) -> None:
+        """Refuse an operation the token's scopes do not allow (403 insufficient_scope)."""
+        if self.downscoped:
+            if scope not in self.scopes and not (scope == "read" and self.scopes & READ_SCOPES):
+                raise ApiError(403, "insufficient_scope", "The request requires higher privileges than provided by the access token.")
+            return
+        if write and "root_readwrite" not in self.scopes:
+            raise ApiError(403, "insufficient_scope", "The request requires higher privileges than provided by the access token.")
+
+
+class BoxState:
+    """State and rules shared by the route modules."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.token_ttl = 3600.0
+        self.commit_retry_after: int | None = None  # when set, commits first answer 202 + Retry-After
+        self.session_ttl = 7 * 24 * 3600.0
+        self.auto_approve_login: str | None = None
+        self.download_tokens: dict[str, tuple[str, str, float]] = {}
+        self._dl_lock = threading.Lock()
+        ent = store.meta("enterprise_id")
+        if ent is None:
+            ent = store.next_id("enterprise", 900001)
+            store.set_meta("enterprise_id", ent)
+        self.enterprise_id = ent
+
+    # -- principals ----------------------------------------------------------------------------------
+    def principal(self, req: Request) -> Principal:
+        auth = req.header("Authorization") or ""
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else req.query.get("access_token")
+        if not token:
+            raise ApiError(401, "unauthorized", "Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="Service"'})
+        row = self.store.one("SELECT * FROM tokens WHERE token=? AND kind='access'", token)
+        if row is None or row["revoked"]:
+            raise ApiError(401, "unauthorized", "Unauthorized",
+                           headers={"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token", error_description="The access token provided is invalid."'})
+        if row["expires_at"] <= time.time():
+            raise ApiError(401, "unauthorized", "Unauthorized",
+                           headers={"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token", error_description="The access token provided has expired."'})
+        app = self.store.one("SELECT * FROM apps WHERE client_id=?", row["client_id"])
+        if app is None or app["revoked"]:
+            raise ApiError(401, "unauthorized", "Unauthorized")
+        downscoped = row["scopes"] is not None
+        scopes = frozenset(json.loads(row["scopes"])) if downscoped else frozenset(json.loads(app["scopes"]))
+        user_id = row["user_id"]
+        as_user = req.header("As-User")
+        if as_user:
+            user_id = self._as_user(app, row["user_id"], as_user.strip())
+        req.record.user_id = user_id
+        return Principal(row["client_id"], row["user_id"], user_id, scopes, row["resource"], downscoped)
+
+    def _as_user(self, app: Any, token_user: str, target: str) -> str:
+        denied = ApiError(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
+        if not app["as_user_header"]:
+            raise denied
+        caller = self.store.one("SELECT * FROM users WHERE id=?", token_user)
+        # Only the service account (or an admin) may impersonate; a user token may not.
+        if caller is None or caller["kind"] != "service":
+            raise denied
+        user = self.store.one("SELECT * FROM users WHERE id=?", target)
+        if user is None:
+            raise ApiError(400, "invalid_parameter", "Invalid value for As-User header")
+        if user["kind"] == "app":
+            if user["app_client_id"] != app["client_id"] and not app["enterprise_access"]:
+                raise denied
+        elif user["kind"] == "managed":
+            if not app["enterprise_access"] or user["enterprise_id"] != app["enterprise_id"]:
+                raise denied
+        else:
+            raise denied
+        return target
+
+    # -- items ------------------------------------------------------------------------------------------
+    def item(self, p: Principal, item_id: str, kind: str | None = None) -> Any:
+        """The item as the acting user sees it; 404 when absent, trashed, or someone else's."""
+        if item_id == ROOT and kind in (None, "folder"):
+            return self.root_row(p.user_id)
+        row = self.store.one("SELECT * FROM items WHERE id=? AND owner_id=? AND trashed_at IS NULL", item_id, p.user_id)
+        if row is None or (kind is not None and row["type"] != kind):
+            raise not_found(kind or "item")
+        if p.resource and not self._within_resource(p, row):
+            raise ApiError(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
+        return row
+
+    def _within_resource(self, p: Principal, row: Any) -> bool:
+        assert p.resource is not None
+        target = p.resource.rstrip("/").rsplit("/", 1)[-1]
+        current: Any = row
+        while current is not None:
+            if current["id"] == target:
+                return True
+            if current["parent_id"] == ROOT:
+                return target == ROOT
+            current = self.store.one("SELECT * FROM items WHERE id=?", current["parent_id"])
+        return False
+
+    def root_row(self, user_id: str) -> dict[str, Any]:
+        user = self.store.one("SELECT * FROM users WHERE id=?", user_id)
+        return {
+            "id": ROOT, "type": "folder", "owner_id": user_id, "parent_id": "", "name": "All Files",
+            "name_key": "all files", "description": "", "created_at": None, "modified_at": None,
+            "content_created_at": None, "content_modified_at": None,
+            "created_by": "", "modified_by": user_id, "sequence_id": None, "version_id": None,
+            "trashed_at": None, "trash_root": 0, "_user": user,
+        }
+
+    def ancestors(self, row: Any) -> list[Any]:
+        """Parent folders from the root down (Box's path_collection)."""
+        chain: list[Any] = []
+        parent = row["parent_id"]
+        while parent and parent != ROOT:
+            r = self.store.one("SELECT * FROM items WHERE id=?", parent)
+            if r is None:
+                break
+            chain.append(r)
+            parent = r["parent_id"]
+        if row["id"] != ROOT:
+            chain.append(self.root_row(row["owner_id"]))
+        chain.reverse()
+        return chain
+
+    def children(self, owner: str, folder_id: str) -> list[Any]:
+        return self.store.all(
+            "SELECT * FROM items WHERE owner_id=? AND parent_id=? AND trashed_at IS NULL", owner, folder_id
+        )
+
+    def conflict(self, owner: str, folder_id: str, name: str, exclude: str | None = None) -> Any:
+        row = self.store.one(
+            "SELECT * FROM items WHERE owner_id=? AND parent_id=? AND name_key=? AND trashed_at IS NULL AND id != ?",
+            owner, folder_id, name_key(name), exclude or "",
+        )
+        return row
+
+    def space_used(self, user_id: str) -> int:
+        row = self.store.one(
+            "SELECT COALESCE(SUM(v.size), 0) AS used FROM items i JOIN versions v ON v.id = i.version_id "
+            "WHERE i.owner_id=? AND i.type='file' AND i.trashed_at IS NULL", user_id)
+        return int(row["used"]) if row else 0
+
+
+def name_key(name: str) -> str:
+    """Box compares names case-insensitively within a folder."""
+    return name.casefold()
+
+
+def check_name(name: Any, what: str = "item") -> str:
+    """Box's name rules; 400 item_name_invalid / item_name_too_long as Box answers them."""
+    if not isinstance(name, str) or name == "":
+        raise ApiError(400, "bad_request", f"The {what} name must be a non-empty string")
+    if len(name) > 255:
+        raise ApiError(400, "item_name_too_long", "Item name too long")
+    if "/" in name or "\\" in name or name in (".", "..") or name != name.strip(" ") or any(ord(c) < 32 for c in name):
+        raise ApiError(400, "item_name_invalid", "Item name invalid")
+    return name
