@@ -1,0 +1,726 @@
+"""``BoxFileSystem``: Box (box.com) enterprise storage as an fsspec filesystem, ``box://``.
+
+Paths are relative to the acting user's "All Files" folder (folder ``0``), or to ``root_folder_id``;
+``box://a/b``, ``a/b`` and ``/a/b`` name the same item. Names compare case-insensitively, as on Box.
+
+Cost model: Box rate-limits API calls per user, so every operation is written to make as few as
+possible. Box has no lookup by path, so a path is resolved by listing its parents; everything learned is
+kept in a per-filesystem :class:`~boxfs.dircache.BoxDirCache` that every mutation updates in place, so a
+warm ``info`` costs no call, ``ls`` of a 2,500-item folder costs 3 (pages of 1,000), ``find`` costs one
+listing per folder. Server-side operations are used where Box has them: move/rename (``PUT``), copy
+(``POST /files/{id}/copy``), recursive delete, ranged downloads.
+
+Configuration, tokens, the retry policy and error mapping live in :mod:`boxfs.config`,
+:mod:`boxfs.auth`, :mod:`boxfs.retry` and :mod:`boxfs.api.errors`; uploads in :mod:`boxfs.upload`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, BinaryIO
+
+from fsspec.spec import AbstractFileSystem
+from fsspec.utils import stringify_path
+
+from boxfs.api.errors import exists, is_a_directory, not_a_directory, not_found
+from boxfs.api.transport import BoxTransport
+from boxfs.auth import cached_user_id, get_provider, remember_user_id
+from boxfs.config import (
+    BoxConfigError,
+    BoxCredentials,
+    BoxEndpoints,
+    env_as_user,
+    resolve_credentials,
+    resolve_endpoints,
+)
+from boxfs.dircache import BoxDirCache
+from boxfs.file import APPEND_REFUSAL, BoxFile
+from boxfs.names import check_name, check_path_names, same_name
+from boxfs.retry import RetryPolicy
+from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
+
+logger = logging.getLogger("boxfs")
+
+_GLOB_CHARS = ("*", "?", "[")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def _split(path: str) -> tuple[str, str]:
+    if "/" in path:
+        parent, name = path.rsplit("/", 1)
+        return parent, name
+    return "", path
+
+
+def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
+    """Unpickling entry point: a filesystem built again from its configuration."""
+    return cls(**kwargs)
+
+
+class BoxFileSystem(AbstractFileSystem):
+    """Box storage as an fsspec filesystem (see the module docstring and docs for the options)."""
+
+    protocol = "box"
+    root_marker = ""
+    #: fields requested for every item; only what the detail dicts use
+    FIELDS = "type,id,name,size,sha1,etag,created_at,modified_at,content_created_at,content_modified_at"
+    LIST_PAGE = 1000
+
+    def __init__(
+        self,
+        jwt_config: Any = None,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        enterprise_id: str | None = None,
+        user_id: str | None = None,
+        public_key_id: str | None = None,
+        private_key: str | None = None,
+        passphrase: str | None = None,
+        token: str | None = None,
+        as_user: str | int | None = None,
+        base_urls: dict[str, str] | BoxEndpoints | None = None,
+        root_folder_id: str | int = "0",
+        max_connections: int = 16,
+        retry: RetryPolicy | dict[str, Any] | int | None = None,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        spool_dir: str | None = None,
+        upload_workers: int = 4,
+        auto_mkdir: bool = True,
+        credentials: BoxCredentials | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Configure a filesystem; see :mod:`boxfs.config` for every credential form.
+
+        ``as_user``: a login email (resolved once to an id) or a user id; requests then act as that user
+        through the ``As-User`` header. ``spool_threshold`` (bytes): uploads up to it go in one request.
+        ``auto_mkdir``: writing ``a/b/c`` creates the folders ``a`` and ``a/b`` if missing (object-store
+        semantics fsspec users expect). ``retry``: a :class:`~boxfs.retry.RetryPolicy` or a dict of its
+        fields.
+        """
+        super().__init__(**kwargs)
+        creds, from_env = resolve_credentials(
+            jwt_config=jwt_config, client_id=client_id, client_secret=client_secret,
+            enterprise_id=enterprise_id, user_id=user_id, public_key_id=public_key_id,
+            private_key=private_key, passphrase=passphrase, token=token, credentials=credentials,
+        )
+        if as_user is None and from_env:
+            as_user = env_as_user()
+        self.credentials = creds
+        self.endpoints = resolve_endpoints(base_urls)
+        self.policy = RetryPolicy.from_option(retry)
+        self.root_folder_id = str(root_folder_id)
+        self.max_connections = int(max_connections)
+        if int(spool_threshold) < 1:
+            raise BoxConfigError("spool_threshold must be a positive number of bytes")
+        self.spool_threshold = int(spool_threshold)
+        self.spool_dir = spool_dir
+        self.upload_workers = int(upload_workers)
+        self.auto_mkdir = bool(auto_mkdir)
+        self.provider = get_provider(creds, self.endpoints, self.policy)
+        self.transport = BoxTransport(self.endpoints, self.provider, self.policy, max_connections=self.max_connections)
+        self.cache = BoxDirCache()
+        self._acting_user_id: str | None = None
+        self.as_user_id = self._resolve_as_user(as_user) if as_user not in (None, "") else None
+        self.transport.as_user_id = self.as_user_id
+
+    # ------------------------------------------------------------------------------ identity, repr
+    def _resolve_as_user(self, as_user: str | int) -> str:
+        """A user id for ``as_user``: ids are used as they are, logins are looked up once per process."""
+        value = str(as_user).strip()
+        if value.isdigit():
+            return value
+        if "@" not in value:
+            raise BoxConfigError(f"as_user must be a Box user id or a login email, not {value!r}")
+        known = cached_user_id(self.provider, value)
+        if known:
+            return known
+        data = self.transport.json(
+            "GET", self.transport.api("/users"), params={"filter_term": value, "fields": "id,login,name"},
+            act_as_user=False, action=f"looking up the Box user {value}",
+        )
+        for entry in data.get("entries", []):
+            if str(entry.get("login", "")).casefold() == value.casefold():
+                remember_user_id(self.provider, value, str(entry["id"]))
+                return str(entry["id"])
+        raise BoxConfigError(f"as_user: no Box user has the login {value!r} (looked up with GET /users)")
+
+    @property
+    def user_id(self) -> str:
+        """The id of the acting user: the impersonated one, else the app's service account (one call)."""
+        if self.as_user_id:
+            return self.as_user_id
+        if self._acting_user_id is None:
+            me = self.transport.json("GET", self.transport.api("/users/me"), params={"fields": "id,login"})
+            self._acting_user_id = str(me["id"])
+        return self._acting_user_id
+
+    def __repr__(self) -> str:
+        who = f"as_user={self.as_user_id}" if self.as_user_id else "service account"
+        return (f"<BoxFileSystem {self.credentials.kind} app={self.credentials.client_id} {who} "
+                f"root={self.root_folder_id} at {self.endpoints.base_url}>")
+
+    __str__ = __repr__
+
+    def _config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this filesystem elsewhere; never a token or a session."""
+        return {
+            "credentials": self.credentials,
+            "base_urls": self.endpoints.as_dict(),
+            "as_user": self.as_user_id,
+            "root_folder_id": self.root_folder_id,
+            "max_connections": self.max_connections,
+            "retry": self.policy.as_dict(),
+            "spool_threshold": self.spool_threshold,
+            "spool_dir": self.spool_dir,
+            "upload_workers": self.upload_workers,
+            "auto_mkdir": self.auto_mkdir,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self._config())
+
+    # ----------------------------------------------------------------------------------- paths
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, (list, tuple)):
+            return type(path)(cls._strip_protocol(p) for p in path)
+        path = stringify_path(path)
+        if path.startswith("box://"):
+            path = path[len("box://"):]
+        elif path.startswith("box::"):
+            path = path[len("box::"):]
+        while "//" in path:
+            path = path.replace("//", "/")
+        return path.strip("/")
+
+    def _parent(self, path: str) -> str:  # type: ignore[override]
+        return _split(self._strip_protocol(path))[0]
+
+    # ------------------------------------------------------------------------------------ items
+    def _item(self, path: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """An fsspec detail dict from Box's JSON for the item at ``path``."""
+        box_type = entry.get("type")
+        kind = {"folder": "directory", "file": "file"}.get(box_type or "", "other")
+        return {
+            "name": path,
+            "size": int(entry.get("size") or 0) if kind == "file" else 0,
+            "type": kind,
+            "id": str(entry.get("id")),
+            "sha1": entry.get("sha1"),
+            "etag": entry.get("etag"),
+            "modified": _parse_time(entry.get("content_modified_at") or entry.get("modified_at")),
+            "created": _parse_time(entry.get("content_created_at") or entry.get("created_at")),
+            "box_type": box_type,
+        }
+
+    def _root_item(self) -> dict[str, Any]:
+        return {"name": "", "size": 0, "type": "directory", "id": self.root_folder_id, "sha1": None,
+                "etag": None, "modified": None, "created": None, "box_type": "folder"}
+
+    def _get_item(self, box_type: str, item_id: str) -> dict[str, Any]:
+        """Box's JSON for one item by id (used by the idempotency checks)."""
+        route = f"/{'folders' if box_type == 'folder' else 'files'}/{item_id}"
+        return self.transport.json("GET", self.transport.api(route), params={"fields": self.FIELDS})
+
+    def _fetch_listing(self, path: str, folder_id: str) -> list[dict[str, Any]]:
+        """All children of a folder, in pages of 1,000 with marker pagination; cached as complete."""
+        entries: list[dict[str, Any]] = []
+        marker: str | None = None
+        url = self.transport.api(f"/folders/{folder_id}/items")
+        while True:
+            params: dict[str, Any] = {"fields": self.FIELDS, "limit": self.LIST_PAGE, "usemarker": "true"}
+            if marker:
+                params["marker"] = marker
+            try:
+                data = self.transport.json("GET", url, params=params, path=path or "/", action="list")
+            except FileNotFoundError:
+                self.cache.invalidate(path)
+                raise
+            entries.extend(data.get("entries") or [])
+            marker = data.get("next_marker")
+            if not marker:
+                break
+        items = [self._item(_join(path, e["name"]), e) for e in entries]
+        self.cache.set_listing(path, items)
+        return items
+
+    def _listing(self, path: str, info: dict[str, Any]) -> list[dict[str, Any]]:
+        cached = self.cache.listing(path)
+        if cached is not None:
+            return cached
+        return self._fetch_listing(path, info["id"])
+
+    def _info(self, path: str) -> dict[str, Any]:
+        """The cached or freshly listed detail dict for a stripped path."""
+        if path == "":
+            return self._root_item()
+        hit = self.cache.get(path)
+        if hit is not None:
+            return hit
+        if self.cache.known_missing(path):
+            raise not_found(path)
+        parent, name = _split(path)
+        pinfo = self._info(parent)
+        if pinfo["type"] != "directory":
+            raise not_found(path)
+        for child in self._listing(parent, pinfo):
+            if same_name(_split(child["name"])[1], name):
+                return child
+        raise not_found(path)
+
+    def _try_info(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self._info(path)
+        except FileNotFoundError:
+            return None
+
+    # ------------------------------------------------------------------------------ fsspec: reading
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        return dict(self._info(self._strip_protocol(path)))
+
+    def ls(self, path: str, detail: bool = True, refresh: bool = False, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        info = self._info(path)
+        if info["type"] != "directory":
+            return [dict(info)] if detail else [info["name"]]
+        if refresh:
+            children = self._fetch_listing(path, info["id"])
+        else:
+            children = self._listing(path, info)
+        if detail:
+            return [dict(c) for c in children]
+        return [c["name"] for c in children]
+
+    def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False,
+             **kwargs: Any) -> Any:
+        """All items below ``path``; one listing per folder, folders of one level listed in parallel."""
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        path = self._strip_protocol(path)
+        out: dict[str, dict[str, Any]] = {}
+        top = self._try_info(path)
+        if top is None:
+            return out if detail else []
+        if top["type"] != "directory":
+            out[path] = dict(top)
+        else:
+            if withdirs and path != "":
+                out[path] = dict(top)
+            level = [top]
+            depth = 1
+            with ThreadPoolExecutor(max_workers=max(1, min(8, self.max_connections))) as pool:
+                while level and (maxdepth is None or depth <= maxdepth):
+                    listings = list(pool.map(lambda d: self._listing(d["name"], d), level))
+                    nxt = []
+                    for children in listings:
+                        for child in children:
+                            if child["type"] == "directory":
+                                nxt.append(child)
+                                if withdirs:
+                                    out[child["name"]] = dict(child)
+                            else:
+                                out[child["name"]] = dict(child)
+                    level = nxt
+                    depth += 1
+        names = sorted(out)
+        if detail:
+            return {n: out[n] for n in names}
+        return names
+
+    def modified(self, path: str) -> datetime:
+        """Box's ``content_modified_at`` (what uploads and :meth:`set_modified` set), UTC-aware."""
+        value = self.info(path)["modified"]
+        if value is None:
+            raise NotImplementedError(f"{path}: Box reports no modification time for this item")
+        return value
+
+    def created(self, path: str) -> datetime:
+        value = self.info(path)["created"]
+        if value is None:
+            raise NotImplementedError(f"{path}: Box reports no creation time for this item")
+        return value
+
+    def checksum(self, path: str) -> int:
+        """From Box's SHA1 for files (changes exactly when the content does); from id+etag for folders."""
+        info = self.info(path)
+        if info["type"] == "file" and info.get("sha1"):
+            return int(info["sha1"], 16)
+        return int(hashlib.sha1(f"{info['id']}:{info.get('etag')}".encode()).hexdigest(), 16)
+
+    def ukey(self, path: str) -> str:
+        info = self.info(path)
+        if info["type"] == "file" and info.get("sha1"):
+            return str(info["sha1"])
+        return f"{info['id']}-{info.get('etag')}"
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        """Bytes of a file, or of ``[start, end)``, in one (ranged) GET."""
+        path = self._strip_protocol(path)
+        info = self._info(path)
+        if info["type"] != "file":
+            raise is_a_directory(path)
+        size = info["size"]
+        start = 0 if start is None else (max(0, size + start) if start < 0 else min(start, size))
+        end = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
+        if end <= start:
+            return b""
+        return self._read_range(path, info["id"], start, end, whole=(start == 0 and end == size))
+
+    def _read_range(self, path: str, file_id: str, start: int, end: int, whole: bool = False) -> bytes:
+        url = self.transport.api(f"/files/{file_id}/content")
+        if whole:
+            resp = self.transport.request("GET", url, path=path, action="download")
+            assert not isinstance(resp, dict)
+            return resp.content
+        return self.transport.download_range(url, start, end, path=path)
+
+    def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
+        """Stream a file to a local path (resuming by range after a dropped connection)."""
+        rpath = self._strip_protocol(rpath)
+        info = self._info(rpath)
+        if info["type"] == "directory":
+            os.makedirs(lpath, exist_ok=True)
+            return
+        if callback is not None:
+            callback.set_size(info["size"])
+        progress = callback.relative_update if callback is not None else None
+        url = self.transport.api(f"/files/{info['id']}/content")
+        if outfile is not None:
+            self.transport.download_to(url, outfile, path=rpath, progress=progress)
+            return
+        with open(lpath, "wb") as fh:
+            self.transport.download_to(url, fh, path=rpath, progress=progress)
+
+    # ------------------------------------------------------------------------------ fsspec: writing
+    def _ensure_folder(self, path: str) -> dict[str, Any]:
+        """The folder at ``path``, created with its parents when missing and ``auto_mkdir`` is on."""
+        info = self._try_info(path)
+        if info is None:
+            if not self.auto_mkdir:
+                raise not_found(path)
+            self.makedirs(path, exist_ok=True)
+            info = self._info(path)
+        if info["type"] != "directory":
+            raise not_a_directory(path)
+        return info
+
+    def _check_writable(self, path: str, exclusive: bool = False) -> None:
+        """Local checks before a writer accepts data: name rules, not a folder, parent usable."""
+        path = self._strip_protocol(path)
+        if path == "":
+            raise is_a_directory("")
+        check_path_names(path)
+        existing = self.cache.get(path)
+        if existing is not None:
+            if existing["type"] == "directory":
+                raise is_a_directory(path)
+            if exclusive:
+                    raise exists(path)
+        if not self.auto_mkdir:
+            parent = self._info(_split(path)[0])
+            if parent["type"] != "directory":
+                raise not_a_directory(parent["name"])
+
+    def _upload(self, path: str, fileobj: BinaryIO, size: int, sha1: str, *, modified: datetime | None = None,
+                exclusive: bool = False, progress: Any = None) -> dict[str, Any]:
+        """Upload content to ``path`` (new file or new version) and record the result in the cache."""
+        path = self._strip_protocol(path)
+        if path == "":
+            raise is_a_directory("")
+        check_path_names(path)
+        parent, name = _split(path)
+        pinfo = self._ensure_folder(parent)
+        existing = self.cache.get(path)
+        if existing is not None and existing["type"] == "directory":
+            raise is_a_directory(path)
+        if existing is not None and exclusive:
+            raise exists(path)
+        kwargs = dict(parent_id=pinfo["id"], name=name, fileobj=fileobj, size=size, sha1=sha1,
+                      file_id=existing["id"] if existing else None, etag=existing.get("etag") if existing else None,
+                      modified=modified, overwrite=not exclusive, progress=progress)
+        try:
+            entry = upload_file(self, **kwargs)
+        except FileNotFoundError:
+            if existing is None:
+                raise
+            # our cache knew a file that someone else deleted: upload it as a new file instead
+            self.cache.removed(path)
+            kwargs.update(file_id=None, etag=None)
+            entry = upload_file(self, **kwargs)
+        item = self._item(_join(pinfo["name"], entry.get("name") or name), entry)
+        self.cache.added(item["name"], item)
+        return item
+
+    def _upload_buffer(self, path: str, buffer: WriteBuffer, *, modified: datetime | None = None,
+                       exclusive: bool = False) -> dict[str, Any]:
+        """Called by BoxFile.close: upload what a writer collected."""
+        return self._upload(path, buffer.reader(), buffer.size, buffer.sha1, modified=modified, exclusive=exclusive)
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        import io
+
+        data = bytes(value)
+        self._upload(path, io.BytesIO(data), len(data), hashlib.sha1(data).hexdigest(),
+                     modified=kwargs.get("modified"), exclusive=(mode == "create"))
+
+    def put_file(self, lpath: str, rpath: str, callback: Any = None, mode: str = "overwrite", **kwargs: Any) -> None:
+        """Upload a local file (streamed from disk; ``content_modified_at`` is its mtime)."""
+        if os.path.isdir(lpath):
+            self.makedirs(rpath, exist_ok=True)
+            return
+        modified = kwargs.get("modified") or datetime.fromtimestamp(os.stat(lpath).st_mtime, tz=timezone.utc)
+        with open(lpath, "rb") as fh:
+            sha1, size = sha1_of(fh)
+            if callback is not None:
+                callback.set_size(size)
+            progress = callback.relative_update if callback is not None else None
+            self._upload(rpath, fh, size, sha1, modified=modified, exclusive=(mode == "create"), progress=progress)
+
+    def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
+              cache_options: dict[str, Any] | None = None, **kwargs: Any) -> BoxFile:
+        if "a" in mode:
+            raise NotImplementedError(APPEND_REFUSAL)
+        return BoxFile(self, self._strip_protocol(path), mode, block_size or "default", autocommit,
+                       cache_options=cache_options, **kwargs)
+
+    def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        """Create an empty file; on an existing file without ``truncate``, set its modification time."""
+        path = self._strip_protocol(path)
+        if truncate or self._try_info(path) is None:
+            self.pipe_file(path, b"", modified=kwargs.get("modified"))
+        else:
+            self.set_modified(path, kwargs.get("modified") or datetime.now(timezone.utc))
+
+    def set_modified(self, path: str, mtime: datetime) -> None:
+        """Set a file's ``content_modified_at``.
+
+        Box sets ``content_modified_at`` only with an upload, so this uploads the same content again as a
+        new version carrying that time (one download and one upload; the version history grows by one).
+        """
+        path = self._strip_protocol(path)
+        info = self._info(path)
+        if info["type"] != "file":
+            raise is_a_directory(path)
+        with tempfile.TemporaryFile() as tmp:
+            url = self.transport.api(f"/files/{info['id']}/content")
+            self.transport.download_to(url, tmp, path=path)
+            tmp.seek(0)
+            sha1, size = sha1_of(tmp)
+            self._upload(path, tmp, size, sha1, modified=mtime)
+
+    # -------------------------------------------------------------------------- fsspec: folders
+    def _create_folder(self, parent_path: str, parent_id: str, name: str) -> dict[str, Any]:
+        check_name(name)
+
+        def ours(conflict: dict[str, Any]) -> bool:
+            return conflict.get("type") == "folder" and same_name(str(conflict.get("name", "")), name)
+
+        entry = self.transport.json(
+            "POST", self.transport.api("/folders"), params={"fields": self.FIELDS},
+            json={"name": name, "parent": {"id": parent_id}}, conflict_ok=ours,
+            path=_join(parent_path, name), action="create folder",
+        )
+        if "etag" not in entry or "created_at" not in entry:  # a conflict stub: fetch the full item
+            entry = self._get_item("folder", str(entry["id"]))
+        item = self._item(_join(parent_path, entry.get("name") or name), entry)
+        self.cache.added(item["name"], item)
+        return item
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        if path == "" or self._try_info(path) is not None:
+            raise exists(path)
+        check_path_names(path)
+        parent, name = _split(path)
+        if create_parents:
+            self.makedirs(parent, exist_ok=True)
+        pinfo = self._info(parent)
+        if pinfo["type"] != "directory":
+            raise not_a_directory(parent)
+        self._create_folder(pinfo["name"], pinfo["id"], name)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        path = self._strip_protocol(path)
+        if path == "":
+            if exist_ok:
+                return
+            raise exists("")
+        check_path_names(path)
+        parts = path.split("/")
+        current = self._root_item()
+        for i, part in enumerate(parts):
+            sub = "/".join(parts[: i + 1])
+            info = self._try_info(sub)
+            if info is None:
+                try:
+                    info = self._create_folder(current["name"], current["id"], part)
+                except FileExistsError:
+                    self.cache.invalidate(current["name"])  # created meanwhile by someone else
+                    info = self._info(sub)
+                    if info["type"] != "directory" or (i == len(parts) - 1 and not exist_ok):
+                        raise
+            elif info["type"] != "directory":
+                raise not_a_directory(sub)
+            elif i == len(parts) - 1 and not exist_ok:
+                    raise exists(path)
+            current = info
+
+    def rmdir(self, path: str) -> None:
+        """Delete an empty folder (Box refuses a non-empty one: ``OSError`` ENOTEMPTY)."""
+        path = self._strip_protocol(path)
+        if path == "":
+            raise PermissionError(f"refusing to delete the root folder (id {self.root_folder_id})")
+        info = self._info(path)
+        if info["type"] != "directory":
+            raise not_a_directory(path)
+        self.transport.request("DELETE", self.transport.api(f"/folders/{info['id']}"), params={"recursive": "false"},
+                               path=path, action="delete folder")
+        self.cache.removed(path)
+
+    def _delete(self, path: str, info: dict[str, Any]) -> None:
+        kind = "folders" if info["type"] == "directory" else "files"
+        params = {"recursive": "true"} if kind == "folders" else None
+        try:
+            self.transport.request("DELETE", self.transport.api(f"/{kind}/{info['id']}"), params=params,
+                                   path=path, action="delete")
+        except FileNotFoundError:
+            # gone already: deleted by a retried attempt of ours whose answer was lost, or by someone else
+            logger.debug("%s was already gone when deleted", path)
+        self.cache.removed(path)
+
+    def rm_file(self, path: str) -> None:
+        path = self._strip_protocol(path)
+        info = self._info(path)
+        if info["type"] == "directory":
+            raise is_a_directory(path)
+        self._delete(path, info)
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        """Delete files and, with ``recursive``, folders with all they hold (one request per folder)."""
+        if isinstance(path, (list, tuple)):
+            for p in path:
+                self.rm(p, recursive=recursive, maxdepth=maxdepth)
+            return
+        path = self._strip_protocol(path)
+        if path == "":
+            raise PermissionError(f"refusing to delete the root folder (id {self.root_folder_id})")
+        if any(c in path for c in _GLOB_CHARS) or maxdepth is not None:
+            targets = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
+            # deepest first; a folder deleted recursively takes its listed children with it
+            for p in sorted(targets, key=lambda p: (-p.count("/"), p)):
+                info = self._try_info(p)
+                if info is None:
+                    continue
+                if info["type"] == "directory" and not recursive:
+                    raise is_a_directory(p)
+                self._delete(p, info)
+            return
+        info = self._info(path)
+        if info["type"] == "directory" and not recursive:
+            raise is_a_directory(path)
+        self._delete(path, info)
+
+    # ------------------------------------------------------------------------- server-side ops
+    def _move(self, src: str, dst: str) -> dict[str, Any]:
+        """One ``PUT`` that moves and/or renames ``src`` to exactly ``dst`` (which must not exist)."""
+        sinfo = self._info(src)
+        parent, name = _split(dst)
+        check_name(name)
+        pinfo = self._ensure_folder(parent)
+        kind = "folders" if sinfo["type"] == "directory" else "files"
+        entry = self.transport.json(
+            "PUT", self.transport.api(f"/{kind}/{sinfo['id']}"), params={"fields": self.FIELDS},
+            json={"name": name, "parent": {"id": pinfo["id"]}}, path=src, action=f"move to {dst}",
+        )
+        item = self._item(_join(pinfo["name"], entry.get("name") or name), entry)
+        self.cache.moved(src, item["name"], item)
+        return item
+
+    def mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
+        """Server-side move/rename of a file or a whole folder (one request); overwrites a file target."""
+        if isinstance(path1, (list, tuple)) or any(c in str(path1) for c in _GLOB_CHARS):
+            return super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
+        src = self._strip_protocol(path1)
+        dst = self._strip_protocol(path2)
+        if src == "":
+            raise PermissionError("cannot move the root folder")
+        sinfo = self._info(src)
+        dinfo = self._try_info(dst)
+        if dinfo is not None and dinfo["id"] != sinfo["id"] and dinfo["type"] == "directory":
+            dst = _join(dst, _split(src)[1])
+            dinfo = self._try_info(dst)
+        if dinfo is not None and dinfo["id"] != sinfo["id"]:
+            if dinfo["type"] == "directory":
+                    raise exists(dst)
+            if sinfo["type"] == "directory":
+                raise not_a_directory(dst)
+            self._delete(dst, dinfo)  # fsspec semantics: a file target is replaced
+        if dst == "":
+            raise PermissionError("cannot replace the root folder")
+        self._move(src, dst)
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """Server-side copy (``POST /files/{id}/copy``); folders are created, not copied, here."""
+        src = self._strip_protocol(path1)
+        dst = self._strip_protocol(path2)
+        sinfo = self._info(src)
+        if sinfo["type"] == "directory":
+            self.makedirs(dst, exist_ok=True)
+            return
+        dinfo = self._try_info(dst)
+        if dinfo is not None and dinfo["type"] == "directory":
+            dst = _join(dst, _split(src)[1])
+            dinfo = self._try_info(dst)
+        if dinfo is not None:
+            if dinfo["id"] == sinfo["id"]:
+                return
+            if dinfo["type"] == "directory":
+                raise is_a_directory(dst)
+            self._delete(dst, dinfo)  # Box cannot copy onto an existing name: replace it
+        parent, name = _split(dst)
+        check_name(name)
+        pinfo = self._ensure_folder(parent)
+
+        def ours(conflict: dict[str, Any]) -> bool:
+            return (conflict.get("type") == "file" and same_name(str(conflict.get("name", "")), name)
+                    and (conflict.get("sha1") in (None, sinfo.get("sha1"))))
+
+        entry = self.transport.json(
+            "POST", self.transport.api(f"/files/{sinfo['id']}/copy"), params={"fields": self.FIELDS},
+            json={"parent": {"id": pinfo["id"]}, "name": name}, conflict_ok=ours, path=src,
+            action=f"copy to {dst}",
+        )
+        if "etag" not in entry or "sha1" not in entry:
+            entry = self._get_item("file", str(entry["id"]))
+        item = self._item(_join(pinfo["name"], entry.get("name") or name), entry)
+        self.cache.added(item["name"], item)
+
+    # --------------------------------------------------------------------------------- caching
+    def invalidate_cache(self, path: str | None = None) -> None:
+        """Forget what is known about ``path`` (everything when None); for changes made elsewhere."""
+        if path is None:
+            self.cache.clear()
+        else:
+            self.cache.invalidate(self._strip_protocol(path))
+        super().invalidate_cache(path)

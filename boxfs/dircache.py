@@ -1,0 +1,157 @@
+"""What one filesystem knows about its Box tree: path -> item, and folder listings.
+
+Box has no lookup by path, so resolving ``a/b/c`` means listing ``""``, ``a`` and ``a/b``. Every call is
+rate-limited per user, so we remember: each item we have seen (id, type, etag, size, sha1, times) under its
+path, and each folder listing we have fetched completely. A path missing from a complete listing is known
+not to exist, also without a call.
+
+The cache belongs to one filesystem instance (one acting user) and is never shared. Every mutation the
+filesystem makes reports itself here through one of :meth:`added`, :meth:`removed`, :meth:`moved`,
+:meth:`changed`, which is the one place that keeps the cache true. Keys are case-folded because Box names
+are case-insensitive; the items keep Box's own spelling.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from boxfs.names import name_key
+
+Item = dict[str, Any]
+
+
+def _key(path: str) -> str:
+    return name_key(path)
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+class BoxDirCache:
+    """Thread-safe path -> item cache plus complete folder listings, with case-insensitive keys."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._items: dict[str, Item] = {}
+        #: folder key -> {child name key: child path key}; present only for completely listed folders
+        self._listings: dict[str, dict[str, str]] = {}
+
+    # ------------------------------------------------------------------------------------- reading
+    def get(self, path: str) -> Item | None:
+        """The item at ``path`` if known."""
+        with self._lock:
+            return self._items.get(_key(path))
+
+    def listing(self, path: str) -> list[Item] | None:
+        """The complete listing of folder ``path`` if it was fetched, in Box's order, else None."""
+        with self._lock:
+            children = self._listings.get(_key(path))
+            if children is None:
+                return None
+            return [self._items[k] for k in children.values() if k in self._items]
+
+    def known_missing(self, path: str) -> bool:
+        """True when the parent's complete listing is cached and has no such name."""
+        with self._lock:
+            children = self._listings.get(_key(_parent(path)))
+            return children is not None and name_key(_basename(path)) not in children
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # ------------------------------------------------------------------------------------- filling
+    def put(self, path: str, item: Item) -> None:
+        """Remember an item learned from a read (info of one item)."""
+        with self._lock:
+            self._items[_key(path)] = item
+
+    def set_listing(self, path: str, children: list[Item]) -> None:
+        """Remember a complete folder listing (children carry their full paths in ``name``)."""
+        with self._lock:
+            folder = _key(path)
+            # children no longer listed are gone (changed by someone else): forget them and below
+            old = self._listings.get(folder, {})
+            new: dict[str, str] = {}
+            for child in children:
+                ck = _key(child["name"])
+                new[name_key(_basename(child["name"]))] = ck
+                previous = self._items.get(ck)
+                if previous is not None and previous.get("id") != child.get("id"):
+                    self._forget_below(ck)
+                self._items[ck] = child
+            for name, ck in old.items():
+                if name not in new:
+                    self._forget(ck)
+            self._listings[folder] = new
+
+    # ------------------------------------------------------------------------------------ mutations
+    def added(self, path: str, item: Item) -> None:
+        """We created ``path`` (folder, upload, copy): record it and add it to the parent's listing."""
+        with self._lock:
+            k = _key(path)
+            previous = self._items.get(k)
+            if previous is not None and previous.get("id") != item.get("id"):
+                self._forget_below(k)
+            self._items[k] = item
+            if item.get("type") == "directory" and (previous is None or previous.get("id") != item.get("id")):
+                self._listings[k] = {}  # a folder we just created is empty: list it without a call
+            parent = self._listings.get(_key(_parent(path)))
+            if parent is not None:
+                parent[name_key(_basename(path))] = k
+
+    def changed(self, path: str, item: Item) -> None:
+        """The item at ``path`` changed in place (new version, new times)."""
+        self.added(path, item)
+
+    def removed(self, path: str) -> None:
+        """``path`` (and, for a folder, everything below it) no longer exists."""
+        with self._lock:
+            k = _key(path)
+            self._forget(k)
+            parent = self._listings.get(_key(_parent(path)))
+            if parent is not None:
+                parent.pop(name_key(_basename(path)), None)
+
+    def moved(self, src: str, dst: str, item: Item) -> None:
+        """``src`` is now ``dst`` (server-side move or rename); below a moved folder is re-learned lazily."""
+        with self._lock:
+            self.removed(src)
+            self.added(dst, item)
+            if item.get("type") == "directory":
+                self._listings.pop(_key(dst), None)  # its children's cached paths were under src
+
+    def invalidate(self, path: str | None = None) -> None:
+        """Forget ``path`` and below (everything when None): for changes made outside this filesystem."""
+        with self._lock:
+            if path is None or path == "":
+                self._items.clear()
+                self._listings.clear()
+                return
+            self._forget(_key(path))
+            self._listings.pop(_key(_parent(path)), None)
+
+    def clear(self) -> None:
+        self.invalidate(None)
+
+    # ------------------------------------------------------------------------------------- helpers
+    def _forget(self, k: str) -> None:
+        self._items.pop(k, None)
+        self._listings.pop(k, None)
+        self._forget_below(k)
+
+    def _forget_below(self, k: str) -> None:
+        prefix = k + "/" if k else ""
+        if not prefix:
+            self._items.clear()
+            self._listings.clear()
+            return
+        for key in [key for key in self._items if key.startswith(prefix)]:
+            del self._items[key]
+        for key in [key for key in self._listings if key.startswith(prefix)]:
+            del self._listings[key]

@@ -1,0 +1,116 @@
+"""``BoxFile``: what ``BoxFileSystem.open`` returns.
+
+Reading (``rb``) is random access by HTTP ranges through fsspec's buffered-file machinery, with its
+read-ahead cache (``cache_type="readahead"`` by default; ``"bytes"``, ``"blockcache"``... also work), so
+``seek`` + small ``read`` costs one ranged GET per block, not a download of the whole file.
+
+Writing (``wb``, ``xb``) collects the bytes (see :func:`boxfs.upload.make_write_buffer`) and uploads on
+``close``: a new file, or a new version of an existing one. Nothing is visible on Box before ``close``,
+and a failed upload leaves the previous version current. Box cannot append (``ab`` is refused) and
+``modified=datetime`` sets the ``content_modified_at`` Box records for the upload.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from fsspec.spec import AbstractBufferedFile
+
+from boxfs.api.errors import is_a_directory
+from boxfs.upload import make_write_buffer
+
+if TYPE_CHECKING:
+    from boxfs.core import BoxFileSystem
+
+APPEND_REFUSAL = (
+    "Box cannot append to a file: every upload replaces the whole content (as a new version). "
+    "Read the file, then write the complete new content with mode 'wb'."
+)
+
+
+class BoxFile(AbstractBufferedFile):
+    """A file on Box opened for ranged reading or for writing as one upload."""
+
+    fs: BoxFileSystem
+
+    def __init__(
+        self,
+        fs: BoxFileSystem,
+        path: str,
+        mode: str = "rb",
+        block_size: int | str | None = "default",
+        autocommit: bool = True,
+        cache_type: str = "readahead",
+        cache_options: dict[str, Any] | None = None,
+        modified: datetime | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if "a" in mode:
+            raise NotImplementedError(APPEND_REFUSAL)
+        if mode not in ("rb", "wb", "xb"):
+            raise ValueError(f"unsupported mode {mode!r} for Box files (use 'rb', 'wb' or 'xb')")
+        if not autocommit:
+            raise NotImplementedError("Box uploads commit on close; autocommit=False is not supported")
+        self.modified = modified
+        self.uploaded: dict[str, Any] | None = None
+        if mode == "rb":
+            info = fs.info(path)
+            if info["type"] != "file":
+                raise is_a_directory(path)
+            super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options,
+                             size=info["size"], **kwargs)
+            self.details = info
+            self._box_id = info["id"]
+        else:
+            # Refuse what cannot work before anything is written: bad names, a folder in the way,
+            # a missing parent when auto_mkdir is off, an existing file for 'xb'.
+            fs._check_writable(path, exclusive=(mode == "xb"))
+            super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options, **kwargs)
+            self._sink = make_write_buffer(fs, path)
+
+    # -------------------------------------------------------------------------------------- reading
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        return self.fs._read_range(self.path, self._box_id, start, end)
+
+    # -------------------------------------------------------------------------------------- writing
+    def _initiate_upload(self) -> None:
+        """Nothing to start on Box: the upload happens in one go when the file is closed."""
+
+    def _upload_chunk(self, final: bool = False) -> bool:
+        self._sink.write(self.buffer.getvalue())
+        if final:
+            try:
+                self.uploaded = self.fs._upload_buffer(self.path, self._sink, modified=self.modified,
+                                                       exclusive=(self.mode == "xb"))
+            finally:
+                self._sink.close()
+        return True
+
+    def close(self) -> None:
+        """Upload (when writing) and close; unlike fsspec's default, the listing cache stays valid
+        because the upload already recorded its result there."""
+        if getattr(self, "_unclosable", False) or self.closed:
+            return
+        try:
+            if self.mode == "rb":
+                self.cache = None
+            elif not self.forced:
+                self.flush(force=True)
+        finally:
+            self.closed = True
+
+    def discard(self) -> None:
+        """Drop what was written; nothing reaches Box."""
+        if self.mode != "rb":
+            self._sink.close()
+            self.forced = True
+        self.closed = True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Leaving a ``with`` block by an exception discards the write: a half-written file never
+        replaces the current version on Box."""
+        if exc_type is not None and self.mode != "rb" and not self.closed:
+            self.discard()
+        else:
+            self.close()

@@ -1,0 +1,248 @@
+"""Uploads to Box: one multipart request up to ``spool_threshold``, the chunked path above it.
+
+``upload_file`` is the single entry point the filesystem uses (``pipe_file``, ``put_file``, writers,
+``set_modified``). It picks the path by size: :func:`upload_small` here, or :func:`upload_large`, the seam
+where the large-upload work (issue 5: spooling, chunked upload sessions, resume) plugs in.
+
+Writers buffer through :func:`make_write_buffer`; the in-memory :class:`WriteBuffer` computes the SHA1
+as bytes arrive (Box wants it in ``content-md5``), and is the seam where a spooling buffer replaces it.
+
+Idempotency: a multipart POST that failed ambiguously (5xx, dropped connection) is repeated only after
+checking whether the earlier attempt landed: for a new file a preflight that reports a conflicting file
+with our SHA1 means it did; for a new version, the file's etag having moved on to content with our SHA1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from boxfs.api.errors import conflicts_of, is_a_directory
+from boxfs.names import check_name, same_name
+
+if TYPE_CHECKING:
+    from boxfs.core import BoxFileSystem
+
+logger = logging.getLogger("boxfs")
+
+DEFAULT_SPOOL_THRESHOLD = 26_214_400  # 25 MiB, Box's limit for single-request uploads is 50 MB
+_READ_BLOCK = 1 << 20
+
+
+def box_time(dt: datetime) -> str:
+    """RFC 3339 without fractional seconds, the form Box accepts for ``content_modified_at``."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def sha1_of(fileobj: BinaryIO) -> tuple[str, int]:
+    """SHA1 hex and size of a seekable file from its current position; the position is restored."""
+    start = fileobj.tell()
+    digest = hashlib.sha1()
+    size = 0
+    while True:
+        block = fileobj.read(_READ_BLOCK)
+        if not block:
+            break
+        digest.update(block)
+        size += len(block)
+    fileobj.seek(start)
+    return digest.hexdigest(), size
+
+
+class WriteBuffer:
+    """Collects what a writer writes, with its SHA1 computed on the way in.
+
+    In memory; the large-upload work replaces :func:`make_write_buffer` to spill past the threshold.
+    """
+
+    def __init__(self) -> None:
+        self._buf = io.BytesIO()
+        self._sha1 = hashlib.sha1()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._buf.write(data)
+        self._sha1.update(data)
+        self.size += len(data)
+        return len(data)
+
+    @property
+    def sha1(self) -> str:
+        return self._sha1.hexdigest()
+
+    def reader(self) -> BinaryIO:
+        """The buffered content, positioned at its start."""
+        self._buf.seek(0)
+        return self._buf
+
+    def close(self) -> None:
+        self._buf = io.BytesIO()
+
+
+def make_write_buffer(fs: BoxFileSystem, path: str) -> WriteBuffer:
+    """The buffer a writer for ``path`` uses (seam for spooling large writes to disk)."""
+    return WriteBuffer()
+
+
+class _MultipartBody:
+    """A multipart/form-data body streamed from a file object, with a known length.
+
+    ``attributes`` must come before ``file`` (Box answers 400 ``metadata_after_file_contents`` otherwise).
+    """
+
+    def __init__(self, attributes: dict[str, Any], name: str, fileobj: BinaryIO, start: int, size: int,
+                 progress: Callable[[int], None] | None = None, boundary: str | None = None) -> None:
+        self.boundary = boundary or uuid.uuid4().hex
+        safe_name = name.replace("\\", "\\\\").replace('"', '\\"')
+        self._head = (
+            f"--{self.boundary}\r\n"
+            'Content-Disposition: form-data; name="attributes"\r\n'
+            "Content-Type: application/json\r\n\r\n"
+            f"{json.dumps(attributes)}\r\n"
+            f"--{self.boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._file = fileobj
+        self._start = start
+        self._size = size
+        self._progress = progress
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return len(self._head) + self._size + len(self._tail)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._head
+        self._file.seek(self._start)
+        left = self._size
+        while left > 0:
+            block = self._file.read(min(_READ_BLOCK, left))
+            if not block:
+                raise OSError(f"upload source ended {left} bytes early (was it changed while uploading?)")
+            left -= len(block)
+            if self._progress is not None:
+                self._progress(len(block))
+            yield block
+        yield self._tail
+
+
+def preflight(fs: BoxFileSystem, *, parent_id: str, name: str, size: int, file_id: str | None) -> dict[str, Any] | None:
+    """``OPTIONS /files/content``: None when Box would accept the upload, else the conflicting item.
+
+    Other refusals (name rules, quota, permissions) raise the mapped error right away, before any data
+    is sent.
+    """
+    t = fs.transport
+    if file_id is None:
+        body: dict[str, Any] = {"name": name, "parent": {"id": parent_id}, "size": size}
+        route = "/files/content"
+    else:
+        body = {"size": size}
+        route = f"/files/{file_id}/content"
+    resp = t.request("OPTIONS", t.api(route), json=body, ok_statuses=(409,), path=name, action="upload preflight")
+    assert not isinstance(resp, dict)
+    if resp.status_code != 409:
+        return None
+    from boxfs.api.errors import error_from_response
+
+    exc = error_from_response(resp, name, "upload preflight")
+    found = conflicts_of(exc)
+    if not found:
+        raise exc
+    return found[0]
+
+
+def upload_small(
+    fs: BoxFileSystem,
+    *,
+    parent_id: str,
+    name: str,
+    fileobj: BinaryIO,
+    size: int,
+    sha1: str,
+    file_id: str | None = None,
+    etag: str | None = None,
+    modified: datetime | None = None,
+    overwrite: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Preflight, then one multipart POST (new file, or new version of ``file_id``); returns Box's file."""
+    check_name(name)
+    t = fs.transport
+    conflict = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=file_id)
+    if conflict is not None:
+        if conflict.get("type") != "file":
+            raise is_a_directory(name)
+        if not overwrite:
+            from boxfs.api.errors import exists
+
+            raise exists(name)
+        file_id, etag = str(conflict["id"]), conflict.get("etag")
+        logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
+    start = fileobj.tell()
+    attributes: dict[str, Any] = {"name": name}
+    if file_id is None:
+        attributes["parent"] = {"id": parent_id}
+    if modified is not None:
+        attributes["content_modified_at"] = box_time(modified)
+    boundary = uuid.uuid4().hex
+
+    def make() -> _MultipartBody:
+        # a fresh body per attempt (it re-seeks the source), always with the boundary of the header
+        return _MultipartBody(attributes, name, fileobj, start, size, progress, boundary)
+
+    first = make()
+    headers = {"Content-Type": first.content_type, "content-md5": sha1}
+    params = {"fields": fs.FIELDS}
+    if file_id is None:
+        url = t.upload_api("/files/content")
+
+        def recover() -> dict[str, Any] | None:
+            again = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=None)
+            if again is not None and again.get("type") == "file" and same_name(again.get("name", name), name):
+                item = fs._get_item("file", str(again["id"]))
+                if item.get("sha1") == sha1:
+                    return {"entries": [item]}
+            return None
+    else:
+        url = t.upload_api(f"/files/{file_id}/content")
+        def recover() -> dict[str, Any] | None:
+            item = fs._get_item("file", str(file_id))
+            if item.get("sha1") == sha1 and item.get("etag") != etag:
+                return {"entries": [item]}
+            return None
+
+    data = t.json("POST", url, params=params, data=make, headers=headers, recover=recover,
+                  path=name, action="upload")
+    entries = data.get("entries") or []
+    if not entries:
+        raise OSError(f"{name}: Box accepted the upload but returned no file")
+    return entries[0]
+
+
+def upload_large(fs: BoxFileSystem, **kwargs: Any) -> dict[str, Any]:
+    """Uploads above ``spool_threshold`` go through Box chunked upload sessions (issue 5, not yet built)."""
+    raise NotImplementedError(
+        f"uploads larger than spool_threshold ({fs.spool_threshold} bytes) need Box chunked upload "
+        "sessions, which this version of boxfs does not implement yet"
+    )
+
+
+def upload_file(fs: BoxFileSystem, *, size: int, **kwargs: Any) -> dict[str, Any]:
+    """Upload by the path the size calls for; the keyword arguments are those of :func:`upload_small`."""
+    if size > fs.spool_threshold:
+        return upload_large(fs, size=size, **kwargs)
+    return upload_small(fs, size=size, **kwargs)
