@@ -133,6 +133,13 @@ def test_two_users_upload_list_download_rename_delete(env, caplog):
     finally:
         alice.quit()
         bob.quit()
+    if backend.kind == "emulator":
+        # Every upload acted as the login's own Box user (As-User), and all the per-user
+        # filesystems shared one app token.
+        log = backend.emulator.request_log
+        uploads = [r for r in log.records if r.method == "POST" and r.host == "upload"]
+        assert {r.as_user for r in uploads} == {backend.box_ids["alice"], backend.box_ids["bob"]}
+        assert log.count(route="/oauth2/token") == 1
     assert "ftp login alice" in caplog.text and "STOR /report.txt completed" in caplog.text
     assert PASSWORDS["alice"] not in caplog.text
 

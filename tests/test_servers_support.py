@@ -66,6 +66,7 @@ class Backend:
     box_users: dict[str, str]  # login -> box_user as written in the users file
     inspect: Callable[[str], Any]  # box_user -> a separate filesystem to verify what the server did
     emulator: Any = None
+    box_ids: dict[str, str] | None = None  # login -> Box user id (emulator only)
 
 
 @contextlib.contextmanager
@@ -77,7 +78,7 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
 
         with BoxEmulator() as emu:
             alice_id = emu.create_user("alice@example.com", name="Alice")
-            emu.create_user("bob@example.com", name="Bob")
+            bob_id = emu.create_user("bob@example.com", name="Bob")
             cfg = emu.create_jwt_app(
                 scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
             )
@@ -93,7 +94,8 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
                 fs.invalidate_cache()
                 return fs
 
-            yield Backend("emulator", factory, users, inspect, emu)
+            ids = {"alice": alice_id, "bob": bob_id, "carol": alice_id}
+            yield Backend("emulator", factory, users, inspect, emu, ids)
         return
 
     roots = tmp_path / "box"

@@ -142,7 +142,7 @@ def error_reason(exc: BaseException) -> tuple[int, str]:
         return errno.ENOTDIR, "Not a directory"
     if isinstance(exc, OSError) and exc.errno == errno.ENOTEMPTY:
         return errno.ENOTEMPTY, "Directory not empty"
-    if isinstance(exc, OSError) and exc.errno == errno.ENOTSUP:
+    if isinstance(exc, NotImplementedError) or (isinstance(exc, OSError) and exc.errno == errno.ENOTSUP):
         return errno.ENOTSUP, "Operation not supported"
     return errno.EIO, "Box request failed"
 
