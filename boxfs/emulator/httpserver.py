@@ -192,7 +192,29 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], app: HttpApp) -> None:
         self.app = app
+        self.active: set[socket.socket] = set()
+        self._active_lock = threading.Lock()
         super().__init__(addr, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            self.active.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._active_lock:
+            self.active.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut every open keep-alive connection, as a server going down would."""
+        with self._active_lock:
+            sockets = list(self.active)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class _DropConnection(Exception):
@@ -247,6 +269,7 @@ class HttpApp:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_connections()
             self._server = None
 
     # -- request handling ----------------------------------------------------------------------
