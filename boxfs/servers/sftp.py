@@ -76,13 +76,30 @@ class BoxSSHServer(asyncssh.SSHServer):
     def __init__(self, state: _ServerState):
         self._state = state
         self._peer = "?"
+        self._login = ""
+        self._method = ""
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 
     def begin_auth(self, username: str) -> bool:
+        self._login = username
         return True  # authentication is always required
+
+    def auth_completed(self) -> None:
+        user = self._state.users.get(self._login)
+        if user is None:  # pragma: no cover - asyncssh only completes after a validate_* success
+            return
+        logger.info(
+            "sftp login %s from %s (Box user %s, home %s%s, %s)",
+            user.login,
+            self._peer,
+            user.box_user,
+            user.home,
+            ", read-only" if user.read_only else "",
+            self._method,
+        )
 
     def password_auth_supported(self) -> bool:
         return True
@@ -96,26 +113,22 @@ class BoxSSHServer(asyncssh.SSHServer):
         if user is None:
             logger.warning("sftp login refused for %r from %s (password)", username, self._peer)
             return False
-        logger.info(
-            "sftp login %s from %s (Box user %s, home %s%s, password)",
-            username,
-            self._peer,
-            user.box_user,
-            user.home,
-            ", read-only" if user.read_only else "",
-        )
+        self._method = "password"
         return True
 
     def public_key_auth_supported(self) -> bool:
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        allowed = self._state.keys.get(username, [])
-        ok = key.public_data in allowed
+        # Called once to ask whether a key is acceptable and again with the signature: no login
+        # is logged here, only in auth_completed.
+        ok = key.public_data in self._state.keys.get(username, [])
         if ok:
-            logger.info("sftp login %s from %s (public key %s)", username, self._peer, key.get_fingerprint())
+            self._method = f"public key {key.get_fingerprint()}"
         else:
-            logger.debug("sftp key %s not authorized for %r", key.get_fingerprint(), username)
+            logger.info(
+                "sftp key %s not authorized for %r from %s", key.get_fingerprint(), username, self._peer
+            )
         return ok
 
 
@@ -154,6 +167,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     def __repr__(self) -> str:
         return f"BoxSFTPServer(login={self.user.login!r})"
+
+    def format_user(self, uid: int | None) -> str:
+        return self.user.login
+
+    def format_group(self, gid: int | None) -> str:
+        return "box"
 
     # --- helpers
 
