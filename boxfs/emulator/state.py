@@ -91,23 +91,28 @@ class BoxState:
         return Principal(row["client_id"], row["user_id"], user_id, scopes, row["resource"], downscoped)
 
     def _as_user(self, app: Any, token_user: str, target: str) -> str:
+        """Box's As-User preconditions: the app has the "perform actions as users" feature (scope
+        ``admin_on_behalf_of``), the caller is an admin (the service account), and the target is a user
+        the app may reach (its own app users; managed users only with App + Enterprise access)."""
         denied = ApiError(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
-        if not app["as_user_header"]:
-            raise denied
+        if not app["as_user_header"] and "admin_on_behalf_of" not in json.loads(app["scopes"]):
+            raise ApiError(403, "insufficient_scope",
+                           "The request requires higher privileges than provided by the access token.",
+                           headers={"WWW-Authenticate": 'Bearer realm="Service", error="insufficient_scope", '
+                                    'error_description="The request requires higher privileges than provided by the access token."'})
         caller = self.store.one("SELECT * FROM users WHERE id=?", token_user)
-        # Only the service account (or an admin) may impersonate; a user token may not.
         if caller is None or caller["kind"] != "service":
             raise denied
         user = self.store.one("SELECT * FROM users WHERE id=?", target)
         if user is None:
-            raise ApiError(400, "invalid_parameter", "Invalid value for As-User header")
+            raise ApiError(400, "invalid_parameter", "Invalid value for As-User header: no such user")
         if user["kind"] == "app":
             if user["app_client_id"] != app["client_id"] and not app["enterprise_access"]:
                 raise denied
         elif user["kind"] == "managed":
             if not app["enterprise_access"] or user["enterprise_id"] != app["enterprise_id"]:
                 raise denied
-        else:
+        else:  # service accounts cannot be named in As-User
             raise denied
         return target
 
