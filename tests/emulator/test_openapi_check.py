@@ -123,6 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
         "/2.0/folders/3": (404, "text/html", b"<h1>Not Found</h1>"),
         "/2.0/folders/4": (200, "application/json", b"{not json"),
         "/download/abc": (200, "application/octet-stream", b"\x00" * 10),
+        "/api/2.0/files/upload_sessions/S1/plan": (200, "application/json", b'{"hits": []}'),
+        "/2.0/made/up": (200, "application/json", b"{}"),
     }
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -162,6 +164,18 @@ def test_response_hook_over_http(spec: OpenAPISpec, fixed_server: str) -> None:
         assert "Content-Type 'text/html'" in recorder.take_failures()[0]
         session.get(fixed_server + "/2.0/folders/4")
         assert "not JSON" in recorder.take_failures()[0]
+        session.get(fixed_server + "/api/2.0/files/upload_sessions/S1/plan")  # known, newer than the spec
+        assert recorder.take_failures() == []
+        session.get(fixed_server + "/2.0/made/up")
+        assert "does not document" in recorder.take_failures()[0]
         response = session.get(fixed_server + "/download/abc", stream=True)
         assert recorder.take_failures() == []
         assert response.raw.read() == b"\x00" * 10  # a binary body is left unread for the caller
+
+
+def test_nullable_written_as_allof_member(spec: OpenAPISpec) -> None:
+    """``File.shared_link`` is ``allOf: [<object>, {description}, {nullable: true}]`` in Box's spec."""
+    assert spec.validate("GET", "/files/{file_id}", 200, {**FILE, "shared_link": None}) == []
+    assert spec.validate("GET", "/files/{file_id}", 200, {**FILE, "shared_link": "nope"})
+    # nullable: false members do not make a field nullable
+    assert spec.validate("GET", "/files/{file_id}", 200, {**FILE, "owned_by": None})
