@@ -144,6 +144,24 @@ def test_two_users_upload_list_download_rename_delete(env, caplog):
     assert PASSWORDS["alice"] not in caplog.text
 
 
+def test_names_with_glob_characters_are_literal(env):
+    backend, plain, _tls = env
+    ftp = connect(plain, "bob")
+    try:
+        for name in ("b*.txt", "b1.txt", "report [1].txt"):
+            upload(ftp, name, name.encode())
+        ftp.delete("b*.txt")  # must not delete b1.txt too
+        ftp.rename("report [1].txt", "report [2] final?.txt")
+        names = box_names(backend, "bob")
+        assert {"b1.txt", "report [2] final?.txt"} <= names
+        assert not {"b*.txt", "report [1].txt"} & names
+        assert download(ftp, "report [2] final?.txt") == b"report [1].txt"
+        ftp.delete("b1.txt")
+        ftp.delete("report [2] final?.txt")
+    finally:
+        ftp.quit()
+
+
 def test_rest_offset_download_and_mfmt(env):
     backend, plain, _tls = env
     ftp = connect(plain, "bob")

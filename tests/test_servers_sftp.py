@@ -147,6 +147,25 @@ def test_two_users_operations_and_isolation(env, caplog):
     assert PASSWORDS["alice"] not in caplog.text
 
 
+def test_names_with_glob_characters_are_literal(env):
+    backend, server, _key = env
+
+    async def scenario():
+        async with connect(server, "bob") as conn, conn.start_sftp_client() as sftp:
+            for name in ("s*.txt", "s1.txt", "plan [1].txt", "old.txt"):
+                await write_file(sftp, name, name.encode())
+            await sftp.remove("s*.txt")  # must not remove s1.txt too
+            await sftp.rename("plan [1].txt", "plan [2].txt")
+            await sftp.posix_rename("old.txt", "s1.txt")  # replaces s1.txt only
+            assert sorted(n for n in await sftp.listdir(".") if n[0] in "ps") == ["plan [2].txt", "s1.txt"]
+            assert await read_file(sftp, "s1.txt") == b"old.txt"
+            await sftp.remove("s1.txt")
+            await sftp.remove("plan [2].txt")
+
+    run(scenario())
+    assert not {"s*.txt", "s1.txt", "plan [1].txt", "plan [2].txt"} & box_names(backend, "bob")
+
+
 def test_setstat_mtime(env):
     backend, server, _key = env
     when = datetime(2021, 6, 7, 8, 9, 10, tzinfo=timezone.utc).timestamp()

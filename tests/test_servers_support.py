@@ -42,7 +42,6 @@ def emulator_available() -> bool:
             return False
     try:
         from boxfs.core import BoxFileSystem  # noqa: F401
-
         from boxfs.emulator import BoxEmulator  # noqa: F401
     except Exception:  # noqa: BLE001 - anything missing means "not there yet"
         return False
@@ -51,6 +50,9 @@ def emulator_available() -> bool:
 
 class LocalUserFS(DirFileSystem):
     """A local directory standing in for one Box user's tree (only until the emulator is used)."""
+
+    def _move(self, src: str, dst: str) -> None:
+        os.rename(self._join(src), self._join(dst))
 
     def set_modified(self, path: str, when: datetime) -> None:
         real = self._join(path)

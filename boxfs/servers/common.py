@@ -124,6 +124,21 @@ def set_mtime(fs: Any, path: str, epoch: float) -> None:
     setter(path, when)
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
+def move(fs: Any, src: str, dst: str) -> None:
+    """Rename/move exactly ``src`` to ``dst`` (which the caller has checked does not exist).
+
+    fsspec's ``mv`` expands glob characters, so a file literally named ``report [1].pdf`` would not
+    be found. For such names BoxFileSystem's single-request move is used directly.
+    """
+    if _GLOB_CHARS.intersection(src + dst) and callable(getattr(fs, "_move", None)):
+        fs._move(src, dst)
+        return
+    fs.mv(src, dst)
+
+
 def error_reason(exc: BaseException) -> tuple[int, str]:
     """Map a filesystem exception to (errno, short client-facing reason) without internal details.
 

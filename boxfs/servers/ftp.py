@@ -35,6 +35,7 @@ from boxfs.servers.common import (
     info_is_dir,
     info_mtime,
     info_to_stat,
+    move,
     set_mtime,
 )
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
@@ -226,7 +227,7 @@ class BoxFTPFS(AbstractedFS):
             info = self.fs.info(self._backend(path))
             if info_is_dir(info):
                 raise IsADirectoryError(path)
-            self.fs.rm(self._backend(path))
+            self.fs.rm_file(self._backend(path))  # never rm(): it expands glob characters
         except Exception as exc:
             raise _translate(exc, path) from None
         logger.info("ftp %s deleted %s", self.user.login, path)
@@ -236,7 +237,7 @@ class BoxFTPFS(AbstractedFS):
         try:
             if self.fs.exists(self._backend(dst)):
                 raise FileExistsError(dst)
-            self.fs.mv(self._backend(src), self._backend(dst))
+            move(self.fs, self._backend(src), self._backend(dst))
         except Exception as exc:
             raise _translate(exc, src) from None
         logger.info("ftp %s renamed %s to %s", self.user.login, src, dst)

@@ -43,6 +43,7 @@ from boxfs.servers.common import (
     error_reason,
     info_is_dir,
     info_to_stat,
+    move,
     set_mtime,
 )
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
@@ -388,7 +389,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         if info_is_dir(info):
             raise SFTPFailure(f"Is a directory: {virtual}")
         fs = await self._filesystem()
-        await self._call(virtual, fs.rm, self._backend(virtual))
+        await self._call(virtual, fs.rm_file, self._backend(virtual))
         logger.info("sftp %s deleted %s", self.user.login, virtual)
 
     async def _rename(self, oldpath: bytes, newpath: bytes, overwrite: bool) -> None:
@@ -405,8 +406,8 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             target = await self._info(dst)
             if info_is_dir(target):
                 raise SFTPFailure(f"Is a directory: {dst}")
-            await self._call(dst, fs.rm, self._backend(dst))
-        await self._call(src, fs.mv, self._backend(src), self._backend(dst))
+            await self._call(dst, fs.rm_file, self._backend(dst))
+        await self._call(src, move, fs, self._backend(src), self._backend(dst))
         logger.info("sftp %s renamed %s to %s", self.user.login, src, dst)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
