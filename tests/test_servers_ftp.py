@@ -299,6 +299,32 @@ def test_ten_concurrent_sessions(env):
     assert not errors, errors
 
 
+def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
+    backend, _plain, _tls = env
+    if backend.kind != "emulator":
+        pytest.skip("needs the emulator's fault injection")
+    from boxfs.servers.common import box_filesystem_factory
+
+    emu = backend.emulator
+    users = write_users_file(tmp_path / "users.toml", backend)
+    no_retry = box_filesystem_factory(backend.config, emu.base_urls, retry=1)
+    with start_ftp_server(users, no_retry, auth_failed_delay=0.05) as server:
+        ftp = connect(server, "alice")
+        try:
+            emu.inject_faults(rate=1.0, kinds=("500",), route=r"/files/content$", method="POST")
+            try:
+                with pytest.raises(ftplib.error_temp, match="^451 Upload failed"):
+                    upload(ftp, "doomed.txt", b"never stored")
+            finally:
+                emu.clear_faults()
+            assert "doomed.txt" not in box_names(backend, "alice")
+            upload(ftp, "fine.txt", b"stored")  # the session is still usable
+            assert download(ftp, "fine.txt") == b"stored"
+            ftp.delete("fine.txt")
+        finally:
+            ftp.quit()
+
+
 def test_explicit_ftps(env):
     backend, _plain, tls = env
     ftp = ftplib.FTP_TLS()

@@ -277,6 +277,34 @@ def test_paramiko_client_large_upload_sha1(env):
     fs.rm("big-sftp.bin")
 
 
+def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
+    backend, _server, _key = env
+    if backend.kind != "emulator":
+        pytest.skip("needs the emulator's fault injection")
+    from boxfs.servers.common import box_filesystem_factory
+
+    emu = backend.emulator
+    users = write_users_file(tmp_path / "users.toml", backend)
+    no_retry = box_filesystem_factory(backend.config, emu.base_urls, retry=1)
+
+    async def scenario(server):
+        async with connect(server, "alice") as conn, conn.start_sftp_client() as sftp:
+            emu.inject_faults(rate=1.0, kinds=("500",), route=r"/files/content$", method="POST")
+            try:
+                with pytest.raises(asyncssh.SFTPFailure, match="Upload failed"):
+                    await write_file(sftp, "doomed.txt", b"never stored")
+            finally:
+                emu.clear_faults()
+            assert not await sftp.exists("doomed.txt")
+            await write_file(sftp, "fine.txt", b"stored")
+            assert await read_file(sftp, "fine.txt") == b"stored"
+            await sftp.remove("fine.txt")
+
+    with start_sftp_server(users, no_retry) as server:
+        run(scenario(server))
+    assert "doomed.txt" not in box_names(backend, "alice")
+
+
 def test_ten_concurrent_sessions(env):
     _backend, server, _key = env
 

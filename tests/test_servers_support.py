@@ -69,6 +69,7 @@ class Backend:
     inspect: Callable[[str], Any]  # box_user -> a separate filesystem to verify what the server did
     emulator: Any = None
     box_ids: dict[str, str] | None = None  # login -> Box user id (emulator only)
+    config: str | None = None  # the Box app's JWT config (emulator only)
 
 
 @contextlib.contextmanager
@@ -97,7 +98,7 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
                 return fs
 
             ids = {"alice": alice_id, "bob": bob_id, "carol": alice_id}
-            yield Backend("emulator", factory, users, inspect, emu, ids)
+            yield Backend("emulator", factory, users, inspect, emu, ids, cfg)
         return
 
     roots = tmp_path / "box"
