@@ -58,7 +58,8 @@ def box_names(backend, login: str, folder: str = "") -> set[str]:
 
 def test_wrong_password_and_unknown_login_are_refused(env, caplog):
     _backend, plain, _tls = env
-    caplog.set_level(logging.INFO, logger="boxfs")
+    caplog.set_level(logging.DEBUG)  # everything, pyftpdlib's command log included
+    connect(plain, "alice").quit()
     for login, password in (("alice", "not-her-password"), ("mallory", "whatever-1")):
         ftp = ftplib.FTP()
         ftp.connect(plain.host, plain.port, timeout=30)
@@ -73,7 +74,8 @@ def test_wrong_password_and_unknown_login_are_refused(env, caplog):
     ftp.close()
     text = caplog.text
     assert "refused" in text and "mallory" in text
-    assert "not-her-password" not in text and "whatever-1" not in text
+    assert "not-her-password" not in text and "whatever-1" not in text and PASSWORDS["alice"] not in text
+    assert "PASS ******" in text  # the command log is on, and masks the password
 
 
 def test_two_users_upload_list_download_rename_delete(env, caplog):
@@ -142,6 +144,21 @@ def test_two_users_upload_list_download_rename_delete(env, caplog):
         assert log.count(route="/oauth2/token") == 1
     assert "ftp login alice" in caplog.text and "STOR /report.txt completed" in caplog.text
     assert PASSWORDS["alice"] not in caplog.text
+
+
+def test_changes_made_outside_the_server_are_listed(env):
+    backend, plain, _tls = env
+    ftp = connect(plain, "bob")
+    try:
+        assert "from-box-web.txt" not in ftp.nlst()  # the server's filesystem has listed the root
+        outside = backend.inspect(backend.box_users["bob"])  # another client of Box, same user
+        outside.pipe_file("from-box-web.txt", b"made elsewhere")
+        assert "from-box-web.txt" in ftp.nlst()
+        assert download(ftp, "from-box-web.txt") == b"made elsewhere"
+        outside.rm_file("from-box-web.txt")
+        assert "from-box-web.txt" not in ftp.nlst()
+    finally:
+        ftp.quit()
 
 
 def test_names_with_glob_characters_are_literal(env):

@@ -47,6 +47,9 @@ __all__ = ["BoxAuthorizer", "BoxFTPFS", "FTPServerHandle", "make_ftp_server", "r
 # What pyftpdlib calls a "real" path for a request that tried to climb out of the home.
 _OUTSIDE = "\x00outside-home"
 
+# How long the entries of the last listing answer stat() (LIST/MLSD format them right after).
+_LISTING_TTL = 10.0
+
 READ_PERMS = "elr"
 WRITE_PERMS = "elradfmwMT"
 
@@ -120,6 +123,7 @@ class BoxFTPFS(AbstractedFS):
         # Listing cache: LIST/MLSD stat every entry right after listing the folder; serving those
         # stats from the listing avoids one Box request per entry. Cleared by every change.
         self._listed: dict[str, dict[str, Any]] = {}
+        self._listed_at = 0.0
 
     def __repr__(self) -> str:
         return f"BoxFTPFS(login={self.user.login!r}, cwd={self.cwd!r})"
@@ -150,7 +154,7 @@ class BoxFTPFS(AbstractedFS):
 
     def _info(self, path: str) -> dict[str, Any]:
         cached = self._listed.get(path)
-        if cached is not None:
+        if cached is not None and time.monotonic() - self._listed_at < _LISTING_TTL:
             return cached
         return self.fs.info(self._backend(path))
 
@@ -196,10 +200,13 @@ class BoxFTPFS(AbstractedFS):
 
     def listdir(self, path: str) -> list[str]:
         try:
-            entries = self.fs.ls(self._backend(path), detail=True)
+            # refresh: a client listing a folder expects to see changes made outside this server
+            # (Box web app, sync clients, other Box users) and not the filesystem's cached listing.
+            entries = self.fs.ls(self._backend(path), detail=True, refresh=True)
         except Exception as exc:
             raise _translate(exc, path) from None
         self._listed = {}
+        self._listed_at = time.monotonic()
         names = []
         for entry in entries:
             name = entry["name"].rstrip("/").rsplit("/", 1)[-1]

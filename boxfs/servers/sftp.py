@@ -350,7 +350,8 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         info = await self._info(virtual)
         if not info_is_dir(info):
             raise SFTPFailure(f"Not a directory: {virtual}")
-        entries = await self._call(virtual, fs.ls, self._backend(virtual), detail=True)
+        # refresh: show changes made outside this server, not the filesystem's cached listing
+        entries = await self._call(virtual, fs.ls, self._backend(virtual), detail=True, refresh=True)
         here = info_to_stat(info, self.user.read_only)
         yield SFTPName(b".", attrs=SFTPAttrs.from_local(here))
         yield SFTPName(b"..", attrs=SFTPAttrs.from_local(here))
