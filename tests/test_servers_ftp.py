@@ -155,6 +155,8 @@ def test_changes_made_outside_the_server_are_listed(env):
         outside.pipe_file("from-box-web.txt", b"made elsewhere")
         assert "from-box-web.txt" in ftp.nlst()
         assert download(ftp, "from-box-web.txt") == b"made elsewhere"
+        outside.pipe_file("from-box-web.txt", b"a new, longer version made elsewhere")
+        assert download(ftp, "from-box-web.txt") == b"a new, longer version made elsewhere"
         outside.rm_file("from-box-web.txt")
         assert "from-box-web.txt" not in ftp.nlst()
     finally:

@@ -157,6 +157,8 @@ def test_changes_made_outside_the_server_are_listed(env):
             await asyncio.to_thread(outside.pipe_file, "outside.txt", b"made elsewhere")
             assert "outside.txt" in await sftp.listdir(".")
             assert await read_file(sftp, "outside.txt") == b"made elsewhere"
+            await asyncio.to_thread(outside.pipe_file, "outside.txt", b"a new, longer version")
+            assert await read_file(sftp, "outside.txt") == b"a new, longer version"
             await asyncio.to_thread(outside.rm_file, "outside.txt")
             assert "outside.txt" not in await sftp.listdir(".")
 

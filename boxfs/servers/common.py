@@ -261,6 +261,9 @@ class DownloadFile:
     def __init__(self, fs: Any, path: str, name: str):
         self.name = name
         self.path = path
+        # The file may have a new version uploaded outside this server since it was last listed:
+        # a cached (older) size would truncate the download. One folder listing buys certainty.
+        fs.invalidate_cache(path)
         self._fh = fs.open(path, "rb")
         self._lock = threading.Lock()
         self.closed = False
