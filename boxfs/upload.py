@@ -88,8 +88,10 @@ class WriteBuffer:
 
 
 def make_write_buffer(fs: BoxFileSystem, path: str) -> WriteBuffer:
-    """The buffer a writer for ``path`` uses (seam for spooling large writes to disk)."""
-    return WriteBuffer()
+    """The buffer a writer for ``path`` uses: memory up to the threshold, then a spool file (boxfs.spool)."""
+    from boxfs.spool import SpoolingBuffer
+
+    return SpoolingBuffer(fs, path)
 
 
 class _MultipartBody:
@@ -234,11 +236,10 @@ def upload_small(
 
 
 def upload_large(fs: BoxFileSystem, **kwargs: Any) -> dict[str, Any]:
-    """Uploads above ``spool_threshold`` go through Box chunked upload sessions (issue 5, not yet built)."""
-    raise NotImplementedError(
-        f"uploads larger than spool_threshold ({fs.spool_threshold} bytes) need Box chunked upload "
-        "sessions, which this version of boxfs does not implement yet"
-    )
+    """Uploads above ``spool_threshold`` go through Box chunked upload sessions (boxfs.chunked)."""
+    from boxfs.chunked import upload_large as chunked_upload_large
+
+    return chunked_upload_large(fs, **kwargs)
 
 
 def upload_file(fs: BoxFileSystem, *, size: int, **kwargs: Any) -> dict[str, Any]:

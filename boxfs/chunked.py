@@ -1,0 +1,559 @@
+"""Box chunked upload sessions: the path for uploads above ``spool_threshold``.
+
+One upload is: preflight (``OPTIONS /files/content``) -> create a session (new file, or new version of an
+existing one) -> upload the parts Box asked for (``part_size``, the last one shorter), by a pool of
+``fs.upload_workers`` threads, each part with its ``Digest: sha=<base64 SHA1>`` -> commit with the parts
+list and the whole file's SHA1, polling while Box answers 202 + ``Retry-After``.
+
+Memory stays bounded: a part is read from disk twice in 1 MiB blocks (once for its digest, once while it
+is sent), never held whole; ``put_file`` reads parts straight from the source file (no spool copy).
+
+Resume: the session, the content's SHA1 and the parts done are kept in a state file in the acting user's
+spool folder (:mod:`boxfs.spool`), keyed by destination and content. Running the same upload again (same
+destination, same bytes) finds it, asks Box which parts it has (``GET .../parts``) and sends the rest.
+
+Safety: nothing is visible on Box before the commit, so a failure never leaves a partial file nor touches
+the current version. Failures that may pass (5xx or 429 after retries, a lost connection, an unreadable
+source) keep the session and the state for resume and raise :class:`UploadIncomplete`, naming where the
+content and the state are; refusals (400, 403, 412...) abort the session and remove the state.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from boxfs.api.errors import BoxAPIError, exists, is_a_directory
+from boxfs.names import check_name, same_name
+from boxfs.spool import (
+    LOCK_SUFFIX,
+    PathLock,
+    SpoolReader,
+    auto_clean,
+    read_state,
+    remove_state,
+    state_key,
+    user_spool_dir,
+    write_state,
+)
+from boxfs.upload import box_time, preflight, upload_small
+
+if TYPE_CHECKING:
+    from boxfs.core import BoxFileSystem
+
+logger = logging.getLogger("boxfs")
+
+#: Box refuses upload sessions for files under 20 MB; smaller "large" uploads go in one request.
+MIN_SESSION_SIZE = 20_000_000
+_BLOCK = 1 << 20
+#: A session this close to its expiry is not worth resuming.
+_EXPIRY_MARGIN = 300.0
+#: How long to keep polling a commit Box answers with 202 (it is assembling the file).
+COMMIT_TIMEOUT = 3600.0
+
+
+class UploadIncomplete(BoxAPIError):
+    """A large upload stopped for a reason that may pass; running it again resumes it.
+
+    ``spool_path``: where the content waits (the spool file of a writer, or the source of ``put_file``);
+    ``state_path``: the resume state; ``session_id``: Box's upload session.
+    """
+
+    def __init__(self, message: str, *, spool_path: str | None, state_path: str | None, session_id: str | None) -> None:
+        super().__init__(message)
+        self.spool_path = spool_path
+        self.state_path = state_path
+        self.session_id = session_id
+
+
+def _digest_header(sha1_hex: str) -> str:
+    return "sha=" + base64.b64encode(bytes.fromhex(sha1_hex)).decode()
+
+
+class PartSource:
+    """Random access to ``size`` bytes of a file object from ``start``, safe to use from many threads.
+
+    A real file is read with ``os.pread`` (each worker at its own offset, no shared position);
+    anything else (a BytesIO) through one lock around seek + read.
+    """
+
+    def __init__(self, fileobj: BinaryIO, start: int, size: int) -> None:
+        self._fileobj = fileobj
+        self.start = start
+        self.size = size
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        if hasattr(os, "pread"):
+            try:
+                fd = fileobj.fileno()
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    self._fd = fd
+            except (AttributeError, OSError, ValueError):
+                self._fd = None
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` (relative to ``start``); OSError when the source ends early."""
+        pos = self.start + offset
+        if self._fd is not None:
+            chunks = []
+            got = 0
+            while got < length:
+                chunk = os.pread(self._fd, length - got, pos + got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+            data = b"".join(chunks)
+        else:
+            with self._lock:
+                self._fileobj.seek(pos)
+                data = self._fileobj.read(length)
+        if len(data) != length:
+            raise OSError(f"upload source ended {length - len(data)} bytes early (was it changed while uploading?)")
+        return data
+
+    def blocks(self, offset: int, length: int) -> Iterator[bytes]:
+        done = 0
+        while done < length:
+            n = min(_BLOCK, length - done)
+            yield self.read(offset + done, n)
+            done += n
+
+
+class _Progress:
+    """Byte-granular progress from many workers; a part re-sent after a failure is not counted twice."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._reported: dict[int, int] = {}
+
+    def advance(self, part: int, sent: int) -> None:
+        if self._progress is None:
+            return
+        with self._lock:
+            before = self._reported.get(part, 0)
+            if sent > before:
+                self._reported[part] = sent
+                self._progress(sent - before)
+
+
+class _PartBody:
+    """One part as a streamed request body with a known length (requests sends Content-Length)."""
+
+    def __init__(self, source: PartSource, offset: int, length: int, progress: _Progress, stop: threading.Event) -> None:
+        self._source = source
+        self._offset = offset
+        self._length = length
+        self._progress = progress
+        self._stop = stop
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        for block in self._source.blocks(self._offset, self._length):
+            if self._stop.is_set():
+                raise OSError("upload cancelled")
+            yield block
+            sent += len(block)
+            self._progress.advance(self._offset, sent)
+
+
+def _fatal(exc: BaseException) -> bool:
+    """True for Box refusals that another attempt with the same session cannot overcome."""
+    if not isinstance(exc, Exception) or isinstance(exc, UploadIncomplete):
+        return False
+    if isinstance(exc, BoxAPIError):
+        return False  # 5xx/429 after retries, lost connections: may pass
+    status = getattr(exc, "box_status", None)
+    if status is None:
+        return not isinstance(exc, OSError)  # a local read error may pass; programming errors do not
+    return True
+
+
+def preflight_writer(fs: BoxFileSystem, path: str, size: int) -> None:
+    """The preflight of a writer at the moment it spills to disk (size so far; the final size is unknown).
+
+    Name rules, a folder in the way, permissions and quota are refused here, before anything is spooled.
+    When the parent folder does not exist yet (``auto_mkdir`` will create it) there is nothing to ask.
+    """
+    path = fs._strip_protocol(path)
+    parent, _, name = path.rpartition("/")
+    check_name(name)
+    pinfo = fs._try_info(parent)
+    if pinfo is None or pinfo["type"] != "directory":
+        return
+    conflict = preflight(fs, parent_id=pinfo["id"], name=name, size=size, file_id=None)
+    if conflict is not None and conflict.get("type") != "file":
+        raise is_a_directory(path)
+
+
+def upload_large(
+    fs: BoxFileSystem,
+    *,
+    parent_id: str,
+    name: str,
+    fileobj: BinaryIO,
+    size: int,
+    sha1: str,
+    file_id: str | None = None,
+    etag: str | None = None,
+    modified: datetime | None = None,
+    overwrite: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Upload above ``spool_threshold``: a chunked session (one request when under Box's 20 MB minimum).
+
+    Keeps a writer's spool file after a failure (the error says where); see the module docstring.
+    """
+    spool = fileobj if isinstance(fileobj, SpoolReader) else None
+    if size < MIN_SESSION_SIZE:
+        try:
+            return upload_small(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
+                                file_id=file_id, etag=etag, modified=modified, overwrite=overwrite, progress=progress)
+        except BoxAPIError as exc:
+            if spool is not None:
+                spool.keep_for_resume()
+                raise UploadIncomplete(f"{exc}; the content is kept in {spool.name}", spool_path=spool.name,
+                                       state_path=None, session_id=None) from exc
+            raise
+    check_name(name)
+    conflict = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=file_id)
+    if conflict is not None:
+        if conflict.get("type") != "file":
+            raise is_a_directory(name)
+        if not overwrite:
+            raise exists(name)
+        file_id, etag = str(conflict["id"]), conflict.get("etag")
+        logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
+    auto_clean(fs)
+    upload = ChunkedUpload(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
+                           file_id=file_id, etag=etag, modified=modified, progress=progress)
+    try:
+        return upload.run()
+    except BaseException:
+        if spool is not None:
+            spool.keep_for_resume()
+        raise
+
+
+class ChunkedUpload:
+    """One chunked upload, resumable through its state file."""
+
+    def __init__(self, fs: BoxFileSystem, *, parent_id: str, name: str, fileobj: BinaryIO, size: int, sha1: str,
+                 file_id: str | None, etag: str | None, modified: datetime | None,
+                 progress: Callable[[int], None] | None) -> None:
+        self.fs = fs
+        self.t = fs.transport
+        self.parent_id = parent_id
+        self.name = name
+        self.size = size
+        self.sha1 = sha1
+        self.file_id = file_id
+        self.etag = etag
+        self.modified = modified
+        self.source = PartSource(fileobj, fileobj.tell(), size)
+        self.progress = _Progress(progress)
+        name_attr = getattr(fileobj, "name", None)
+        self.content_path = name_attr if isinstance(name_attr, str) and os.path.isfile(name_attr) else None
+        self.folder = user_spool_dir(fs)
+        self.key = state_key(user_id=fs.user_id, parent_id=parent_id, name=name, file_id=file_id, size=size, sha1=sha1)
+        self.lock = PathLock(self.folder / f"{self.key}{LOCK_SUFFIX}")
+        self.state: dict[str, Any] = {}
+        self.parts: dict[int, dict[str, Any]] = {}
+        self._state_lock = threading.Lock()
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / f"{self.key}.json"
+
+    # ---------------------------------------------------------------------------------------- state
+    def _save(self) -> None:
+        if not self.lock.held:
+            return
+        with self._state_lock:
+            self.state["parts_done"] = [self.parts[o] for o in sorted(self.parts)]
+            self.state["updated"] = time.time()
+            write_state(self.folder, self.key, self.state)
+
+    def _new_state(self, session: dict[str, Any]) -> None:
+        expires = session.get("session_expires_at")
+        try:
+            expires_at = datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            expires_at = time.time() + 24 * 3600
+        in_spool = self.content_path is not None and Path(self.content_path).parent == self.folder
+        self.state = {
+            "version": 1,
+            "session_id": session["id"],
+            "session_endpoints": session["session_endpoints"],
+            "expires_at": expires_at,
+            "part_size": int(session["part_size"]),
+            "total_parts": int(session["total_parts"]),
+            "size": self.size,
+            "sha1": self.sha1,
+            "destination": {"parent_id": self.parent_id, "name": self.name, "file_id": self.file_id},
+            "source": self.content_path,
+            "spool": self.content_path if in_spool else None,
+            "pid": os.getpid(),
+            "created": time.time(),
+        }
+        self.parts = {}
+
+    def _resumable_state(self) -> dict[str, Any] | None:
+        state = read_state(self.folder, self.key)
+        if not state or not state.get("session_id"):
+            return None
+        if state.get("size") != self.size or state.get("sha1") != self.sha1:
+            return None
+        if float(state.get("expires_at") or 0) < time.time() + _EXPIRY_MARGIN:
+            logger.info("%s: upload session %s has expired; starting over", self.name, state["session_id"])
+            return None
+        return state
+
+    # ---------------------------------------------------------------------------------- Box calls
+    def _create_session(self) -> None:
+        body: dict[str, Any] = {"file_size": self.size, "file_name": self.name}
+        if self.file_id is None:
+            body["folder_id"] = self.parent_id
+            url = self.t.upload_api("/files/upload_sessions")
+        else:
+            url = self.t.upload_api(f"/files/{self.file_id}/upload_sessions")
+        # repeating a create after an ambiguous failure at worst leaves an unused session that expires
+        session = self.t.json("POST", url, json=body, idempotent=True, path=self.name, action="create upload session")
+        self._new_state(session)
+        logger.debug("%s: upload session %s, %d parts of %d bytes", self.name, session["id"],
+                     self.state["total_parts"], self.state["part_size"])
+
+    def _list_parts(self) -> dict[int, dict[str, Any]]:
+        url = self.state["session_endpoints"]["list_parts"]
+        found: dict[int, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            data = self.t.json("GET", url, params={"offset": offset, "limit": 1000}, path=self.name,
+                               action="list uploaded parts")
+            entries = data.get("entries") or []
+            for e in entries:
+                found[int(e["offset"])] = {"part_id": e["part_id"], "offset": int(e["offset"]), "size": int(e["size"]),
+                                           "sha1": e.get("sha1")}
+            offset += len(entries)
+            if not entries or offset >= int(data.get("total_count") or 0):
+                return found
+
+    def _part_sha1(self, offset: int, length: int) -> str:
+        digest = hashlib.sha1()
+        for block in self.source.blocks(offset, length):
+            digest.update(block)
+        return digest.hexdigest()
+
+    def _upload_part(self, offset: int, stop: threading.Event) -> bool:
+        """PUT one part; False when Box says it already has it (an earlier attempt's answer was lost)."""
+        if stop.is_set():
+            return True
+        length = min(self.state["part_size"], self.size - offset)
+        part_sha1 = self._part_sha1(offset, length)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"bytes {offset}-{offset + length - 1}/{self.size}",
+            "Digest": _digest_header(part_sha1),
+        }
+        resp = self.t.request(
+            "PUT", self.state["session_endpoints"]["upload_part"], headers=headers,
+            data=lambda: _PartBody(self.source, offset, length, self.progress, stop),
+            ok_statuses=(409,), path=self.name, action=f"upload part at {offset}",
+        )
+        assert not isinstance(resp, dict)
+        if resp.status_code == 409:
+            from boxfs.api.errors import error_from_response
+
+            exc = error_from_response(resp, self.name, f"upload part at {offset}")
+            if getattr(exc, "box_code", None) != "range_overlaps_existing_part":
+                raise exc
+            self.progress.advance(offset, length)
+            return False
+        part = resp.json()["part"]
+        with self._state_lock:
+            self.parts[offset] = {"part_id": part["part_id"], "offset": int(part["offset"]), "size": int(part["size"]),
+                                  "sha1": part.get("sha1", part_sha1)}
+        self._save()
+        return True
+
+    def _upload_missing(self) -> None:
+        part_size = self.state["part_size"]
+        offsets = [o for o in range(0, self.size, part_size) if o not in self.parts]
+        for o, p in self.parts.items():
+            self.progress.advance(o, p["size"])
+        if not offsets:
+            return
+        stop = threading.Event()
+        workers = max(1, min(int(self.fs.upload_workers), len(offsets)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="boxfs-part") as pool:
+            futures = [pool.submit(self._upload_part, o, stop) for o in offsets]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f.done() and f.exception() is not None]
+            if failed:
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                raise failed[0].exception()  # type: ignore[misc]
+            results = [f.result() for f in futures]
+        if not all(results):  # some part was already there: learn its id from Box
+            for o, p in self._list_parts().items():
+                self.parts.setdefault(o, p)
+            self._save()
+
+    def _commit(self) -> dict[str, Any]:
+        endpoints = self.state["session_endpoints"]
+        total = math.ceil(self.size / self.state["part_size"])
+        parts = [self.parts[o] for o in sorted(self.parts)]
+        if len(parts) != total:
+            raise BoxAPIError(f"{self.name}: {len(parts)} of {total} parts uploaded; cannot commit")
+        body: dict[str, Any] = {"parts": [{"part_id": p["part_id"], "offset": p["offset"], "size": p["size"]}
+                                          for p in parts]}
+        if self.modified is not None:
+            body["attributes"] = {"content_modified_at": box_time(self.modified)}
+        headers = {"Digest": _digest_header(self.sha1)}
+        deadline = time.monotonic() + COMMIT_TIMEOUT
+        while True:
+            resp = self.t.request("POST", endpoints["commit"], params={"fields": self.fs.FIELDS}, json=body,
+                                  headers=headers, recover=self._commit_landed, path=self.name, action="commit upload")
+            if isinstance(resp, dict):
+                data = resp
+            elif resp.status_code == 202:
+                from boxfs.retry import parse_retry_after
+
+                delay = min(parse_retry_after(resp.headers.get("Retry-After")) or 1.0, self.fs.policy.max_retry_after)
+                if time.monotonic() + delay > deadline:
+                    raise BoxAPIError(f"{self.name}: Box was still processing the commit after {COMMIT_TIMEOUT:.0f}s")
+                logger.debug("%s: commit accepted, not done yet; polling again in %.1fs", self.name, delay)
+                time.sleep(delay)
+                continue
+            else:
+                data = resp.json()
+            entries = data.get("entries") or []
+            if not entries:
+                raise BoxAPIError(f"{self.name}: Box committed the upload but returned no file")
+            return entries[0]
+
+    def _commit_landed(self) -> dict[str, Any] | None:
+        """After an ambiguous commit failure: did the earlier attempt create the file or version?"""
+        try:
+            self.t.request("GET", self.state["session_endpoints"]["status"], path=self.name, action="upload status")
+            return None  # the session is still open: the commit did not happen
+        except FileNotFoundError:
+            pass
+        if self.file_id is None:
+            again = preflight(self.fs, parent_id=self.parent_id, name=self.name, size=self.size, file_id=None)
+            if again is not None and again.get("type") == "file" and same_name(again.get("name", self.name), self.name):
+                item = self.fs._get_item("file", str(again["id"]))
+                if item.get("sha1") == self.sha1:
+                    return {"entries": [item]}
+            return None
+        item = self.fs._get_item("file", str(self.file_id))
+        if item.get("sha1") == self.sha1 and item.get("etag") != self.etag:
+            return {"entries": [item]}
+        return None
+
+    def _abort(self) -> None:
+        url = (self.state.get("session_endpoints") or {}).get("abort")
+        if not url:
+            return
+        try:
+            self.t.request("DELETE", url, path=self.name, action="abort upload session")
+        except (OSError, ValueError) as exc:
+            logger.debug("%s: abort of session %s: %s", self.name, self.state.get("session_id"), exc)
+
+    def _finish(self, previous_spool: str | None) -> None:
+        """After success: forget the state, and the spool file an earlier attempt left for this content."""
+        remove_state(self.folder, self.key)
+        if previous_spool and previous_spool != self.content_path and Path(previous_spool).parent == self.folder:
+            from boxfs.spool import _remove_spool_file
+
+            _remove_spool_file(Path(previous_spool))
+
+    # -------------------------------------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        if not self.lock.acquire():
+            logger.info("%s: another process is uploading the same content; uploading separately", self.name)
+        try:
+            return self._run()
+        finally:
+            self.lock.release(remove=True)
+
+    def _run(self) -> dict[str, Any]:
+        previous = self._resumable_state() if self.lock.held else None
+        previous_spool = previous.get("spool") if previous else None
+        for attempt in (1, 2):
+            if previous is not None:
+                self.state = dict(previous)
+                try:
+                    self.parts = self._list_parts()
+                except FileNotFoundError:
+                    logger.info("%s: upload session %s is gone on Box; starting over", self.name, previous["session_id"])
+                    previous = None
+                else:
+                    logger.info("%s: resuming upload session %s: Box has %d of %d parts", self.name,
+                                previous["session_id"], len(self.parts), previous["total_parts"])
+                    self.state["source"] = self.content_path
+                    if self.content_path and Path(self.content_path).parent == self.folder:
+                        self.state["spool"] = self.content_path
+                    self._save()
+            if previous is None:
+                self._create_session()
+                self._save()
+            try:
+                self._upload_missing()
+                entry = self._commit()
+            except FileNotFoundError as exc:
+                if attempt == 1 and getattr(exc, "box_status", None) == 404 and self._session_gone():
+                    logger.info("%s: upload session expired during the upload; starting over once", self.name)
+                    previous = None
+                    continue
+                self._fail(exc)
+                raise
+            except BaseException as exc:
+                self._fail(exc)
+                raise
+            self._finish(previous_spool)
+            return entry
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _session_gone(self) -> bool:
+        try:
+            self.t.request("GET", self.state["session_endpoints"]["status"], path=self.name, action="upload status")
+        except FileNotFoundError:
+            return True
+        return False
+
+    def _fail(self, exc: BaseException) -> None:
+        """Decide what a failure leaves: a resumable session and state, or nothing on Box at all."""
+        if _fatal(exc):
+            logger.warning("%s: upload refused (%s); aborting upload session %s", self.name, exc,
+                           self.state.get("session_id"))
+            self._abort()
+            remove_state(self.folder, self.key)
+            return
+        where = self.content_path or "memory (not resumable after this process ends)"
+        logger.warning("%s: upload interrupted (%s); %d of %s parts are on Box, content in %s, state in %s",
+                       self.name, exc, len(self.parts), self.state.get("total_parts"), where, self.state_path)
+        if isinstance(exc, Exception) and not isinstance(exc, UploadIncomplete):
+            raise UploadIncomplete(
+                f"{self.name}: upload interrupted after {len(self.parts)} of {self.state.get('total_parts')} parts "
+                f"({exc}); run the same upload again to resume. Content: {where}; state: {self.state_path}",
+                spool_path=self.content_path, state_path=str(self.state_path) if self.lock.held else None,
+                session_id=self.state.get("session_id"),
+            ) from exc
