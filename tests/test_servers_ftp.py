@@ -358,3 +358,23 @@ def test_explicit_ftps(env):
         ftp.delete("over-tls.txt")
     finally:
         ftp.quit()
+
+
+def test_tls_required_refuses_plain_logins(env, tmp_path):
+    backend, _plain, _tls = env
+    users = write_users_file(tmp_path / "users.toml", backend)
+    cert, key = self_signed_cert(tmp_path)
+    with start_ftp_server(users, backend.factory, certfile=cert, keyfile=key, tls_required=True) as server:
+        ftp = ftplib.FTP()
+        ftp.connect(server.host, server.port, timeout=30)
+        with pytest.raises(ftplib.error_perm, match="^550 SSL/TLS required"):
+            ftp.login("bob", PASSWORDS["bob"])
+        ftp.close()
+        ftps = ftplib.FTP_TLS()
+        ftps.connect(server.host, server.port, timeout=30)
+        ftps.login("bob", PASSWORDS["bob"])  # FTP_TLS.login sends AUTH TLS first
+        with pytest.raises(ftplib.error_perm, match="^550 SSL/TLS required on the data channel"):
+            ftps.nlst()  # data channel not protected yet
+        ftps.prot_p()
+        ftps.nlst()
+        ftps.quit()
