@@ -97,6 +97,11 @@ def test_ccg_wrong_secret_is_an_oauth_error(emu: BoxEmulator, network_session: N
 def test_developer_token(
     emu: BoxEmulator, network_session: NetworkSession, token_for: Any, alice_id: str
 ) -> None:
+    client_id, _ = emu.create_ccg_app(scopes=("root_readwrite",))
+    service = BoxClient(
+        auth=BoxDeveloperTokenAuth(token=emu.developer_token(client_id)), network_session=network_session
+    )
+    assert service.users.get_user_me().id == emu.service_account_id(client_id)
     client = BoxClient(auth=BoxDeveloperTokenAuth(token=token_for(alice_id)), network_session=network_session)
     assert client.users.get_user_me().id == alice_id
     bad = BoxClient(auth=BoxDeveloperTokenAuth(token="not-a-token"), network_session=network_session)

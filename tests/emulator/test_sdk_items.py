@@ -254,8 +254,8 @@ def test_upload_info_versions_copy_delete(alice: BoxClient, workdir: FolderFull)
 
 @pytest.mark.xfail(
     strict=True,
-    reason="emulator sends trashed_by/restored_by: null in file versions; Box's FileVersion schema "
-    "does not allow null there (omit them, or send a user, as trashed_at/restored_at are nullable but these are not)",
+    reason="emulator sends trashed_by/restored_by: null in file versions, and ignores `fields` there; Box's "
+    "FileVersion schema does not allow null for them (trashed_at/restored_at are nullable, these are not)",
 )
 def test_file_versions(alice: BoxClient, workdir: FolderFull) -> None:
     v1, v2 = b"version one", b"version two!"
@@ -407,3 +407,79 @@ def test_as_user_without_enterprise_access_is_403(
         403,
         "access_denied_insufficient_permissions",
     )
+
+
+# -- more of Box's documented details ------------------------------------------------------------------------
+
+
+def test_root_folder(alice: BoxClient) -> None:
+    root = alice.folders.get_folder_by_id("0")
+    assert root.name == "All Files" and root.parent is None
+    assert root.path_collection.total_count == 0 and root.path_collection.entries == []
+    assert root.item_collection is not None  # a folder's first page of items comes with it
+
+
+def test_default_page_size_and_item_fields(alice: BoxClient, big_folder: tuple[str, set[str]]) -> None:
+    folder_id, _ = big_folder
+    page = alice.folders.get_folder_items(folder_id)
+    assert page.limit == 100 and len(page.entries) == 100  # Box's default limit
+    with_fields = alice.folders.get_folder_items(folder_id, limit=3, fields=["name", "modified_at"])
+    for raw in with_fields.raw_data["entries"]:
+        assert raw["type"] == "folder" and raw["id"] and raw["name"] and raw["modified_at"]
+        assert "created_at" not in raw and "description" not in raw
+    folder = alice.folders.get_folder_by_id(folder_id)
+    assert folder.item_collection.total_count == 1105 and len(folder.item_collection.entries) == 100
+
+
+def test_version_download_and_conflicting_copy_move(alice: BoxClient, workdir: FolderFull) -> None:
+    v1, v2 = b"old bytes", b"new bytes!"
+    file = upload(alice, workdir.id, "doc.txt", v1)
+    old_version = alice.files.get_file_by_id(file.id, fields=["file_version"]).file_version.id
+    alice.uploads.upload_file_version(file.id, UploadFileVersionAttributes(name="doc.txt"), io.BytesIO(v2))
+    assert alice.files.get_file_by_id(file.id, fields=["file_version"]).file_version.id != old_version
+    assert alice.downloads.download_file(file.id, version=old_version).read() == v1
+    assert alice.downloads.download_file(file.id).read() == v2
+    # a copy or move onto a taken name is a conflict
+    api_error(lambda: alice.files.copy_file(file.id, CopyFileParent(id=workdir.id)), 409, "item_name_in_use")
+    sub = alice.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
+    upload(alice, sub.id, "DOC.txt", b"other")
+    api_error(
+        lambda: alice.files.update_file_by_id(file.id, parent=UpdateFileByIdParent(id=sub.id)),
+        409,
+        "item_name_in_use",
+    )
+    # uploading into a folder that does not exist
+    api_error(lambda: upload(alice, "987654321", "x.txt", b"x"), 404)
+
+
+def _etag_roundtrip(emu: BoxEmulator, http: Any, token: str, kind: str, item_id: str, rename: dict) -> None:
+    """GET with If-None-Match: 304 while unchanged, 200 with a new etag after a change; stale If-Match: 412."""
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{emu.url}/2.0/{kind}/{item_id}"
+    first = http.get(url, headers=headers).json()
+    unchanged = http.get(url, headers=headers | {"If-None-Match": first["etag"]})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert http.put(url, headers=headers, json=rename).status_code == 200
+    changed = http.get(url, headers=headers | {"If-None-Match": first["etag"]})
+    assert changed.status_code == 200 and changed.json()["etag"] != first["etag"]
+    stale = http.delete(url, headers=headers | {"If-Match": first["etag"]})
+    assert stale.status_code == 412 and stale.json()["code"] == "precondition_failed"
+
+
+def test_if_none_match_file(
+    emu: BoxEmulator, http: Any, token_for: Any, alice: BoxClient, alice_id: str, workdir: FolderFull
+) -> None:
+    file = upload(alice, workdir.id, "etag.txt", b"e")
+    _etag_roundtrip(emu, http, token_for(alice_id), "files", file.id, {"name": "etag2.txt"})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="emulator answers 200 to GET /folders/{id} with a matching If-None-Match; "
+    "Box documents 304 (spec: GET /folders/{folder_id} responses '304', header if-none-match)",
+)
+def test_if_none_match_folder(
+    emu: BoxEmulator, http: Any, token_for: Any, alice: BoxClient, alice_id: str, workdir: FolderFull
+) -> None:
+    folder = alice.folders.create_folder("etag-folder", CreateFolderParent(id=workdir.id))
+    _etag_roundtrip(emu, http, token_for(alice_id), "folders", folder.id, {"name": "etag-folder-2"})
