@@ -409,6 +409,13 @@ class BoxFileSystem(AbstractFileSystem):
         if outfile is not None:
             self.transport.download_to(url, outfile, path=rpath, progress=progress)
             return
+        from fsspec.utils import isfilelike
+
+        if isfilelike(lpath):
+            self.transport.download_to(url, lpath, path=rpath, progress=progress)
+            return
+        parent = os.path.dirname(os.path.abspath(lpath))
+        os.makedirs(parent, exist_ok=True)
         with open(lpath, "wb") as fh:
             self.transport.download_to(url, fh, path=rpath, progress=progress)
 
