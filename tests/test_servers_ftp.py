@@ -374,7 +374,13 @@ def test_tls_required_refuses_plain_logins(env, tmp_path):
         ftps.connect(server.host, server.port, timeout=30)
         ftps.login("bob", PASSWORDS["bob"])  # FTP_TLS.login sends AUTH TLS first
         with pytest.raises(ftplib.error_perm, match="^550 SSL/TLS required on the data channel"):
-            ftps.nlst()  # data channel not protected yet
+            ftps.nlst()  # data channel not protected
+        ftps.close()
+        ftps = ftplib.FTP_TLS()
+        ftps.connect(server.host, server.port, timeout=30)
+        ftps.login("bob", PASSWORDS["bob"])
         ftps.prot_p()
-        ftps.nlst()
+        upload(ftps, "tls-only.txt", b"protected")
+        assert "tls-only.txt" in ftps.nlst()
+        ftps.delete("tls-only.txt")
         ftps.quit()
