@@ -1,0 +1,712 @@
+"""The ``boxfs`` command line (also ``python -m boxfs``): Box as files, from a shell.
+
+Built on click. Every command that talks to Box builds one :class:`~boxfs.core.BoxFileSystem` from the
+global options (``--config``, ``--as-user``, ``--base-url``) or the library's environment variables, so
+the command line and ``fsspec.filesystem("box")`` always agree on what a configuration means.
+
+Path rule. Box paths are written ``box://reports/q3.csv`` or plainly ``reports/q3.csv`` (relative to the
+acting user's "All Files"; ``box://`` alone or ``/`` is that root). ``cp`` is the one command that also
+takes local paths, so there the prefix decides: an argument starting with ``box://`` is on Box, anything
+else (``./x``, ``/tmp/x``, ``x``) is local.
+
+Exit codes: 0 success, 1 the operation failed (Box or the local disk said no), 2 usage or configuration
+error (nothing was attempted). Errors are one line on stderr; ``--debug`` adds the traceback and DEBUG
+logging of every HTTP request (never a secret: the library does not log them).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import posixpath
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO
+
+import click
+
+logger = logging.getLogger("boxfs.cli")
+
+BOX_PREFIX = "box://"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+COPY_CHUNK = 1 << 20
+_debug = False  # set by the group callback; main() reads it to decide whether to print the traceback
+
+
+# ------------------------------------------------------------------------------------------ state
+@dataclass
+class CliState:
+    """Global options, and the filesystem built from them on first use (not before: ``--help``,
+    ``emulator`` and ``unmount`` must work without any Box configuration)."""
+
+    config: str | None = None
+    as_user: str | None = None
+    base_url: str | None = None
+    as_json: bool = False
+    debug: bool = False
+    _fs: Any = field(default=None, repr=False)
+
+    def fs_options(self) -> dict[str, Any]:
+        """Keyword arguments for BoxFileSystem; absent options are left to the library's env lookup."""
+        options: dict[str, Any] = {"skip_instance_cache": True}
+        if self.config:
+            options["jwt_config"] = self.config
+        if self.as_user:
+            options["as_user"] = self.as_user
+        if self.base_url:
+            options["base_urls"] = {"base_url": self.base_url.rstrip("/")}
+        return options
+
+    def fs(self) -> Any:
+        if self._fs is None:
+            from boxfs.core import BoxFileSystem
+
+            self._fs = BoxFileSystem(**self.fs_options())
+        return self._fs
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def box_path(value: str) -> str:
+    """A Box path for the filesystem: ``box://a/b``, ``/a/b`` and ``a/b`` all give ``a/b``."""
+    if value.startswith(BOX_PREFIX):
+        value = value[len(BOX_PREFIX):]
+    return value.strip("/")
+
+
+def is_remote(value: str) -> bool:
+    """In ``cp`` only: is this argument a Box path? (It is exactly when it starts with ``box://``.)"""
+    return value.startswith(BOX_PREFIX)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, default=_json_default, indent=2, sort_keys=True))
+
+
+def human_size(n: int) -> str:
+    """``1536`` -> ``1.5K``: sizes as ``du -h`` and ``ls -h`` print them."""
+    value = float(n)
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if value < 1024 or unit == "P":
+            return f"{int(value)}" if unit == "" else f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "-" * 16
+
+
+# ------------------------------------------------------------------------------------------ progress
+class _BytesBar:
+    """One tqdm bar in bytes shared by all files of a copy; quacks like the fsspec callback that
+    ``put_file``/``get_file`` call (``set_size`` per file is ignored: the total is known up front)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+
+    def set_size(self, size: int) -> None:  # fsspec callback interface
+        pass
+
+    def relative_update(self, inc: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(inc)
+
+    def describe(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name[-40:], refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ------------------------------------------------------------------------------------------ group
+class BoxfsGroup(click.Group):
+    """Lists commands in the order they were added (most used first), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=BoxfsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--config", "config", metavar="FILE", envvar="BOXFS_JWT_CONFIG", show_envvar=True,
+              help="JWT app config: the JSON file from the Box developer console (or its text).")
+@click.option("--as-user", "as_user", metavar="LOGIN", envvar="BOXFS_AS_USER", show_envvar=True,
+              help="Act as this enterprise user (login email or user id) via the As-User header.")
+@click.option("--base-url", "base_url", metavar="URL", envvar="BOXFS_BASE_URL", show_envvar=True,
+              help="Box API root (default https://api.box.com); the emulator's URL for local use.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+@click.option("--debug", is_flag=True, help="Log every request at DEBUG level; print tracebacks on errors.")
+@click.version_option(package_name="boxfs", prog_name="boxfs")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: str | None, as_json: bool,
+        debug: bool) -> None:
+    """Box (box.com) storage from the command line.
+
+    Box paths: box://folder/file or folder/file (relative to the user's All Files). In cp, only
+    arguments starting with box:// are Box paths; all others are local.
+
+    Exit codes: 0 ok, 1 operation failed, 2 usage or configuration error.
+    """
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    global _debug
+    _debug = debug
+    ctx.obj = CliState(config=config, as_user=as_user, base_url=base_url, as_json=as_json, debug=debug)
+
+
+# ------------------------------------------------------------------------------------------ reading
+@cli.command("ls")
+@click.argument("path", default="")
+@click.option("-l", "long", is_flag=True, help="Long format: type, size, modified time, name.")
+@click.option("-H", "--human", is_flag=True, help="Sizes as 1.5K, 20.0M (with -l).")
+@pass_state
+def ls_cmd(state: CliState, path: str, long: bool, human: bool) -> None:
+    """List a folder (or show one file)."""
+    fs = state.fs()
+    entries = sorted(fs.ls(box_path(path), detail=True), key=lambda e: e["name"].casefold())
+    if state.as_json:
+        emit_json(entries)
+        return
+    for e in entries:
+        name = _basename(e["name"]) + ("/" if e["type"] == "directory" else "")
+        if long:
+            size = human_size(e["size"]) if human else str(e["size"])
+            kind = "d" if e["type"] == "directory" else "-"
+            click.echo(f"{kind} {size:>12} {_time(e['modified'])} {name}")
+        else:
+            click.echo(name)
+
+
+@cli.command("tree")
+@click.argument("path", default="")
+@click.option("-L", "--depth", type=click.IntRange(min=1), default=None, help="Descend at most this many levels.")
+@pass_state
+def tree_cmd(state: CliState, path: str, depth: int | None) -> None:
+    """Show a folder and everything below it as a tree."""
+    fs = state.fs()
+    top = box_path(path)
+    found = fs.find(top, maxdepth=depth, withdirs=True, detail=True)
+    children: dict[str, list[dict[str, Any]]] = {}
+    for name, info in found.items():
+        if name == top:
+            continue
+        children.setdefault(posixpath.dirname(name), []).append(info)
+    for lst in children.values():
+        lst.sort(key=lambda i: i["name"].casefold())
+
+    def node(info: dict[str, Any]) -> dict[str, Any]:
+        out = {"name": _basename(info["name"]) if info["name"] else "", "path": info["name"],
+               "type": info["type"], "size": info["size"], "id": info["id"]}
+        if info["type"] == "directory":
+            out["children"] = [node(c) for c in children.get(info["name"], [])]
+        return out
+
+    root = node(fs.info(top))
+    if state.as_json:
+        emit_json(root)
+        return
+    click.echo(BOX_PREFIX + top)
+    counts = {"directory": 0, "file": 0}
+
+    def walk(n: dict[str, Any], prefix: str) -> None:
+        kids = n.get("children", [])
+        for i, kid in enumerate(kids):
+            last = i == len(kids) - 1
+            counts[kid["type"]] = counts.get(kid["type"], 0) + 1
+            suffix = "/" if kid["type"] == "directory" else ""
+            click.echo(f"{prefix}{'└── ' if last else '├── '}{kid['name']}{suffix}")
+            walk(kid, prefix + ("    " if last else "│   "))
+
+    walk(root, "")
+    click.echo(f"\n{counts['directory']} folders, {counts['file']} files")
+
+
+@cli.command("info")
+@click.argument("path")
+@pass_state
+def info_cmd(state: CliState, path: str) -> None:
+    """Show the details of one file or folder (id, size, sha1, times...)."""
+    info = state.fs().info(box_path(path))
+    if state.as_json:
+        emit_json(info)
+        return
+    for key in sorted(info):
+        value = info[key]
+        click.echo(f"{key}: {value.isoformat() if isinstance(value, datetime) else value}")
+
+
+@cli.command("cat")
+@click.argument("paths", nargs=-1, required=True)
+@pass_state
+def cat_cmd(state: CliState, paths: tuple[str, ...]) -> None:
+    """Write files' contents to stdout (streamed)."""
+    fs = state.fs()
+    out = click.get_binary_stream("stdout")
+    for p in paths:
+        with fs.open(box_path(p), "rb") as fh:
+            _pump(fh, out)
+    out.flush()
+
+
+def _pump(src: BinaryIO, dst: BinaryIO) -> None:
+    while True:
+        chunk = src.read(COPY_CHUNK)
+        if not chunk:
+            return
+        dst.write(chunk)
+
+
+@cli.command("du")
+@click.argument("path", default="")
+@click.option("-s", "--summarize", is_flag=True, help="Only the total.")
+@click.option("-H", "--human", is_flag=True, help="Sizes as 1.5K, 20.0M.")
+@pass_state
+def du_cmd(state: CliState, path: str, summarize: bool, human: bool) -> None:
+    """Disk usage: bytes under each item of a folder, and the total (one listing per folder)."""
+    fs = state.fs()
+    top = box_path(path)
+    info = fs.info(top)
+    usage: dict[str, int] = {}
+    total = 0
+    if info["type"] == "directory":
+        for child in fs.ls(top, detail=True):
+            usage[child["name"]] = 0  # files are counted by find below, folders by what they hold
+        for name, f in fs.find(top, detail=True).items():
+            rel = name[len(top):].lstrip("/") if top else name
+            head = posixpath.join(top, rel.split("/", 1)[0]) if top else rel.split("/", 1)[0]
+            usage[head] = usage.get(head, 0) + f["size"]
+            total += f["size"]
+    else:
+        usage[top] = total = info["size"]
+    if state.as_json:
+        emit_json({"path": top, "total": total, **({} if summarize else {"items": usage})})
+        return
+    fmt = human_size if human else str
+    if not summarize:
+        for name in sorted(usage, key=str.casefold):
+            click.echo(f"{fmt(usage[name])}\t{BOX_PREFIX}{name}")
+    click.echo(f"{fmt(total)}\t{BOX_PREFIX}{top}" + ("" if summarize else "  (total)"))
+
+
+@cli.command("find")
+@click.argument("path", default="")
+@click.option("--name", "pattern", default=None, help="Only names matching this glob (case-insensitive).")
+@click.option("--type", "kind", type=click.Choice(["f", "d"]), default=None, help="f: files, d: folders.")
+@click.option("--maxdepth", type=click.IntRange(min=1), default=None, help="Descend at most this many levels.")
+@pass_state
+def find_cmd(state: CliState, path: str, pattern: str | None, kind: str | None, maxdepth: int | None) -> None:
+    """Print every path below a folder (files and folders), like find(1)."""
+    fs = state.fs()
+    top = box_path(path)
+    found = fs.find(top, maxdepth=maxdepth, withdirs=True, detail=True)
+    out = []
+    for name in sorted(found, key=str.casefold):
+        info = found[name]
+        if name == top:
+            continue
+        if kind == "f" and info["type"] != "file" or kind == "d" and info["type"] != "directory":
+            continue
+        if pattern and not fnmatch.fnmatch(_basename(name).casefold(), pattern.casefold()):
+            continue
+        out.append(info)
+    if state.as_json:
+        emit_json(out)
+        return
+    for info in out:
+        click.echo(BOX_PREFIX + info["name"])
+
+
+# ------------------------------------------------------------------------------------------ writing
+@cli.command("mkdir")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-p", "--parents", is_flag=True, help="Create missing parents; no error if it exists.")
+@pass_state
+def mkdir_cmd(state: CliState, paths: tuple[str, ...], parents: bool) -> None:
+    """Create folders."""
+    fs = state.fs()
+    for p in paths:
+        if parents:
+            fs.makedirs(box_path(p), exist_ok=True)
+        else:
+            fs.mkdir(box_path(p), create_parents=False)
+
+
+@cli.command("rm")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-r", "--recursive", is_flag=True, help="Delete folders with everything in them.")
+@click.option("-f", "--force", is_flag=True, help="No error for paths that do not exist.")
+@pass_state
+def rm_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, force: bool) -> None:
+    """Delete files (and, with -r, folders). Deleted items go to the owner's Box trash."""
+    fs = state.fs()
+    for p in paths:
+        path = box_path(p)
+        if not path:
+            raise click.UsageError("refusing to delete the root folder")
+        try:
+            fs.rm(path, recursive=recursive)
+        except FileNotFoundError:
+            if not force:
+                raise
+
+
+@cli.command("mv")
+@click.argument("src")
+@click.argument("dst")
+@pass_state
+def mv_cmd(state: CliState, src: str, dst: str) -> None:
+    """Move or rename a file or folder on Box (one server-side request).
+
+    Into an existing folder DST the item keeps its name; an existing file DST is replaced.
+    """
+    state.fs().mv(box_path(src), box_path(dst))
+
+
+@dataclass
+class _Transfer:
+    src: str
+    dst: str
+    size: int
+
+
+def _local_plan(src: str, dst: str, dst_is_dir: bool, recursive: bool) -> Iterator[_Transfer | str]:
+    """Local->Box: files to upload (``_Transfer``) and Box folders to create (``str``)."""
+    if os.path.isdir(src):
+        if not recursive:
+            raise click.UsageError(f"{src} is a directory (use -r to copy it with its contents)")
+        base = posixpath.join(dst, os.path.basename(os.path.abspath(src))) if dst_is_dir else dst
+        yield base
+        for root, dirs, files in os.walk(src):
+            dirs.sort()
+            rel = os.path.relpath(root, src)
+            target = base if rel == "." else posixpath.join(base, *rel.split(os.sep))
+            for d in dirs:
+                yield posixpath.join(target, d)
+            for f in sorted(files):
+                local = os.path.join(root, f)
+                yield _Transfer(local, posixpath.join(target, f), os.path.getsize(local))
+    elif os.path.exists(src):
+        target = posixpath.join(dst, os.path.basename(src)) if dst_is_dir else dst
+        yield _Transfer(src, target, os.path.getsize(src))
+    else:
+        raise FileNotFoundError(2, "No such local file or directory", src)
+
+
+def _remote_plan(fs: Any, src: str, dst: str, dst_is_dir: bool, recursive: bool,
+                 join: Callable[..., str]) -> Iterator[_Transfer | str]:
+    """Box->(local or Box): files to transfer and target folders to create, ``join`` building targets."""
+    info = fs.info(src)
+    if info["type"] == "directory":
+        if not recursive:
+            raise click.UsageError(f"{BOX_PREFIX}{src} is a folder (use -r to copy it with its contents)")
+        name = _basename(src) or "box"
+        base = join(dst, name) if dst_is_dir else dst
+        yield base
+        for path, item in sorted(fs.find(src, withdirs=True, detail=True).items()):
+            if path == src:
+                continue
+            rel = path[len(src):].lstrip("/") if src else path
+            target = join(base, *rel.split("/"))
+            yield target if item["type"] == "directory" else _Transfer(path, target, item["size"])
+    else:
+        target = join(dst, _basename(src)) if dst_is_dir else dst
+        yield _Transfer(src, target, info["size"])
+
+
+@cli.command("cp")
+@click.argument("sources", nargs=-1, required=True)
+@click.argument("dst")
+@click.option("-r", "--recursive", is_flag=True, help="Copy folders with their contents.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: when stderr is a terminal and --json is off).")
+@pass_state
+def cp_cmd(state: CliState, sources: tuple[str, ...], dst: str, recursive: bool, progress: bool | None) -> None:
+    """Copy files: local to Box, Box to local, or Box to Box (server side).
+
+    Only arguments starting with box:// are Box paths; everything else is local (./x, /tmp/x, x).
+    With several sources, or a DST that is an existing folder or ends with '/', each source is copied
+    into DST under its own name.
+    """
+    srcs_remote = {is_remote(s) for s in sources}
+    if len(srcs_remote) > 1:
+        raise click.UsageError("all sources must be on the same side (all box://... or all local)")
+    from_box, to_box = srcs_remote.pop(), is_remote(dst)
+    if not from_box and not to_box:
+        raise click.UsageError("neither side is on Box: prefix Box paths with box:// (use cp(1) for local copies)")
+    fs = state.fs()
+    many = len(sources) > 1
+    if to_box:
+        target = box_path(dst)
+        try:
+            tinfo: dict[str, Any] | None = fs.info(target)
+        except FileNotFoundError:
+            tinfo = None
+        dst_is_dir = dst.endswith("/") or target == "" or (tinfo is not None and tinfo["type"] == "directory")
+        join: Callable[..., str] = posixpath.join
+    else:
+        target = dst
+        dst_is_dir = dst.endswith(os.sep) or os.path.isdir(dst)
+        join = os.path.join
+    if many and not dst_is_dir:
+        raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst}")
+
+    plan: list[_Transfer | str] = []
+    for s in sources:
+        if from_box:
+            plan.extend(_remote_plan(fs, box_path(s), target, dst_is_dir, recursive, join))
+        else:
+            plan.extend(_local_plan(s, target, dst_is_dir, recursive))
+    files = [p for p in plan if isinstance(p, _Transfer)]
+    show = progress if progress is not None else (sys.stderr.isatty() and not state.as_json)
+    bar = _BytesBar(sum(f.size for f in files), enabled=bool(show) and bool(files))
+    done: list[dict[str, Any]] = []
+    try:
+        for step in plan:
+            if isinstance(step, str):
+                if to_box:
+                    fs.makedirs(step, exist_ok=True)
+                else:
+                    os.makedirs(step, exist_ok=True)
+                continue
+            bar.describe(step.src)
+            if from_box and to_box:
+                fs.cp_file(step.src, step.dst)
+                bar.relative_update(step.size)
+            elif to_box:
+                fs.put_file(step.src, step.dst, callback=bar)
+            else:
+                parent = os.path.dirname(step.dst)
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+                fs.get_file(step.src, step.dst, callback=bar)
+            done.append({"src": (BOX_PREFIX if from_box else "") + step.src,
+                         "dst": (BOX_PREFIX if to_box else "") + step.dst, "size": step.size})
+    finally:
+        bar.close()
+    if state.as_json:
+        emit_json(done)
+
+
+# ------------------------------------------------------------------------------------------ users
+@cli.command("whoami")
+@pass_state
+def whoami_cmd(state: CliState) -> None:
+    """Show the acting user (the --as-user one, else the app's service account)."""
+    fs = state.fs()
+    me = fs.transport.json("GET", fs.transport.api("/users/me"),
+                           params={"fields": "id,name,login,status,space_used,space_amount,enterprise"},
+                           action="who am I")
+    if state.as_json:
+        emit_json(me)
+        return
+    click.echo(f"{me.get('login')} (id {me.get('id')}, {me.get('name')})")
+
+
+@cli.command("users")
+@click.argument("query", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many users.")
+@pass_state
+def users_cmd(state: CliState, query: str | None, limit: int | None) -> None:
+    """List the enterprise's users, or those whose name or login starts with QUERY.
+
+    Needs an app with the 'Manage users' scope. Requests are made as the app (never As-User).
+    """
+    fs = state.fs()
+    url = fs.transport.api("/users")
+    users: list[dict[str, Any]] = []
+    offset = 0
+    page = 1000 if limit is None else min(limit, 1000)
+    while True:
+        params: dict[str, Any] = {"fields": "id,name,login,status", "limit": page, "offset": offset}
+        if query:
+            params["filter_term"] = query
+        data = fs.transport.json("GET", url, params=params, act_as_user=False, action="list users")
+        entries = data.get("entries") or []
+        users.extend(entries)
+        offset += len(entries)
+        if not entries or offset >= int(data.get("total_count", 0)) or (limit and len(users) >= limit):
+            break
+    if limit:
+        users = users[:limit]
+    if state.as_json:
+        emit_json(users)
+        return
+    for u in users:
+        click.echo(f"{u.get('id')}\t{u.get('login')}\t{u.get('name')}\t{u.get('status', '')}")
+
+
+# ------------------------------------------------------------------------------------------ delegates
+@cli.command("emulator", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                            "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def emulator_cmd(args: tuple[str, ...]) -> None:
+    """Run the local Box API emulator (options: boxfs emulator --help)."""
+    from boxfs.emulator.cli import main as emulator_main
+
+    code = emulator_main(list(args))
+    if code:
+        raise SystemExit(code)
+
+
+@cli.command("mount")
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option("--root", default="", help="Box folder to mount (default: All Files).")
+@click.option("--read-only", is_flag=True, help="Refuse every change.")
+@click.option("--allow-other", is_flag=True, help="Let other local users see the mount (libfuse allow_other).")
+@click.option("--spool-dir", default=None, help="Where files being written are staged before upload.")
+@pass_state
+def mount_cmd(state: CliState, mountpoint: str, root: str, read_only: bool, allow_other: bool,
+              spool_dir: str | None) -> None:
+    """Mount Box as a local folder (FUSE) in the foreground until unmounted or Ctrl-C."""
+    try:
+        from boxfs.mount import mount
+    except ImportError as exc:
+        raise click.ClickException(f"mount needs the FUSE extra: pip install 'boxfs[mount]' ({exc})") from None
+    options: dict[str, Any] = {"allow_other": True} if allow_other else {}
+    mount(state.fs(), mountpoint, foreground=True, read_only=read_only, root=box_path(root),
+          spool_dir=spool_dir, **options)
+
+
+@cli.command("unmount")
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+def unmount_cmd(mountpoint: str) -> None:
+    """Unmount a boxfs FUSE mount."""
+    from boxfs.mount import unmount
+
+    unmount(mountpoint)
+
+
+@cli.group("serve", cls=BoxfsGroup)
+def serve_group() -> None:
+    """Run an FTP(S) or SFTP server whose users' files live in Box (see docs/servers.md)."""
+
+
+def _server_config(state: CliState) -> tuple[str, dict[str, str] | None]:
+    if not state.config:
+        raise click.UsageError("serve needs the Box app's JWT config: --config FILE or BOXFS_JWT_CONFIG")
+    return state.config, ({"base_url": state.base_url.rstrip("/")} if state.base_url else None)
+
+
+@serve_group.command("ftp")
+@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=2121, show_default=True)
+@click.option("--cert", "certfile", default=None, help="TLS certificate (PEM): enables explicit FTPS.")
+@click.option("--key", "keyfile", default=None, help="TLS private key (PEM).")
+@click.option("--tls-required", is_flag=True, help="Refuse logins and transfers without TLS.")
+@click.option("--passive-ports", default=None, metavar="FIRST-LAST", help="Passive port range, e.g. 60000-60100.")
+@click.option("--masquerade-address", default=None, help="Address announced for passive mode (behind NAT).")
+@pass_state
+def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
+              tls_required: bool, passive_ports: str | None, masquerade_address: str | None) -> None:
+    """FTP/FTPS server (foreground, until Ctrl-C)."""
+    try:
+        from boxfs.servers.ftp import run_ftp
+    except ImportError as exc:
+        raise click.ClickException(f"serve ftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
+    config, base_urls = _server_config(state)
+    ports = None
+    if passive_ports:
+        try:
+            first, last = (int(x) for x in passive_ports.split("-", 1))
+        except ValueError:
+            raise click.BadParameter("expected FIRST-LAST, e.g. 60000-60100", param_hint="--passive-ports") from None
+        ports = range(first, last + 1)
+    run_ftp(users_file, config, host, port, base_urls=base_urls, certfile=certfile, keyfile=keyfile,
+            tls_required=tls_required, passive_ports=ports, masquerade_address=masquerade_address)
+
+
+@serve_group.command("sftp")
+@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=2222, show_default=True)
+@click.option("--host-key", default=None, help="SSH host private key (default: a new one at each start).")
+@pass_state
+def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None) -> None:
+    """SFTP server (foreground, until Ctrl-C)."""
+    try:
+        from boxfs.servers.sftp import run_sftp
+    except ImportError as exc:
+        raise click.ClickException(f"serve sftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
+    config, base_urls = _server_config(state)
+    run_sftp(users_file, config, host, port, host_key=host_key, base_urls=base_urls)
+
+
+# ------------------------------------------------------------------------------------------ errors
+def describe_error(exc: BaseException) -> str:
+    """One line for the user: the library's messages already name the path, Box's code and request id."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+        if exc.filename is not None and str(exc.filename) not in text:
+            shown = exc.filename if str(exc.filename) else "/"
+            text = f"{shown}: {text}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``boxfs`` script; returns the exit code (0 ok, 1 failed, 2 usage)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(args=args, prog_name="boxfs", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("boxfs: interrupted", err=True)
+        return 130
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"boxfs: usage error: {' '.join(exc.format_message().split())}{hint}", err=True)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        click.echo(f"boxfs: error: {exc.format_message()}", err=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        click.echo("boxfs: interrupted", err=True)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    except BrokenPipeError:
+        # `boxfs cat x | head`: the reader went away; that is not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at interpreter exit
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as exc:
+        from boxfs.config import BoxConfigError
+
+        if _debug:
+            traceback.print_exc()
+        click.echo(f"boxfs: error: {describe_error(exc)}", err=True)
+        return EXIT_USAGE if isinstance(exc, BoxConfigError) else EXIT_FAILED
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
