@@ -273,6 +273,11 @@ def test_large_stor_is_one_box_file_with_right_sha1(env):
     backend, plain, _tls = env
     data = os.urandom(60 * 1024 * 1024)
     sha1 = hashlib.sha1(data).hexdigest()
+    log = backend.emulator.request_log if backend.emulator else None
+    sessions = log.count(method="POST", route="/files/upload_sessions") if log else 0
+    commits = (
+        log.count(method="POST", route="/files/upload_sessions/{upload_session_id}/commit") if log else 0
+    )
     ftp = connect(plain, "alice")
     try:
         assert upload(ftp, "big.bin", data).startswith("226")
@@ -284,6 +289,11 @@ def test_large_stor_is_one_box_file_with_right_sha1(env):
     assert len(entries) == 1 and entries[0]["size"] == len(data)
     if backend.kind == "emulator":
         assert entries[0]["sha1"] == sha1
+        # Above 25 MB Box needs a chunked upload session: one session, committed once.
+        assert log.count(method="POST", route="/files/upload_sessions") == sessions + 1
+        assert (
+            log.count(method="POST", route="/files/upload_sessions/{upload_session_id}/commit") == commits + 1
+        )
     else:
         with fs.open("big.bin", "rb") as fh:
             assert hashlib.sha1(fh.read()).hexdigest() == sha1
