@@ -267,6 +267,7 @@ def test_file_versions(alice: BoxClient, workdir: FolderFull) -> None:
     versions = alice.file_versions.get_file_versions(created.id, fields=["sha1", "size"])
     assert versions.total_count == 1  # the previous version; the current one is not listed
     assert versions.entries[0].sha_1 == hashlib.sha1(v1).hexdigest() and versions.entries[0].size == len(v1)
+    assert "created_at" not in versions.raw_data["entries"][0]  # fields: mini representation + what was asked
     full = alice.file_versions.get_file_versions(created.id)  # the standard fields, schema-checked
     assert full.entries[0].type.value == "file_version"
 
