@@ -9,7 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from box_sdk_gen import BoxClient
 
+from .conftest import RECORDER
 from .openapi_check import OpenAPISpec, ResponseRecorder, load_spec
 
 FOLDER = {
@@ -179,3 +181,11 @@ def test_nullable_written_as_allof_member(spec: OpenAPISpec) -> None:
     assert spec.validate("GET", "/files/{file_id}", 200, {**FILE, "shared_link": "nope"})
     # nullable: false members do not make a field nullable
     assert spec.validate("GET", "/files/{file_id}", 200, {**FILE, "owned_by": None})
+
+
+def test_sdk_traffic_passes_through_the_checker(admin: BoxClient) -> None:
+    """The suite-wide guarantee rests on the SDK using the checked session: prove that it does."""
+    before_all, before_json = RECORDER.checked, RECORDER.json_checked
+    admin.users.get_user_me()
+    admin.folders.get_folder_items("0")
+    assert RECORDER.checked >= before_all + 2 and RECORDER.json_checked >= before_json + 2

@@ -6,9 +6,13 @@ import base64
 import hashlib
 import io
 import random
+import time
 
 import pytest
+import requests
 from box_sdk_gen import BoxAPIError, BoxClient, FolderFull, UploadPart
+
+from boxfs.emulator import BoxEmulator
 
 from .helpers import api_error, upload
 
@@ -57,7 +61,9 @@ def test_manual_session(alice: BoxClient, workdir: FolderFull) -> None:
     assert session.num_parts_processed == 0
     part_size, total = session.part_size, session.total_parts
     assert part_size > 0 and total == -(-len(data) // part_size)
-    assert session.session_expires_at is not None
+    # Box: an upload session lives for 7 days
+    lifetime = session.session_expires_at.timestamp() - time.time()
+    assert 6.9 * 86400 < lifetime <= 7 * 86400
     endpoints = session.session_endpoints
     assert endpoints.upload_part and endpoints.commit and endpoints.list_parts and endpoints.abort
     assert endpoints.upload_part.startswith(alice.network_session.base_urls.upload_url)
@@ -71,7 +77,7 @@ def test_manual_session(alice: BoxClient, workdir: FolderFull) -> None:
                 alice.chunked_uploads.upload_file_part(
                     session.id, io.BytesIO(chunk), sha_digest(b"not this chunk"), content_range
                 )
-            assert 400 <= info.value.response_info.status_code < 500
+            assert info.value.response_info.status_code == 412  # Box: the part's precondition (digest) failed
         uploaded = alice.chunked_uploads.upload_file_part(
             session.id, io.BytesIO(chunk), sha_digest(chunk), content_range
         ).part
@@ -149,3 +155,76 @@ def test_sessions_are_per_user(alice: BoxClient, bob: BoxClient, workdir: Folder
     api_error(lambda: bob.chunked_uploads.get_file_upload_session_by_id(session.id), 404)
     api_error(lambda: bob.chunked_uploads.create_file_upload_session(workdir.id, MIN_CHUNKED, "x.bin"), 404)
     alice.chunked_uploads.delete_file_upload_session_by_id(session.id)
+
+
+def test_parts_are_immutable(alice: BoxClient, workdir: FolderFull) -> None:
+    """Box: a part cannot be re-uploaded or overwritten; an overlapping range is a 409."""
+    session = alice.chunked_uploads.create_file_upload_session(workdir.id, MIN_CHUNKED, "immutable.bin")
+    size = session.part_size
+    first, other = payload(size, seed=5), payload(size, seed=6)
+    content_range = f"bytes 0-{size - 1}/{MIN_CHUNKED}"
+    alice.chunked_uploads.upload_file_part(session.id, io.BytesIO(first), sha_digest(first), content_range)
+    api_error(
+        lambda: alice.chunked_uploads.upload_file_part(
+            session.id, io.BytesIO(other), sha_digest(other), content_range
+        ),
+        409,
+    )
+    # a part whose range disagrees with the session's file size
+    api_error(
+        lambda: alice.chunked_uploads.upload_file_part(
+            session.id, io.BytesIO(other), sha_digest(other), f"bytes {size}-{2 * size - 1}/{MIN_CHUNKED + 1}"
+        ),
+        416,
+    )
+    alice.chunked_uploads.delete_file_upload_session_by_id(session.id)
+
+
+def test_commit_202_retry_after(
+    emu: BoxEmulator,
+    alice: BoxClient,
+    workdir: FolderFull,
+    http: requests.Session,
+    token_for: object,
+    alice_id: str,
+) -> None:
+    """When Box has not finished processing the parts, commit answers 202 with Retry-After; retrying works."""
+    data = payload(MIN_CHUNKED, seed=7)
+    session = alice.chunked_uploads.create_file_upload_session(workdir.id, len(data), "later.bin")
+    parts = []
+    for offset in range(0, len(data), session.part_size):
+        chunk = data[offset : offset + session.part_size]
+        content_range = f"bytes {offset}-{offset + len(chunk) - 1}/{len(data)}"
+        parts.append(
+            alice.chunked_uploads.upload_file_part(
+                session.id, io.BytesIO(chunk), sha_digest(chunk), content_range
+            ).part.to_dict()
+        )
+    headers = {"Authorization": f"Bearer {token_for(alice_id)}", "Digest": sha_digest(data)}  # type: ignore[operator]
+    commit_url = session.session_endpoints.commit
+    emu.set_commit_retry_after(1)
+    try:
+        pending = http.post(commit_url, headers=headers, json={"parts": parts})
+    finally:
+        emu.set_commit_retry_after(None)
+    assert pending.status_code == 202 and pending.headers["Retry-After"] == "1"
+    done = http.post(commit_url, headers=headers, json={"parts": parts})
+    assert done.status_code == 201
+    assert done.json()["entries"][0]["sha1"] == hashlib.sha1(data).hexdigest()
+
+
+def test_session_expiry(emu: BoxEmulator, alice: BoxClient, workdir: FolderFull) -> None:
+    emu.set_session_ttl(0.3)
+    try:
+        session = alice.chunked_uploads.create_file_upload_session(workdir.id, MIN_CHUNKED, "expiring.bin")
+    finally:
+        emu.set_session_ttl(7 * 24 * 3600)
+    time.sleep(0.5)
+    chunk = payload(session.part_size, seed=8)
+    api_error(
+        lambda: alice.chunked_uploads.upload_file_part(
+            session.id, io.BytesIO(chunk), sha_digest(chunk), f"bytes 0-{session.part_size - 1}/{MIN_CHUNKED}"
+        ),
+        404,
+    )
+    api_error(lambda: alice.chunked_uploads.get_file_upload_session_by_id(session.id), 404)
