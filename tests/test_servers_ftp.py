@@ -78,6 +78,18 @@ def test_wrong_password_and_unknown_login_are_refused(env, caplog):
     assert "PASS ******" in text  # the command log is on, and masks the password
 
 
+def test_login_whose_box_user_is_unusable_is_refused(env, caplog):
+    _backend, plain, _tls = env
+    caplog.set_level(logging.INFO, logger="boxfs")
+    ftp = ftplib.FTP()
+    ftp.connect(plain.host, plain.port, timeout=30)
+    with pytest.raises(ftplib.error_perm, match="^530 Box account unavailable"):
+        ftp.login("ghost", PASSWORDS["bob"])
+    ftp.close()
+    assert "cannot act as Box user ghost" in caplog.text
+    connect(plain, "bob").quit()  # the server is fine
+
+
 def test_two_users_upload_list_download_rename_delete(env, caplog):
     backend, plain, _tls = env
     caplog.set_level(logging.INFO, logger="boxfs")

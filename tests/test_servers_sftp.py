@@ -91,6 +91,21 @@ def test_wrong_password_unknown_login_and_unknown_key_refused(env, caplog):
     assert "wrong-password-9" not in caplog.text
 
 
+def test_login_whose_box_user_is_unusable_is_refused(env, caplog):
+    _backend, server, _key = env
+    caplog.set_level(logging.INFO, logger="boxfs")
+
+    async def scenario():
+        with pytest.raises(asyncssh.PermissionDenied):
+            async with connect(server, "ghost", PASSWORDS["bob"]):
+                pass
+        async with connect(server, "bob") as conn, conn.start_sftp_client() as sftp:
+            await sftp.listdir(".")  # the server is fine
+
+    run(scenario())
+    assert "cannot act as Box user ghost" in caplog.text
+
+
 def test_two_users_operations_and_isolation(env, caplog):
     backend, server, client_key = env
     caplog.set_level(logging.INFO, logger="boxfs")

@@ -104,6 +104,8 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
     roots = tmp_path / "box"
 
     def factory(box_user: str) -> Any:
+        if box_user == "ghost":
+            raise ValueError("no such Box user")
         root = roots / box_user
         root.mkdir(parents=True, exist_ok=True)
         return LocalUserFS(path=str(root), fs=LocalFileSystem())
@@ -133,6 +135,10 @@ def write_users_file(path: Path, backend: Backend, *, ssh_keys: dict[str, list[s
             lines.append(f"ssh_keys = [{keys}]")
         lines.append("")
     lines += [
+        "[users.ghost]",  # a valid login whose Box user does not exist
+        f'password = "{password_hash("bob")}"',
+        f'box_user = "{"ghost@example.com" if backend.kind == "emulator" else "ghost"}"',
+        "",
         "[users.dave]",
         f'password = "{password_hash("alice")}"',  # dave: read-only view of bob's tree
         f'box_user = "{backend.box_users["bob"]}"',

@@ -72,6 +72,20 @@ class BoxAuthorizer:
         if user is None:
             # Same message for unknown login and wrong password: no login enumeration.
             raise AuthenticationFailed("Authentication failed.")
+        try:
+            # Acting as the Box user (and creating the home folder) can fail: an unknown or
+            # deactivated Box user, an app without As-User rights. Refuse the login cleanly
+            # rather than break the session after "230 Login successful".
+            handler.filesystems.for_user(user)
+        except Exception as exc:  # noqa: BLE001 - any failure means this login cannot work
+            logger.error(
+                "ftp login %s: cannot act as Box user %s: %s: %s",
+                username,
+                user.box_user,
+                type(exc).__name__,
+                exc,
+            )
+            raise AuthenticationFailed("Box account unavailable.") from None
         handler.boxfs_user = user
 
     def get_home_dir(self, username: str) -> str:

@@ -115,22 +115,44 @@ class BoxSSHServer(asyncssh.SSHServer):
             logger.warning("sftp login refused for %r from %s (password)", username, self._peer)
             return False
         self._method = "password"
+        return await self._box_ready(user)
+
+    async def _box_ready(self, user: User) -> bool:
+        """Create (or reuse) the user's filesystem now, so a Box-side problem refuses the login.
+
+        An unknown or deactivated Box user, or an app without As-User rights, would otherwise
+        only show as failures of every SFTP request after a successful login.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._state.executor, self._state.filesystems.for_user, user)
+        except Exception as exc:  # noqa: BLE001 - any failure means this login cannot work
+            logger.error(
+                "sftp login %s: cannot act as Box user %s: %s: %s",
+                user.login,
+                user.box_user,
+                type(exc).__name__,
+                exc,
+            )
+            return False
         return True
 
     def public_key_auth_supported(self) -> bool:
         return True
 
-    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         # Called once to ask whether a key is acceptable and again with the signature: no login
         # is logged here, only in auth_completed.
-        ok = key.public_data in self._state.keys.get(username, [])
-        if ok:
-            self._method = f"public key {key.get_fingerprint()}"
-        else:
+        if key.public_data not in self._state.keys.get(username, []):
             logger.info(
                 "sftp key %s not authorized for %r from %s", key.get_fingerprint(), username, self._peer
             )
-        return ok
+            return False
+        user = self._state.users.get(username)
+        if user is None or not await self._box_ready(user):
+            return False
+        self._method = f"public key {key.get_fingerprint()}"
+        return True
 
 
 def _sftp_error(exc: BaseException, virtual: str) -> SFTPError:
