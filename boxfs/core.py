@@ -269,7 +269,7 @@ class BoxFileSystem(AbstractFileSystem):
         cached = self.cache.listing(path)
         if cached is not None:
             return cached
-        return self._fetch_listing(path, info["id"])
+        return self._fetch_listing(info["name"], info["id"])  # Box's spelling of the path
 
     def _info(self, path: str) -> dict[str, Any]:
         """The cached or freshly listed detail dict for a stripped path."""
@@ -305,7 +305,7 @@ class BoxFileSystem(AbstractFileSystem):
         if info["type"] != "directory":
             return [dict(info)] if detail else [info["name"]]
         if refresh:
-            children = self._fetch_listing(path, info["id"])
+            children = self._fetch_listing(info["name"], info["id"])
         else:
             children = self._listing(path, info)
         if detail:

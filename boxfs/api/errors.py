@@ -75,12 +75,12 @@ def error_from_response(resp: requests.Response, path: str | None = None, action
     doing = f"{action} failed: " if action else ""
     text = f"{where}{doing}{message} (Box HTTP {status}, code {code}, request id {rid})"
     exc: OSError | ValueError
-    if status == 404:
+    if code == "folder_not_empty":
+        exc = OSError(errno.ENOTEMPTY, text, path) if path else OSError(errno.ENOTEMPTY, text)
+    elif status == 404:
         exc = FileNotFoundError(errno.ENOENT, text, path) if path else FileNotFoundError(text)
     elif status == 409 and code in ("item_name_in_use", "conflict", "name_temporarily_reserved"):
         exc = FileExistsError(errno.EEXIST, text, path) if path else FileExistsError(text)
-    elif status == 409 and code == "folder_not_empty":
-        exc = OSError(errno.ENOTEMPTY, text, path) if path else OSError(errno.ENOTEMPTY, text)
     elif status in (401, 403):
         exc = PermissionError(errno.EACCES, text, path) if path else PermissionError(text)
     elif status == 412:
