@@ -321,3 +321,37 @@ def test_persistence_across_restart(tmp_path: Path) -> None:
             },
         )
         assert response.status_code == 200
+
+
+def test_fault_drop_after_truncates_the_body(emu2: BoxEmulator) -> None:
+    data = bytes(range(256)) * 2048  # 512 KiB
+    with checked_session() as http:
+        token = ccg_token(emu2, http)
+        file = raw_upload(emu2, http, token, "0", "truncated.bin", data)
+        emu2.inject_faults(rate=1.0, kinds=("drop_after",), route=r"^/download/", count=1, seed=1)
+        with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.ConnectionError)):
+            http.get(emu2.url + f"/2.0/files/{file['id']}/content", headers=auth(token)).raise_for_status()
+        again = http.get(emu2.url + f"/2.0/files/{file['id']}/content", headers=auth(token))
+        assert again.status_code == 200 and again.content == data
+
+
+def test_fault_503_and_expire(emu2: BoxEmulator) -> None:
+    with checked_session() as http:
+        token = ccg_token(emu2, http)
+        emu2.inject_faults(rate=1.0, kinds=("503",), route=r"/users/me", count=1, retry_after=2, seed=1)
+        busy = http.get(emu2.url + "/2.0/users/me", headers=auth(token))
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
+    client_id, secret = emu2.create_ccg_app(scopes=("root_readwrite",))
+    client = BoxClient(
+        auth=BoxCCGAuth(CCGConfig(client_id, secret, enterprise_id=emu2.enterprise_id)),
+        network_session=sdk_network_session(emu2),
+    )
+    client.users.get_user_me()
+    emu2.request_log.clear()
+    emu2.inject_faults(rate=1.0, kinds=("expire",), route=r"/users/me", count=1, seed=1)
+    assert client.users.get_user_me().id == emu2.service_account_id(client_id)
+    assert [(r.route, r.status) for r in settled(emu2, 3)] == [
+        ("/users/me", 401),
+        ("/oauth2/token", 200),
+        ("/users/me", 200),
+    ]
