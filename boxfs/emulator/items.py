@@ -99,6 +99,9 @@ class ItemRoutes:
         p = self.state.principal(req)
         p.require("read")
         row = self.state.item(p, req.params["folder_id"], "folder")
+        none_match = req.header("If-None-Match")
+        if none_match is not None and row["id"] != ROOT and none_match.strip('"') == str(row["sequence_id"]):
+            return Response(304)
         fields = parse_fields(req.query.get("fields"))
         body = self.rep.item(row, fields)
         if fields is None or "item_collection" in fields:
@@ -361,7 +364,8 @@ class ItemRoutes:
             "SELECT * FROM versions WHERE file_id=? AND id != ? ORDER BY CAST(id AS INTEGER) DESC", row["id"], row["version_id"] or ""
         )
         return Response.json({
-            "total_count": len(older), "entries": [self.rep.version(v) for v in older[offset:offset + limit]],
+            "total_count": len(older),
+            "entries": [self.rep.version(v, parse_fields(req.query.get("fields"))) for v in older[offset:offset + limit]],
             "offset": offset, "limit": limit, "order": [{"by": "created_at", "direction": "DESC"}],
         })
 

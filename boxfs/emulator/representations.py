@@ -184,14 +184,18 @@ class Representer:
                     total += int(child["size"])
         return total
 
-    def version(self, v: Any, current: bool = False) -> dict[str, Any]:
-        return {
+    def version(self, v: Any, fields: list[str] | None = None) -> dict[str, Any]:
+        """A file version; with ``fields``, its base fields plus those asked for."""
+        values = {
             "type": "file_version", "id": v["id"], "sha1": v["sha1"], "name": v["name"], "size": v["size"],
             "created_at": v["created_at"], "modified_at": v["modified_at"],
-            "modified_by": self.user_mini(v["uploader_id"]), "trashed_at": None, "trashed_by": None,
-            "restored_at": None, "restored_by": None, "purged_at": None,
-            "uploader_display_name": self.user_mini(v["uploader_id"])["name"],
+            "modified_by": self.user_mini(v["uploader_id"]), "trashed_at": None, "restored_at": None,
+            "purged_at": None, "uploader_display_name": self.user_mini(v["uploader_id"])["name"],
         }
+        keys = list(values)
+        if fields is not None:
+            keys = ["type", "id", "sha1"] + [k for k in fields if k not in ("type", "id", "sha1")]
+        return {k: values[k] for k in keys if k in values}
 
 
 class _Missing:

@@ -252,11 +252,6 @@ def test_upload_info_versions_copy_delete(alice: BoxClient, workdir: FolderFull)
     assert alice.downloads.download_file(copy.id).read() == v2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator sends trashed_by/restored_by: null in file versions, and ignores `fields` there; Box's "
-    "FileVersion schema does not allow null for them (trashed_at/restored_at are nullable, these are not)",
-)
 def test_file_versions(alice: BoxClient, workdir: FolderFull) -> None:
     v1, v2 = b"version one", b"version two!"
     created = upload(alice, workdir.id, "versioned.txt", v1)
@@ -474,11 +469,6 @@ def test_if_none_match_file(
     _etag_roundtrip(emu, http, token_for(alice_id), "files", file.id, {"name": "etag2.txt"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator answers 200 to GET /folders/{id} with a matching If-None-Match; "
-    "Box documents 304 (spec: GET /folders/{folder_id} responses '304', header if-none-match)",
-)
 def test_if_none_match_folder(
     emu: BoxEmulator, http: Any, token_for: Any, alice: BoxClient, alice_id: str, workdir: FolderFull
 ) -> None:
