@@ -81,7 +81,19 @@ class BoxCredentials:
             value = getattr(self, name)
             if value is not None:
                 shown.append(f"{name}={value!r}")
-        return f"BoxCredentials({', '.join(shown)}, secrets hidden)"
+        return f"BoxCredentials({', '.join(shown)}, fingerprint={self.fingerprint!r}, secrets hidden)"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short one-way digest of the whole configuration, secrets included.
+
+        It makes two configurations that differ only in a secret (two tokens) distinguishable where fsspec
+        keys its instance cache on ``str`` of the arguments, without revealing anything about them.
+        """
+        text = "\0".join(str(getattr(self, f)) for f in (
+            "kind", "client_id", "client_secret", "enterprise_id", "user_id", "public_key_id", "private_key",
+            "passphrase", "token"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     __str__ = __repr__
 
