@@ -338,6 +338,29 @@ def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
     assert "doomed.txt" not in box_names(backend, "alice")
 
 
+def test_abandoned_upload_stores_nothing(env, caplog):
+    backend, server, _key = env
+    caplog.set_level(logging.INFO, logger="boxfs")
+
+    async def scenario():
+        conn = await connect(server, "bob")
+        sftp = await conn.start_sftp_client()
+        fh = await sftp.open("half.bin", "wb")
+        await fh.write(b"x" * 100_000)
+        conn.abort()  # the client dies mid-upload: no close request
+        await conn.wait_closed()
+        async with connect(server, "bob") as conn2, conn2.start_sftp_client() as sftp2:
+            for _ in range(50):  # the server notices the disconnect asynchronously
+                if "upload abandoned /half.bin" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+            assert not await sftp2.exists("half.bin")
+
+    run(scenario())
+    assert "upload abandoned /half.bin after 100000 bytes" in caplog.text
+    assert "half.bin" not in box_names(backend, "bob")
+
+
 def test_ten_concurrent_sessions(env):
     _backend, server, _key = env
 

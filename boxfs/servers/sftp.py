@@ -331,7 +331,27 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             raise SFTPPermissionDenied("file not open for writing")
         return await self._call(file_obj.name, file_obj.pwrite, data, offset)
 
+    def _session_ending(self) -> bool:
+        """True when asyncssh is closing leftover handles because the session ended.
+
+        asyncssh closes every still-open handle through :meth:`close` when a client disconnects;
+        for an upload that would store a truncated file in Box. A client's own close request is
+        always made on an open channel (it waits for the answer), so a closing channel or a
+        channel that already saw the client's EOF means the transfer was abandoned.
+        """
+        chan = self.channel
+        return chan.is_closing() or getattr(chan, "_recv_state", "open") != "open"
+
     async def close(self, file_obj: Any) -> None:
+        if isinstance(file_obj, UploadFile) and self._session_ending():
+            logger.warning(
+                "sftp %s upload abandoned %s after %d bytes: nothing stored",
+                self.user.login,
+                file_obj.name,
+                file_obj.bytes_written,
+            )
+            await self._run(file_obj.discard)
+            return
         if isinstance(file_obj, UploadFile):
             try:
                 await self._run(file_obj.close)
