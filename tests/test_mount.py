@@ -1,0 +1,344 @@
+"""Real FUSE mounts driven with ordinary shell tools (cp, dd, mv, rm, rsync, touch, df).
+
+Each test mounts a filesystem in a background thread of the test process, waits until the
+kernel reports the mount, runs the tools in subprocesses against it, and checks the result
+on the filesystem behind the mount.  Teardown always unmounts (lazily if busy), so a failing
+test never leaves a stale mount behind.
+
+The layer is tested over two backends: a local directory (an fsspec ``LocalFileSystem``, which
+makes failures easy to tell apart from Box behaviour) and ``BoxFileSystem`` on the emulator,
+which is the real target.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fsspec.implementations.local import LocalFileOpener, LocalFileSystem
+
+from boxfs.mount import errno_for, mount, unmount
+
+
+def _fuse_unavailable() -> str | None:
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is absent (no FUSE in this kernel/container)"
+    if not shutil.which("fusermount3"):
+        return "fusermount3 is not installed (apt-get install fuse3)"
+    try:
+        import mfusepy  # noqa: F401
+    except (ImportError, OSError) as exc:  # mfusepy raises when libfuse3 cannot be loaded
+        return f"mfusepy/libfuse3 unavailable: {exc}"
+    return None
+
+
+_REASON = _fuse_unavailable()
+needs_fuse = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+def sh(cmd: str, cwd: Path, timeout: float = 120) -> str:
+    """Run a shell command; fail the test with its stderr if it fails."""
+    proc = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd!r} exited {proc.returncode}: {proc.stderr}"
+    return proc.stdout
+
+
+def sha1_of(path: Path | str) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- backends
+class _StampingOpener(LocalFileOpener):
+    """A local file that sets its modification time when closed after writing."""
+
+    def __init__(self, *args: Any, modified: datetime | None = None, **kwargs: Any) -> None:
+        self._stamp = modified
+        super().__init__(*args, **kwargs)
+
+    def close(self) -> None:
+        super().close()
+        if self._stamp is not None:
+            ts, self._stamp = self._stamp.timestamp(), None
+            os.utime(self.path, (ts, ts))
+
+    def __exit__(self, *exc: object) -> None:  # LocalFileOpener's bypasses close()
+        self.close()
+
+
+class TimedLocalFileSystem(LocalFileSystem):
+    """A local directory with the two time APIs BoxFileSystem offers (``modified=`` on write
+    and ``set_modified``), so ``touch -d`` can be checked on the local backend too."""
+
+    cachable = False
+
+    def set_modified(self, path: str, modified: datetime) -> None:
+        ts = modified.timestamp()
+        os.utime(self._strip_protocol(path), (ts, ts))
+
+    def _open(self, path: str, mode: str = "rb", block_size: Any = None, **kwargs: Any) -> Any:
+        return _StampingOpener(self._strip_protocol(path), mode, fs=self, **kwargs)
+
+
+@dataclass
+class Backend:
+    """What a test needs to know about the filesystem behind a mount."""
+
+    name: str
+    fs: Any
+    root: str
+    mtime: Callable[[str], float]  # modification time of a path (relative to the mount) on the server
+    sha1_count: Callable[[str], int]  # how many files the server holds with this SHA1
+    remove_dir: Callable[[str], None]  # remove a folder behind the mount's back
+    big_mb: int
+
+
+def _local_backend(tmp_path: Path) -> Backend:
+    back = tmp_path / "backing"
+    back.mkdir()
+
+    def count(sha1: str) -> int:
+        return sum(1 for p in back.rglob("*") if p.is_file() and sha1_of(p) == sha1)
+
+    return Backend(
+        name="local",
+        fs=TimedLocalFileSystem(),
+        root=str(back),
+        mtime=lambda rel: os.stat(back / rel).st_mtime,
+        sha1_count=count,
+        remove_dir=lambda rel: shutil.rmtree(back / rel),
+        big_mb=12,
+    )
+
+
+@pytest.fixture(params=["local"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return _local_backend(tmp_path)
+
+
+class Mounted:
+    """A live mount in a background thread; ``close`` unmounts it for sure."""
+
+    def __init__(self, fs: Any, root: str, mountpoint: Path, **kwargs: Any) -> None:
+        self.path = mountpoint
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        self.handle = mount(fs, str(mountpoint), foreground=False, root=root, **kwargs)
+        assert os.path.ismount(mountpoint)
+
+    def close(self) -> None:
+        if os.path.ismount(self.path):
+            try:
+                unmount(str(self.path))
+            except RuntimeError:
+                subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
+        self.handle.thread.join(30)
+
+
+@pytest.fixture
+def mounter(tmp_path: Path) -> Iterator[Callable[..., Mounted]]:
+    mounts: list[Mounted] = []
+
+    def make(fs: Any, root: str, name: str = "main", **kwargs: Any) -> Mounted:
+        m = Mounted(fs, root, tmp_path / f"mnt-{name}", **kwargs)  # never inside a backing dir
+        mounts.append(m)
+        return m
+
+    yield make
+    for m in reversed(mounts):
+        m.close()
+    for m in mounts:
+        assert not os.path.ismount(m.path), f"{m.path} is still mounted"
+
+
+@pytest.fixture
+def mnt(backend: Backend, mounter: Callable[..., Mounted]) -> Path:
+    return mounter(backend.fs, backend.root).path
+
+
+# ------------------------------------------------------------------- tests
+def test_errno_mapping() -> None:
+    """fsspec raises builtin exceptions, often without errno; each must reach the app as the right code."""
+    assert errno_for(FileNotFoundError("x")) == errno.ENOENT
+    assert errno_for(FileExistsError("x")) == errno.EEXIST
+    assert errno_for(PermissionError("x")) == errno.EACCES
+    assert errno_for(IsADirectoryError("x")) == errno.EISDIR
+    assert errno_for(NotADirectoryError("x")) == errno.ENOTDIR
+    assert errno_for(OSError(errno.ENOTEMPTY, "not empty")) == errno.ENOTEMPTY
+    assert errno_for(OSError(errno.EPERM, "no")) == errno.EPERM  # errno wins over the class
+    assert errno_for(RuntimeError("HTTP 500")) == errno.EIO
+
+
+@needs_fuse
+def test_shell_tools(backend: Backend, mnt: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as fh:
+        fh.write(os.urandom(backend.big_mb * 1024 * 1024 + 12345))
+    digest = sha1_of(big)
+
+    # cp in and out: same bytes, and exactly one file of that content on the server
+    sh(f"cp {big} {mnt}/big.bin", mnt)
+    sh(f"cp {mnt}/big.bin {tmp_path}/back.bin", mnt)
+    assert sha1_of(tmp_path / "back.bin") == digest
+    assert backend.sha1_count(digest) == 1
+
+    # ls -la shows the size
+    listing = sh("ls -la", mnt)
+    line = next(ln for ln in listing.splitlines() if ln.endswith(" big.bin"))
+    assert line.startswith("-rw") and str(big.stat().st_size) in line.split()
+
+    # dd of a range equals the same range of the original
+    rng = sh("dd if=big.bin bs=4096 skip=1000 count=3 status=none | sha1sum", mnt).split()[0]
+    with open(big, "rb") as fh:
+        fh.seek(4096 * 1000)
+        assert rng == hashlib.sha1(fh.read(3 * 4096)).hexdigest()
+
+    # mkdir -p, mv (file into folder, folder rename), rm -r
+    sh("mkdir -p a/b/c && mv big.bin a/b/c/moved.bin && mv a/b a/renamed", mnt)
+    assert sorted(os.listdir(mnt)) == ["a"]
+    assert os.listdir(mnt / "a/renamed/c") == ["moved.bin"]
+    assert sha1_of(mnt / "a/renamed/c/moved.bin") == digest
+    sh("rm -r a", mnt)
+    assert os.listdir(mnt) == []
+    assert backend.sha1_count(digest) == 0
+
+    # touch -d on a new and on an existing file: the server keeps that time
+    sh("echo hi > old.txt && touch -d '2021-03-04 05:06:07 UTC' old.txt new.txt", mnt)
+    want = datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc).timestamp()
+    assert backend.mtime("old.txt") == pytest.approx(want, abs=1)
+    assert backend.mtime("new.txt") == pytest.approx(want, abs=1)
+    assert (mnt / "old.txt").stat().st_mtime == pytest.approx(want, abs=1)
+    assert (mnt / "old.txt").read_bytes() == b"hi\n"
+
+    # df reports a filesystem with some capacity
+    df = sh("df -B1 .", mnt).splitlines()[1].split()
+    assert df[0] == "boxfs" and int(df[1]) > 0
+
+
+@needs_fuse
+def test_rsync_tree_in(backend: Backend, mnt: Path, tmp_path: Path) -> None:
+    src = tmp_path / "tree"
+    files = {"a.txt": b"alpha\n", "sub/b.bin": os.urandom(70_000), "sub/deeper/c.txt": b"", "d e.txt": b"space"}
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    os.utime(src / "a.txt", (1_600_000_000, 1_600_000_000))
+    sh(f"rsync -a {src}/ {mnt}/tree/", tmp_path)
+    for rel, data in files.items():
+        assert (mnt / "tree" / rel).read_bytes() == data
+    assert backend.mtime("tree/a.txt") == pytest.approx(1_600_000_000, abs=1)
+    # a second run finds nothing to do, so it transfers nothing
+    out = sh(f"rsync -a --itemize-changes {src}/ {mnt}/tree/", tmp_path)
+    assert not [ln for ln in out.splitlines() if ln.startswith(">f")], out
+
+
+@needs_fuse
+def test_random_writes_rdwr_truncate_append(backend: Backend, mnt: Path) -> None:
+    p = mnt / "r.bin"
+    p.write_bytes(b"0123456789")
+    with open(p, "r+b") as fh:  # O_RDWR on an existing file: content is kept, writes land in place
+        assert fh.read(3) == b"012"
+        fh.seek(8)
+        fh.write(b"AB")
+        fh.seek(2)
+        fh.write(b"xy")
+        fh.seek(0)
+        assert fh.read() == b"01xy4567AB"
+    assert p.read_bytes() == b"01xy4567AB"
+    with open(p, "ab") as fh:
+        fh.write(b"+tail")
+    assert p.read_bytes() == b"01xy4567AB+tail"
+    os.truncate(p, 4)  # not open anywhere: rewritten right away
+    assert p.read_bytes() == b"01xy"
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.ftruncate(fd, 2)
+        os.pwrite(fd, b"Z", 5)  # a hole is zero-filled
+    finally:
+        os.close(fd)
+    assert p.read_bytes() == b"01\0\0\0Z"
+    assert p.stat().st_size == 6
+
+
+@needs_fuse
+def test_failed_upload_is_eio_and_logged(
+    backend: Backend, mnt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (mnt / "doomed").mkdir()
+    fd = os.open(mnt / "doomed" / "f.txt", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"data that cannot be stored")
+    backend.remove_dir("doomed")  # the target folder vanishes on the server before close
+    with caplog.at_level(logging.ERROR, logger="boxfs.mount"), pytest.raises(OSError) as err:
+        os.close(fd)
+    assert err.value.errno == errno.EIO
+    assert any("upload of" in r.getMessage() and "f.txt" in r.getMessage() for r in caplog.records)
+
+
+@needs_fuse
+def test_read_only_mount(backend: Backend, mounter: Callable[..., Mounted]) -> None:
+    backend.fs.pipe_file(f"{backend.root}/ro.txt", b"read me")
+    m = mounter(backend.fs, backend.root, name="ro", read_only=True)
+    assert (m.path / "ro.txt").read_bytes() == b"read me"
+    for action in (
+        lambda: (m.path / "new.txt").write_bytes(b"x"),
+        lambda: (m.path / "dir").mkdir(),
+        lambda: (m.path / "ro.txt").unlink(),
+    ):
+        with pytest.raises(OSError) as err:
+            action()
+        assert err.value.errno == errno.EROFS
+
+
+class _SlowOpener(_StampingOpener):
+    def close(self) -> None:
+        if not self.closed and "w" in self.mode:
+            time.sleep(SlowUploadLocalFileSystem.delay)
+        super().close()
+
+
+class SlowUploadLocalFileSystem(TimedLocalFileSystem):
+    """Uploads (``wb`` closes) take ``delay`` seconds, like a large upload to Box."""
+
+    delay = 3.0
+
+    def _open(self, path: str, mode: str = "rb", block_size: Any = None, **kwargs: Any) -> Any:
+        return _SlowOpener(self._strip_protocol(path), mode, fs=self, **kwargs)
+
+
+@needs_fuse
+def test_slow_upload_does_not_block_other_files(tmp_path: Path, mounter: Callable[..., Mounted]) -> None:
+    back = tmp_path / "slow"
+    back.mkdir()
+    (back / "other.txt").write_bytes(b"readable meanwhile")
+    m = mounter(SlowUploadLocalFileSystem(), str(back), name="slow")
+    done = threading.Event()
+
+    def writer() -> None:
+        (m.path / "slow.bin").write_bytes(b"x" * 100_000)
+        done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.5)  # the writer is now inside its 3 s upload
+    assert not done.is_set()
+    started = time.monotonic()
+    assert (m.path / "other.txt").read_bytes() == b"readable meanwhile"
+    os.listdir(m.path)
+    assert time.monotonic() - started < 1.5
+    assert not done.is_set()
+    t.join(10)
+    assert done.is_set() and (back / "slow.bin").stat().st_size == 100_000
