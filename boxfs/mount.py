@@ -110,7 +110,9 @@ def _operation(func: F) -> F:
             if isinstance(exc, OSError) and exc.errno == code and type(exc) is OSError:
                 raise  # already a deliberate errno from this module
             if code == errno.EIO:
-                log.error("%s%r failed: %s: %s", func.__name__, args[:1], type(exc).__name__, exc, exc_info=True)
+                log.error(
+                    "%s%r failed: %s: %s", func.__name__, args[:1], type(exc).__name__, exc, exc_info=True
+                )
             elif code != errno.ENOENT:
                 log.info("%s%r -> %s (%s)", func.__name__, args[:1], errno.errorcode.get(code, code), exc)
             raise _fuse_error(code) from exc
@@ -328,7 +330,14 @@ class BoxFuseOperations:
                 # The data written since the last upload did not reach the server; the caller
                 # gets EIO.  Not retried on release: close(2) already reported the failure.
                 spool.dirty = False
-                log.error("upload of %s (%d bytes, on %s) failed: %s: %s", target, size, why, type(exc).__name__, exc)
+                log.error(
+                    "upload of %s (%d bytes, on %s) failed: %s: %s",
+                    target,
+                    size,
+                    why,
+                    type(exc).__name__,
+                    exc,
+                )
                 raise _fuse_error(errno.EIO) from exc
             finally:
                 self._invalidate(spool.path)
@@ -611,7 +620,9 @@ class BoxFuseOperations:
                 spool.refs += 1
         if spool is not None:
             return self._new_fh(_Handle(path, flags, spool=spool))
-        reader = self.fs.open(self.remote(path), "rb", block_size=self.read_block_size, cache_type="readahead")
+        reader = self.fs.open(
+            self.remote(path), "rb", block_size=self.read_block_size, cache_type="readahead"
+        )
         return self._new_fh(_Handle(path, flags, reader=reader))
 
     @_operation

@@ -232,7 +232,12 @@ def test_shell_tools(backend: Backend, mnt: Path, tmp_path: Path) -> None:
 @needs_fuse
 def test_rsync_tree_in(backend: Backend, mnt: Path, tmp_path: Path) -> None:
     src = tmp_path / "tree"
-    files = {"a.txt": b"alpha\n", "sub/b.bin": os.urandom(70_000), "sub/deeper/c.txt": b"", "d e.txt": b"space"}
+    files = {
+        "a.txt": b"alpha\n",
+        "sub/b.bin": os.urandom(70_000),
+        "sub/deeper/c.txt": b"",
+        "d e.txt": b"space",
+    }
     for rel, data in files.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
