@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -364,6 +365,28 @@ def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
             ftp.delete("fine.txt")
         finally:
             ftp.quit()
+
+
+def test_aborted_stor_stores_nothing(env, caplog):
+    backend, plain, _tls = env
+    caplog.set_level(logging.INFO, logger="boxfs")
+    ftp = connect(plain, "bob")
+    try:
+        ftp.voidcmd("TYPE I")
+        data_conn = ftp.transfercmd("STOR aborted.bin")
+        data_conn.sendall(b"y" * 200_000)
+        assert ftp.abort().startswith("426")  # ABOR while the data connection is still open
+        assert ftp.getresp().startswith("226")  # then the ABOR itself is acknowledged
+        data_conn.close()
+        for _ in range(50):
+            if "upload of /aborted.bin aborted" in caplog.text:
+                break
+            time.sleep(0.05)
+        assert "aborted.bin" not in ftp.nlst()
+    finally:
+        ftp.quit()
+    assert "upload of /aborted.bin aborted; nothing stored" in caplog.text
+    assert "aborted.bin" not in box_names(backend, "bob")
 
 
 def test_explicit_ftps(env):
