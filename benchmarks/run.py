@@ -238,6 +238,7 @@ class Bench:
         row.calls = sum(1 for r in records if r.host != "oauth2")
         row.token_calls = sum(1 for r in records if r.host == "oauth2")
         row.seconds = out.seconds
+        row.note = out.note
         row.peak_rss_mib = out.peak_rss_kib / 1024 if out.peak_rss_kib else None
         if out.error:
             row.status = "failed"

@@ -38,6 +38,7 @@ class Outcome:
     result: Any = None
     peak_rss_kib: int | None = None
     error: str | None = None
+    note: str = ""  # how the tool did it, when not obvious
 
 
 class PythonTool:

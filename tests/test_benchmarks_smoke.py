@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,3 +40,47 @@ def test_tiny_matrix_prints_one_checked_table(tmp_path: Path) -> None:
     assert by[("ls-wide", "sdk")]["calls"] == 1
     # 10 ranged reads through the SDK: each is GET /files/{id}/content (302) + the download URL.
     assert by[("ranged-reads", "sdk")]["calls"] == 20
+
+
+def test_tls_proxy_routes_box_hosts_to_the_emulator(tmp_path: Path) -> None:
+    """The rclone mode's CONNECT proxy: TLS with the generated CA for Box's names, nothing else."""
+    import http.client
+    import ssl
+
+    from boxfs.emulator import BoxEmulator
+    from boxfs.emulator.tlsproxy import ConnectProxy
+
+    with BoxEmulator() as emu, ConnectProxy(emu.url, tmp_path) as proxy:
+        client_id = json.loads(emu.create_jwt_app())["boxAppSettings"]["clientID"]
+        token = emu.developer_token(client_id)
+        ctx = ssl.create_default_context(cafile=str(proxy.ca_path))
+        port = int(proxy.url.rsplit(":", 1)[1])
+
+        def via_proxy(host: str) -> http.client.HTTPSConnection:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+            conn.set_tunnel(host, 443)
+            return conn
+
+        up = via_proxy("upload.box.com")
+        body = (b'--b\r\nContent-Disposition: form-data; name="attributes"\r\n\r\n{"name":"x.txt","parent":{"id":"0"}}'
+                b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="x.txt"\r\n\r\nhello\r\n--b--\r\n')
+        up.request("POST", "/api/2.0/files/content", body=body,
+                   headers={"Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=b"})
+        resp = up.getresponse()
+        assert resp.status == 201, resp.read()
+        file_id = json.loads(resp.read())["entries"][0]["id"]
+
+        api = via_proxy("api.box.com")  # keep-alive: two exchanges on one tunnel
+        api.request("GET", "/2.0/folders/0/items/", headers={"Authorization": f"Bearer {token}"})
+        resp = api.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["total_count"] == 1
+        api.request("GET", f"/2.0/files/{file_id}/content", headers={"Authorization": f"Bearer {token}"})
+        resp = api.getresponse()
+        resp.read()
+        assert resp.status == 302
+        # Host was rewritten: the download URL points at the emulator itself, not at a Box name.
+        assert resp.getheader("Location", "").startswith(emu.url + "/download/")
+        assert [r.host for r in emu.request_log.records] == ["upload", "api", "api"]
+
+        with pytest.raises(OSError, match="403"):  # nothing but Box's names is routed
+            via_proxy("example.com").request("GET", "/")
