@@ -188,17 +188,23 @@ def preflight_writer(fs: BoxFileSystem, path: str, size: int) -> None:
     """The preflight of a writer at the moment it spills to disk (size so far; the final size is unknown).
 
     Name rules, a folder in the way, permissions and quota are refused here, before anything is spooled.
-    When the parent folder does not exist yet (``auto_mkdir`` will create it) there is nothing to ask.
+    When the parent folder does not exist yet (``auto_mkdir`` creates it at upload time), Box is asked
+    about the first missing folder's name in the deepest existing one: that still checks permission and
+    quota, and no conflict is possible for a name just found missing.
     """
     path = fs._strip_protocol(path)
-    parent, _, name = path.rpartition("/")
-    check_name(name)
-    pinfo = fs._try_info(parent)
-    if pinfo is None or pinfo["type"] != "directory":
+    parts = path.split("/")
+    check_name(parts[-1])
+    for depth in range(len(parts) - 1, -1, -1):
+        info = fs._try_info("/".join(parts[:depth]))
+        if info is None:
+            continue
+        if info["type"] != "directory":
+            return  # a file where a folder should be: the upload reports it
+        conflict = preflight(fs, parent_id=info["id"], name=parts[depth], size=size, file_id=None)
+        if conflict is not None and conflict.get("type") != "file" and depth == len(parts) - 1:
+            raise is_a_directory(path)
         return
-    conflict = preflight(fs, parent_id=pinfo["id"], name=name, size=size, file_id=None)
-    if conflict is not None and conflict.get("type") != "file":
-        raise is_a_directory(path)
 
 
 def upload_large(
