@@ -59,6 +59,8 @@ COPY_CHUNK = 8 * 1024 * 1024
 DEFAULT_TOTAL_BYTES = 1 << 50
 #: statfs block size.
 BLOCK = 4096
+#: A folder is re-listed from the server by ``readdir`` at most this often (seconds).
+LISTING_TTL = 10.0
 #: How long a quota answer is reused, so that repeated ``df`` calls do not each hit the API.
 QUOTA_TTL = 30.0
 
@@ -138,6 +140,30 @@ def _timestamp(value: Any) -> float | None:
     return None
 
 
+def _keeps_own_cache(fs: Any) -> bool:
+    try:
+        from boxfs.core import BoxFileSystem
+    except ImportError:  # pragma: no cover - client extras missing
+        return False
+    return isinstance(fs, BoxFileSystem)
+
+
+def _quota_of(fs: Any) -> tuple[int | None, int | None]:
+    """``(used, total)`` bytes of the acting user, from ``fs.quota()`` if the filesystem has it,
+    else, for BoxFileSystem, ``GET /users/me`` (``space_used``/``space_amount``); else unknown."""
+    quota = getattr(fs, "quota", None)
+    if callable(quota):
+        used, total = quota()
+        return used, total
+    transport = getattr(fs, "transport", None)
+    if _keeps_own_cache(fs) and transport is not None:
+        me = transport.json(
+            "GET", transport.api("/users/me"), params={"fields": "space_used,space_amount"}, action="quota"
+        )
+        return me.get("space_used"), me.get("space_amount")
+    return None, None
+
+
 class _Spool:
     """Local copy of a file being written, shared by every handle open on that path.
 
@@ -147,7 +173,8 @@ class _Spool:
 
     def __init__(self, path: str, spool_dir: str | None) -> None:
         self.path = path
-        self.file = tempfile.TemporaryFile(dir=spool_dir, prefix="boxfs-mount-")
+        # named, so that ``fs.put_file`` can stream it from disk (deleted when closed)
+        self.file = tempfile.NamedTemporaryFile(dir=spool_dir, prefix="boxfs-mount-")
         self.fd = self.file.fileno()
         self.lock = threading.RLock()
         self.refs = 1
@@ -198,6 +225,7 @@ class BoxFuseOperations:
         uid: int | None = None,
         gid: int | None = None,
         ready: threading.Event | None = None,
+        listing_ttl: float = LISTING_TTL,
     ) -> None:
         self.fs = fs
         self.root = root
@@ -213,6 +241,11 @@ class BoxFuseOperations:
         self._spools: dict[str, _Spool] = {}
         self._next_fh = 1
         self._quota: tuple[float, int, int] | None = None
+        self._listed_at: dict[str, float] = {}
+        self.listing_ttl = listing_ttl
+        # BoxFileSystem updates its listing cache in place on every change it makes; dropping it
+        # after each change would only cost a re-listing.  Other filesystems get invalidated.
+        self._fs_keeps_cache = _keeps_own_cache(fs)
 
     # ----------------------------------------------------------------- helpers
     def remote(self, path: str) -> str:
@@ -226,7 +259,7 @@ class BoxFuseOperations:
     def _invalidate(self, *paths: str) -> None:
         """Forget cached listings of ``paths`` and their parents after a change made here."""
         inval = getattr(self.fs, "invalidate_cache", None)
-        if inval is None:
+        if inval is None or self._fs_keeps_cache:
             return
         seen: set[str] = set()
         for path in paths:
@@ -235,7 +268,9 @@ class BoxFuseOperations:
                     seen.add(p)
                     inval(self.remote(p))
 
-    def _listing(self, path: str) -> list[dict[str, Any]]:
+    def _listing(self, path: str, refresh: bool = False) -> list[dict[str, Any]]:
+        if refresh:
+            return list(self.fs.ls(self.remote(path), detail=True, refresh=True))
         return list(self.fs.ls(self.remote(path), detail=True))
 
     def _lookup(self, path: str) -> dict[str, Any]:
@@ -318,14 +353,9 @@ class BoxFuseOperations:
             size = spool.size()
             started = time.monotonic()
             try:
-                with self.fs.open(target, "wb", **kwargs) as out:
-                    offset = 0
-                    while offset < size:
-                        chunk = os.pread(spool.fd, min(COPY_CHUNK, size - offset), offset)
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        offset += len(chunk)
+                # put_file streams from disk (Box: one upload, chunked above its threshold) and,
+                # without ``modified``, sends the spool's mtime: the time of the last write.
+                self.fs.put_file(spool.file.name, target, **kwargs)
             except Exception as exc:
                 # The data written since the last upload did not reach the server; the caller
                 # gets EIO.  Not retried on release: close(2) already reported the failure.
@@ -415,7 +445,14 @@ class BoxFuseOperations:
 
     @_operation
     def readdir(self, path: str, fh: int) -> list[str]:
-        names = [posixpath.basename(str(e["name"]).rstrip("/")) for e in self._listing(path)]
+        """List a folder: from the cache, but re-listed from the server at most every ``listing_ttl``
+        seconds, so that ``ls`` shows changes made elsewhere (lookups never re-list)."""
+        now = time.monotonic()
+        refresh = now - self._listed_at.get(path, -1e9) > self.listing_ttl
+        entries = self._listing(path, refresh=refresh)
+        if refresh:
+            self._listed_at[path] = now
+        names = [posixpath.basename(str(e["name"]).rstrip("/")) for e in entries]
         with self._lock:
             pending = [
                 posixpath.basename(p)
@@ -432,12 +469,10 @@ class BoxFuseOperations:
         now = time.monotonic()
         if self._quota is None or now - self._quota[0] > QUOTA_TTL:
             used, total = 0, DEFAULT_TOTAL_BYTES
-            quota = getattr(self.fs, "quota", None)
-            if callable(quota):
-                q_used, q_total = quota()
-                used = int(q_used or 0)
-                if q_total and 0 < int(q_total) < (1 << 62):
-                    total = int(q_total)
+            q_used, q_total = _quota_of(self.fs)
+            used = int(q_used or 0)
+            if q_total and 0 < int(q_total) < (1 << 62):  # Box reports "unlimited" as a huge number
+                total = int(q_total)
             total = max(total, used)
             self._quota = (now, used, total)
         _, used, total = self._quota

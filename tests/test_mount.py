@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fsspec.implementations.local import LocalFileOpener, LocalFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from boxfs.mount import errno_for, mount, unmount
 
@@ -64,25 +64,8 @@ def sha1_of(path: Path | str) -> str:
 
 
 # ---------------------------------------------------------------- backends
-class _StampingOpener(LocalFileOpener):
-    """A local file that sets its modification time when closed after writing."""
-
-    def __init__(self, *args: Any, modified: datetime | None = None, **kwargs: Any) -> None:
-        self._stamp = modified
-        super().__init__(*args, **kwargs)
-
-    def close(self) -> None:
-        super().close()
-        if self._stamp is not None:
-            ts, self._stamp = self._stamp.timestamp(), None
-            os.utime(self.path, (ts, ts))
-
-    def __exit__(self, *exc: object) -> None:  # LocalFileOpener's bypasses close()
-        self.close()
-
-
 class TimedLocalFileSystem(LocalFileSystem):
-    """A local directory with the two time APIs BoxFileSystem offers (``modified=`` on write
+    """A local directory with the two time APIs BoxFileSystem offers (``modified=`` on upload
     and ``set_modified``), so ``touch -d`` can be checked on the local backend too."""
 
     cachable = False
@@ -91,8 +74,11 @@ class TimedLocalFileSystem(LocalFileSystem):
         ts = modified.timestamp()
         os.utime(self._strip_protocol(path), (ts, ts))
 
-    def _open(self, path: str, mode: str = "rb", block_size: Any = None, **kwargs: Any) -> Any:
-        return _StampingOpener(self._strip_protocol(path), mode, fs=self, **kwargs)
+    def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
+        modified = kwargs.pop("modified", None)
+        super().put_file(lpath, rpath, callback=callback, **kwargs)
+        if modified is not None:
+            self.set_modified(rpath, modified)
 
 
 @dataclass
@@ -126,8 +112,37 @@ def _local_backend(tmp_path: Path) -> Backend:
     )
 
 
-@pytest.fixture(params=["local"])
+def _box_backend(request: pytest.FixtureRequest) -> Backend:
+    """BoxFileSystem on the emulator, acting as a user created for this test (an empty root).
+
+    The checks use a second filesystem instance for the same user, so they see what the server
+    holds, not what the mount's own cache believes."""
+    make_fs = request.getfixturevalue("make_fs")
+    user_id, _login = request.getfixturevalue("new_user")("mount")
+    mounted_fs = make_fs(as_user=user_id)
+
+    def server() -> Any:
+        return make_fs(as_user=user_id)
+
+    def count(sha1: str) -> int:
+        found = server().find("", detail=True)
+        return sum(1 for info in found.values() if info["type"] == "file" and info.get("sha1") == sha1)
+
+    return Backend(
+        name="box",
+        fs=mounted_fs,
+        root="",
+        mtime=lambda rel: server().info(rel)["modified"].timestamp(),
+        sha1_count=count,
+        remove_dir=lambda rel: server().rm(rel, recursive=True),
+        big_mb=60,
+    )
+
+
+@pytest.fixture(params=["local", "box"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "box":
+        return _box_backend(request)
     return _local_backend(tmp_path)
 
 
@@ -308,20 +323,14 @@ def test_read_only_mount(backend: Backend, mounter: Callable[..., Mounted]) -> N
         assert err.value.errno == errno.EROFS
 
 
-class _SlowOpener(_StampingOpener):
-    def close(self) -> None:
-        if not self.closed and "w" in self.mode:
-            time.sleep(SlowUploadLocalFileSystem.delay)
-        super().close()
-
-
 class SlowUploadLocalFileSystem(TimedLocalFileSystem):
-    """Uploads (``wb`` closes) take ``delay`` seconds, like a large upload to Box."""
+    """Uploads take ``delay`` seconds, like a large upload to Box."""
 
     delay = 3.0
 
-    def _open(self, path: str, mode: str = "rb", block_size: Any = None, **kwargs: Any) -> Any:
-        return _SlowOpener(self._strip_protocol(path), mode, fs=self, **kwargs)
+    def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
+        time.sleep(self.delay)
+        super().put_file(lpath, rpath, callback=callback, **kwargs)
 
 
 @needs_fuse
