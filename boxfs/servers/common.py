@@ -24,6 +24,20 @@ READONLY_FILE_MODE = statmod.S_IFREG | 0o444
 READONLY_DIR_MODE = statmod.S_IFDIR | 0o555
 
 
+def enable_server_logging() -> None:
+    """Make the servers' audit log (logins, refusals, transfers) visible when run in the foreground.
+
+    A file-transfer server without a login and transfer log is not operable, so ``run_ftp`` and
+    ``run_sftp`` turn ``boxfs.servers`` on at INFO unless the application configured that logger
+    itself; records then reach whatever handlers the root logger has (one on stderr if none).
+    """
+    server_logger = logging.getLogger("boxfs.servers")
+    if server_logger.level == logging.NOTSET:
+        server_logger.setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
 def box_filesystem_factory(
     config: str | os.PathLike[str] | Mapping[str, Any],
     base_urls: Mapping[str, str] | None = None,

@@ -31,6 +31,7 @@ from boxfs.servers.common import (
     DownloadFile,
     UploadFile,
     box_filesystem_factory,
+    enable_server_logging,
     error_reason,
     info_is_dir,
     info_mtime,
@@ -556,6 +557,7 @@ def run_ftp(
     masquerade_address: str | None = None,
 ) -> None:
     """Run the FTP(S) server in the foreground until interrupted (what ``boxfs serve ftp`` calls)."""
+    enable_server_logging()
     server = make_ftp_server(
         users_file,
         box_filesystem_factory(config, base_urls),

@@ -40,6 +40,7 @@ from boxfs.servers.common import (
     DownloadFile,
     UploadFile,
     box_filesystem_factory,
+    enable_server_logging,
     error_reason,
     info_is_dir,
     info_to_stat,
@@ -596,6 +597,7 @@ def run_sftp(
     base_urls: Mapping[str, str] | None = None,
 ) -> None:
     """Run the SFTP server in the foreground until interrupted (what ``boxfs serve sftp`` calls)."""
+    enable_server_logging()
 
     async def main() -> None:
         acceptor = await create_sftp_server(

@@ -1,0 +1,131 @@
+"""`boxfs serve ftp|sftp` as a separate process, against the Box emulator, with real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import ftplib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from boxfs.servers.users import hash_password
+
+pytestmark = pytest.mark.timeout(120)
+
+BOXFS = str(Path(sys.executable).parent / "boxfs")
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    from boxfs.emulator import BoxEmulator
+
+    tmp = tmp_path_factory.mktemp("serve")
+    with BoxEmulator() as emu:
+        emu.create_user("alice@example.com", name="Alice")
+        cfg = emu.create_jwt_app(
+            scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
+        )
+        (tmp / "app.json").write_text(cfg)
+        (tmp / "users.toml").write_text(
+            f'[users.al]\npassword = "{hash_password("al-password-7")}"\n'
+            'box_user = "alice@example.com"\nhome = "/transfer"\n'
+        )
+        yield emu, tmp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(box, protocol: str, *extra: str) -> tuple[subprocess.Popen, int]:
+    emu, tmp = box
+    port = free_port()
+    proc = subprocess.Popen(
+        [BOXFS, "--config", str(tmp / "app.json"), "serve", protocol, "--users", str(tmp / "users.toml")]
+        + ["--host", "127.0.0.1", "--port", str(port), *extra],
+        env=dict(os.environ, BOXFS_BASE_URL=emu.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.communicate()[0]}")
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]
+
+
+def test_serve_ftp(box):
+    emu, _tmp = box
+    proc, port = serve(box, "ftp")
+    try:
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", port, timeout=30)
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            ftp.login("al", "wrong-password-3")
+        ftp.close()
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", port, timeout=30)
+        ftp.login("al", "al-password-7")
+        ftp.storbinary("STOR via-cli.txt", io.BytesIO(b"served"))
+        assert ftp.nlst() == ["via-cli.txt"]
+        ftp.quit()
+    finally:
+        output = stop(proc)
+    assert "ftp login al" in output and "STOR /via-cli.txt completed" in output
+    assert "refused" in output
+    assert "al-password-7" not in output and "wrong-password-3" not in output
+    from boxfs import BoxFileSystem
+
+    fs = BoxFileSystem(
+        jwt_config=str(box[1] / "app.json"), as_user="alice@example.com", base_urls=emu.base_urls
+    )
+    assert fs.cat_file("transfer/via-cli.txt") == b"served"
+
+
+def test_serve_sftp_with_host_key(box):
+    _emu, tmp = box
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(tmp / "host_key"))
+    proc, port = serve(box, "sftp", "--host-key", str(tmp / "host_key"))
+
+    async def client() -> None:
+        known = asyncssh.import_known_hosts(f"[127.0.0.1]:{port} {key.export_public_key().decode()}")
+        async with asyncssh.connect(
+            "127.0.0.1", port, username="al", password="al-password-7", known_hosts=known
+        ) as conn:
+            async with conn.start_sftp_client() as sftp:
+                async with sftp.open("via-sftp.txt", "wb") as fh:
+                    await fh.write(b"served over ssh")
+                assert "via-sftp.txt" in await sftp.listdir(".")
+
+    try:
+        asyncio.run(client())  # known_hosts holds only the configured key: a different one fails
+    finally:
+        output = stop(proc)
+    assert "sftp login al" in output and "upload completed /via-sftp.txt" in output
+    assert "al-password-7" not in output
