@@ -21,7 +21,8 @@ CONVENTIONS FOR EVERY WRITER OF README.md AND docs/*.md (read before adding a ``
    * the working directory is a fresh temporary folder holding ``config.json`` and ``app.json`` (both
      that JWT config: the names the docs use for the developer-console download);
    * alice's Box holds ``reports/q3.csv`` and ``reports/q3.parquet`` (columns ``region``, ``revenue``;
-     4 rows) and ``reports/notes.txt`` (text). Anything else a block needs it must create itself;
+     4 rows) and ``reports/notes.txt`` (text), rewritten before each file. Anything else a block needs
+     it must create itself;
    * the filesystem instance cache is cleared before each file.
 4. A block must finish in a few seconds and clean up what it starts (servers, mounts, threads): use
    ``with`` or ``try/finally``. Assertions in examples are welcome: they are what makes a doc tested.
@@ -104,15 +105,23 @@ def docs_emulator() -> Iterator[BoxEmulator]:
 
 @pytest.fixture(scope="module")
 def docs_setup(docs_emulator: BoxEmulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The app, users and seed data of convention 3 (created once per module)."""
+    """The app and users of convention 3 (created once per module)."""
     emu = docs_emulator
     config = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
                                 enterprise_access=True)
     emu.create_user("alice@example.com", name="Alice")
     emu.create_user("bob@example.com", name="Bob")
+    home = tmp_path_factory.mktemp("docs-config")
+    (home / "config.json").write_text(config)
+    return {"config": config, "config_path": str(home / "config.json"), "url": emu.url}
+
+
+def seed_reports(config: str, emu_url: str) -> None:
+    """(Re)write alice's ``reports/`` seed files, so one doc's writes never change what the next one reads."""
     from boxfs import BoxFileSystem
 
-    fs = BoxFileSystem(config, as_user="alice@example.com", base_urls=emu.base_urls, skip_instance_cache=True)
+    fs = BoxFileSystem(config, as_user="alice@example.com", base_urls={"base_url": emu_url},
+                       skip_instance_cache=True)
     csv = "region,revenue\nnorth,120.5\nsouth,98.0\neast,143.25\nwest,77.0\n"
     fs.pipe({"reports/q3.csv": csv.encode(), "reports/notes.txt": b"Q3 numbers are preliminary.\n"})
     try:
@@ -123,9 +132,6 @@ def docs_setup(docs_emulator: BoxEmulator, tmp_path_factory: pytest.TempPathFact
         fs.pipe("reports/q3.parquet", buf.getvalue())
     except ImportError:  # the data extra is not installed: parquet examples will say so
         pass
-    home = tmp_path_factory.mktemp("docs-config")
-    (home / "config.json").write_text(config)
-    return {"config": config, "config_path": str(home / "config.json"), "url": emu.url}
 
 
 @pytest.fixture
@@ -138,6 +144,7 @@ def docs_env(docs_setup: dict[str, str], tmp_path: Path, monkeypatch: pytest.Mon
     for name in ("config.json", "app.json"):
         (tmp_path / name).write_text(docs_setup["config"])
     monkeypatch.chdir(tmp_path)
+    seed_reports(docs_setup["config"], docs_setup["url"])
     from boxfs import BoxFileSystem
 
     BoxFileSystem.clear_instance_cache()
