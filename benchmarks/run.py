@@ -218,6 +218,17 @@ class Bench:
             return None if result == s.wide_count else f"listed {result} items, expected {s.wide_count}"
         return None
 
+    def _settled_log(self) -> list[Any]:
+        """The request log once it stops growing: the emulator logs a request just after answering
+        it, so the tool's last call can land a moment after the tool has finished."""
+        seen = -1
+        while True:
+            time.sleep(0.05)
+            now = len(self.emu.request_log)
+            if now == seen:
+                return self.emu.request_log.records
+            seen = now
+
     def run_one(self, w: Workload, tool: str) -> Row:
         plugin = self.plugins[tool]
         row = Row(w.key, w.title, tool, "skipped")
@@ -234,7 +245,7 @@ class Bench:
         log_path = self.tmp / "out" / f"{tool}.log"
         out: Outcome = plugin.run(w.op, args, self.conn, self.scale.timeout, go, log_path)
         self.emu.set_latency(0.0)
-        records = self.emu.request_log.records
+        records = self._settled_log()
         row.calls = sum(1 for r in records if r.host != "oauth2")
         row.token_calls = sum(1 for r in records if r.host == "oauth2")
         row.seconds = out.seconds

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,9 @@ def test_tls_proxy_routes_box_hosts_to_the_emulator(tmp_path: Path) -> None:
         assert resp.status == 302
         # Host was rewritten: the download URL points at the emulator itself, not at a Box name.
         assert resp.getheader("Location", "").startswith(emu.url + "/download/")
+        deadline = time.monotonic() + 5  # the emulator logs a request just after answering it
+        while len(emu.request_log) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert [r.host for r in emu.request_log.records] == ["upload", "api", "api"]
 
         with pytest.raises(OSError, match="403"):  # nothing but Box's names is routed
