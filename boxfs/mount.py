@@ -327,7 +327,10 @@ class BoxFuseOperations:
         spool.close()
 
     def _load(self, spool: _Spool) -> None:
-        """Copy the current remote content into a fresh spool (for O_RDWR / partial rewrites)."""
+        """Copy the current remote content into the spool, the first time it is needed.
+
+        Done lazily (first read, write, non-zero truncate or upload) so that opening a file for
+        writing and closing it untouched (``touch``) downloads nothing."""
         with spool.lock:
             if spool.loaded:
                 return
@@ -347,6 +350,19 @@ class BoxFuseOperations:
             if not spool.dirty or spool.unlinked:
                 return
             target = self.remote(spool.path)
+            if not spool.loaded:  # only the time changed: send the current content again
+                try:
+                    self._load(spool)
+                except Exception as exc:
+                    spool.dirty = False
+                    log.error(
+                        "upload of %s (on %s) failed reading it back: %s: %s",
+                        target,
+                        why,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    raise _fuse_error(errno.EIO) from exc
             kwargs: dict[str, Any] = {}
             if spool.mtime is not None:
                 kwargs["modified"] = datetime.fromtimestamp(spool.mtime, tz=timezone.utc)
@@ -440,7 +456,12 @@ class BoxFuseOperations:
         with self._lock:
             spool = self._spools.get(path)
         if spool is not None and not spool.unlinked:
-            return self._file_attrs(spool.size(), spool.mtime or spool.changed_at)
+            if spool.loaded:
+                return self._file_attrs(spool.size(), spool.mtime or spool.changed_at)
+            attrs = self._attrs_of(self._lookup(path))
+            if spool.mtime is not None:
+                attrs["st_mtime"] = attrs["st_atime"] = int(spool.mtime * 1e9)
+            return attrs
         return self._attrs_of(self._lookup(path))
 
     @_operation
@@ -505,8 +526,8 @@ class BoxFuseOperations:
     def utimens(self, path: str, times: tuple[int | None, int | None] | None = None) -> int:
         """Set the modification time, which Box keeps as ``content_modified_at``.
 
-        A file with unsent writes just remembers the time and sends it with its upload; other
-        files are re-uploaded by ``fs.set_modified`` (Box has no other way to change it).
+        A file open for writing remembers the time and sends it with its upload (on close); a
+        closed file is re-uploaded by ``fs.set_modified`` (Box has no other way to change it).
         """
         self._check_writable()
         mtime_ns = time.time_ns() if times is None else times[1]
@@ -518,8 +539,8 @@ class BoxFuseOperations:
         if spool is not None:
             with spool.lock:
                 spool.mtime = mtime
-                if spool.dirty or not spool.loaded:
-                    return 0
+                spool.dirty = True
+            return 0
         set_modified = getattr(self.fs, "set_modified", None)
         if set_modified is None:
             raise _fuse_error(errno.EPERM)
@@ -643,8 +664,6 @@ class BoxFuseOperations:
                         spool.loaded = True
                         spool.dirty = True
                         spool.changed_at = time.time()
-                else:
-                    self._load(spool)
             except BaseException:
                 self._detach_spool(spool)
                 raise
@@ -680,6 +699,8 @@ class BoxFuseOperations:
         if spool is None:
             raise _fuse_error(errno.EBADF)
         with spool.lock:
+            if not spool.loaded:
+                self._load(spool)
             if handle.flags & os.O_APPEND:
                 offset = spool.size()
             view = memoryview(data)
@@ -818,6 +839,7 @@ def mount(
     ready: threading.Event | None = None,
     root: str = "",
     spool_dir: str | None = None,
+    listing_ttl: float = LISTING_TTL,
     timeout: float = 30.0,
     **fuse_options: Any,
 ) -> MountHandle | None:
@@ -828,13 +850,17 @@ def mount(
     serves from a daemon thread of this process and returns a :class:`MountHandle` once the
     mount is usable (the Python process is never forked: that would break the filesystem's
     threads and connections).  ``ready`` is set as soon as the kernel has accepted the mount.
+    ``spool_dir`` holds files being written until they are uploaded (default: the temp dir);
+    ``listing_ttl`` is how often (seconds) ``ls`` of a folder re-lists it from the server.
     Extra keyword arguments are libfuse ``-o`` options (e.g. ``allow_other=True``).
     """
     mountpoint = os.path.abspath(mountpoint)
     if not os.path.isdir(mountpoint):
         raise NotADirectoryError(errno.ENOTDIR, "mount point is not a directory", mountpoint)
     ready = ready or threading.Event()
-    ops = BoxFuseOperations(fs, root, read_only=read_only, spool_dir=spool_dir, ready=ready)
+    ops = BoxFuseOperations(
+        fs, root, read_only=read_only, spool_dir=spool_dir, ready=ready, listing_ttl=listing_ttl
+    )
     options: dict[str, Any] = {
         "fsname": "boxfs",
         "subtype": "boxfs",

@@ -92,6 +92,8 @@ class Backend:
     sha1_count: Callable[[str], int]  # how many files the server holds with this SHA1
     remove_dir: Callable[[str], None]  # remove a folder behind the mount's back
     big_mb: int
+    uploads: Callable[[], int] | None = None  # upload requests made so far (Box only)
+    listings: Callable[[], int] | None = None  # folder listing requests made so far (Box only)
 
 
 def _local_backend(tmp_path: Path) -> Backend:
@@ -118,6 +120,7 @@ def _box_backend(request: pytest.FixtureRequest) -> Backend:
     The checks use a second filesystem instance for the same user, so they see what the server
     holds, not what the mount's own cache believes."""
     make_fs = request.getfixturevalue("make_fs")
+    emulator = request.getfixturevalue("emulator")
     user_id, _login = request.getfixturevalue("new_user")("mount")
     mounted_fs = make_fs(as_user=user_id)
 
@@ -136,6 +139,17 @@ def _box_backend(request: pytest.FixtureRequest) -> Backend:
         sha1_count=count,
         remove_dir=lambda rel: server().rm(rel, recursive=True),
         big_mb=60,
+        uploads=lambda: sum(
+            emulator.request_log.count(method="POST", route=route, user_id=user_id)
+            for route in (
+                "/files/content",
+                "/files/{file_id}/content",
+                "/files/upload_sessions/{upload_session_id}/commit",
+            )
+        ),
+        listings=lambda: emulator.request_log.count(
+            method="GET", route="/folders/{folder_id}/items", user_id=user_id
+        ),
     )
 
 
@@ -205,14 +219,21 @@ def test_shell_tools(backend: Backend, mnt: Path, tmp_path: Path) -> None:
         fh.write(os.urandom(backend.big_mb * 1024 * 1024 + 12345))
     digest = sha1_of(big)
 
-    # cp in and out: same bytes, and exactly one file of that content on the server
+    # cp in and out: same bytes, one upload, and exactly one file of that content on the server
+    uploads_before = backend.uploads() if backend.uploads else 0
     sh(f"cp {big} {mnt}/big.bin", mnt)
+    if backend.uploads:
+        assert backend.uploads() - uploads_before == 1
     sh(f"cp {mnt}/big.bin {tmp_path}/back.bin", mnt)
     assert sha1_of(tmp_path / "back.bin") == digest
     assert backend.sha1_count(digest) == 1
 
-    # ls -la shows the size
+    # ls -la shows the size; twice in a row costs at most one listing request
+    listings_before = backend.listings() if backend.listings else 0
+    sh("ls -la", mnt)
     listing = sh("ls -la", mnt)
+    if backend.listings:
+        assert backend.listings() - listings_before <= 1
     line = next(ln for ln in listing.splitlines() if ln.endswith(" big.bin"))
     assert line.startswith("-rw") and str(big.stat().st_size) in line.split()
 
@@ -356,3 +377,59 @@ def test_slow_upload_does_not_block_other_files(tmp_path: Path, mounter: Callabl
     assert not done.is_set()
     t.join(10)
     assert done.is_set() and (back / "slow.bin").stat().st_size == 100_000
+
+
+@needs_fuse
+def test_parallel_writers_and_readers(backend: Backend, mnt: Path, tmp_path: Path) -> None:
+    """Several files copied in at once while another is read: every byte lands where it belongs."""
+    sources = []
+    for i in range(4):
+        src = tmp_path / f"p{i}.bin"
+        src.write_bytes(os.urandom(3 * 1024 * 1024 + i))
+        sources.append(src)
+    (mnt / "reader.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    want_reader = sha1_of(mnt / "reader.bin")
+    copies = " & ".join(f"cp {src} {mnt}/{src.name}" for src in sources)
+    out = sh(f"{copies} & for i in 1 2 3; do sha1sum reader.bin; done; wait", mnt)
+    assert {ln.split()[0] for ln in out.splitlines()} == {want_reader}
+    for src in sources:
+        assert sha1_of(mnt / src.name) == sha1_of(src)
+
+
+def _box_fixtures(
+    request: pytest.FixtureRequest,
+) -> tuple[Callable[..., Any], Callable[..., tuple[str, str]]]:
+    if _REASON is not None:
+        pytest.skip(_REASON)
+    return request.getfixturevalue("make_fs"), request.getfixturevalue("new_user")
+
+
+def test_two_users_see_only_their_own_files(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted]
+) -> None:
+    make_fs, new_user = _box_fixtures(request)
+    (u1, _), (u2, _) = new_user("mnt1"), new_user("mnt2")
+    m1 = mounter(make_fs(as_user=u1), "", name="u1")
+    m2 = mounter(make_fs(as_user=u2), "", name="u2")
+    (m1.path / "one.txt").write_bytes(b"user one")
+    (m1.path / "dir1").mkdir()
+    (m2.path / "two.txt").write_bytes(b"user two")
+    assert sorted(os.listdir(m1.path)) == ["dir1", "one.txt"]
+    assert os.listdir(m2.path) == ["two.txt"]
+    assert not (m2.path / "one.txt").exists() and not (m1.path / "two.txt").exists()
+    assert [i["name"] for i in make_fs(as_user=u2).ls("", detail=True)] == ["two.txt"]
+    assert sorted(i["name"] for i in make_fs(as_user=u1).ls("", detail=True)) == ["dir1", "one.txt"]
+
+
+def test_ls_shows_changes_made_elsewhere(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted]
+) -> None:
+    """The mount's cache does not hide files another client adds: ``ls`` re-lists after listing_ttl."""
+    make_fs, new_user = _box_fixtures(request)
+    user, _ = new_user("mntx")
+    m = mounter(make_fs(as_user=user), "", name="x", listing_ttl=0.2)
+    assert os.listdir(m.path) == []
+    make_fs(as_user=user).pipe_file("elsewhere.txt", b"from another client")
+    time.sleep(0.3)
+    assert os.listdir(m.path) == ["elsewhere.txt"]
+    assert (m.path / "elsewhere.txt").read_bytes() == b"from another client"
