@@ -1,0 +1,351 @@
+"""The fault suite (issue 6): every workload survives injected failures with a byte-identical result.
+
+Workloads: put and get of 200 small files, a chunked upload (30 MB with a lowered ``spool_threshold``),
+a recursive ``find``, ranged reads of a large file, ``mv`` and ``rm`` of a tree. Each runs under
+
+* ``5xx``: 15% of requests answered 500/502/503/504;
+* ``429``: 15% answered 429 with ``Retry-After: 0``;
+* ``drop``: 15% of connections cut, before the request is processed (``drop``) or after it took
+  effect with the answer cut short (``drop_after``: the ambiguous case for a POST);
+* ``tokens``: access tokens living 2 s, and every token expired behind the client's back every 0.7 s
+  (so both the refresh before expiry and the single refresh after a 401 run).
+
+Faults hit every route, token requests included. After each run the result is compared with a
+fault-free run (or the local source), and Box is listed from a fresh filesystem: no duplicate, partial
+or missing file, and (from the emulator's request log) no upload that landed twice. A last test restarts
+the emulator (same data folder and port) in the middle of a workload.
+
+The retry policy is the real one with fast waits (``retry=FAST``) so the suite stays quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boxfs.emulator import BoxEmulator
+
+MB = 1 << 20
+FAST = {"max_attempts": 12, "backoff_base": 0.005, "backoff_max": 0.05, "max_retry_after": 1.0}
+SCENARIOS = ("5xx", "429", "drop", "tokens")
+UPLOAD_ROUTES = {"/files/content", "/files/{file_id}/content", "/files/upload_sessions/{upload_session_id}/commit"}
+
+
+@pytest.fixture
+def faults(emulator: BoxEmulator) -> Iterator[Callable[[str], None]]:
+    """``faults(scenario)`` switches a scenario on; everything is switched off again after the test."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(scenario: str) -> None:
+        if scenario == "5xx":
+            emulator.inject_faults(rate=0.15, kinds=("500", "502", "503", "504"), seed=5, retry_after=0)
+        elif scenario == "429":
+            emulator.inject_faults(rate=0.15, kinds=("429",), seed=29, retry_after=0)
+        elif scenario == "drop":
+            emulator.inject_faults(rate=0.15, kinds=("drop", "drop_after"), seed=7)
+        elif scenario == "tokens":
+            emulator.set_token_ttl(2)
+            emulator.expire_tokens()  # the long-lived token the client holds stops working now
+
+            def expirer() -> None:
+                while not stop.wait(0.7):
+                    emulator.expire_tokens()
+
+            th = threading.Thread(target=expirer, daemon=True)
+            th.start()
+            threads.append(th)
+        else:  # pragma: no cover - a typo in a parametrisation
+            raise ValueError(scenario)
+
+    yield start
+    stop.set()
+    for th in threads:
+        th.join()
+    emulator.clear_faults()
+    emulator.set_token_ttl(3600)
+
+
+class Mark:
+    """The emulator's request log from the moment of creation."""
+
+    def __init__(self, emu: BoxEmulator) -> None:
+        self.emu = emu
+        self.start = len(emu.request_log)
+
+    def records(self) -> list[Any]:
+        time.sleep(0.05)  # the emulator logs a request after answering it
+        return self.emu.request_log.records[self.start:]
+
+    def disturbed(self, scenario: str) -> int:
+        """How many requests the scenario disturbed (a fault, or a 401 from an expired token)."""
+        if scenario == "tokens":
+            recs = self.records()
+            return sum(1 for r in recs if r.status == 401) + sum(1 for r in recs if r.route == "/oauth2/token")
+        return sum(1 for r in self.records() if r.fault is not None)
+
+    def uploads(self, user_id: str) -> list[Any]:
+        return [r for r in self.records() if r.user_id == user_id and r.method == "POST" and r.route in UPLOAD_ROUTES]
+
+    def landed_uploads(self, user_id: str) -> list[Any]:
+        """Upload requests that created a file or a version, whatever the client saw: answered 200/201,
+        or processed and then cut (``drop_after``; the emulator logs those with status 0)."""
+        return [r for r in self.uploads(user_id) if r.status in (200, 201) or r.fault == "drop_after"]
+
+
+def make_tree(root: Path, files: int, folders: int, seed: int, max_size: int = 3000) -> dict[str, bytes]:
+    """Local files spread over ``folders`` subfolders; returns relative path -> content."""
+    rnd = random.Random(seed)
+    out: dict[str, bytes] = {}
+    for i in range(files):
+        rel = f"d{i % folders}/f{i:03d}.bin"
+        data = rnd.randbytes(rnd.randrange(0, max_size))
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        out[rel] = data
+    return out
+
+
+def remote_state(make_fs: Callable[..., Any], user_id: str, top: str) -> dict[str, tuple[str, int, str | None]]:
+    """What Box holds below ``top``, listed by a fresh filesystem without faults: rel path -> (type, size, sha1)."""
+    fresh = make_fs(as_user=user_id)
+    found = fresh.find(top, withdirs=True, detail=True)
+    return {name[len(top) + 1:]: (d["type"], d["size"], d["sha1"]) for name, d in found.items() if name != top}
+
+
+def expected_state(files: dict[str, bytes]) -> dict[str, tuple[str, int, str | None]]:
+    out: dict[str, tuple[str, int, str | None]] = {}
+    for rel, data in files.items():
+        out[rel] = ("file", len(data), hashlib.sha1(data).hexdigest())
+        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        while parent:
+            out[parent] = ("directory", 0, None)
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
+    return out
+
+
+# ------------------------------------------------------------------------------- put and get 200 files
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_put_and_get_200_small_files(scenario: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any,
+                                     faults: Any, tmp_path: Path) -> None:
+    uid = fs_user[0]
+    src = tmp_path / "src"
+    files = make_tree(src, 200, 4, seed=200)
+    mark = Mark(emulator)
+    faults(scenario)
+    fs = make_fs(as_user=uid, retry=FAST)
+    fs.put(str(src) + "/", "tree", recursive=True)
+    reader = make_fs(as_user=uid, retry=FAST)  # empty caches: everything listed and read again
+    dst = tmp_path / "dst"
+    reader.get("tree/", str(dst) + "/", recursive=True)
+    got = {p.relative_to(dst).as_posix(): p.read_bytes() for p in dst.rglob("*") if p.is_file()}
+    disturbed = mark.disturbed(scenario)
+    emulator.clear_faults()
+    assert disturbed > (3 if scenario == "tokens" else 20), "the scenario must actually have disturbed the workload"
+    assert got == files  # byte-identical to the source, nothing lost, nothing extra
+    assert remote_state(make_fs, uid, "tree") == expected_state(files)
+    landed = mark.landed_uploads(uid)
+    assert len(landed) == len(files), "an upload whose answer was lost must not be sent again"
+    assert not [r for r in mark.uploads(uid) if r.status == 409], "no upload re-sent blindly onto its own file"
+
+
+# ------------------------------------------------------------------------------------ chunked upload
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_chunked_upload_30mb(scenario: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any, faults: Any,
+                             tmp_path: Path) -> None:
+    uid = fs_user[0]
+    data = random.Random(30).randbytes(30 * MB)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    spool = tmp_path / "spool"
+    mark = Mark(emulator)
+    faults(scenario)
+    fs = make_fs(as_user=uid, retry=FAST, spool_threshold=MB, spool_dir=str(spool))
+    fs.put_file(str(local), "big/big.bin")
+    emulator.clear_faults()
+    sessions = [r for r in mark.records() if r.route == "/files/upload_sessions" and r.status == 201]
+    assert sessions, "the chunked path must have run"
+    assert mark.disturbed(scenario) > 0
+    fresh = make_fs(as_user=uid)
+    assert fresh.cat_file("big/big.bin") == data
+    assert remote_state(make_fs, uid, "big") == expected_state({"big.bin": data})
+    assert len(mark.landed_uploads(uid)) == 1, "the file must have been committed exactly once"
+    assert [p.name for p in (spool / uid).iterdir()] == [], "no resume state or spool left after success"
+
+
+# -------------------------------------------------------------------------------------- recursive find
+@pytest.fixture(scope="module")
+def find_tree(emulator: BoxEmulator, jwt_config: str, tmp_path_factory: Any) -> tuple[str, dict[str, Any]]:
+    """A tree of 3 levels (40 folders, 120 files) and its fault-free ``find``."""
+    from boxfs import BoxFileSystem
+
+    uid = emulator.create_user(f"find-{os.getpid()}-{time.monotonic_ns()}@example.com", name="finder")
+    fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=uid, skip_instance_cache=True)
+    for a in range(4):
+        for b in range(3):
+            for c in range(2):
+                fs.makedirs(f"top/a{a}/b{b}/c{c}", exist_ok=True)
+                fs.pipe_file(f"top/a{a}/b{b}/c{c}/x.txt", f"{a}{b}{c}".encode() * (a + 1))
+            fs.pipe_file(f"top/a{a}/b{b}/y.txt", f"{a}{b}".encode())
+    clean = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=uid, skip_instance_cache=True)
+    return uid, clean.find("top", withdirs=True, detail=True)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_recursive_find(scenario: str, emulator: BoxEmulator, make_fs: Any, faults: Any,
+                        find_tree: tuple[str, dict[str, Any]]) -> None:
+    uid, reference = find_tree
+    mark = Mark(emulator)
+    faults(scenario)
+    results = []
+    for _ in range(3):
+        fs = make_fs(as_user=uid, retry=FAST)
+        results.append(fs.find("top", withdirs=True, detail=True))
+    emulator.clear_faults()
+    assert mark.disturbed(scenario) > 0
+    for got in results:
+        assert got == reference
+
+
+# ---------------------------------------------------------------------------------------- ranged reads
+@pytest.fixture(scope="module")
+def large_file(emulator: BoxEmulator, jwt_config: str) -> tuple[str, bytes]:
+    from boxfs import BoxFileSystem
+
+    uid = emulator.create_user(f"ranges-{os.getpid()}-{time.monotonic_ns()}@example.com", name="ranges")
+    fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=uid, skip_instance_cache=True)
+    data = random.Random(8).randbytes(12 * MB)
+    fs.pipe_file("large.bin", data)
+    return uid, data
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_ranged_reads_of_a_large_file(scenario: str, emulator: BoxEmulator, make_fs: Any, faults: Any,
+                                      large_file: tuple[str, bytes], tmp_path: Path) -> None:
+    uid, data = large_file
+    rnd = random.Random(scenario)
+    ranges = [(s, s + rnd.randrange(1, 300_000)) for s in (rnd.randrange(0, len(data)) for _ in range(60))]
+    mark = Mark(emulator)
+    faults(scenario)
+    fs = make_fs(as_user=uid, retry=FAST)
+    got = [fs.cat_file("large.bin", start=s, end=e) for s, e in ranges]
+    with fs.open("large.bin", "rb", block_size=256 * 1024) as f:
+        seeks = []
+        for s, e in ranges[:20]:
+            f.seek(s)
+            seeks.append(f.read(e - s))
+    fs.get_file("large.bin", str(tmp_path / "whole.bin"))
+    emulator.clear_faults()
+    assert mark.disturbed(scenario) > 0
+    assert got == [data[s:e] for s, e in ranges]
+    assert seeks == [data[s:e] for s, e in ranges[:20]]
+    assert (tmp_path / "whole.bin").read_bytes() == data
+
+
+# ----------------------------------------------------------------------------------- mv and rm of a tree
+def _mv_rm_workload(fs: Any) -> None:
+    """Rename the whole tree, move some files between folders, delete a subfolder and some files."""
+    fs.mv("work/src", "work/dst", recursive=True)
+    for i in range(0, 40, 4):
+        fs.mv(f"work/dst/d0/f{i:03d}.bin", f"work/dst/d1/moved-{i:03d}.bin")
+    fs.rm("work/dst/d2", recursive=True)
+    for i in range(3, 40, 8):
+        fs.rm(f"work/dst/d3/f{i:03d}.bin")
+    fs.mv("work/dst/d1", "work/dst/d0/inner", recursive=True)
+
+
+def _build_mv_tree(fs: Any, tmp: Path) -> dict[str, bytes]:
+    files = make_tree(tmp, 40, 4, seed=40)
+    fs.put(str(tmp) + "/", "work/src", recursive=True)
+    return files
+
+
+@pytest.fixture(scope="module")
+def mv_reference(emulator: BoxEmulator, jwt_config: str, tmp_path_factory: Any) -> dict[str, Any]:
+    """The state the mv/rm workload leaves when nothing fails."""
+    from boxfs import BoxFileSystem
+
+    def make(**kw: Any) -> Any:
+        return BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, skip_instance_cache=True, **kw)
+
+    uid = emulator.create_user(f"mvref-{os.getpid()}-{time.monotonic_ns()}@example.com", name="mvref")
+    fs = make(as_user=uid)
+    _build_mv_tree(fs, tmp_path_factory.mktemp("mvref"))
+    _mv_rm_workload(fs)
+    return remote_state(make, uid, "work")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_mv_and_rm_of_a_tree(scenario: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any, faults: Any,
+                             mv_reference: dict[str, Any], tmp_path: Path) -> None:
+    uid = fs_user[0]
+    _build_mv_tree(make_fs(as_user=uid), tmp_path)
+    mark = Mark(emulator)
+    faults(scenario)
+    _mv_rm_workload(make_fs(as_user=uid, retry=FAST))
+    emulator.clear_faults()
+    assert mark.disturbed(scenario) > 0
+    assert remote_state(make_fs, uid, "work") == mv_reference
+
+
+# ------------------------------------------------------------------------------- emulator restart
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_emulator_restarted_mid_workload(tmp_path: Path) -> None:
+    """The server goes away (connections cut, then refused) and comes back with its data: nothing lost."""
+    from boxfs import BoxFileSystem
+
+    data_dir = tmp_path / "emu"
+    port = _free_port()
+    files = make_tree(tmp_path / "src", 120, 3, seed=120)
+    emu = BoxEmulator(data_dir=data_dir, port=port).start()
+    try:
+        cfg = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
+                                 enterprise_access=True)
+        uid = emu.create_user("restart@example.com", name="restart")
+        retry = {"max_attempts": 20, "backoff_base": 0.05, "backoff_max": 0.4}
+        fs = BoxFileSystem(jwt_config=cfg, base_urls=emu.base_urls, as_user=uid, skip_instance_cache=True,
+                           retry=retry)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                fs.put(str(tmp_path / "src") + "/", "tree", recursive=True)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        th = threading.Thread(target=work)
+        th.start()
+        deadline = time.monotonic() + 20
+        while emu.request_log.count(method="POST", route="/files/content") < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        emu.stop()
+        time.sleep(0.5)  # connections are refused meanwhile
+        emu = BoxEmulator(data_dir=data_dir, port=port).start()
+        th.join(60)
+        assert not th.is_alive()
+        assert not errors, errors
+        dst = tmp_path / "dst"
+        reader = BoxFileSystem(jwt_config=cfg, base_urls=emu.base_urls, as_user=uid, skip_instance_cache=True)
+        reader.get("tree/", str(dst) + "/", recursive=True)
+        got = {p.relative_to(dst).as_posix(): p.read_bytes() for p in dst.rglob("*") if p.is_file()}
+        assert got == files
+        listed = reader.find("tree", withdirs=True, detail=True)
+        state = {n[len("tree/"):]: (d["type"], d["size"], d["sha1"]) for n, d in listed.items() if n != "tree"}
+        assert state == expected_state(files)
+    finally:
+        emu.stop()
