@@ -474,3 +474,9 @@ def test_if_none_match_folder(
 ) -> None:
     folder = alice.folders.create_folder("etag-folder", CreateFolderParent(id=workdir.id))
     _etag_roundtrip(emu, http, token_for(alice_id), "folders", folder.id, {"name": "etag-folder-2"})
+
+
+def test_as_user_cannot_name_the_caller_itself(admin: BoxClient) -> None:
+    """Box: the As-User header cannot carry the authenticated user's own id (403)."""
+    me = admin.users.get_user_me().id
+    api_error(lambda: admin.with_as_user_header(me).users.get_user_me(), 403)
