@@ -180,8 +180,11 @@ def test_names_with_glob_characters_are_literal(env):
     backend, plain, _tls = env
     ftp = connect(plain, "bob")
     try:
-        for name in ("b*.txt", "b1.txt", "report [1].txt"):
+        for name in ("b*.txt", "b1.txt", "report [1].txt", "café ü ß.txt"):
             upload(ftp, name, name.encode())
+        assert "café ü ß.txt" in ftp.nlst()
+        assert download(ftp, "café ü ß.txt") == "café ü ß.txt".encode()
+        ftp.delete("café ü ß.txt")
         ftp.delete("b*.txt")  # must not delete b1.txt too
         ftp.rename("report [1].txt", "report [2] final?.txt")
         names = box_names(backend, "bob")
@@ -204,6 +207,12 @@ def test_rest_offset_download_and_mfmt(env):
         assert download(ftp, "ranged.bin", rest=len(data) - 5) == data[-5:]
         with pytest.raises(ftplib.error_perm, match="^554"):
             download(ftp, "ranged.bin", rest=len(data) + 1)
+        # Box cannot resume or append to an upload: refused, and the file is left intact.
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            ftp.storbinary("STOR ranged.bin", io.BytesIO(b"tail"), rest=len(data))
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            ftp.storbinary("APPE ranged.bin", io.BytesIO(b"tail"))
+        assert ftp.size("ranged.bin") == len(data)
 
         resp = ftp.sendcmd("MFMT 20200102030405 ranged.bin")
         assert resp.startswith("213 Modify=20200102030405")

@@ -194,6 +194,10 @@ def test_names_with_glob_characters_are_literal(env):
             assert await read_file(sftp, "s1.txt") == b"old.txt"
             await sftp.remove("s1.txt")
             await sftp.remove("plan [2].txt")
+            await write_file(sftp, "naïve résumé.txt", "naïve".encode())
+            assert "naïve résumé.txt" in await sftp.listdir(".")
+            assert await read_file(sftp, "naïve résumé.txt") == "naïve".encode()
+            await sftp.remove("naïve résumé.txt")
 
     run(scenario())
     assert not {"s*.txt", "s1.txt", "plan [1].txt", "plan [2].txt"} & box_names(backend, "bob")
