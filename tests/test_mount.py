@@ -160,6 +160,18 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return _local_backend(tmp_path)
 
 
+FUSECTL = Path("/sys/fs/fuse/connections")
+#: A test that keeps a mount busy longer than this is hung: its FUSE connection is aborted so
+#: that blocked system calls fail (ENOTCONN) and the test fails instead of hanging the suite.
+WATCHDOG_SECONDS = 120.0
+
+
+def _listed_in_proc_mounts(path: Path) -> bool:
+    """Unlike ``os.path.ismount`` this never touches the mount itself (which may be hung)."""
+    with open("/proc/mounts") as fh:
+        return any(line.split()[1] == str(path) for line in fh)
+
+
 class Mounted:
     """A live mount in a background thread; ``close`` unmounts it for sure."""
 
@@ -168,12 +180,29 @@ class Mounted:
         mountpoint.mkdir(parents=True, exist_ok=True)
         self.handle = mount(fs, str(mountpoint), foreground=False, root=root, **kwargs)
         assert os.path.ismount(mountpoint)
+        self.connection = os.minor(os.stat(mountpoint).st_dev)  # its directory under fusectl
+        self.watchdog = threading.Timer(WATCHDOG_SECONDS, self.abort)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+
+    def abort(self) -> None:
+        """Abort the FUSE connection (fusectl), the only cure for a deadlocked filesystem."""
+        with open("/proc/mounts") as fh:
+            fusectl_mounted = any(line.split()[2] == "fusectl" for line in fh)
+        if not fusectl_mounted:
+            subprocess.run(["mount", "-t", "fusectl", "none", str(FUSECTL)], check=False, capture_output=True)
+        abort_file = FUSECTL / str(self.connection) / "abort"
+        if abort_file.exists():
+            logging.getLogger(__name__).error("aborting hung FUSE mount %s", self.path)
+            abort_file.write_text("1")
 
     def close(self) -> None:
-        if os.path.ismount(self.path):
+        self.watchdog.cancel()
+        if _listed_in_proc_mounts(self.path):
             try:
                 unmount(str(self.path))
             except RuntimeError:
+                self.abort()
                 subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
         self.handle.thread.join(30)
 
@@ -191,7 +220,7 @@ def mounter(tmp_path: Path) -> Iterator[Callable[..., Mounted]]:
     for m in reversed(mounts):
         m.close()
     for m in mounts:
-        assert not os.path.ismount(m.path), f"{m.path} is still mounted"
+        assert not _listed_in_proc_mounts(m.path), f"{m.path} is still mounted"
 
 
 @pytest.fixture
