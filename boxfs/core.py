@@ -731,3 +731,15 @@ class BoxFileSystem(AbstractFileSystem):
         else:
             self.cache.invalidate(self._strip_protocol(path))
         super().invalidate_cache(path)
+
+    # ------------------------------------------------------------------------------- large uploads
+    def clean_spool(self, older_than: float | None = None) -> list[str]:
+        """Remove the acting user's expired upload state and orphaned spool files; returns their paths.
+
+        Files of uploads or writers still running (in any process) are never touched; ``older_than``
+        (seconds, default one day, ``0`` for everything not in use) also gives up resumable uploads
+        that old. See :mod:`boxfs.spool`.
+        """
+        from boxfs.spool import clean_spool
+
+        return clean_spool(self, older_than=older_than)
