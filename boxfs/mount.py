@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from boxfs.names import name_key
+from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name, name_key
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,18 @@ class BoxFuseOperations:
         if self.read_only:
             raise _fuse_error(errno.EROFS)
 
+    def _check_new_name(self, path: str) -> None:
+        """Refuse a name Box would refuse *now* (EINVAL / ENAMETOOLONG), not as EIO when the
+        upload is finally sent on close."""
+        if not self._fs_keeps_cache:  # only Box's rules are known here
+            return
+        name = posixpath.basename(path)
+        try:
+            check_name(name)
+        except BoxNameError as exc:
+            log.info("refusing name %r: %s", name, exc)
+            raise _fuse_error(errno.ENAMETOOLONG if len(name) > MAX_NAME_LENGTH else errno.EINVAL) from None
+
     def _attach_spool(self, path: str) -> tuple[_Spool, bool]:
         """Return the spool of ``path`` (new or shared) with a reference taken, and whether it is new."""
         with self._lock:
@@ -552,6 +564,7 @@ class BoxFuseOperations:
     @_operation
     def mkdir(self, path: str, mode: int) -> int:
         self._check_writable()
+        self._check_new_name(path)
         try:
             self.fs.mkdir(self.remote(path), create_parents=False)
         finally:
@@ -588,6 +601,7 @@ class BoxFuseOperations:
     def rename(self, old: str, new: str) -> int:
         """Server-side move; a POSIX rename replaces an existing target, so that is removed first."""
         self._check_writable()
+        self._check_new_name(new)
         with self._lock:
             spool = self._spools.pop(old, None)
             if spool is not None:
@@ -642,6 +656,7 @@ class BoxFuseOperations:
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
         """A new file: an empty spool, uploaded on close even if nothing is written (``touch``)."""
         self._check_writable()
+        self._check_new_name(path)
         spool, _ = self._attach_spool(path)
         with spool.lock:
             os.ftruncate(spool.fd, 0)

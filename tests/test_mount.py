@@ -462,3 +462,64 @@ def test_ls_shows_changes_made_elsewhere(
     time.sleep(0.3)
     assert os.listdir(m.path) == ["elsewhere.txt"]
     assert (m.path / "elsewhere.txt").read_bytes() == b"from another client"
+
+
+def test_names_box_refuses_fail_at_once(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted]
+) -> None:
+    """A name Box would refuse fails when created (EINVAL / ENAMETOOLONG), not as EIO on close."""
+    make_fs, new_user = _box_fixtures(request)
+    user, _ = new_user("mntn")
+    m = mounter(make_fs(as_user=user), "", name="n")
+    for name, code in (
+        ("trailing ", errno.EINVAL),
+        ("back\\slash", errno.EINVAL),
+        ("x" * 256, errno.ENAMETOOLONG),
+    ):
+        with pytest.raises(OSError) as err:
+            os.open(m.path / name, os.O_CREAT | os.O_WRONLY)
+        assert err.value.errno == code, name
+        with pytest.raises(OSError) as err:
+            os.mkdir(m.path / name)
+        assert err.value.errno == code, name
+    assert os.listdir(m.path) == []
+
+
+@needs_fuse
+def test_errors_reach_the_shell_as_errno(backend: Backend, mnt: Path) -> None:
+    (mnt / "d").mkdir()
+    (mnt / "d" / "f.txt").write_bytes(b"x")
+    with pytest.raises(OSError) as err:
+        os.rmdir(mnt / "d")
+    assert err.value.errno == errno.ENOTEMPTY
+    with pytest.raises(FileExistsError):
+        os.mkdir(mnt / "d")
+    with pytest.raises(FileNotFoundError):
+        os.unlink(mnt / "missing.txt")
+    with pytest.raises(FileNotFoundError):
+        os.rename(mnt / "missing.txt", mnt / "other.txt")
+    with pytest.raises(NotADirectoryError):
+        os.listdir(mnt / "d" / "f.txt")
+    (mnt / "e").mkdir()
+    with pytest.raises(OSError) as err:
+        os.rename(mnt / "e", mnt / "d")  # onto a non-empty folder
+    assert err.value.errno == errno.ENOTEMPTY
+    assert (mnt / "d" / "f.txt").read_bytes() == b"x"
+
+
+@needs_fuse
+def test_rename_replaces_existing_file(backend: Backend, mnt: Path, tmp_path: Path) -> None:
+    """What rsync and editors do: write a temporary file, then rename it over the old one."""
+    (mnt / "doc.txt").write_bytes(b"old version")
+    (mnt / ".doc.txt.tmp").write_bytes(b"new version")
+    os.rename(mnt / ".doc.txt.tmp", mnt / "doc.txt")
+    assert os.listdir(mnt) == ["doc.txt"]
+    assert (mnt / "doc.txt").read_bytes() == b"new version"
+    # rsync replacing a changed file the same way
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "doc.txt").write_bytes(b"rsynced version, longer")
+    sh(f"rsync -a {src}/ {mnt}/", tmp_path)
+    assert (mnt / "doc.txt").read_bytes() == b"rsynced version, longer"
+    assert backend.sha1_count(hashlib.sha1(b"rsynced version, longer").hexdigest()) == 1
+    assert backend.sha1_count(hashlib.sha1(b"new version").hexdigest()) == 0
