@@ -250,8 +250,9 @@ def upload_large(
                            file_id=file_id, etag=etag, modified=modified, progress=progress)
     try:
         return upload.run()
-    except BaseException:
-        if spool is not None:
+    except BaseException as exc:
+        # kept when running the upload again can resume it; a refusal (the session was aborted) is final
+        if spool is not None and not _fatal(exc):
             spool.keep_for_resume()
         raise
 
@@ -435,8 +436,7 @@ class ChunkedUpload:
         headers = {"Digest": _digest_header(self.sha1)}
         deadline = time.monotonic() + COMMIT_TIMEOUT
         while True:
-            resp = self.t.request("POST", endpoints["commit"], params={"fields": self.fs.FIELDS}, json=body,
-                                  headers=headers, recover=self._commit_landed, path=self.name, action="commit upload")
+            resp = self.t.request("POST", endpoints["commit"], json=body, headers=headers, recover=self._commit_landed, path=self.name, action="commit upload")
             if isinstance(resp, dict):
                 data = resp
             elif resp.status_code == 202:

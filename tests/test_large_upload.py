@@ -417,8 +417,6 @@ def test_source_changed_during_upload_aborts(emulator: Any, make_fs: Any, uid: s
 # ------------------------------------------------------------------------------------------- cleaning
 def test_clean_spool_removes_expired_and_orphans_but_not_live_writers(emulator: Any, small_fs: Any, make_fs: Any,
                                                                       uid: str, spool_dir: Path) -> None:
-    from boxfs.spool import clean_spool
-
     data = os.urandom(MIN_SESSION_SIZE + 1)
     emulator.set_session_ttl(1)
     emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
@@ -445,10 +443,10 @@ def test_clean_spool_removes_expired_and_orphans_but_not_live_writers(emulator: 
         live_spool = next(p for p in folder.glob("*.spool") if p not in (kept, orphan))
         os.utime(live_spool, (old, old))
         time.sleep(1.1)  # the session expires
-        removed = clean_spool(small_fs)
+        removed = small_fs.clean_spool()
         assert set(removed) == {str(kept), str(state), str(orphan)}
         assert live_spool.exists()
-        assert clean_spool(small_fs, older_than=0) == []  # the live writer still owns its file
+        assert small_fs.clean_spool(older_than=0) == []  # the live writer still owns its file
         live.close()
     finally:
         if not live.closed:
@@ -497,3 +495,38 @@ def test_full_local_disk_is_a_clear_oserror_and_changes_nothing(emulator: Any, m
         assert list((mount / uid).iterdir()) == []
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_clean_spool_older_than_zero_gives_up_and_aborts_resumable_uploads(emulator: Any, small_fs: Any, uid: str,
+                                                                         spool_dir: Path) -> None:
+    data = os.urandom(MIN_SESSION_SIZE + 1)
+    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
+    try:
+        with pytest.raises(UploadIncomplete) as info:
+            with small_fs.open("z/x.bin", "wb") as f:
+                write_in_blocks(f, data)
+    finally:
+        emulator.clear_faults()
+    err = info.value
+    assert small_fs.clean_spool() == []  # young and resumable: kept by default
+    mark = Mark(emulator, uid)
+    assert set(small_fs.clean_spool(older_than=0)) == {err.spool_path, err.state_path}
+    assert mark.count("DELETE", PART) == 1  # the session is aborted on Box as well
+    assert_private_and_empty(user_folder(spool_dir, uid))
+
+
+def test_old_orphans_are_cleaned_automatically(emulator: Any, small_fs: Any, uid: str, spool_dir: Path) -> None:
+    folder = user_folder(spool_dir, uid)
+    folder.mkdir(parents=True, mode=0o700)
+    old = time.time() - 3 * 24 * 3600
+    orphans = [folder / "aaaa.spool", folder / "bbbb.json", folder / "bbbb.lock"]
+    for p in orphans:
+        p.write_text("{}")
+        os.utime(p, (old, old))
+    recent = folder / "cccc.spool"
+    recent.write_bytes(b"a writer that died a minute ago")
+    data = os.urandom(6 * MB)
+    with small_fs.open("auto/x.bin", "wb") as f:
+        write_in_blocks(f, data)  # spills: the folder is cleaned by age once per process
+    assert [p.name for p in folder.iterdir()] == ["cccc.spool"]
+    assert small_fs.cat_file("auto/x.bin") == data
