@@ -139,7 +139,11 @@ class BoxFileSystem(AbstractFileSystem):
         self.auto_mkdir = bool(auto_mkdir)
         self.provider = get_provider(creds, self.endpoints, self.policy)
         self.transport = BoxTransport(self.endpoints, self.provider, self.policy, max_connections=self.max_connections)
-        self.cache = BoxDirCache()
+        # fsspec's standard listing-cache options: how long what we learned from Box is trusted
+        expiry = kwargs.get("listings_expiry_time")
+        if kwargs.get("use_listings_cache", True) is False:
+            expiry = 0.0
+        self.cache = BoxDirCache(expiry=None if expiry is None else float(expiry))
         self._acting_user_id: str | None = None
         self.as_user_id = self._resolve_as_user(as_user) if as_user not in (None, "") else None
         self.transport.as_user_id = self.as_user_id
@@ -195,6 +199,7 @@ class BoxFileSystem(AbstractFileSystem):
             "spool_dir": self.spool_dir,
             "upload_workers": self.upload_workers,
             "auto_mkdir": self.auto_mkdir,
+            "listings_expiry_time": self.cache.expiry,
         }
 
     def __reduce__(self) -> tuple[Any, ...]:

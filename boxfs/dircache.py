@@ -14,6 +14,7 @@ are case-insensitive; the items keep Box's own spelling.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from boxfs.names import name_key
@@ -36,21 +37,45 @@ def _basename(path: str) -> str:
 class BoxDirCache:
     """Thread-safe path -> item cache plus complete folder listings, with case-insensitive keys."""
 
-    def __init__(self) -> None:
+    def __init__(self, expiry: float | None = None) -> None:
+        """``expiry``: seconds after which what was learned from Box is asked again (None: kept until
+        invalidated; 0: nothing is kept). fsspec's ``listings_expiry_time``/``use_listings_cache``."""
         self._lock = threading.RLock()
+        self.expiry = expiry
         self._items: dict[str, Item] = {}
         #: folder key -> {child name key: child path key}; present only for completely listed folders
         self._listings: dict[str, dict[str, str]] = {}
+        #: key -> monotonic time it was learned (items and listings), used only when expiry is set
+        self._stamps: dict[str, float] = {}
+        self._listing_stamps: dict[str, float] = {}
+
+    def _fresh(self, stamps: dict[str, float], k: str) -> bool:
+        if self.expiry is None:
+            return True
+        return time.monotonic() - stamps.get(k, float("-inf")) < self.expiry
+
+    def _expire(self) -> None:
+        """Drop expired entries (called under the lock by readers when an expiry is set)."""
+        if self.expiry is None:
+            return
+        for k in [k for k in self._listings if not self._fresh(self._listing_stamps, k)]:
+            self._listings.pop(k, None)
+            self._listing_stamps.pop(k, None)
+        for k in [k for k in self._items if not self._fresh(self._stamps, k)]:
+            self._items.pop(k, None)
+            self._stamps.pop(k, None)
 
     # ------------------------------------------------------------------------------------- reading
     def get(self, path: str) -> Item | None:
         """The item at ``path`` if known."""
         with self._lock:
+            self._expire()
             return self._items.get(_key(path))
 
     def listing(self, path: str) -> list[Item] | None:
         """The complete listing of folder ``path`` if it was fetched, in Box's order, else None."""
         with self._lock:
+            self._expire()
             children = self._listings.get(_key(path))
             if children is None:
                 return None
@@ -59,6 +84,7 @@ class BoxDirCache:
     def known_missing(self, path: str) -> bool:
         """True when the parent's complete listing is cached and has no such name."""
         with self._lock:
+            self._expire()
             children = self._listings.get(_key(_parent(path)))
             return children is not None and name_key(_basename(path)) not in children
 
@@ -70,6 +96,7 @@ class BoxDirCache:
         """Remember an item learned from a read (info of one item)."""
         with self._lock:
             self._items[_key(path)] = item
+            self._stamps[_key(path)] = time.monotonic()
 
     def set_listing(self, path: str, children: list[Item]) -> None:
         """Remember a complete folder listing (children carry their full paths in ``name``)."""
@@ -85,10 +112,12 @@ class BoxDirCache:
                 if previous is not None and previous.get("id") != child.get("id"):
                     self._forget_below(ck)
                 self._items[ck] = child
+                self._stamps[ck] = time.monotonic()
             for name, ck in old.items():
                 if name not in new:
                     self._forget(ck)
             self._listings[folder] = new
+            self._listing_stamps[folder] = time.monotonic()
 
     # ------------------------------------------------------------------------------------ mutations
     def added(self, path: str, item: Item) -> None:
@@ -99,8 +128,10 @@ class BoxDirCache:
             if previous is not None and previous.get("id") != item.get("id"):
                 self._forget_below(k)
             self._items[k] = item
+            self._stamps[k] = time.monotonic()
             if item.get("type") == "directory" and (previous is None or previous.get("id") != item.get("id")):
                 self._listings[k] = {}  # a folder we just created is empty: list it without a call
+                self._listing_stamps[k] = time.monotonic()
             parent = self._listings.get(_key(_parent(path)))
             if parent is not None:
                 parent[name_key(_basename(path))] = k
@@ -130,8 +161,7 @@ class BoxDirCache:
         """Forget ``path`` and below (everything when None): for changes made outside this filesystem."""
         with self._lock:
             if path is None or path == "":
-                self._items.clear()
-                self._listings.clear()
+                self._forget_below("")
                 return
             self._forget(_key(path))
             self._listings.pop(_key(_parent(path)), None)
@@ -143,15 +173,16 @@ class BoxDirCache:
     def _forget(self, k: str) -> None:
         self._items.pop(k, None)
         self._listings.pop(k, None)
+        self._stamps.pop(k, None)
+        self._listing_stamps.pop(k, None)
         self._forget_below(k)
 
     def _forget_below(self, k: str) -> None:
         prefix = k + "/" if k else ""
         if not prefix:
-            self._items.clear()
-            self._listings.clear()
+            for table in (self._items, self._listings, self._stamps, self._listing_stamps):
+                table.clear()
             return
-        for key in [key for key in self._items if key.startswith(prefix)]:
-            del self._items[key]
-        for key in [key for key in self._listings if key.startswith(prefix)]:
-            del self._listings[key]
+        for table in (self._items, self._listings, self._stamps, self._listing_stamps):
+            for key in [key for key in table if key.startswith(prefix)]:
+                del table[key]

@@ -147,3 +147,18 @@ def test_mutations_keep_the_cache_true_without_calls(fs: BoxFileSystem, emulator
     assert api_calls(emulator, t) == []
     # and the cache told the truth: a cold filesystem sees the same tree
     assert sorted(fresh(fs).find("m", withdirs=True)) == sorted(fs.find("m", withdirs=True))
+
+
+def test_listings_expiry_time_and_use_listings_cache(make_fs: Any, fs_user: Any, emulator: Any) -> None:
+    fs = make_fs(as_user=fs_user[0], listings_expiry_time=0.3)
+    other = make_fs(as_user=fs_user[0])
+    fs.ls("")
+    other.pipe_file("from-elsewhere.txt", b"x")
+    assert fs.ls("", detail=False) == []  # trusted for 0.3 s
+    time.sleep(0.35)
+    assert fs.ls("", detail=False) == ["from-elsewhere.txt"]
+    uncached = make_fs(as_user=fs_user[0], use_listings_cache=False)
+    t = time.monotonic()
+    uncached.ls("")
+    uncached.ls("")
+    assert [r.route for r in api_calls(emulator, t)] == [LISTING, LISTING]
