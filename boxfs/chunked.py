@@ -149,6 +149,18 @@ class _Progress:
                 self._progress(sent - before)
 
 
+class _Cancelled(Exception):
+    """Raised inside a part's body when another part failed: not an OSError, so no layer retries it."""
+
+
+class _SourceError(Exception):
+    """A read error of the source while a part streams; carried out of requests unwrapped and unretried."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _PartBody:
     """One part as a streamed request body with a known length (requests sends Content-Length)."""
 
@@ -164,9 +176,16 @@ class _PartBody:
 
     def __iter__(self) -> Iterator[bytes]:
         sent = 0
-        for block in self._source.blocks(self._offset, self._length):
+        blocks = self._source.blocks(self._offset, self._length)
+        while True:
             if self._stop.is_set():
-                raise OSError("upload cancelled")
+                raise _Cancelled("another part failed")
+            try:
+                block = next(blocks)
+            except StopIteration:
+                return
+            except OSError as exc:
+                raise _SourceError(exc) from exc
             yield block
             sent += len(block)
             self._progress.advance(self._offset, sent)
@@ -377,11 +396,19 @@ class ChunkedUpload:
             "Content-Range": f"bytes {offset}-{offset + length - 1}/{self.size}",
             "Digest": _digest_header(part_sha1),
         }
-        resp = self.t.request(
-            "PUT", self.state["session_endpoints"]["upload_part"], headers=headers,
-            data=lambda: _PartBody(self.source, offset, length, self.progress, stop),
-            ok_statuses=(409,), path=self.name, action=f"upload part at {offset}",
-        )
+
+        def body() -> _PartBody:
+            if stop.is_set():
+                raise _Cancelled("another part failed")
+            return _PartBody(self.source, offset, length, self.progress, stop)
+
+        try:
+            resp = self.t.request(
+                "PUT", self.state["session_endpoints"]["upload_part"], headers=headers, data=body,
+                ok_statuses=(409,), path=self.name, action=f"upload part at {offset}",
+            )
+        except _SourceError as exc:
+            raise exc.error from None
         assert not isinstance(resp, dict)
         if resp.status_code == 409:
             from boxfs.api.errors import error_from_response
@@ -410,7 +437,7 @@ class ChunkedUpload:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="boxfs-part") as pool:
             futures = [pool.submit(self._upload_part, o, stop) for o in offsets]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in futures if f.done() and f.exception() is not None]
+            failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
             if failed:
                 stop.set()
                 for f in futures:

@@ -530,3 +530,29 @@ def test_old_orphans_are_cleaned_automatically(emulator: Any, small_fs: Any, uid
         write_in_blocks(f, data)  # spills: the folder is cleaned by age once per process
     assert [p.name for p in folder.iterdir()] == ["cccc.spool"]
     assert small_fs.cat_file("auto/x.bin") == data
+
+
+def test_source_truncated_during_upload_stops_at_once_and_keeps_session(emulator: Any, make_fs: Any, uid: str,
+                                                                        spool_dir: Path, tmp_path: Path) -> None:
+    fs = make_fs(as_user=uid, spool_dir=str(spool_dir), spool_threshold=MB, upload_workers=1)
+    data = os.urandom(MIN_SESSION_SIZE + MB)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+
+    class Truncate(Callback):
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            if self.value > 9 * MB and src.stat().st_size == len(data):
+                os.truncate(src, 12 * MB)  # the second part is being sent: it ends early
+
+    started = time.monotonic()
+    with pytest.raises(UploadIncomplete, match="ended .* early") as info:
+        fs.put_file(str(src), "t/src.bin", callback=Truncate())
+    assert time.monotonic() - started < 10  # not retried as if it were a network failure
+    assert isinstance(info.value.__cause__, OSError)
+    assert not fs.exists("t/src.bin")
+    # the content restored, the same put resumes the session and sends the rest
+    src.write_bytes(data)
+    mark = Mark(emulator, uid)
+    fs.put_file(str(src), "t/src.bin")
+    assert mark.count("POST", SESSIONS) == 0 and mark.count("PUT", PART, 200) == 2
+    assert fs.cat_file("t/src.bin") == data
