@@ -540,6 +540,7 @@ class BoxFuseOperations:
 
         A file open for writing remembers the time and sends it with its upload (on close); a
         closed file is re-uploaded by ``fs.set_modified`` (Box has no other way to change it).
+        Folders have no time Box lets a client set: accepted and ignored.
         """
         self._check_writable()
         mtime_ns = time.time_ns() if times is None else times[1]
@@ -552,6 +553,10 @@ class BoxFuseOperations:
             with spool.lock:
                 spool.mtime = mtime
                 spool.dirty = True
+            return 0
+        if path == "/" or self._lookup(path).get("type") == "directory":
+            # Box keeps no settable time on folders; refusing would make ``rsync -a`` and
+            # ``cp -a`` fail (exit 23) for a time nobody can store.  Accepted, like chmod.
             return 0
         set_modified = getattr(self.fs, "set_modified", None)
         if set_modified is None:

@@ -307,6 +307,8 @@ def test_rsync_tree_in(backend: Backend, mnt: Path, tmp_path: Path) -> None:
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
     os.utime(src / "a.txt", (1_600_000_000, 1_600_000_000))
+    for folder in (src / "sub", src / "sub/deeper", src):  # rsync -a then tries to set folder times
+        os.utime(folder, (1_500_000_000, 1_500_000_000))
     sh(f"rsync -a {src}/ {mnt}/tree/", tmp_path)
     for rel, data in files.items():
         assert (mnt / "tree" / rel).read_bytes() == data
