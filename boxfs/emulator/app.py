@@ -156,6 +156,11 @@ class BoxEmulator:
         self.app.latency = seconds
         self.app.jitter = jitter
 
+    def set_rate_limit(self, per_second: float, burst: float | None = None) -> None:
+        """Limit each caller (token + As-User, i.e. each acting user) as Box does; over it: 429 + Retry-After.
+        ``per_second`` 0 removes the limit."""
+        self.app.rate_limiter.configure(per_second, burst)
+
     def inject_faults(self, rate: float = 1.0, kinds: Iterable[str] = ("500",), route: str | None = None,
                       method: str | None = None, seed: int | None = None, retry_after: int = 1,
                       count: int | None = None) -> FaultRule:

@@ -65,6 +65,35 @@ class RequestLog:
             return len(self._records)
 
 
+class RateLimiter:
+    """Box's per-user rate limit: a token bucket per caller (token + As-User); over it, 429."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rate = 0.0  # requests per second; 0 = unlimited
+        self.burst = 0.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def configure(self, rate: float, burst: float | None = None) -> None:
+        with self._lock:
+            self.rate = float(rate)
+            self.burst = float(burst if burst is not None else max(1.0, rate))
+            self._buckets.clear()
+
+    def admit(self, key: str, now: float) -> float:
+        """0 when the request may go ahead, else the seconds to wait (for Retry-After)."""
+        with self._lock:
+            if self.rate <= 0:
+                return 0.0
+            tokens, stamp = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+
 @dataclass
 class FaultRule:
     kinds: tuple[str, ...]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import secrets
 import socket
@@ -22,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from boxfs.emulator.errors import ApiError, OAuthError, reason
-from boxfs.emulator.faults import FaultInjector, RequestLog, RequestRecord
+from boxfs.emulator.faults import Fault, FaultInjector, RateLimiter, RequestLog, RequestRecord
 
 log = logging.getLogger("boxfs.emulator")
 
@@ -249,6 +250,7 @@ class HttpApp:
         self.request_log = request_log
         self.latency = 0.0
         self.jitter = 0.0
+        self.rate_limiter = RateLimiter()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.identify: Callable[[Request], None] | None = None  # fills record.user_id where possible
@@ -327,6 +329,10 @@ class HttpApp:
             h.send_response_only(100)
             h.end_headers()
         fault = self.faults.pick(h.command, raw_path)
+        if fault is None and host in ("api", "upload") and h.headers.get("Authorization"):
+            wait = self.rate_limiter.admit(f"{h.headers.get('Authorization')}|{h.headers.get('As-User', '')}", started)
+            if wait > 0:
+                fault = Fault("429", max(1, math.ceil(wait)))
         record.fault = fault.kind if fault else None
         try:
             if self.latency or self.jitter:

@@ -1,0 +1,35 @@
+"""Box limits each user's request rate; the emulator's limiter answers 429 with Retry-After past it."""
+
+from __future__ import annotations
+
+import requests
+
+from boxfs.emulator import BoxEmulator
+
+
+def _token(emu: BoxEmulator, client_id: str, secret: str, user_id: str | None = None) -> str:
+    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    form.update({"box_subject_type": "user", "box_subject_id": user_id} if user_id else
+                {"box_subject_type": "enterprise", "box_subject_id": emu.enterprise_id})
+    return requests.post(emu.url + "/oauth2/token", data=form, timeout=10).json()["access_token"]
+
+
+def test_rate_limit_is_per_acting_user_and_says_when_to_retry() -> None:
+    with BoxEmulator() as emu:
+        cid, secret = emu.create_ccg_app()
+        alice, bob = emu.create_user("alice@example.com"), emu.create_user("bob@example.com")
+        token = _token(emu, cid, secret)
+        emu.set_rate_limit(3, burst=3)
+        with requests.Session() as http:
+            def get(as_user: str) -> requests.Response:
+                return http.get(emu.url + "/2.0/folders/0", headers={"Authorization": f"Bearer {token}", "As-User": as_user}, timeout=10)
+
+            alice_codes = [get(alice).status_code for _ in range(4)]
+            assert alice_codes[:3] == [200, 200, 200] and alice_codes[3] == 429
+            limited = get(alice)
+            assert limited.status_code == 429
+            assert int(limited.headers["Retry-After"]) >= 1
+            assert limited.json()["code"] == "rate_limit_exceeded"
+            assert get(bob).status_code == 200  # another user's budget is untouched
+        emu.set_rate_limit(0)
+        assert emu.request_log.count(status=429) == 2
