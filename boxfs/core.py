@@ -561,9 +561,10 @@ class BoxFileSystem(AbstractFileSystem):
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
+        if path != "":
+            check_path_names(path)  # a name Box would refuse is refused before any request
         if path == "" or self._try_info(path) is not None:
             raise exists(path)
-        check_path_names(path)
         parent, name = _split(path)
         if create_parents:
             self.makedirs(parent, exist_ok=True)
