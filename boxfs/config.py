@@ -192,7 +192,7 @@ def _load_jwt_json(jwt_config: str | bytes | os.PathLike | Mapping[str, Any]) ->
     if not isinstance(jwt_config, str):
         raise BoxConfigError(f"jwt_config must be JSON text, a path or a dict, not {type(jwt_config).__name__}")
     text = jwt_config
-    if not text.lstrip().startswith("{"):
+    if not text.lstrip().startswith(("{", "[")):
         path = os.path.expanduser(text.strip())
         if not os.path.isfile(path):
             raise BoxConfigError(f"jwt_config is neither JSON text nor an existing file: {path!r}")
