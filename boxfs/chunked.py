@@ -511,12 +511,14 @@ class ChunkedUpload:
             logger.debug("%s: abort of session %s: %s", self.name, self.state.get("session_id"), exc)
 
     def _finish(self, previous_spool: str | None) -> None:
-        """After success: forget the state, and the spool file an earlier attempt left for this content."""
-        remove_state(self.folder, self.key)
-        if previous_spool and previous_spool != self.content_path and Path(previous_spool).parent == self.folder:
-            from boxfs.spool import _remove_spool_file
+        """After success: forget the state, and spool files of this content (one an earlier attempt kept,
+        or a kept spool file given to ``put_file``); a live writer's spool is locked and left to it."""
+        from boxfs.spool import _remove_spool_file
 
-            _remove_spool_file(Path(previous_spool))
+        remove_state(self.folder, self.key)
+        for leftover in {previous_spool, self.content_path}:
+            if leftover and Path(leftover).parent == self.folder and leftover.endswith(".spool"):
+                _remove_spool_file(Path(leftover))
 
     # -------------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:

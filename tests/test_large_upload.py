@@ -556,3 +556,20 @@ def test_source_truncated_during_upload_stops_at_once_and_keeps_session(emulator
     fs.put_file(str(src), "t/src.bin")
     assert mark.count("POST", SESSIONS) == 0 and mark.count("PUT", PART, 200) == 2
     assert fs.cat_file("t/src.bin") == data
+
+
+def test_put_file_of_a_kept_spool_file_resumes_and_empties_the_spool(emulator: Any, small_fs: Any, uid: str,
+                                                                     spool_dir: Path) -> None:
+    data = os.urandom(MIN_SESSION_SIZE + 1)
+    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
+    try:
+        with pytest.raises(UploadIncomplete) as info:
+            with small_fs.open("kp/x.bin", "wb") as f:
+                write_in_blocks(f, data)
+    finally:
+        emulator.clear_faults()
+    mark = Mark(emulator, uid)
+    small_fs.put_file(info.value.spool_path, "kp/x.bin")
+    assert mark.count("PUT", PART) == 0 and mark.count("POST", COMMIT) == 1
+    assert small_fs.cat_file("kp/x.bin") == data
+    assert_private_and_empty(user_folder(spool_dir, uid))
