@@ -17,6 +17,9 @@ from box_sdk_gen import (
     UploadFileAttributesParentField,
 )
 
+#: The ``token_for`` fixture: ``token_for(user_id=None, scopes=...) -> access token``.
+TokenFactory = Callable[..., str]
+
 
 def upload(client: BoxClient, parent_id: str, name: str, data: bytes, **kwargs: Any) -> FileFull:
     """Small upload (multipart POST /files/content on the upload host)."""

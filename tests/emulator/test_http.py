@@ -20,7 +20,7 @@ from box_sdk_gen import BoxCCGAuth, BoxClient, CCGConfig
 from boxfs.emulator import BoxEmulator
 
 from .conftest import checked_session, sdk_network_session
-from .helpers import ccg_token, raw_upload
+from .helpers import TokenFactory, ccg_token, raw_upload
 from .openapi_check import load_spec
 
 
@@ -44,20 +44,24 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def settled(emu: BoxEmulator, expected: int, timeout: float = 3.0) -> list:
-    """The request log's records once it holds ``expected`` of them.
+def records_since(emu: BoxEmulator, since: float, expected: int, timeout: float = 3.0) -> list:
+    """The request-log records of requests that started at or after ``since`` (``time.monotonic()``),
+    once there are ``expected`` of them.
 
-    The server records a request when it has finished sending the response, so a client can see the
-    response a moment before the record exists.
+    The server adds a record when it has finished sending the response, so a client can hold the
+    response a moment before the record exists; ``request_log.clear()`` right after a call can therefore
+    be followed by that call's record. Filtering by start time avoids both races.
     """
     deadline = time.monotonic() + timeout
-    while len(emu.request_log.records) < expected and time.monotonic() < deadline:
+    while True:
+        records = [r for r in emu.request_log.records if r.started >= since]
+        if len(records) >= expected or time.monotonic() > deadline:
+            return records
         time.sleep(0.01)
-    return list(emu.request_log.records)
 
 
-def test_keep_alive_on_one_connection(emu: BoxEmulator, token_for: object) -> None:
-    token = token_for()  # type: ignore[operator]
+def test_keep_alive_on_one_connection(emu: BoxEmulator, token_for: TokenFactory) -> None:
+    token = token_for()
     parts = urlsplit(emu.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
@@ -86,7 +90,7 @@ def test_32_concurrent_connections(emu2: BoxEmulator) -> None:
     with checked_session() as http:
         token = ccg_token(emu2, http)
     emu2.set_latency(0.4)
-    emu2.request_log.clear()
+    since = time.monotonic()
     barrier = threading.Barrier(32)
 
     def one(_: int) -> int:
@@ -101,56 +105,59 @@ def test_32_concurrent_connections(emu2: BoxEmulator) -> None:
     assert statuses == [200] * 32
     assert elapsed < 0.4 * 4, f"32 requests with 0.4 s latency took {elapsed:.2f} s: not served concurrently"
     # the server's own records overlap: all 32 were in flight at one moment
-    records = [r for r in settled(emu2, 32) if r.route == "/users/me"]
+    records = [r for r in records_since(emu2, since, 32) if r.route == "/users/me"]
     assert len(records) == 32
     latest_start = max(r.started for r in records)
     assert all(r.finished >= latest_start for r in records)
 
 
-def test_request_log(emu2: BoxEmulator) -> None:
-    with checked_session() as http:
-        token = ccg_token(emu2, http)
-        user_id = http.get(emu2.url + "/2.0/users/me", headers=auth(token)).json()["id"]
-        emu2.request_log.clear()
+def test_request_log() -> None:
+    with BoxEmulator() as emu, checked_session() as http:  # its own emulator: the whole log is this test's
+        token = ccg_token(emu, http)
+        user_id = http.get(emu.url + "/2.0/users/me", headers=auth(token)).json()["id"]
+        records_since(emu, 0.0, 2)  # the token request and /users/me are logged
+        since = time.monotonic()
         for _ in range(3):
-            assert http.get(emu2.url + "/2.0/folders/0/items", headers=auth(token)).status_code == 200
-        file = raw_upload(emu2, http, token, "0", "logged.bin", b"z" * 5000)
-        content = http.get(emu2.url + f"/2.0/files/{file['id']}/content", headers=auth(token))
+            assert http.get(emu.url + "/2.0/folders/0/items", headers=auth(token)).status_code == 200
+        file = raw_upload(emu, http, token, "0", "logged.bin", b"z" * 5000)
+        content = http.get(emu.url + f"/2.0/files/{file['id']}/content", headers=auth(token))
         assert content.content == b"z" * 5000
-        http.get(emu2.url + "/2.0/folders/987654321", headers=auth(token))
+        http.get(emu.url + "/2.0/folders/987654321", headers=auth(token))
 
-    settled(emu2, 7)
-    log = emu2.request_log
-    assert log.count(method="GET", route="/folders/{folder_id}/items") == 3
-    items = [r for r in log.records if r.route == "/folders/{folder_id}/items"]
-    assert all(
-        r.status == 200 and r.user_id == user_id and r.host == "api" and r.bytes_out > 0 for r in items
-    )
-    assert all(r.path == "/2.0/folders/0/items" and r.fault is None for r in items)
-    (up,) = [r for r in log.records if r.route == "/files/content"]
-    assert up.method == "POST" and up.host == "upload" and up.status == 201 and up.bytes_in >= 5000
-    (redirect,) = [r for r in log.records if r.route == "/files/{file_id}/content"]
-    assert redirect.status == 302 and redirect.host == "api"
-    (dl,) = [r for r in log.records if r.host == "download"]
-    assert dl.route == "/download/{token}" and dl.status == 200 and dl.bytes_out >= 5000
-    assert log.count(status=404) == 1
-    assert all(r.request_id and r.finished >= r.started for r in log.records)
-    assert len(log.records) == 7
-    log.clear()
-    assert log.records == [] and log.count() == 0
+        records = records_since(emu, since, 7)
+        assert len(records) == 7
+        log = emu.request_log
+        assert log.count(method="GET", route="/folders/{folder_id}/items") == 3
+        items = [r for r in records if r.route == "/folders/{folder_id}/items"]
+        assert all(
+            r.status == 200 and r.user_id == user_id and r.host == "api" and r.bytes_out > 0 for r in items
+        )
+        assert all(r.path == "/2.0/folders/0/items" and r.fault is None for r in items)
+        (up,) = [r for r in records if r.route == "/files/content"]
+        assert up.method == "POST" and up.host == "upload" and up.status == 201 and up.bytes_in >= 5000
+        (redirect,) = [r for r in records if r.route == "/files/{file_id}/content"]
+        assert redirect.status == 302 and redirect.host == "api"
+        (dl,) = [r for r in records if r.host == "download"]
+        assert dl.route == "/download/{token}" and dl.status == 200 and dl.bytes_out >= 5000
+        assert log.count(status=404) == 1
+        assert log.count(route="/oauth2/token") == 1 and log.count() == 9
+        assert all(r.request_id and r.finished >= r.started for r in records)
+        log.clear()
+        assert log.records == [] and log.count() == 0
 
 
 def test_oauth_requests_are_logged(emu2: BoxEmulator) -> None:
-    emu2.request_log.clear()
+    since = time.monotonic()
     with checked_session() as http:
         ccg_token(emu2, http)
-    (record,) = settled(emu2, 1)
+    (record,) = records_since(emu2, since, 1)
     assert record.route == "/oauth2/token" and record.host == "oauth2" and record.status == 200
 
 
 def test_fault_429_with_retry_after(emu2: BoxEmulator) -> None:
     with checked_session() as http:
         token = ccg_token(emu2, http)
+        since = time.monotonic()
         emu2.inject_faults(rate=1.0, kinds=("429",), route=r"/folders/", retry_after=3, count=1, seed=1)
         limited = http.get(emu2.url + "/2.0/folders/0", headers=auth(token))
         assert limited.status_code == 429
@@ -160,7 +167,7 @@ def test_fault_429_with_retry_after(emu2: BoxEmulator) -> None:
         assert http.get(emu2.url + "/2.0/users/me", headers=auth(token)).status_code == 200
         # count=1: the next one goes through
         assert http.get(emu2.url + "/2.0/folders/0", headers=auth(token)).status_code == 200
-    assert [r.fault for r in settled(emu2, 4) if r.status == 429] == ["429"]
+    assert [r.fault for r in records_since(emu2, since, 3) if r.status == 429] == ["429"]
 
 
 def test_fault_500_and_drop(emu2: BoxEmulator) -> None:
@@ -199,10 +206,10 @@ def test_sdk_retries_through_429(emu2: BoxEmulator) -> None:
         network_session=sdk_network_session(emu2),
     )
     client.users.get_user_me()
-    emu2.request_log.clear()
+    since = time.monotonic()
     emu2.inject_faults(rate=1.0, kinds=("429",), route=r"/folders/", retry_after=1, count=1, seed=3)
     assert client.folders.get_folder_by_id("0").id == "0"
-    assert [r.status for r in settled(emu2, 2)] == [429, 200]
+    assert [r.status for r in records_since(emu2, since, 2)] == [429, 200]
 
 
 def test_token_ttl_and_expiry(emu2: BoxEmulator) -> None:
@@ -240,9 +247,9 @@ def test_sdk_refreshes_expired_token(emu2: BoxEmulator) -> None:
     )
     me = client.users.get_user_me().id
     emu2.expire_tokens()
-    emu2.request_log.clear()
+    since = time.monotonic()
     assert client.users.get_user_me().id == me
-    assert [(r.route, r.status) for r in settled(emu2, 3)] == [
+    assert [(r.route, r.status) for r in records_since(emu2, since, 3)] == [
         ("/users/me", 401),
         ("/oauth2/token", 200),
         ("/users/me", 200),
@@ -266,8 +273,10 @@ def test_revoked_app(emu2: BoxEmulator) -> None:
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_client"
 
 
-def test_download_redirect_and_ranges(emu: BoxEmulator, http: requests.Session, token_for: object) -> None:
-    token = token_for()  # type: ignore[operator]
+def test_download_redirect_and_ranges(
+    emu: BoxEmulator, http: requests.Session, token_for: TokenFactory
+) -> None:
+    token = token_for()
     data = bytes(range(256)) * 64
     file = raw_upload(emu, http, token, "0", f"ranges-{time.monotonic_ns()}.bin", data)
     redirect = http.get(
@@ -347,10 +356,10 @@ def test_fault_503_and_expire(emu2: BoxEmulator) -> None:
         network_session=sdk_network_session(emu2),
     )
     client.users.get_user_me()
-    emu2.request_log.clear()
+    since = time.monotonic()
     emu2.inject_faults(rate=1.0, kinds=("expire",), route=r"/users/me", count=1, seed=1)
     assert client.users.get_user_me().id == emu2.service_account_id(client_id)
-    assert [(r.route, r.status) for r in settled(emu2, 3)] == [
+    assert [(r.route, r.status) for r in records_since(emu2, since, 3)] == [
         ("/users/me", 401),
         ("/oauth2/token", 200),
         ("/users/me", 200),

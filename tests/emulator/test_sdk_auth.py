@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from boxfs.emulator import BoxEmulator
 
+from .helpers import TokenFactory
+
 AUDIENCE = "https://api.box.com/oauth2/token"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -95,7 +97,7 @@ def test_ccg_wrong_secret_is_an_oauth_error(emu: BoxEmulator, network_session: N
 
 
 def test_developer_token(
-    emu: BoxEmulator, network_session: NetworkSession, token_for: Any, alice_id: str
+    emu: BoxEmulator, network_session: NetworkSession, token_for: TokenFactory, alice_id: str
 ) -> None:
     client_id, _ = emu.create_ccg_app(scopes=("root_readwrite",))
     service = BoxClient(

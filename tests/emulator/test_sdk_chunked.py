@@ -14,7 +14,7 @@ from box_sdk_gen import BoxAPIError, BoxClient, FolderFull, UploadPart
 
 from boxfs.emulator import BoxEmulator
 
-from .helpers import api_error, upload
+from .helpers import TokenFactory, api_error, upload
 
 MIN_CHUNKED = 20_000_000  # Box: chunked upload sessions are for files of at least 20 MB
 
@@ -185,7 +185,7 @@ def test_commit_202_retry_after(
     alice: BoxClient,
     workdir: FolderFull,
     http: requests.Session,
-    token_for: object,
+    token_for: TokenFactory,
     alice_id: str,
 ) -> None:
     """When Box has not finished processing the parts, commit answers 202 with Retry-After; retrying works."""
@@ -200,7 +200,7 @@ def test_commit_202_retry_after(
                 session.id, io.BytesIO(chunk), sha_digest(chunk), content_range
             ).part.to_dict()
         )
-    headers = {"Authorization": f"Bearer {token_for(alice_id)}", "Digest": sha_digest(data)}  # type: ignore[operator]
+    headers = {"Authorization": f"Bearer {token_for(alice_id)}", "Digest": sha_digest(data)}
     commit_url = session.session_endpoints.commit
     emu.set_commit_retry_after(1)
     try:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+import requests
 from box_sdk_gen import (
     BoxAPIError,
     BoxClient,
@@ -31,7 +32,7 @@ from box_sdk_gen import (
 
 from boxfs.emulator import BoxEmulator
 
-from .helpers import api_error, conflict_ids, upload
+from .helpers import TokenFactory, api_error, conflict_ids, upload
 
 
 def names(entries: list[Any]) -> list[str]:
@@ -448,7 +449,9 @@ def test_version_download_and_conflicting_copy_move(alice: BoxClient, workdir: F
     api_error(lambda: upload(alice, "987654321", "x.txt", b"x"), 404)
 
 
-def _etag_roundtrip(emu: BoxEmulator, http: Any, token: str, kind: str, item_id: str, rename: dict) -> None:
+def _etag_roundtrip(
+    emu: BoxEmulator, http: requests.Session, token: str, kind: str, item_id: str, rename: dict
+) -> None:
     """GET with If-None-Match: 304 while unchanged, 200 with a new etag after a change; stale If-Match: 412."""
     headers = {"Authorization": f"Bearer {token}"}
     url = f"{emu.url}/2.0/{kind}/{item_id}"
@@ -463,14 +466,24 @@ def _etag_roundtrip(emu: BoxEmulator, http: Any, token: str, kind: str, item_id:
 
 
 def test_if_none_match_file(
-    emu: BoxEmulator, http: Any, token_for: Any, alice: BoxClient, alice_id: str, workdir: FolderFull
+    emu: BoxEmulator,
+    http: requests.Session,
+    token_for: TokenFactory,
+    alice: BoxClient,
+    alice_id: str,
+    workdir: FolderFull,
 ) -> None:
     file = upload(alice, workdir.id, "etag.txt", b"e")
     _etag_roundtrip(emu, http, token_for(alice_id), "files", file.id, {"name": "etag2.txt"})
 
 
 def test_if_none_match_folder(
-    emu: BoxEmulator, http: Any, token_for: Any, alice: BoxClient, alice_id: str, workdir: FolderFull
+    emu: BoxEmulator,
+    http: requests.Session,
+    token_for: TokenFactory,
+    alice: BoxClient,
+    alice_id: str,
+    workdir: FolderFull,
 ) -> None:
     folder = alice.folders.create_folder("etag-folder", CreateFolderParent(id=workdir.id))
     _etag_roundtrip(emu, http, token_for(alice_id), "folders", folder.id, {"name": "etag-folder-2"})
