@@ -61,7 +61,8 @@ DEFAULT_TOTAL_BYTES = 1 << 50
 BLOCK = 4096
 #: A folder is re-listed from the server by ``readdir`` at most this often (seconds).
 LISTING_TTL = 10.0
-#: How long a quota answer is reused, so that repeated ``df`` calls do not each hit the API.
+#: How long a quota answer is reused, so that repeated ``df`` calls do not each hit the API
+#: (changes made through the mount drop it at once).
 QUOTA_TTL = 30.0
 
 _UTIME_NOW = (1 << 30) - 1
@@ -258,6 +259,7 @@ class BoxFuseOperations:
 
     def _invalidate(self, *paths: str) -> None:
         """Forget cached listings of ``paths`` and their parents after a change made here."""
+        self._quota = None  # the change may have moved the space used
         inval = getattr(self.fs, "invalidate_cache", None)
         if inval is None or self._fs_keeps_cache:
             return

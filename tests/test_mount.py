@@ -94,6 +94,7 @@ class Backend:
     big_mb: int
     uploads: Callable[[], int] | None = None  # upload requests made so far (Box only)
     listings: Callable[[], int] | None = None  # folder listing requests made so far (Box only)
+    space: Callable[[], tuple[int, int]] | None = None  # (used, total) bytes on the server (Box only)
 
 
 def _local_backend(tmp_path: Path) -> Backend:
@@ -112,6 +113,11 @@ def _local_backend(tmp_path: Path) -> Backend:
         remove_dir=lambda rel: shutil.rmtree(back / rel),
         big_mb=12,
     )
+
+
+def _space_of(fs: Any) -> tuple[int, int]:
+    me = fs.transport.json("GET", fs.transport.api("/users/me"), params={"fields": "space_used,space_amount"})
+    return int(me["space_used"]), int(me["space_amount"])
 
 
 def _box_backend(request: pytest.FixtureRequest) -> Backend:
@@ -147,6 +153,7 @@ def _box_backend(request: pytest.FixtureRequest) -> Backend:
                 "/files/upload_sessions/{upload_session_id}/commit",
             )
         ),
+        space=lambda: _space_of(server()),
         listings=lambda: emulator.request_log.count(
             method="GET", route="/folders/{folder_id}/items", user_id=user_id
         ),
@@ -292,6 +299,10 @@ def test_shell_tools(backend: Backend, mnt: Path, tmp_path: Path) -> None:
     # df reports a filesystem with some capacity
     df = sh("df -B1 .", mnt).splitlines()[1].split()
     assert df[0] == "boxfs" and int(df[1]) > 0
+    if backend.space:  # the user's Box quota, in 4 KiB blocks
+        used, total = backend.space()
+        assert int(df[1]) == total // 4096 * 4096
+        assert abs(int(df[2]) - used) <= 4096
 
 
 @needs_fuse
