@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     emu.start()
     out = Path(args.config_out) if args.config_out else Path(args.data_dir or ".") / "box-emulator-config.json"
     demo = prepare_demo(emu, out)
-    print(json.dumps({"url": emu.url, **emu.base_urls, "enterprise_id": emu.enterprise_id, **demo}, indent=2), flush=True)
+    env = {"BOXFS_JWT_CONFIG": demo["config"], "BOXFS_BASE_URL": emu.url, "BOXFS_AS_USER": demo["login"]}
+    print(json.dumps({"url": emu.url, **emu.base_urls, "enterprise_id": emu.enterprise_id, **demo, "env": env},
+                     indent=2), flush=True)
     if args.ready_file:
         Path(args.ready_file).write_text(emu.url)
     stop = threading.Event()
