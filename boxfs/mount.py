@@ -888,6 +888,11 @@ def mount(
         "subtype": "boxfs",
         "hard_remove": True,  # unlink of an open file must not turn into a rename to .fuse_hidden*
     }
+    if threads:
+        # libfuse 3.14.0 passes this value as the *maximum* number of worker threads (and
+        # warns "Ignoring invalid max threads value 4294967295" with its default); in other
+        # versions it is the number of idle workers kept.  16 is sound for both readings.
+        options["max_idle_threads"] = 16
     if read_only:
         options["ro"] = True
     options.update(fuse_options)
