@@ -6,6 +6,8 @@ import requests
 
 from boxfs.emulator import BoxEmulator
 
+from .conftest import checked_session
+
 
 def _token(emu: BoxEmulator, client_id: str, secret: str, user_id: str | None = None) -> str:
     form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
@@ -20,7 +22,7 @@ def test_rate_limit_is_per_acting_user_and_says_when_to_retry() -> None:
         alice, bob = emu.create_user("alice@example.com"), emu.create_user("bob@example.com")
         token = _token(emu, cid, secret)
         emu.set_rate_limit(3, burst=3)
-        with requests.Session() as http:
+        with checked_session() as http:  # every JSON answer checked against Box's OpenAPI
             def get(as_user: str) -> requests.Response:
                 return http.get(emu.url + "/2.0/folders/0", headers={"Authorization": f"Bearer {token}", "As-User": as_user}, timeout=10)
 
