@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from box_sdk_gen import (
@@ -154,11 +155,16 @@ class TokenProvider:
         logger.info("obtained a %s access token for app %s (valid %ds)", self.creds.kind, self.creds.client_id, lifetime)
 
     def _request_token(self) -> Any:
+        # box_sdk_gen sends token requests, so their DEBUG line (as for every request) is written here
+        route = urlsplit(f"{self.endpoints.base_url}/oauth2/token").path
+        started = time.monotonic()
         try:
-            return self._auth.refresh_token(network_session=self._session)
+            access = self._auth.refresh_token(network_session=self._session)
         except SDKAPIError as exc:
             info = exc.response_info
             status = info.status_code
+            logger.debug("POST %s -> %d (request id %s) %.1f ms", route, status, info.request_id,
+                         (time.monotonic() - started) * 1000)
             body = info.body if isinstance(info.body, dict) else {}
             if status in (429, 500, 502, 503, 504):
                 raise _TransientTokenError(f"HTTP {status}") from None
@@ -173,9 +179,12 @@ class TokenProvider:
             raise err from None
         except BoxSDKError as exc:
             cause = exc.error
+            logger.debug("POST %s -> %s after %.1f ms", route, type(cause).__name__, (time.monotonic() - started) * 1000)
             if isinstance(cause, requests.exceptions.RequestException):
                 raise _TransientTokenError(type(cause).__name__) from None
             raise BoxAuthError(f"could not obtain a token for app {self.creds.client_id}: {exc.message}") from None
+        logger.debug("POST %s -> 200 (request id %s) %.1f ms", route, None, (time.monotonic() - started) * 1000)
+        return access
 
 
 _registry: dict[tuple[Any, ...], TokenProvider] = {}
