@@ -899,7 +899,16 @@ def mount(
     fuse_cls = _fuse_class()
 
     def serve() -> None:
-        fuse_cls(ops, mountpoint, foreground=True, nothreads=not threads, **options)
+        try:
+            fuse_cls(ops, mountpoint, foreground=True, nothreads=not threads, **options)
+        except RuntimeError as exc:
+            # fuse_main returns 8 when its loop ends with an error, and libfuse records the
+            # signal number as that error when SIGINT/SIGTERM/SIGHUP stops the loop: after a
+            # mount that worked this is the normal way to stop ``boxfs mount``, not a failure.
+            if ready.is_set() and exc.args == (8,):
+                log.info("FUSE loop for %s stopped (signal or session end)", mountpoint)
+                return
+            raise
 
     if foreground:
         serve()

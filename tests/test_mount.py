@@ -17,7 +17,9 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -536,3 +538,48 @@ def test_rename_replaces_existing_file(backend: Backend, mnt: Path, tmp_path: Pa
     assert (mnt / "doc.txt").read_bytes() == b"rsynced version, longer"
     assert backend.sha1_count(hashlib.sha1(b"rsynced version, longer").hexdigest()) == 1
     assert backend.sha1_count(hashlib.sha1(b"new version").hexdigest()) == 0
+
+
+def test_cli_mount_stops_cleanly(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """``boxfs mount`` serves in the foreground; ``boxfs unmount`` and Ctrl-C both end it with exit 0."""
+    make_fs, new_user = _box_fixtures(request)
+    emulator = request.getfixturevalue("emulator")
+    user, _ = new_user("mntcli")
+    config = tmp_path / "config.json"
+    config.write_text(request.getfixturevalue("jwt_config"))
+    base = [
+        sys.executable,
+        "-m",
+        "boxfs",
+        "--config",
+        str(config),
+        "--base-url",
+        emulator.url,
+        "--as-user",
+        user,
+    ]
+    mnt = tmp_path / "mnt-cli"
+    mnt.mkdir()
+    for stop in ("unmount", "sigint"):
+        proc = subprocess.Popen([*base, "mount", str(mnt)], stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not os.path.ismount(mnt):
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "boxfs mount did not mount within 30 s"
+                time.sleep(0.1)
+            (mnt / f"{stop}.txt").write_bytes(stop.encode())
+            if stop == "unmount":
+                subprocess.run([*base, "unmount", str(mnt)], check=True, timeout=30)
+            else:
+                proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+            assert not _listed_in_proc_mounts(mnt)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if _listed_in_proc_mounts(mnt):
+                subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+    assert make_fs(as_user=user).cat_file("unmount.txt") == b"unmount"
+    assert make_fs(as_user=user).cat_file("sigint.txt") == b"sigint"
