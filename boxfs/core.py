@@ -254,7 +254,9 @@ class BoxFileSystem(AbstractFileSystem):
         marker: str | None = None
         url = self.transport.api(f"/folders/{folder_id}/items")
         while True:
-            params: dict[str, Any] = {"fields": self.FIELDS, "limit": self.LIST_PAGE, "usemarker": "true"}
+            # Box serves at most 1,000 entries a page; never ask for more, follow the marker instead
+            limit = max(1, min(int(self.LIST_PAGE), 1000))
+            params: dict[str, Any] = {"fields": self.FIELDS, "limit": limit, "usemarker": "true"}
             if marker:
                 params["marker"] = marker
             try:

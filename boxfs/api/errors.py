@@ -64,8 +64,13 @@ def _decorate(exc: OSError | ValueError, status: int, body: dict[str, Any], rid:
     return exc
 
 
-def error_from_response(resp: requests.Response, path: str | None = None, action: str | None = None) -> Exception:
-    """Map a failed Box response to the exception to raise (not raised here, so callers can ``raise ... from``)."""
+def error_from_response(resp: requests.Response, path: str | None = None, action: str | None = None,
+                        as_user: str | None = None) -> Exception:
+    """Map a failed Box response to the exception to raise (not raised here, so callers can ``raise ... from``).
+
+    ``as_user``: the id the request impersonated; a 403 then says so, because the usual cause is an app
+    without the As-User feature or without enterprise access, not the item.
+    """
     body = _body(resp)
     status = resp.status_code
     code = body.get("code") or body.get("error") or "unknown"
@@ -74,6 +79,9 @@ def error_from_response(resp: requests.Response, path: str | None = None, action
     where = f"{path}: " if path else ""
     doing = f"{action} failed: " if action else ""
     text = f"{where}{doing}{message} (Box HTTP {status}, code {code}, request id {rid})"
+    if status == 403 and as_user:
+        text += (f"; the request acted as user {as_user} through the As-User header, which needs an app "
+                 "with the 'make API calls using the as-user header' feature and enterprise access")
     exc: OSError | ValueError
     if code == "folder_not_empty":
         exc = OSError(errno.ENOTEMPTY, text, path) if path else OSError(errno.ENOTEMPTY, text)

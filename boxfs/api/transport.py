@@ -165,6 +165,7 @@ class BoxTransport:
         route = urlsplit(url).path
         describe = f"{method} {route}"
         ambiguous = False
+        acting = self.as_user_id if act_as_user else None
         try:
             for attempt in retrying(self.policy, describe):
                 with attempt:
@@ -195,21 +196,21 @@ class BoxTransport:
                             ambiguous = ambiguous or not safe
                             resp.close()
                             raise RetryableResponse(resp, describe)
-                        raise error_from_response(resp, path, action)
+                        raise error_from_response(resp, path, action, acting)
                     if status >= 400 and status not in ok:
                         if status == 409 and ambiguous and conflict_ok is not None:
-                            exc409 = error_from_response(resp, path, action)
+                            exc409 = error_from_response(resp, path, action, acting)
                             for conflict in conflicts_of(exc409):
                                 if conflict_ok(conflict):
                                     logger.info("%s: 409 names our own earlier attempt; taking it as success", describe)
                                     return conflict
                             raise exc409
-                        raise error_from_response(resp, path, action)
+                        raise error_from_response(resp, path, action, acting)
                     if not stream:
                         _ = resp.content  # read inside the attempt: a body cut short is retried too
                     return resp
         except RetryableResponse as exc:
-            raise error_from_response(exc.response, path, action) from None
+            raise error_from_response(exc.response, path, action, acting) from None
         except CONNECTION_ERRORS as exc:
             raise BoxAPIError(
                 f"{path + ': ' if path else ''}{action or describe} failed after {self.policy.max_attempts} "
