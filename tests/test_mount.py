@@ -583,3 +583,43 @@ def test_cli_mount_stops_cleanly(request: pytest.FixtureRequest, tmp_path: Path)
                 subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
     assert make_fs(as_user=user).cat_file("unmount.txt") == b"unmount"
     assert make_fs(as_user=user).cat_file("sigint.txt") == b"sigint"
+
+
+def test_rate_limited_upload_does_not_block_other_files(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted]
+) -> None:
+    """On Box: an upload held back by a 429 (Retry-After: 2) does not stall reads of other files."""
+    make_fs, new_user = _box_fixtures(request)
+    emulator = request.getfixturevalue("emulator")
+    user, _ = new_user("mntslow")
+    make_fs(as_user=user).pipe_file("other.txt", b"readable meanwhile")
+    m = mounter(make_fs(as_user=user), "", name="slowbox")
+    assert (m.path / "other.txt").read_bytes() == b"readable meanwhile"  # warm the listing
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            (m.path / "slow.bin").write_bytes(b"y" * 50_000)
+        except BaseException as exc:  # reported by the assertions below
+            errors.append(exc)
+        done.set()
+
+    emulator.inject_faults(
+        rate=1.0, kinds=("429",), route=r"/files/content$", method="POST", retry_after=2, count=1
+    )
+    try:
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(0.5)  # the upload is now waiting out its Retry-After
+        assert not done.is_set()
+        started = time.monotonic()
+        assert (m.path / "other.txt").read_bytes() == b"readable meanwhile"
+        assert "other.txt" in os.listdir(m.path)
+        assert time.monotonic() - started < 1.0
+        assert not done.is_set()
+        t.join(30)
+    finally:
+        emulator.clear_faults()
+    assert done.is_set() and not errors, errors
+    assert make_fs(as_user=user).cat_file("slow.bin") == b"y" * 50_000
