@@ -70,13 +70,12 @@ def checked_session() -> requests.Session:
     return RECORDER.install(requests.Session())
 
 
-def sdk_network_session(emulator: BoxEmulator, **kwargs: Any) -> NetworkSession:
-    """The SDK's network session pointed at the emulator only through ``BaseUrls``."""
+def sdk_network_session(emulator: BoxEmulator | str, **kwargs: Any) -> NetworkSession:
+    """The SDK's network session pointed at the emulator (object or root URL) only through ``BaseUrls``."""
+    url = emulator if isinstance(emulator, str) else emulator.url
     return NetworkSession(
         network_client=BoxNetworkClient(requests_session=checked_session()),
-        base_urls=BaseUrls(
-            base_url=emulator.url, upload_url=emulator.url + "/api", oauth_2_url=emulator.url + "/oauth2"
-        ),
+        base_urls=BaseUrls(base_url=url, upload_url=url + "/api", oauth_2_url=url + "/oauth2"),
         **kwargs,
     )
 

@@ -11,8 +11,11 @@ from .conftest import checked_session
 
 def _token(emu: BoxEmulator, client_id: str, secret: str, user_id: str | None = None) -> str:
     form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
-    form.update({"box_subject_type": "user", "box_subject_id": user_id} if user_id else
-                {"box_subject_type": "enterprise", "box_subject_id": emu.enterprise_id})
+    form.update(
+        {"box_subject_type": "user", "box_subject_id": user_id}
+        if user_id
+        else {"box_subject_type": "enterprise", "box_subject_id": emu.enterprise_id}
+    )
     return requests.post(emu.url + "/oauth2/token", data=form, timeout=10).json()["access_token"]
 
 
@@ -23,8 +26,13 @@ def test_rate_limit_is_per_acting_user_and_says_when_to_retry() -> None:
         token = _token(emu, cid, secret)
         emu.set_rate_limit(3, burst=3)
         with checked_session() as http:  # every JSON answer checked against Box's OpenAPI
+
             def get(as_user: str) -> requests.Response:
-                return http.get(emu.url + "/2.0/folders/0", headers={"Authorization": f"Bearer {token}", "As-User": as_user}, timeout=10)
+                return http.get(
+                    emu.url + "/2.0/folders/0",
+                    headers={"Authorization": f"Bearer {token}", "As-User": as_user},
+                    timeout=10,
+                )
 
             alice_codes = [get(alice).status_code for _ in range(4)]
             assert alice_codes[:3] == [200, 200, 200] and alice_codes[3] == 429
