@@ -7,6 +7,7 @@ import hashlib
 import io
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -228,3 +229,24 @@ def test_session_expiry(emu: BoxEmulator, alice: BoxClient, workdir: FolderFull)
         404,
     )
     api_error(lambda: alice.chunked_uploads.get_file_upload_session_by_id(session.id), 404)
+
+
+def test_parts_uploaded_in_parallel(alice: BoxClient, workdir: FolderFull) -> None:
+    """Box allows a session's parts to be uploaded in parallel and in any order."""
+    data = payload(MIN_CHUNKED + 777, seed=9)
+    session = alice.chunked_uploads.create_file_upload_session(workdir.id, len(data), "parallel.bin")
+    offsets = list(range(0, len(data), session.part_size))
+
+    def put(offset: int) -> UploadPart:
+        chunk = data[offset : offset + session.part_size]
+        content_range = f"bytes {offset}-{offset + len(chunk) - 1}/{len(data)}"
+        return alice.chunked_uploads.upload_file_part(
+            session.id, io.BytesIO(chunk), sha_digest(chunk), content_range
+        ).part
+
+    with ThreadPoolExecutor(max_workers=len(offsets)) as pool:
+        parts = list(pool.map(put, reversed(offsets)))
+    parts.sort(key=lambda p: p.offset)
+    committed = alice.chunked_uploads.create_file_upload_session_commit(session.id, parts, sha_digest(data))
+    assert committed.entries[0].sha_1 == hashlib.sha1(data).hexdigest()
+    assert download_sha1(alice, committed.entries[0].id) == (hashlib.sha1(data).hexdigest(), len(data))

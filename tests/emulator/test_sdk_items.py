@@ -493,3 +493,20 @@ def test_as_user_cannot_name_the_caller_itself(admin: BoxClient) -> None:
     """Box: the As-User header cannot carry the authenticated user's own id (403)."""
     me = admin.users.get_user_me().id
     api_error(lambda: admin.with_as_user_header(me).users.get_user_me(), 403)
+
+
+def test_concurrent_uploads_of_one_name(alice: BoxClient, workdir: FolderFull) -> None:
+    """Name uniqueness holds under concurrency: of 8 simultaneous uploads of one name, exactly one wins."""
+
+    def attempt(i: int) -> int:
+        try:
+            upload(alice, workdir.id, "race.txt", f"contender {i}".encode())
+            return 201
+        except BoxAPIError as error:
+            assert error.response_info.code == "item_name_in_use"
+            return error.response_info.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(attempt, range(8)))
+    assert statuses == [201] + [409] * 7
+    assert names(alice.folders.get_folder_items(workdir.id).entries) == ["race.txt"]
