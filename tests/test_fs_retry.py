@@ -168,3 +168,19 @@ def test_logs_name_requests_and_never_secrets(make_fs: Any, fs_user: Any, emulat
     for secret in (app["clientSecret"], app["appAuth"]["passphrase"], app["appAuth"]["privateKey"][60:100],
                    fs.provider.token()):
         assert secret not in text
+
+
+def test_get_file_resumes_after_a_cut_download(make_fs: Any, fs_user: Any, emulator: Any, faults: Any,
+                                               tmp_path: Any) -> None:
+    import os
+
+    fs = make_fs(as_user=fs_user[0], retry=FAST)
+    data = os.urandom(3 * 2**20 + 11)
+    fs.pipe_file("cut.bin", data)
+    faults(rate=1.0, kinds=("drop_after",), route=r"^/download/", method="GET", count=1)
+    t = time.monotonic()
+    fs.get_file("cut.bin", str(tmp_path / "cut.bin"))
+    assert (tmp_path / "cut.bin").read_bytes() == data
+    downloads = [r for r in since(emulator, t) if r.route == "/download/{token}"]
+    assert len(downloads) == 2
+    assert sum(r.bytes_out for r in downloads) < len(data) * 1.2, "the second attempt resumed, not restarted"

@@ -250,29 +250,48 @@ class BoxTransport:
         path: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Stream ``[start, end)`` into ``sink``; after a dropped connection resume where it stopped."""
+        """Stream ``[start, end)`` into ``sink``; after a dropped connection resume where it stopped.
+
+        One retry loop covers both the request and the body: an attempt that fails mid-body resumes with
+        a ``Range`` from the first byte not yet written.
+        """
         written = 0
-        describe = f"download {path or url}"
-        for attempt in retrying(self.policy, describe):
-            with attempt:
-                offset = start + written
-                if end is not None and offset >= end:
-                    break
-                rng = f"bytes={offset}-" if end is None else f"bytes={offset}-{end - 1}"
-                headers = {"Range": rng} if offset > 0 or end is not None else None
-                resp = self.request("GET", url, headers=headers, stream=True, path=path, action="download")
-                assert isinstance(resp, requests.Response)
-                with resp:
-                    skip = offset if (resp.status_code == 200 and offset > 0) else 0
-                    for chunk in resp.iter_content(DOWNLOAD_CHUNK):
-                        if skip:
-                            cut = min(skip, len(chunk))
-                            chunk, skip = chunk[cut:], skip - cut
-                        if end is not None:
-                            chunk = chunk[: max(0, end - (start + written))]
-                        if chunk:
-                            sink.write(chunk)
-                            written += len(chunk)
-                            if progress is not None:
-                                progress(len(chunk))
+        describe = f"GET {urlsplit(url).path}"
+        acting = self.as_user_id
+        try:
+            for attempt in retrying(self.policy, describe):
+                with attempt:
+                    offset = start + written
+                    if end is not None and offset >= end:
+                        break
+                    rng = f"bytes={offset}-" if end is None else f"bytes={offset}-{end - 1}"
+                    headers = {"Range": rng} if offset > 0 or end is not None else None
+                    resp = self._send_once("GET", url, params=None, json=None, data=None, headers=headers,
+                                           stream=True, allow_redirects=True, act_as_user=True)
+                    status = resp.status_code
+                    if status in (429, 500, 502, 503, 504) or (status == 202 and "Retry-After" in resp.headers):
+                        resp.close()
+                        raise RetryableResponse(resp, describe)
+                    if status >= 400:
+                        raise error_from_response(resp, path, "download", acting)
+                    with resp:
+                        skip = offset if (status == 200 and offset > 0) else 0  # server ignored Range
+                        for chunk in resp.iter_content(DOWNLOAD_CHUNK):
+                            if skip:
+                                cut = min(skip, len(chunk))
+                                chunk, skip = chunk[cut:], skip - cut
+                            if end is not None:
+                                chunk = chunk[: max(0, end - (start + written))]
+                            if chunk:
+                                sink.write(chunk)
+                                written += len(chunk)
+                                if progress is not None:
+                                    progress(len(chunk))
+        except RetryableResponse as exc:
+            raise error_from_response(exc.response, path, "download", acting) from None
+        except CONNECTION_ERRORS as exc:
+            raise BoxAPIError(
+                f"{path + ': ' if path else ''}download failed after {self.policy.max_attempts} attempts: "
+                f"{type(exc).__name__}"
+            ) from None
         return written
