@@ -349,3 +349,72 @@ def test_emulator_restarted_mid_workload(tmp_path: Path) -> None:
         assert state == expected_state(files)
     finally:
         emu.stop()
+
+
+# ------------------------------------------------------------------- each ambiguous failure, one by one
+AMBIGUOUS = {
+    # operation name: (method, route regex of the request whose answer is lost after it took effect)
+    "mkdir": ("POST", r"/2\.0/folders$"),
+    "new file": ("POST", r"/files/content$"),
+    "new version": ("POST", r"/files/\d+/content$"),
+    "copy": ("POST", r"/copy$"),
+    "move": ("PUT", r"/files/\d+$"),
+    "rm file": ("DELETE", r"/files/\d+$"),
+    "rm tree": ("DELETE", r"/folders/\d+$"),
+    "rmdir": ("DELETE", r"/folders/\d+$"),
+    "chunked commit": ("POST", r"/commit$"),
+    "chunked part": ("PUT", r"/files/upload_sessions/[0-9A-Fa-f]+$"),
+}
+
+
+@pytest.mark.parametrize("op", sorted(AMBIGUOUS))
+def test_an_answer_lost_after_the_request_took_effect(op: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any,
+                                                      faults: Any, tmp_path: Path) -> None:
+    """``drop_after``: Box did the work, the client saw the connection die. Retrying must neither fail
+    (the work is done) nor do it twice."""
+    uid = fs_user[0]
+    fs = make_fs(as_user=uid, retry=FAST, spool_threshold=MB, spool_dir=str(tmp_path / "spool"))
+    fs.pipe_file("o/old.txt", b"old")
+    fs.mkdir("o/empty")
+    fs.pipe_file("o/sub/x.txt", b"x")
+    big = random.Random(op).randbytes(21 * MB)
+    expected = {"o/old.txt": b"old", "o/sub/x.txt": b"x"}
+    method, route = AMBIGUOUS[op]
+    mark = Mark(emulator)
+    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=route, method=method, count=1)
+    if op == "mkdir":
+        fs.mkdir("o/new-folder")
+    elif op == "new file":
+        fs.pipe_file("o/new.txt", b"new")
+        expected["o/new.txt"] = b"new"
+    elif op == "new version":
+        fs.pipe_file("o/old.txt", b"newer")
+        expected["o/old.txt"] = b"newer"
+    elif op == "copy":
+        fs.cp_file("o/old.txt", "o/copy.txt")
+        expected["o/copy.txt"] = b"old"
+    elif op == "move":
+        fs.mv("o/old.txt", "o/sub/moved.txt")
+        expected["o/sub/moved.txt"] = expected.pop("o/old.txt")
+    elif op == "rm file":
+        fs.rm("o/old.txt")
+        del expected["o/old.txt"]
+    elif op == "rm tree":
+        fs.rm("o/sub", recursive=True)
+        del expected["o/sub/x.txt"]
+    elif op == "rmdir":
+        fs.rmdir("o/empty")
+    else:  # the chunked path
+        with fs.open("o/big.bin", "wb") as f:
+            f.write(big)
+        expected["o/big.bin"] = big
+    emulator.clear_faults()
+    assert [r.fault for r in mark.records() if r.fault] == ["drop_after"], "the fault must have fired once"
+    fresh = make_fs(as_user=uid)
+    files = {p: fresh.cat_file(p) for p in fresh.find("o")}
+    assert files == expected
+    folders = set(fresh.find("o", withdirs=True)) - set(files) - {"o"}
+    want = {"o/sub", "o/empty"} - ({"o/sub"} if op == "rm tree" else set()) - ({"o/empty"} if op == "rmdir" else set())
+    assert folders == want | ({"o/new-folder"} if op == "mkdir" else set())
+    versions = [r for r in mark.uploads(uid) if r.status in (200, 201) or r.fault == "drop_after"]
+    assert len(versions) == (1 if op in ("new file", "new version", "chunked commit", "chunked part") else 0)
