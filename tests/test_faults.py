@@ -418,3 +418,119 @@ def test_an_answer_lost_after_the_request_took_effect(op: str, emulator: BoxEmul
     assert folders == want | ({"o/new-folder"} if op == "mkdir" else set())
     versions = [r for r in mark.uploads(uid) if r.status in (200, 201) or r.fault == "drop_after"]
     assert len(versions) == (1 if op in ("new file", "new version", "chunked commit", "chunked part") else 0)
+
+
+# ------------------------------------------------------------- answers lost that have no body to cut
+class AnswerEater:
+    """A tiny HTTP relay in front of the emulator that forwards matching requests, lets Box do them,
+    and then closes the client's connection without a single byte of the answer.
+
+    The emulator's ``drop_after`` cuts a response's *body*; a 204 (DELETE) has none, so the client
+    still sees a complete answer. This relay loses the whole answer, as a connection dying between
+    Box's work and its reply would.
+    """
+
+    def __init__(self, upstream: str, method: str, route: str, count: int = 1) -> None:
+        import http.client
+        import re
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        host, port = upstream.split("//", 1)[1].split(":")
+        eater = self
+        self.eaten = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = b""
+                    while True:
+                        size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return out
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _relay(self) -> None:
+                body = self._body()
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+                headers["Content-Length"] = str(len(body))
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                conn.close()
+                if (self.command == method and re.search(route, self.path.split("?")[0])
+                        and eater.eaten < count):
+                    eater.eaten += 1
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.send_response_only(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = _relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def base_urls(self) -> dict[str, str]:
+        return {"base_url": self.url, "upload_url": self.url + "/api", "oauth2_url": self.url + "/oauth2"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+LOST_WHOLE = {
+    "rmdir": ("DELETE", r"/folders/\d+$"),
+    "rm file": ("DELETE", r"/files/\d+$"),
+    "rm tree": ("DELETE", r"/folders/\d+$"),
+    "move": ("PUT", r"/folders/\d+$"),
+}
+
+
+@pytest.mark.parametrize("op", sorted(LOST_WHOLE))
+def test_a_whole_answer_lost_after_the_request_took_effect(op: str, emulator: BoxEmulator, make_fs: Any,
+                                                           fs_user: Any) -> None:
+    uid = fs_user[0]
+    setup = make_fs(as_user=uid)
+    setup.mkdir("w/empty")
+    setup.pipe_file("w/tree/f.txt", b"f")
+    setup.pipe_file("w/file.txt", b"file")
+    method, route = LOST_WHOLE[op]
+    relay = AnswerEater(emulator.url, method, route)
+    try:
+        fs = make_fs(as_user=uid, retry=FAST, base_urls=relay.base_urls())
+        fs.ls("w")
+        if op == "rmdir":
+            fs.rmdir("w/empty")
+        elif op == "rm file":
+            fs.rm("w/file.txt")
+        elif op == "rm tree":
+            fs.rm("w/tree", recursive=True)
+        else:
+            fs.mv("w/tree", "w/empty/tree")
+        assert relay.eaten == 1
+    finally:
+        relay.close()
+    left = set(make_fs(as_user=uid).find("w", withdirs=True)) - {"w"}
+    want = {"rmdir": {"w/tree", "w/tree/f.txt", "w/file.txt"},
+            "rm file": {"w/empty", "w/tree", "w/tree/f.txt"},
+            "rm tree": {"w/empty", "w/file.txt"},
+            "move": {"w/empty", "w/empty/tree", "w/empty/tree/f.txt", "w/file.txt"}}[op]
+    assert left == want
