@@ -609,8 +609,12 @@ class BoxFileSystem(AbstractFileSystem):
         info = self._info(path)
         if info["type"] != "directory":
             raise not_a_directory(path)
-        self.transport.request("DELETE", self.transport.api(f"/folders/{info['id']}"), params={"recursive": "false"},
-                               path=path, action="delete folder")
+        try:
+            self.transport.request("DELETE", self.transport.api(f"/folders/{info['id']}"),
+                                   params={"recursive": "false"}, path=path, action="delete folder")
+        except FileNotFoundError:
+            # gone already: deleted by a retried attempt of ours whose answer was lost, or by someone else
+            logger.debug("%s was already gone when deleted", path)
         self.cache.removed(path)
 
     def _delete(self, path: str, info: dict[str, Any]) -> None:
