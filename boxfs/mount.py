@@ -75,8 +75,9 @@ def errno_for(exc: BaseException) -> int:
     """Map an exception raised by the filesystem to the errno FUSE should return.
 
     An ``OSError`` carrying an errno keeps it; the builtin subclasses are mapped by class because
-    fsspec implementations often raise them without one (``FileNotFoundError(path)``);
-    everything else (HTTP errors, bugs) is an I/O error.
+    fsspec implementations often raise them without one (``FileNotFoundError(path)``); a
+    ``ValueError`` (what BoxFileSystem raises for Box's 400 answers) is an invalid argument;
+    everything else (HTTP errors after retries, bugs) is an I/O error.
     """
     if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
         return exc.errno
@@ -86,6 +87,8 @@ def errno_for(exc: BaseException) -> int:
         (PermissionError, errno.EACCES),
         (IsADirectoryError, errno.EISDIR),
         (NotADirectoryError, errno.ENOTDIR),
+        # Box's 400s (a name it refuses, a folder moved into itself...) arrive as ValueError
+        (ValueError, errno.EINVAL),
     ):
         if isinstance(exc, cls):
             return code
@@ -116,6 +119,8 @@ def _operation(func: F) -> F:
                 log.error(
                     "%s%r failed: %s: %s", func.__name__, args[:1], type(exc).__name__, exc, exc_info=True
                 )
+            elif code == errno.EINVAL:
+                log.warning("%s%r refused: %s", func.__name__, args[:1], exc)
             elif code != errno.ENOENT:
                 log.info("%s%r -> %s (%s)", func.__name__, args[:1], errno.errorcode.get(code, code), exc)
             raise _fuse_error(code) from exc
@@ -283,7 +288,7 @@ class BoxFuseOperations:
             entry_name = posixpath.basename(str(entry["name"]).rstrip("/"))
             if entry_name == name:
                 return entry
-            if folded is None and name_key(entry_name) == name_key(name):
+            if folded is None and self._fs_keeps_cache and name_key(entry_name) == name_key(name):
                 folded = entry
         if folded is not None:
             # Box compares names case-insensitively: "A.txt" *is* "a.txt" there, so say so here
@@ -610,12 +615,7 @@ class BoxFuseOperations:
         self._check_writable()
         self._check_new_name(new)
         with self._lock:
-            spool = self._spools.pop(old, None)
-            if spool is not None:
-                if new in self._spools:
-                    self._spools[new].unlinked = True
-                spool.path = new
-                self._spools[new] = spool
+            spool = self._spools.get(old)
         try:
             src = self._lookup(old)
         except FileNotFoundError:
@@ -628,6 +628,8 @@ class BoxFuseOperations:
                 dst = self._lookup(new)
             except FileNotFoundError:
                 dst = None
+            if dst is not None and dst.get("name") == src.get("name"):
+                dst = None  # the same item under another case ("a.txt" -> "A.txt" on Box)
             if dst is not None:
                 dst_dir = dst.get("type") == "directory"
                 if dst_dir and not is_dir:
@@ -635,7 +637,7 @@ class BoxFuseOperations:
                 if is_dir and not dst_dir:
                     raise _fuse_error(errno.ENOTDIR)
                 if dst_dir:
-                    self.fs.rmdir(self.remote(new))  # raises ENOTEMPTY-like errors when not empty
+                    self.fs.rmdir(self.remote(new))  # ENOTEMPTY when it holds anything
                 else:
                     self.fs.rm(self.remote(new))
             try:
@@ -645,6 +647,14 @@ class BoxFuseOperations:
                     self.fs.mv(self.remote(old), self.remote(new))
             finally:
                 self._invalidate(old, new)
+        with self._lock:
+            replaced = self._spools.pop(new, None)
+            if replaced is not None and replaced is not spool:
+                replaced.unlinked = True  # a file being written at the target was replaced
+            if spool is not None and self._spools.get(old) is spool:
+                del self._spools[old]
+                spool.path = new
+                self._spools[new] = spool
         if src is not None and src.get("type") == "directory":
             self._rename_spools_under(old, new)
         return 0

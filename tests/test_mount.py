@@ -247,6 +247,7 @@ def test_errno_mapping() -> None:
     assert errno_for(NotADirectoryError("x")) == errno.ENOTDIR
     assert errno_for(OSError(errno.ENOTEMPTY, "not empty")) == errno.ENOTEMPTY
     assert errno_for(OSError(errno.EPERM, "no")) == errno.EPERM  # errno wins over the class
+    assert errno_for(ValueError("Box HTTP 400 bad_request")) == errno.EINVAL
     assert errno_for(RuntimeError("HTTP 500")) == errno.EIO
 
 
@@ -623,3 +624,20 @@ def test_rate_limited_upload_does_not_block_other_files(
         emulator.clear_faults()
     assert done.is_set() and not errors, errors
     assert make_fs(as_user=user).cat_file("slow.bin") == b"y" * 50_000
+
+
+def test_case_only_rename_on_box(request: pytest.FixtureRequest, mounter: Callable[..., Mounted]) -> None:
+    """Box names are case-insensitive: renaming "a.txt" to "A.txt" must rename it, not delete it."""
+    make_fs, new_user = _box_fixtures(request)
+    user, _ = new_user("mntcase")
+    m = mounter(make_fs(as_user=user), "", name="case")
+    (m.path / "a.txt").write_bytes(b"keep me")
+    (m.path / "dir").mkdir()
+    os.rename(m.path / "a.txt", m.path / "A.txt")
+    os.rename(m.path / "dir", m.path / "DIR")
+    assert sorted(os.listdir(m.path)) == ["A.txt", "DIR"]
+    assert (m.path / "A.txt").read_bytes() == b"keep me"
+    assert sorted(i["name"] for i in make_fs(as_user=user).ls("", detail=True)) == ["A.txt", "DIR"]
+    with pytest.raises(OSError) as err:  # Box refuses to move a folder into itself
+        os.rename(m.path / "DIR", m.path / "dir" / "inner")
+    assert err.value.errno == errno.EINVAL
