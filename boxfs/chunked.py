@@ -294,7 +294,8 @@ class ChunkedUpload:
         self.source = PartSource(fileobj, fileobj.tell(), size)
         self.progress = _Progress(progress)
         name_attr = getattr(fileobj, "name", None)
-        self.content_path = name_attr if isinstance(name_attr, str) and os.path.isfile(name_attr) else None
+        self.content_path = (os.path.abspath(name_attr) if isinstance(name_attr, str) and os.path.isfile(name_attr)
+                             else None)
         self.folder = user_spool_dir(fs)
         self.key = state_key(user_id=fs.user_id, parent_id=parent_id, name=name, file_id=file_id, size=size, sha1=sha1)
         self.lock = PathLock(self.folder / f"{self.key}{LOCK_SUFFIX}")

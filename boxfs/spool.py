@@ -362,24 +362,36 @@ class SpoolingBuffer(WriteBuffer):
         self.path: Path | None = None
         self._fh: BinaryIO | None = None
         self.keep = False
+        #: set when a write failed part-way: the content is incomplete and must never be uploaded
+        self._broken: BaseException | None = None
 
     @property
     def spilled(self) -> bool:
         return self.path is not None
 
+    def _check(self) -> None:
+        if self._broken is not None:
+            raise OSError(errno.EIO, f"{self.target}: an earlier write failed ({self._broken}); "
+                                     "the content is incomplete and will not be uploaded")
+
     def write(self, data: bytes) -> int:
+        self._check()
         if not data:
             return 0
-        if self._fh is None and self.size + len(data) > self.threshold:
-            self._spill(self.size + len(data))
-        if self._fh is not None:
-            try:
-                self._fh.write(data)
-            except OSError as exc:
-                self._disk_failed(exc)
-        else:
-            assert self._mem is not None
-            self._mem.write(data)
+        try:
+            if self._fh is None and self.size + len(data) > self.threshold:
+                self._spill(self.size + len(data))
+            if self._fh is not None:
+                try:
+                    self._fh.write(data)
+                except OSError as exc:
+                    self._disk_failed(exc)
+            else:
+                assert self._mem is not None
+                self._mem.write(data)
+        except BaseException as exc:
+            self._broken = exc
+            raise
         self._sha1.update(data)
         self.size += len(data)
         return len(data)
@@ -402,12 +414,13 @@ class SpoolingBuffer(WriteBuffer):
             fh.write(self._mem.getbuffer())
         except OSError as exc:
             self._disk_failed(exc)
+        # the memory part is on disk now: let it go (a writer may go on for gigabytes)
         self._mem = None
+        self._buf = io.BytesIO()
 
     def _disk_failed(self, exc: OSError) -> None:
         where = self.path
         self._discard_file()
-        self._mem = io.BytesIO()
         raise OSError(
             exc.errno or errno.EIO,
             f"{self.target}: cannot spool the upload to {where.parent if where else spool_root(self.fs)} "
@@ -416,6 +429,7 @@ class SpoolingBuffer(WriteBuffer):
 
     def reader(self) -> Any:
         """The content, positioned at its start: a BytesIO, or a :class:`SpoolReader` over the spool."""
+        self._check()
         if self._fh is None:
             assert self._mem is not None
             self._mem.seek(0)
@@ -423,19 +437,24 @@ class SpoolingBuffer(WriteBuffer):
         try:
             self._fh.flush()
         except OSError as exc:
+            self._broken = exc
             self._disk_failed(exc)
         self._fh.seek(0)
         return SpoolReader(self, self._fh)
 
     def _discard_file(self) -> None:
-        if self._fh is not None:
-            if self.path is not None:
-                try:
-                    os.unlink(self.path)  # while still holding the lock
-                except FileNotFoundError:
-                    pass
-            self._fh.close()
-        self._fh = None
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        if self.path is not None:
+            try:
+                os.unlink(self.path)  # while still holding the lock
+            except FileNotFoundError:
+                pass
+        try:
+            fh.close()
+        except OSError:  # flushing what a full disk refused: the file is gone anyway
+            pass
 
     def close(self) -> None:
         """Drop the content; a spool file kept for resume (after a failed upload) stays on disk."""
@@ -445,4 +464,5 @@ class SpoolingBuffer(WriteBuffer):
             self._fh = None
         else:
             self._discard_file()
-        self._mem = io.BytesIO()
+        self._mem = None
+        self._buf = io.BytesIO()

@@ -489,6 +489,12 @@ def test_full_local_disk_is_a_clear_oserror_and_changes_nothing(emulator: Any, m
                 write_in_blocks(f, os.urandom(16 * MB))
         assert info.value.errno == errno.ENOSPC
         assert str(mount) in str(info.value) and "spool" in str(info.value)
+        # a writer whose failed write is ignored never uploads what it has: it is incomplete
+        f = fs.open("full/y.bin", "wb")
+        with pytest.raises(OSError):
+            write_in_blocks(f, os.urandom(16 * MB))
+        with pytest.raises(OSError, match="incomplete"):
+            f.close()
         assert mark.count("POST", CONTENT) == 0 and mark.count("POST", SESSIONS) == 0
         assert mark.count("POST", "/folders") == 0
         assert fs.ls("", detail=False) == ["keep.txt"]
