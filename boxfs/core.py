@@ -28,6 +28,7 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.utils import stringify_path
 
 from boxfs.api.errors import exists, is_a_directory, not_a_directory, not_found
+from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
 from boxfs.api.transport import BoxTransport
 from boxfs.auth import cached_user_id, get_provider, remember_user_id
 from boxfs.config import (
@@ -47,18 +48,6 @@ from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_f
 logger = logging.getLogger("boxfs")
 
 _GLOB_CHARS = ("*", "?", "[")
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
 
 
 def _join(parent: str, name: str) -> str:
@@ -83,7 +72,7 @@ class BoxFileSystem(AbstractFileSystem):
     protocol = "box"
     root_marker = ""
     #: fields requested for every item; only what the detail dicts use
-    FIELDS = "type,id,name,size,sha1,etag,created_at,modified_at,content_created_at,content_modified_at"
+    FIELDS = ITEM_FIELDS
     LIST_PAGE = 1000
 
     def __init__(
@@ -225,23 +214,10 @@ class BoxFileSystem(AbstractFileSystem):
     # ------------------------------------------------------------------------------------ items
     def _item(self, path: str, entry: dict[str, Any]) -> dict[str, Any]:
         """An fsspec detail dict from Box's JSON for the item at ``path``."""
-        box_type = entry.get("type")
-        kind = {"folder": "directory", "file": "file"}.get(box_type or "", "other")
-        return {
-            "name": path,
-            "size": int(entry.get("size") or 0) if kind == "file" else 0,
-            "type": kind,
-            "id": str(entry.get("id")),
-            "sha1": entry.get("sha1"),
-            "etag": entry.get("etag"),
-            "modified": _parse_time(entry.get("content_modified_at") or entry.get("modified_at")),
-            "created": _parse_time(entry.get("content_created_at") or entry.get("created_at")),
-            "box_type": box_type,
-        }
+        return item_from_entry(path, entry)
 
     def _root_item(self) -> dict[str, Any]:
-        return {"name": "", "size": 0, "type": "directory", "id": self.root_folder_id, "sha1": None,
-                "etag": None, "modified": None, "created": None, "box_type": "folder"}
+        return root_item(self.root_folder_id)
 
     def _get_item(self, box_type: str, item_id: str) -> dict[str, Any]:
         """Box's JSON for one item by id (used by the idempotency checks)."""
