@@ -55,6 +55,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
                 raise AssertionError(f"responses not matching Box's OpenAPI description:\n{text}")
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how much traffic was checked, so a green run visibly rests on real validation."""
+    if RECORDER.checked:
+        terminalreporter.write_line(
+            f"OpenAPI check: {RECORDER.checked} emulator responses validated against Box's spec "
+            f"({RECORDER.json_checked} JSON bodies)"
+        )
+
+
 # -- the emulator and HTTP plumbing -----------------------------------------------------------------------
 
 
