@@ -60,8 +60,9 @@ RELAXATIONS: tuple[tuple[str, str, str, str], ...] = (
         "/properties/code",
         "enum",
         # The spec enumerates 17 generic codes, but Box's own docs (and this very spec's response
-        # descriptions, e.g. POST /folders 409 "item_name_in_use", PUT upload session part 416
-        # "range_not_satisfiable") name many more specific codes that real Box returns.
+        # descriptions: POST /folders 409 "item_name_in_use", DELETE /folders/{id} 400 "folder_not_empty",
+        # POST /files/upload_sessions 400 "file_size_too_small", 403 "access_denied_insufficient_permissions")
+        # name many more specific codes that real Box returns.
         "Box documents endpoint-specific error codes (item_name_in_use, ...) absent from this enum",
     ),
 )
