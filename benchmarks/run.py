@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=20.0, help="latency the emulator adds to every request")
     p.add_argument("--work-dir", default=str(DEFAULT_WORK), help="local test data, downloads, logs, JSON results")
     p.add_argument("--json", dest="json_out", default=None, help="also write the rows here (default: in work dir)")
+    p.add_argument("--fresh", action="store_true", help="seed the emulator again even if an earlier run did")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -93,26 +94,44 @@ class Bench:
         self.rows: list[Row] = []
 
     # ---------------------------------------------------------------------------------- setup
-    def setup(self) -> None:
+    def setup(self, fresh: bool = False) -> None:
+        """Start the emulator on this scale's state folder, seeding it unless an earlier run did."""
         from boxfs.emulator import BoxEmulator
 
         self.work.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix="run-", dir=self.work))
-        self.emu = BoxEmulator(data_dir=self.tmp / "emulator", latency=0.0).start()
-        config = self.emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"))
-        self.config_path = self.tmp / "box-config.json"
-        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(config)
-        self.conn = {"config_path": str(self.config_path), "base_urls": self.emu.base_urls, "url": self.emu.url}
-        self._load_plugins()
         t0 = time.monotonic()
         self.data: LocalData = prepare_local(self.scale, self.work / "data")
         log.info("local data ready in %.1f s", time.monotonic() - t0)
-        t0 = time.monotonic()
+        state = self.work / f"emulator-{self.scale.name}"
+        seed_file = state / "seed.json"
+        signature = {**asdict(self.scale), "timeout": None, "sha1": {str(k): v for k, v in self.data.sha1.items()}}
+        seeded = None
+        if not fresh and seed_file.exists():
+            saved = json.loads(seed_file.read_text())
+            seeded = saved["ids"] if saved.get("signature") == signature else None
+        if seeded is None:
+            shutil.rmtree(state, ignore_errors=True)
+        state.mkdir(parents=True, exist_ok=True)
+        self.emu = BoxEmulator(data_dir=state / "data", latency=0.0).start()
+        self.config_path = state / "box-config.json"
+        if seeded is None or not self.config_path.exists():
+            config = self.emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"))
+            fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(config)
+        self.conn = {"config_path": str(self.config_path), "base_urls": self.emu.base_urls, "url": self.emu.url}
         self.seeder = Seeder.for_emulator(str(self.config_path), self.emu.base_urls)
-        self.ids = self.seeder.seed(self.scale, self.data, list(self.plugins))
-        log.info("Box trees seeded in %.1f s (not measured)", time.monotonic() - t0)
+        if seeded is None:
+            t0 = time.monotonic()
+            seeded = self.seeder.seed(self.scale, self.data)
+            seed_file.write_text(json.dumps({"signature": signature, "ids": seeded}))
+            log.info("Box trees seeded in %.1f s (not measured; kept in %s for later runs)", time.monotonic() - t0, state)
+        else:
+            log.info("reusing the Box trees seeded earlier in %s (--fresh to seed again)", state)
+        self.ids = dict(seeded)
+        self._load_plugins()
+        self.ids["write"] = self.seeder.write_folders(f"bench-w-{time.strftime('%Y%m%d-%H%M%S')}", list(self.plugins))
 
     def _load_plugins(self) -> None:
         available = python_tools()
@@ -137,6 +156,12 @@ class Bench:
             stop = getattr(plugin, "stop", None)
             if stop is not None:
                 stop()
+        if "write" in getattr(self, "ids", {}):
+            self.emu.set_latency(0.0)
+            try:  # what the tools wrote is not kept in the reusable state
+                self.seeder.delete_folder(self.ids["write"]["root"])
+            except Exception as exc:  # noqa: BLE001 - cleanup only
+                log.warning("could not delete this run's write folders: %s", exc)
         self.emu.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -151,7 +176,7 @@ class Bench:
             return {"local_path": str(self.data.files[w.size]), "remote_path": f"{write['path']}/{name}",
                     "parent_id": write["id"], "name": name}
         if w.op == "download":
-            f = self.ids["files"][w.size]
+            f = self.ids["files"][str(w.size)]
             return {"remote_path": f["path"], "file_id": f["id"], "local_path": str(out_dir / f"down-{label}.bin")}
         if w.op == "put_many":
             assert self.data.small_dir is not None
@@ -163,7 +188,7 @@ class Bench:
         if w.op == "find":
             return {"remote_path": self.ids["tree"]["path"], "folder_id": self.ids["tree"]["id"]}
         if w.op == "ranged":
-            f = self.ids["files"][self.scale.ranged_source]
+            f = self.ids["files"][str(self.scale.ranged_source)]
             return {"remote_path": f["path"], "file_id": f["id"], "offsets": ranged_offsets(self.scale),
                     "length": self.scale.ranged_length}
         if w.op == "ls":
@@ -350,14 +375,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     bench = Bench(scale, tools, args.latency_ms / 1000.0, work)
     try:
-        bench.setup()
+        bench.setup(fresh=args.fresh)
         rows = bench.run(selected)
     finally:
         if hasattr(bench, "emu"):
             bench.close()
     elapsed = time.monotonic() - started
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     header = (f"boxfs benchmarks — scale {scale.name}, {args.latency_ms:g} ms latency per request, "
-              f"{machine()}; total run {elapsed:.0f} s")
+              f"{machine()}; total run {elapsed:.0f} s; load average at the end {load} (1/5/15 min)")
     print(header)
     print()
     print(render_table(rows))

@@ -79,7 +79,7 @@ class RcloneTool:
     def _cmd(self, *args: str) -> tuple[str, int]:
         """Run one rclone command; return its stdout and peak RSS (KiB, from GNU time)."""
         rss_file = self.workdir / "rss.txt"
-        argv = [TIME, "-f", "%M", "-o", str(rss_file), str(self.binary), *args, "--config", str(self.config),
+        argv = [TIME, "-f", "%M", "-o", str(rss_file), str(self.binary), *args, "--retries", "1", "--config", str(self.config),
                 "--ca-cert", str(self.proxy.ca_path)]
         proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, cwd=self.workdir,
                               timeout=self.timeout)

@@ -56,7 +56,7 @@ class Scale:
 
 SCALES = {
     "full": Scale("full", (10 * MB, 100 * MB, GB), 1000, 10 * KB, 200, 5000, 1000, 64 * 1024, 10000, 900.0),
-    "quick": Scale("quick", (10 * MB, 100 * MB), 200, 10 * KB, 40, 1000, 200, 64 * 1024, 2000, 300.0),
+    "quick": Scale("quick", (10 * MB, 100 * MB), 50, 10 * KB, 20, 500, 50, 64 * 1024, 1000, 300.0),
     "tiny": Scale("tiny", (1 * MB,), 10, 10 * KB, 4, 30, 10, 64 * 1024, 50, 60.0),
 }
 
@@ -222,16 +222,15 @@ class Seeder:
         with ThreadPoolExecutor(SEED_THREADS) as pool:
             return list(pool.map(lambda args: fn(*args), jobs))
 
-    def seed(self, scale: Scale, data: LocalData, tools: list[str]) -> dict[str, Any]:
+    def seed(self, scale: Scale, data: LocalData) -> dict[str, Any]:
         """Create every read-side tree; return the ids and paths the workloads are given."""
         ids: dict[str, Any] = {}
         seed_root = self.folder("0", "bench-seed")
-        write_root = self.folder("0", "bench-w")
         files = self.folder(seed_root, "files")
         ids["files"] = {}
         for size, path in data.files.items():
             name = f"file-{human_size(size).replace(' ', '')}.bin"
-            ids["files"][size] = {"id": self.upload_path(files, name, path), "path": f"bench-seed/files/{name}"}
+            ids["files"][str(size)] = {"id": self.upload_path(files, name, path), "path": f"bench-seed/files/{name}"}
         small = self.folder(seed_root, "small")
         assert data.small_dir is not None
         names = sorted(os.listdir(data.small_dir))
@@ -241,19 +240,38 @@ class Seeder:
         wide = self.folder(seed_root, "wide")
         self._parallel(self.upload_bytes, [(wide, f"w{i:06d}.txt", b"w%06d" % i) for i in range(scale.wide_count)])
         ids["wide"] = {"id": wide, "path": "bench-seed/wide"}
-        ids["write"] = {t: {"id": self.folder(write_root, t), "path": f"bench-w/{t}"} for t in tools}
         return ids
 
+    def write_folders(self, run_name: str, tools: list[str]) -> dict[str, Any]:
+        """A fresh ``<run_name>/<tool>`` folder per tool for the write workloads of this run."""
+        root = self.folder("0", run_name)
+        return {"root": root, **{t: {"id": self.folder(root, t), "path": f"{run_name}/{t}"} for t in tools}}
+
     def _seed_tree(self, parent: str, scale: Scale) -> str:
-        """``tree_folders`` folders two levels deep holding ``tree_items - tree_folders`` files."""
+        """``tree_folders`` folders two levels deep, ``tree_items`` items in all.
+
+        The first top-level folder (with its subfolders and files) is uploaded; the others are
+        server-side copies of it (``POST /folders/{id}/copy``), which seeds 5,000 items in a few
+        hundred requests.
+        """
         tree = self.folder(parent, "tree")
         tops = max(1, scale.tree_folders // 20)
-        top_ids = self._parallel(self.folder, [(tree, f"d{i:03d}") for i in range(tops)])
-        subs = self._parallel(self.folder, [(top_ids[i % tops], f"s{i:04d}") for i in range(scale.tree_folders - tops)])
-        folders = top_ids + subs
-        n_files = scale.tree_items - scale.tree_folders
+        per_top = scale.tree_folders // tops  # folders per top-level subtree, itself included
+        files_total = scale.tree_items - scale.tree_folders
+        per_folder = files_total // scale.tree_folders
+        first = self.folder(tree, "d000")
+        subs = self._parallel(self.folder, [(first, f"s{i:03d}") for i in range(per_top - 1)])
+        folders = [first, *subs]
         self._parallel(self.upload_bytes,
-                       [(folders[i % len(folders)], f"f{i:05d}.txt", b"f%05d" % i) for i in range(n_files)])
+                       [(f, f"f{j:03d}.txt", b"f%03d" % j) for f in folders for j in range(per_folder)])
+        from box_sdk_gen import CopyFolderParent
+
+        for i in range(1, tops):
+            self.client.folders.copy_folder(first, CopyFolderParent(id=tree), name=f"d{i:03d}")
+        # Whatever does not divide evenly goes straight into the tree's top folder.
+        self._parallel(self.folder, [(tree, f"x{i:03d}") for i in range(scale.tree_folders - tops * per_top)])
+        missing = files_total - tops * per_top * per_folder
+        self._parallel(self.upload_bytes, [(tree, f"e{i:05d}.txt", b"e%05d" % i) for i in range(missing)])
         return tree
 
     def count_files(self, folder_id: str) -> tuple[int, int]:
