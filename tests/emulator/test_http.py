@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from box_sdk_gen import BoxCCGAuth, BoxClient, CCGConfig
+from box_sdk_gen import BoxCCGAuth, BoxClient, CCGConfig, FolderFull, PreflightFileUploadCheckParent
 
 from boxfs.emulator import BoxEmulator
 
 from .conftest import checked_session, sdk_network_session
-from .helpers import TokenFactory, ccg_token, raw_upload
+from .helpers import TokenFactory, ccg_token, raw_upload, upload
 from .openapi_check import load_spec
 
 
@@ -364,3 +364,30 @@ def test_fault_503_and_expire(emu2: BoxEmulator) -> None:
         ("/oauth2/token", 200),
         ("/users/me", 200),
     ]
+
+
+def test_log_routes_are_the_spec_templates(emu: BoxEmulator, alice: BoxClient, workdir: FolderFull) -> None:
+    """The request log's ``route`` is the OpenAPI path template of the request (docs/emulator.md)."""
+    since = time.monotonic()
+    file = upload(alice, workdir.id, "routes.txt", b"r")
+    alice.folders.get_folder_items(workdir.id)
+    alice.files.get_file_by_id(file.id)
+    alice.downloads.download_file(file.id).read()
+    alice.uploads.preflight_file_upload_check(
+        name="p.txt", size=1, parent=PreflightFileUploadCheckParent(id=workdir.id)
+    )
+    session = alice.chunked_uploads.create_file_upload_session(workdir.id, 20_000_000, "r.bin")
+    alice.chunked_uploads.get_file_upload_session_parts(session.id)
+    alice.chunked_uploads.delete_file_upload_session_by_id(session.id)
+    alice.users.get_user_me()
+    records = records_since(emu, since, 10)
+    spec = load_spec()
+    checked = 0
+    for record in records:
+        if record.host == "download":
+            assert record.route == "/download/{token}"
+            continue
+        assert record.route == spec.match_path(record.path), record
+        assert record.route in spec.document["paths"], record
+        checked += 1
+    assert checked >= 9
