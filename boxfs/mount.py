@@ -469,7 +469,13 @@ class BoxFuseOperations:
 
     # ------------------------------------------------------------- metadata
     @_operation
-    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
+        if path is None:
+            # an open file that was unlinked (hard_remove): only its handle is left
+            handle = self._handles.get(fh) if fh is not None else None
+            if handle is None or handle.spool is None or not handle.spool.loaded:
+                raise _fuse_error(errno.ENOENT)
+            return self._file_attrs(handle.spool.size(), handle.spool.mtime or handle.spool.changed_at)
         if path == "/":
             return self._dir_attrs(self.mounted_at)
         with self._lock:
@@ -550,6 +556,8 @@ class BoxFuseOperations:
         Folders have no time Box lets a client set: accepted and ignored.
         """
         self._check_writable()
+        if path is None:  # futimens of an unlinked file: nothing left on Box to stamp
+            return 0
         mtime_ns = time.time_ns() if times is None else times[1]
         if mtime_ns is None:
             return 0
@@ -745,8 +753,10 @@ class BoxFuseOperations:
         return len(data)
 
     @_operation
-    def truncate(self, path: str, length: int, fh: int | None = None) -> int:
+    def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
         self._check_writable()
+        if path is None:  # ftruncate of an unlinked file: mfusepy does not pass its handle
+            raise _fuse_error(errno.ENOENT)
         with self._lock:
             spool = self._spools.get(path)
             if spool is not None:
