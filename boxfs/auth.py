@@ -198,7 +198,12 @@ def get_provider(creds: BoxCredentials, endpoints: BoxEndpoints, policy: RetryPo
     with _registry_lock:
         provider = _registry.get(key)
         if provider is None or provider.creds != creds:
-            provider = TokenProvider(creds, endpoints, policy)
+            if creds.kind == "oauth":  # a user's own tokens, kept in the file `boxfs login` wrote
+                from boxfs.oauth_login import OAuthFileTokenProvider
+
+                provider = OAuthFileTokenProvider(creds, endpoints, policy)
+            else:
+                provider = TokenProvider(creds, endpoints, policy)
             _registry[key] = provider
         return provider
 

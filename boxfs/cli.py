@@ -47,6 +47,7 @@ class CliState:
     config: str | None = None
     as_user: str | None = None
     base_url: str | None = None
+    oauth_token_file: str | None = None
     as_json: bool = False
     debug: bool = False
     _fs: Any = field(default=None, repr=False)
@@ -54,7 +55,9 @@ class CliState:
     def fs_options(self) -> dict[str, Any]:
         """Keyword arguments for BoxFileSystem; absent options are left to the library's env lookup."""
         options: dict[str, Any] = {"skip_instance_cache": True}
-        if self.config:
+        if self.oauth_token_file:
+            options["oauth_token_file"] = self.oauth_token_file
+        elif self.config:
             options["jwt_config"] = self.config
         if self.as_user:
             options["as_user"] = self.as_user
@@ -158,12 +161,14 @@ class BoxfsGroup(click.Group):
               help="Act as this enterprise user (login email or user id) via the As-User header.")
 @click.option("--base-url", "base_url", metavar="URL", envvar="BOXFS_BASE_URL", show_envvar=True,
               help="Box API root (default https://api.box.com); the emulator's URL for local use.")
+@click.option("--oauth-token-file", "oauth_token_file", metavar="FILE", envvar="BOXFS_OAUTH_TOKEN_FILE",
+              show_envvar=True, help="Act as yourself with the tokens 'boxfs login' saved in FILE.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 @click.option("--debug", is_flag=True, help="Log every request at DEBUG level; print tracebacks on errors.")
 @click.version_option(package_name="boxfs", prog_name="boxfs")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: str | None, as_json: bool,
-        debug: bool) -> None:
+def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: str | None,
+        oauth_token_file: str | None, as_json: bool, debug: bool) -> None:
     """Box (box.com) storage from the command line.
 
     Box paths: box://folder/file or folder/file (relative to the user's All Files). In cp, only
@@ -175,7 +180,8 @@ def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: s
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     global _debug
     _debug = debug
-    ctx.obj = CliState(config=config, as_user=as_user, base_url=base_url, as_json=as_json, debug=debug)
+    ctx.obj = CliState(config=config, as_user=as_user, base_url=base_url, oauth_token_file=oauth_token_file,
+                       as_json=as_json, debug=debug)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -557,6 +563,46 @@ def users_cmd(state: CliState, query: str | None, limit: int | None) -> None:
         return
     for u in users:
         click.echo(f"{u.get('id')}\t{u.get('login')}\t{u.get('name')}\t{u.get('status', '')}")
+
+
+@cli.command("login")
+@click.option("--client-id", envvar="BOXFS_CLIENT_ID", show_envvar=True, required=True,
+              help="Client ID of a Box app with User Authentication (OAuth 2.0).")
+@click.option("--client-secret", envvar="BOXFS_CLIENT_SECRET", show_envvar=True, default=None,
+              help="Its client secret (asked for when not given; avoid putting it on the command line).")
+@click.option("--token-file", default=None, metavar="FILE",
+              help="Where to keep the tokens (default: --oauth-token-file, else ~/.config/boxfs/oauth-token.json).")
+@click.option("--redirect-uri", default=None, metavar="URI",
+              help="The app's redirect URI, on this machine (default http://127.0.0.1:8765/callback).")
+@click.option("--no-browser", is_flag=True, help="Only print the login URL; do not open a browser.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Seconds to wait for the browser login.")
+@pass_state
+def login_cmd(state: CliState, client_id: str, client_secret: str | None, token_file: str | None,
+              redirect_uri: str | None, no_browser: bool, timeout: float) -> None:
+    """Log in to Box as yourself (OAuth 2.0) and save the tokens in a private (0600) file.
+
+    Then use that account with: boxfs --oauth-token-file FILE ..., BOXFS_OAUTH_TOKEN_FILE, or
+    BoxFileSystem(oauth_token_file=FILE). Refreshed tokens are saved back to the file.
+    """
+    from boxfs.config import resolve_endpoints
+    from boxfs.oauth_login import DEFAULT_REDIRECT_URI, default_token_file, login
+
+    if not client_secret:
+        client_secret = click.prompt("Client secret", hide_input=True, err=True)
+    endpoints = resolve_endpoints({"base_url": state.base_url.rstrip("/")} if state.base_url else None)
+
+    def show(url: str) -> None:
+        click.echo("Open this URL in a browser and grant access to Box:", err=True)
+        click.echo(f"  {url}", err=True)
+
+    who = login(client_id, str(client_secret), token_file or state.oauth_token_file or default_token_file(),
+                endpoints=endpoints, redirect_uri=redirect_uri or DEFAULT_REDIRECT_URI,
+                open_browser=not no_browser, timeout=timeout, show_url=show)
+    if state.as_json:
+        emit_json(who)
+    else:
+        click.echo(f"Logged in as {who.get('login')} (id {who.get('id')}); tokens saved in {who['token_file']}")
 
 
 # ------------------------------------------------------------------------------------------ delegates

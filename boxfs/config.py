@@ -59,7 +59,7 @@ class BoxEndpoints:
 
 @dataclass(frozen=True)
 class BoxCredentials:
-    """How to obtain an access token. ``kind`` is ``"jwt"``, ``"ccg"`` or ``"token"``.
+    """How to obtain an access token. ``kind`` is ``"jwt"``, ``"ccg"``, ``"token"`` or ``"oauth"``.
 
     The secret fields are excluded from ``repr`` and comparison output; they travel only through pickling
     (a dask worker needs them to authenticate on its own).
@@ -74,6 +74,7 @@ class BoxCredentials:
     private_key: str | None = field(default=None, repr=False)
     passphrase: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    token_file: str | None = None  # kind "oauth": the token file written by ``boxfs login``
 
     def __repr__(self) -> str:
         shown = [f"kind={self.kind!r}"]
@@ -92,7 +93,7 @@ class BoxCredentials:
         """
         text = "\0".join(str(getattr(self, f)) for f in (
             "kind", "client_id", "client_secret", "enterprise_id", "user_id", "public_key_id", "private_key",
-            "passphrase", "token"))
+            "passphrase", "token", "token_file"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     __str__ = __repr__
@@ -100,6 +101,8 @@ class BoxCredentials:
     @property
     def subject(self) -> tuple[str, str]:
         """The token subject: ``("enterprise", id)``, ``("user", id)`` or ``("token", digest)``."""
+        if self.kind == "oauth":
+            return ("oauth", self.token_file or "")
         if self.kind == "token":
             assert self.token is not None
             return ("token", hashlib.sha256(self.token.encode()).hexdigest()[:16])
@@ -268,6 +271,7 @@ def resolve_credentials(
     passphrase: Any = None,
     token: Any = None,
     credentials: BoxCredentials | None = None,
+    oauth_token_file: Any = None,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[BoxCredentials, bool]:
     """Turn constructor arguments (or, when none are given, the environment) into BoxCredentials.
@@ -281,10 +285,15 @@ def resolve_credentials(
         return credentials, False
     given = any(
         v not in (None, "")
-        for v in (jwt_config, client_id, client_secret, enterprise_id, public_key_id, private_key, token)
+        for v in (jwt_config, client_id, client_secret, enterprise_id, public_key_id, private_key, token,
+                  oauth_token_file)
     )
     if not given:
         env = os.environ if environ is None else environ
+        if env.get("BOXFS_OAUTH_TOKEN_FILE"):
+            from boxfs.oauth_login import oauth_credentials
+
+            return oauth_credentials(env["BOXFS_OAUTH_TOKEN_FILE"]), True
         if env.get("BOXFS_TOKEN"):
             return BoxCredentials(kind="token", token=env["BOXFS_TOKEN"]), True
         if env.get("BOXFS_JWT_CONFIG"):
@@ -302,6 +311,10 @@ def resolve_credentials(
             "no Box credentials: give jwt_config=, client_id=/client_secret= (CCG or JWT fields) or token=, "
             "or set BOXFS_JWT_CONFIG, BOXFS_CLIENT_ID/BOXFS_CLIENT_SECRET or BOXFS_TOKEN"
         )
+    if oauth_token_file not in (None, ""):
+        from boxfs.oauth_login import oauth_credentials
+
+        return oauth_credentials(oauth_token_file), False
     if token not in (None, ""):
         if not isinstance(token, str) or not token.strip():
             raise BoxConfigError("token must be a non-empty string")

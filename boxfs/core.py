@@ -97,6 +97,9 @@ class BoxFileSystem(AbstractFileSystem):
         upload_workers: int = 4,
         auto_mkdir: bool = True,
         credentials: BoxCredentials | None = None,
+        oauth_token_file: str | None = None,
+        scopes: list[str] | tuple[str, ...] | str | None = None,
+        resource: str | None = None,
         **kwargs: Any,
     ) -> None:
         """Configure a filesystem; see :mod:`boxfs.config` for every credential form.
@@ -105,13 +108,15 @@ class BoxFileSystem(AbstractFileSystem):
         through the ``As-User`` header. ``spool_threshold`` (bytes): uploads up to it go in one request.
         ``auto_mkdir``: writing ``a/b/c`` creates the folders ``a`` and ``a/b`` if missing (object-store
         semantics fsspec users expect). ``retry``: a :class:`~boxfs.retry.RetryPolicy` or a dict of its
-        fields.
+        fields. ``oauth_token_file``: a user's own tokens, from ``boxfs login``. ``scopes`` (+ ``resource``,
+        a Box API URL of a file or folder): act with a token downscoped to these scopes (token exchange).
         """
         super().__init__(**kwargs)
         creds, from_env = resolve_credentials(
             jwt_config=jwt_config, client_id=client_id, client_secret=client_secret,
             enterprise_id=enterprise_id, user_id=user_id, public_key_id=public_key_id,
             private_key=private_key, passphrase=passphrase, token=token, credentials=credentials,
+            oauth_token_file=oauth_token_file,
         )
         if as_user is None and from_env:
             as_user = env_as_user()
@@ -136,6 +141,12 @@ class BoxFileSystem(AbstractFileSystem):
         self._acting_user_id: str | None = None
         self.as_user_id = self._resolve_as_user(as_user) if as_user not in (None, "") else None
         self.transport.as_user_id = self.as_user_id
+        self.scopes = tuple(scopes.split() if isinstance(scopes, str) else scopes) if scopes else None
+        self.resource = resource
+        if self.scopes:  # token exchange, after as_user was resolved with the full token
+            from boxfs.oauth_login import DownscopedTokenProvider
+
+            self.provider = self.transport.provider = DownscopedTokenProvider(self.provider, self.scopes, resource)
 
     # ------------------------------------------------------------------------------ identity, repr
     def _resolve_as_user(self, as_user: str | int) -> str:
@@ -189,6 +200,8 @@ class BoxFileSystem(AbstractFileSystem):
             "upload_workers": self.upload_workers,
             "auto_mkdir": self.auto_mkdir,
             "listings_expiry_time": self.cache.expiry,
+            "scopes": self.scopes,
+            "resource": self.resource,
         }
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -710,6 +723,18 @@ class BoxFileSystem(AbstractFileSystem):
             entry = self._get_item("file", str(entry["id"]))
         item = self._item(_join(pinfo["name"], entry.get("name") or name), entry)
         self.cache.added(item["name"], item)
+
+    def sign(self, path: str, expiration: int = 100, **kwargs: Any) -> str:
+        """A URL that downloads the file with no credentials, for a limited time.
+
+        Up to 15 minutes it is Box's own download URL (what ``GET /files/{id}/content`` redirects to;
+        Box keeps it valid about 15 minutes whatever is asked). For a longer ``expiration`` (seconds) the
+        file gets an open shared link that Box removes after that time, and its direct download URL is
+        returned. See :func:`boxfs.oauth_login.signed_url`.
+        """
+        from boxfs.oauth_login import signed_url
+
+        return signed_url(self, self._strip_protocol(path), int(expiration))
 
     # --------------------------------------------------------------------------------- caching
     def invalidate_cache(self, path: str | None = None) -> None:

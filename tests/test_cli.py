@@ -26,7 +26,7 @@ import pytest
 
 from boxfs.emulator import BoxEmulator
 
-COMMANDS = ("ls", "tree", "info", "cat", "cp", "mv", "rm", "mkdir", "du", "find", "users", "whoami",
+COMMANDS = ("ls", "tree", "info", "cat", "cp", "mv", "rm", "mkdir", "du", "find", "users", "whoami", "login",
             "emulator", "mount", "unmount", "serve")
 
 
