@@ -90,12 +90,6 @@ def error_from_response(resp: requests.Response, path: str | None = None, action
     elif status == 409 and code in ("item_name_in_use", "conflict", "name_temporarily_reserved"):
         exc = FileExistsError(errno.EEXIST, text, path) if path else FileExistsError(text)
     elif status in (401, 403):
-        sent = getattr(resp, "request", None)
-        as_user = sent.headers.get("As-User") if sent is not None else None
-        if status == 403 and code == "insufficient_scope" and as_user:
-            # Box's message does not say that impersonation is what the app may not do
-            text += (f"; the request acted as user {as_user} through the As-User header, which needs the app's "
-                     "'Make API calls using the as-user header' feature and App + Enterprise access")
         exc = PermissionError(errno.EACCES, text, path) if path else PermissionError(text)
     elif status == 412:
         exc = BoxPreconditionError(text)
