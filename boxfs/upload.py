@@ -227,8 +227,21 @@ def upload_small(
                 return {"entries": [item]}
             return None
 
-    data = t.json("POST", url, params=params, data=make, headers=headers, recover=recover,
-                  path=name, action="upload")
+    try:
+        data = t.json("POST", url, params=params, data=make, headers=headers, recover=recover,
+                      path=name, action="upload")
+    except FileExistsError as exc:
+        # Someone created the name between our preflight and our upload: overwrite semantics make our
+        # content its new version (once; a folder in the way is reported as such).
+        taken = conflicts_of(exc)
+        if file_id is not None or not overwrite or not taken:
+            raise
+        if taken[0].get("type") != "file":
+            raise is_a_directory(name) from None
+        fileobj.seek(start)
+        return upload_small(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
+                            file_id=str(taken[0]["id"]), etag=taken[0].get("etag"), modified=modified,
+                            overwrite=True, progress=progress)
     entries = data.get("entries") or []
     if not entries:
         raise OSError(f"{name}: Box accepted the upload but returned no file")

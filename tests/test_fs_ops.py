@@ -309,3 +309,26 @@ def test_root_folder_id_confines_the_filesystem(fs: BoxFileSystem) -> None:
     assert jail.ls("", detail=False) == ["inside.txt"]
     assert jail.cat_file("inside.txt") == b"in"
     assert not jail.exists("outside.txt")
+
+
+def test_name_taken_between_preflight_and_upload_becomes_a_new_version(fs: BoxFileSystem) -> None:
+    fs.ls("")
+    other = BoxFileSystem(credentials=fs.credentials, base_urls=fs.endpoints, as_user=fs.as_user_id,
+                          skip_instance_cache=True)
+    original = fs.transport.request
+    raced: list[str] = []
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        result = original(method, url, **kwargs)
+        if method == "OPTIONS" and not raced:  # right after our preflight passed, someone else uploads
+            raced.append(url)
+            other.pipe_file("race.txt", b"theirs")
+        return result
+
+    fs.transport.request = request  # type: ignore[method-assign]
+    fs.pipe_file("race.txt", b"ours")
+    assert raced
+    other.invalidate_cache()
+    assert other.ls("", detail=False) == ["race.txt"]
+    assert other.cat_file("race.txt") == b"ours"
+    assert fs.info("race.txt")["id"] == other.info("race.txt")["id"]
