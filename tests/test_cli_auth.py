@@ -272,3 +272,18 @@ def test_sign_gives_a_credential_free_download_url(emu: BoxEmulator, jwt_app: st
     assert requests.get(ro.sign("signed/report.csv", expiration=60), timeout=10).content == b"a,b\n1,2\n"
     with pytest.raises(IsADirectoryError):
         fs.sign("signed")
+
+
+def test_cli_with_client_credentials_grant_from_the_environment(emu: BoxEmulator, dana: tuple[str, str]) -> None:
+    client_id, client_secret = emu.create_ccg_app(scopes=("root_readwrite", "manage_managed_users"),
+                                                  as_user_header=True, enterprise_access=True)
+    env = _clean_env() | {"BOXFS_CLIENT_ID": client_id, "BOXFS_CLIENT_SECRET": client_secret,
+                          "BOXFS_ENTERPRISE_ID": emu.enterprise_id, "BOXFS_BASE_URL": emu.url}
+    proc = subprocess.run([sys.executable, "-m", "boxfs", "--as-user", dana[1], "--json", "whoami"],
+                          capture_output=True, env=env, timeout=60, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["id"] == dana[0]
+    assert client_secret not in proc.stdout + proc.stderr
+    service = subprocess.run([sys.executable, "-m", "boxfs", "--json", "whoami"], capture_output=True, env=env,
+                             timeout=60, text=True)
+    assert json.loads(service.stdout)["id"] == emu.service_account_id(client_id)
