@@ -178,6 +178,10 @@ def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: s
     """
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if debug:
+        # urllib3 would log every URL with its query, including the signed download URLs Box redirects
+        # to (a credential while it lasts); boxfs logs each request itself, without them.
+        logging.getLogger("urllib3").setLevel(logging.INFO)
     global _debug
     _debug = debug
     ctx.obj = CliState(config=config, as_user=as_user, base_url=base_url, oauth_token_file=oauth_token_file,

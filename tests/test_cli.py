@@ -122,6 +122,17 @@ def test_bad_config_is_one_line_and_debug_shows_traceback(cli: Cli, tmp_path: Pa
     assert "Traceback" in proc.stderr.decode()
 
 
+def test_debug_logs_requests_but_no_secret(cli: Cli, box: Any, top: str) -> None:
+    box.pipe(f"{top}/s.txt", b"secret-free")
+    proc = cli("--debug", "cat", f"box://{top}/s.txt")
+    assert proc.stdout == b"secret-free"
+    log = proc.stderr.decode()
+    assert "GET /2.0/files/" in log and "/content" in log  # the request log is there
+    app = json.loads(cli.config_file.read_text())["boxAppSettings"]
+    for secret in (app["clientSecret"], app["appAuth"]["passphrase"], "PRIVATE KEY", "Bearer", "/download/"):
+        assert secret not in log, f"{secret[:12]}... appears in the --debug log"
+
+
 # ---------------------------------------------------------------------------------- reading
 def test_ls_plain_long_and_json(cli: Cli, box: Any, top: str) -> None:
     box.pipe({f"{top}/b.txt": b"12345", f"{top}/A/x": b"1"})
