@@ -120,8 +120,12 @@ class BoxDirCache:
             self._listing_stamps[folder] = time.monotonic()
 
     # ------------------------------------------------------------------------------------ mutations
-    def added(self, path: str, item: Item) -> None:
-        """We created ``path`` (folder, upload, copy): record it and add it to the parent's listing."""
+    def added(self, path: str, item: Item, *, empty: bool = True) -> None:
+        """We created ``path`` (folder, upload, copy): record it and add it to the parent's listing.
+
+        ``empty``: a folder we just created has no children, so its listing is known without a call;
+        pass False for a folder that arrived with content (a server-side folder copy).
+        """
         with self._lock:
             k = _key(path)
             previous = self._items.get(k)
@@ -129,7 +133,9 @@ class BoxDirCache:
                 self._forget_below(k)
             self._items[k] = item
             self._stamps[k] = time.monotonic()
-            if item.get("type") == "directory" and (previous is None or previous.get("id") != item.get("id")):
+            if not empty:
+                self._listings.pop(k, None)
+            elif item.get("type") == "directory" and (previous is None or previous.get("id") != item.get("id")):
                 self._listings[k] = {}  # a folder we just created is empty: list it without a call
                 self._listing_stamps[k] = time.monotonic()
             parent = self._listings.get(_key(_parent(path)))

@@ -162,3 +162,16 @@ def test_listings_expiry_time_and_use_listings_cache(make_fs: Any, fs_user: Any,
     uncached.ls("")
     uncached.ls("")
     assert [r.route for r in api_calls(emulator, t)] == [LISTING, LISTING]
+
+
+def test_recursive_copy_of_a_folder_is_one_request(fs: BoxFileSystem, emulator: Any) -> None:
+    for p in ("tree/a.txt", "tree/s/b.txt", "tree/s/t/c.txt"):
+        fs.pipe_file(p, p.encode())
+    t = time.monotonic()
+    fs.copy("tree", "copy", recursive=True)
+    assert [(r.method, r.route) for r in api_calls(emulator, t)] == [("POST", "/folders/{folder_id}/copy")]
+    assert fs.find("copy") == ["copy/a.txt", "copy/s/b.txt", "copy/s/t/c.txt"]
+    assert fs.cat_file("copy/s/t/c.txt") == b"tree/s/t/c.txt"
+    fs.copy("tree", "copy", recursive=True)  # an existing folder target: copied into it
+    assert fs.find("copy/tree") == ["copy/tree/a.txt", "copy/tree/s/b.txt", "copy/tree/s/t/c.txt"]
+    assert sorted(fresh(fs).find("", withdirs=True)) == sorted(fs.find("", withdirs=True))
