@@ -26,12 +26,19 @@ CONVENTIONS FOR EVERY WRITER OF README.md AND docs/*.md (read before adding a ``
    * the filesystem instance cache is cleared before each file.
 4. A block must finish in a few seconds and clean up what it starts (servers, mounts, threads): use
    ``with`` or ``try/finally``. Assertions in examples are welcome: they are what makes a doc tested.
+5. Shell blocks (``sh``, ``bash``, ``shell``, ``console``) are not run, but every ``boxfs ...`` command
+   line in them is parsed by the real CLI (``boxfs.cli``): an unknown command or option, or a global
+   option (``--config``, ``--as-user``, ``--base-url``, ``--json``...) placed after the command, fails.
+   ``[optional]`` brackets are read as present; a missing required value is accepted (it may come from
+   an environment variable); ``&`` and redirections end the command.
+6. Relative links (``[text](other.md)``) must point at files that exist.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,3 +198,72 @@ def test_relative_links_resolve(doc: Path) -> None:
         if not (doc.parent / target).exists():
             broken.append(m.group("target"))
     assert not broken, f"{doc.name}: links to missing files: {broken}"
+
+
+def _boxfs_invocations(doc: Path) -> list[tuple[int, list[str]]]:
+    """``boxfs ...`` command lines in a file's shell blocks (continuations joined, comments dropped)."""
+    import shlex
+
+    found = []
+    for block in code_blocks(doc):
+        if block.lang not in ("sh", "bash", "shell", "console"):
+            continue
+        text = block.code.replace("\\\n", " ")
+        for offset, line in enumerate(text.splitlines()):
+            for part in re.split(r"\s*(?:;|&&|\|\|?)\s*", line.split(" #", 1)[0].strip().removeprefix("$ ")):
+                if part.startswith("boxfs "):
+                    try:
+                        words = shlex.split(part)[1:]
+                    except ValueError:
+                        continue
+                    # the command ends where the shell takes over: `&`, redirections
+                    cut = next((i for i, w in enumerate(words) if w == "&" or re.match(r"^\d*[<>]", w)), len(words))
+                    found.append((block.line + 1 + offset, words[:cut]))
+    return found
+
+
+def _check_invocation(args: list[str]) -> str | None:
+    """Parse a documented ``boxfs`` command line with the real CLI; the problem found, or None.
+
+    ``[optional]`` brackets are read as present. A missing required value is accepted (docs may rely on
+    an environment variable); an unknown command or option, or a misplaced global option, is not.
+    """
+    import click
+
+    from boxfs.cli import cli
+
+    args = [a.strip("[]") for a in args if a.strip("[]")]
+    try:
+        ctx = cli.make_context("boxfs", list(args))
+        command: click.Command = cli
+        while isinstance(command, click.Group):
+            with warnings.catch_warnings():  # click 8.2 deprecates protected_args (merged into args in 9)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                rest = [*ctx.protected_args, *ctx.args]
+            if not rest:
+                return None
+            sub = command.get_command(ctx, rest[0])
+            if sub is None:
+                return f"no command {rest[0]!r}"
+            if sub.name == "emulator":  # its options belong to the emulator's own parser
+                return None
+            ctx = sub.make_context(rest[0], rest[1:], parent=ctx)
+            command = sub
+    except click.MissingParameter:
+        return None
+    except click.exceptions.Exit:
+        return None
+    except click.UsageError as exc:
+        return exc.format_message()
+    return None
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_boxfs_commands_in_docs_parse(doc: Path) -> None:
+    """Every ``boxfs ...`` line of a shell example is accepted by the CLI's parser (docs follow the CLI)."""
+    wrong = []
+    for line, args in _boxfs_invocations(doc):
+        problem = _check_invocation(args)
+        if problem:
+            wrong.append(f"line {line}: boxfs {' '.join(args)}: {problem}")
+    assert not wrong, f"{doc.name} shows command lines the CLI refuses:\n" + "\n".join(wrong)
