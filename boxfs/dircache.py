@@ -54,29 +54,34 @@ class BoxDirCache:
             return True
         return time.monotonic() - stamps.get(k, float("-inf")) < self.expiry
 
-    def _expire(self) -> None:
-        """Drop expired entries (called under the lock by readers when an expiry is set)."""
-        if self.expiry is None:
-            return
-        for k in [k for k in self._listings if not self._fresh(self._listing_stamps, k)]:
-            self._listings.pop(k, None)
-            self._listing_stamps.pop(k, None)
-        for k in [k for k in self._items if not self._fresh(self._stamps, k)]:
+    def _live_item(self, k: str) -> Item | None:
+        """The item under key ``k`` unless expired (an expired one is dropped). Under the lock."""
+        item = self._items.get(k)
+        if item is not None and not self._fresh(self._stamps, k):
             self._items.pop(k, None)
             self._stamps.pop(k, None)
+            return None
+        return item
+
+    def _live_listing(self, k: str) -> dict[str, str] | None:
+        """The listing of folder key ``k`` unless expired (an expired one is dropped). Under the lock."""
+        children = self._listings.get(k)
+        if children is not None and not self._fresh(self._listing_stamps, k):
+            self._listings.pop(k, None)
+            self._listing_stamps.pop(k, None)
+            return None
+        return children
 
     # ------------------------------------------------------------------------------------- reading
     def get(self, path: str) -> Item | None:
         """The item at ``path`` if known."""
         with self._lock:
-            self._expire()
-            return self._items.get(_key(path))
+            return self._live_item(_key(path))
 
     def listing(self, path: str) -> list[Item] | None:
         """The complete listing of folder ``path`` if it was fetched, in Box's order, else None."""
         with self._lock:
-            self._expire()
-            children = self._listings.get(_key(path))
+            children = self._live_listing(_key(path))
             if children is None:
                 return None
             return [self._items[k] for k in children.values() if k in self._items]
@@ -84,8 +89,7 @@ class BoxDirCache:
     def known_missing(self, path: str) -> bool:
         """True when the parent's complete listing is cached and has no such name."""
         with self._lock:
-            self._expire()
-            children = self._listings.get(_key(_parent(path)))
+            children = self._live_listing(_key(_parent(path)))
             return children is not None and name_key(_basename(path)) not in children
 
     def __len__(self) -> int:
@@ -110,7 +114,7 @@ class BoxDirCache:
                 new[name_key(_basename(child["name"]))] = ck
                 previous = self._items.get(ck)
                 if previous is not None and previous.get("id") != child.get("id"):
-                    self._forget_below(ck)
+                    self._forget_listing_and_below(ck)
                 self._items[ck] = child
                 self._stamps[ck] = time.monotonic()
             for name, ck in old.items():
@@ -130,7 +134,7 @@ class BoxDirCache:
             k = _key(path)
             previous = self._items.get(k)
             if previous is not None and previous.get("id") != item.get("id"):
-                self._forget_below(k)
+                self._forget_listing_and_below(k)
             self._items[k] = item
             self._stamps[k] = time.monotonic()
             if not empty:
@@ -180,6 +184,12 @@ class BoxDirCache:
         self._items.pop(k, None)
         self._listings.pop(k, None)
         self._stamps.pop(k, None)
+        self._listing_stamps.pop(k, None)
+        self._forget_below(k)
+
+    def _forget_listing_and_below(self, k: str) -> None:
+        """``k`` now names another item: its old listing and everything below are not its."""
+        self._listings.pop(k, None)
         self._listing_stamps.pop(k, None)
         self._forget_below(k)
 

@@ -1,0 +1,62 @@
+"""The per-filesystem item and listing cache, on its own (no server needed)."""
+
+from __future__ import annotations
+
+import time
+
+from boxfs.dircache import BoxDirCache
+
+
+def item(path: str, kind: str = "file", id_: str = "1") -> dict:
+    return {"name": path, "type": kind, "id": id_}
+
+
+def test_keys_are_case_insensitive_and_items_keep_their_spelling() -> None:
+    c = BoxDirCache()
+    c.set_listing("", [item("Reports", "directory", "10")])
+    assert c.get("reports")["name"] == "Reports"
+    assert c.known_missing("other") and not c.known_missing("REPORTS")
+    assert not c.known_missing("reports/x")  # reports itself not listed: unknown, not missing
+
+
+def test_removed_takes_descendants_and_parent_entry() -> None:
+    c = BoxDirCache()
+    c.set_listing("", [item("a", "directory", "1")])
+    c.set_listing("a", [item("a/b", "directory", "2")])
+    c.set_listing("a/b", [item("a/b/f", "file", "3")])
+    c.removed("a/b")
+    assert c.get("a/b") is None and c.get("a/b/f") is None and c.listing("a/b") is None
+    assert c.listing("a") == [] and c.known_missing("a/b")
+
+
+def test_moved_folder_is_relisted_and_created_folder_is_known_empty() -> None:
+    c = BoxDirCache()
+    c.set_listing("", [item("src", "directory", "1")])
+    c.set_listing("src", [item("src/f", "file", "2")])
+    c.moved("src", "dst", item("dst", "directory", "1"))
+    assert c.get("src") is None and c.get("src/f") is None
+    assert c.get("dst")["id"] == "1" and c.listing("dst") is None
+    c.added("new", item("new", "directory", "5"))
+    assert c.listing("new") == []
+    c.added("copied", item("copied", "directory", "6"), empty=False)
+    assert c.listing("copied") is None
+    assert sorted(i["name"] for i in c.listing("")) == ["copied", "dst", "new"]
+
+
+def test_relisting_forgets_what_vanished_or_was_replaced() -> None:
+    c = BoxDirCache()
+    c.set_listing("", [item("x", "directory", "1"), item("y", "file", "2")])
+    c.set_listing("x", [item("x/in", "file", "3")])
+    c.set_listing("", [item("x", "directory", "9")])  # x replaced by another folder, y deleted
+    assert c.get("y") is None and c.get("x/in") is None and c.listing("x") is None
+
+
+def test_expiry() -> None:
+    c = BoxDirCache(expiry=0.05)
+    c.set_listing("", [item("a")])
+    assert c.get("a") is not None and c.listing("") is not None
+    time.sleep(0.06)
+    assert c.get("a") is None and c.listing("") is None and not c.known_missing("b")
+    never = BoxDirCache(expiry=0)
+    never.set_listing("", [item("a")])
+    assert never.listing("") is None
