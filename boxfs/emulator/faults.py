@@ -34,7 +34,11 @@ class RequestRecord:
 
 
 class RequestLog:
-    """Every request the emulator answered (or cut), in order of completion."""
+    """Every request the emulator received, in order of arrival.
+
+    A record is added when its request arrives and completed in place (``status`` is set before the
+    answer is sent), so a client that has received its answer always finds its request counted.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -229,6 +229,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s " + format, self.address_string(), *args)
 
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        # The request line may carry secrets (an access_token query, a download URL's token): log the
+        # method and the path without its query, the download token masked.
+        path = urlsplit(self.path).path
+        if path.startswith("/download/"):
+            path = "/download/<token>"
+        log.debug("%s %s %s -> %s", self.address_string(), self.command, path, code)
+
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
@@ -311,6 +319,8 @@ class HttpApp:
             started=started,
             finished=started,
         )
+        # Logged on arrival and completed in place, so a client that has its answer finds it counted.
+        self.request_log.add(record)
         host_header = h.headers.get("Host") or "{}:{}".format(*h.server.server_address[:2])
         req = Request(
             method=h.command,
@@ -392,7 +402,6 @@ class HttpApp:
         finally:
             record.bytes_in = body.bytes_read
             record.finished = time.monotonic()
-            self.request_log.add(record)
 
     def _error_response(self, exc: ApiError, req: Request) -> Response:
         return Response.json(exc.body(req.request_id), exc.status, exc.headers)

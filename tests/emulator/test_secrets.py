@@ -64,11 +64,6 @@ def test_no_secrets_in_logs_or_reprs(caplog: pytest.LogCaptureFixture) -> None:
     assert_absent(secrets, reprs, "a repr")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the emulator's DEBUG request line (httpserver log_message) includes the query string, so an "
-    "access_token query parameter (Box's pre-authenticated download links) is logged in clear",
-)
 def test_access_token_query_parameter_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with BoxEmulator() as emu, checked_session() as http:
