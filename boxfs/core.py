@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -139,6 +140,8 @@ class BoxFileSystem(AbstractFileSystem):
             expiry = 0.0
         self.cache = BoxDirCache(expiry=None if expiry is None else float(expiry))
         self._acting_user_id: str | None = None
+        self._listing_locks: dict[str, threading.Lock] = {}
+        self._listing_locks_guard = threading.Lock()
         self.as_user_id = self._resolve_as_user(as_user) if as_user not in (None, "") else None
         self.transport.as_user_id = self.as_user_id
         self.scopes = tuple(scopes.split() if isinstance(scopes, str) else scopes) if scopes else None
@@ -262,10 +265,22 @@ class BoxFileSystem(AbstractFileSystem):
         return items
 
     def _listing(self, path: str, info: dict[str, Any]) -> list[dict[str, Any]]:
+        """The folder's children from the cache, else listed once even when threads ask together."""
         cached = self.cache.listing(path)
         if cached is not None:
             return cached
-        return self._fetch_listing(info["name"], info["id"])  # Box's spelling of the path
+        key = path.casefold()
+        with self._listing_locks_guard:
+            lock = self._listing_locks.setdefault(key, threading.Lock())
+        with lock:  # single flight: a second thread waits for the first one's listing
+            cached = self.cache.listing(path)
+            if cached is not None:
+                return cached
+            try:
+                return self._fetch_listing(info["name"], info["id"])  # Box's spelling of the path
+            finally:
+                with self._listing_locks_guard:
+                    self._listing_locks.pop(key, None)
 
     def _info(self, path: str) -> dict[str, Any]:
         """The cached or freshly listed detail dict for a stripped path."""

@@ -175,3 +175,15 @@ def test_recursive_copy_of_a_folder_is_one_request(fs: BoxFileSystem, emulator: 
     fs.copy("tree", "copy", recursive=True)  # an existing folder target: copied into it
     assert fs.find("copy/tree") == ["copy/tree/a.txt", "copy/tree/s/b.txt", "copy/tree/s/t/c.txt"]
     assert sorted(fresh(fs).find("", withdirs=True)) == sorted(fs.find("", withdirs=True))
+
+
+def test_threads_resolving_together_list_each_folder_once(fs: BoxFileSystem, emulator: Any) -> None:
+    for i in range(8):
+        fs.pipe_file(f"p/q/r/f{i}.txt", b"x")
+    cold = fresh(fs)
+    t = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        sizes = list(pool.map(lambda i: cold.info(f"p/q/r/f{i}.txt")["size"], range(8)))
+    assert sizes == [1] * 8
+    per_folder = Counter(r.path for r in api_calls(emulator, t))
+    assert len(per_folder) == 4 and set(per_folder.values()) == {1}, per_folder
