@@ -27,9 +27,11 @@ SCOPES = ("root_readwrite", "manage_managed_users")
 # ----------------------------------------------------------------------------------------- helpers
 def settled(emulator: BoxEmulator) -> int:
     """The request log's length once it stops growing (the emulator logs a request after answering it)."""
-    seen = -1
-    while len(emulator.request_log) != seen:
-        seen = len(emulator.request_log)
+    seen, stable = -1, 0
+    while stable < 3:  # unchanged over 60 ms
+        now = len(emulator.request_log)
+        stable = stable + 1 if now == seen else 0
+        seen = now
         time.sleep(0.02)
     return seen
 

@@ -25,9 +25,11 @@ FAST = {"max_attempts": 5, "backoff_base": 0.005, "backoff_max": 0.02}
 
 
 def settled(emulator: BoxEmulator) -> int:
-    seen = -1
-    while len(emulator.request_log) != seen:
-        seen = len(emulator.request_log)
+    seen, stable = -1, 0
+    while stable < 3:  # unchanged over 60 ms
+        now = len(emulator.request_log)
+        stable = stable + 1 if now == seen else 0
+        seen = now
         time.sleep(0.02)
     return seen
 
