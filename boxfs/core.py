@@ -163,7 +163,7 @@ class BoxFileSystem(AbstractFileSystem):
         if known:
             return known
         data = self.transport.json(
-            "GET", self.transport.api("/users"), params={"filter_term": value, "fields": "id,login,name"},
+            "GET", self.transport.api("/users"), params={"filter_term": value, "fields": "id,login,name", "limit": 1000},
             act_as_user=False, action=f"looking up the Box user {value}",
         )
         for entry in data.get("entries", []):
