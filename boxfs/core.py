@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from fsspec.spec import AbstractFileSystem
 from fsspec.utils import stringify_path
 
-from boxfs.api.errors import exists, is_a_directory, not_a_directory, not_found
+from boxfs.api.errors import BoxAuthError, exists, is_a_directory, not_a_directory, not_found
 from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
 from boxfs.api.transport import BoxTransport
 from boxfs.auth import cached_user_id, get_provider, remember_user_id
@@ -309,6 +309,17 @@ class BoxFileSystem(AbstractFileSystem):
     # ------------------------------------------------------------------------------ fsspec: reading
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         return dict(self._info(self._strip_protocol(path)))
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        """Like fsspec's, False for anything that cannot be found, but refused *credentials* are raised:
+        "the app's key was revoked" must not read as "the file is not there"."""
+        try:
+            self._info(self._strip_protocol(path))
+            return True
+        except BoxAuthError:
+            raise
+        except Exception:  # noqa: BLE001 - fsspec semantics: any other failure means "not there"
+            return False
 
     def ls(self, path: str, detail: bool = True, refresh: bool = False, **kwargs: Any) -> list[Any]:
         path = self._strip_protocol(path)

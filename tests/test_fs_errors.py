@@ -153,3 +153,13 @@ def test_app_without_enterprise_access_cannot_look_up_logins(emulator: Any, alic
     with pytest.raises((PermissionError, ValueError)):
         BoxFileSystem(jwt_config=cfg, as_user="alice@example.com", base_urls=emulator.base_urls,
                       skip_instance_cache=True)
+
+
+def test_exists_raises_refused_credentials_instead_of_saying_false(emulator: Any) -> None:
+    cfg = emulator.create_jwt_app()
+    fs = BoxFileSystem(jwt_config=cfg, base_urls=emulator.base_urls, skip_instance_cache=True)
+    assert fs.exists("") and not fs.exists("nothing-here")
+    emulator.revoke_app(json.loads(cfg)["boxAppSettings"]["clientID"])
+    fs.invalidate_cache()
+    with pytest.raises(BoxAuthError):
+        fs.exists("nothing-here")
