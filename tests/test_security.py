@@ -230,3 +230,17 @@ def test_a_user_cannot_reach_another_users_spool(emulator: BoxEmulator, make_fs:
     assert sorted(p.name for p in (spool / alice).iterdir()) == []
     assert alice_fs.cat_file("shared-name.bin") == data
     assert not bob_fs.exists("shared-name.bin")
+
+
+@pytest.mark.parametrize("damage", ["opening brace lost", "private key alone"])
+def test_a_mispasted_config_is_not_echoed_in_the_error(damage: str, jwt_config: str) -> None:
+    """A JWT config pasted without its first character (or a PEM key given instead of the JSON) is not a
+    path either; the error must not quote it back, since it holds the client secret and the key."""
+    cfg = json.loads(jwt_config)
+    text = jwt_config.lstrip()[1:] if damage == "opening brace lost" else cfg["boxAppSettings"]["appAuth"]["privateKey"]
+    with pytest.raises(ValueError) as info:
+        BoxFileSystem(jwt_config=text, skip_instance_cache=True)
+    shown = "\n".join(_exception_texts(info.value))
+    leaks = [what for what, value in _secrets_of(cfg).items() if value in shown]
+    assert leaks == []
+    assert "jwt_config" in str(info.value)
