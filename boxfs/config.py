@@ -198,7 +198,10 @@ def _load_jwt_json(jwt_config: str | bytes | os.PathLike | Mapping[str, Any]) ->
     if not text.lstrip().startswith(("{", "[")):
         path = os.path.expanduser(text.strip())
         if not os.path.isfile(path):
-            raise BoxConfigError(f"jwt_config is neither JSON text nor an existing file: {path!r}")
+            # quote a mistyped path, never text that may be a mis-pasted secret (a config without its "{")
+            pathlike = len(path) < 512 and not any(s in path for s in ("\n", '"', "{", "-----"))
+            shown = repr(path) if pathlike else "(not shown: it is not a path and may hold secrets)"
+            raise BoxConfigError(f"jwt_config is neither JSON text nor an existing file: {shown}")
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     try:
