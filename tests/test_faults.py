@@ -183,6 +183,33 @@ def test_chunked_upload_30mb(scenario: str, emulator: BoxEmulator, make_fs: Any,
     assert [p.name for p in (spool / uid).iterdir()] == [], "no resume state or spool left after success"
 
 
+def test_chunked_upload_100mb_under_mixed_faults(emulator: BoxEmulator, make_fs: Any, fs_user: Any,
+                                                 tmp_path: Path) -> None:
+    """The issue's 100 MB upload, default threshold, under 5xx, 429 and drops at once; read back whole."""
+    uid = fs_user[0]
+    local = tmp_path / "big.bin"
+    digest = hashlib.sha1()
+    with open(local, "wb") as fh:
+        for i in range(100):
+            block = random.Random(i).randbytes(MB)
+            digest.update(block)
+            fh.write(block)
+    mark = Mark(emulator)
+    emulator.inject_faults(rate=0.15, kinds=("500", "503", "429", "drop", "drop_after"), seed=100, retry_after=0)
+    try:
+        fs = make_fs(as_user=uid, retry=FAST, spool_dir=str(tmp_path / "spool"))
+        fs.put_file(str(local), "hundred/big.bin")
+    finally:
+        emulator.clear_faults()
+    assert mark.disturbed("mixed") > 0
+    assert len(mark.landed_uploads(uid)) == 1
+    assert remote_state(make_fs, uid, "hundred") == {"big.bin": ("file", 100 * MB, digest.hexdigest())}
+    back = tmp_path / "back.bin"
+    make_fs(as_user=uid).get_file("hundred/big.bin", str(back))
+    with open(back, "rb") as fh:
+        assert hashlib.file_digest(fh, "sha1").hexdigest() == digest.hexdigest()
+
+
 # -------------------------------------------------------------------------------------- recursive find
 @pytest.fixture(scope="module")
 def find_tree(emulator: BoxEmulator, jwt_config: str, tmp_path_factory: Any) -> tuple[str, dict[str, Any]]:
