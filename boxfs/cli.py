@@ -458,7 +458,7 @@ def cp_cmd(state: CliState, sources: tuple[str, ...], dst: str, recursive: bool,
     """Copy files: local to Box, Box to local, or Box to Box (server side).
 
     Only arguments starting with box:// are Box paths; everything else is local (./x, /tmp/x, x).
-    With several sources, or a DST that is an existing folder or ends with '/', each source is copied
+    Wildcards in Box sources (box://reports/*.csv; quote them) are expanded by boxfs. With several sources, or a DST that is an existing folder or ends with '/', each source is copied
     into DST under its own name.
     """
     srcs_remote = {is_remote(s) for s in sources}
@@ -468,6 +468,18 @@ def cp_cmd(state: CliState, sources: tuple[str, ...], dst: str, recursive: bool,
     if not from_box and not to_box:
         raise click.UsageError("neither side is on Box: prefix Box paths with box:// (use cp(1) for local copies)")
     fs = state.fs()
+    if from_box:
+        # Box has no shell to expand wildcards: box://reports/*.csv is expanded here, by listing
+        expanded: list[str] = []
+        for s in sources:
+            if any(c in s for c in "*?["):
+                matches = sorted(fs.glob(box_path(s)))
+                if not matches:
+                    raise FileNotFoundError(2, "No Box item matches", s)
+                expanded.extend(BOX_PREFIX + m for m in matches)
+            else:
+                expanded.append(s)
+        sources = tuple(expanded)
     many = len(sources) > 1
     if to_box:
         target = box_path(dst)
@@ -519,6 +531,20 @@ def cp_cmd(state: CliState, sources: tuple[str, ...], dst: str, recursive: bool,
         bar.close()
     if state.as_json:
         emit_json(done)
+
+
+@cli.command("sign")
+@click.argument("path")
+@click.option("--expiration", type=click.IntRange(min=1), default=900, show_default=True,
+              help="Seconds the URL must stay valid (above 900: an expiring shared link).")
+@pass_state
+def sign_cmd(state: CliState, path: str, expiration: int) -> None:
+    """Print a URL that downloads a file without any credentials, for a limited time."""
+    url = state.fs().sign(box_path(path), expiration=expiration)
+    if state.as_json:
+        emit_json({"path": box_path(path), "url": url, "expiration": expiration})
+    else:
+        click.echo(url)
 
 
 # ------------------------------------------------------------------------------------------ users

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from boxfs.emulator import BoxEmulator
 
-COMMANDS = ("ls", "tree", "info", "cat", "cp", "mv", "rm", "mkdir", "du", "find", "users", "whoami", "login",
+COMMANDS = ("ls", "tree", "info", "cat", "cp", "mv", "rm", "mkdir", "du", "find", "users", "whoami", "login", "sign",
             "emulator", "mount", "unmount", "serve")
 
 
@@ -245,6 +246,21 @@ def test_cp_box_to_local_and_box_to_box(cli: Cli, box: Any, top: str, tmp_path: 
     box.invalidate_cache()
     assert box.cat(f"{top}/d2/e/two.txt") == b"22" and box.isdir(f"{top}/d2/hollow")
     assert box.cat(f"{top}/d/one.txt") == b"1"  # the source is untouched
+
+
+def test_cp_expands_box_wildcards(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
+    box.pipe({f"{top}/w/a.csv": b"a", f"{top}/w/b.csv": b"b", f"{top}/w/c.txt": b"c"})
+    cli("cp", f"box://{top}/w/*.csv", str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]
+    assert (tmp_path / "b.csv").read_bytes() == b"b"
+    assert "No Box item matches" in one_line_error(cli("cp", f"box://{top}/w/*.xls", str(tmp_path), code=1))
+
+
+def test_sign_prints_a_credential_free_url(cli: Cli, box: Any, top: str) -> None:
+    box.pipe(f"{top}/share.bin", b"\x01\x02 signed")
+    url = cli("sign", f"box://{top}/share.bin", "--expiration", "120").stdout.decode().strip()
+    got = requests.get(url, timeout=30)  # no Authorization header
+    assert got.status_code == 200 and got.content == b"\x01\x02 signed"
 
 
 def test_cp_missing_local_source_fails(cli: Cli, top: str) -> None:
