@@ -382,3 +382,10 @@ def test_ten_concurrent_sessions(env):
         await asyncio.gather(*(session(i) for i in range(10)))
 
     run(scenario())
+
+
+def test_malformed_ssh_key_fails_at_start(tmp_path):
+    users = tmp_path / "users.toml"
+    users.write_text('[users.x]\nssh_keys = ["ssh-ed25519 not-base64!"]\nbox_user = "1"\n')
+    with pytest.raises(ValueError, match=r"users\.x\.ssh_keys: key 1 is not an OpenSSH public key"):
+        start_sftp_server(users, lambda box_user: None)

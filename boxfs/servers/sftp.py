@@ -66,7 +66,14 @@ class _ServerState:
         for login in users.logins():
             user = users.get(login)
             assert user is not None
-            self.keys[login] = [asyncssh.import_public_key(k).public_data for k in user.ssh_keys]
+            self.keys[login] = []
+            for number, text in enumerate(user.ssh_keys, 1):
+                try:
+                    self.keys[login].append(asyncssh.import_public_key(text).public_data)
+                except (asyncssh.KeyImportError, ValueError):
+                    raise ValueError(
+                        f"users.{login}.ssh_keys: key {number} is not an OpenSSH public key"
+                    ) from None
 
     def __repr__(self) -> str:
         return f"_ServerState({self.users!r})"
