@@ -371,7 +371,11 @@ def test_failed_upload_is_eio_and_logged(
     with caplog.at_level(logging.ERROR, logger="boxfs.mount"), pytest.raises(OSError) as err:
         os.close(fd)
     assert err.value.errno == errno.EIO
-    assert any("upload of" in r.getMessage() and "f.txt" in r.getMessage() for r in caplog.records)
+    # logged with the reason: the target and the error the filesystem raised
+    assert any(
+        "upload of" in r.getMessage() and "f.txt" in r.getMessage() and "FileNotFoundError" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
 
 
 @needs_fuse
