@@ -682,3 +682,36 @@ def test_a_download_makes_at_most_max_attempts_attempts(emulator: BoxEmulator, m
         emulator.clear_faults()
     downloads = [r for r in _settled_records(emulator, start) if r.host == "download"]
     assert len(downloads) <= 3
+
+
+# ----------------------------------------------------------------- what the cache learns from a recovery
+def test_a_folder_taken_from_a_conflict_is_not_assumed_empty(emulator: BoxEmulator, make_fs: Any,
+                                                             fs_user: Any) -> None:
+    """mkdir's POST fails ambiguously (503); before the retry, someone else creates the same folder and
+    puts a file in it; the retry's 409 names that folder and mkdir takes it. It is not a folder we just
+    created, so it must not be cached as empty: listing it shows the file."""
+    uid = fs_user[0]
+    fs = make_fs(as_user=uid, retry={"max_attempts": 4, "backoff_base": 0.01, "max_retry_after": 2})
+    other = make_fs(as_user=uid)
+    fs.ls("")
+    start = _settled(emulator)
+    emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/2\.0/folders$", method="POST", retry_after=1, count=1)
+    errors: list[BaseException] = []
+
+    def mkdir() -> None:
+        try:
+            fs.mkdir("shared")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    th = threading.Thread(target=mkdir)
+    th.start()
+    deadline = time.monotonic() + 5
+    while not any(r.fault for r in emulator.request_log.records[start:]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    other.pipe_file("shared/theirs.txt", b"someone else's")  # creates the folder, then the file
+    th.join(10)
+    emulator.clear_faults()
+    assert not errors, errors
+    assert fs.ls("shared", detail=False) == ["shared/theirs.txt"]
+    assert fs.cat_file("shared/theirs.txt") == b"someone else's"
