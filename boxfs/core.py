@@ -570,10 +570,12 @@ class BoxFileSystem(AbstractFileSystem):
             json={"name": name, "parent": {"id": parent_id}}, conflict_ok=ours,
             path=_join(parent_path, name), action="create folder",
         )
-        if "etag" not in entry or "created_at" not in entry:  # a conflict stub: fetch the full item
+        from_conflict = "etag" not in entry or "created_at" not in entry
+        if from_conflict:  # a conflict stub: fetch the full item
             entry = self._get_item("folder", str(entry["id"]))
         item = self._item(_join(parent_path, entry.get("name") or name), entry)
-        self.cache.added(item["name"], item)
+        # a folder taken from a 409 may have been created, and filled, by someone else: not known empty
+        self.cache.added(item["name"], item, empty=not from_conflict)
         return item
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
