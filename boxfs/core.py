@@ -509,6 +509,10 @@ class BoxFileSystem(AbstractFileSystem):
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         import io
 
+        if self._intrans:  # inside fs.transaction: deferred like a file opened for writing
+            with self.open(path, "xb" if mode == "create" else "wb", modified=kwargs.get("modified")) as f:
+                f.write(value)
+            return
         data = bytes(value)
         self._upload(path, io.BytesIO(data), len(data), hashlib.sha1(data).hexdigest(),
                      modified=kwargs.get("modified"), exclusive=(mode == "create"))

@@ -50,8 +50,6 @@ class BoxFile(AbstractBufferedFile):
             raise NotImplementedError(APPEND_REFUSAL)
         if mode not in ("rb", "wb", "xb"):
             raise ValueError(f"unsupported mode {mode!r} for Box files (use 'rb', 'wb' or 'xb')")
-        if not autocommit:
-            raise NotImplementedError("Box uploads commit on close; autocommit=False is not supported")
         self.modified = modified
         self.uploaded: dict[str, Any] | None = None
         if mode == "rb":
@@ -79,6 +77,8 @@ class BoxFile(AbstractBufferedFile):
 
     def _upload_chunk(self, final: bool = False) -> bool:
         self._sink.write(self.buffer.getvalue())
+        if final and not self.autocommit:
+            return True  # in an fsspec transaction: the upload waits for commit()
         if final:
             try:
                 self.uploaded = self.fs._upload_buffer(self.path, self._sink, modified=self.modified,
@@ -100,11 +100,30 @@ class BoxFile(AbstractBufferedFile):
         finally:
             self.closed = True
 
+    def commit(self) -> None:
+        """Upload a file written with ``autocommit=False`` (inside ``fs.transaction``), once it is closed.
+
+        fsspec calls this for every file of a transaction when the transaction ends without an error;
+        until then nothing of it is on Box. Box has no multi-file commit: files are uploaded one by one,
+        so a failure part-way leaves the earlier ones committed (fsspec then discards the rest).
+        """
+        if self.mode == "rb" or self.autocommit or getattr(self, "_settled", False):
+            return
+        if not self.closed:
+            self.close()
+        try:
+            self.uploaded = self.fs._upload_buffer(self.path, self._sink, modified=self.modified,
+                                                   exclusive=(self.mode == "xb"))
+        finally:
+            self._sink.close()
+            self._settled = True  # committed: a second commit or a discard is a no-op
+
     def discard(self) -> None:
         """Drop what was written; nothing reaches Box."""
         if self.mode != "rb":
             self._sink.close()
             self.forced = True
+            self._settled = True
         self.closed = True
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
