@@ -244,7 +244,9 @@ def upload_large(
 
     Keeps a writer's spool file after a failure (the error says where); see the module docstring.
     """
-    spool = fileobj if isinstance(fileobj, SpoolReader) else None
+    spool = fileobj if isinstance(fileobj, SpoolReader) and fileobj.name else None
+    if progress is None and isinstance(fileobj, SpoolReader) and size >= MIN_SESSION_SIZE:
+        progress = fileobj.progress  # a writer's callback: parts are read with pread, not through read()
     if size < MIN_SESSION_SIZE:
         try:
             return upload_small(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,

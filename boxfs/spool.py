@@ -317,19 +317,34 @@ def auto_clean(fs: BoxFileSystem) -> None:
 
 # ------------------------------------------------------------------------------------ writer buffers
 class SpoolReader:
-    """The spooled content of a :class:`SpoolingBuffer`, as the seekable file uploads read from.
+    """What a :class:`SpoolingBuffer` hands to the upload: its content as a seekable file.
 
     Knows its buffer, so a failed upload can ask for the spool file to be kept for resume
-    (:meth:`keep_for_resume`) rather than deleted when the writer closes.
+    (:meth:`keep_for_resume`) rather than deleted when the writer closes. When the writer has an fsspec
+    ``callback``, reading reports progress (by the highest position read, so a body re-sent after a
+    failure is not counted twice), and :attr:`progress` gives the chunked path, which reads parts with
+    ``pread``, the same callback.
     """
 
-    def __init__(self, buffer: SpoolingBuffer, fh: BinaryIO) -> None:
+    def __init__(self, buffer: SpoolingBuffer, fh: BinaryIO, name: str | None) -> None:
         self._buffer = buffer
         self._fh = fh
-        self.name = str(buffer.path)
+        self.name = name
+        self._callback = buffer.callback
+        self._high = 0
+
+    @property
+    def progress(self) -> Any:
+        return self._callback.relative_update if self._callback is not None else None
 
     def read(self, n: int = -1) -> bytes:
-        return self._fh.read(n)
+        data = self._fh.read(n)
+        if self._callback is not None and data:
+            pos = self._fh.tell()
+            if pos > self._high:
+                self._callback.relative_update(pos - self._high)
+                self._high = pos
+        return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._fh.seek(offset, whence)
@@ -364,6 +379,8 @@ class SpoolingBuffer(WriteBuffer):
         self.keep = False
         #: set when a write failed part-way: the content is incomplete and must never be uploaded
         self._broken: BaseException | None = None
+        #: an fsspec Callback told of the bytes uploaded (``fs.open(path, "wb", callback=cb)``)
+        self.callback: Any = None
 
     @property
     def spilled(self) -> bool:
@@ -428,19 +445,22 @@ class SpoolingBuffer(WriteBuffer):
         ) from exc
 
     def reader(self) -> Any:
-        """The content, positioned at its start: a BytesIO, or a :class:`SpoolReader` over the spool."""
+        """The content, positioned at its start: a :class:`SpoolReader` over the spool file, or over the
+        memory part (a bare BytesIO when there is no callback to report to)."""
         self._check()
+        if self.callback is not None:
+            self.callback.set_size(self.size)
         if self._fh is None:
             assert self._mem is not None
             self._mem.seek(0)
-            return self._mem
+            return self._mem if self.callback is None else SpoolReader(self, self._mem, None)
         try:
             self._fh.flush()
         except OSError as exc:
             self._broken = exc
             self._disk_failed(exc)
         self._fh.seek(0)
-        return SpoolReader(self, self._fh)
+        return SpoolReader(self, self._fh, str(self.path))
 
     def _discard_file(self) -> None:
         fh, self._fh = self._fh, None

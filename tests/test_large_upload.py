@@ -579,3 +579,32 @@ def test_put_file_of_a_kept_spool_file_resumes_and_empties_the_spool(emulator: A
     assert mark.count("PUT", PART) == 0 and mark.count("POST", COMMIT) == 1
     assert small_fs.cat_file("kp/x.bin") == data
     assert_private_and_empty(user_folder(spool_dir, uid))
+
+
+@pytest.mark.parametrize("size", [100_000, 3 * MB, MIN_SESSION_SIZE + 1])
+def test_writer_buffer_callback_is_byte_granular(small_fs: Any, size: int) -> None:
+    """In memory, spooled under the session minimum, chunked: the writer's callback sees every byte once.
+
+    (``BoxFile`` hands ``fs.open(..., callback=cb)`` to its buffer as ``buffer.callback``.)
+    """
+    from boxfs.upload import make_write_buffer
+
+    data = os.urandom(size)
+    buffer = make_write_buffer(small_fs, "cb/x.bin")
+    calls: list[int] = []
+
+    class Count(Callback):
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            calls.append(self.value)
+
+    cb = Count()
+    buffer.callback = cb  # type: ignore[attr-defined]
+    try:
+        for i in range(0, size, MB):
+            buffer.write(data[i:i + MB])
+        small_fs._upload_buffer("cb/x.bin", buffer)
+    finally:
+        buffer.close()
+    assert cb.size == cb.value == size
+    assert len(calls) >= size // MB
+    assert small_fs.cat_file("cb/x.bin") == data
