@@ -300,6 +300,22 @@ class BoxFileSystem(AbstractFileSystem):
                 return child
         raise not_found(path)
 
+    def _info_for_read(self, path: str) -> dict[str, Any]:
+        """``_info`` for operations that need the item (open for reading, cat, get).
+
+        A miss that only the cache vouches for is checked with Box once more: another process (a dask
+        worker, another server session, the Box web app) may have created the file after we listed its
+        folder. ``info``/``exists`` keep trusting the cache (that is what makes them free).
+        """
+        try:
+            return self._info(path)
+        except FileNotFoundError:
+            if not path:
+                raise
+            logger.debug("%s not in the cached listings: asking Box again", path)
+            self.cache.forget_listings_above(path)
+            return self._info(path)
+
     def _try_info(self, path: str) -> dict[str, Any] | None:
         try:
             return self._info(path)
@@ -399,7 +415,7 @@ class BoxFileSystem(AbstractFileSystem):
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         """Bytes of a file, or of ``[start, end)``, in one (ranged) GET."""
         path = self._strip_protocol(path)
-        info = self._info(path)
+        info = self._info_for_read(path)
         if info["type"] != "file":
             raise is_a_directory(path)
         size = info["size"]
@@ -420,7 +436,7 @@ class BoxFileSystem(AbstractFileSystem):
     def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
         """Stream a file to a local path (resuming by range after a dropped connection)."""
         rpath = self._strip_protocol(rpath)
-        info = self._info(rpath)
+        info = self._info_for_read(rpath)
         if info["type"] == "directory":
             os.makedirs(lpath, exist_ok=True)
             return

@@ -176,6 +176,16 @@ class BoxDirCache:
             self._forget(_key(path))
             self._listings.pop(_key(_parent(path)), None)
 
+    def forget_listings_above(self, path: str) -> None:
+        """Drop the listings of every folder above ``path`` (their items stay): the next lookup of
+        ``path`` asks Box again instead of trusting "not in the cached listing"."""
+        with self._lock:
+            parts = path.split("/") if path else []
+            for i in range(len(parts)):
+                k = _key("/".join(parts[:i]))
+                self._listings.pop(k, None)
+                self._listing_stamps.pop(k, None)
+
     def clear(self) -> None:
         self.invalidate(None)
 

@@ -53,7 +53,7 @@ class BoxFile(AbstractBufferedFile):
         self.modified = modified
         self.uploaded: dict[str, Any] | None = None
         if mode == "rb":
-            info = fs.info(path)
+            info = dict(fs._info_for_read(path))  # re-checks Box if only the cache says "missing"
             if info["type"] != "file":
                 raise is_a_directory(path)
             super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options,
