@@ -316,7 +316,11 @@ class ChunkedUpload:
         with self._state_lock:
             self.state["parts_done"] = [self.parts[o] for o in sorted(self.parts)]
             self.state["updated"] = time.time()
-            write_state(self.folder, self.key, self.state)
+            try:
+                write_state(self.folder, self.key, self.state)
+            except OSError as exc:
+                # the state is a hint (Box's parts list is the authority): a full disk must not stop uploads
+                logger.warning("%s: cannot save the resume state in %s: %s", self.name, self.folder, exc)
 
     def _new_state(self, session: dict[str, Any]) -> None:
         expires = session.get("session_expires_at")
