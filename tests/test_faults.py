@@ -715,3 +715,25 @@ def test_a_folder_taken_from_a_conflict_is_not_assumed_empty(emulator: BoxEmulat
     assert not errors, errors
     assert fs.ls("shared", detail=False) == ["shared/theirs.txt"]
     assert fs.cat_file("shared/theirs.txt") == b"someone else's"
+
+
+@pytest.mark.parametrize("scenario", ["5xx", "drop"])
+def test_concurrent_writers_sharing_one_filesystem(scenario: str, emulator: BoxEmulator, make_fs: Any,
+                                                   fs_user: Any, faults: Any) -> None:
+    """As a file-transfer server does: 8 threads write into the same new folders through one filesystem.
+    Box ends up with every file once, and the writer's own cached view agrees with Box."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    uid = fs_user[0]
+    rnd = random.Random(scenario)
+    files = {f"conc/d{i % 3}/e{i % 2}/f{i:03d}.txt": rnd.randbytes(rnd.randrange(1, 500)) for i in range(120)}
+    fs = make_fs(as_user=uid, retry=FAST)
+    mark = Mark(emulator)
+    faults(scenario)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda item: fs.pipe_file(*item), files.items()))
+    emulator.clear_faults()
+    assert mark.disturbed(scenario) > 10
+    assert remote_state(make_fs, uid, "conc") == expected_state({k[5:]: v for k, v in files.items()})
+    assert sorted(fs.find("conc")) == sorted(files), "the writer's cache must not lose what it wrote"
+    assert len(mark.landed_uploads(uid)) == len(files)
