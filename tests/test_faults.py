@@ -737,3 +737,23 @@ def test_concurrent_writers_sharing_one_filesystem(scenario: str, emulator: BoxE
     assert remote_state(make_fs, uid, "conc") == expected_state({k[5:]: v for k, v in files.items()})
     assert sorted(fs.find("conc")) == sorted(files), "the writer's cache must not lose what it wrote"
     assert len(mark.landed_uploads(uid)) == len(files)
+
+
+def test_a_token_request_answered_429_waits_retry_after(emulator: BoxEmulator, jwt_config: str, fs_user: Any) -> None:
+    """Box's token endpoint is rate-limited too; its Retry-After is honoured like any other."""
+    from boxfs import BoxFileSystem
+    from boxfs.auth import clear_registry
+
+    clear_registry()
+    start = _settled(emulator)
+    emulator.inject_faults(rate=1.0, kinds=("429",), route=r"/oauth2/token$", retry_after=1, count=1)
+    try:
+        fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
+                           skip_instance_cache=True)
+        fs.ls("")
+    finally:
+        emulator.clear_faults()
+        clear_registry()
+    tokens = [r for r in _settled_records(emulator, start) if r.route == "/oauth2/token"]
+    assert [r.status for r in tokens] == [429, 200]
+    assert tokens[1].started - tokens[0].finished >= 0.95
