@@ -522,6 +522,8 @@ class ChunkedUpload:
         or a kept spool file given to ``put_file``); a live writer's spool is locked and left to it."""
         from boxfs.spool import _remove_spool_file
 
+        if not self.lock.held:  # the state and spool files belong to the process that holds the lock
+            return
         remove_state(self.folder, self.key)
         for leftover in {previous_spool, self.content_path}:
             if leftover and Path(leftover).parent == self.folder and leftover.endswith(".spool"):
@@ -547,6 +549,9 @@ class ChunkedUpload:
                 except FileNotFoundError:
                     logger.info("%s: upload session %s is gone on Box; starting over", self.name, previous["session_id"])
                     previous = None
+                except BaseException as exc:
+                    self._fail(exc)
+                    raise
                 else:
                     logger.info("%s: resuming upload session %s: Box has %d of %d parts", self.name,
                                 previous["session_id"], len(self.parts), previous["total_parts"])
@@ -554,10 +559,10 @@ class ChunkedUpload:
                     if self.content_path and Path(self.content_path).parent == self.folder:
                         self.state["spool"] = self.content_path
                     self._save()
-            if previous is None:
-                self._create_session()
-                self._save()
             try:
+                if previous is None:
+                    self._create_session()
+                    self._save()
                 self._upload_missing()
                 entry = self._commit()
             except FileNotFoundError as exc:
@@ -575,6 +580,8 @@ class ChunkedUpload:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _session_gone(self) -> bool:
+        if not self.state.get("session_endpoints"):
+            return False  # no session yet: the 404 is about the destination
         try:
             self.t.request("GET", self.state["session_endpoints"]["status"], path=self.name, action="upload status")
         except FileNotFoundError:
@@ -587,15 +594,19 @@ class ChunkedUpload:
             logger.warning("%s: upload refused (%s); aborting upload session %s", self.name, exc,
                            self.state.get("session_id"))
             self._abort()
-            remove_state(self.folder, self.key)
+            if self.lock.held:
+                remove_state(self.folder, self.key)
             return
-        where = self.content_path or "memory (not resumable after this process ends)"
-        logger.warning("%s: upload interrupted (%s); %d of %s parts are on Box, content in %s, state in %s",
-                       self.name, exc, len(self.parts), self.state.get("total_parts"), where, self.state_path)
+        where = self.content_path or "memory (the same bytes uploaded again resume it)"
+        state = str(self.state_path) if self.lock.held and self.state.get("session_id") else None
+        if self.state.get("session_id"):
+            done = f"after {len(self.parts)} of {self.state.get('total_parts')} parts"
+        else:
+            done = "before an upload session could be created"
+        logger.warning("%s: upload interrupted %s (%s); content in %s, state in %s", self.name, done, exc, where, state)
         if isinstance(exc, Exception) and not isinstance(exc, UploadIncomplete):
             raise UploadIncomplete(
-                f"{self.name}: upload interrupted after {len(self.parts)} of {self.state.get('total_parts')} parts "
-                f"({exc}); run the same upload again to resume. Content: {where}; state: {self.state_path}",
-                spool_path=self.content_path, state_path=str(self.state_path) if self.lock.held else None,
-                session_id=self.state.get("session_id"),
+                f"{self.name}: upload interrupted {done} ({exc}); run the same upload again to resume. "
+                f"Content: {where}; resume state: {state or 'none'}",
+                spool_path=self.content_path, state_path=state, session_id=self.state.get("session_id"),
             ) from exc

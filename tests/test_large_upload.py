@@ -608,3 +608,16 @@ def test_writer_buffer_callback_is_byte_granular(small_fs: Any, size: int) -> No
     assert cb.size == cb.value == size
     assert len(calls) >= size // MB
     assert small_fs.cat_file("cb/x.bin") == data
+
+
+def test_destination_folder_deleted_before_upload_is_a_clean_refusal(emulator: Any, small_fs: Any, make_fs: Any,
+                                                                     uid: str, spool_dir: Path) -> None:
+    small_fs.makedirs("gone")
+    small_fs.ls("gone")
+    make_fs(as_user=uid).rm("gone", recursive=True)  # behind small_fs's back: its cache still has the folder
+    mark = Mark(emulator, uid)
+    with pytest.raises(FileNotFoundError):
+        small_fs.pipe_file("gone/x.bin", os.urandom(MIN_SESSION_SIZE + 1))
+    assert mark.count("PUT", PART) == 0
+    folder = user_folder(spool_dir, uid)
+    assert not folder.exists() or list(folder.glob("*.json")) == []
