@@ -38,7 +38,7 @@ from box_sdk_gen.networking.retries import RetryStrategy
 
 from boxfs.api.errors import BoxAuthError
 from boxfs.config import BoxCredentials, BoxEndpoints
-from boxfs.retry import RetryableResponse, RetryPolicy, retrying
+from boxfs.retry import RetryableResponse, RetryPolicy, parse_retry_after, retrying
 
 logger = logging.getLogger("boxfs")
 
@@ -73,6 +73,8 @@ class _PreDecryptedKey(PrivateKeyDecryptor):
 
 class _TransientTokenError(Exception):
     """A token request that failed in a way worth retrying (connection, 429, 5xx)."""
+
+    retry_after: float | None = None  # seconds from the answer's Retry-After, honoured by boxfs.retry
 
 
 class TokenProvider:
@@ -167,7 +169,10 @@ class TokenProvider:
                          (time.monotonic() - started) * 1000)
             body = info.body if isinstance(info.body, dict) else {}
             if status in (429, 500, 502, 503, 504):
-                raise _TransientTokenError(f"HTTP {status}") from None
+                transient = _TransientTokenError(f"HTTP {status}")
+                transient.retry_after = parse_retry_after(
+                    next((v for k, v in (info.headers or {}).items() if k.lower() == "retry-after"), None))
+                raise transient from None
             code = body.get("error") or info.code or "unknown"
             text = body.get("error_description") or body.get("message") or ""
             rid = info.request_id or body.get("request_id")

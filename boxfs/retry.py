@@ -97,8 +97,9 @@ def is_transient(exc: BaseException) -> bool:
 def _wait(policy: RetryPolicy):
     def wait(retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, RetryableResponse) and exc.retry_after is not None:
-            return min(exc.retry_after, policy.max_retry_after)
+        retry_after = getattr(exc, "retry_after", None)  # a RetryableResponse, or a token request's 429/503
+        if retry_after is not None:
+            return min(retry_after, policy.max_retry_after)
         ceiling = min(policy.backoff_max, policy.backoff_base * (2 ** (retry_state.attempt_number - 1)))
         # "Full jitter": spread clients that failed together over the whole window.
         return random.uniform(ceiling / 2, ceiling)
