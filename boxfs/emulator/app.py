@@ -62,6 +62,7 @@ class BoxEmulator:
     def start(self) -> BoxEmulator:
         host, port = self.app.start(self.host, self.port)
         self.port = port
+        self.state.public_url = self.url
         self._started = True
         log.info("Box emulator listening on %s", self.url)
         return self

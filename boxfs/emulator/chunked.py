@@ -17,12 +17,12 @@ import secrets
 import time
 from typing import Any
 
-from boxfs.emulator.content import ContentRoutes, parse_time
+from boxfs.emulator.content import ContentRoutes
 from boxfs.emulator.errors import ApiError, bad_request
 from boxfs.emulator.httpserver import CHUNK, Request, Response, Router
 from boxfs.emulator.items import check_if_match, conflict_error
 from boxfs.emulator.representations import Representer
-from boxfs.emulator.state import BoxState, Principal, check_name
+from boxfs.emulator.state import BoxState, Principal, check_name, parse_time
 from boxfs.emulator.store import now_iso, sha1_of_file
 
 MIN_FILE_SIZE = 20_000_000

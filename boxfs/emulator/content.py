@@ -13,7 +13,6 @@ import re
 import secrets
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +21,11 @@ from boxfs.emulator.httpserver import CHUNK, Request, Response, Router
 from boxfs.emulator.items import check_if_match, conflict_error
 from boxfs.emulator.multipart import MultipartError, MultipartReader, boundary_of
 from boxfs.emulator.representations import Representer, parse_fields
-from boxfs.emulator.state import MAX_UPLOAD_SIZE, BoxState, Principal, check_name, name_key
+from boxfs.emulator.state import MAX_UPLOAD_SIZE, BoxState, Principal, check_name, name_key, parse_time
 from boxfs.emulator.store import now_iso
 
 DOWNLOAD_TTL = 15 * 60
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def parse_time(value: Any, field: str) -> str | None:
-    """An RFC 3339 timestamp as Box stores it (to the second, with offset)."""
-    if value in (None, ""):
-        return None
-    try:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"Invalid value for {field}: {value!r}; an RFC 3339 date-time is required", "bad_request") from None
-    if dt.tzinfo is None:
-        raise bad_request(f"Invalid value for {field}: a time zone offset is required", "bad_request")
-    return dt.replace(microsecond=0).isoformat()
 
 
 class ContentRoutes:
@@ -273,7 +259,25 @@ class ContentRoutes:
         headers["Content-Length"] = str(total)
         return Response(200, headers=headers, stream=self.store.read_blob(sha1, 0, None, CHUNK))
 
+    def shared_download(self, req: Request) -> Response:
+        """A shared link's direct download URL: no credentials, while the link lives and allows download."""
+        link = self.store.one("SELECT * FROM shared_links WHERE token=?", req.params["token"])
+        item = None
+        if link is not None:
+            item = self.store.one("SELECT * FROM items WHERE id=? AND trashed_at IS NULL AND type='file'", link["item_id"])
+        if link is None or item is None or self.state.link_expired(link) or link["access"] != "open":
+            raise ApiError(404, "not_found", "Not Found: the shared link is unknown, expired or not public")
+        if not link["can_download"]:
+            raise ApiError(403, "access_denied_insufficient_permissions", "The shared link does not allow download")
+        v = self.store.one("SELECT * FROM versions WHERE id=?", item["version_id"])
+        self.store.execute("UPDATE shared_links SET download_count=download_count+1 WHERE token=?", link["token"])
+        token = secrets.token_urlsafe(24)
+        with self._dl_lock:
+            self.state.download_tokens[token] = (v["sha1"], v["name"], time.time() + DOWNLOAD_TTL)
+        return Response(302, b"", {"Location": f"{req.base_url}/download/{token}"})
+
     def register(self, router: Router) -> None:
+        router.add("GET", "download", "/download/static/{token}", self.shared_download)
         router.add("OPTIONS", "api", "/files/content", self.preflight)
         router.add("OPTIONS", "api", "/files/{file_id}/content", self.preflight)
         router.add("POST", "upload", "/files/content", self.upload)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from typing import Any
 
 from boxfs.emulator.errors import ApiError, bad_request, not_found
 from boxfs.emulator.httpserver import Request, Response, Router
 from boxfs.emulator.representations import Representer, parse_fields
-from boxfs.emulator.state import ROOT, BoxState, Principal, check_name, name_key
+from boxfs.emulator.state import ROOT, BoxState, Principal, check_name, name_key, parse_time
 from boxfs.emulator.store import now_iso
 
 MAX_LIMIT = 1000
@@ -238,6 +239,9 @@ class ItemRoutes:
         if "description" in body:
             p.require("item_rename", write=True)
             changes["description"] = str(body["description"])[:255]
+        if "shared_link" in body:
+            p.require("item_share", write=True)
+            self._set_shared_link(row, body["shared_link"])
         if changes:
             changes["modified_at"] = now_iso()
             changes["modified_by"] = p.user_id
@@ -249,6 +253,26 @@ class ItemRoutes:
                     self.touch_folder(db, new_parent)
         row = self.state.item(p, item_id, kind)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))))
+
+    def _set_shared_link(self, row: Any, link: Any) -> None:
+        """Create, change or (with null) remove an item's shared link."""
+        if link is None:
+            self.store.execute("DELETE FROM shared_links WHERE item_id=?", row["id"])
+            return
+        if not isinstance(link, dict):
+            raise bad_request("shared_link must be an object or null")
+        access = link.get("access", "open")
+        if access not in ("open", "company", "collaborators"):
+            raise bad_request("shared_link.access must be open, company or collaborators")
+        unshared_at = link.get("unshared_at")
+        if unshared_at is not None:
+            unshared_at = parse_time(unshared_at, "shared_link.unshared_at")
+        can_download = bool((link.get("permissions") or {}).get("can_download", True))
+        existing = self.store.one("SELECT token FROM shared_links WHERE item_id=?", row["id"])
+        token = existing["token"] if existing else secrets.token_hex(16)
+        self.store.execute(
+            "INSERT OR REPLACE INTO shared_links (item_id, token, access, unshared_at, can_download, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)", row["id"], token, access, unshared_at, int(can_download), now_iso())
 
     def update_folder(self, req: Request) -> Response:
         return self._update(req, "folder")

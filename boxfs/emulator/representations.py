@@ -111,7 +111,7 @@ class Representer:
         if key == "item_status":
             return "active"
         if key == "shared_link":
-            return None
+            return self.shared_link(row)
         if key == "folder_upload_email":
             return None if not is_file else _MISSING
         if key in ("created_by", "modified_by"):
@@ -159,6 +159,22 @@ class Representer:
         elif key == "item_collection":
             return _MISSING  # rendered by the folder route, which knows the paging parameters
         return _MISSING
+
+    def shared_link(self, row: Any) -> dict[str, Any] | None:
+        link = self.state.store.one("SELECT * FROM shared_links WHERE item_id=?", row["id"])
+        if link is None or self.state.link_expired(link):
+            return None
+        base = self.state.public_url
+        is_file = row["type"] == "file"
+        return {
+            "url": f"{base}/download/s/{link['token']}",
+            "download_url": f"{base}/download/static/{link['token']}" if is_file else None,
+            "vanity_url": None, "vanity_name": None, "access": link["access"], "effective_access": link["access"],
+            "effective_permission": "can_download" if link["can_download"] else "can_preview",
+            "unshared_at": link["unshared_at"], "is_password_enabled": False,
+            "permissions": {"can_download": bool(link["can_download"]), "can_preview": True, "can_edit": False},
+            "download_count": link["download_count"], "preview_count": 0,
+        }
 
     def _version(self, row: Any) -> Any:
         if not row["version_id"]:

@@ -11,9 +11,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from boxfs.emulator.errors import ApiError, not_found
+from boxfs.emulator.errors import ApiError, bad_request, not_found
 from boxfs.emulator.httpserver import Request
 from boxfs.emulator.store import Store
 
@@ -57,6 +58,7 @@ class BoxState:
         self.commit_retry_after: int | None = None  # when set, commits first answer 202 + Retry-After
         self.session_ttl = 7 * 24 * 3600.0
         self.auto_approve_login: str | None = None
+        self.public_url = ""  # the emulator's root URL, for links it hands out (set on start)
         self.download_tokens: dict[str, tuple[str, str, float]] = {}
         self._dl_lock = threading.Lock()
         ent = store.meta("enterprise_id")
@@ -177,6 +179,16 @@ class BoxState:
         )
         return row
 
+    @staticmethod
+    def link_expired(link: Any) -> bool:
+        if not link["unshared_at"]:
+            return False
+        try:
+            until = datetime.fromisoformat(link["unshared_at"].replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return until <= datetime.now(timezone.utc)
+
     def space_used(self, user_id: str) -> int:
         row = self.store.one(
             "SELECT COALESCE(SUM(v.size), 0) AS used FROM items i JOIN versions v ON v.id = i.version_id "
@@ -198,3 +210,16 @@ def check_name(name: Any, what: str = "item") -> str:
     if "/" in name or "\\" in name or name in (".", "..") or name != name.strip(" ") or any(ord(c) < 32 for c in name):
         raise ApiError(400, "item_name_invalid", "Item name invalid")
     return name
+
+
+def parse_time(value: Any, field: str) -> str | None:
+    """An RFC 3339 timestamp as Box stores it (to the second, with offset)."""
+    if value in (None, ""):
+        return None
+    try:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"Invalid value for {field}: {value!r}; an RFC 3339 date-time is required", "bad_request") from None
+    if dt.tzinfo is None:
+        raise bad_request(f"Invalid value for {field}: a time zone offset is required", "bad_request")
+    return dt.replace(microsecond=0).isoformat()

@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS upload_sessions (
     id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, folder_id TEXT, file_id TEXT, file_name TEXT NOT NULL,
     file_size INTEGER NOT NULL, part_size INTEGER NOT NULL, total_parts INTEGER NOT NULL,
     created_at REAL NOT NULL, expires_at REAL NOT NULL, committed_file_id TEXT, commit_polls INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS shared_links (
+    item_id TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE, access TEXT NOT NULL, unshared_at TEXT,
+    can_download INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, download_count INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS upload_parts (
     session_id TEXT NOT NULL, part_id TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL,
     sha1 TEXT NOT NULL, sha512 TEXT NOT NULL, PRIMARY KEY (session_id, offset));

@@ -53,8 +53,16 @@ _DROPPED = {
     "nullable",
 }
 
-#: (schema name, JSON pointer inside that schema, keyword to drop, why).
+_ACCESSED_WHY = (
+    "the shared-link object's `required` list names `accessed`, a property it does not define (its "
+    "properties have `access`); no Box shared link carries an `accessed` field"
+)
+
+#: (schema name, JSON pointer inside that schema, keyword to drop — or ``keyword:item`` to drop one item
+#: of a list-valued keyword —, why).
 RELAXATIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("File", "/allOf/1/properties/shared_link/allOf/0", "required:accessed", _ACCESSED_WHY),
+    ("Folder", "/allOf/1/properties/shared_link/allOf/0", "required:accessed", _ACCESSED_WHY),
     (
         "ClientError",
         "/properties/code",
@@ -151,8 +159,12 @@ def _apply_relaxations(schemas: dict[str, Any]) -> None:
     for name, pointer, keyword, _why in RELAXATIONS:
         node = schemas[name]
         for part in pointer.strip("/").split("/"):
-            node = node[part]
-        node.pop(keyword, None)
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if ":" in keyword:
+            key, item = keyword.split(":", 1)
+            node[key] = [x for x in node[key] if x != item]
+        else:
+            node.pop(keyword, None)
 
 
 @dataclass(frozen=True)
