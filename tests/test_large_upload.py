@@ -621,3 +621,37 @@ def test_destination_folder_deleted_before_upload_is_a_clean_refusal(emulator: A
     assert mark.count("PUT", PART) == 0
     folder = user_folder(spool_dir, uid)
     assert not folder.exists() or list(folder.glob("*.json")) == []
+
+
+def test_part_answer_lost_counts_as_done_via_409(emulator: Any, small_fs: Any, uid: str) -> None:
+    """A part that landed but whose answer was cut is re-sent; Box's 409 overlap says it is there."""
+    data = os.urandom(MIN_SESSION_SIZE + 1)
+    mark = Mark(emulator, uid)
+    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/files/upload_sessions/[0-9A-F]+$",
+                           method="PUT", count=1)
+    try:
+        small_fs.pipe_file("lost/x.bin", data)
+    finally:
+        emulator.clear_faults()
+    puts = [r for r in mark.records() if r.method == "PUT" and r.route == PART]
+    assert [r.status for r in puts].count(409) == 1
+    assert mark.count("GET", "/files/upload_sessions/{upload_session_id}/parts") == 1
+    assert mark.count("POST", COMMIT) == 1
+    assert small_fs.cat_file("lost/x.bin") == data
+
+
+def test_commit_answer_lost_is_not_committed_twice(emulator: Any, small_fs: Any, make_fs: Any, uid: str) -> None:
+    small_fs.pipe_file("once/x.bin", b"old")
+    data = os.urandom(MIN_SESSION_SIZE + 1)
+    mark = Mark(emulator, uid)
+    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/commit$", method="POST", count=1)
+    try:
+        small_fs.pipe_file("once/x.bin", data)
+    finally:
+        emulator.clear_faults()
+    assert mark.count("POST", COMMIT) == 1  # the lost answer was recovered by checking, not by committing again
+    assert mark.count("GET", "/files/upload_sessions/{upload_session_id}", 404) == 1
+    fresh = make_fs(as_user=uid)
+    assert fresh.cat_file("once/x.bin") == data
+    versions = fresh.transport.json("GET", fresh.transport.api(f"/files/{fresh.info('once/x.bin')['id']}/versions"))
+    assert versions.get("total_count") == 1  # one earlier version: "old"; the new content landed once
