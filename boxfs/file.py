@@ -52,6 +52,9 @@ class BoxFile(AbstractBufferedFile):
             raise ValueError(f"unsupported mode {mode!r} for Box files (use 'rb', 'wb' or 'xb')")
         self.modified = modified
         self.uploaded: dict[str, Any] | None = None
+        # fsspec's caching layers (blockcache) pass the size they know, possibly None; Box's own
+        # item (needed for its id anyway) gives the size, so a passed one is not used twice
+        kwargs.pop("size", None)
         if mode == "rb":
             info = dict(fs._info_for_read(path))  # re-checks Box if only the cache says "missing"
             if info["type"] != "file":
