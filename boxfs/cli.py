@@ -649,22 +649,64 @@ def emulator_cmd(args: tuple[str, ...]) -> None:
 
 
 @cli.command("mount")
+@click.argument("remote")
 @click.argument("mountpoint", type=click.Path(file_okay=False))
-@click.option("--root", default="", help="Box folder to mount (default: All Files).")
+@click.option("--as-user", "as_user", default=None, help="Act as this Box user (login email or id).")
+@click.option("--config", "config", default=None, help="The Box app's JWT config (path or JSON text).")
+@click.option("--foreground", is_flag=True, help="Serve in this process until unmounted or Ctrl-C.")
 @click.option("--read-only", is_flag=True, help="Refuse every change.")
 @click.option("--allow-other", is_flag=True, help="Let other local users see the mount (libfuse allow_other).")
 @click.option("--spool-dir", default=None, help="Where files being written are staged before upload.")
 @pass_state
-def mount_cmd(state: CliState, mountpoint: str, root: str, read_only: bool, allow_other: bool,
-              spool_dir: str | None) -> None:
-    """Mount Box as a local folder (FUSE) in the foreground until unmounted or Ctrl-C."""
+def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None, config: str | None,
+              foreground: bool, read_only: bool, allow_other: bool, spool_dir: str | None) -> None:
+    """Mount the Box folder REMOTE (box://path; box:// for All Files) at MOUNTPOINT (FUSE).
+
+    Without --foreground the mount is served by a background process and this command returns once
+    the folder is mounted; `boxfs unmount MOUNTPOINT` (or fusermount3 -u) ends it.
+    """
     try:
         from boxfs.mount import mount
     except ImportError as exc:
         raise click.ClickException(f"mount needs the FUSE extra: pip install 'boxfs[mount]' ({exc})") from None
+    if as_user:
+        state.as_user = as_user
+    if config:
+        state.config = config
+    if not foreground:
+        _mount_in_background(mountpoint)
+        return
     options: dict[str, Any] = {"allow_other": True} if allow_other else {}
-    mount(state.fs(), mountpoint, foreground=True, read_only=read_only, root=box_path(root),
+    mount(state.fs(), mountpoint, foreground=True, read_only=read_only, root=box_path(remote),
           spool_dir=spool_dir, **options)
+
+
+def _mount_in_background(mountpoint: str, timeout: float = 60.0) -> None:
+    """Run this same command with --foreground in a detached process; return once it has mounted.
+
+    A re-executed child rather than fork(): the parent may already hold threads and sockets that a
+    forked FUSE server must not inherit.
+    """
+    import subprocess
+    import tempfile
+    import time
+
+    log = tempfile.NamedTemporaryFile(prefix="boxfs-mount-", suffix=".log", delete=False)  # noqa: SIM115
+    child = subprocess.Popen([sys.executable, "-m", "boxfs", *sys.argv[1:], "--foreground"],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while not os.path.ismount(mountpoint):
+        if child.poll() is not None:
+            with open(log.name, encoding="utf-8", errors="replace") as f:
+                lines = [line.strip() for line in f if line.strip()]
+            raise click.ClickException(lines[-1] if lines else f"the mount process exited with {child.returncode}")
+        if time.monotonic() > deadline:
+            child.terminate()
+            raise click.ClickException(f"{mountpoint} was not mounted within {timeout:.0f} s (log: {log.name})")
+        time.sleep(0.1)
+    click.echo(f"mounted at {mountpoint} (pid {child.pid}, log {log.name}); end it with: boxfs unmount {mountpoint}",
+               err=True)
 
 
 @cli.command("unmount")
@@ -673,7 +715,10 @@ def unmount_cmd(mountpoint: str) -> None:
     """Unmount a boxfs FUSE mount."""
     from boxfs.mount import unmount
 
-    unmount(mountpoint)
+    try:
+        unmount(mountpoint)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.group("serve", cls=BoxfsGroup)

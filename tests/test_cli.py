@@ -394,8 +394,8 @@ def test_mount_and_unmount(cli: Cli, box: Any, top: str, tmp_path: Path) -> None
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "boxfs", *cli.base_args(cli.login), "mount", str(mnt), "--root",
-         f"box://{top}/m", "--read-only"],
+        [sys.executable, "-m", "boxfs", *cli.base_args(cli.login), "mount", f"box://{top}/m", str(mnt),
+         "--foreground", "--read-only"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(),
     )
     try:
@@ -410,3 +410,22 @@ def test_mount_and_unmount(cli: Cli, box: Any, top: str, tmp_path: Path) -> None
         if os.path.ismount(mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
         _stop(proc)
+
+
+@pytest.mark.skipif(_fuse_missing() is not None, reason=_fuse_missing() or "")
+def test_mount_in_background_returns_once_mounted(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
+    """``boxfs mount REMOTE MOUNTPOINT`` (no --foreground) returns 0 with the folder already mounted."""
+    box.pipe(f"{top}/bg/seen.txt", b"background mount")
+    mnt = tmp_path / "mnt-bg"
+    mnt.mkdir()
+    try:
+        cli("mount", f"box://{top}/bg", str(mnt))
+        assert os.path.ismount(mnt)
+        assert (mnt / "seen.txt").read_bytes() == b"background mount"
+        (mnt / "written.txt").write_bytes(b"from the mount")
+        cli("unmount", str(mnt), raw=True)
+        assert not os.path.ismount(mnt)
+        assert box.cat_file(f"{top}/bg/written.txt") == b"from the mount"
+    finally:
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)

@@ -546,7 +546,7 @@ def test_rename_replaces_existing_file(backend: Backend, mnt: Path, tmp_path: Pa
 
 
 def test_cli_mount_stops_cleanly(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """``boxfs mount`` serves in the foreground; ``boxfs unmount`` and Ctrl-C both end it with exit 0."""
+    """``boxfs mount --foreground`` serves in this process; ``boxfs unmount`` and Ctrl-C end it with exit 0."""
     make_fs, new_user = _box_fixtures(request)
     emulator = request.getfixturevalue("emulator")
     user, _ = new_user("mntcli")
@@ -566,7 +566,7 @@ def test_cli_mount_stops_cleanly(request: pytest.FixtureRequest, tmp_path: Path)
     mnt = tmp_path / "mnt-cli"
     mnt.mkdir()
     for stop in ("unmount", "sigint"):
-        proc = subprocess.Popen([*base, "mount", str(mnt)], stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([*base, "mount", "box://", str(mnt), "--foreground"], stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 30
             while not os.path.ismount(mnt):
