@@ -224,8 +224,10 @@ class BoxFileSystem(AbstractFileSystem):
             path = path.replace("//", "/")
         return path.strip("/")
 
-    def _parent(self, path: str) -> str:  # type: ignore[override]
-        return _split(self._strip_protocol(path))[0]
+    @classmethod
+    def _parent(cls, path: str) -> str:
+        """A classmethod as in fsspec: universal-pathlib calls it on the class (``UPath.parent``)."""
+        return _split(cls._strip_protocol(path))[0]
 
     # ------------------------------------------------------------------------------------ items
     def _item(self, path: str, entry: dict[str, Any]) -> dict[str, Any]:
