@@ -757,3 +757,51 @@ def test_a_token_request_answered_429_waits_retry_after(emulator: BoxEmulator, j
     tokens = [r for r in _settled_records(emulator, start) if r.route == "/oauth2/token"]
     assert [r.status for r in tokens] == [429, 200]
     assert tokens[1].started - tokens[0].finished >= 0.95
+
+
+def test_emulator_restarted_mid_chunked_upload(tmp_path: Path) -> None:
+    """A chunked upload whose server goes away between parts carries on with the same session after it
+    comes back (sessions, parts and tokens are kept in the data folder), and commits once."""
+    from boxfs import BoxFileSystem
+
+    data_dir = tmp_path / "emu"
+    port = _free_port()
+    data = random.Random(61).randbytes(40 * MB)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    emu = BoxEmulator(data_dir=data_dir, port=port).start()
+    try:
+        cfg = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
+                                 enterprise_access=True)
+        uid = emu.create_user("restart-chunked@example.com", name="restart")
+        fs = BoxFileSystem(jwt_config=cfg, base_urls=emu.base_urls, as_user=uid, skip_instance_cache=True,
+                           spool_dir=str(tmp_path / "spool"), upload_workers=2,
+                           retry={"max_attempts": 20, "backoff_base": 0.05, "backoff_max": 0.4})
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                fs.put_file(str(src), "big.bin")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        emu.set_latency(0.15)  # so that the stop surely lands between parts
+        th = threading.Thread(target=work)
+        th.start()
+        deadline = time.monotonic() + 20
+        while emu.request_log.count(method="PUT", status=200) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        emu.stop()
+        time.sleep(0.5)
+        emu = BoxEmulator(data_dir=data_dir, port=port).start()
+        th.join(60)
+        assert not th.is_alive()
+        assert not errors, errors
+        commits = [r for r in emu.request_log.records if r.route.endswith("/commit")]
+        sessions = [r for r in emu.request_log.records if r.route == "/files/upload_sessions"]
+        assert [r.status for r in commits] == [201] and sessions == [], "the same session was finished"
+        reader = BoxFileSystem(jwt_config=cfg, base_urls=emu.base_urls, as_user=uid, skip_instance_cache=True)
+        assert reader.ls("", detail=False) == ["big.bin"]
+        assert reader.cat_file("big.bin") == data
+    finally:
+        emu.stop()
