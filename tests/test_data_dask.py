@@ -177,3 +177,20 @@ def test_token_expiring_mid_job(client: Any, data_env: dict[str, Any], emulator:
     assert unauthorized, "no request met the expired token"
     assert emulator.request_log.count(route="/oauth2/token") > tokens_before
     same_rows(dd.read_parquet(f"box://{unique}/after-expiry", storage_options=opts).compute(), expected())
+
+
+def test_workers_within_the_per_user_rate_limit(client: Any, data_env: dict[str, Any], emulator: Any) -> None:
+    """Over Box's per-user rate limit the workers' requests are answered 429 + Retry-After; they wait and
+    retry, and the job's result is complete."""
+    ddf = dd.read_csv("box://data/*.csv", storage_options=data_env["options"])  # listed here, unthrottled
+    emulator.request_log.clear()
+    emulator.set_rate_limit(2, burst=1)
+    try:
+        result = ddf.compute()
+    finally:
+        emulator.set_rate_limit(0)
+    same_rows(result, expected())
+    calls = [r for r in emulator.request_log.records if r.as_user == data_env["uid"] and r.host == "api"]
+    assert any(r.status == 429 for r in calls), "the workers never met the rate limit"
+    assert all(r.status in (200, 302, 429) for r in calls)
+    assert sum(r.status == 302 for r in calls) == N_FILES  # each partition downloaded once in the end
