@@ -123,10 +123,10 @@ def test_upath_falls_back_to_the_generic_fsspec_path(upath_cls: Any, options: di
     """universal-pathlib has no Box implementation: it must use its generic fsspec UPath over ours."""
     from boxfs import BoxFileSystem
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "filesystem not explicitly implemented"
+    with pytest.warns(UserWarning, match="'box' filesystem not explicitly implemented"):
         p = upath_cls("box://reports/q3.csv", **options)
     assert isinstance(p, upath_cls)
+    assert type(p).__module__ == "upath.implementations._experimental"  # the generic class, made for "box"
     assert isinstance(p.fs, BoxFileSystem) and p.protocol == "box"
     assert p.path == "reports/q3.csv" and p.name == "q3.csv" and p.suffix == ".csv"
     assert str(p.parent) == "box://reports"
