@@ -7,6 +7,7 @@ import hashlib
 import io
 import logging
 import os
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -438,3 +439,23 @@ def test_tls_required_refuses_plain_logins(env, tmp_path):
         assert "tls-only.txt" in ftps.nlst()
         ftps.delete("tls-only.txt")
         ftps.quit()
+
+
+def test_passive_port_range_and_active_mode(env, tmp_path):
+    backend, _plain, _tls = env
+    with socket.socket() as probe:  # a free port to start a small passive range at
+        probe.bind(("127.0.0.1", 0))
+        first = probe.getsockname()[1]
+    users = write_users_file(tmp_path / "users.toml", backend)
+    ports = range(first, first + 3)
+    with start_ftp_server(users, backend.factory, passive_ports=ports) as server:
+        ftp = connect(server, "bob")
+        try:
+            host, port = ftp.makepasv()
+            assert host == "127.0.0.1" and port in ports
+            upload(ftp, "passive.txt", b"over PASV")
+            ftp.set_pasv(False)  # active mode: the server connects back (PORT)
+            assert download(ftp, "passive.txt") == b"over PASV"
+            ftp.delete("passive.txt")
+        finally:
+            ftp.quit()
