@@ -344,6 +344,8 @@ def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
 
 def test_abandoned_upload_stores_nothing(env, caplog):
     backend, server, _key = env
+    if backend.kind != "emulator":
+        pytest.skip("the local stand-in filesystem creates files as they are written, not on close")
     caplog.set_level(logging.INFO, logger="boxfs")
 
     async def scenario():
