@@ -283,8 +283,16 @@ def test_mkdir_of_an_existing_path(emulator: BoxEmulator, seeded: BoxFileSystem,
     assert snapshot(make_fs, uid) == before
 
 
-def test_opening_a_missing_file(emulator: BoxEmulator, seeded: BoxFileSystem) -> None:
-    refused_locally(emulator, lambda: seeded.open("dir/missing.txt", "rb"), FileNotFoundError, "dir/missing.txt")
+def test_opening_a_missing_file(emulator: BoxEmulator, seeded: BoxFileSystem, make_fs: Any, uid: str) -> None:
+    """A miss only the cache vouches for is checked with Box once (another process may have just written
+    the file): one listing, nothing else, and the error names the path."""
+    before = snapshot(make_fs, uid)
+    start = settled(emulator)
+    with pytest.raises(FileNotFoundError, match="dir/missing.txt"):
+        seeded.open("dir/missing.txt", "rb")
+    sent = emulator.request_log.records[start:settled(emulator)]
+    assert [(r.method, r.route) for r in sent] in ([], [("GET", "/folders/{folder_id}/items")])
+    assert snapshot(make_fs, uid) == before
 
 
 def test_exclusive_create_of_an_existing_file(emulator: BoxEmulator, seeded: BoxFileSystem, make_fs: Any,
