@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from boxfs.emulator.errors import ApiError, bad_request, not_found
 from boxfs.emulator.httpserver import CHUNK, Request, Response, Router
@@ -26,6 +27,13 @@ from boxfs.emulator.store import now_iso
 
 DOWNLOAD_TTL = 15 * 60
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with an ASCII fallback and the RFC 5987 UTF-8 form, so any Box name can travel
+    in a header (HTTP header values are Latin-1)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 class ContentRoutes:
@@ -238,7 +246,7 @@ class ContentRoutes:
         path = self.store.blob_path(sha1)
         total = path.stat().st_size
         headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
-                   "Content-Disposition": f"attachment; filename=\"{name}\""}
+                   "Content-Disposition": content_disposition(name)}
         rng = req.header("Range")
         if rng:
             m = _RANGE.match(rng.strip())
