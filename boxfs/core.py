@@ -305,17 +305,17 @@ class BoxFileSystem(AbstractFileSystem):
     def _info_for_read(self, path: str) -> dict[str, Any]:
         """``_info`` for operations that need the item (open for reading, cat, get).
 
-        A miss that only the cache vouches for is checked with Box once more: another process (a dask
-        worker, another server session, the Box web app) may have created the file after we listed its
-        folder. ``info``/``exists`` keep trusting the cache (that is what makes them free).
+        A miss in a folder this filesystem created (whose listing it assumed empty rather than fetched)
+        is checked with Box once more: other writers (dask workers writing into the folder the client
+        made, another session) put files there that this cache cannot know. A miss in a listing fetched
+        from Box is trusted, as in ``info``/``exists``: that keeps refusals free of requests.
         """
         try:
             return self._info(path)
         except FileNotFoundError:
-            if not path:
+            if not path or not self.cache.forget_assumed_listings_above(path):
                 raise
-            logger.debug("%s not in the cached listings: asking Box again", path)
-            self.cache.forget_listings_above(path)
+            logger.debug("%s is not in a folder we created: asking Box whether another writer added it", path)
             return self._info(path)
 
     def _try_info(self, path: str) -> dict[str, Any] | None:

@@ -48,6 +48,8 @@ class BoxDirCache:
         #: key -> monotonic time it was learned (items and listings), used only when expiry is set
         self._stamps: dict[str, float] = {}
         self._listing_stamps: dict[str, float] = {}
+        #: folders whose listing we assumed (we created them empty) rather than fetched from Box
+        self._assumed: set[str] = set()
 
     def _fresh(self, stamps: dict[str, float], k: str) -> bool:
         if self.expiry is None:
@@ -122,6 +124,7 @@ class BoxDirCache:
                     self._forget(ck)
             self._listings[folder] = new
             self._listing_stamps[folder] = time.monotonic()
+            self._assumed.discard(folder)
 
     # ------------------------------------------------------------------------------------ mutations
     def added(self, path: str, item: Item, *, empty: bool = True) -> None:
@@ -142,6 +145,7 @@ class BoxDirCache:
             elif item.get("type") == "directory" and (previous is None or previous.get("id") != item.get("id")):
                 self._listings[k] = {}  # a folder we just created is empty: list it without a call
                 self._listing_stamps[k] = time.monotonic()
+                self._assumed.add(k)
             parent = self._listings.get(_key(_parent(path)))
             if parent is not None:
                 parent[name_key(_basename(path))] = k
@@ -176,21 +180,28 @@ class BoxDirCache:
             self._forget(_key(path))
             self._listings.pop(_key(_parent(path)), None)
 
-    def forget_listings_above(self, path: str) -> None:
-        """Drop the listings of every folder above ``path`` (their items stay): the next lookup of
-        ``path`` asks Box again instead of trusting "not in the cached listing"."""
+    def forget_assumed_listings_above(self, path: str) -> bool:
+        """Drop the listings above ``path`` that we assumed rather than fetched (folders we created, taken
+        as empty); True if there was one. Other writers (a dask worker, another session) may have filled
+        such a folder since, so a read that misses there asks Box before failing."""
         with self._lock:
             parts = path.split("/") if path else []
+            dropped = False
             for i in range(len(parts)):
                 k = _key("/".join(parts[:i]))
-                self._listings.pop(k, None)
-                self._listing_stamps.pop(k, None)
+                if k in self._assumed:
+                    self._assumed.discard(k)
+                    self._listings.pop(k, None)
+                    self._listing_stamps.pop(k, None)
+                    dropped = True
+            return dropped
 
     def clear(self) -> None:
         self.invalidate(None)
 
     # ------------------------------------------------------------------------------------- helpers
     def _forget(self, k: str) -> None:
+        self._assumed.discard(k)
         self._items.pop(k, None)
         self._listings.pop(k, None)
         self._stamps.pop(k, None)
@@ -208,7 +219,9 @@ class BoxDirCache:
         if not prefix:
             for table in (self._items, self._listings, self._stamps, self._listing_stamps):
                 table.clear()
+            self._assumed.clear()
             return
+        self._assumed = {key for key in self._assumed if not key.startswith(prefix)}
         for table in (self._items, self._listings, self._stamps, self._listing_stamps):
             for key in [key for key in table if key.startswith(prefix)]:
                 del table[key]

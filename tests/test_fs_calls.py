@@ -189,18 +189,18 @@ def test_threads_resolving_together_list_each_folder_once(fs: BoxFileSystem, emu
     assert len(per_folder) == 4 and set(per_folder.values()) == {1}, per_folder
 
 
-def test_reads_recheck_a_miss_that_only_the_cache_vouches_for(fs: BoxFileSystem, emulator: Any,
-                                                              tmp_path: Any) -> None:
-    fs.mkdir("shared")  # this filesystem knows "shared" as empty
+def test_reads_recheck_a_miss_in_a_folder_we_created(fs: BoxFileSystem, emulator: Any,
+                                                     tmp_path: Any) -> None:
+    fs.mkdir("shared")  # this filesystem assumes "shared" empty (it created it)
     worker = fresh(fs)  # e.g. a dask worker, another process
     worker.pipe_file("shared/part-0.csv", b"a,b\n1,2\n")
+    worker.pipe_file("shared/part-1.csv", b"x")
     t = time.monotonic()
     assert not fs.exists("shared/part-0.csv")  # info/exists trust the cache: free, possibly stale
     assert api_calls(emulator, t) == []
     assert fs.cat_file("shared/part-0.csv") == b"a,b\n1,2\n"  # a read asks Box before failing
     with fs.open("shared/part-0.csv", "rb") as f:
         assert f.read() == b"a,b\n1,2\n"
-    worker.pipe_file("shared/part-1.csv", b"x")
     fs.get_file("shared/part-1.csv", str(tmp_path / "p1"))
     assert (tmp_path / "p1").read_bytes() == b"x"
     try:
@@ -209,3 +209,18 @@ def test_reads_recheck_a_miss_that_only_the_cache_vouches_for(fs: BoxFileSystem,
         pass
     else:
         raise AssertionError("a missing file must still be reported")
+
+
+def test_a_miss_in_a_fetched_listing_costs_no_request(fs: BoxFileSystem, emulator: Any) -> None:
+    fs.pipe_file("listed/a.txt", b"a")
+    cold = fresh(fs)
+    cold.ls("listed")
+    t = time.monotonic()
+    for action in (lambda: cold.open("listed/missing.txt", "rb"), lambda: cold.cat_file("listed/missing.txt")):
+        try:
+            action()
+        except FileNotFoundError:
+            pass
+        else:
+            raise AssertionError("missing file not reported")
+    assert api_calls(emulator, t) == []

@@ -60,3 +60,17 @@ def test_expiry() -> None:
     never = BoxDirCache(expiry=0)
     never.set_listing("", [item("a")])
     assert never.listing("") is None
+
+
+def test_only_assumed_listings_are_given_up_for_a_recheck() -> None:
+    c = BoxDirCache()
+    c.set_listing("", [item("fetched", "directory", "1")])
+    c.set_listing("fetched", [])
+    c.added("made", item("made", "directory", "2"))
+    assert c.known_missing("made/x") and c.known_missing("fetched/x")
+    assert not c.forget_assumed_listings_above("fetched/x")
+    assert c.known_missing("fetched/x")
+    assert c.forget_assumed_listings_above("made/x")
+    assert not c.known_missing("made/x") and c.get("made") is not None
+    c.set_listing("made", [])  # fetched now: trusted from here on
+    assert not c.forget_assumed_listings_above("made/x")
