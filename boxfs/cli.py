@@ -726,7 +726,13 @@ def serve_group() -> None:
     """Run an FTP(S) or SFTP server whose users' files live in Box (see docs/servers.md)."""
 
 
-def _server_config(state: CliState) -> tuple[str, dict[str, str] | None]:
+_CONFIG_OPTION = click.option("--config", "config", default=None,
+                              help="The Box app's JWT config (path or JSON text); same as the global --config.")
+
+
+def _server_config(state: CliState, config: str | None = None) -> tuple[str, dict[str, str] | None]:
+    if config:
+        state.config = config
     if not state.config:
         raise click.UsageError("serve needs the Box app's JWT config: --config FILE or BOXFS_JWT_CONFIG")
     return state.config, ({"base_url": state.base_url.rstrip("/")} if state.base_url else None)
@@ -741,15 +747,17 @@ def _server_config(state: CliState) -> tuple[str, dict[str, str] | None]:
 @click.option("--tls-required", is_flag=True, help="Refuse logins and transfers without TLS.")
 @click.option("--passive-ports", default=None, metavar="FIRST-LAST", help="Passive port range, e.g. 60000-60100.")
 @click.option("--masquerade-address", default=None, help="Address announced for passive mode (behind NAT).")
+@_CONFIG_OPTION
 @pass_state
 def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
-              tls_required: bool, passive_ports: str | None, masquerade_address: str | None) -> None:
+              tls_required: bool, passive_ports: str | None, masquerade_address: str | None,
+              config: str | None) -> None:
     """FTP/FTPS server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.ftp import run_ftp
     except ImportError as exc:
         raise click.ClickException(f"serve ftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
-    config, base_urls = _server_config(state)
+    config, base_urls = _server_config(state, config)
     ports = None
     if passive_ports:
         try:
@@ -766,14 +774,16 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", type=int, default=2222, show_default=True)
 @click.option("--host-key", default=None, help="SSH host private key (default: a new one at each start).")
+@_CONFIG_OPTION
 @pass_state
-def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None) -> None:
+def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None,
+               config: str | None) -> None:
     """SFTP server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.sftp import run_sftp
     except ImportError as exc:
         raise click.ClickException(f"serve sftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
-    config, base_urls = _server_config(state)
+    config, base_urls = _server_config(state, config)
     run_sftp(users_file, config, host, port, host_key=host_key, base_urls=base_urls)
 
 

@@ -47,12 +47,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(box, protocol: str, *extra: str) -> tuple[subprocess.Popen, int]:
+def serve(box, protocol: str, *extra: str, config_after: bool = False) -> tuple[subprocess.Popen, int]:
+    """Start ``boxfs serve``; the app config given globally (``boxfs --config F serve ...``) or, with
+    ``config_after``, in the form issue 8 shows (``boxfs serve ... --config F``)."""
     emu, tmp = box
     port = free_port()
+    config = ["--config", str(tmp / "app.json")]
     proc = subprocess.Popen(
-        [BOXFS, "--config", str(tmp / "app.json"), "serve", protocol, "--users", str(tmp / "users.toml")]
-        + ["--host", "127.0.0.1", "--port", str(port), *extra],
+        [BOXFS, *([] if config_after else config), "serve", protocol, "--users", str(tmp / "users.toml")]
+        + ["--host", "127.0.0.1", "--port", str(port), *extra, *(config if config_after else [])],
         env=dict(os.environ, BOXFS_BASE_URL=emu.url),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -111,7 +114,7 @@ def test_serve_sftp_with_host_key(box):
     _emu, tmp = box
     key = asyncssh.generate_private_key("ssh-ed25519")
     key.write_private_key(str(tmp / "host_key"))
-    proc, port = serve(box, "sftp", "--host-key", str(tmp / "host_key"))
+    proc, port = serve(box, "sftp", "--host-key", str(tmp / "host_key"), config_after=True)
 
     async def client() -> None:
         known = asyncssh.import_known_hosts(f"[127.0.0.1]:{port} {key.export_public_key().decode()}")
