@@ -419,10 +419,9 @@ def test_slow_upload_does_not_block_other_files(tmp_path: Path, mounter: Callabl
     t.start()
     time.sleep(0.5)  # the writer is now inside its 3 s upload
     assert not done.is_set()
-    started = time.monotonic()
+    # Read and list while the upload is still running: had they waited for it, it would be done by now.
     assert (m.path / "other.txt").read_bytes() == b"readable meanwhile"
     os.listdir(m.path)
-    assert time.monotonic() - started < 1.5
     assert not done.is_set()
     t.join(10)
     assert done.is_set() and (back / "slow.bin").stat().st_size == 100_000
