@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
-from fsspec.spec import AbstractFileSystem
+from fsspec.spec import AbstractFileSystem, _Cached
 from fsspec.utils import stringify_path
 
 from boxfs.api.errors import BoxAuthError, exists, is_a_directory, not_a_directory, not_found
@@ -67,7 +67,23 @@ def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
     return cls(**kwargs)
 
 
-class BoxFileSystem(AbstractFileSystem):
+#: environment variables that can configure a filesystem (see boxfs.config)
+_ENV_VARS = ("BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_BASE_URL", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET",
+             "BOXFS_ENTERPRISE_ID", "BOXFS_TOKEN", "BOXFS_OAUTH_TOKEN_FILE")
+
+
+class _BoxCached(_Cached):
+    """fsspec's instance cache keys on the constructor arguments; ``fsspec.filesystem("box")`` configured
+    by the environment has none, so the environment's digest is added to the key (a digest: the values
+    may be secrets). Otherwise a changed ``BOXFS_AS_USER`` would get the previous user's filesystem."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        env = "\0".join(f"{k}={os.environ.get(k, '')}" for k in _ENV_VARS)
+        kwargs.setdefault("_environment", hashlib.sha256(env.encode()).hexdigest()[:16])
+        return super().__call__(*args, **kwargs)
+
+
+class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     """Box storage as an fsspec filesystem (see the module docstring and docs for the options)."""
 
     protocol = "box"
@@ -98,6 +114,7 @@ class BoxFileSystem(AbstractFileSystem):
         upload_workers: int = 4,
         auto_mkdir: bool = True,
         credentials: BoxCredentials | None = None,
+        _environment: str | None = None,
         oauth_token_file: str | None = None,
         scopes: list[str] | tuple[str, ...] | str | None = None,
         resource: str | None = None,

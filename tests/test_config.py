@@ -268,3 +268,19 @@ def test_filesystem_repr_shows_no_secret(alice_fs: BoxFileSystem, jwt_config: st
     assert app["clientSecret"] not in text and app["appAuth"]["passphrase"] not in text
     alice_fs.ls("")
     assert alice_fs.provider.token() not in repr(alice_fs)
+
+
+def test_environment_changes_are_not_hidden_by_the_instance_cache(monkeypatch: Any, emulator: Any,
+                                                                  jwt_config: str, alice: str, bob: str,
+                                                                  tmp_path: Any) -> None:
+    (tmp_path / "config.json").write_text(jwt_config)
+    monkeypatch.setenv("BOXFS_JWT_CONFIG", str(tmp_path / "config.json"))
+    monkeypatch.setenv("BOXFS_BASE_URL", emulator.url)
+    monkeypatch.setenv("BOXFS_AS_USER", "alice@example.com")
+    as_alice = fsspec.filesystem("box")
+    assert fsspec.filesystem("box") is as_alice and as_alice.as_user_id == alice
+    monkeypatch.setenv("BOXFS_AS_USER", "bob@example.com")
+    as_bob = fsspec.filesystem("box")
+    assert as_bob is not as_alice and as_bob.as_user_id == bob
+    for value in as_bob.storage_options.values():
+        assert jwt_config not in str(value)
