@@ -24,7 +24,8 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ class Row:
     token_calls: int | None = None
     peak_rss_mib: float | None = None
     note: str = ""
+    routes: dict[str, int] = field(default_factory=dict)  # "METHOD route" -> calls, for the analysis
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +275,7 @@ class Bench:
         records = self._settled_log()
         row.calls = sum(1 for r in records if r.host != "oauth2")
         row.token_calls = sum(1 for r in records if r.host == "oauth2")
+        row.routes = dict(Counter(f"{r.method} {r.route}" for r in records if r.host != "oauth2").most_common())
         row.seconds = out.seconds
         row.note = out.note
         row.peak_rss_mib = out.peak_rss_kib / 1024 if out.peak_rss_kib else None

@@ -98,6 +98,7 @@ class PythonTool:
                     return out
                 return Outcome(seconds=done["seconds"], result=done["result"], peak_rss_kib=done["peak_rss_kib"])
             except TimeoutError:
+                proc.kill()  # our own worker, by its handle
                 return Outcome(error=f"timed out after {timeout:.0f} s")
             finally:
                 try:
