@@ -60,7 +60,11 @@ def data_env(emulator: Any, jwt_config: str, tmp_path_factory: Any) -> Iterator[
         mp.setenv("BOXFS_JWT_CONFIG", str(cfg))
         mp.setenv("BOXFS_AS_USER", login)
         mp.setenv("BOXFS_BASE_URL", emulator.url)
+        # fsspec caches instances by their arguments: a BoxFileSystem() made earlier in this process from
+        # other BOXFS_* values would otherwise be handed back for "box://" with no options
+        BoxFileSystem.clear_instance_cache()
         yield {"uid": uid, "login": login, "options": options, "fs": fs}
+    BoxFileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="module")
