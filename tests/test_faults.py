@@ -805,3 +805,21 @@ def test_emulator_restarted_mid_chunked_upload(tmp_path: Path) -> None:
         assert reader.cat_file("big.bin") == data
     finally:
         emu.stop()
+
+
+def test_a_token_is_refreshed_before_it_expires(emulator: BoxEmulator, make_fs: Any, fs_user: Any,
+                                                faults: Any) -> None:
+    """Tokens living 2 s are replaced after 1.5 s (a quarter of their life early): no request ever meets
+    an expired token, so no 401 at all."""
+    fs = make_fs(as_user=fs_user[0])
+    emulator.set_token_ttl(2)
+    emulator.expire_tokens()
+    fs.ls("")  # 401, refresh: now holding a 2-second token
+    start = _settled(emulator)
+    for _ in range(4):
+        time.sleep(0.55)
+        fs.ls("", refresh=True)
+    sent = _settled_records(emulator, start)
+    assert [r.status for r in sent if r.route != "/oauth2/token"] == [200] * 4
+    tokens = [r for r in sent if r.route == "/oauth2/token"]
+    assert len(tokens) == 1, "one refresh, made before the old token expired"
