@@ -21,6 +21,7 @@ The retry policy is the real one with fast waits (``retry=FAST``) so the suite s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import socket
@@ -823,3 +824,28 @@ def test_a_token_is_refreshed_before_it_expires(emulator: BoxEmulator, make_fs: 
     assert [r.status for r in sent if r.route != "/oauth2/token"] == [200] * 4
     tokens = [r for r in sent if r.route == "/oauth2/token"]
     assert len(tokens) == 1, "one refresh, made before the old token expired"
+
+
+@pytest.mark.parametrize("kind", ["503", "drop"])
+def test_a_token_endpoint_that_keeps_failing_is_a_clear_oserror(kind: str, emulator: BoxEmulator,
+                                                                jwt_config: str, fs_user: Any) -> None:
+    """After the last attempt the failure is an OSError (what filesystem users catch) naming the app and
+    what went wrong, not an internal exception."""
+    from boxfs import BoxFileSystem
+    from boxfs.api.errors import BoxAPIError
+    from boxfs.auth import clear_registry
+
+    clear_registry()
+    emulator.inject_faults(rate=1.0, kinds=(kind,), route=r"/oauth2/token$", retry_after=0)
+    try:
+        fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
+                           skip_instance_cache=True, retry={"max_attempts": 2, "backoff_base": 0.01})
+        with pytest.raises(BoxAPIError) as info:
+            fs.ls("")
+    finally:
+        emulator.clear_faults()
+        clear_registry()
+    client_id = json.loads(jwt_config)["boxAppSettings"]["clientID"]
+    assert isinstance(info.value, OSError)
+    assert client_id in str(info.value) and "token" in str(info.value)
+    assert ("HTTP 503" if kind == "503" else "ConnectionError") in str(info.value)
