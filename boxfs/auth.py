@@ -36,7 +36,7 @@ from box_sdk_gen.box.errors import BoxSDKError
 from box_sdk_gen.internal.utils import PrivateKeyDecryptor
 from box_sdk_gen.networking.retries import RetryStrategy
 
-from boxfs.api.errors import BoxAuthError
+from boxfs.api.errors import BoxAPIError, BoxAuthError
 from boxfs.config import BoxCredentials, BoxEndpoints
 from boxfs.retry import RetryableResponse, RetryPolicy, parse_retry_after, retrying
 
@@ -145,9 +145,13 @@ class TokenProvider:
     def _refresh_locked(self) -> None:
         describe = f"token request for app {self.creds.client_id}"
         started = time.monotonic()
-        for attempt in retrying(self.policy, describe, extra=(_TransientTokenError,)):
-            with attempt:
-                access = self._request_token()
+        try:
+            for attempt in retrying(self.policy, describe, extra=(_TransientTokenError,)):
+                with attempt:
+                    access = self._request_token()
+        except _TransientTokenError as exc:  # still failing after the last attempt: an OSError, with context
+            raise BoxAPIError(f"could not obtain an access token for app {self.creds.client_id} after "
+                              f"{self.policy.max_attempts} attempts: {exc}") from None
         self._token = access.access_token
         lifetime = float(access.expires_in or 3600)
         # Never refresh more often than every few seconds even if Box hands out very short tokens.
