@@ -849,3 +849,20 @@ def test_a_token_endpoint_that_keeps_failing_is_a_clear_oserror(kind: str, emula
     assert isinstance(info.value, OSError)
     assert client_id in str(info.value) and "token" in str(info.value)
     assert ("HTTP 503" if kind == "503" else "ConnectionError") in str(info.value)
+
+
+def test_a_developer_token_that_expired_is_reported_not_refreshed(emulator: BoxEmulator, jwt_config: str,
+                                                                   fs_user: Any) -> None:
+    """A ready-made token cannot be refreshed: its 401 is reported at once, with no token request."""
+    from boxfs import BoxFileSystem
+
+    client_id = json.loads(jwt_config)["boxAppSettings"]["clientID"]
+    token = emulator.developer_token(client_id, fs_user[0])
+    fs = BoxFileSystem(token=token, base_urls=emulator.base_urls, skip_instance_cache=True, retry=FAST)
+    fs.ls("")
+    emulator.expire_tokens()
+    start = _settled(emulator)
+    with pytest.raises(PermissionError, match="401"):
+        fs.ls("", refresh=True)
+    sent = _settled_records(emulator, start)
+    assert [(r.route, r.status) for r in sent] == [("/folders/{folder_id}/items", 401)]
