@@ -462,7 +462,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         transport as for any request. Results and ``on_error`` behave as in fsspec.
         """
         paths = self.expand_path(path, recursive=recursive)
-        if len(paths) == 1 and not isinstance(path, list) and paths[0] == self._strip_protocol(path):
+        if recursive:  # fsspec: "get all the contained files"; the expansion's folders (cached) are skipped
+            paths = [p for p in paths if self._info(p)["type"] != "directory"]
+        elif len(paths) == 1 and not isinstance(path, list) and paths[0] == self._strip_protocol(path):
             return self.cat_file(paths[0], **kwargs)
 
         def fetch(p: str) -> bytes | Exception:

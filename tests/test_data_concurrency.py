@@ -143,3 +143,14 @@ def test_on_error_modes(fs: Any) -> None:
     assert out["e/a"] == b"A" and isinstance(out["e/missing"], FileNotFoundError)
     assert fs.cat("e/a") == b"A"  # one plain path: the bytes, not a dict
     assert fs.cat("e/*") == {"e/a": b"A"}
+
+
+def test_recursive_cat_returns_the_files_below(fs: Any, emulator: Any, fs_user: tuple[str, str]) -> None:
+    """fsspec: with ``recursive`` "get all the contained files"; the folders in the expansion are skipped."""
+    fs.pipe({"d/a": b"1", "d/s/b": b"2", "d/s/t/c": b"3"})
+    fresh_fs = type(fs)(**fs._config(), skip_instance_cache=True)
+    emulator.request_log.clear()
+    assert fresh_fs.cat("d", recursive=True) == {"d/a": b"1", "d/s/b": b"2", "d/s/t/c": b"3"}
+    calls = api_calls(emulator, fs_user[0])
+    assert sum(r.route == "/folders/{folder_id}/items" for r in calls) == 4  # root, d, d/s, d/s/t
+    assert sum(r.route == "/files/{file_id}/content" for r in calls) == 3
