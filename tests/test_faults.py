@@ -866,3 +866,74 @@ def test_a_developer_token_that_expired_is_reported_not_refreshed(emulator: BoxE
         fs.ls("", refresh=True)
     sent = _settled_records(emulator, start)
     assert [(r.route, r.status) for r in sent] == [("/folders/{folder_id}/items", 401)]
+
+
+# ------------------------------------------------------------------- OAuth (boxfs login) token refreshes
+@pytest.fixture
+def oauth_fs(emulator: BoxEmulator, new_user: Any, tmp_path: Path) -> Any:
+    """A filesystem on a ``boxfs login`` token file (the authorization-code flow run in-process)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import requests as http
+
+    from boxfs import BoxFileSystem
+    from boxfs.config import resolve_endpoints
+    from boxfs.oauth_login import login
+
+    _, email = new_user("oauth")
+    redirect = f"http://127.0.0.1:{_free_port()}/callback"
+    client_id, secret = emulator.create_oauth_app(redirect)
+    token_file = tmp_path / "token.json"
+    urls: list[str] = []
+    th = threading.Thread(target=login, args=(client_id, secret, token_file), daemon=True,
+                          kwargs={"endpoints": resolve_endpoints(emulator.base_urls), "redirect_uri": redirect,
+                                  "open_browser": False, "timeout": 20, "show_url": urls.append})
+    th.start()
+    deadline = time.monotonic() + 10
+    while not urls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    form = {k: v[0] for k, v in parse_qs(urlsplit(urls[0]).query).items()}
+    http.post(urls[0].split("?", 1)[0], data={**form, "login": email}, timeout=10).raise_for_status()
+    th.join(20)
+    fs = BoxFileSystem(oauth_token_file=str(token_file), base_urls=emulator.base_urls, skip_instance_cache=True,
+                       retry={"max_attempts": 3, "backoff_base": 0.01, "backoff_max": 0.02})
+    fs.ls("")
+    return fs
+
+
+def test_an_oauth_refresh_answered_429_waits_retry_after(emulator: BoxEmulator, oauth_fs: Any) -> None:
+    emulator.expire_tokens()
+    start = _settled(emulator)
+    emulator.inject_faults(rate=1.0, kinds=("429",), route=r"/oauth2/token$", retry_after=1, count=1)
+    try:
+        oauth_fs.ls("", refresh=True)
+    finally:
+        emulator.clear_faults()
+    tokens = [r for r in _settled_records(emulator, start) if r.route == "/oauth2/token"]
+    assert [r.status for r in tokens] == [429, 200]
+    assert tokens[1].started - tokens[0].finished >= 0.95
+
+
+def test_an_oauth_token_endpoint_that_keeps_failing_is_a_clear_oserror(emulator: BoxEmulator, oauth_fs: Any) -> None:
+    from boxfs.api.errors import BoxAPIError
+
+    emulator.expire_tokens()
+    emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/oauth2/token$", retry_after=0)
+    try:
+        with pytest.raises(BoxAPIError, match="HTTP 503"):
+            oauth_fs.ls("", refresh=True)
+    finally:
+        emulator.clear_faults()
+
+
+@pytest.mark.xfail(strict=True, reason="Box refresh tokens are single-use: when the answer to a refresh is lost after "
+                   "Box issued the new pair, the old refresh token is dead and the new one never arrived, so the "
+                   "retry is refused (invalid_grant) and the user must run 'boxfs login' again. No client-side "
+                   "retry can recover it; it needs a design decision (e.g. report it as 'log in again' up front)")
+def test_an_oauth_refresh_whose_answer_is_lost_keeps_the_login(emulator: BoxEmulator, oauth_fs: Any) -> None:
+    emulator.expire_tokens()
+    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/oauth2/token$", count=1)
+    try:
+        oauth_fs.ls("", refresh=True)
+    finally:
+        emulator.clear_faults()
