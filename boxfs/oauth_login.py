@@ -36,10 +36,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from boxfs.api.errors import BoxAuthError
+from boxfs.api.errors import BoxAPIError, BoxAuthError
 from boxfs.auth import REFRESH_MARGIN, TokenProvider
 from boxfs.config import BoxConfigError, BoxCredentials, BoxEndpoints
-from boxfs.retry import RetryPolicy, retrying
+from boxfs.retry import RetryPolicy, parse_retry_after, retrying
 
 try:
     import fcntl
@@ -74,6 +74,8 @@ def default_token_file() -> Path:
 
 class _TransientTokenError(Exception):
     """Box answered a token request with 429 or 5xx: worth another attempt."""
+
+    retry_after: float | None = None  # seconds from the answer's Retry-After, honoured by boxfs.retry
 
 
 # ------------------------------------------------------------------------------------------ token file
@@ -145,11 +147,21 @@ def oauth_credentials(token_file: str | os.PathLike[str]) -> BoxCredentials:
 def _token_request(endpoints: BoxEndpoints, form: dict[str, str], policy: RetryPolicy, describe: str) -> dict[str, Any]:
     """POST to Box's token endpoint through the retry policy; refusals become BoxAuthError (no secrets)."""
     url = f"{endpoints.base_url}/oauth2/token"
+    try:
+        return _token_request_attempts(url, form, policy, describe)
+    except _TransientTokenError as exc:  # still failing after the last attempt: an OSError, with context
+        raise BoxAPIError(f"{describe} failed after {policy.max_attempts} attempts: {exc}") from None
+
+
+def _token_request_attempts(url: str, form: dict[str, str], policy: RetryPolicy, describe: str) -> dict[str, Any]:
+    """The attempts of :func:`_token_request` (apart, so it can turn the last transient failure into an OSError)."""
     for attempt in retrying(policy, describe, extra=(_TransientTokenError,)):
         with attempt:
             resp = requests.post(url, data=form, timeout=(policy.connect_timeout, policy.read_timeout))
             if resp.status_code == 429 or resp.status_code >= 500:
-                raise _TransientTokenError(f"HTTP {resp.status_code}")
+                transient = _TransientTokenError(f"HTTP {resp.status_code}")
+                transient.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                raise transient
             try:
                 body = resp.json()
             except ValueError:
