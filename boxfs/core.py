@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -264,6 +265,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         entries: list[dict[str, Any]] = []
         marker: str | None = None
         url = self.transport.api(f"/folders/{folder_id}/items")
+        started = time.monotonic()  # our own changes from now on are newer than this listing
         while True:
             # Box serves at most 1,000 entries a page; never ask for more, follow the marker instead
             limit = max(1, min(int(self.LIST_PAGE), 1000))
@@ -280,8 +282,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             if not marker:
                 break
         items = [self._item(_join(path, e["name"]), e) for e in entries]
-        self.cache.set_listing(path, items)
-        return items
+        self.cache.set_listing(path, items, started=started)
+        merged = self.cache.listing(path)  # with our own changes made while the listing was on its way
+        return items if merged is None else merged
 
     def _listing(self, path: str, info: dict[str, Any]) -> list[dict[str, Any]]:
         """The folder's children from the cache, else listed once even when threads ask together."""

@@ -50,6 +50,11 @@ class BoxDirCache:
         self._listing_stamps: dict[str, float] = {}
         #: folders whose listing we assumed (we created them empty) rather than fetched from Box
         self._assumed: set[str] = set()
+        #: our own changes, with when they happened, so that a listing fetched while they happened does
+        #: not undo them: folder key -> {child name key: (child key, time)} for additions, and
+        #: item key -> time for removals
+        self._recent: dict[str, dict[str, tuple[str, float]]] = {}
+        self._gone: dict[str, float] = {}
 
     def _fresh(self, stamps: dict[str, float], k: str) -> bool:
         if self.expiry is None:
@@ -104,27 +109,51 @@ class BoxDirCache:
             self._items[_key(path)] = item
             self._stamps[_key(path)] = time.monotonic()
 
-    def set_listing(self, path: str, children: list[Item]) -> None:
-        """Remember a complete folder listing (children carry their full paths in ``name``)."""
+    def set_listing(self, path: str, children: list[Item], started: float | None = None) -> None:
+        """Remember a complete folder listing (children carry their full paths in ``name``).
+
+        ``started``: when (``time.monotonic()``) the listing was requested. What this filesystem changed
+        in the folder since then is newer than the listing and wins: an item we added or changed stays,
+        an item we removed does not come back. Other threads keep working while a listing is in flight.
+        """
+        now = time.monotonic()
+        since = now if started is None else started
         with self._lock:
             folder = _key(path)
-            # children no longer listed are gone (changed by someone else): forget them and below
             old = self._listings.get(folder, {})
             new: dict[str, str] = {}
             for child in children:
                 ck = _key(child["name"])
-                new[name_key(_basename(child["name"]))] = ck
+                nk = name_key(_basename(child["name"]))
+                if self._gone.get(ck, float("-inf")) >= since:
+                    continue  # we deleted or moved it while the listing was on its way
                 previous = self._items.get(ck)
+                if previous is not None and self._stamps.get(ck, float("-inf")) >= since:
+                    new[nk] = ck  # we changed it meanwhile: our version is the newer one
+                    continue
                 if previous is not None and previous.get("id") != child.get("id"):
                     self._forget_listing_and_below(ck)
                 self._items[ck] = child
-                self._stamps[ck] = time.monotonic()
-            for name, ck in old.items():
-                if name not in new:
+                self._stamps[ck] = now
+                new[nk] = ck
+            recent = self._recent.get(folder, {})
+            for nk, (ck, when) in list(recent.items()):
+                if when >= since:
+                    if nk not in new and ck in self._items:
+                        new[nk] = ck  # we added it while the listing was on its way
+                else:
+                    del recent[nk]  # the listing reflects it
+            if not recent:
+                self._recent.pop(folder, None)
+            # children no longer listed are gone (changed by someone else): forget them and below
+            for nk, ck in old.items():
+                if nk not in new:
                     self._forget(ck)
             self._listings[folder] = new
-            self._listing_stamps[folder] = time.monotonic()
+            self._listing_stamps[folder] = now
             self._assumed.discard(folder)
+            if len(self._gone) > 10_000:
+                self._gone = {k: t for k, t in self._gone.items() if t >= since}
 
     # ------------------------------------------------------------------------------------ mutations
     def added(self, path: str, item: Item, *, empty: bool = True) -> None:
@@ -146,9 +175,12 @@ class BoxDirCache:
                 self._listings[k] = {}  # a folder we just created is empty: list it without a call
                 self._listing_stamps[k] = time.monotonic()
                 self._assumed.add(k)
-            parent = self._listings.get(_key(_parent(path)))
+            parent_key = _key(_parent(path))
+            parent = self._listings.get(parent_key)
             if parent is not None:
                 parent[name_key(_basename(path))] = k
+            self._recent.setdefault(parent_key, {})[name_key(_basename(path))] = (k, time.monotonic())
+            self._gone.pop(k, None)
 
     def changed(self, path: str, item: Item) -> None:
         """The item at ``path`` changed in place (new version, new times)."""
@@ -159,9 +191,12 @@ class BoxDirCache:
         with self._lock:
             k = _key(path)
             self._forget(k)
-            parent = self._listings.get(_key(_parent(path)))
+            parent_key = _key(_parent(path))
+            parent = self._listings.get(parent_key)
             if parent is not None:
                 parent.pop(name_key(_basename(path)), None)
+            self._recent.get(parent_key, {}).pop(name_key(_basename(path)), None)
+            self._gone[k] = time.monotonic()
 
     def moved(self, src: str, dst: str, item: Item) -> None:
         """``src`` is now ``dst`` (server-side move or rename); below a moved folder is re-learned lazily."""
@@ -220,6 +255,7 @@ class BoxDirCache:
             for table in (self._items, self._listings, self._stamps, self._listing_stamps):
                 table.clear()
             self._assumed.clear()
+            self._recent.clear()
             return
         self._assumed = {key for key in self._assumed if not key.startswith(prefix)}
         for table in (self._items, self._listings, self._stamps, self._listing_stamps):

@@ -74,3 +74,22 @@ def test_only_assumed_listings_are_given_up_for_a_recheck() -> None:
     assert not c.known_missing("made/x") and c.get("made") is not None
     c.set_listing("made", [])  # fetched now: trusted from here on
     assert not c.forget_assumed_listings_above("made/x")
+
+
+def test_a_listing_in_flight_does_not_undo_our_own_changes() -> None:
+    c = BoxDirCache()
+    c.set_listing("", [item("d", "directory", "1")])
+    c.set_listing("d", [item("d/old", "file", "2"), item("d/kept", "file", "3")])
+    started = time.monotonic()  # a listing of "d" is requested now; meanwhile this filesystem...
+    c.added("d/new", item("d/new", "file", "4"))  # ...uploads a file,
+    c.removed("d/old")  # ...deletes one,
+    c.changed("d/kept", {**item("d/kept", "file", "3"), "etag": "2"})  # ...and writes a new version
+    # the listing answers with the state from before those changes
+    c.set_listing("d", [item("d/old", "file", "2"), {**item("d/kept", "file", "3"), "etag": "1"}],
+                  started=started)
+    names = sorted(i["name"] for i in c.listing("d"))
+    assert names == ["d/kept", "d/new"]
+    assert c.get("d/kept")["etag"] == "2" and c.get("d/old") is None
+    # a listing requested after the changes is the truth again
+    c.set_listing("d", [item("d/kept", "file", "3")], started=time.monotonic())
+    assert [i["name"] for i in c.listing("d")] == ["d/kept"]

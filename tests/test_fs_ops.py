@@ -332,3 +332,29 @@ def test_name_taken_between_preflight_and_upload_becomes_a_new_version(fs: BoxFi
     assert other.ls("", detail=False) == ["race.txt"]
     assert other.cat_file("race.txt") == b"ours"
     assert fs.info("race.txt")["id"] == other.info("race.txt")["id"]
+
+
+def test_put_and_get_of_a_tree_transfer_files_in_parallel(fs: BoxFileSystem, emulator: Any, tmp_path: Any) -> None:
+    src = tmp_path / "src"
+    for i in range(24):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i}.bin").write_bytes(os.urandom(1000 + i))
+    emulator.set_latency(0.02)
+    try:
+        t = mark(emulator)
+        fs.put(str(src), "tree", recursive=True)
+        uploads = [r for r in since(emulator, t) if r.method == "POST" and r.route == "/files/content"]
+        got = tmp_path / "back"
+        fs.get("tree", str(got), recursive=True)
+    finally:
+        emulator.set_latency(0.0)
+    assert len(uploads) == 24
+    overlapping = sum(1 for a in uploads for b in uploads if a is not b and a.started < b.started < a.finished)
+    assert overlapping > 0, "uploads ran one after the other"
+    for local in src.rglob("*.bin"):
+        rel = local.relative_to(src).as_posix()
+        assert fs.info(f"tree/{rel}")["sha1"] == hashlib.sha1(local.read_bytes()).hexdigest()
+        assert (got / rel).read_bytes() == local.read_bytes()
+    fresh = BoxFileSystem(credentials=fs.credentials, base_urls=fs.endpoints, as_user=fs.as_user_id,
+                          skip_instance_cache=True)
+    assert sorted(fresh.find("tree")) == sorted(fs.find("tree"))
