@@ -160,6 +160,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self._acting_user_id: str | None = None
         self._listing_locks: dict[str, threading.Lock] = {}
         self._listing_locks_guard = threading.Lock()
+        self._transfers = threading.local()  # put/get collect their file pairs here (see _in_parallel)
         self.as_user_id = self._resolve_as_user(as_user) if as_user not in (None, "") else None
         self.transport.as_user_id = self.as_user_id
         self.scopes = tuple(scopes.split() if isinstance(scopes, str) else scopes) if scopes else None
@@ -483,8 +484,71 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         return {p: r for p, r in zip(paths, results, strict=True)
                 if not (on_error == "omit" and isinstance(r, Exception))}
 
+    # ------------------------------------------------------------------ fsspec: parallel transfers
+    def _collecting(self) -> list[tuple[Any, ...]] | None:
+        return getattr(self._transfers, "jobs", None)
+
+    def _in_parallel(self, run: Any, plan: Any) -> None:
+        """Let fsspec's ``put``/``get`` work out the path pairs (``plan``), but instead of transferring
+        one file after the other, collect the pairs and run them on ``max_connections`` threads.
+
+        Folders are made first, in order; files then go in parallel. Every transfer is attempted; the
+        first failure is raised at the end.
+        """
+        if self._collecting() is not None:  # already collecting (nested): plan directly
+            plan()
+            return
+        self._transfers.jobs = jobs = []
+        try:
+            plan()
+        finally:
+            self._transfers.jobs = None
+        folders = [j for j in jobs if j[0] == "dir"]
+        files = [j for j in jobs if j[0] != "dir"]
+        for _kind, src, dst, kwargs in folders:
+            run(src, dst, **kwargs)
+        errors: list[BaseException] = []
+        if files:
+            with ThreadPoolExecutor(max_workers=max(1, min(8, self.max_connections))) as pool:
+                futures = [pool.submit(run, src, dst, **kwargs) for _kind, src, dst, kwargs in files]
+                for future in futures:
+                    exc = future.exception()
+                    if exc is not None:
+                        errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def put(self, lpath: Any, rpath: Any, recursive: bool = False, callback: Any = None,
+            maxdepth: int | None = None, **kwargs: Any) -> None:
+        """fsspec's ``put`` (same path rules), with the files uploaded in parallel."""
+        from fsspec.callbacks import DEFAULT_CALLBACK
+
+        cb = DEFAULT_CALLBACK if callback is None else callback
+        self._in_parallel(
+            lambda src, dst, **kw: self.put_file(src, dst, **kw),
+            lambda: super(BoxFileSystem, self).put(lpath, rpath, recursive=recursive, callback=cb,
+                                                   maxdepth=maxdepth, **kwargs),
+        )
+
+    def get(self, rpath: Any, lpath: Any, recursive: bool = False, callback: Any = None,
+            maxdepth: int | None = None, **kwargs: Any) -> None:
+        """fsspec's ``get`` (same path rules), with the files downloaded in parallel."""
+        from fsspec.callbacks import DEFAULT_CALLBACK
+
+        cb = DEFAULT_CALLBACK if callback is None else callback
+        self._in_parallel(
+            lambda src, dst, **kw: self.get_file(src, dst, **kw),
+            lambda: super(BoxFileSystem, self).get(rpath, lpath, recursive=recursive, callback=cb,
+                                                   maxdepth=maxdepth, **kwargs),
+        )
+
     def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
         """Stream a file to a local path (resuming by range after a dropped connection)."""
+        jobs = self._collecting()
+        if jobs is not None and outfile is None:
+            kind = "dir" if self._info_for_read(self._strip_protocol(rpath))["type"] == "directory" else "file"
+            jobs.append((kind, rpath, lpath, kwargs))
+            return
         rpath = self._strip_protocol(rpath)
         info = self._info_for_read(rpath)
         if info["type"] == "directory":
@@ -585,6 +649,10 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
     def put_file(self, lpath: str, rpath: str, callback: Any = None, mode: str = "overwrite", **kwargs: Any) -> None:
         """Upload a local file (streamed from disk; ``content_modified_at`` is its mtime)."""
+        jobs = self._collecting()
+        if jobs is not None:
+            jobs.append(("dir" if os.path.isdir(lpath) else "file", lpath, rpath, dict(kwargs, mode=mode)))
+            return
         if os.path.isdir(lpath):
             self.makedirs(rpath, exist_ok=True)
             return
@@ -678,7 +746,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                 try:
                     info = self._create_folder(current["name"], current["id"], part)
                 except FileExistsError:
-                    self.cache.invalidate(current["name"])  # created meanwhile by someone else
+                    # created meanwhile (another thread or process): learn it from a fresh listing
+                    self._fetch_listing(current["name"], current["id"])
                     info = self._info(sub)
                     if info["type"] != "directory" or (i == len(parts) - 1 and not exist_ok):
                         raise
