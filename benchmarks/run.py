@@ -107,7 +107,8 @@ class Bench:
         log.info("local data ready in %.1f s", time.monotonic() - t0)
         state = self.work / f"emulator-{self.scale.name}"
         seed_file = state / "seed.json"
-        signature = {**asdict(self.scale), "timeout": None, "sha1": {str(k): v for k, v in self.data.sha1.items()}}
+        signature = json.loads(json.dumps(  # as it reads back from seed.json (tuples become lists)
+            {**asdict(self.scale), "timeout": None, "sha1": {str(k): v for k, v in self.data.sha1.items()}}))
         seeded = None
         if not fresh and seed_file.exists():
             saved = json.loads(seed_file.read_text())
