@@ -48,6 +48,7 @@ class BoxEmulator:
         ItemRoutes(self.state, self.representer).register(router)
         self.app = HttpApp(router, self.faults, self.request_log)
         self.app.identify = self._identify
+        self.app.rate_key = self._acting_user
         self.app.latency = latency
         self._started = False
 
@@ -57,6 +58,15 @@ class BoxEmulator:
                 self.state.principal(req)
             except Exception:  # noqa: BLE001 - the log only wants the user where one is known
                 pass
+
+    def _acting_user(self, authorization: str, as_user: str | None) -> str | None:
+        """The user a request acts as, for the rate limit (Box limits each user, not each token)."""
+        if not authorization.lower().startswith("bearer "):
+            return None
+        row = self.store.one("SELECT user_id FROM tokens WHERE token=?", authorization[7:].strip())
+        if row is None:
+            return None  # answered 401 anyway
+        return as_user.strip() if as_user else row["user_id"]
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> BoxEmulator:
@@ -158,7 +168,7 @@ class BoxEmulator:
         self.app.jitter = jitter
 
     def set_rate_limit(self, per_second: float, burst: float | None = None) -> None:
-        """Limit each caller (token + As-User, i.e. each acting user) as Box does; over it: 429 + Retry-After.
+        """Limit each acting user (whatever token they use) as Box does; over it: 429 + Retry-After.
         ``per_second`` 0 removes the limit."""
         self.app.rate_limiter.configure(per_second, burst)
 

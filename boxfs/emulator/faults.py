@@ -70,7 +70,7 @@ class RequestLog:
 
 
 class RateLimiter:
-    """Box's per-user rate limit: a token bucket per caller (token + As-User); over it, 429."""
+    """Box's per-user rate limit: a token bucket per acting user, whatever token they come with; over it, 429."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -262,6 +262,8 @@ class HttpApp:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.identify: Callable[[Request], None] | None = None  # fills record.user_id where possible
+        # (Authorization, As-User) -> the acting user's id, whose budget a request spends; None: not limited
+        self.rate_key: Callable[[str, str | None], str | None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, host: str, port: int) -> tuple[str, int]:
@@ -339,8 +341,9 @@ class HttpApp:
             h.send_response_only(100)
             h.end_headers()
         fault = self.faults.pick(h.command, raw_path)
-        if fault is None and host in ("api", "upload") and h.headers.get("Authorization"):
-            wait = self.rate_limiter.admit(f"{h.headers.get('Authorization')}|{h.headers.get('As-User', '')}", started)
+        if fault is None and self.rate_limiter.rate and host in ("api", "upload") and self.rate_key is not None:
+            who = self.rate_key(h.headers.get("Authorization") or "", h.headers.get("As-User"))
+            wait = self.rate_limiter.admit(who, started) if who else 0.0
             if wait > 0:
                 fault = Fault("429", max(1, math.ceil(wait)))
         record.fault = fault.kind if fault else None

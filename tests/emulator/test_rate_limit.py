@@ -43,3 +43,24 @@ def test_rate_limit_is_per_acting_user_and_says_when_to_retry() -> None:
             assert get(bob).status_code == 200  # another user's budget is untouched
         emu.set_rate_limit(0)
         assert emu.request_log.count(status=429) == 2
+
+
+def test_rate_limit_counts_a_user_across_all_tokens() -> None:
+    """Box limits each user: a second token (another worker of the same job) shares the budget."""
+    with BoxEmulator() as emu:
+        cid, secret = emu.create_ccg_app()
+        alice = emu.create_user("alice@example.com")
+        tokens = [_token(emu, cid, secret, alice), _token(emu, cid, secret, alice)]
+        service = _token(emu, cid, secret)
+        emu.set_rate_limit(1, burst=2)
+        with checked_session() as http:
+
+            def status(token: str, as_user: str | None = None) -> int:
+                headers = {"Authorization": f"Bearer {token}", **({"As-User": as_user} if as_user else {})}
+                return http.get(emu.url + "/2.0/folders/0", headers=headers, timeout=10).status_code
+
+            assert [status(tokens[0]), status(tokens[1])] == [200, 200]
+            assert status(tokens[1]) == 429  # the fresh token did not bring a fresh budget
+            assert status(service, as_user=alice) == 429  # nor does acting as alice through As-User
+            assert status(service) == 200  # the service account is another user
+        emu.set_rate_limit(0)
