@@ -327,6 +327,12 @@ def test_mv_and_rm_of_a_tree(scenario: str, emulator: BoxEmulator, make_fs: Any,
 
 
 # ------------------------------------------------------------------------------- emulator restart
+# Enough attempts to outlast a restart; a request sent into a connection the stopped server neither
+# serves nor resets (it happens, see the report on emulator stop) waits out the send/connect timeout.
+RESTART_RETRY = {"max_attempts": 20, "backoff_base": 0.05, "backoff_max": 0.4, "connect_timeout": 2.0,
+                 "read_timeout": 10.0}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -345,7 +351,7 @@ def test_emulator_restarted_mid_workload(tmp_path: Path) -> None:
         cfg = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
                                  enterprise_access=True)
         uid = emu.create_user("restart@example.com", name="restart")
-        retry = {"max_attempts": 20, "backoff_base": 0.05, "backoff_max": 0.4}
+        retry = RESTART_RETRY
         fs = BoxFileSystem(jwt_config=cfg, base_urls=emu.base_urls, as_user=uid, skip_instance_cache=True,
                            retry=retry)
         errors: list[BaseException] = []
@@ -777,7 +783,7 @@ def test_emulator_restarted_mid_chunked_upload(tmp_path: Path) -> None:
         uid = emu.create_user("restart-chunked@example.com", name="restart")
         fs = BoxFileSystem(jwt_config=cfg, base_urls=emu.base_urls, as_user=uid, skip_instance_cache=True,
                            spool_dir=str(tmp_path / "spool"), upload_workers=2,
-                           retry={"max_attempts": 20, "backoff_base": 0.05, "backoff_max": 0.4})
+                           retry=RESTART_RETRY)
         errors: list[BaseException] = []
 
         def work() -> None:
