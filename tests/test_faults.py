@@ -12,8 +12,12 @@ a recursive ``find``, ranged reads of a large file, ``mv`` and ``rm`` of a tree.
 
 Faults hit every route, token requests included. After each run the result is compared with a
 fault-free run (or the local source), and Box is listed from a fresh filesystem: no duplicate, partial
-or missing file, and (from the emulator's request log) no upload that landed twice. A last test restarts
-the emulator (same data folder and port) in the middle of a workload.
+or missing file, and (from the emulator's request log) no upload that landed twice. Then: the emulator
+restarted (same data folder and port) in the middle of a workload and of a chunked upload; a 100 MB
+upload under mixed faults; concurrent writers through one filesystem; each ambiguous operation with its
+answer lost after it took effect (``drop_after``, and a relay that loses whole bodiless answers); the
+retry policy itself (Retry-After, backoff, attempt limits, one loop, one refresh per 401, tokens
+replaced before expiry, token endpoints failing, OAuth refreshes).
 
 The retry policy is the real one with fast waits (``retry=FAST``) so the suite stays quick.
 """
