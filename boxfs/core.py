@@ -85,7 +85,26 @@ class _BoxCached(_Cached):
 
 
 class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
-    """Box storage as an fsspec filesystem (see the module docstring and docs for the options)."""
+    """Box storage as an fsspec filesystem.
+
+    Credentials (one form; see :mod:`boxfs.config`): ``jwt_config`` (JSON text, path or dict), or
+    ``client_id`` + ``client_secret`` + ``enterprise_id``/``user_id`` with ``public_key_id`` +
+    ``private_key`` (+ ``passphrase``) for JWT or without them for Client Credentials Grant, or ``token``;
+    with none of them, the ``BOXFS_*`` environment.
+
+    Options: ``as_user`` (login email or user id: act as that user through ``As-User``),
+    ``base_urls`` (``{"base_url", "upload_url", "oauth2_url"}``, e.g. ``BoxEmulator.base_urls``),
+    ``root_folder_id`` (confine the filesystem to a folder; default ``"0"``, All Files),
+    ``max_connections`` (HTTP pool size and parallelism of listings/transfers; 16), ``retry``
+    (:class:`~boxfs.retry.RetryPolicy` fields), ``spool_threshold`` (bytes uploaded in one request;
+    26,214,400), ``spool_dir`` and ``upload_workers`` (large uploads), ``auto_mkdir`` (create missing
+    parent folders on write; True), and fsspec's ``listings_expiry_time`` / ``use_listings_cache``.
+
+    Semantics worth knowing: names compare case-insensitively; ``info``/``exists``/``ls`` answer from
+    what this instance learned (``invalidate_cache`` or ``ls(refresh=True)`` for changes made elsewhere);
+    writes upload on close (a new version when the file exists); ``ab`` is refused (Box cannot
+    append); ``set_modified`` re-uploads the content with the new time.
+    """
 
     protocol = "box"
     root_marker = ""
