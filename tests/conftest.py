@@ -31,23 +31,6 @@ import pytest
 from boxfs.emulator import BoxEmulator
 
 
-def _quick_emulator_responses() -> None:
-    """Work around ~40 ms per request: the emulator's handler writes headers and body in separate
-    sends with Nagle's algorithm on, and the client's delayed ACK holds the second send back.
-    ``disable_nagle_algorithm`` (socketserver.StreamRequestHandler) fixes it; this is a no-op once the
-    emulator sets it itself (requested from the emulator's owner)."""
-    try:
-        from boxfs.emulator import httpserver
-    except ImportError:  # pragma: no cover - emulator layout changed
-        return
-    handler = getattr(httpserver, "_Handler", None)
-    if handler is not None and not getattr(handler, "disable_nagle_algorithm", False):
-        handler.disable_nagle_algorithm = True
-
-
-_quick_emulator_responses()
-
-
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[BoxEmulator]:
     """One emulator for the whole session; tests isolate themselves by user or by folder."""

@@ -224,6 +224,9 @@ class _DropConnection(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate sends; with Nagle's algorithm the second waits for the
+    # client's delayed ACK (~40 ms a request). Latency is the emulator's to inject, not TCP's.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
