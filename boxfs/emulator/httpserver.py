@@ -262,6 +262,8 @@ class HttpApp:
         self.latency = 0.0
         self.jitter = 0.0
         self.rate_limiter = RateLimiter()
+        self._inflight = 0
+        self._inflight_cond = threading.Condition()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.identify: Callable[[Request], None] | None = None  # fills record.user_id where possible
@@ -280,15 +282,29 @@ class HttpApp:
         ready(self._server.server_address[:2])  # type: ignore[arg-type]
         self._server.serve_forever()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, cut every connection, and wait (up to ``grace`` s) for handlers in flight,
+        so none of them touches state that is being closed."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server.close_connections()
+            with self._inflight_cond:
+                self._inflight_cond.wait_for(lambda: self._inflight == 0, timeout=grace)
             self._server = None
 
     # -- request handling ----------------------------------------------------------------------
     def handle(self, h: _Handler) -> None:
+        with self._inflight_cond:
+            self._inflight += 1
+        try:
+            self._handle(h)
+        finally:
+            with self._inflight_cond:
+                self._inflight -= 1
+                self._inflight_cond.notify_all()
+
+    def _handle(self, h: _Handler) -> None:
         started = time.monotonic()
         split = urlsplit(h.path)
         raw_path = split.path
@@ -399,7 +415,8 @@ class HttpApp:
             cut = fault is not None and fault.kind == "drop_after"
             self._send(h, req, resp, cut=cut)
         except _DropConnection:
-            record.status = 0
+            if fault is None or fault.kind != "drop_after":
+                record.status = 0  # not processed; after "drop_after" the status says what was done
             h.close_connection = True
             try:
                 h.connection.shutdown(socket.SHUT_RDWR)
@@ -427,6 +444,9 @@ class HttpApp:
             headers["Content-Length"] = str(len(payload))
         headers.setdefault("box-request-id", req.request_id)
         record.status = resp.status
+        if cut and (payload == b"" or req.method == "HEAD"):
+            # Nothing to cut in half: the work is done, the answer is lost whole (no status line).
+            raise _DropConnection()
         if cut:
             headers["Connection"] = "close"
         h.send_response(resp.status, reason(resp.status) if resp.status >= 400 else None)
