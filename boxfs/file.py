@@ -69,6 +69,7 @@ class BoxFile(AbstractBufferedFile):
             fs._check_writable(path, exclusive=(mode == "xb"))
             super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options, **kwargs)
             self._sink = make_write_buffer(fs, path)
+            self._sink.callback = kwargs.get("callback")  # told of each byte uploaded
 
     # -------------------------------------------------------------------------------------- reading
     def _fetch_range(self, start: int, end: int) -> bytes:

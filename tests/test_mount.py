@@ -617,10 +617,9 @@ def test_rate_limited_upload_does_not_block_other_files(
         t.start()
         time.sleep(0.5)  # the upload is now waiting out its Retry-After
         assert not done.is_set()
-        started = time.monotonic()
+        # Read and list while the upload still waits: had they queued behind it, it would be done.
         assert (m.path / "other.txt").read_bytes() == b"readable meanwhile"
         assert "other.txt" in os.listdir(m.path)
-        assert time.monotonic() - started < 1.0
         assert not done.is_set()
         t.join(30)
     finally:

@@ -89,6 +89,9 @@ def error_from_response(resp: requests.Response, path: str | None = None, action
         exc = FileNotFoundError(errno.ENOENT, text, path) if path else FileNotFoundError(text)
     elif status == 409 and code in ("item_name_in_use", "conflict", "name_temporarily_reserved"):
         exc = FileExistsError(errno.EEXIST, text, path) if path else FileExistsError(text)
+    elif status == 413 or code in ("storage_limit_exceeded", "file_size_limit_exceeded"):
+        # Box answers a full account with 403; it is a space problem, not a permission one.
+        exc = OSError(errno.ENOSPC if code != "file_size_limit_exceeded" else errno.EFBIG, text)
     elif status in (401, 403):
         exc = PermissionError(errno.EACCES, text, path) if path else PermissionError(text)
     elif status == 412:
@@ -97,8 +100,6 @@ def error_from_response(resp: requests.Response, path: str | None = None, action
         exc = ValueError(text)
     elif status == 400:
         exc = ValueError(text)
-    elif status == 413 or code == "storage_limit_exceeded":
-        exc = OSError(errno.ENOSPC, text)
     else:
         exc = BoxAPIError(text)
     return _decorate(exc, status, body, rid)
