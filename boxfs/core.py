@@ -220,6 +220,12 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             self._acting_user_id = str(me["id"])
         return self._acting_user_id
 
+    def quota(self) -> tuple[int, int]:
+        """``(space_used, space_amount)`` in bytes of the acting user, as Box reports them (one call)."""
+        me = self.transport.json("GET", self.transport.api("/users/me"), params={"fields": "space_used,space_amount"},
+                                 action="reading the user's quota")
+        return int(me.get("space_used") or 0), int(me.get("space_amount") or 0)
+
     def __repr__(self) -> str:
         who = f"as_user={self.as_user_id}" if self.as_user_id else "service account"
         return (f"<BoxFileSystem {self.credentials.kind} app={self.credentials.client_id} {who} "

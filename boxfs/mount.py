@@ -155,18 +155,11 @@ def _keeps_own_cache(fs: Any) -> bool:
 
 
 def _quota_of(fs: Any) -> tuple[int | None, int | None]:
-    """``(used, total)`` bytes of the acting user, from ``fs.quota()`` if the filesystem has it,
-    else, for BoxFileSystem, ``GET /users/me`` (``space_used``/``space_amount``); else unknown."""
+    """``(used, total)`` bytes of the acting user from ``fs.quota()`` (BoxFileSystem has it); else unknown."""
     quota = getattr(fs, "quota", None)
     if callable(quota):
         used, total = quota()
         return used, total
-    transport = getattr(fs, "transport", None)
-    if _keeps_own_cache(fs) and transport is not None:
-        me = transport.json(
-            "GET", transport.api("/users/me"), params={"fields": "space_used,space_amount"}, action="quota"
-        )
-        return me.get("space_used"), me.get("space_amount")
     return None, None
 
 

@@ -1,4 +1,5 @@
-"""fsspec ``callback=`` progress, at byte granularity, on every transfer path (issue 5)."""
+"""What a user sees of a transfer and of their space: ``callback=`` progress at byte granularity on every
+transfer path (issue 5), and ``quota()``."""
 
 from __future__ import annotations
 
@@ -49,3 +50,11 @@ def test_put_and_get_report_progress(fs: Any, tmp_path: Path) -> None:
     fs.get_file("p/src.bin", str(tmp_path / "back.bin"), callback=down)
     assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
     assert up.value == down.value == 200_000
+
+
+def test_quota_is_the_acting_users_space(make_fs: Any, emulator: Any) -> None:
+    user = emulator.create_user(f"quota-{os.urandom(4).hex()}@example.com", space_amount=5_000_000)
+    fs = make_fs(as_user=user)
+    assert fs.quota() == (0, 5_000_000)
+    fs.pipe_file("q.bin", b"x" * 1234)
+    assert fs.quota() == (1234, 5_000_000)
