@@ -220,12 +220,22 @@ class OAuthFileTokenProvider(TokenProvider):
             fresh = float(data["expires_at"]) > time.time() and data["access_token"] != self._rejected
             if not fresh:
                 started = time.time()
-                body = _token_request(
-                    self.endpoints,
-                    {"grant_type": "refresh_token", "refresh_token": str(data["refresh_token"]),
-                     "client_id": str(data["client_id"]), "client_secret": str(data["client_secret"])},
-                    self.policy, f"refreshing the OAuth token of {self.file.path}",
-                )
+                try:
+                    body = _token_request(
+                        self.endpoints,
+                        {"grant_type": "refresh_token", "refresh_token": str(data["refresh_token"]),
+                         "client_id": str(data["client_id"]), "client_secret": str(data["client_secret"])},
+                        self.policy, f"refreshing the OAuth token of {self.file.path}",
+                    )
+                except BoxAuthError as exc:
+                    if getattr(exc, "box_code", "") != "invalid_grant":
+                        raise
+                    # Box's refresh tokens work once: one revoked, unused for 60 days, or spent by a
+                    # refresh whose answer was lost in transit cannot be recovered by any retry.
+                    raise BoxAuthError(
+                        f"the Box login kept in {self.file.path} is no longer valid (Box refused its refresh "
+                        "token: invalid_grant); run 'boxfs login' again"
+                    ) from exc
                 data.update(access_token=body["access_token"], expires_at=_expiry(body, started),
                             refresh_token=body.get("refresh_token") or data["refresh_token"],
                             refreshed_at=time.time())

@@ -936,14 +936,17 @@ def test_an_oauth_token_endpoint_that_keeps_failing_is_a_clear_oserror(emulator:
         emulator.clear_faults()
 
 
-@pytest.mark.xfail(strict=True, reason="Box refresh tokens are single-use: when the answer to a refresh is lost after "
-                   "Box issued the new pair, the old refresh token is dead and the new one never arrived, so the "
-                   "retry is refused (invalid_grant) and the user must run 'boxfs login' again. No client-side "
-                   "retry can recover it; it needs a design decision (e.g. report it as 'log in again' up front)")
-def test_an_oauth_refresh_whose_answer_is_lost_keeps_the_login(emulator: BoxEmulator, oauth_fs: Any) -> None:
+def test_an_oauth_refresh_whose_answer_is_lost_asks_to_log_in_again(emulator: BoxEmulator, oauth_fs: Any) -> None:
+    """Box refresh tokens are single-use: when the answer to a refresh is lost after Box issued the new pair,
+    the old refresh token is spent and the new one never arrived. No retry can recover that; the promise is
+    a clear error that says what to do, and a token file left as it was (not half-written)."""
+    path = oauth_fs.provider.file.path
+    before = open(path).read()
     emulator.expire_tokens()
     emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/oauth2/token$", count=1)
     try:
-        oauth_fs.ls("", refresh=True)
+        with pytest.raises(PermissionError, match=r"no longer valid .*invalid_grant.*run 'boxfs login' again"):
+            oauth_fs.ls("", refresh=True)
     finally:
         emulator.clear_faults()
+    assert open(path).read() == before
