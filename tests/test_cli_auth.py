@@ -274,6 +274,23 @@ def test_sign_gives_a_credential_free_download_url(emu: BoxEmulator, jwt_app: st
         fs.sign("signed")
 
 
+def test_sign_for_longer_than_box_download_urls_uses_an_expiring_shared_link(
+        emu: BoxEmulator, jwt_app: str, dana: tuple[str, str]) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from boxfs import BoxFileSystem
+
+    fs = BoxFileSystem(jwt_app, as_user=dana[1], base_urls=emu.base_urls, skip_instance_cache=True)
+    fs.pipe("signed/long.csv", b"x,y\n3,4\n")
+    url = fs.sign("signed/long.csv", expiration=2 * 3600)
+    assert requests.get(url, timeout=10).content == b"x,y\n3,4\n"  # no credentials
+    link = fs.transport.json("GET", fs.transport.api(f"/files/{fs.info('signed/long.csv')['id']}"),
+                             params={"fields": "shared_link"})["shared_link"]
+    until = datetime.fromisoformat(link["unshared_at"])
+    assert timedelta(hours=1, minutes=55) < until - datetime.now(timezone.utc) <= timedelta(hours=2)
+    assert link["download_url"] == url
+
+
 def test_cli_with_client_credentials_grant_from_the_environment(emu: BoxEmulator, dana: tuple[str, str]) -> None:
     client_id, client_secret = emu.create_ccg_app(scopes=("root_readwrite", "manage_managed_users"),
                                                   as_user_header=True, enterprise_access=True)
