@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from boxfs.api.fields import epoch_seconds
 from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name, name_key
 
 log = logging.getLogger(__name__)
@@ -126,24 +127,6 @@ def _operation(func: F) -> F:
             raise _fuse_error(code) from exc
 
     return wrapper  # type: ignore[return-value]
-
-
-def _timestamp(value: Any) -> float | None:
-    """Turn a ``modified``-like info value (datetime, ISO string or epoch number) into epoch seconds."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.timestamp()
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return _timestamp(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
 
 
 def _keeps_own_cache(fs: Any) -> bool:
@@ -436,7 +419,7 @@ class BoxFuseOperations:
     def _attrs_of(self, info: dict[str, Any]) -> dict[str, Any]:
         mtime = None
         for key in ("modified", "mtime", "LastModified", "last_modified", "created"):
-            mtime = _timestamp(info.get(key))
+            mtime = epoch_seconds(info.get(key))
             if mtime is not None:
                 break
         if mtime is None:

@@ -30,6 +30,20 @@ def parse_time(value: str | None) -> datetime | None:
     return dt.astimezone(timezone.utc)
 
 
+def epoch_seconds(value: Any) -> float | None:
+    """A ``modified``-like fsspec info value (datetime, RFC 3339 text or epoch number) as epoch seconds;
+    None when there is none. Local filesystems give floats, Box aware datetimes; naive means UTC."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        value = parse_time(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    return None
+
+
 def item_from_entry(path: str, entry: dict[str, Any]) -> dict[str, Any]:
     """The fsspec detail dict for Box's JSON ``entry`` of the item at ``path``.
 

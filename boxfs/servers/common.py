@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from boxfs.api.fields import epoch_seconds
+
 logger = logging.getLogger(__name__)
 
 FILE_MODE = statmod.S_IFREG | 0o644
@@ -77,23 +79,9 @@ def info_mtime(info: Mapping[str, Any]) -> float:
     filesystems report ``mtime`` as a float. Folders in Box may have no time at all: 0 then.
     """
     for key in ("modified", "mtime", "content_modified_at", "modified_at", "LastModified", "created"):
-        value = info.get(key)
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=timezone.utc)
-            return value.timestamp()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            return parsed.timestamp()
+        seconds = epoch_seconds(info.get(key))
+        if seconds is not None:
+            return seconds
     return 0.0
 
 
