@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import json
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,24 +24,15 @@ SCOPES = ("root_readwrite", "manage_managed_users")
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def settled(emulator: BoxEmulator) -> int:
-    """The request log's length once it stops growing (the emulator logs a request after answering it)."""
-    seen, stable = -1, 0
-    while stable < 3:  # unchanged over 60 ms
-        now = len(emulator.request_log)
-        stable = stable + 1 if now == seen else 0
-        seen = now
-        time.sleep(0.02)
-    return seen
 
 
 def refused_locally(emulator: BoxEmulator, fn: Callable[[], Any], exc_type: type[BaseException],
                     *words: str) -> BaseException:
     """Run ``fn``: it must raise ``exc_type`` naming every word, with no request sent to Box."""
-    start = settled(emulator)
+    start = len(emulator.request_log)
     with pytest.raises(exc_type) as info:
         fn()
-    sent = emulator.request_log.records[start:settled(emulator)]
+    sent = emulator.request_log.records[start:len(emulator.request_log)]
     sent = [(r.method, r.path) for r in sent]
     assert sent == [], f"requests were sent for an input that can be refused locally: {sent}"
     for word in words:
@@ -154,10 +144,10 @@ def test_key_that_does_not_match_the_registered_public_key(emulator: BoxEmulator
         privateKey=other["boxAppSettings"]["appAuth"]["privateKey"],
         passphrase=other["boxAppSettings"]["appAuth"]["passphrase"]))
     fs = build(emulator, jwt_config=cfg, as_user=uid)
-    start = settled(emulator)
+    start = len(emulator.request_log)
     with pytest.raises(BoxAuthError, match="invalid_grant.*public key"):
         fs.pipe_file("never.txt", b"x")
-    sent = emulator.request_log.records[start:settled(emulator)]
+    sent = emulator.request_log.records[start:len(emulator.request_log)]
     assert [r.route for r in sent] == ["/oauth2/token"], "nothing but the refused token request was sent"
 
 
@@ -287,10 +277,10 @@ def test_opening_a_missing_file(emulator: BoxEmulator, seeded: BoxFileSystem, ma
     """A miss only the cache vouches for is checked with Box once (another process may have just written
     the file): one listing, nothing else, and the error names the path."""
     before = snapshot(make_fs, uid)
-    start = settled(emulator)
+    start = len(emulator.request_log)
     with pytest.raises(FileNotFoundError, match="dir/missing.txt"):
         seeded.open("dir/missing.txt", "rb")
-    sent = emulator.request_log.records[start:settled(emulator)]
+    sent = emulator.request_log.records[start:len(emulator.request_log)]
     assert [(r.method, r.route) for r in sent] in ([], [("GET", "/folders/{folder_id}/items")])
     assert snapshot(make_fs, uid) == before
 
@@ -337,8 +327,8 @@ def test_huge_listing_page_is_capped_and_paged(emulator: BoxEmulator, fs: BoxFil
     cold = make_fs(as_user=uid)
     cold.LIST_PAGE = 100_000
     cold.info("many")
-    start = settled(emulator)
+    start = len(emulator.request_log)
     names = cold.ls("many", detail=False)
     assert names == [f"many/i{i:04d}" for i in range(1100)]
-    pages = [r for r in emulator.request_log.records[start:settled(emulator)] if r.route == "/folders/{folder_id}/items"]
+    pages = [r for r in emulator.request_log.records[start:len(emulator.request_log)] if r.route == "/folders/{folder_id}/items"]
     assert len(pages) == 2 and all(r.path.endswith(f"/folders/{parent}/items") for r in pages)

@@ -88,8 +88,7 @@ class Mark:
         self.start = len(emu.request_log)
 
     def records(self) -> list[Any]:
-        time.sleep(0.05)  # the emulator logs a request after answering it
-        return self.emu.request_log.records[self.start:]
+        return self.emu.request_log.records[self.start:]  # logged on arrival: nothing still to land
 
     def disturbed(self, scenario: str) -> int:
         """How many requests the scenario disturbed (a fault, or a 401 from an expired token)."""
@@ -575,24 +574,16 @@ def test_a_whole_answer_lost_after_the_request_took_effect(op: str, emulator: Bo
 
 
 # ----------------------------------------------------------------------------- the retry policy itself
-def _settled(emulator: BoxEmulator) -> int:
-    """The request log's length once it stops growing (the emulator logs a request after answering it)."""
-    seen, stable = -1, 0
-    while stable < 3:  # unchanged over 60 ms
-        now = len(emulator.request_log)
-        stable = stable + 1 if now == seen else 0
-        seen = now
-        time.sleep(0.02)
-    return seen
 
 
-def _settled_records(emulator: BoxEmulator, start: int) -> list[Any]:
-    return emulator.request_log.records[start:_settled(emulator)]
+def _records_since(emulator: BoxEmulator, start: int) -> list[Any]:
+    """Requests since ``start`` (a log length): each is logged on arrival, so a returned call is in it."""
+    return emulator.request_log.records[start:]
 
 
 def test_429_waits_what_retry_after_says(emulator: BoxEmulator, fs: Any) -> None:
     fs.ls("")
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("429",), route=r"/folders/0/items$", retry_after=1, count=1)
     try:
         t = time.monotonic()
@@ -600,7 +591,7 @@ def test_429_waits_what_retry_after_says(emulator: BoxEmulator, fs: Any) -> None
         elapsed = time.monotonic() - t
     finally:
         emulator.clear_faults()
-    sent = [r for r in _settled_records(emulator, start) if r.route == "/folders/{folder_id}/items"]
+    sent = [r for r in _records_since(emulator, start) if r.route == "/folders/{folder_id}/items"]
     assert [r.status for r in sent] == [429, 200]
     assert elapsed >= 1.0  # it waited what Retry-After said (no upper bound: the machine may be busy)
     assert sent[1].started - sent[0].finished >= 0.95
@@ -609,14 +600,14 @@ def test_429_waits_what_retry_after_says(emulator: BoxEmulator, fs: Any) -> None
 def test_5xx_backoff_grows_and_attempts_are_limited(emulator: BoxEmulator, make_fs: Any, fs_user: Any) -> None:
     fs = make_fs(as_user=fs_user[0], retry={"max_attempts": 4, "backoff_base": 0.1, "backoff_max": 5})
     fs.ls("")
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("502",), route=r"/folders/0/items$")
     try:
         with pytest.raises(OSError) as info:
             fs.ls("", refresh=True)
     finally:
         emulator.clear_faults()
-    sent = [r for r in _settled_records(emulator, start) if r.route == "/folders/{folder_id}/items"]
+    sent = [r for r in _records_since(emulator, start) if r.route == "/folders/{folder_id}/items"]
     assert [r.status for r in sent] == [502] * 4, "exactly max_attempts attempts"
     gaps = [b.started - a.finished for a, b in zip(sent, sent[1:], strict=False)]
     # full jitter between half and all of 0.1, 0.2, 0.4 s
@@ -631,7 +622,7 @@ def test_sdk_token_requests_are_not_retried_twice(emulator: BoxEmulator, jwt_con
     from boxfs.auth import clear_registry
 
     clear_registry()  # a cold process: the next filesystem must ask for a token
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/oauth2/token$", retry_after=0)
     try:
         fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
@@ -641,21 +632,21 @@ def test_sdk_token_requests_are_not_retried_twice(emulator: BoxEmulator, jwt_con
     finally:
         emulator.clear_faults()
         clear_registry()
-    tokens = [r for r in _settled_records(emulator, start) if r.route == "/oauth2/token"]
+    tokens = [r for r in _records_since(emulator, start) if r.route == "/oauth2/token"]
     assert len(tokens) == 3
 
 
 def test_401_gets_exactly_one_refresh_and_resend(emulator: BoxEmulator, make_fs: Any, fs_user: Any) -> None:
     fs = make_fs(as_user=fs_user[0], retry=FAST)
     fs.ls("")
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("expire",), route=r"/folders/0/items$")
     try:
         with pytest.raises(PermissionError) as info:
             fs.ls("", refresh=True)
     finally:
         emulator.clear_faults()
-    sent = _settled_records(emulator, start)
+    sent = _records_since(emulator, start)
     assert [(r.route, r.status) for r in sent] == [("/folders/{folder_id}/items", 401), ("/oauth2/token", 200),
                                                    ("/folders/{folder_id}/items", 401)]
     assert "401" in str(info.value)
@@ -664,14 +655,14 @@ def test_401_gets_exactly_one_refresh_and_resend(emulator: BoxEmulator, make_fs:
 def test_a_post_that_cannot_be_made_safe_is_not_repeated(emulator: BoxEmulator, fs: Any) -> None:
     """Without a way to check whether it took effect, a POST cut off is reported, not blindly re-sent."""
     fs.ls("")
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/2\.0/folders$", method="POST", count=1)
     try:
         with pytest.raises(OSError, match="not repeated because it may have taken effect"):
             fs.transport.json("POST", fs.transport.api("/folders"), json={"name": "once", "parent": {"id": "0"}})
     finally:
         emulator.clear_faults()
-    posts = [r for r in _settled_records(emulator, start) if r.method == "POST"]
+    posts = [r for r in _records_since(emulator, start) if r.method == "POST"]
     assert len(posts) == 1
     assert fs.ls("", refresh=True, detail=False) == ["once"]
 
@@ -682,7 +673,7 @@ def test_a_download_makes_at_most_max_attempts_attempts(emulator: BoxEmulator, m
     fs = make_fs(as_user=fs_user[0], retry={"max_attempts": 3, "backoff_base": 0.005, "backoff_max": 0.01})
     fs.pipe_file("d.bin", os.urandom(200_000))
     fs.ls("")
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     for _ in range(4):  # connection refused twice, then an answer cut in the middle, over and over
         emulator.inject_faults(rate=1.0, kinds=("drop",), route=r"^/download/", count=2)
         emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"^/download/", count=1)
@@ -691,7 +682,7 @@ def test_a_download_makes_at_most_max_attempts_attempts(emulator: BoxEmulator, m
             fs.get_file("d.bin", str(tmp_path / "d.bin"))
     finally:
         emulator.clear_faults()
-    downloads = [r for r in _settled_records(emulator, start) if r.host == "download"]
+    downloads = [r for r in _records_since(emulator, start) if r.host == "download"]
     assert len(downloads) <= 3
 
 
@@ -705,7 +696,7 @@ def test_a_folder_taken_from_a_conflict_is_not_assumed_empty(emulator: BoxEmulat
     fs = make_fs(as_user=uid, retry={"max_attempts": 4, "backoff_base": 0.01, "max_retry_after": 2})
     other = make_fs(as_user=uid)
     fs.ls("")
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/2\.0/folders$", method="POST", retry_after=1, count=1)
     errors: list[BaseException] = []
 
@@ -756,7 +747,7 @@ def test_a_token_request_answered_429_waits_retry_after(emulator: BoxEmulator, j
     from boxfs.auth import clear_registry
 
     clear_registry()
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("429",), route=r"/oauth2/token$", retry_after=1, count=1)
     try:
         fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
@@ -765,7 +756,7 @@ def test_a_token_request_answered_429_waits_retry_after(emulator: BoxEmulator, j
     finally:
         emulator.clear_faults()
         clear_registry()
-    tokens = [r for r in _settled_records(emulator, start) if r.route == "/oauth2/token"]
+    tokens = [r for r in _records_since(emulator, start) if r.route == "/oauth2/token"]
     assert [r.status for r in tokens] == [429, 200]
     assert tokens[1].started - tokens[0].finished >= 0.95
 
@@ -826,11 +817,11 @@ def test_a_token_is_refreshed_before_it_expires(emulator: BoxEmulator, make_fs: 
     emulator.set_token_ttl(2)
     emulator.expire_tokens()
     fs.ls("")  # 401, refresh: now holding a 2-second token
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     for _ in range(4):
         time.sleep(0.55)
         fs.ls("", refresh=True)
-    sent = _settled_records(emulator, start)
+    sent = _records_since(emulator, start)
     assert [r.status for r in sent if r.route != "/oauth2/token"] == [200] * 4
     tokens = [r for r in sent if r.route == "/oauth2/token"]
     assert len(tokens) == 1, "one refresh, made before the old token expired"
@@ -871,10 +862,10 @@ def test_a_developer_token_that_expired_is_reported_not_refreshed(emulator: BoxE
     fs = BoxFileSystem(token=token, base_urls=emulator.base_urls, skip_instance_cache=True, retry=FAST)
     fs.ls("")
     emulator.expire_tokens()
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     with pytest.raises(PermissionError, match="401"):
         fs.ls("", refresh=True)
-    sent = _settled_records(emulator, start)
+    sent = _records_since(emulator, start)
     assert [(r.route, r.status) for r in sent] == [("/folders/{folder_id}/items", 401)]
 
 
@@ -913,13 +904,13 @@ def oauth_fs(emulator: BoxEmulator, new_user: Any, tmp_path: Path) -> Any:
 
 def test_an_oauth_refresh_answered_429_waits_retry_after(emulator: BoxEmulator, oauth_fs: Any) -> None:
     emulator.expire_tokens()
-    start = _settled(emulator)
+    start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("429",), route=r"/oauth2/token$", retry_after=1, count=1)
     try:
         oauth_fs.ls("", refresh=True)
     finally:
         emulator.clear_faults()
-    tokens = [r for r in _settled_records(emulator, start) if r.route == "/oauth2/token"]
+    tokens = [r for r in _records_since(emulator, start) if r.route == "/oauth2/token"]
     assert [r.status for r in tokens] == [429, 200]
     assert tokens[1].started - tokens[0].finished >= 0.95
 

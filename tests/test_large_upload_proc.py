@@ -83,7 +83,7 @@ def child_command(config: dict[str, Any]) -> list[str]:
 
 
 def settle(emulator: Any) -> None:
-    """The emulator logs a request after answering it: wait for the log to stop growing."""
+    """A killed child's last requests may still be in the emulator's hands: wait for the log to stop growing."""
     seen = -1
     deadline = time.monotonic() + 1.0
     while len(emulator.request_log) != seen and time.monotonic() < deadline:
