@@ -152,7 +152,9 @@ class ContentRoutes:
                     if not isinstance(attributes, dict):
                         raise bad_request("attributes must be a JSON object")
                     self._check_attributes(p, attributes, file_id)
-                elif headers.name == "file":
+                else:
+                    # Box documents the content part as "file" but takes it under any name (rclone
+                    # sends "contents"): whatever is not the attributes is the file.
                     if attributes is None:
                         raise bad_request("The attributes part must come before the file part", "metadata_after_file_contents")
                     if temp is not None:
