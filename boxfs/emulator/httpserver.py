@@ -172,7 +172,11 @@ class Router:
             self.routes.append(Route(method, host, template, regex, handler))
 
     def match(self, method: str, host: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
-        """Return (route, params, path_known); path_known tells a 405 from a 404."""
+        """Return (route, params, path_known); path_known tells a 405 from a 404.
+
+        A trailing slash is ignored, as Box ignores it (rclone asks for ``/files/content/``)."""
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
         known = False
         for route in self.routes:
             if route.host != host:

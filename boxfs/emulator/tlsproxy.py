@@ -149,11 +149,6 @@ def _rewrite_head(head: bytes, target_host: str, sni_host: str) -> tuple[bytes, 
         target = parts.path + (f"?{parts.query}" if parts.query else "")
     if sni_host == "account.box.com" and target.startswith("/api/oauth2/"):
         target = target[len("/api"):]
-    path, sep, query = target.partition("?")
-    if len(path) > 1 and path.endswith("/"):
-        # rclone asks for e.g. ``OPTIONS /2.0/files/content/``, which Box answers; the emulator's
-        # router matches exact templates only, so the trailing slash is dropped here.
-        target = path.rstrip("/") + sep + query
     out = [f"{method} {target} {version}"]
     length: int | None = None
     chunked = False

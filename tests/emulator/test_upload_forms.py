@@ -36,3 +36,12 @@ def test_the_file_part_may_have_any_name(alice_id: str, workdir: FolderFull, htt
     late = [("contents", ("late.txt", b"x")), ("attributes", (None, attributes))]
     refused = http.post(emu.url + "/api/2.0/files/content", files=late, headers=headers)
     assert refused.status_code == 400 and refused.json()["code"] == "metadata_after_file_contents"
+
+
+def test_a_trailing_slash_names_the_same_route(alice_id: str, http: Any, token_for: Any, emu: Any) -> None:
+    """rclone asks for ``OPTIONS /2.0/files/content/``; Box answers it as without the slash."""
+    headers = {"Authorization": f"Bearer {token_for(alice_id)}"}
+    answer = http.options(emu.url + "/2.0/files/content/", json={"name": "slash.txt", "parent": {"id": "0"}},
+                          headers=headers)
+    assert answer.status_code == 200 and "upload_url" in answer.json()
+    assert http.get(emu.url + "/2.0/folders/0/", headers=headers).json()["id"] == "0"
