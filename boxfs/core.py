@@ -22,6 +22,7 @@ import os
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -875,10 +876,32 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                     raise exists(dst)
             if sinfo["type"] == "directory":
                 raise not_a_directory(dst)
-            self._delete(dst, dinfo)  # fsspec semantics: a file target is replaced
+            # fsspec semantics: a file target is replaced
+            self._replace_file(dst, dinfo, lambda beside: self._move(src, beside))
+            return
         if dst == "":
             raise PermissionError("cannot replace the root folder")
         self._move(src, dst)
+
+    def _replace_file(self, dst: str, dinfo: dict[str, Any], place: Any) -> None:
+        """Replace the file ``dst`` with one that ``place(path)`` puts at ``path``, never losing both.
+
+        Box cannot move or copy onto an existing name, so the new file goes beside the old one under a
+        temporary name first; only then is the old one deleted and the new one renamed. A failure before
+        the delete leaves ``dst`` as it was; one after it leaves the new file under the temporary name.
+        """
+        parent, name = _split(dst)
+        beside = _join(parent, f".boxfs-{uuid.uuid4().hex[:12]}-{name}"[:255].rstrip(" "))
+        place(beside)
+        try:
+            self._delete(dst, dinfo)
+        except BaseException:
+            try:
+                self._delete(beside, self._info(beside))
+            except Exception:  # the delete's own error is the one to report
+                logger.warning("%s: could not remove the temporary %s after a failed replace", dst, beside)
+            raise
+        self._move(beside, dst)
 
     def copy(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
              on_error: str | None = None, **kwargs: Any) -> None:
@@ -942,7 +965,12 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                 return
             if dinfo["type"] == "directory":
                 raise is_a_directory(dst)
-            self._delete(dst, dinfo)  # Box cannot copy onto an existing name: replace it
+            self._replace_file(dst, dinfo, lambda beside: self._copy_file(src, sinfo, beside))
+            return
+        self._copy_file(src, sinfo, dst)
+
+    def _copy_file(self, src: str, sinfo: dict[str, Any], dst: str) -> None:
+        """``POST /files/{id}/copy`` to ``dst``, a name not taken."""
         parent, name = _split(dst)
         check_name(name)
         pinfo = self._ensure_folder(parent)

@@ -1,0 +1,45 @@
+"""Replacing an existing file by ``mv`` or ``cp_file`` never loses both files when Box fails midway.
+
+Box cannot move or copy onto a taken name, so the new file is put beside the old one first; only then is
+the old one deleted (issue 4: "an overwrite ... the previous version stays intact if the upload fails").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+FAST = {"max_attempts": 2, "backoff_base": 0.001, "backoff_max": 0.002}
+
+
+@pytest.mark.parametrize(("op", "route", "method"), [("mv", r"/2\.0/files/\d+$", "PUT"),
+                                                     ("cp_file", r"/2\.0/files/\d+/copy$", "POST")])
+def test_a_failed_replace_leaves_the_target_as_it_was(make_fs: Callable[..., Any], fs_user: tuple[str, str],
+                                                      emulator: Any, op: str, route: str, method: str) -> None:
+    fs = make_fs(as_user=fs_user[0], retry=FAST)
+    fs.pipe_file("d/new.txt", b"new content")
+    fs.pipe_file("d/target.txt", b"old content")
+    emulator.inject_faults(rate=1.0, kinds=("500",), route=route, method=method)
+    try:
+        with pytest.raises(OSError):
+            getattr(fs, op)("d/new.txt", "d/target.txt")
+    finally:
+        emulator.clear_faults()
+    fresh = make_fs(as_user=fs_user[0])
+    assert fresh.cat_file("d/target.txt") == b"old content"
+    assert sorted(fresh.ls("d", detail=False)) == ["d/new.txt", "d/target.txt"]
+
+
+@pytest.mark.parametrize("op", ["mv", "cp_file"])
+def test_a_replace_keeps_one_file_under_the_name(make_fs: Callable[..., Any], fs_user: tuple[str, str],
+                                                 op: str) -> None:
+    fs = make_fs(as_user=fs_user[0])
+    fs.pipe_file("d/new.txt", b"new content")
+    fs.pipe_file("d/target.txt", b"old content")
+    getattr(fs, op)("d/new.txt", "d/target.txt")
+    fresh = make_fs(as_user=fs_user[0])
+    assert fresh.cat_file("d/target.txt") == b"new content"
+    left = ["d/target.txt"] if op == "mv" else ["d/new.txt", "d/target.txt"]
+    assert sorted(fresh.ls("d", detail=False)) == left
