@@ -877,18 +877,20 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             if sinfo["type"] == "directory":
                 raise not_a_directory(dst)
             # fsspec semantics: a file target is replaced
-            self._replace_file(dst, dinfo, lambda beside: self._move(src, beside))
+            self._replace_file(dst, dinfo, lambda beside: self._move(src, beside),
+                               undo=lambda beside: self._move(beside, src))
             return
         if dst == "":
             raise PermissionError("cannot replace the root folder")
         self._move(src, dst)
 
-    def _replace_file(self, dst: str, dinfo: dict[str, Any], place: Any) -> None:
-        """Replace the file ``dst`` with one that ``place(path)`` puts at ``path``, never losing both.
+    def _replace_file(self, dst: str, dinfo: dict[str, Any], place: Any, undo: Any) -> None:
+        """Replace the file ``dst`` with one that ``place(path)`` puts at ``path``, never losing either.
 
         Box cannot move or copy onto an existing name, so the new file goes beside the old one under a
         temporary name first; only then is the old one deleted and the new one renamed. A failure before
-        the delete leaves ``dst`` as it was; one after it leaves the new file under the temporary name.
+        the delete leaves ``dst`` as it was (and ``undo(path)`` takes the new one back: a moved source
+        goes home, a copy is removed); one after it leaves the new file under the temporary name.
         """
         parent, name = _split(dst)
         beside = _join(parent, f".boxfs-{uuid.uuid4().hex[:12]}-{name}"[:255].rstrip(" "))
@@ -897,9 +899,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             self._delete(dst, dinfo)
         except BaseException:
             try:
-                self._delete(beside, self._info(beside))
+                undo(beside)
             except Exception:  # the delete's own error is the one to report
-                logger.warning("%s: could not remove the temporary %s after a failed replace", dst, beside)
+                logger.warning("%s: the replacing file was left at %s after a failed replace", dst, beside)
             raise
         self._move(beside, dst)
 
@@ -965,7 +967,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                 return
             if dinfo["type"] == "directory":
                 raise is_a_directory(dst)
-            self._replace_file(dst, dinfo, lambda beside: self._copy_file(src, sinfo, beside))
+            self._replace_file(dst, dinfo, lambda beside: self._copy_file(src, sinfo, beside),
+                               undo=lambda beside: self._delete(beside, self._info(beside)))
             return
         self._copy_file(src, sinfo, dst)
 

@@ -43,3 +43,25 @@ def test_a_replace_keeps_one_file_under_the_name(make_fs: Callable[..., Any], fs
     assert fresh.cat_file("d/target.txt") == b"new content"
     left = ["d/target.txt"] if op == "mv" else ["d/new.txt", "d/target.txt"]
     assert sorted(fresh.ls("d", detail=False)) == left
+
+
+@pytest.mark.parametrize("op", ["mv", "cp_file"])
+def test_a_failed_delete_of_the_old_file_puts_the_new_one_back(make_fs: Callable[..., Any],
+                                                               fs_user: tuple[str, str], emulator: Any,
+                                                               op: str) -> None:
+    """The new file is already beside the target when deleting the target fails: a moved source goes
+    back where it was, a copy is removed; the target stays as it was."""
+    fs = make_fs(as_user=fs_user[0], retry=FAST)
+    fs.pipe_file("d/new.txt", b"new content")
+    fs.pipe_file("d/target.txt", b"old content")
+    target_id = fs.info("d/target.txt")["id"]
+    emulator.inject_faults(rate=1.0, kinds=("500",), route=rf"/2\.0/files/{target_id}$", method="DELETE")
+    try:
+        with pytest.raises(OSError):
+            getattr(fs, op)("d/new.txt", "d/target.txt")
+    finally:
+        emulator.clear_faults()
+    fresh = make_fs(as_user=fs_user[0])
+    assert sorted(fresh.ls("d", detail=False)) == ["d/new.txt", "d/target.txt"]
+    assert fresh.cat_file("d/new.txt") == b"new content"
+    assert fresh.cat_file("d/target.txt") == b"old content"
