@@ -29,6 +29,7 @@ from box_sdk_gen import (
 
 from boxfs.emulator import BoxEmulator
 
+from .helpers import client_credentials_token
 from .openapi_check import ResponseRecorder, load_spec
 
 RECORDER = ResponseRecorder(load_spec())
@@ -146,15 +147,7 @@ def token_for(emu: BoxEmulator, http: requests.Session) -> Callable[..., str]:
     def issue(user_id: str | None = None, scopes: tuple[str, ...] = ADMIN_SCOPES) -> str:
         if scopes not in apps:
             apps[scopes] = emu.create_ccg_app(scopes=scopes, as_user_header=True, enterprise_access=True)
-        client_id, client_secret = apps[scopes]
-        data = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
-        if user_id is None:
-            data |= {"box_subject_type": "enterprise", "box_subject_id": emu.enterprise_id}
-        else:
-            data |= {"box_subject_type": "user", "box_subject_id": user_id}
-        response = http.post(emu.url + "/oauth2/token", data=data)
-        assert response.status_code == 200, response.text
-        return response.json()["access_token"]
+        return client_credentials_token(emu, http, *apps[scopes], user_id)
 
     return issue
 

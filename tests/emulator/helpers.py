@@ -52,14 +52,10 @@ def conflict_ids(error: BoxAPIError) -> set[str]:
     return {c["id"] for c in (conflicts if isinstance(conflicts, list) else [conflicts])}
 
 
-def ccg_token(
-    emu: Any,
-    http: requests.Session,
-    user_id: str | None = None,
-    scopes: tuple[str, ...] = ("root_readwrite", "manage_managed_users"),
-) -> str:
-    """A fresh app and an access token from it (client-credentials grant over raw HTTP)."""
-    client_id, client_secret = emu.create_ccg_app(scopes=scopes, as_user_header=True, enterprise_access=True)
+def client_credentials_token(emu: Any, http: requests.Session, client_id: str, client_secret: str,
+                             user_id: str | None = None) -> str:
+    """An access token for an app through the client-credentials grant over raw HTTP: for the enterprise
+    (its service account) or, with ``user_id``, for that user."""
     data = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
     if user_id is None:
         data |= {"box_subject_type": "enterprise", "box_subject_id": emu.enterprise_id}
@@ -68,6 +64,17 @@ def ccg_token(
     response = http.post(emu.url + "/oauth2/token", data=data)
     assert response.status_code == 200, response.text
     return response.json()["access_token"]
+
+
+def ccg_token(
+    emu: Any,
+    http: requests.Session,
+    user_id: str | None = None,
+    scopes: tuple[str, ...] = ("root_readwrite", "manage_managed_users"),
+) -> str:
+    """A fresh app and an access token from it (client-credentials grant over raw HTTP)."""
+    client_id, client_secret = emu.create_ccg_app(scopes=scopes, as_user_header=True, enterprise_access=True)
+    return client_credentials_token(emu, http, client_id, client_secret, user_id)
 
 
 def raw_upload(emu: Any, http: requests.Session, token: str, parent_id: str, name: str, data: bytes) -> dict:

@@ -7,25 +7,17 @@ import requests
 from boxfs.emulator import BoxEmulator
 
 from .conftest import checked_session
-
-
-def _token(emu: BoxEmulator, client_id: str, secret: str, user_id: str | None = None) -> str:
-    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
-    form.update(
-        {"box_subject_type": "user", "box_subject_id": user_id}
-        if user_id
-        else {"box_subject_type": "enterprise", "box_subject_id": emu.enterprise_id}
-    )
-    return requests.post(emu.url + "/oauth2/token", data=form, timeout=10).json()["access_token"]
+from .helpers import client_credentials_token
 
 
 def test_rate_limit_is_per_acting_user_and_says_when_to_retry() -> None:
     with BoxEmulator() as emu:
+        http = checked_session()  # every JSON answer checked against Box's OpenAPI, tokens' too
         cid, secret = emu.create_ccg_app()
         alice, bob = emu.create_user("alice@example.com"), emu.create_user("bob@example.com")
-        token = _token(emu, cid, secret)
+        token = client_credentials_token(emu, http, cid, secret)
         emu.set_rate_limit(3, burst=3)
-        with checked_session() as http:  # every JSON answer checked against Box's OpenAPI
+        with http:
 
             def get(as_user: str) -> requests.Response:
                 return http.get(
@@ -48,12 +40,13 @@ def test_rate_limit_is_per_acting_user_and_says_when_to_retry() -> None:
 def test_rate_limit_counts_a_user_across_all_tokens() -> None:
     """Box limits each user: a second token (another worker of the same job) shares the budget."""
     with BoxEmulator() as emu:
+        http = checked_session()  # every JSON answer checked against Box's OpenAPI, tokens' too
         cid, secret = emu.create_ccg_app()
         alice = emu.create_user("alice@example.com")
-        tokens = [_token(emu, cid, secret, alice), _token(emu, cid, secret, alice)]
-        service = _token(emu, cid, secret)
+        tokens = [client_credentials_token(emu, http, cid, secret, alice) for _ in range(2)]
+        service = client_credentials_token(emu, http, cid, secret)
         emu.set_rate_limit(1, burst=2)
-        with checked_session() as http:
+        with http:
 
             def status(token: str, as_user: str | None = None) -> int:
                 headers = {"Authorization": f"Bearer {token}", **({"As-User": as_user} if as_user else {})}
