@@ -595,7 +595,7 @@ class BoxFuseOperations:
 
     @_operation
     def rename(self, old: str, new: str) -> int:
-        """Server-side move; a POSIX rename replaces an existing target, so that is removed first."""
+        """Server-side move; a POSIX rename replaces an existing target (an empty folder is removed first)."""
         self._check_writable()
         self._check_new_name(new)
         with self._lock:
@@ -622,8 +622,8 @@ class BoxFuseOperations:
                     raise _fuse_error(errno.ENOTDIR)
                 if dst_dir:
                     self.fs.rmdir(self.remote(new))  # ENOTEMPTY when it holds anything
-                else:
-                    self.fs.rm(self.remote(new))
+                # a file target is replaced by fs.mv itself (BoxFileSystem puts the new file beside the
+                # old one before deleting it, so a failure never loses both)
             try:
                 if is_dir:
                     self.fs.mv(self.remote(old), self.remote(new), recursive=True)
