@@ -41,6 +41,8 @@ class ContentRoutes:
         self.state = state
         self.store = state.store
         self.rep = rep
+        # download URL token -> (blob sha1, file name, expiry): what the 302 hands out, like dl.boxcloud.com
+        self._download_tokens: dict[str, tuple[str, str, float]] = {}
         self._dl_lock = threading.Lock()
 
     # -- the one place a new file or version comes to exist ---------------------------------------
@@ -231,17 +233,21 @@ class ContentRoutes:
         v = self.store.one("SELECT * FROM versions WHERE id=? AND file_id=?", version_id, row["id"])
         if v is None:
             raise not_found("file version")
+        return self._redirect_to_download(req, v)
+
+    def _redirect_to_download(self, req: Request, version: Any) -> Response:
+        """302 to a short-lived, credential-free download URL for one version (expired ones are dropped)."""
         token = secrets.token_urlsafe(24)
         with self._dl_lock:
             now = time.time()
-            for k in [k for k, (_, _, exp) in self.state.download_tokens.items() if exp < now]:
-                del self.state.download_tokens[k]
-            self.state.download_tokens[token] = (v["sha1"], v["name"], now + DOWNLOAD_TTL)
+            for k in [k for k, (_, _, exp) in self._download_tokens.items() if exp < now]:
+                del self._download_tokens[k]
+            self._download_tokens[token] = (version["sha1"], version["name"], now + DOWNLOAD_TTL)
         return Response(302, b"", {"Location": f"{req.base_url}/download/{token}"})
 
     def download(self, req: Request) -> Response:
         with self._dl_lock:
-            entry = self.state.download_tokens.get(req.params["token"])
+            entry = self._download_tokens.get(req.params["token"])
         if entry is None or entry[2] < time.time():
             raise ApiError(404, "not_found", "Not Found: the download URL is unknown or expired")
         sha1, name, _ = entry
@@ -281,10 +287,7 @@ class ContentRoutes:
             raise ApiError(403, "access_denied_insufficient_permissions", "The shared link does not allow download")
         v = self.store.one("SELECT * FROM versions WHERE id=?", item["version_id"])
         self.store.execute("UPDATE shared_links SET download_count=download_count+1 WHERE token=?", link["token"])
-        token = secrets.token_urlsafe(24)
-        with self._dl_lock:
-            self.state.download_tokens[token] = (v["sha1"], v["name"], time.time() + DOWNLOAD_TTL)
-        return Response(302, b"", {"Location": f"{req.base_url}/download/{token}"})
+        return self._redirect_to_download(req, v)
 
     def register(self, router: Router) -> None:
         router.add("GET", "download", "/download/static/{token}", self.shared_download)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from boxfs.emulator.state import DEFAULT_SPACE, MAX_UPLOAD_SIZE, ROOT, BoxState
+from boxfs.emulator.state import MAX_UPLOAD_SIZE, ROOT, BoxState
 
 FILE_STANDARD = (
     "type", "id", "file_version", "sequence_id", "etag", "sha1", "name", "description", "size",
@@ -47,7 +47,6 @@ class Representer:
 
     def __init__(self, state: BoxState) -> None:
         self.state = state
-        self._users: dict[str, dict[str, Any]] = {}
 
     # -- users -----------------------------------------------------------------------------------------
     def user_mini(self, user_id: str) -> dict[str, Any]:
@@ -220,4 +219,4 @@ class _Missing:
 
 _MISSING: Any = _Missing()
 
-__all__ = ["Representer", "parse_fields", "DEFAULT_SPACE"]
+__all__ = ["Representer", "parse_fields"]

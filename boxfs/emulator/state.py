@@ -8,7 +8,6 @@ folder private.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -59,8 +58,6 @@ class BoxState:
         self.session_ttl = 7 * 24 * 3600.0
         self.auto_approve_login: str | None = None
         self.public_url = ""  # the emulator's root URL, for links it hands out (set on start)
-        self.download_tokens: dict[str, tuple[str, str, float]] = {}
-        self._dl_lock = threading.Lock()
         ent = store.meta("enterprise_id")
         if ent is None:
             ent = store.next_id("enterprise", 900001)

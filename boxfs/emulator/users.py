@@ -12,7 +12,7 @@ from boxfs.emulator.errors import ApiError, bad_request, not_found
 from boxfs.emulator.httpserver import Request, Response, Router
 from boxfs.emulator.oauth import OAuthService
 from boxfs.emulator.representations import Representer, parse_fields
-from boxfs.emulator.state import BoxState, Principal
+from boxfs.emulator.state import DEFAULT_SPACE, BoxState, Principal
 
 _DENIED = ("access_denied_insufficient_permissions", "Access denied - insufficient permission")
 
@@ -109,7 +109,7 @@ class UserRoutes:
             raise ApiError(409, "user_login_already_used", "User with the specified login already exists")
         uid = self.oauth.create_user(login, name, kind="app" if app_user else "managed",
                                      app_client_id=app["client_id"] if app_user else None,
-                                     space_amount=int(body.get("space_amount") or 0) or 10 * 1024**4)
+                                     space_amount=int(body.get("space_amount") or 0) or DEFAULT_SPACE)
         row = self.store.one("SELECT * FROM users WHERE id=?", uid)
         return Response.json(self.rep.user(row, parse_fields(req.query.get("fields"))), 201)
 
