@@ -14,19 +14,28 @@ import pytest
 FAST = {"max_attempts": 2, "backoff_base": 0.001, "backoff_max": 0.002}
 
 
-@pytest.mark.parametrize(("op", "route", "method"), [("mv", r"/2\.0/files/\d+$", "PUT"),
-                                                     ("cp_file", r"/2\.0/files/\d+/copy$", "POST")])
-def test_a_failed_replace_leaves_the_target_as_it_was(make_fs: Callable[..., Any], fs_user: tuple[str, str],
-                                                      emulator: Any, op: str, route: str, method: str) -> None:
-    fs = make_fs(as_user=fs_user[0], retry=FAST)
+def _two_files(fs: Any) -> None:
     fs.pipe_file("d/new.txt", b"new content")
     fs.pipe_file("d/target.txt", b"old content")
+
+
+def _replace_failing(fs: Any, emulator: Any, op: str, route: str, method: str) -> None:
+    """``op`` new.txt onto target.txt while Box answers 500 to every request matching route + method."""
     emulator.inject_faults(rate=1.0, kinds=("500",), route=route, method=method)
     try:
         with pytest.raises(OSError):
             getattr(fs, op)("d/new.txt", "d/target.txt")
     finally:
         emulator.clear_faults()
+
+
+@pytest.mark.parametrize(("op", "route", "method"), [("mv", r"/2\.0/files/\d+$", "PUT"),
+                                                     ("cp_file", r"/2\.0/files/\d+/copy$", "POST")])
+def test_a_failed_replace_leaves_the_target_as_it_was(make_fs: Callable[..., Any], fs_user: tuple[str, str],
+                                                      emulator: Any, op: str, route: str, method: str) -> None:
+    fs = make_fs(as_user=fs_user[0], retry=FAST)
+    _two_files(fs)
+    _replace_failing(fs, emulator, op, route, method)
     fresh = make_fs(as_user=fs_user[0])
     assert fresh.cat_file("d/target.txt") == b"old content"
     assert sorted(fresh.ls("d", detail=False)) == ["d/new.txt", "d/target.txt"]
@@ -36,8 +45,7 @@ def test_a_failed_replace_leaves_the_target_as_it_was(make_fs: Callable[..., Any
 def test_a_replace_keeps_one_file_under_the_name(make_fs: Callable[..., Any], fs_user: tuple[str, str],
                                                  op: str) -> None:
     fs = make_fs(as_user=fs_user[0])
-    fs.pipe_file("d/new.txt", b"new content")
-    fs.pipe_file("d/target.txt", b"old content")
+    _two_files(fs)
     getattr(fs, op)("d/new.txt", "d/target.txt")
     fresh = make_fs(as_user=fs_user[0])
     assert fresh.cat_file("d/target.txt") == b"new content"
@@ -52,15 +60,8 @@ def test_a_failed_delete_of_the_old_file_puts_the_new_one_back(make_fs: Callable
     """The new file is already beside the target when deleting the target fails: a moved source goes
     back where it was, a copy is removed; the target stays as it was."""
     fs = make_fs(as_user=fs_user[0], retry=FAST)
-    fs.pipe_file("d/new.txt", b"new content")
-    fs.pipe_file("d/target.txt", b"old content")
-    target_id = fs.info("d/target.txt")["id"]
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=rf"/2\.0/files/{target_id}$", method="DELETE")
-    try:
-        with pytest.raises(OSError):
-            getattr(fs, op)("d/new.txt", "d/target.txt")
-    finally:
-        emulator.clear_faults()
+    _two_files(fs)
+    _replace_failing(fs, emulator, op, rf"/2\.0/files/{fs.info('d/target.txt')['id']}$", "DELETE")
     fresh = make_fs(as_user=fs_user[0])
     assert sorted(fresh.ls("d", detail=False)) == ["d/new.txt", "d/target.txt"]
     assert fresh.cat_file("d/new.txt") == b"new content"
