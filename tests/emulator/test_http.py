@@ -199,12 +199,18 @@ def test_faults_are_seeded(emu2: BoxEmulator) -> None:
     assert 5 <= first.count(200) <= 25
 
 
-def test_sdk_retries_through_429(emu2: BoxEmulator) -> None:
-    client_id, secret = emu2.create_ccg_app(scopes=("root_readwrite",))
+def sdk_ccg_client(emu: BoxEmulator) -> tuple[str, BoxClient]:
+    """A new CCG app and an SDK client acting as its service account (the SDK's own retry strategy on)."""
+    client_id, secret = emu.create_ccg_app(scopes=("root_readwrite",))
     client = BoxClient(
-        auth=BoxCCGAuth(CCGConfig(client_id, secret, enterprise_id=emu2.enterprise_id)),
-        network_session=sdk_network_session(emu2),
+        auth=BoxCCGAuth(CCGConfig(client_id, secret, enterprise_id=emu.enterprise_id)),
+        network_session=sdk_network_session(emu),
     )
+    return client_id, client
+
+
+def test_sdk_retries_through_429(emu2: BoxEmulator) -> None:
+    _, client = sdk_ccg_client(emu2)
     client.users.get_user_me()
     since = time.monotonic()
     emu2.inject_faults(rate=1.0, kinds=("429",), route=r"/folders/", retry_after=1, count=1, seed=3)
@@ -240,11 +246,7 @@ def test_token_ttl_and_expiry(emu2: BoxEmulator) -> None:
 
 
 def test_sdk_refreshes_expired_token(emu2: BoxEmulator) -> None:
-    client_id, secret = emu2.create_ccg_app(scopes=("root_readwrite",))
-    client = BoxClient(
-        auth=BoxCCGAuth(CCGConfig(client_id, secret, enterprise_id=emu2.enterprise_id)),
-        network_session=sdk_network_session(emu2),
-    )
+    _, client = sdk_ccg_client(emu2)
     me = client.users.get_user_me().id
     emu2.expire_tokens()
     since = time.monotonic()
@@ -350,11 +352,7 @@ def test_fault_503_and_expire(emu2: BoxEmulator) -> None:
         emu2.inject_faults(rate=1.0, kinds=("503",), route=r"/users/me", count=1, retry_after=2, seed=1)
         busy = http.get(emu2.url + "/2.0/users/me", headers=auth(token))
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
-    client_id, secret = emu2.create_ccg_app(scopes=("root_readwrite",))
-    client = BoxClient(
-        auth=BoxCCGAuth(CCGConfig(client_id, secret, enterprise_id=emu2.enterprise_id)),
-        network_session=sdk_network_session(emu2),
-    )
+    client_id, client = sdk_ccg_client(emu2)
     client.users.get_user_me()
     since = time.monotonic()
     emu2.inject_faults(rate=1.0, kinds=("expire",), route=r"/users/me", count=1, seed=1)
