@@ -277,11 +277,6 @@ class DownscopedTokenProvider(TokenProvider):
             assert self._token is not None
             return self._token
 
-    def invalidate(self, token: str) -> None:
-        with self._lock:
-            if self._token == token:
-                self._token = None
-
     def _exchange_locked(self) -> None:
         form = {"grant_type": EXCHANGE_GRANT, "subject_token_type": ACCESS_TOKEN_TYPE,
                 "scope": " ".join(self.scopes)}
