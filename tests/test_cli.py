@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -32,8 +33,14 @@ COMMANDS = ("ls", "tree", "info", "cat", "cp", "mv", "rm", "mkdir", "du", "find"
 
 
 def _clean_env() -> dict[str, str]:
-    """The test process environment without any BOXFS_* variable (they would change what the CLI does)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    """The test process environment without any BOXFS_* variable (they would change what the CLI does),
+    with the user's cache dir (sync's hash cache) in a temporary folder of this test session."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    env["XDG_CACHE_HOME"] = _CACHE_HOME
+    return env
+
+
+_CACHE_HOME = tempfile.mkdtemp(prefix="boxfs-cli-cache-")
 
 
 @dataclass
@@ -240,9 +247,11 @@ def test_cp_box_to_local_and_box_to_box(cli: Cli, box: Any, top: str, tmp_path: 
     assert (tmp_path / "one.txt").read_bytes() == b"1"
     assert "-r" in one_line_error(cli("cp", f"box://{top}/d", str(tmp_path / "x"), code=2))
 
-    copies = cli.emu.request_log.count(method="POST", route="/files/{file_id}/copy")
-    cli("cp", "-r", f"box://{top}/d", f"box://{top}/d2")
-    assert cli.emu.request_log.count(method="POST", route="/files/{file_id}/copy") == copies + 2  # server side
+    log = cli.emu.request_log
+    files, folders = (log.count(method="POST", route=r) for r in ("/files/{file_id}/copy", "/folders/{folder_id}/copy"))
+    cli("cp", "-r", f"box://{top}/d", f"box://{top}/d2")  # a whole folder to a new name: one server-side copy
+    assert log.count(method="POST", route="/folders/{folder_id}/copy") == folders + 1
+    assert log.count(method="POST", route="/files/{file_id}/copy") == files
     box.invalidate_cache()
     assert box.cat(f"{top}/d2/e/two.txt") == b"22" and box.isdir(f"{top}/d2/hollow")
     assert box.cat(f"{top}/d/one.txt") == b"1"  # the source is untouched
