@@ -43,6 +43,7 @@ from boxfs.sync import (
     SyncReport,
     check,
     default_cache_dir,
+    describe,
     execute,
     has_magic,
     pattern_regex,
@@ -505,13 +506,21 @@ def rm_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, force: bool
 @cli.command("mv")
 @click.argument("src")
 @click.argument("dst")
+@LITERAL_OPTION
 @pass_state
-def mv_cmd(state: CliState, src: str, dst: str) -> None:
+def mv_cmd(state: CliState, src: str, dst: str, literal: bool) -> None:
     """Move or rename a file or folder on Box (one server-side request).
 
-    Into an existing folder DST the item keeps its name; an existing file DST is replaced.
+    Into an existing folder DST the item keeps its name; an existing file DST is replaced (the new one
+    is in place before the old one goes). SRC is a pattern only as in ls; several matches need a folder DST.
     """
-    state.fs().mv(box_path(src), box_path(dst))
+    fs = state.fs()
+    sources, expanded = box_targets(fs, src, literal)
+    target = box_path(dst)
+    if expanded and len(sources) > 1 and not (target == "" or fs.isdir(target)):
+        raise click.UsageError(f"{src} matches {len(sources)} items: DST must be an existing folder")
+    for source in sources:
+        fs.mv_literal(source, target)
 
 
 def _side_of(state: CliState, arg: str) -> tuple[LocalSide | BoxSide, str]:
@@ -985,18 +994,6 @@ def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key:
 
 
 # ------------------------------------------------------------------------------------------ errors
-def describe_error(exc: BaseException) -> str:
-    """One line for the user: the library's messages already name the path, Box's code and request id."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-        if exc.filename is not None and str(exc.filename) not in text:
-            shown = exc.filename if str(exc.filename) else "/"
-            text = f"{shown}: {text}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``boxfs`` script; returns the exit code (0 ok, 1 failed, 2 usage)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -1031,7 +1028,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if _debug:
             traceback.print_exc()
-        click.echo(f"boxfs: error: {describe_error(exc)}", err=True)
+        click.echo(f"boxfs: error: {describe(exc)}", err=True)
         return EXIT_USAGE if isinstance(exc, BoxConfigError) else EXIT_FAILED
     return result if isinstance(result, int) else EXIT_OK
 

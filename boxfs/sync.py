@@ -39,6 +39,7 @@ from typing import Any
 
 from fsspec.utils import glob_translate
 
+from boxfs.frontend.errors import error_reason
 from boxfs.names import check_path_names, name_key
 
 logger = logging.getLogger(__name__)
@@ -468,10 +469,19 @@ def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProg
 
 
 def describe(exc: BaseException) -> str:
-    """One line for a failed item: the library's messages already name the path and Box's code."""
-    text = str(exc) or type(exc).__name__
+    """One line for a failed operation, for the person at the terminal: the library's message (it names
+    the path, Box's code and request id) or, for an exception without one, the reason the frontend
+    layer's errno table gives (one table for the mount, the servers and the command line)."""
+    _code, reason = error_reason(exc)
+    name: Any = None
     if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+        text, name = exc.strerror, exc.filename
+    elif isinstance(exc, OSError) and len(exc.args) == 1:  # FileNotFoundError(path), as fsspec raises them
+        text, name = reason, exc.args[0]
+    else:
+        text = str(exc) or reason
+    if name is not None and str(name) not in text:
+        text = f"{name if str(name) else '/'}: {text}"
     return " ".join(text.split())
 
 

@@ -1,0 +1,289 @@
+"""``boxfs.sync``: sync and check of real trees against the emulator, costs counted from its request log.
+
+The big test follows one 1,000-file tree (nested folders, hostile names, a few files above a lowered
+spool threshold) through a first sync, a no-op re-sync, a dry run and a sync of 10 changed / 5 deleted /
+5 added files, with ``check`` before and after. Box -> local and Box -> Box run on part of it, and
+an interrupted ``boxfs sync`` (SIGKILL) is run again to completion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boxfs.emulator import BoxEmulator
+from boxfs.sync import BoxSide, FileFilter, HashCache, LocalSide, check, sync
+
+UPLOADS = ("/files/content", "/files/{file_id}/content", "/files/upload_sessions", "/files/{file_id}/upload_sessions")
+LISTING = "/folders/{folder_id}/items"
+MB = 1 << 20
+HOSTILE = ("a [1].txt", "star*.txt", "q?.txt", "Mixed Case.TXT")
+
+
+def _requests(emu: BoxEmulator, uid: str, start: int) -> list[Any]:
+    return [r for r in emu.request_log.records[start:] if uid in (r.as_user, r.user_id)]
+
+
+def _uploads(records: list[Any]) -> int:
+    return sum(1 for r in records if r.method == "POST" and r.route in UPLOADS)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _tree(root: Path, rng: random.Random) -> tuple[int, int]:
+    """1,000 files in 5 x 4 folders (hostile names among them) plus 3 above 1 MB; (files, folders)."""
+    count = 0
+    for a in range(5):
+        for b in range(4):
+            for c in range(50 - (len(HOSTILE) if (a, b) == (0, 0) else 0)):
+                _write(root / f"top{a}" / f"sub{b}" / f"f{c:03d}.bin", rng.randbytes(rng.randint(1, 400)))
+                count += 1
+    for name in HOSTILE:
+        _write(root / "top0" / "sub0" / name, rng.randbytes(64))
+        count += 1
+    for i, size in enumerate((MB + 1, 2 * MB, 3 * MB + 7)):
+        _write(root / "top1" / f"big{i}.bin", rng.randbytes(size))
+        count += 1
+    return count, 5 + 20
+
+
+def _versions(fs: Any, root: str) -> dict[str, tuple[str, str]]:
+    fs.invalidate_cache()
+    return {k: (v["id"], v.get("etag")) for k, v in fs.find(root, detail=True).items()}
+
+
+def test_sync_tree_first_noop_changed_dry_run_delete_and_check(
+        emulator: BoxEmulator, make_fs: Callable[..., Any], new_user: Callable[..., tuple[str, str]],
+        tmp_path: Path) -> None:
+    uid, _login = new_user("sync")
+    rng = random.Random(21)
+    src = tmp_path / "src"
+    files, folders = _tree(src, rng)
+    assert files == 1003
+    hashes = tmp_path / "cache" / "sha1.sqlite3"
+
+    def run(**options: Any) -> Any:
+        fs = make_fs(as_user=uid, spool_threshold=MB)  # a new filesystem: what a new process knows
+        local = LocalSide(HashCache(hashes))
+        try:
+            return sync(local, str(src), BoxSide(fs), "mirror/tree", transfers=8, **options)
+        finally:
+            local.hashes.close()
+
+    # first sync: everything goes up, every byte checked by SHA-1 through check()
+    report = run()
+    assert report.failed == [] and len(report.copied) == files and report.skipped == []
+    assert report.bytes_copied == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert oct(hashes.stat().st_mode & 0o777) == "0o600"
+    verdict = check(LocalSide(), str(src), BoxSide(make_fs(as_user=uid)), "mirror/tree")
+    assert verdict.ok and verdict.same == files
+    box = make_fs(as_user=uid)
+    assert box.cat_file("mirror/tree/top0/sub0/a [1].txt") == (src / "top0/sub0/a [1].txt").read_bytes()
+    before = _versions(box, "mirror/tree")
+
+    # no-op re-sync: zero uploads, no new version, only one listing per folder (plus the two above it)
+    start = len(emulator.request_log)
+    report = run()
+    sent = _requests(emulator, uid, start)
+    assert report.failed == [] and report.copied == [] and len(report.skipped) == files
+    assert _uploads(sent) == 0
+    api = [r for r in sent if not r.route.startswith("/oauth2")]
+    assert {(r.method, r.route) for r in api} == {("GET", LISTING)}
+    assert len(api) == folders + 1 + 2  # the tree's folders, mirror/tree itself, "" and "mirror"
+    assert _versions(box, "mirror/tree") == before
+
+    # change 10 (5 keeping their size: only SHA-1 tells), delete 5, add 5
+    all_files = sorted(p for p in src.rglob("*") if p.is_file())
+    changed = rng.sample(all_files, 15)
+    modified, deleted = changed[:10], changed[10:]
+    for i, p in enumerate(modified):
+        size = p.stat().st_size
+        p.write_bytes(rng.randbytes(size) if i < 5 else rng.randbytes(size + 3))
+        if i < 5:  # same size and, as a fast editor may leave it, the same mtime
+            os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns))
+    for p in deleted:
+        p.unlink()
+    added = [src / "top4" / "new" / f"n{i}.txt" for i in range(5)]
+    for p in added:
+        _write(p, rng.randbytes(99))
+    rel = {str(p.relative_to(src)) for p in modified + added}
+    gone = {str(p.relative_to(src)) for p in deleted}
+
+    verdict = check(LocalSide(), str(src), BoxSide(make_fs(as_user=uid)), "mirror/tree")
+    assert set(verdict.differ) == {str(p.relative_to(src)) for p in modified}
+    assert set(verdict.only_src) == {str(p.relative_to(src)) for p in added} and set(verdict.only_dst) == gone
+
+    # dry run: the plan, and nothing but reading
+    start = len(emulator.request_log)
+    dry = run(delete=True, dry_run=True)
+    assert {r.method for r in _requests(emulator, uid, start)} <= {"GET", "POST"}
+    assert _uploads(_requests(emulator, uid, start)) == 0
+    assert all(r.route.startswith("/oauth2") for r in _requests(emulator, uid, start) if r.method != "GET")
+    assert {a.rel for a in dry.copied} == rel and {a.rel for a in dry.deleted} == gone
+    assert _versions(box, "mirror/tree") == before
+
+    # without --delete nothing is removed; with it exactly those five, after the copies
+    start = len(emulator.request_log)
+    report = run(delete=True)
+    sent = _requests(emulator, uid, start)
+    assert report.failed == []
+    assert {a.rel for a in report.copied} == rel and {a.rel for a in report.deleted} == gone
+    assert _uploads(sent) == 15
+    assert sum(1 for r in sent if r.method == "DELETE") == 5
+    verdict = check(LocalSide(), str(src), BoxSide(make_fs(as_user=uid)), "mirror/tree")
+    assert verdict.ok and verdict.same == files
+
+    # Box -> local of one folder, then Box -> Box of it server side; both re-run as no-ops
+    out = tmp_path / "out"
+    fs = make_fs(as_user=uid)
+    down = sync(BoxSide(fs), "mirror/tree/top0", LocalSide(), str(out))
+    assert down.failed == [] and len(down.copied) == 200
+    assert (out / "sub0" / "star*.txt").read_bytes() == (src / "top0" / "sub0" / "star*.txt").read_bytes()
+    assert not list(out.rglob(".boxfs-partial-*"))
+    assert sync(BoxSide(fs), "mirror/tree/top0", LocalSide(), str(out)).copied == []
+    start = len(emulator.request_log)
+    across = sync(BoxSide(fs), "mirror/tree/top0", BoxSide(fs), "copy/top0")
+    sent = _requests(emulator, uid, start)
+    assert across.failed == [] and len(across.copied) == 200 and _uploads(sent) == 0
+    assert sum(1 for r in sent if r.route == "/files/{file_id}/copy") == 200
+    assert check(BoxSide(make_fs(as_user=uid)), "copy/top0", LocalSide(), str(src / "top0")).ok
+
+
+def test_filters_and_case_insensitive_matching(make_fs: Callable[..., Any], new_user: Callable[..., tuple[str, str]],
+                                               tmp_path: Path) -> None:
+    uid, _login = new_user("filt")
+    src = tmp_path / "src"
+    for name in ("keep/a.CSV", "keep/b.txt", ".git/config", "logs/x.log", "top.csv"):
+        _write(src / name, name.encode())
+    fs = make_fs(as_user=uid)
+    report = sync(LocalSide(), str(src), BoxSide(fs), "f", filters=FileFilter(include=("*.csv",), exclude=(".git",)))
+    assert sorted(a.rel for a in report.copied) == ["keep/a.CSV", "top.csv"]
+    fs.pipe({"f/logs/old.log": b"old", "f/keep/A.csv": b"changed on Box"})
+    fs.invalidate_cache()
+    # A.csv on Box is keep/a.CSV (Box names are case-insensitive): replaced, not duplicated
+    report = sync(LocalSide(), str(src), BoxSide(fs), "f", delete=True, filters=FileFilter(exclude=("logs/**",)))
+    assert sorted(a.rel for a in report.copied) == [".git/config", "keep/a.CSV", "keep/b.txt"]
+    assert report.deleted == []  # logs/old.log is excluded: neither copied nor deleted
+    fs.invalidate_cache()
+    assert fs.cat_file("f/keep/a.csv") == b"keep/a.CSV" and fs.exists("f/logs/old.log")
+
+
+def test_failed_item_is_reported_and_deletions_held_back(make_fs: Callable[..., Any], tmp_path: Path,
+                                                          new_user: Callable[..., tuple[str, str]]) -> None:
+    uid, _login = new_user("fail")
+    src = tmp_path / "src"
+    _write(src / "ok.txt", b"fine")
+    _write(src / "trailing.txt ", b"Box refuses this name")
+    fs = make_fs(as_user=uid)
+    fs.pipe("d/extra.txt", b"only on Box")
+    report = sync(LocalSide(), str(src), BoxSide(fs), "d", delete=True)
+    assert [a.rel for a in report.copied] == ["ok.txt"]
+    assert len(report.failed) == 2 and "space" in report.failed[0][1]  # says why, before any request
+    assert "deletion" in report.failed[1][1] and report.deleted == []
+    fs.invalidate_cache()
+    assert fs.cat_file("d/extra.txt") == b"only on Box"
+
+
+def _cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg-cache")
+    return env
+
+
+def test_interrupted_sync_rerun_completes(emulator: BoxEmulator, jwt_config: str, make_fs: Callable[..., Any],
+                                         new_user: Callable[..., tuple[str, str]], tmp_path: Path) -> None:
+    uid, login = new_user("kill")
+    src = tmp_path / "src"
+    rng = random.Random(7)
+    for i in range(240):
+        _write(src / f"d{i % 6}" / f"file{i:03d}.bin", rng.randbytes(rng.randint(10, 3000)))
+    config = tmp_path / "app.json"
+    config.write_text(jwt_config)
+    base = [sys.executable, "-m", "boxfs", "--base-url", emulator.url, "--config", str(config), "--as-user", login]
+    env = _cli_env(tmp_path)
+    start = len(emulator.request_log)
+    proc = subprocess.Popen([*base, "sync", str(src), "box://k", "--transfers", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _uploads(_requests(emulator, uid, start)) < 60 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    first = _uploads(_requests(emulator, uid, start))
+    assert 60 <= first < 240, f"the kill came too late to test anything ({first} uploads)"
+
+    missing = subprocess.run([*base, "check", str(src), "box://k"], env=env, capture_output=True, timeout=120)
+    assert missing.returncode == 1 and b"missing on box://k" in missing.stdout
+
+    mid = len(emulator.request_log)
+    again = subprocess.run([*base, "--json", "sync", str(src), "box://k"], env=env, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()
+    summary = json.loads(again.stdout)["summary"]
+    assert summary["failed"] == 0 and summary["copied"] + summary["skipped"] == 240
+    assert summary["copied"] <= 240 - first + 2  # what had landed is skipped (at most the in-flight pair redone)
+    assert _uploads(_requests(emulator, uid, mid)) == summary["copied"]
+    ok = subprocess.run([*base, "check", str(src), "box://k"], env=env, capture_output=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout.decode()
+    fs = make_fs(as_user=uid)
+    for p in sorted(src.rglob("*.bin"))[::40]:
+        assert hashlib.sha1(fs.cat_file("k/" + str(p.relative_to(src)))).hexdigest() == \
+            hashlib.sha1(p.read_bytes()).hexdigest()
+
+
+def test_sync_cli_dry_run_json_and_bad_options(emulator: BoxEmulator, jwt_config: str,
+                                               new_user: Callable[..., tuple[str, str]], tmp_path: Path) -> None:
+    _uid, login = new_user("cli")
+    src = tmp_path / "src"
+    _write(src / "a.txt", b"a")
+    config = tmp_path / "app.json"
+    config.write_text(jwt_config)
+    base = [sys.executable, "-m", "boxfs", "--base-url", emulator.url, "--config", str(config), "--as-user", login]
+    env = _cli_env(tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*base, *args], env=env, capture_output=True, timeout=120)
+
+    dry = cli("sync", "--dry-run", str(src), "box://s")
+    assert dry.returncode == 0 and b"would copy (new): a.txt" in dry.stdout
+    assert cli("check", str(src), "box://s").returncode == 1  # box://s does not exist (yet)
+    assert cli("ls", "box://").stdout.strip() == b""  # the dry run created nothing
+    done = cli("sync", str(src), "box://s", "--bwlimit", "10M")
+    assert done.returncode == 0 and b"copied 1 files" in done.stderr
+    again = json.loads(cli("--json", "sync", str(src), "box://s").stdout)
+    assert again["summary"]["copied"] == 0 and again["skipped"][0]["path"] == "a.txt"
+    assert cli("check", str(src), "box://s").returncode == 0
+    for bad in (["--bwlimit", "fast"], ["--transfers", "0"], ["--size-only", "--checksum"], ["--frobnicate"]):
+        proc = cli("sync", *bad, str(src), "box://s")
+        assert proc.returncode == 2, (bad, proc.stderr)
+    assert cli("sync", str(tmp_path / "nope"), "box://s").returncode == 1
+
+
+@pytest.mark.parametrize("junk", [b"not a database", b""])
+def test_hash_cache_read_back_is_untrusted(tmp_path: Path, junk: bytes) -> None:
+    path = tmp_path / "c" / "sha1.sqlite3"
+    path.parent.mkdir()
+    path.write_bytes(junk)
+    cache = HashCache(path)
+    cache.put("/x", 1, 2, "a" * 40)  # an unusable file disables the cache, never the sync
+    assert cache.get("/x", 1, 2) in (None, "a" * 40)
+    cache.close()
+    good = HashCache(tmp_path / "g.sqlite3")
+    good.put("/y", 1, 2, "not-a-sha1")
+    assert good.get("/y", 1, 2) is None and good.get("/z", 1, 2) is None
+    good.put("/y", 1, 2, "b" * 40)
+    assert good.get("/y", 1, 2) == "b" * 40 and good.get("/y", 1, 3) is None
+    good.close()
