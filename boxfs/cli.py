@@ -532,14 +532,16 @@ def _side_of(state: CliState, arg: str) -> tuple[LocalSide | BoxSide, str]:
 
 def _cp_plan(src: LocalSide | BoxSide, sources: list[str], dst: LocalSide | BoxSide, target: str,
              dst_is_dir: bool, recursive: bool) -> list[Action]:
-    """cp(1)'s (and fsspec put/get/copy's) path rules: a source lands at DST, or inside DST under its
-    own name when DST is a folder or there are several sources; a folder's tree is kept below that."""
+    """fsspec put/get/copy's (and cp(1)'s) path rules: a source lands at DST, or inside DST under its
+    own name when DST is a folder or there are several sources; a folder's tree is kept below that,
+    and a folder written with a trailing slash ("src/") has its contents copied into DST."""
     plan: list[Action] = []
     for source in sources:
         entry = src.entry(source)
         if entry is None:
             raise FileNotFoundError(2, "No such file or directory", src.show(source))
-        base = dst.join(target, _basename(source) or "box") if dst_is_dir else target
+        into = dst_is_dir and not (entry.kind == "directory" and source.endswith(("/", os.sep)))
+        base = dst.join(target, _basename(source) or "box") if into else target  # "dir/": its contents
         if entry.kind == "file":
             plan.append(Action("copy", _basename(source), entry, base, entry.size))
             continue
