@@ -38,12 +38,11 @@ from boxfs.sync import (
     BoxSide,
     Entry,
     FileFilter,
-    HashCache,
     LocalSide,
     SyncReport,
     check,
-    default_cache_dir,
     describe,
+    endpoint,
     execute,
     has_magic,
     pattern_regex,
@@ -525,9 +524,7 @@ def mv_cmd(state: CliState, src: str, dst: str, literal: bool) -> None:
 
 def _side_of(state: CliState, arg: str) -> tuple[LocalSide | BoxSide, str]:
     """The side an argument names (box://... is Box, anything else local) and its path there."""
-    if is_remote(arg):
-        return BoxSide(state.fs()), box_path(arg)
-    return LocalSide(HashCache(default_cache_dir() / "sha1.sqlite3")), arg
+    return endpoint(arg, fs=state.fs() if is_remote(arg) else None)
 
 
 def _cp_plan(src: LocalSide | BoxSide, sources: list[str], dst: LocalSide | BoxSide, target: str,

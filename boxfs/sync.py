@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "Action", "BoxSide", "CheckReport", "Entry", "FileFilter", "HashCache", "LocalSide", "SyncReport",
-    "check", "execute", "has_magic", "pattern_regex", "plan_sync", "sync",
+    "check", "endpoint", "execute", "has_magic", "pattern_regex", "plan_sync", "sync",
 ]
 
 #: Characters that make an argument a wildcard pattern (fsspec's and the shell's).
@@ -295,6 +295,19 @@ class BoxSide:
 
 
 Side = LocalSide | BoxSide
+
+
+def endpoint(arg: str, fs: Any = None, hashes: HashCache | None = None) -> tuple[Side, str]:
+    """A side and its root from what a user writes: ``box://a/b`` is Box (through ``fs``), anything else
+    a local path (hashed through ``hashes``; by default the cache in :func:`default_cache_dir`).
+
+    ``sync(*endpoint("./data"), *endpoint("box://backup/data", fs=fs), delete=True)``
+    """
+    if arg.startswith("box://"):
+        if fs is None:
+            raise ValueError(f"{arg} is on Box: pass the BoxFileSystem to use as fs=")
+        return BoxSide(fs), arg[len("box://"):].strip("/")
+    return LocalSide(hashes or HashCache(default_cache_dir() / "sha1.sqlite3")), arg
 
 
 def same_content(src: Side, s: Entry, dst: Side, d: Entry, size_only: bool = False) -> bool:
