@@ -444,6 +444,14 @@ def test_mount_in_background_returns_once_mounted(cli: Cli, box: Any, top: str, 
 UPLOADS = ("/files/content", "/files/{file_id}/content", "/files/upload_sessions", "/files/{file_id}/upload_sessions")
 
 
+def _local_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """A local folder holding ``files`` (name -> content)."""
+    root.mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return root
+
+
 def _writes(cli: Cli, start: int) -> list[Any]:
     return [r for r in cli.emu.request_log.records[start:] if r.method in ("POST", "PUT", "DELETE")
             and not r.route.startswith("/oauth2") and cli.user_id in (r.as_user, r.user_id)]
@@ -494,20 +502,14 @@ def test_cp_refuses_sources_landing_on_one_name_before_writing(cli: Cli, box: An
     assert "x.csv" in err and "nothing was copied" in err
     assert list(out.iterdir()) == []
     # local -> Box: X.txt and x.txt are one name on Box; refused before any request that writes
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "X.txt").write_bytes(b"upper")
-    (src / "x.txt").write_bytes(b"lower")
+    src = _local_tree(tmp_path / "src", {"X.txt": b"upper", "x.txt": b"lower"})
     start = len(cli.emu.request_log)
     err = one_line_error(cli("cp", "-r", str(src), f"box://{top}/up", code=2))
     assert "x.txt" in err.lower() and _writes(cli, start) == []
 
 
 def test_cp_refuses_a_name_box_refuses_before_any_request(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "fine.txt").write_bytes(b"ok")
-    (src / "trailing.txt ").write_bytes(b"Box refuses a trailing space")
+    src = _local_tree(tmp_path / "src", {"fine.txt": b"ok", "trailing.txt ": b"Box refuses a trailing space"})
     start = len(cli.emu.request_log)
     err = one_line_error(cli("cp", "-r", str(src), f"box://{top}/names", code=1))
     assert "space" in err and _writes(cli, start) == []
@@ -516,10 +518,7 @@ def test_cp_refuses_a_name_box_refuses_before_any_request(cli: Cli, box: Any, to
 
 
 def test_cp_never_uploads_identical_content_again(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
-    src = tmp_path / "same"
-    src.mkdir()
-    (src / "one.txt").write_bytes(b"one")
-    (src / "two.txt").write_bytes(b"two")
+    src = _local_tree(tmp_path / "same", {"one.txt": b"one", "two.txt": b"two"})
     cli("cp", "-r", str(src), f"box://{top}/v")
     box.invalidate_cache()
     before = {k: v["etag"] for k, v in box.find(f"{top}/v", detail=True).items()}

@@ -287,3 +287,40 @@ def test_hash_cache_read_back_is_untrusted(tmp_path: Path, junk: bytes) -> None:
     good.put("/y", 1, 2, "b" * 40)
     assert good.get("/y", 1, 2) == "b" * 40 and good.get("/y", 1, 3) is None
     good.close()
+
+
+def test_large_upload_interrupted_resumes_its_session_on_rerun(
+        emulator: BoxEmulator, make_fs: Callable[..., Any], new_user: Callable[..., tuple[str, str]],
+        tmp_path: Path) -> None:
+    """A file above Box's 20 MB session minimum (3 parts) whose first part's answers are lost (Box stored
+    it, the client saw the connection drop, twice): the sync reports that file failed and goes on; run
+    again, it resumes the same session, learns from Box that part 1 is there and sends only parts 2 and 3."""
+    uid, _login = new_user("resume")
+    src = tmp_path / "src"
+    data = random.Random(3).randbytes(21 * 1000 * 1000 + 5)
+    _write(src / "big.bin", data)
+    _write(src / "small.txt", b"small")
+
+    def run() -> Any:
+        fs = make_fs(as_user=uid, spool_dir=str(tmp_path / "spool"), spool_threshold=MB, upload_workers=1,
+                     retry={"max_attempts": 2, "backoff_base": 0.005, "backoff_max": 0.05})
+        return sync(LocalSide(), str(src), BoxSide(fs), "r", transfers=2)
+
+    parts = r"/files/upload_sessions/[^/]+$"
+    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=parts, method="PUT", count=2)
+    try:
+        first = run()
+    finally:
+        emulator.clear_faults()
+    assert [a.rel for a in first.copied] == ["small.txt"] and len(first.failed) == 1
+    assert "big.bin" in first.failed[0][0]
+    start = len(emulator.request_log)
+    second = run()
+    sent = _requests(emulator, uid, start)
+    assert [a.rel for a in second.copied] == ["big.bin"] and second.failed == []
+    assert sum(1 for r in sent if r.method == "POST" and r.route in ("/files/upload_sessions",
+                                                                      "/files/{file_id}/upload_sessions")) == 0
+    again_parts = sum(1 for r in sent if r.method == "PUT" and "upload_sessions" in r.route)
+    assert again_parts == 2  # only what Box lacked
+    fs = make_fs(as_user=uid)
+    assert fs.info("r/big.bin")["sha1"] == hashlib.sha1(data).hexdigest()
