@@ -5,9 +5,14 @@ global options (``--config``, ``--as-user``, ``--base-url``) or the library's en
 the command line and ``fsspec.filesystem("box")`` always agree on what a configuration means.
 
 Path rule. Box paths are written ``box://reports/q3.csv`` or plainly ``reports/q3.csv`` (relative to the
-acting user's "All Files"; ``box://`` alone or ``/`` is that root). ``cp`` is the one command that also
-takes local paths, so there the prefix decides: an argument starting with ``box://`` is on Box, anything
+acting user's "All Files"; ``box://`` alone or ``/`` is that root). ``cp``, ``sync`` and ``check`` also
+take local paths, so there the prefix decides: an argument starting with ``box://`` is on Box, anything
 else (``./x``, ``/tmp/x``, ``x``) is local.
+
+Name rule (:func:`box_targets`, the same for ``ls``, ``cat``, ``cp``, ``rm``, ``find``, ``mv``): a name is a
+pattern only when it has ``* ? [`` and no item of exactly that name exists; ``--literal`` never expands;
+patterns match case-insensitively, as Box compares names. Transfers (``cp``, ``sync``) run on the engine
+of :mod:`boxfs.sync`, which never re-uploads content Box already holds.
 
 Exit codes: 0 success, 1 the operation failed (Box or the local disk said no), 2 usage or configuration
 error (nothing was attempted). Errors are one line on stderr; ``--debug`` adds the traceback and DEBUG
@@ -567,6 +572,31 @@ def _refuse_collisions(plan: list[Action], dst: LocalSide | BoxSide) -> None:
                                f"{dst.show(key)} from {', '.join(srcs[:3])}; nothing was copied")
 
 
+def _copy_whole_folder(fs: Any, source: str, target: str, dst_is_dir: bool) -> str | None:
+    """Box -> Box of one folder to a name not taken: one server-side request for the whole tree.
+    Returns where it went, or None when this does not apply (a file, a pattern-like name, a merge)."""
+    info = fs.info(source)
+    if info["type"] != "directory" or has_magic(source) or source == "":
+        return None
+    base = posixpath.join(target, _basename(source)) if dst_is_dir and target else (
+        _basename(source) if dst_is_dir else target)
+    if fs.exists(base):
+        return None
+    check_path_names(base)
+    fs.copy(source, base, recursive=True)
+    return base
+
+
+def _skip_identical(plan: list[Action], src: LocalSide | BoxSide, dst: LocalSide | BoxSide) -> None:
+    """Turn the copies whose destination already holds the same content (size and SHA-1) into skips:
+    no new Box version of an unchanged file."""
+    for i, action in enumerate(plan):
+        if action.op == "copy" and action.src is not None:
+            there = dst.entry(action.dst_path)
+            if there is not None and same_content(src, action.src, dst, there):
+                plan[i] = Action("skip", action.rel, action.src, action.dst_path, action.size, "identical", there)
+
+
 @cli.command("cp")
 @click.argument("sources", nargs=-1, required=True)
 @click.argument("dst")
@@ -595,25 +625,18 @@ def cp_cmd(state: CliState, sources: tuple[str, ...], dst: str, recursive: bool,
     dst_is_dir = dst.endswith(("/", os.sep)) or target == "" or (existing is not None and existing.kind == "directory")
     if len(paths) > 1 and not dst_is_dir:
         raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst}")
-    if (src.is_box and dst_side.is_box and len(paths) == 1 and recursive and not has_magic(paths[0])
-            and src.entry(paths[0]) is not None and src.entry(paths[0]).kind == "directory"):  # type: ignore[union-attr]
-        base = dst_side.join(target, _basename(paths[0])) if dst_is_dir else target
-        if dst_side.entry(base) is None:  # a whole folder to a new name: one server-side request
-            check_path_names(base)
-            state.fs().copy(paths[0], base, recursive=True)
+    if src.is_box and dst_side.is_box and recursive and len(paths) == 1:
+        copied = _copy_whole_folder(state.fs(), paths[0], target, dst_is_dir)
+        if copied is not None:
             if state.as_json:
-                emit_json([{"src": src.show(paths[0]), "dst": dst_side.show(base), "status": "copied"}])
+                emit_json([{"src": BOX_PREFIX + paths[0], "dst": BOX_PREFIX + copied, "status": "copied"}])
             return
     plan = _cp_plan(src, paths, dst_side, target, dst_is_dir, recursive)
     _refuse_collisions(plan, dst_side)
     if dst_side.is_box:
         for action in plan:  # a name Box would refuse stops the copy before anything is written
             check_path_names(action.dst_path)
-    for i, action in enumerate(plan):
-        if action.op == "copy":
-            there = dst_side.entry(action.dst_path)
-            if there is not None and same_content(src, action.src, dst_side, there):  # type: ignore[arg-type]
-                plan[i] = Action("skip", action.rel, action.src, action.dst_path, action.size, "identical", there)
+    _skip_identical(plan, src, dst_side)
     report = SyncReport(", ".join(sources), dst)
     with progress_bar(state, progress, sum(a.size for a in plan if a.op == "copy")) as bar:
         execute(plan, src, dst_side, report, transfers=transfers, advance=bar)

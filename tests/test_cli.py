@@ -472,6 +472,11 @@ def test_rm_deletes_exactly_the_named_file(cli: Cli, box: Any, top: str) -> None
     assert sorted(box.ls(top, detail=False)) == [f"{top}/a 1.txt", f"{top}/starry.txt"]
     assert "No Box item matches" in one_line_error(cli("rm", f"box://{top}/zz*", code=1))
     cli("rm", "-f", f"box://{top}/zz*")
+    # a folder whose name looks like a pattern: deleted with what it holds, its look-alike kept
+    box.pipe({f"{top}/dir [2]/in/x.txt": b"x", f"{top}/dir 2/keep.txt": b"k"})
+    cli("rm", "-r", f"box://{top}/dir [2]")
+    box.invalidate_cache()
+    assert not box.exists(f"{top}/dir [2]") and box.cat_file(f"{top}/dir 2/keep.txt") == b"k"
 
 
 def test_one_wildcard_rule_for_ls_cat_find_mv(cli: Cli, box: Any, top: str) -> None:

@@ -261,8 +261,9 @@ def test_sync_cli_dry_run_json_and_bad_options(emulator: BoxEmulator, jwt_config
     assert dry.returncode == 0 and b"would copy (new): a.txt" in dry.stdout
     assert cli("check", str(src), "box://s").returncode == 1  # box://s does not exist (yet)
     assert cli("ls", "box://").stdout.strip() == b""  # the dry run created nothing
-    done = cli("sync", str(src), "box://s", "--bwlimit", "10M")
+    done = cli("sync", str(src), "box://s", "--bwlimit", "10M", "--progress")
     assert done.returncode == 0 and b"copied 1 files" in done.stderr
+    assert b"100%" in done.stderr  # the bar, forced on although stderr is a pipe
     again = json.loads(cli("--json", "sync", str(src), "box://s").stdout)
     assert again["summary"]["copied"] == 0 and again["skipped"][0]["path"] == "a.txt"
     assert cli("check", str(src), "box://s").returncode == 0
@@ -324,3 +325,15 @@ def test_large_upload_interrupted_resumes_its_session_on_rerun(
     assert again_parts == 2  # only what Box lacked
     fs = make_fs(as_user=uid)
     assert fs.info("r/big.bin")["sha1"] == hashlib.sha1(data).hexdigest()
+
+
+def test_sync_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/sync_rclone.py runs end to end (boxfs only, tiny): its three rows, checked by SHA-1."""
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.sync_rclone", "--files", "30", "--latency-ms", "0",
+                           "--tools", "boxfs", "--work-dir", str(tmp_path / "w"), "--json", str(out)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["run"], r["uploads"]) for r in rows] == [("first sync", 30), ("no-op re-sync", 0), ("1% changed", 1)]
+    assert rows[1]["requests"] <= 5  # a token and one listing per folder on the way down
