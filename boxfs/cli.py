@@ -598,14 +598,13 @@ def _skip_identical(plan: list[Action], src: LocalSide | BoxSide, dst: LocalSide
 
 
 @cli.command("cp")
-@click.argument("sources", nargs=-1, required=True)
-@click.argument("dst")
+@click.argument("paths", nargs=-1, required=True, metavar="SOURCES... DST")
 @click.option("-r", "--recursive", is_flag=True, help="Copy folders with their contents.")
 @PROGRESS_OPTION
 @TRANSFERS_OPTION
 @LITERAL_OPTION
 @pass_state
-def cp_cmd(state: CliState, sources: tuple[str, ...], dst: str, recursive: bool, progress: bool | None,
+def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: bool | None,
            transfers: int, literal: bool) -> None:
     """Copy files: local to Box, Box to local, or Box to Box (server side).
 
@@ -614,24 +613,29 @@ def cp_cmd(state: CliState, sources: tuple[str, ...], dst: str, recursive: bool,
     sources, or a DST that is an existing folder or ends with '/', each source is copied into DST under
     its own name. A file whose content DST already holds is not copied again (no new Box version).
     """
+    if len(paths) < 2:
+        raise click.UsageError(f"cp needs a destination after {paths[0]}: boxfs cp SOURCES... DST "
+                               "(e.g. boxfs cp box://reports/q3.csv . or boxfs cp ./q3.csv box://reports/)")
+    *listed, dst = paths
+    sources = tuple(listed)
     if len({is_remote(s) for s in sources}) > 1:
         raise click.UsageError("all sources must be on the same side (all box://... or all local)")
     if not is_remote(sources[0]) and not is_remote(dst):
         raise click.UsageError("neither side is on Box: prefix Box paths with box:// (use cp(1) for local copies)")
     src, _ = _side_of(state, sources[0])
     dst_side, target = _side_of(state, dst)
-    paths = [t for s in sources for t in box_targets(state.fs(), s, literal)[0]] if src.is_box else list(sources)
+    named = [t for s in sources for t in box_targets(state.fs(), s, literal)[0]] if src.is_box else list(sources)
     existing = dst_side.entry(target)
     dst_is_dir = dst.endswith(("/", os.sep)) or target == "" or (existing is not None and existing.kind == "directory")
-    if len(paths) > 1 and not dst_is_dir:
+    if len(named) > 1 and not dst_is_dir:
         raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst}")
-    if src.is_box and dst_side.is_box and recursive and len(paths) == 1:
-        copied = _copy_whole_folder(state.fs(), paths[0], target, dst_is_dir)
+    if src.is_box and dst_side.is_box and recursive and len(named) == 1:
+        copied = _copy_whole_folder(state.fs(), named[0], target, dst_is_dir)
         if copied is not None:
             if state.as_json:
-                emit_json([{"src": BOX_PREFIX + paths[0], "dst": BOX_PREFIX + copied, "status": "copied"}])
+                emit_json([{"src": BOX_PREFIX + named[0], "dst": BOX_PREFIX + copied, "status": "copied"}])
             return
-    plan = _cp_plan(src, paths, dst_side, target, dst_is_dir, recursive)
+    plan = _cp_plan(src, named, dst_side, target, dst_is_dir, recursive)
     _refuse_collisions(plan, dst_side)
     if dst_side.is_box:
         for action in plan:  # a name Box would refuse stops the copy before anything is written
