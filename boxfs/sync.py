@@ -407,14 +407,21 @@ def plan_sync(src: Side, src_root: str, dst: Side, dst_root: str, *, delete: boo
             plan.append(Action("mkdir", rel, None, dst.join(dst_root, rel)))
     if delete:
         src_kinds = {_key(rel, fold): e.kind for rel, e in src_items.items()}
-        gone: list[str] = []
+        gone: set[str] = set()  # folders deleted whole: what they hold goes with them
+        kept: set[str] = set()  # folders holding something the filters leave alone: never deleted whole
+        for rel, d in dst_items.items():
+            if filters.excluded(rel) or (d.kind == "file" and not filters.wants_file(rel)):
+                parts = rel.split("/")
+                kept.update("/".join(parts[:i]) for i in range(1, len(parts)))
         for rel, d in sorted(dst_items.items()):
-            if filters.excluded(rel) or any(rel.startswith(g + "/") for g in gone):
+            parts = rel.split("/")
+            if filters.excluded(rel) or any("/".join(parts[:i]) in gone for i in range(1, len(parts))):
                 continue
-            if d.kind == "file" and not filters.wants_file(rel):
+            if (d.kind == "file" and not filters.wants_file(rel)) or rel in kept:
                 continue
             if src_kinds.get(_key(rel, fold)) != d.kind:
-                gone.append(rel)
+                if d.kind == "directory":
+                    gone.add(rel)
                 plan.append(Action("delete", rel, None, d.path, d.size, dst=d))
     return plan
 

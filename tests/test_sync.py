@@ -180,6 +180,13 @@ def test_filters_and_case_insensitive_matching(make_fs: Callable[..., Any], new_
     assert report.deleted == []  # logs/old.log is excluded: neither copied nor deleted
     fs.invalidate_cache()
     assert fs.cat_file("f/keep/a.csv") == b"keep/a.CSV" and fs.exists("f/logs/old.log")
+    # a folder SRC lacks goes, except what the filters protect in it (and so the folder itself)
+    fs.pipe({"f/gone/a.txt": b"a", "f/gone/b.log": b"b", "f/whole/c.txt": b"c"})
+    fs.invalidate_cache()
+    report = sync(LocalSide(), str(src), BoxSide(fs), "f", delete=True, filters=FileFilter(exclude=("*.log",)))
+    assert sorted(a.rel for a in report.deleted) == ["gone/a.txt", "whole"]
+    fs.invalidate_cache()
+    assert fs.exists("f/gone/b.log") and not fs.exists("f/gone/a.txt") and not fs.exists("f/whole")
 
 
 def test_failed_item_is_reported_and_deletions_held_back(make_fs: Callable[..., Any], tmp_path: Path,
