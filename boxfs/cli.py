@@ -646,9 +646,10 @@ def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: b
         execute(plan, src, dst_side, report, transfers=transfers, advance=bar)
     _close_hashes(src, dst_side)
     if state.as_json:
-        emit_json([{"src": src.show(a.src.path), "dst": dst_side.show(a.dst_path), "size": a.size,  # type: ignore[union-attr]
-                    "status": status} for status, done in (("copied", report.copied), ("identical", report.skipped))
-                   for a in done] + [{"dst": p, "status": "failed", "error": e} for p, e in report.failed])
+        done = [{"src": src.show(a.src.path if a.src else ""), "dst": dst_side.show(a.dst_path), "size": a.size,
+                 "status": status} for status, acts in (("copied", report.copied), ("identical", report.skipped))
+                for a in acts]
+        emit_json(done + [{"dst": p, "status": "failed", "error": e} for p, e in report.failed])
     else:
         for a in report.skipped:
             click.echo(f"identical, not copied: {dst_side.show(a.dst_path)}")

@@ -127,10 +127,14 @@ class HashCache:
         self._pending = 0
         target = ":memory:"
         if path is not None:
-            target = os.fspath(path)
-            os.makedirs(os.path.dirname(target) or ".", mode=0o700, exist_ok=True)
-            os.close(os.open(target, os.O_RDWR | os.O_CREAT, 0o600))
-            os.chmod(target, 0o600)
+            try:
+                os.makedirs(os.path.dirname(os.fspath(path)) or ".", mode=0o700, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+                os.fchmod(fd, 0o600)
+                os.close(fd)
+                target = os.fspath(path)
+            except OSError as exc:  # a read-only home, a symlink planted there: hash without remembering
+                logger.warning("cannot use the hash cache %s (%s); local files will be hashed every time", path, exc)
         try:
             self._db: sqlite3.Connection | None = sqlite3.connect(target, check_same_thread=False)
             self._db.execute("CREATE TABLE IF NOT EXISTS sha1 (path TEXT PRIMARY KEY, size INTEGER, "

@@ -344,3 +344,41 @@ def test_sync_benchmark_smoke(tmp_path: Path) -> None:
     rows = json.loads(out.read_text())["rows"]
     assert [(r["run"], r["uploads"]) for r in rows] == [("first sync", 30), ("no-op re-sync", 0), ("1% changed", 1)]
     assert rows[1]["requests"] <= 5  # a token and one listing per folder on the way down
+
+
+def test_hash_cache_refuses_a_symlink_and_works_where_it_cannot_write(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not a database")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "sha1.sqlite3").symlink_to(victim)
+    cache = HashCache(tmp_path / "c" / "sha1.sqlite3")  # works, in memory
+    cache.put("/x", 1, 2, "c" * 40)
+    assert cache.get("/x", 1, 2) == "c" * 40
+    cache.close()
+    assert victim.read_text() == "not a database"
+    blocked = HashCache(victim / "sub" / "sha1.sqlite3")  # its folder cannot be made: a file is in the way
+    blocked.put("/y", 1, 2, "d" * 40)
+    assert blocked.get("/y", 1, 2) == "d" * 40
+    blocked.close()
+
+
+def test_bwlimit_paces_bytes_over_all_transfers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--bwlimit: 10 MiB through a 1 MiB/s limit waits about 9 s in total (1 s of burst); clock faked."""
+    from boxfs import sync as sync_module
+
+    now = [100.0]
+    slept: list[float] = []
+    monkeypatch.setattr(sync_module.time, "monotonic", lambda: now[0])
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(sync_module.time, "sleep", sleep)
+    throttle = sync_module._Throttle(float(MB))
+    for _ in range(40):
+        throttle.consume(MB // 4)
+    assert abs(sum(slept) - 9.0) < 0.01
+    unlimited = sync_module._Throttle(None)
+    unlimited.consume(10 * MB)
+    assert abs(sum(slept) - 9.0) < 0.01
