@@ -13,6 +13,8 @@ Session-scoped
 Function-scoped (a new filesystem instance each test: empty caches, ``skip_instance_cache=True``)
     ``fs``             acting as a brand-new user created for this test: an empty root, nothing to clean.
     ``fs_user``        that new user's ``(id, login)``.
+    ``box_view``       ``box_view()`` -> a new filesystem for the ``fs`` user with empty caches: what Box
+                       holds, not what ``fs`` believes.
     ``alice_fs``       acting as alice (as_user by email); ``bob_fs`` as bob (as_user by id). Their data
                        persists across tests: write under a unique folder (see ``unique``).
     ``make_fs``        factory: ``make_fs(as_user=..., **options)`` -> BoxFileSystem for ``jwt_config``.
@@ -91,6 +93,12 @@ def fs_user(new_user: Callable[..., tuple[str, str]]) -> tuple[str, str]:
 def fs(make_fs: Callable[..., Any], fs_user: tuple[str, str]) -> Any:
     """A filesystem acting as a user created for this test (an empty "All Files")."""
     return make_fs(as_user=fs_user[0])
+
+
+@pytest.fixture
+def box_view(make_fs: Callable[..., Any], fs_user: tuple[str, str]) -> Callable[[], Any]:
+    """A fresh look at what Box holds for the ``fs`` user (no cache shared with ``fs``)."""
+    return lambda: make_fs(as_user=fs_user[0])
 
 
 @pytest.fixture

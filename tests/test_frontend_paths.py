@@ -19,19 +19,14 @@ FAST = {"max_attempts": 3, "backoff_base": 0.005, "backoff_max": 0.02, "max_retr
 
 
 @pytest.fixture
-def user(new_user: Callable[..., tuple[str, str]]) -> str:
-    return new_user("ns")[0]
+def user(fs_user: tuple[str, str]) -> str:
+    return fs_user[0]
 
 
 @pytest.fixture
 def fs(make_fs: Callable[..., Any], user: str) -> Any:
+    """The ``fs`` user, with fast retries (the tests make Box fail on purpose)."""
     return make_fs(as_user=user, retry=FAST)
-
-
-@pytest.fixture
-def server(make_fs: Callable[..., Any], user: str) -> Callable[[], Any]:
-    """A fresh view of what Box holds for the user (no cache shared with the filesystem under test)."""
-    return lambda: make_fs(as_user=user)
 
 
 def names(fs: Any, folder: str = "") -> set[str]:
@@ -43,7 +38,7 @@ def changes(emulator: Any, user: str) -> int:
     return sum(1 for r in emulator.request_log.records if r.user_id == user and r.method != "GET")
 
 
-def test_remove_file_is_literal(fs: Any, server: Callable[[], Any], emulator: Any, user: str) -> None:
+def test_remove_file_is_literal(fs: Any, box_view: Callable[[], Any], emulator: Any, user: str) -> None:
     for name in ("report [1].pdf", "report 1.pdf", "data?.csv", "dataX.csv", "star*.txt", "star1.txt"):
         fs.pipe_file(name, name.encode())
     ns = Namespace(fs)
@@ -52,12 +47,12 @@ def test_remove_file_is_literal(fs: Any, server: Callable[[], Any], emulator: An
     ns.remove_file("data?.csv")
     ns.remove_file("star*.txt")
     assert emulator.request_log.count(method="DELETE", user_id=user) - before == 3
-    assert names(server()) == {"report 1.pdf", "dataX.csv", "star1.txt"}
+    assert names(box_view()) == {"report 1.pdf", "dataX.csv", "star1.txt"}
     with pytest.raises(FileNotFoundError):
         ns.remove_file("report [1].pdf")
 
 
-def test_remove_folder_and_kind_errors(fs: Any, server: Callable[[], Any]) -> None:
+def test_remove_folder_and_kind_errors(fs: Any, box_view: Callable[[], Any]) -> None:
     ns = Namespace(fs)
     ns.mkdir("dir [a]")
     ns.mkdir("dir a")
@@ -73,7 +68,7 @@ def test_remove_folder_and_kind_errors(fs: Any, server: Callable[[], Any]) -> No
     with pytest.raises(NotADirectoryError):
         ns.list("f.txt")
     ns.remove_folder("dir [a]")
-    assert names(server()) == {"dir a", "f.txt"}
+    assert names(box_view()) == {"dir a", "f.txt"}
     assert [i["name"] for i in ns.list("dir a")] == ["dir a/x.txt"]
     assert ns.exists("dir a/x.txt") and not ns.exists("dir [a]")
     st = ns.stat("dir a/x.txt")
@@ -95,17 +90,17 @@ def test_bad_names_refused_before_any_request(fs: Any, emulator: Any, user: str)
     assert changes(emulator, user) == before
 
 
-def test_rename_glob_names_is_literal(fs: Any, server: Callable[[], Any]) -> None:
+def test_rename_glob_names_is_literal(fs: Any, box_view: Callable[[], Any]) -> None:
     for name in ("star*.txt", "star1.txt", "star2.txt"):
         fs.pipe_file(name, name.encode())
     Namespace(fs).rename("star*.txt", "renamed.txt")
-    box = server()
+    box = box_view()
     assert names(box) == {"renamed.txt", "star1.txt", "star2.txt"}
     assert box.cat_file("renamed.txt") == b"star*.txt"
     assert box.info("renamed.txt")["type"] == "file"
 
 
-def test_rename_onto_itself_and_case_only(fs: Any, server: Callable[[], Any], emulator: Any, user: str) -> None:
+def test_rename_onto_itself_and_case_only(fs: Any, box_view: Callable[[], Any], emulator: Any, user: str) -> None:
     fs.pipe_file("Report.txt", b"keep me")
     ns = Namespace(fs)
     before = changes(emulator, user)
@@ -114,24 +109,24 @@ def test_rename_onto_itself_and_case_only(fs: Any, server: Callable[[], Any], em
     assert changes(emulator, user) == before  # no request at all
     ns.rename("Report.txt", "report.txt")  # case-only: the same item, renamed
     assert changes(emulator, user) == before + 1
-    box = server()
+    box = box_view()
     assert names(box) == {"report.txt"}
     assert box.cat_file("report.txt") == b"keep me"
     ns.mkdir("Docs")
     ns.rename("Docs", "docs")
-    assert names(server()) == {"report.txt", "docs"}
+    assert names(box_view()) == {"report.txt", "docs"}
 
 
-def test_rename_onto_existing_file_replaces_it(fs: Any, server: Callable[[], Any]) -> None:
+def test_rename_onto_existing_file_replaces_it(fs: Any, box_view: Callable[[], Any]) -> None:
     fs.pipe_file("new.txt", b"new")
     fs.pipe_file("old [1].txt", b"old")
     Namespace(fs).rename("new.txt", "old [1].txt")
-    box = server()
+    box = box_view()
     assert names(box) == {"old [1].txt"}
     assert box.cat_file("old [1].txt") == b"new"
 
 
-def test_rename_without_overwrite_touches_nothing(fs: Any, server: Callable[[], Any], emulator: Any,
+def test_rename_without_overwrite_touches_nothing(fs: Any, box_view: Callable[[], Any], emulator: Any,
                                                   user: str) -> None:
     fs.pipe_file("a.txt", b"a")
     fs.pipe_file("b.txt", b"b")
@@ -139,11 +134,11 @@ def test_rename_without_overwrite_touches_nothing(fs: Any, server: Callable[[], 
     with pytest.raises(FileExistsError):
         Namespace(fs).rename("a.txt", "b.txt", overwrite=False)
     assert changes(emulator, user) == before
-    box = server()
+    box = box_view()
     assert (box.cat_file("a.txt"), box.cat_file("b.txt")) == (b"a", b"b")
 
 
-def test_rename_kind_mismatches(fs: Any, server: Callable[[], Any]) -> None:
+def test_rename_kind_mismatches(fs: Any, box_view: Callable[[], Any]) -> None:
     ns = Namespace(fs)
     fs.pipe_file("f.txt", b"f")
     ns.mkdir("full")
@@ -159,14 +154,14 @@ def test_rename_kind_mismatches(fs: Any, server: Callable[[], Any]) -> None:
         ns.rename("src", "full")
     assert errno_of(exc.value) == errno.ENOTEMPTY
     ns.rename("src", "empty")  # POSIX: an empty folder is replaced
-    box = server()
+    box = box_view()
     assert names(box) == {"f.txt", "full", "empty"}
     assert box.cat_file("empty/y") == b"y"
     with pytest.raises(FileNotFoundError):
         ns.rename("nothing", "x")
 
 
-def test_replace_with_the_move_failing_loses_nothing(fs: Any, server: Callable[[], Any], emulator: Any) -> None:
+def test_replace_with_the_move_failing_loses_nothing(fs: Any, box_view: Callable[[], Any], emulator: Any) -> None:
     """Box failing every move: the rename fails, and both files are still there, unchanged."""
     fs.pipe_file("src.txt", b"source")
     fs.pipe_file("dst.txt", b"target")
@@ -177,7 +172,7 @@ def test_replace_with_the_move_failing_loses_nothing(fs: Any, server: Callable[[
     finally:
         rule.remaining = 0
     assert errno_of(exc.value) == errno.EIO
-    box = server()
+    box = box_view()
     assert {n for n in names(box) if not n.startswith(".boxfs-")} == {"src.txt", "dst.txt"}
     assert (box.cat_file("src.txt"), box.cat_file("dst.txt")) == (b"source", b"target")
 
