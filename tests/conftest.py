@@ -13,6 +13,8 @@ Session-scoped
 Function-scoped (a new filesystem instance each test: empty caches, ``skip_instance_cache=True``)
     ``fs``             acting as a brand-new user created for this test: an empty root, nothing to clean.
     ``fs_user``        that new user's ``(id, login)``.
+    ``fast_fs``        the ``fs`` user with fast retries (3 attempts, millisecond waits), for tests that make
+                       Box fail on purpose.
     ``box_view``       ``box_view()`` -> a new filesystem for the ``fs`` user with empty caches: what Box
                        holds, not what ``fs`` believes.
     ``alice_fs``       acting as alice (as_user by email); ``bob_fs`` as bob (as_user by id). Their data
@@ -93,6 +95,13 @@ def fs_user(new_user: Callable[..., tuple[str, str]]) -> tuple[str, str]:
 def fs(make_fs: Callable[..., Any], fs_user: tuple[str, str]) -> Any:
     """A filesystem acting as a user created for this test (an empty "All Files")."""
     return make_fs(as_user=fs_user[0])
+
+
+@pytest.fixture
+def fast_fs(make_fs: Callable[..., Any], fs_user: tuple[str, str]) -> Any:
+    """The ``fs`` user with retries that give up fast: failures injected on purpose end quickly."""
+    return make_fs(as_user=fs_user[0], retry={"max_attempts": 3, "backoff_base": 0.005, "backoff_max": 0.02,
+                                              "max_retry_after": 0.1})
 
 
 @pytest.fixture

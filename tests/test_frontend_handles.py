@@ -19,19 +19,12 @@ import pytest
 from boxfs.frontend import OpenFiles, PendingLimitError, errno_of
 from boxfs.frontend.ranges import RangeSet
 
-FAST = {"max_attempts": 2, "backoff_base": 0.005, "backoff_max": 0.02, "max_retry_after": 0.1}
 UPLOAD_ROUTES = ("/files/content", "/files/{file_id}/content", "/files/upload_sessions/{upload_session_id}/commit")
 
 
 @pytest.fixture
-def user(fs_user: tuple[str, str]) -> str:
-    return fs_user[0]
-
-
-@pytest.fixture
-def fs(make_fs: Callable[..., Any], user: str) -> Any:
-    """The ``fs`` user, with fast retries (the tests make Box fail on purpose)."""
-    return make_fs(as_user=user, retry=FAST)
+def fs(fast_fs: Any) -> Any:
+    return fast_fs
 
 
 @pytest.fixture
@@ -64,7 +57,7 @@ def test_range_set() -> None:
 
 
 def test_reverse_one_byte_writes_stay_one_range(files: OpenFiles, box_view: Callable[[], Any],
-                                                emulator: Any, user: str) -> None:
+                                                emulator: Any, fs_user: tuple[str, str]) -> None:
     """40,000 one-byte writes from the end backwards: one merged range, never a re-sum, one upload."""
     data = os.urandom(40_000)
     handle = files.open("rev.bin", truncate=True)
@@ -74,7 +67,7 @@ def test_reverse_one_byte_writes_stay_one_range(files: OpenFiles, box_view: Call
     handle.pwrite(data[:1], 0)
     assert not handle.spool.pending and handle.spool.complete == len(data)
     handle.close()
-    assert uploads(emulator, user) == 1
+    assert uploads(emulator, fs_user[0]) == 1
     assert sha1(box_view().cat_file("rev.bin")) == sha1(data)
 
 
@@ -94,7 +87,7 @@ def test_out_of_order_cap(fs: Any, tmp_path: Path, box_view: Callable[[], Any]) 
 
 
 def test_failed_upload_stays_dirty_for_every_handle(files: OpenFiles, box_view: Callable[[], Any],
-                                                    emulator: Any, user: str) -> None:
+                                                    emulator: Any, fs_user: tuple[str, str]) -> None:
     """fsync -> error -> fsync -> error (two handles) until the upload lands; never success before."""
     data = os.urandom(300_000)
     first = files.open("doc.bin", truncate=True)
@@ -118,15 +111,15 @@ def test_failed_upload_stays_dirty_for_every_handle(files: OpenFiles, box_view: 
     second.close()  # clean: no second upload
     box = box_view()
     assert sha1(box.cat_file("doc.bin")) == sha1(data)
-    assert len(emulator.request_log.filter(method="POST", route="/files/content", user_id=user, status=201)) == 1
+    assert len(emulator.request_log.filter(method="POST", route="/files/content", user_id=fs_user[0], status=201)) == 1
 
 
-def test_discard_uploads_nothing(files: OpenFiles, box_view: Callable[[], Any], emulator: Any, user: str) -> None:
+def test_discard_uploads_nothing(files: OpenFiles, box_view: Callable[[], Any], emulator: Any, fs_user: tuple[str, str]) -> None:
     handle = files.open("aborted.bin", truncate=True)
     handle.write(b"half a transfer")
     handle.discard()
     handle.discard()
-    assert uploads(emulator, user) == 0 and not box_view().exists("aborted.bin")
+    assert uploads(emulator, fs_user[0]) == 0 and not box_view().exists("aborted.bin")
     assert files.get("aborted.bin") is None
 
 
@@ -145,11 +138,11 @@ def test_holes_refused_when_asked(fs: Any, tmp_path: Path, box_view: Callable[[]
 
 
 def test_existing_content_is_fetched_lazily(fs: Any, files: OpenFiles, box_view: Callable[[], Any],
-                                            emulator: Any, user: str) -> None:
+                                            emulator: Any, fs_user: tuple[str, str]) -> None:
     fs.pipe_file("existing.txt", b"hello world")
-    before = len(emulator.request_log.filter(user_id=user))
+    before = len(emulator.request_log.filter(user_id=fs_user[0]))
     files.open("existing.txt").close()  # open for writing, close untouched: no request
-    assert len(emulator.request_log.filter(user_id=user)) == before
+    assert len(emulator.request_log.filter(user_id=fs_user[0])) == before
     handle = files.open("existing.txt")
     handle.pwrite(b"W", 6)
     assert handle.pread(5, 6) == b"World"

@@ -15,18 +15,10 @@ import pytest
 
 from boxfs.frontend import Namespace, errno_of
 
-FAST = {"max_attempts": 3, "backoff_base": 0.005, "backoff_max": 0.02, "max_retry_after": 0.1}
-
 
 @pytest.fixture
-def user(fs_user: tuple[str, str]) -> str:
-    return fs_user[0]
-
-
-@pytest.fixture
-def fs(make_fs: Callable[..., Any], user: str) -> Any:
-    """The ``fs`` user, with fast retries (the tests make Box fail on purpose)."""
-    return make_fs(as_user=user, retry=FAST)
+def fs(fast_fs: Any) -> Any:
+    return fast_fs
 
 
 def names(fs: Any, folder: str = "") -> set[str]:
@@ -38,15 +30,15 @@ def changes(emulator: Any, user: str) -> int:
     return sum(1 for r in emulator.request_log.records if r.user_id == user and r.method != "GET")
 
 
-def test_remove_file_is_literal(fs: Any, box_view: Callable[[], Any], emulator: Any, user: str) -> None:
+def test_remove_file_is_literal(fs: Any, box_view: Callable[[], Any], emulator: Any, fs_user: tuple[str, str]) -> None:
     for name in ("report [1].pdf", "report 1.pdf", "data?.csv", "dataX.csv", "star*.txt", "star1.txt"):
         fs.pipe_file(name, name.encode())
     ns = Namespace(fs)
-    before = emulator.request_log.count(method="DELETE", user_id=user)
+    before = emulator.request_log.count(method="DELETE", user_id=fs_user[0])
     ns.remove_file("report [1].pdf")
     ns.remove_file("data?.csv")
     ns.remove_file("star*.txt")
-    assert emulator.request_log.count(method="DELETE", user_id=user) - before == 3
+    assert emulator.request_log.count(method="DELETE", user_id=fs_user[0]) - before == 3
     assert names(box_view()) == {"report 1.pdf", "dataX.csv", "star1.txt"}
     with pytest.raises(FileNotFoundError):
         ns.remove_file("report [1].pdf")
@@ -75,10 +67,10 @@ def test_remove_folder_and_kind_errors(fs: Any, box_view: Callable[[], Any]) -> 
     assert st.st_size == 1 and st.st_ino == int(ns.info("dir a/x.txt")["id"])
 
 
-def test_bad_names_refused_before_any_request(fs: Any, emulator: Any, user: str) -> None:
+def test_bad_names_refused_before_any_request(fs: Any, emulator: Any, fs_user: tuple[str, str]) -> None:
     ns = Namespace(fs)
     fs.pipe_file("a.txt", b"a")
-    before = changes(emulator, user)
+    before = changes(emulator, fs_user[0])
     for bad, code in (("trailing ", errno.EINVAL), ("ctl\x07", errno.EINVAL), ("n" * 256, errno.ENAMETOOLONG)):
         with pytest.raises(OSError) as exc:
             ns.mkdir(bad)
@@ -87,7 +79,7 @@ def test_bad_names_refused_before_any_request(fs: Any, emulator: Any, user: str)
         with pytest.raises(OSError) as exc:
             ns.rename("a.txt", bad)
         assert errno_of(exc.value) == code
-    assert changes(emulator, user) == before
+    assert changes(emulator, fs_user[0]) == before
 
 
 def test_rename_glob_names_is_literal(fs: Any, box_view: Callable[[], Any]) -> None:
@@ -100,15 +92,15 @@ def test_rename_glob_names_is_literal(fs: Any, box_view: Callable[[], Any]) -> N
     assert box.info("renamed.txt")["type"] == "file"
 
 
-def test_rename_onto_itself_and_case_only(fs: Any, box_view: Callable[[], Any], emulator: Any, user: str) -> None:
+def test_rename_onto_itself_and_case_only(fs: Any, box_view: Callable[[], Any], emulator: Any, fs_user: tuple[str, str]) -> None:
     fs.pipe_file("Report.txt", b"keep me")
     ns = Namespace(fs)
-    before = changes(emulator, user)
+    before = changes(emulator, fs_user[0])
     ns.rename("Report.txt", "Report.txt")
     ns.rename("report.TXT", "Report.txt")  # another spelling of the same path, already its name
-    assert changes(emulator, user) == before  # no request at all
+    assert changes(emulator, fs_user[0]) == before  # no request at all
     ns.rename("Report.txt", "report.txt")  # case-only: the same item, renamed
-    assert changes(emulator, user) == before + 1
+    assert changes(emulator, fs_user[0]) == before + 1
     box = box_view()
     assert names(box) == {"report.txt"}
     assert box.cat_file("report.txt") == b"keep me"
@@ -127,13 +119,13 @@ def test_rename_onto_existing_file_replaces_it(fs: Any, box_view: Callable[[], A
 
 
 def test_rename_without_overwrite_touches_nothing(fs: Any, box_view: Callable[[], Any], emulator: Any,
-                                                  user: str) -> None:
+                                                  fs_user: tuple[str, str]) -> None:
     fs.pipe_file("a.txt", b"a")
     fs.pipe_file("b.txt", b"b")
-    before = changes(emulator, user)
+    before = changes(emulator, fs_user[0])
     with pytest.raises(FileExistsError):
         Namespace(fs).rename("a.txt", "b.txt", overwrite=False)
-    assert changes(emulator, user) == before
+    assert changes(emulator, fs_user[0]) == before
     box = box_view()
     assert (box.cat_file("a.txt"), box.cat_file("b.txt")) == (b"a", b"b")
 
