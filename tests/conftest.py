@@ -22,12 +22,15 @@ Function-scoped (a new filesystem instance each test: empty caches, ``skip_insta
     ``make_fs``        factory: ``make_fs(as_user=..., **options)`` -> BoxFileSystem for ``jwt_config``.
     ``new_user``       factory: ``new_user(prefix="u")`` -> ``(user_id, login)`` of a fresh user.
     ``unique``         a unique folder-safe name for this test (``t-<hex>``).
+    ``tiny_disk``      an 8 MB tmpfs folder (a full local disk on demand); skips where tmpfs cannot be mounted.
 """
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +126,17 @@ def bob_fs(make_fs: Callable[..., Any], bob: str) -> Any:
 @pytest.fixture
 def unique() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MB tmpfs: writing more fails with ENOSPC, as a full spool disk does."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -200,3 +200,29 @@ def test_closed_handle_refuses_writes(files: OpenFiles) -> None:
     with pytest.raises(OSError) as exc:
         handle.write(b"late")
     assert exc.value.errno == errno.EBADF
+
+
+def test_full_spool_disk_is_enospc_and_never_uploads_a_partial_file(
+    fs: Any, tiny_disk: Path, box_view: Callable[[], Any], emulator: Any, fs_user: tuple[str, str]
+) -> None:
+    fs.pipe_file("keep.bin", b"previous version")
+    before = uploads(emulator, fs_user[0])
+    files = OpenFiles(fs, spool_dir=str(tiny_disk))
+    handle = files.open("keep.bin", truncate=True)
+    block = os.urandom(1 << 20)
+    with pytest.raises(OSError) as exc:
+        for i in range(16):
+            handle.pwrite(block, i << 20)
+    assert errno_of(exc.value) == errno.ENOSPC
+    for _ in range(2):  # every flush refuses, naming the failed range
+        with pytest.raises(OSError) as refused:
+            handle.flush()
+        assert errno_of(refused.value) == errno.ENOSPC and "incomplete" in str(refused.value)
+    with pytest.raises(OSError):
+        handle.close()
+    assert uploads(emulator, fs_user[0]) == before
+    assert box_view().cat_file("keep.bin") == b"previous version"
+    rewritten = files.open("keep.bin", truncate=True)  # a new start (the space is free again) works
+    rewritten.write(b"new version")
+    rewritten.close()
+    assert box_view().cat_file("keep.bin") == b"new version"

@@ -810,3 +810,37 @@ def test_spool_is_cleaned_while_mounted(request: pytest.FixtureRequest, mounter:
         time.sleep(0.05)
     assert not stale.exists() and fresh.exists()
     assert m.handle.operations.cleaner.runs >= 1
+
+
+@needs_fuse
+def test_full_spool_disk_fails_the_write_and_keeps_the_old_version(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted], tmp_path: Path
+) -> None:
+    """``dd`` into a mount whose spool disk fills up: ENOSPC for dd, the previous version untouched."""
+    make_fs, new_user = _box_fixtures(request)
+    tiny = request.getfixturevalue("tiny_disk")
+    user, _ = new_user("mntfull")
+    make_fs(as_user=user).pipe_file("data.bin", b"previous version")
+    m = mounter(make_fs(as_user=user), "", name="full", spool_dir=str(tiny))
+    proc = subprocess.run(
+        ["dd", "if=/dev/zero", f"of={m.path / 'data.bin'}", "bs=1M", "count=16"], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "No space left on device" in proc.stderr
+    assert make_fs(as_user=user).cat_file("data.bin") == b"previous version"
+    assert (m.path / "data.bin").read_bytes() == b"previous version"
+
+
+@needs_fuse
+def test_shell_redirect_over_an_existing_file_is_one_version(backend: Backend, mnt: Path) -> None:
+    """``echo x > f`` closes a dup of the O_TRUNC descriptor before writing: no empty version in between."""
+    (mnt / "notes.txt").write_bytes(b"old content")
+    before = backend.uploads() if backend.uploads else 0
+    sh("echo new content > notes.txt", mnt)
+    if backend.uploads:
+        assert backend.uploads() - before == 1
+    assert (mnt / "notes.txt").read_bytes() == b"new content\n"
+    sh(": > notes.txt", mnt)  # truncating alone still empties it (on release)
+    deadline = time.monotonic() + 10
+    while (mnt / "notes.txt").stat().st_size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (mnt / "notes.txt").read_bytes() == b""
