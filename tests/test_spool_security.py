@@ -291,15 +291,21 @@ def victim_fs(make_fs: Any, fs_user: Any, spool: Path) -> Any:
     return make_fs(as_user=fs_user[0], spool_dir=str(spool), spool_threshold=MB, retry=FAST)
 
 
-def _interrupted_upload(emulator: Any, fs: Any, src: Path) -> Path:
-    """A 21 MB put whose commit fails: its resume state is left in the spool folder; returns its path."""
+def _interrupted_upload(emulator: Any, fs: Any, tmp_path: Path) -> tuple[bytes, Path, Path, dict[str, Any]]:
+    """A 21 MB put whose commit fails, leaving its resume state in the spool folder.
+
+    Returns the content, its source file, the state's path and the state."""
+    data = os.urandom(MIN_SESSION_SIZE + MB)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
     emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
     try:
         with pytest.raises(UploadIncomplete) as info:
             fs.put_file(str(src), "big.bin")
     finally:
         emulator.clear_faults()
-    return Path(str(info.value.state_path))
+    state_path = Path(str(info.value.state_path))
+    return data, src, state_path, json.loads(state_path.read_text())
 
 
 @pytest.mark.parametrize("tamper", ["attacker upload_url", "old format with endpoints", "bad session id"])
@@ -309,11 +315,7 @@ def test_a_state_naming_another_host_is_discarded_and_the_token_never_leaves(
     old configuration) is never contacted, by the upload or by cleaning: the upload starts over in a new
     session and lands; the state is replaced."""
     uid = fs_user[0]
-    data = os.urandom(MIN_SESSION_SIZE + MB)
-    src = tmp_path / "big.bin"
-    src.write_bytes(data)
-    state_path = _interrupted_upload(emulator, victim_fs, src)
-    state = json.loads(state_path.read_text())
+    data, src, state_path, state = _interrupted_upload(emulator, victim_fs, tmp_path)
     session = state["session_id"]
     evil = f"{listener.url}/api/2.0/files/upload_sessions/{session}"
     if tamper == "attacker upload_url":
@@ -337,11 +339,7 @@ def test_a_state_naming_another_host_is_discarded_and_the_token_never_leaves(
 def test_a_state_whose_session_box_no_longer_knows_starts_over(emulator: Any, victim_fs: Any, fs_user: Any,
                                                                tmp_path: Path) -> None:
     uid = fs_user[0]
-    data = os.urandom(MIN_SESSION_SIZE + MB)
-    src = tmp_path / "big.bin"
-    src.write_bytes(data)
-    state_path = _interrupted_upload(emulator, victim_fs, src)
-    state = json.loads(state_path.read_text())
+    data, src, state_path, state = _interrupted_upload(emulator, victim_fs, tmp_path)
     state["session_id"] = "0" * 32  # a well-formed id Box does not know (404)
     state_path.write_text(json.dumps(state))
     start = len(emulator.request_log)
