@@ -74,7 +74,11 @@ _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
 _OPEN_FLAGS = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
-_auto_cleaned: set[str] = set()
+#: How often (seconds) a process that keeps spooling cleans a user's folder by age again: a server or a
+#: mount runs for weeks, and the spool files its failed uploads keep must not stay until it restarts.
+AUTO_CLEAN_INTERVAL = 3600.0
+
+_auto_cleaned: dict[str, float] = {}
 _auto_lock = threading.Lock()
 
 
@@ -498,13 +502,16 @@ def _abort_quietly(fs: BoxFileSystem, session_id: str) -> None:
 
 
 def auto_clean(fs: BoxFileSystem) -> None:
-    """Clean the user's spool folder by age once per process (cheap: one directory listing)."""
+    """Clean the user's spool folder by age when a process first spools for that user, and again at most
+    every ``AUTO_CLEAN_INTERVAL`` seconds while it keeps spooling (cheap: one directory listing)."""
     max_age = float(getattr(fs, "spool_max_age", DEFAULT_SPOOL_MAX_AGE))
     folder = str(spool_root(fs) / str(fs.user_id))
+    now = time.monotonic()
     with _auto_lock:
-        if folder in _auto_cleaned:
+        last = _auto_cleaned.get(folder)
+        if last is not None and now - last < AUTO_CLEAN_INTERVAL:
             return
-        _auto_cleaned.add(folder)
+        _auto_cleaned[folder] = now
     try:
         removed = clean_spool(fs, older_than=max_age)
     except OSError as exc:
