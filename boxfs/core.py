@@ -866,6 +866,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         dst = self._strip_protocol(path2)
         if src == "":
             raise PermissionError("cannot move the root folder")
+        if dst:
+            check_path_names(dst)  # a target Box would refuse is refused before any request
         sinfo = self._info(src)
         dinfo = self._try_info(dst)
         if dinfo is not None and dinfo["id"] != sinfo["id"] and dinfo["type"] == "directory":
@@ -919,6 +921,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                  and not any(c in path1 for c in _GLOB_CHARS) and not trailing_sep(path1))
         if whole:
             src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+            if dst:
+                check_path_names(dst)
             sinfo = self._try_info(src)
             if sinfo is not None and sinfo["type"] == "directory" and src != "":
                 dinfo = self._try_info(dst)
@@ -954,6 +958,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Server-side copy (``POST /files/{id}/copy``); folders are created, not copied, here."""
         src = self._strip_protocol(path1)
         dst = self._strip_protocol(path2)
+        if dst:
+            check_path_names(dst)  # a target Box would refuse is refused before any request
         sinfo = self._info(src)
         if sinfo["type"] == "directory":
             self.makedirs(dst, exist_ok=True)
