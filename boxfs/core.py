@@ -16,7 +16,9 @@ Configuration, tokens, the retry policy and error mapping live in :mod:`boxfs.co
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import logging
 import os
 import tempfile
@@ -35,9 +37,13 @@ from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
 from boxfs.api.transport import BoxTransport
 from boxfs.auth import cached_user_id, get_provider, remember_user_id
 from boxfs.config import (
+    FSSPEC_OPTIONS,
     BoxConfigError,
     BoxCredentials,
     BoxEndpoints,
+    check_block_size,
+    check_cache_type,
+    check_options,
     env_as_user,
     resolve_credentials,
     resolve_endpoints,
@@ -77,12 +83,24 @@ _ENV_VARS = ("BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_BASE_URL", "BOXFS_CLIEN
 class _BoxCached(_Cached):
     """fsspec's instance cache keys on the constructor arguments; ``fsspec.filesystem("box")`` configured
     by the environment has none, so the environment's digest is added to the key (a digest: the values
-    may be secrets). Otherwise a changed ``BOXFS_AS_USER`` would get the previous user's filesystem."""
+    may be secrets). Otherwise a changed ``BOXFS_AS_USER`` would get the previous user's filesystem.
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    The digest is a property of this metaclass, named in ``_extra_tokenize_attributes``, so fsspec reads
+    it at each call when it builds the key; it is no constructor argument, so ``storage_options`` holds
+    only what the user gave."""
+
+    @property
+    def _environment_digest(cls) -> str:
         env = "\0".join(f"{k}={os.environ.get(k, '')}" for k in _ENV_VARS)
-        kwargs.setdefault("_environment", hashlib.sha256(env.encode()).hexdigest()[:16])
-        return super().__call__(*args, **kwargs)
+        return hashlib.sha256(env.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _known_options(cls: type) -> frozenset[str]:
+    """Every option ``cls(...)`` accepts: its constructor's public parameters and fsspec's generic ones."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    own = {p.name for p in params if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
+    return frozenset(n for n in own if n != "self" and not n.startswith("_")) | FSSPEC_OPTIONS
 
 
 class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
@@ -99,7 +117,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     ``max_connections`` (HTTP pool size and parallelism of listings/transfers; 16), ``retry``
     (:class:`~boxfs.retry.RetryPolicy` fields), ``spool_threshold`` (bytes uploaded in one request;
     26,214,400), ``spool_dir`` and ``upload_workers`` (large uploads), ``auto_mkdir`` (create missing
-    parent folders on write; True), and fsspec's ``listings_expiry_time`` / ``use_listings_cache``.
+    parent folders on write; True), ``default_block_size``/``default_cache_type`` (for ``open``), and
+    fsspec's generic options (``listings_expiry_time``, ``use_listings_cache``, ``skip_instance_cache``...,
+    :data:`boxfs.config.FSSPEC_OPTIONS`). An unknown option is refused, naming the closest valid one.
 
     Semantics worth knowing: names compare case-insensitively; ``info``/``exists``/``ls`` answer from
     what this instance learned (``invalidate_cache`` or ``ls(refresh=True)`` for changes made elsewhere);
@@ -109,6 +129,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
     protocol = "box"
     root_marker = ""
+    _extra_tokenize_attributes = ("_environment_digest",)
     #: fields requested for every item; only what the detail dicts use
     FIELDS = ITEM_FIELDS
     LIST_PAGE = 1000
@@ -135,10 +156,11 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         upload_workers: int = 4,
         auto_mkdir: bool = True,
         credentials: BoxCredentials | None = None,
-        _environment: str | None = None,
         oauth_token_file: str | None = None,
         scopes: list[str] | tuple[str, ...] | str | None = None,
         resource: str | None = None,
+        default_block_size: int | None = None,
+        default_cache_type: str = "readahead",
         **kwargs: Any,
     ) -> None:
         """Configure a filesystem; see :mod:`boxfs.config` for every credential form.
@@ -149,8 +171,13 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         semantics fsspec users expect). ``retry``: a :class:`~boxfs.retry.RetryPolicy` or a dict of its
         fields. ``oauth_token_file``: a user's own tokens, from ``boxfs login``. ``scopes`` (+ ``resource``,
         a Box API URL of a file or folder): act with a token downscoped to these scopes (token exchange).
+        ``default_block_size``/``default_cache_type``: what ``open`` uses when not told (fsspec's 5 MiB and
+        ``"readahead"``). Any other option is refused (:class:`~boxfs.config.BoxOptionError`).
         """
+        check_options(kwargs, _known_options(type(self)))
         super().__init__(**kwargs)
+        self.default_block_size = check_block_size(default_block_size)
+        self.default_cache_type = check_cache_type(default_cache_type)
         creds, from_env = resolve_credentials(
             jwt_config=jwt_config, client_id=client_id, client_secret=client_secret,
             enterprise_id=enterprise_id, user_id=user_id, public_key_id=public_key_id,
@@ -250,6 +277,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             "listings_expiry_time": self.cache.expiry,
             "scopes": self.scopes,
             "resource": self.resource,
+            "default_block_size": self.default_block_size,
+            "default_cache_type": self.default_cache_type,
         }
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -694,8 +723,10 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
               cache_options: dict[str, Any] | None = None, **kwargs: Any) -> BoxFile:
         if "a" in mode:
             raise NotImplementedError(APPEND_REFUSAL)
-        return BoxFile(self, self._strip_protocol(path), mode, block_size or "default", autocommit,
-                       cache_options=cache_options, **kwargs)
+        if kwargs.get("cache_type") is None:
+            kwargs["cache_type"] = self.default_cache_type
+        return BoxFile(self, self._strip_protocol(path), mode, block_size or self.default_block_size or "default",
+                       autocommit, cache_options=cache_options, **kwargs)
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         """Create an empty file; on an existing file without ``truncate``, set its modification time."""
