@@ -140,6 +140,13 @@ def test_every_fsspec_cache_type_reads_the_right_bytes(emulator: BoxEmulator, ma
         assert [(r.method, r.route) for r in sent if r.host == "api"] == [("GET", CONTENT)]
 
 
+@pytest.mark.parametrize("cache_type", READING_CACHES)
+def test_every_cache_type_reads_an_empty_file(fs: BoxFileSystem, cache_type: str) -> None:
+    fs.pipe_file("empty.bin", b"")
+    with fs.open("empty.bin", cache_type=cache_type) as f:
+        assert f.read() == b""
+
+
 def test_default_cache_type_and_block_size_apply_to_open(emulator: BoxEmulator, make_fs: Any,
                                                          fs_user: tuple[str, str], blob: bytes) -> None:
     box = make_fs(as_user=fs_user[0], default_cache_type="all", default_block_size=4096)
