@@ -798,8 +798,9 @@ def test_spool_is_cleaned_while_mounted(request: pytest.FixtureRequest, mounter:
     make_fs, new_user = _box_fixtures(request)
     user, _ = new_user("mntclean")
     fs = make_fs(as_user=user)
-    folder = user_spool_dir(fs)
-    stale, fresh = folder / f"stale{SPOOL_SUFFIX}", folder / f"fresh{SPOOL_SUFFIX}"
+    with user_spool_dir(fs) as spool_folder:
+        folder = spool_folder.path
+    stale, fresh = folder / f"{'a' * 24}{SPOOL_SUFFIX}", folder / f"{'b' * 24}{SPOOL_SUFFIX}"
     stale.write_bytes(b"left by a crashed upload")
     fresh.write_bytes(b"recent")
     old = time.time() - 7200
