@@ -18,18 +18,26 @@ Secrets never appear in a ``repr`` or in an error message.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from fsspec.caching import caches
 
 __all__ = [
     "BoxConfigError",
     "BoxCredentials",
     "BoxEndpoints",
+    "BoxOptionError",
+    "FSSPEC_OPTIONS",
+    "check_block_size",
+    "check_cache_type",
+    "check_options",
     "load_private_key",
     "resolve_credentials",
     "resolve_endpoints",
@@ -43,6 +51,59 @@ DEFAULT_OAUTH2_URL = "https://account.box.com/api/oauth2"
 
 class BoxConfigError(ValueError):
     """The configuration cannot work; the message names the missing or bad field (never its secret value)."""
+
+
+class BoxOptionError(BoxConfigError, TypeError):
+    """An option boxfs does not know. Refused rather than ignored: ``asuser=`` for ``as_user=`` would
+    otherwise act as the service account. Also a ``TypeError``, what Python raises for an unexpected
+    keyword argument."""
+
+
+#: Options every fsspec filesystem takes, accepted beside boxfs's own: fsspec's instance cache
+#: (``skip_instance_cache``), its listings cache (``use_listings_cache``, ``listings_expiry_time``,
+#: ``max_paths``) and its async plumbing (``asynchronous``, ``loop``: zarr passes ``asynchronous=True`` to
+#: every filesystem and wraps a synchronous one). ``default_block_size``/``default_cache_type`` (the
+#: convention of s3fs, gcsfs and adlfs) are BoxFileSystem parameters of their own.
+FSSPEC_OPTIONS = frozenset({"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths",
+                            "asynchronous", "loop"})
+
+
+def check_options(given: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse option names not in ``known``, naming the closest valid one and listing them all.
+
+    Only names are quoted, never values: a misspelt ``client_secret`` carries a secret.
+    """
+    known = sorted(set(known))
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        described.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    raise BoxOptionError(
+        f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(described)}; "
+        f"the options are: {', '.join(known)}"
+    )
+
+
+def check_cache_type(value: Any) -> str:
+    """``default_cache_type``: one of fsspec's read caches (``readahead``, ``all``, ``blockcache``...)."""
+    if value not in caches or value is None:
+        names = ", ".join(sorted(str(k) for k in caches if k is not None))
+        raise BoxConfigError(f"default_cache_type {value!r} is not one of fsspec's caches: {names}")
+    return str(value)
+
+
+def check_block_size(value: Any) -> int | None:
+    """``default_block_size``: a positive number of bytes, or None for fsspec's default (5 MiB)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():  # from fsspec's config (FSSPEC_BOX_...) or a CLI
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BoxConfigError(f"default_block_size must be a positive number of bytes, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

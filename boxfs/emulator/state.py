@@ -198,13 +198,20 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
+def _name_is_invalid(name: str) -> bool:
+    """Box's ``item_name_invalid`` rules: ``/`` or ``\\``, ``.``/``..``, a trailing space, non-printable
+    ASCII (controls and DEL), text that is not valid Unicode. A leading space is accepted (docs/emulator.md)."""
+    return ("/" in name or "\\" in name or name in (".", "..") or name.endswith(" ")
+            or any(ord(c) < 32 or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in name))
+
+
 def check_name(name: Any, what: str = "item") -> str:
     """Box's name rules; 400 item_name_invalid / item_name_too_long as Box answers them."""
     if not isinstance(name, str) or name == "":
         raise ApiError(400, "bad_request", f"The {what} name must be a non-empty string")
     if len(name) > 255:
         raise ApiError(400, "item_name_too_long", "Item name too long")
-    if "/" in name or "\\" in name or name in (".", "..") or name != name.strip(" ") or any(ord(c) < 32 for c in name):
+    if _name_is_invalid(name):
         raise ApiError(400, "item_name_invalid", "Item name invalid")
     return name
 

@@ -18,6 +18,9 @@ so Box gets one version per save, not one per chunk. The rules every frontend re
 * **Existing content is fetched lazily**: opening for writing and closing untouched downloads nothing;
   the first read, write or non-zero truncate of a file not truncated on open copies the remote file into
   the spool.
+* **A failed write is never uploaded as if it had worked**: when writing into the spool fails (a full
+  spool disk: ENOSPC), the file refuses to upload (raising that error) until the failed range has been
+  written again or truncated away; an incomplete file never replaces the previous version.
 * **Only what a handle flushes is uploaded**: :meth:`WriteHandle.discard` lets go without uploading (an
   aborted FTP transfer must not store a truncated file); when the last handle lets go the spool is
   deleted.
@@ -75,6 +78,8 @@ class Spool:
         self.changed_at = time.time()
         self.complete = 0  # bytes [0, complete) are all written (or loaded)
         self.pending = RangeSet()  # bytes written past ``complete``, with a hole before them
+        self.lost: tuple[int, int, OSError] | None = None  # a write that failed: (start, end, error)
+        self.emptied = False  # emptied by reset() and not changed since (see WriteHandle.flush)
 
     def __repr__(self) -> str:
         return f"Spool(path={self.path!r}, dirty={self.dirty}, refs={self.refs})"
@@ -113,9 +118,12 @@ class Spool:
             self.loaded = True
             self.complete = 0
             self.pending = RangeSet()
+            self.lost = None
             self._changed()
+            self.emptied = True
 
     def _changed(self) -> None:
+        self.emptied = False
         self.dirty = True
         self.unlinked = False
         self.changed_at = time.time()
@@ -143,10 +151,17 @@ class Spool:
                     raise PendingLimitError(after, limit)
             view = memoryview(data)
             at = offset
-            while view:
-                written = os.pwrite(self.fd, view, at)
-                view = view[written:]
-                at += written
+            try:
+                while view:
+                    written = os.pwrite(self.fd, view, at)
+                    view = view[written:]
+                    at += written
+            except OSError as exc:
+                self.lost = (offset, end, exc)  # part of it may be in the spool: the file is incomplete
+                self._changed()
+                raise
+            if self.lost is not None and offset <= self.lost[0] and end >= self.lost[1]:
+                self.lost = None  # the failed range was written again
             self._record(offset, end)
             self._changed()
         return len(data)
@@ -168,6 +183,8 @@ class Spool:
             os.ftruncate(self.fd, length)
             self.pending.cut(length)
             self.complete = min(self.complete, length)
+            if self.lost is not None and length <= self.lost[0]:
+                self.lost = None  # the failed range was cut off
             if length > old:
                 self._record(old, length)  # the zeros of an extension are data the caller asked for
             self._changed()
@@ -176,6 +193,7 @@ class Spool:
         """Send ``mtime`` as the modification time with the next upload (which this makes due)."""
         with self.lock:
             self.mtime = mtime
+            self.emptied = False
             self.dirty = True
 
     # ------------------------------------------------------------------ upload
@@ -190,6 +208,10 @@ class Spool:
             started = time.monotonic()
             try:
                 self.load()  # when only the time changed, the current content is sent again
+                if self.lost is not None:
+                    start, end, error = self.lost
+                    raise oserror(error.errno or errno.EIO, self.path,
+                                  f"not uploading an incomplete file: writing bytes {start}-{end} failed ({error})")
                 if not self.files.holes_allowed and self.holes():
                     raise oserror(errno.EIO, self.path, "the file has byte ranges that were never written")
                 # put_file streams from disk (Box: one upload, chunked above its threshold)
