@@ -15,7 +15,8 @@ patterns match case-insensitively, as Box compares names. Transfers (``cp``, ``s
 of :mod:`boxfs.sync`, which never re-uploads content Box already holds.
 
 Exit codes: 0 success, 1 the operation failed (Box or the local disk said no), 2 usage or configuration
-error (nothing was attempted). Errors are one line on stderr; ``--debug`` adds the traceback and DEBUG
+error or a name refused before any request (nothing was attempted; from the frontend layer's errno
+table, :func:`boxfs.frontend.errors.exit_status_of`). Errors are one line on stderr; ``--debug`` adds the traceback and DEBUG
 logging of every HTTP request (never a secret: the library does not log them).
 """
 
@@ -37,6 +38,7 @@ from typing import Any, BinaryIO
 
 import click
 
+from boxfs.frontend.errors import exit_status_of
 from boxfs.names import check_path_names, name_key
 from boxfs.sync import (
     Action,
@@ -1056,7 +1058,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _debug:
             traceback.print_exc()
         click.echo(f"boxfs: error: {describe(exc)}", err=True)
-        return EXIT_USAGE if isinstance(exc, BoxConfigError) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, BoxConfigError) else exit_status_of(exc)
     return result if isinstance(result, int) else EXIT_OK
 
 

@@ -516,7 +516,7 @@ def test_cp_refuses_sources_landing_on_one_name_before_writing(cli: Cli, box: An
 def test_cp_refuses_a_name_box_refuses_before_any_request(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
     src = _local_tree(tmp_path / "src", {"fine.txt": b"ok", "trailing.txt ": b"Box refuses a trailing space"})
     start = len(cli.emu.request_log)
-    err = one_line_error(cli("cp", "-r", str(src), f"box://{top}/names", code=1))
+    err = one_line_error(cli("cp", "-r", str(src), f"box://{top}/names", code=2))  # bad input: nothing attempted
     assert "space" in err and _writes(cli, start) == []
     box.invalidate_cache()
     assert not box.exists(f"{top}/names")
