@@ -138,7 +138,7 @@ class ChunkedRoutes:
             raise
         conflict = self.state.conflict(p.user_id, str(folder_id), name)
         if conflict is not None:
-            raise conflict_error(self.rep, conflict)
+            raise conflict_error(self.rep, conflict, single=True)
         return self._create(req, p, str(folder_id), None, body)
 
     def create_for_file(self, req: Request) -> Response:
@@ -151,7 +151,7 @@ class ChunkedRoutes:
             check_name(name, "file")
             conflict = self.state.conflict(p.user_id, row["parent_id"], name, exclude=row["id"])
             if conflict is not None:
-                raise conflict_error(self.rep, conflict)
+                raise conflict_error(self.rep, conflict, single=True)
         return self._create(req, p, None, row["id"], body)
 
     # -- parts ------------------------------------------------------------------------------------------------

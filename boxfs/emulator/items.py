@@ -39,9 +39,16 @@ def not_modified(req: Request, row: Any) -> bool:
     return expected is not None and row["id"] != ROOT and expected.strip('"') == str(row["sequence_id"])
 
 
-def conflict_error(rep: Representer, row: Any) -> ApiError:
+def conflict_error(rep: Representer, row: Any, *, single: bool = False) -> ApiError:
+    """409 ``item_name_in_use`` naming the item in the way.
+
+    Box's shape differs by endpoint, and clients depend on it: uploads (preflight, multipart, upload
+    sessions) and folder copies answer ``context_info.conflicts`` as one object (rclone reads the existing
+    file's id from it), the other routes (folder creation, rename, move, file copy) as a list.
+    """
     conflict = rep.item(row, None, mini=True)
-    return ApiError(409, "item_name_in_use", "Item with the same name already exists", {"conflicts": [conflict]})
+    return ApiError(409, "item_name_in_use", "Item with the same name already exists",
+                    {"conflicts": conflict if single else [conflict]})
 
 
 class ItemRoutes:
@@ -61,10 +68,11 @@ class ItemRoutes:
         if folder_id != ROOT:
             db.execute("UPDATE items SET modified_at=? WHERE id=?", (now_iso(), folder_id))
 
-    def ensure_no_conflict(self, p: Principal, folder_id: str, name: str, exclude: str | None = None) -> None:
+    def ensure_no_conflict(self, p: Principal, folder_id: str, name: str, exclude: str | None = None, *,
+                           single: bool = False) -> None:
         row = self.state.conflict(p.user_id, folder_id, name, exclude)
         if row is not None:
-            raise conflict_error(self.rep, row)
+            raise conflict_error(self.rep, row, single=single)
 
     def parent_of(self, p: Principal, body: dict[str, Any], required: bool = True) -> Any:
         parent = body.get("parent")
@@ -315,7 +323,7 @@ class ItemRoutes:
             raise bad_request("A folder cannot be copied into itself or one of its subfolders")
         name = check_name(body["name"], "folder") if "name" in body else src["name"]
         with self.store.tx() as db:
-            self.ensure_no_conflict(p, parent["id"], name)
+            self.ensure_no_conflict(p, parent["id"], name, single=True)
             new_id = self._copy_tree(db, p, src, parent["id"], name)
         row = self.state.item(p, new_id, "folder")
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))), 201)
