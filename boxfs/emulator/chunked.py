@@ -124,7 +124,7 @@ class ChunkedRoutes:
 
     def create(self, req: Request) -> Response:
         p = self.state.principal(req)
-        p.require("item_upload", write=True)
+        p.require("item_upload", "item_content_upload", write=True)
         body = req.json()
         folder_id = body.get("folder_id")
         if folder_id in (None, ""):
@@ -143,7 +143,7 @@ class ChunkedRoutes:
 
     def create_for_file(self, req: Request) -> Response:
         p = self.state.principal(req)
-        p.require("item_upload", write=True)
+        p.require("item_upload", "item_content_upload", write=True)
         row = self.state.item(p, req.params["file_id"], "file")
         body = req.json()
         name = body.get("file_name")

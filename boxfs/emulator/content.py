@@ -103,7 +103,7 @@ class ContentRoutes:
     # -- preflight ----------------------------------------------------------------------------------------
     def preflight(self, req: Request) -> Response:
         p = self.state.principal(req)
-        p.require("item_upload", write=True)
+        p.require("item_upload", "item_content_upload", write=True)
         body = req.json()
         file_id = req.params.get("file_id")
         size = body.get("size")
@@ -133,7 +133,7 @@ class ContentRoutes:
     # -- multipart uploads -------------------------------------------------------------------------------
     def upload(self, req: Request) -> Response:
         p = self.state.principal(req)
-        p.require("item_upload", write=True)
+        p.require("item_upload", "item_content_upload", write=True)
         file_id = req.params.get("file_id")
         if file_id is not None:
             existing = self.state.item(p, file_id, "file")

@@ -11,6 +11,7 @@ import json
 import secrets
 from typing import Any
 
+from boxfs.emulator.embed import EmbedLinks
 from boxfs.emulator.errors import ApiError, bad_request, not_found
 from boxfs.emulator.httpserver import Request, Response, Router
 from boxfs.emulator.representations import Representer, parse_fields
@@ -52,10 +53,11 @@ def conflict_error(rep: Representer, row: Any, *, single: bool = False) -> ApiEr
 
 
 class ItemRoutes:
-    def __init__(self, state: BoxState, rep: Representer) -> None:
+    def __init__(self, state: BoxState, rep: Representer, embed: EmbedLinks) -> None:
         self.state = state
         self.store = state.store
         self.rep = rep
+        self.embed = embed
 
     # -- shared helpers -------------------------------------------------------------------------------
     def bump(self, db: Any, item_id: str, **changes: Any) -> None:
@@ -358,7 +360,11 @@ class ItemRoutes:
         row = self.state.item(p, req.params["file_id"], "file")
         if not_modified(req, row):
             return Response(304)
-        return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))))
+        fields = parse_fields(req.query.get("fields"))
+        body = self.rep.item(row, fields)
+        if fields is not None and "expiring_embed_link" in fields:
+            body["expiring_embed_link"] = self.embed.link(p, row)
+        return Response.json(body)
 
     def delete_file(self, req: Request) -> Response:
         p = self.state.principal(req)

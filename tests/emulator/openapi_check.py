@@ -88,6 +88,14 @@ ALTERNATIVES: tuple[tuple[str, str, dict[str, Any], str], ...] = (
         # context_info.conflicts.id (docs/emulator.md, "Where Box differs from its OpenAPI description").
         "Box answers the preflight's conflict as one object (the existing file or folder), not a list",
     ),
+    (
+        "ResourceScope",
+        "/properties/scope",
+        {"enum": ["item_content_upload", "item_comment", "base_sidebar", "root_readonly", "root_readwrite"]},
+        # Box's View guide documents File Tokens with the item_content_upload scope and its downscoping
+        # guide the UI Elements / root scopes; a token restricted to them lists them in restricted_to.
+        "scopes Box documents for downscoped and File Tokens that the enum omits",
+    ),
 )
 
 #: Routes Box serves but the vendored description does not list, as (regex on the spec-relative path, why).
