@@ -126,6 +126,14 @@ class BoxState:
                            headers={"WWW-Authenticate": 'Bearer realm="Service", error="insufficient_scope", '
                                     'error_description="The request requires higher privileges than provided by the access token."'})
 
+    def can_act_as(self, client_id: str, token_user: str, target: str) -> bool:
+        """Whether a token of this app and user may act as ``target`` through ``As-User``."""
+        app = self.store.one("SELECT * FROM apps WHERE client_id=?", client_id)
+        try:
+            return app is not None and self._as_user(app, token_user, target) == target
+        except ApiError:
+            return False
+
     def _as_user(self, app: Any, token_user: str, target: str) -> str:
         """Box's As-User preconditions: the app has the "perform actions as users" feature (scope
         ``admin_on_behalf_of``), the caller is an admin (the service account), and the target is a user

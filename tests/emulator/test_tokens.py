@@ -17,7 +17,7 @@ import requests
 
 from boxfs.emulator import BoxEmulator
 
-from .helpers import TokenFactory, raw_upload
+from .helpers import TokenFactory, client_credentials_token, raw_upload
 
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS = "urn:ietf:params:oauth:token-type:access_token"
@@ -300,3 +300,15 @@ def test_file_tokens_from_app_tokens_and_the_secondary_token(emu: BoxEmulator, h
     # a new primary can be generated
     fresh = emu.generate_app_token(app_setup["client_id"])
     assert http.get(emu.url + f"/2.0/files/{file['id']}/content", headers=auth(fresh)).status_code == 200
+
+
+def test_a_service_account_may_name_an_item_of_a_user_it_acts_as(
+        emu: BoxEmulator, http: requests.Session, token_for: TokenFactory, alice_setup: dict[str, Any]) -> None:
+    """An app with the As-User feature and enterprise access: its service account's token may be exchanged
+    for a user's file (the As-User header applies when the new token is used); without them it may not."""
+    service = token_for()  # the enterprise subject: the app's service account
+    body = exchanged(emu, http, service, "item_download", file_url(alice_setup["file"]["id"]))
+    assert body["restricted_to"][0]["object"]["id"] == alice_setup["file"]["id"]
+    client_id, secret = emu.create_ccg_app(scopes=("root_readwrite",), as_user_header=False, enterprise_access=False)
+    app_only = client_credentials_token(emu, http, client_id, secret)
+    refused(exchange(emu, http, app_only, "item_download", file_url(alice_setup["file"]["id"])), "invalid_resource")
