@@ -93,8 +93,7 @@ def test_annotator_token_previews_one_file_as_the_external_user(
     assert requests.get(emulator.url + f"/2.0/files/{other}", headers=auth).status_code == 403
     assert requests.get(emulator.url + f"/2.0/files/{plan}/content", headers=auth,
                         allow_redirects=False).status_code == 403  # preview, not download
-    actor = emulator.store.one("SELECT external_id, name FROM token_actors WHERE token=?", token)
-    assert (actor["external_id"], actor["name"]) == (external, "Grace Customer")
+    assert emulator.annotator_of(token) == (external, "Grace Customer")
 
 
 def test_annotator_token_refusals_come_before_any_request(
@@ -123,7 +122,7 @@ def test_app_token_embed_and_annotator_by_file_id(emulator: BoxEmulator, app: di
     fs = app_fs(emulator, app)
     assert requests.get(fs.embed_url(file_id=app["file_id"])).status_code == 200
     token = fs.annotator_token(file_id=app["file_id"], external_id="reader-7", display_name="Reader Seven")
-    assert emulator.store.one("SELECT external_id FROM token_actors WHERE token=?", token)["external_id"] == "reader-7"
+    assert emulator.annotator_of(token) == ("reader-7", "Reader Seven")
     # what App Token auth may not do is refused by Box and reported as a permission error
     with pytest.raises(PermissionError, match="App Token"):
         fs.ls("/")

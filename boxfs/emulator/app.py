@@ -148,6 +148,11 @@ class BoxEmulator:
         """Revoke one App Token, as the developer console's "Revoke" does."""
         self.oauth.revoke_app_token(token)
 
+    def annotator_of(self, token: str) -> tuple[str, str] | None:
+        """``(external id, display name)`` an annotator token was issued for (None for other tokens)."""
+        row = self.store.one("SELECT external_id, name FROM token_actors WHERE token=?", token)
+        return (row["external_id"], row["name"]) if row is not None else None
+
     def add_public_key(self, client_id: str, public_key: Any) -> str:
         return self.oauth.add_public_key(client_id, public_key)
 

@@ -163,6 +163,8 @@ def test_annotator_token_for_an_external_user(emu: BoxEmulator, http: requests.S
     assert body["restricted_to"] == [{"scope": "item_preview", "object": body["restricted_to"][0]["object"]}]
     assert body["restricted_to"][0]["object"]["id"] == file["id"] and body["expires_in"] <= 3600
     annotator = body["access_token"]
+    assert emu.annotator_of(annotator) == ("x" * 48, "Ada External")
+    assert emu.annotator_of(app_setup["primary"]) is None
     embed = http.get(emu.url + f"/2.0/files/{file['id']}", params={"fields": "expiring_embed_link"},
                      headers=auth(annotator))
     assert embed.status_code == 200 and embed.json()["expiring_embed_link"]["url"]
