@@ -145,7 +145,7 @@ def _time(value: Any) -> str:
 
 
 def box_targets(fs: Any, arg: str, literal: bool = False) -> tuple[list[str], bool]:
-    """The one wildcard rule of ls, cat, cp, rm and find: the Box paths an argument names, and whether
+    """The one wildcard rule of ls, cat, cp, rm, find and mv: the Box paths an argument names, and whether
     it was expanded as a pattern.
 
     A name is a pattern only when it has ``* ? [`` and no item of exactly that name exists (so
@@ -707,8 +707,9 @@ def sync_cmd(state: CliState, src: str, dst: str, dry_run: bool, delete: bool, i
     if size_only and checksum:
         raise click.UsageError("--size-only and --checksum contradict each other")
     src_side, src_root, dst_side, dst_root = _two_sides(state, src, dst)
-    if isinstance(src_side, LocalSide):
-        src_side.rehash = checksum
+    for side in (src_side, dst_side):
+        if isinstance(side, LocalSide):
+            side.rehash = checksum
     with progress_bar(state, False if dry_run else progress, None) as bar:
         report = sync(src_side, src_root, dst_side, dst_root, delete=delete, dry_run=dry_run,
                       filters=_filters(include, exclude), size_only=size_only, transfers=transfers,

@@ -21,6 +21,7 @@ file before any request, with a message saying why; the rest of the sync goes on
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -224,19 +225,36 @@ class LocalSide:
                     out[prefix + f] = found
         return out
 
+    @staticmethod
+    def hash_file(path: str) -> str:
+        digest = hashlib.sha1()
+        with open(path, "rb") as fh:
+            while block := fh.read(_READ_BLOCK):
+                digest.update(block)
+        return digest.hexdigest()
+
     def sha1(self, entry: Entry) -> str:
         if entry.sha1 is None:
             path = os.path.abspath(entry.path)
             cached = None if self.rehash else self.hashes.get(path, entry.size, entry.mtime_ns)
             if cached is None:
-                digest = hashlib.sha1()
-                with open(path, "rb") as fh:
-                    while block := fh.read(_READ_BLOCK):
-                        digest.update(block)
-                cached = digest.hexdigest()
+                cached = self.hash_file(path)
                 self.hashes.put(path, entry.size, entry.mtime_ns, cached)
             entry.sha1 = cached
         return entry.sha1
+
+    def remember(self, path: str, sha1: str | None, expect: Entry | None = None) -> None:
+        """Cache ``sha1`` for the file at ``path`` as it is now, so the next sync need not read it;
+        with ``expect``, only if the file still has the size and mtime it had then (not changed since)."""
+        if not sha1:
+            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        if expect is not None and (st.st_size, st.st_mtime_ns) != (expect.size, expect.mtime_ns):
+            return
+        self.hashes.put(os.path.abspath(path), st.st_size, st.st_mtime_ns, sha1)
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
@@ -475,13 +493,19 @@ def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProg
         progress.relative_update(s.size)
     elif dst.is_box:
         dst.fs.put_file(s.path, dst_path, callback=progress)
+        src.remember(s.path, dst.fs.info(dst_path).get("sha1"), expect=s)  # Box checked it: no re-read next time
     else:
         folder, name = os.path.split(dst_path)
         os.makedirs(folder or ".", exist_ok=True)
         partial = os.path.join(folder, PARTIAL_PREFIX + name)
         try:
             src.fs.get_file(s.path, partial, callback=progress)
+            got = dst.hash_file(partial)
+            if s.sha1 and got != s.sha1:  # every byte checked: a bad download never replaces a file
+                raise OSError(errno.EIO, f"downloaded content does not match Box's SHA-1 ({got} != {s.sha1})",
+                              src.show(s.path))
             os.replace(partial, dst_path)
+            dst.remember(dst_path, got)
         except BaseException:
             try:
                 os.remove(partial)

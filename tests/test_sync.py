@@ -13,10 +13,12 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,8 @@ def test_sync_tree_first_noop_changed_dry_run_delete_and_check(
     assert report.failed == [] and len(report.copied) == files and report.skipped == []
     assert report.bytes_copied == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
     assert oct(hashes.stat().st_mode & 0o777) == "0o600"
+    with closing(sqlite3.connect(hashes)) as db:  # every upload's SHA-1 (checked by Box) remembered: no re-read later
+        assert db.execute("SELECT COUNT(*) FROM sha1").fetchone()[0] == files
     verdict = check(LocalSide(), str(src), BoxSide(make_fs(as_user=uid)), "mirror/tree")
     assert verdict.ok and verdict.same == files
     box = make_fs(as_user=uid)
@@ -110,11 +114,9 @@ def test_sync_tree_first_noop_changed_dry_run_delete_and_check(
     all_files = sorted(p for p in src.rglob("*") if p.is_file())
     changed = rng.sample(all_files, 15)
     modified, deleted = changed[:10], changed[10:]
-    for i, p in enumerate(modified):
+    for i, p in enumerate(modified):  # 5 keep their size: only the SHA-1 tells them apart
         size = p.stat().st_size
         p.write_bytes(rng.randbytes(size) if i < 5 else rng.randbytes(size + 3))
-        if i < 5:  # same size and, as a fast editor may leave it, the same mtime
-            os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns))
     for p in deleted:
         p.unlink()
     added = [src / "top4" / "new" / f"n{i}.txt" for i in range(5)]
@@ -382,3 +384,24 @@ def test_bwlimit_paces_bytes_over_all_transfers(monkeypatch: pytest.MonkeyPatch)
     unlimited = sync_module._Throttle(None)
     unlimited.consume(10 * MB)
     assert abs(sum(slept) - 9.0) < 0.01
+
+
+def test_checksum_rehashes_what_the_cache_would_trust(make_fs: Callable[..., Any], tmp_path: Path,
+                                                      new_user: Callable[..., tuple[str, str]]) -> None:
+    """A file rewritten with its size and mtime kept looks unchanged to the hash cache (as to rsync and
+    rclone without --checksum); ``rehash`` (boxfs sync --checksum) reads it again and sends it."""
+    uid, _login = new_user("rehash")
+    src = tmp_path / "src"
+    _write(src / "f.bin", b"version one")
+    hashes = HashCache(tmp_path / "h.sqlite3")
+    fs = make_fs(as_user=uid)
+    assert len(sync(LocalSide(hashes), str(src), BoxSide(fs), "c").copied) == 1
+    stamp = (src / "f.bin").stat()
+    (src / "f.bin").write_bytes(b"version two")
+    os.utime(src / "f.bin", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert sync(LocalSide(hashes), str(src), BoxSide(fs), "c").copied == []  # the cache is trusted
+    report = sync(LocalSide(hashes, rehash=True), str(src), BoxSide(fs), "c")
+    assert [a.rel for a in report.copied] == ["f.bin"]
+    fs.invalidate_cache()
+    assert fs.cat_file("c/f.bin") == b"version two"
+    hashes.close()
