@@ -391,3 +391,68 @@ def test_malformed_ssh_key_fails_at_start(tmp_path):
     users.write_text('[users.x]\nssh_keys = ["ssh-ed25519 not-base64!"]\nbox_user = "1"\n')
     with pytest.raises(ValueError, match=r"users\.x\.ssh_keys: key 1 is not an OpenSSH public key"):
         start_sftp_server(users, lambda box_user: None)
+
+
+def sha1_of(path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def test_asyncssh_put_and_get_60mb_sha1(env, tmp_path):
+    """asyncssh's get() asks for the file's data ranges (SEEK_DATA/SEEK_HOLE on our file object)."""
+    backend, server, _key = env
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(60 * 1024 * 1024))
+    fetched = tmp_path / "fetched.bin"
+
+    async def scenario():
+        async with connect(server, "alice") as conn, conn.start_sftp_client() as sftp:
+            await sftp.put(str(source), "big-asyncssh.bin")
+            assert (await sftp.stat("big-asyncssh.bin")).size == source.stat().st_size
+            await sftp.get("big-asyncssh.bin", str(fetched))
+            await sftp.remove("big-asyncssh.bin")
+
+    run(scenario())
+    assert fetched.stat().st_size == source.stat().st_size
+    assert sha1_of(fetched) == sha1_of(source)
+    assert "big-asyncssh.bin" not in box_names(backend, "alice")
+
+
+def test_session_limits_open_files_and_bytes_ahead_of_a_gap(env, tmp_path):
+    backend, _server, _key = env
+    from boxfs.servers.common import SessionLimits
+
+    users = write_users_file(tmp_path / "users.toml", backend)
+    limits = SessionLimits(max_open_files=3, max_pending_bytes=1024 * 1024)
+
+    async def scenario(server):
+        async with connect(server, "bob") as conn, conn.start_sftp_client() as sftp:
+            await write_file(sftp, "limit-0.txt", b"first")
+            handles = [await sftp.open(f"limit-{i}.txt", "wb") for i in (1, 2, 3)]
+            with pytest.raises(asyncssh.SFTPFailure, match=r"too many open files .*limit 3"):
+                await sftp.open("limit-4.txt", "wb")
+            with pytest.raises(asyncssh.SFTPFailure, match="too many open files"):
+                await sftp.open("limit-0.txt", "rb")  # downloads count too
+            await handles[2].close()
+            assert await read_file(sftp, "limit-0.txt") == b"first"  # a slot is free again
+
+            fh = handles[0]
+            await fh.write(b"b" * 600_000, 100)  # ahead of a gap: held in memory
+            with pytest.raises(asyncssh.SFTPFailure, match=r"ahead of a gap .*limit 1048576 bytes"):
+                await fh.write(b"c" * 600_000, 700_000)
+            await fh.write(b"a" * 100, 0)  # the gap filled: the held bytes are written and released
+            await fh.write(b"d" * 900_000, 2_000_000)  # room again
+            await fh.write(b"e" * (2_000_000 - 600_100), 600_100)
+            await fh.close()
+            await handles[1].close()
+            assert (await sftp.stat("limit-1.txt")).size == 2_900_000
+            data = await read_file(sftp, "limit-1.txt")
+            assert data == b"a" * 100 + b"b" * 600_000 + b"e" * 1_399_900 + b"d" * 900_000
+            for name in ("limit-0.txt", "limit-1.txt", "limit-2.txt", "limit-3.txt"):
+                await sftp.remove(name)
+
+    with start_sftp_server(users, backend.factory, session_limits=limits) as server:
+        run(scenario(server))

@@ -13,6 +13,7 @@ import os
 import stat as statmod
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -126,6 +127,10 @@ def set_mtime(fs: Any, path: str, epoch: float) -> None:
     setter(path, when)
 
 
+# os.SEEK_DATA/SEEK_HOLE are Linux/BSD-only names; the values are the same everywhere they exist.
+SEEK_DATA = getattr(os, "SEEK_DATA", 3)
+SEEK_HOLE = getattr(os, "SEEK_HOLE", 4)
+
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -164,23 +169,95 @@ def error_reason(exc: BaseException) -> tuple[int, str]:
     return errno.EIO, "Box request failed"
 
 
+class SessionLimitError(OSError):
+    """A session went past one of its :class:`SessionLimits`; the message says which and how to raise it."""
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What one logged-in session may hold in the server's memory.
+
+    Every logged-in user can otherwise grow the server without bound: thousands of open upload
+    handles, or writes sent far ahead of a gap that is never filled (held in memory until it is).
+    """
+
+    max_open_files: int = 64
+    max_pending_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_open_files < 1 or self.max_pending_bytes < 0:
+            raise ValueError("session limits must be positive")
+
+
+class SessionResources:
+    """The running totals of one session, checked against its :class:`SessionLimits`."""
+
+    def __init__(self, limits: SessionLimits | None = None):
+        self.limits = limits or SessionLimits()
+        self._lock = threading.Lock()
+        self.open_files = 0
+        self.pending_bytes = 0
+
+    def __repr__(self) -> str:
+        return f"SessionResources(open_files={self.open_files}, pending_bytes={self.pending_bytes})"
+
+    def open_file(self) -> None:
+        """Count one more open file, or refuse it past ``max_open_files``."""
+        with self._lock:
+            if self.open_files >= self.limits.max_open_files:
+                raise SessionLimitError(
+                    errno.EMFILE,
+                    f"too many open files in this session (limit {self.limits.max_open_files}): close some first",
+                )
+            self.open_files += 1
+
+    def close_file(self) -> None:
+        with self._lock:
+            self.open_files = max(0, self.open_files - 1)
+
+    def hold_pending(self, size: int) -> None:
+        """Account ``size`` bytes received ahead of a gap, or refuse them past ``max_pending_bytes``."""
+        with self._lock:
+            if self.pending_bytes + size > self.limits.max_pending_bytes:
+                raise SessionLimitError(
+                    errno.ENOBUFS,
+                    "too much data written ahead of a gap in this session "
+                    f"(limit {self.limits.max_pending_bytes} bytes): write files in order",
+                )
+            self.pending_bytes += size
+
+    def release_pending(self, size: int) -> None:
+        with self._lock:
+            self.pending_bytes = max(0, self.pending_bytes - size)
+
+
 class UploadFile:
     """A write-only file that uploads to the filesystem when closed.
 
     Wraps ``fs.open(path, "wb")`` (the filesystem spools large files and uploads on close).
     Tracks its own ``closed`` state and the failure of the final upload so that the protocol
     layers can tell the client the transfer failed instead of reporting success. Writes at
-    out-of-order offsets (pipelined SFTP clients) are held until the gap is filled.
+    out-of-order offsets (pipelined SFTP clients) are held until the gap is filled, within the
+    session's ``max_pending_bytes``; a running total keeps each write O(1).
     """
 
-    def __init__(self, fs: Any, path: str, name: str, **open_kwargs: Any):
+    def __init__(
+        self, fs: Any, path: str, name: str, resources: SessionResources | None = None, **open_kwargs: Any
+    ):
         self.name = name  # the client-visible path: what the protocol libraries log
         self.path = path
         self._fs = fs
-        self._fh = fs.open(path, "wb", **open_kwargs)
+        self._resources = resources or SessionResources()
+        self._resources.open_file()
+        try:
+            self._fh = fs.open(path, "wb", **open_kwargs)
+        except BaseException:
+            self._resources.close_file()
+            raise
         self._lock = threading.Lock()
         self._pos = 0
         self._pending: dict[int, bytes] = {}
+        self._pending_bytes = 0
         self.closed = False
         self.bytes_written = 0
         self.error: BaseException | None = None
@@ -201,22 +278,32 @@ class UploadFile:
     def pwrite(self, data: bytes, offset: int) -> int:
         """Write ``data`` at ``offset``; offsets beyond the end wait for the gap to be filled."""
         with self._lock:
+            if self.closed:
+                raise OSError(errno.EBADF, "upload already closed")
             if offset < self._pos:
                 raise OSError(errno.ENOTSUP, "Box uploads are sequential: cannot rewrite earlier bytes")
             if offset > self._pos:
+                previous = self._pending.get(offset)
+                self._resources.hold_pending(len(data))
+                if previous is not None:  # the same range sent again: the newer bytes win
+                    self._drop_pending(len(previous))
                 self._pending[offset] = bytes(data)
-                if sum(len(b) for b in self._pending.values()) > 256 * 1024 * 1024:
-                    raise OSError(errno.ENOTSUP, "too much out-of-order data in one upload")
+                self._pending_bytes += len(data)
                 return len(data)
             self._fh.write(data)
             self._pos += len(data)
             self.bytes_written += len(data)
             while self._pos in self._pending:
                 chunk = self._pending.pop(self._pos)
+                self._drop_pending(len(chunk))
                 self._fh.write(chunk)
                 self._pos += len(chunk)
                 self.bytes_written += len(chunk)
             return len(data)
+
+    def _drop_pending(self, size: int) -> None:
+        self._pending_bytes -= size
+        self._resources.release_pending(size)
 
     def tell(self) -> int:
         return self._pos
@@ -233,17 +320,30 @@ class UploadFile:
                 self._fh.close()
             except BaseException as exc:
                 self.error = exc
-                self.discard()
+                self._discard()
                 raise
+            finally:
+                self._release()
 
     def discard(self) -> None:
-        """Abandon the upload without creating the file (best effort).
+        """Abandon the upload without creating the file (best effort)."""
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                self._release()
+            self._discard()
 
-        fsspec writers upload when closed, even from ``__del__``; after asking the writer to
+    def _release(self) -> None:
+        """Give the session back this file's slot and held bytes (once: only on the closing path)."""
+        self._resources.close_file()
+        self._resources.release_pending(self._pending_bytes)
+        self._pending_bytes = 0
+        self._pending.clear()
+
+    def _discard(self) -> None:
+        """fsspec writers upload when closed, even from ``__del__``; after asking the writer to
         discard its buffer it is marked closed so that garbage collection cannot store a
-        partial file.
-        """
-        self.closed = True
+        partial file."""
         self._pending.clear()
         method = getattr(self._fh, "discard", None)
         if callable(method):
@@ -260,13 +360,19 @@ class UploadFile:
 class DownloadFile:
     """A read-only file wrapper exposing ``name`` (the client-visible path) and positional reads."""
 
-    def __init__(self, fs: Any, path: str, name: str):
+    def __init__(self, fs: Any, path: str, name: str, resources: SessionResources | None = None):
         self.name = name
         self.path = path
+        self._resources = resources or SessionResources()
         # The file may have a new version uploaded outside this server since it was last listed:
         # a cached (older) size would truncate the download. One folder listing buys certainty.
         fs.invalidate_cache(path)
-        self._fh = fs.open(path, "rb")
+        self._resources.open_file()
+        try:
+            self._fh = fs.open(path, "rb")
+        except BaseException:
+            self._resources.close_file()
+            raise
         self._lock = threading.Lock()
         self.closed = False
         self.bytes_read = 0
@@ -294,7 +400,17 @@ class DownloadFile:
             return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
+        """``os.lseek`` semantics, SEEK_DATA and SEEK_HOLE included.
+
+        A Box file has no holes: data runs from 0 to the size, with the one implicit hole at the
+        end. asyncssh answers its clients' sparse-range request (``get()``) with these two seeks.
+        """
         with self._lock:
+            if whence in (SEEK_DATA, SEEK_HOLE):
+                size = int(self._fh.size)
+                if offset < 0 or offset >= size:
+                    raise OSError(errno.ENXIO, "no data at or after this offset")
+                offset, whence = (offset if whence == SEEK_DATA else size), os.SEEK_SET
             return self._fh.seek(offset, whence)
 
     def tell(self) -> int:
@@ -304,4 +420,5 @@ class DownloadFile:
         with self._lock:
             if not self.closed:
                 self.closed = True
+                self._resources.close_file()
                 self._fh.close()

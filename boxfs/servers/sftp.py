@@ -38,6 +38,9 @@ from asyncssh import (
 
 from boxfs.servers.common import (
     DownloadFile,
+    SessionLimitError,
+    SessionLimits,
+    SessionResources,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
@@ -57,9 +60,16 @@ __all__ = ["BoxSFTPServer", "BoxSSHServer", "SFTPServerHandle", "run_sftp", "sta
 class _ServerState:
     """What every connection of one server shares: users, filesystems, key index, thread pool."""
 
-    def __init__(self, users: UsersDB, filesystems: UserFilesystems, max_workers: int = 32):
+    def __init__(
+        self,
+        users: UsersDB,
+        filesystems: UserFilesystems,
+        max_workers: int = 32,
+        session_limits: SessionLimits | None = None,
+    ):
         self.users = users
         self.filesystems = filesystems
+        self.session_limits = session_limits or SessionLimits()
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="boxfs-sftp")
         # Authorized keys parsed once; a malformed key in the users file fails at start-up.
         self.keys: dict[str, list[bytes]] = {}
@@ -167,6 +177,8 @@ def _sftp_error(exc: BaseException, virtual: str) -> SFTPError:
     """A filesystem exception as an SFTP status with a short, safe reason."""
     if isinstance(exc, SFTPError):
         return exc
+    if isinstance(exc, SessionLimitError):
+        return SFTPFailure(exc.strerror)
     code, reason = error_reason(exc)
     message = f"{reason}: {virtual}"
     if isinstance(exc, FileNotFoundError):
@@ -195,6 +207,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         self.user: User = user
         self._fs: Any = None
         self._mtimes: dict[int, float] = {}
+        self._resources = SessionResources(state.session_limits)
 
     def __repr__(self) -> str:
         return f"BoxSFTPServer(login={self.user.login!r})"
@@ -319,13 +332,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                     raise SFTPOpUnsupported("Box files cannot be modified in place: open with truncate")
             elif not pflags & FXF_CREAT:
                 raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
-            upload = await self._call(virtual, UploadFile, fs, backend, virtual)
+            upload = await self._call(virtual, UploadFile, fs, backend, virtual, self._resources)
             logger.info("sftp %s upload started %s", self.user.login, virtual)
             return upload
         info = await self._info(virtual)
         if info_is_dir(info):
             raise SFTPFailure(f"Is a directory: {virtual}")
-        download = await self._call(virtual, DownloadFile, fs, backend, virtual)
+        download = await self._call(virtual, DownloadFile, fs, backend, virtual, self._resources)
         logger.info("sftp %s download started %s", self.user.login, virtual)
         return download
 
@@ -501,12 +514,13 @@ async def create_sftp_server(
     host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
     max_workers: int = 32,
     login_timeout: float = 60,
+    session_limits: SessionLimits | None = None,
 ) -> asyncssh.SSHAcceptor:
     """Start serving SFTP on the running event loop; returns the asyncssh acceptor."""
     users_db = load_users(users)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
-    state = _ServerState(users_db, filesystems, max_workers)
+    state = _ServerState(users_db, filesystems, max_workers, session_limits)
     key = _load_host_key(host_key)
     acceptor = await asyncssh.create_server(
         functools.partial(BoxSSHServer, state),
