@@ -39,6 +39,7 @@ from boxfs.servers.common import (
     move,
     set_mtime,
 )
+from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
 
 logger = logging.getLogger(__name__)
@@ -62,17 +63,30 @@ class BoxAuthorizer:
     authenticated :class:`User` is attached to the handler so the filesystem knows who it acts as.
     """
 
-    def __init__(self, users: UsersDB):
+    def __init__(self, users: UsersDB, login_throttle: ThrottlePolicy | None = None):
         self.users = users
+        self.throttle = LoginThrottle(login_throttle or users.throttle)
 
     def __repr__(self) -> str:
         return f"BoxAuthorizer({self.users!r})"
 
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
+        address = str(getattr(handler, "remote_ip", "?"))
+        # pyftpdlib waits handler.auth_failed_timeout before answering a failure: the class value
+        # is the configured minimum, the throttle's growing delay overrides it per connection.
+        minimum = float(getattr(type(handler), "auth_failed_timeout", 0.0))
+        handler.auth_failed_timeout = minimum
+        try:
+            self.throttle.check(address, username)
+        except LoginLocked as locked:
+            logger.warning("ftp login refused for %r from %s: %s", username, address, locked)
+            raise AuthenticationFailed("Too many failed logins: try again later.") from None
         user = self.users.authenticate(username, password)
         if user is None:
+            handler.auth_failed_timeout = max(minimum, self.throttle.failed(address, username, "ftp"))
             # Same message for unknown login and wrong password: no login enumeration.
             raise AuthenticationFailed("Authentication failed.")
+        self.throttle.succeeded(address, username)
         try:
             # Acting as the Box user (and creating the home folder) can fail: an unknown or
             # deactivated Box user, an app without As-User rights. Refuse the login cleanly
@@ -451,20 +465,22 @@ def make_ftp_server(
     passive_ports: range | None = None,
     masquerade_address: str | None = None,
     max_connections: int = 256,
-    auth_failed_delay: float = 1.0,
+    auth_failed_delay: float = 0.0,
+    login_throttle: ThrottlePolicy | None = None,
     timeout: int = 300,
 ) -> ThreadedFTPServer:
     """Build (without starting) a threaded FTP server over the given per-Box-user filesystems.
 
     ``filesystems`` is a :class:`UserFilesystems` or a ``factory(box_user)`` callable. With a
     ``certfile`` the server offers explicit FTPS (AUTH TLS); ``tls_required`` then refuses
-    logins and transfers over plain connections.
+    logins and transfers over plain connections. ``login_throttle`` overrides the users file's
+    ``[login_throttle]`` table; ``auth_failed_delay`` is a minimum wait before any failed login.
     """
     users_db = load_users(users)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
     attrs: dict[str, Any] = {
-        "authorizer": BoxAuthorizer(users_db),
+        "authorizer": BoxAuthorizer(users_db, login_throttle),
         "filesystems": filesystems,
         "auth_failed_timeout": auth_failed_delay,
         "timeout": timeout,

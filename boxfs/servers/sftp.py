@@ -50,6 +50,7 @@ from boxfs.servers.common import (
     move,
     set_mtime,
 )
+from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
 
 logger = logging.getLogger(__name__)
@@ -66,10 +67,12 @@ class _ServerState:
         filesystems: UserFilesystems,
         max_workers: int = 32,
         session_limits: SessionLimits | None = None,
+        login_throttle: ThrottlePolicy | None = None,
     ):
         self.users = users
         self.filesystems = filesystems
         self.session_limits = session_limits or SessionLimits()
+        self.throttle = LoginThrottle(login_throttle or users.throttle)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="boxfs-sftp")
         # Authorized keys parsed once; a malformed key in the users file fails at start-up.
         self.keys: dict[str, list[bytes]] = {}
@@ -95,12 +98,14 @@ class BoxSSHServer(asyncssh.SSHServer):
     def __init__(self, state: _ServerState):
         self._state = state
         self._peer = "?"
+        self._address = "?"
         self._login = ""
         self._method = ""
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._address = str(peer[0]) if peer else "?"
 
     def begin_auth(self, username: str) -> bool:
         self._login = username
@@ -124,14 +129,23 @@ class BoxSSHServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
+        throttle = self._state.throttle
+        try:
+            throttle.check(self._address, username)
+        except LoginLocked as locked:
+            logger.warning("sftp login refused for %r from %s: %s", username, self._peer, locked)
+            return False
         loop = asyncio.get_running_loop()
         # scrypt is deliberately slow: keep it off the event loop.
         user = await loop.run_in_executor(
             self._state.executor, self._state.users.authenticate, username, password
         )
         if user is None:
+            delay = throttle.failed(self._address, username, "sftp")
             logger.warning("sftp login refused for %r from %s (password)", username, self._peer)
+            await asyncio.sleep(delay)  # this client waits; the other sessions go on
             return False
+        throttle.succeeded(self._address, username)
         self._method = "password"
         return await self._box_ready(user)
 
@@ -160,7 +174,11 @@ class BoxSSHServer(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         # Called once to ask whether a key is acceptable and again with the signature: no login
-        # is logged here, only in auth_completed.
+        # is logged here, only in auth_completed. An unknown key is not a failed guess (clients
+        # offer each of their keys in turn), but a locked-out address gets nothing.
+        if self._state.throttle.is_address_locked(self._address):
+            logger.warning("sftp key login refused for %r from %s: address locked out", username, self._peer)
+            return False
         if key.public_data not in self._state.keys.get(username, []):
             logger.info(
                 "sftp key %s not authorized for %r from %s", key.get_fingerprint(), username, self._peer
@@ -515,12 +533,16 @@ async def create_sftp_server(
     max_workers: int = 32,
     login_timeout: float = 60,
     session_limits: SessionLimits | None = None,
+    login_throttle: ThrottlePolicy | None = None,
 ) -> asyncssh.SSHAcceptor:
-    """Start serving SFTP on the running event loop; returns the asyncssh acceptor."""
+    """Start serving SFTP on the running event loop; returns the asyncssh acceptor.
+
+    ``login_throttle`` overrides the users file's ``[login_throttle]`` table.
+    """
     users_db = load_users(users)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
-    state = _ServerState(users_db, filesystems, max_workers, session_limits)
+    state = _ServerState(users_db, filesystems, max_workers, session_limits, login_throttle)
     key = _load_host_key(host_key)
     acceptor = await asyncssh.create_server(
         functools.partial(BoxSSHServer, state),
