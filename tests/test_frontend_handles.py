@@ -1,0 +1,213 @@
+"""Write handles (boxfs.frontend.handles) against the emulator: dirty until the data is in Box.
+
+Uploads are counted from the emulator's request log; what Box holds is checked with a second
+filesystem instance, byte for byte (SHA-1).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boxfs.frontend import OpenFiles, PendingLimitError, errno_of
+from boxfs.frontend.ranges import RangeSet
+
+FAST = {"max_attempts": 2, "backoff_base": 0.005, "backoff_max": 0.02, "max_retry_after": 0.1}
+UPLOAD_ROUTES = ("/files/content", "/files/{file_id}/content", "/files/upload_sessions/{upload_session_id}/commit")
+
+
+@pytest.fixture
+def user(new_user: Callable[..., tuple[str, str]]) -> str:
+    return new_user("wh")[0]
+
+
+@pytest.fixture
+def fs(make_fs: Callable[..., Any], user: str) -> Any:
+    return make_fs(as_user=user, retry=FAST)
+
+
+@pytest.fixture
+def server(make_fs: Callable[..., Any], user: str) -> Callable[[], Any]:
+    return lambda: make_fs(as_user=user)
+
+
+@pytest.fixture
+def files(fs: Any, tmp_path: Path) -> OpenFiles:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    return OpenFiles(fs, spool_dir=str(spool))
+
+
+def uploads(emulator: Any, user: str) -> int:
+    return sum(emulator.request_log.count(method="POST", route=r, user_id=user) for r in UPLOAD_ROUTES)
+
+
+def sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def test_range_set() -> None:
+    rs = RangeSet()
+    assert rs.add(10, 20) == 10
+    assert rs.add(30, 40) == 10
+    assert rs.add(15, 35) == 10  # only the gap is new; the three merge
+    assert rs.spans() == [(10, 40)] and rs.total == 30
+    assert rs.add(40, 41) == 1 and len(rs) == 1  # adjacent ranges merge
+    rs.cut(25)
+    assert rs.spans() == [(10, 25)] and rs.total == 15
+    rs.add(50, 60)
+    rs.cut(5)
+    assert not rs and rs.total == 0
+
+
+def test_reverse_one_byte_writes_stay_one_range(files: OpenFiles, server: Callable[[], Any],
+                                                emulator: Any, user: str) -> None:
+    """40,000 one-byte writes from the end backwards: one merged range, never a re-sum, one upload."""
+    data = os.urandom(40_000)
+    handle = files.open("rev.bin", truncate=True)
+    for offset in range(len(data) - 1, 0, -1):
+        handle.pwrite(data[offset:offset + 1], offset)
+    assert len(handle.spool.pending) == 1 and handle.spool.pending.total == len(data) - 1
+    handle.pwrite(data[:1], 0)
+    assert not handle.spool.pending and handle.spool.complete == len(data)
+    handle.close()
+    assert uploads(emulator, user) == 1
+    assert sha1(server().cat_file("rev.bin")) == sha1(data)
+
+
+def test_out_of_order_cap(fs: Any, tmp_path: Path, server: Callable[[], Any]) -> None:
+    files = OpenFiles(fs, spool_dir=str(tmp_path), max_pending=1000)
+    handle = files.open("capped.bin", truncate=True)
+    handle.pwrite(b"b" * 600, 100)
+    handle.pwrite(b"b" * 600, 100)  # the same bytes again are not counted twice
+    with pytest.raises(PendingLimitError) as exc:
+        handle.pwrite(b"c" * 500, 800)
+    assert errno_of(exc.value) == errno.ENOSPC and "limit 1000" in str(exc.value)
+    assert handle.size() == 700  # nothing of the refused write was stored
+    handle.pwrite(b"a" * 100, 0)  # the gap filled: nothing is pending any more
+    handle.pwrite(b"c" * 500, 700)
+    handle.close()
+    assert server().cat_file("capped.bin") == b"a" * 100 + b"b" * 600 + b"c" * 500
+
+
+def test_failed_upload_stays_dirty_for_every_handle(files: OpenFiles, server: Callable[[], Any],
+                                                    emulator: Any, user: str) -> None:
+    """fsync -> error -> fsync -> error (two handles) until the upload lands; never success before."""
+    data = os.urandom(300_000)
+    first = files.open("doc.bin", truncate=True)
+    second = files.open("doc.bin")
+    first.write(data)
+    rule = emulator.inject_faults(rate=1.0, kinds=("503",), route="/files/content", method="POST")
+    try:
+        for handle in (first, second, first, second):
+            with pytest.raises(OSError) as exc:
+                handle.fsync()
+            assert errno_of(exc.value) == errno.EIO
+        assert first.spool.dirty and first.spool.failures == 4
+        with pytest.raises(OSError):
+            first.close()  # the close reports it too, and lets go of the handle
+        assert first.closed
+        assert not server().exists("doc.bin")
+    finally:
+        rule.remaining = 0
+    second.fsync()  # Box answers again: this one lands
+    assert not second.spool.dirty and second.spool.error is None
+    second.close()  # clean: no second upload
+    box = server()
+    assert sha1(box.cat_file("doc.bin")) == sha1(data)
+    assert len(emulator.request_log.filter(method="POST", route="/files/content", user_id=user, status=201)) == 1
+
+
+def test_discard_uploads_nothing(files: OpenFiles, server: Callable[[], Any], emulator: Any, user: str) -> None:
+    handle = files.open("aborted.bin", truncate=True)
+    handle.write(b"half a transfer")
+    handle.discard()
+    handle.discard()
+    assert uploads(emulator, user) == 0 and not server().exists("aborted.bin")
+    assert files.get("aborted.bin") is None
+
+
+def test_holes_refused_when_asked(fs: Any, tmp_path: Path, server: Callable[[], Any]) -> None:
+    files = OpenFiles(fs, spool_dir=str(tmp_path), holes_allowed=False)
+    handle = files.open("holey.bin", truncate=True)
+    handle.pwrite(b"tail", 10)
+    with pytest.raises(OSError) as exc:
+        handle.close()
+    assert errno_of(exc.value) == errno.EIO
+    assert not server().exists("holey.bin")
+    sparse = OpenFiles(fs, spool_dir=str(tmp_path)).open("sparse.bin", truncate=True)
+    sparse.pwrite(b"tail", 10)
+    sparse.close()
+    assert server().cat_file("sparse.bin") == b"\0" * 10 + b"tail"
+
+
+def test_existing_content_is_fetched_lazily(fs: Any, files: OpenFiles, server: Callable[[], Any],
+                                            emulator: Any, user: str) -> None:
+    fs.pipe_file("existing.txt", b"hello world")
+    before = len(emulator.request_log.filter(user_id=user))
+    files.open("existing.txt").close()  # open for writing, close untouched: no request
+    assert len(emulator.request_log.filter(user_id=user)) == before
+    handle = files.open("existing.txt")
+    handle.pwrite(b"W", 6)
+    assert handle.pread(5, 6) == b"World"
+    handle.close()
+    assert server().cat_file("existing.txt") == b"hello World"
+    appender = files.open("existing.txt", append=True)
+    appender.write(b"!")
+    appender.pwrite(b"?", 0)  # append mode: always at the end
+    appender.close()
+    assert server().cat_file("existing.txt") == b"hello World!?"
+
+
+def test_rename_and_remove_follow_open_spools(files: OpenFiles, server: Callable[[], Any]) -> None:
+    a = files.open("dir/a.txt", truncate=True)
+    a.write(b"a")
+    b = files.open("dir/b.txt", truncate=True)
+    b.write(b"b")
+    c = files.open("c.txt", truncate=True)
+    c.write(b"c")
+    assert {s.path for s in files.children("dir")} == {"dir/a.txt", "dir/b.txt"}
+    assert {s.path for s in files.children("")} == {"c.txt"}
+    files.renamed("dir", "moved")
+    files.renamed("c.txt", "c.txt")
+    assert {s.path for s in files.children("moved")} == {"moved/a.txt", "moved/b.txt"}
+    files.removed("moved/b.txt")
+    for handle in (a, b, c):
+        handle.close()
+    box = server()
+    assert box.cat_file("moved/a.txt") == b"a" and box.cat_file("c.txt") == b"c"
+    assert not box.exists("moved/b.txt")
+
+
+def test_large_data_lives_on_disk(files: OpenFiles, server: Callable[[], Any]) -> None:
+    """20 MB written through a handle: Python memory stays small (the bytes are in the spool file)."""
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha1()
+    handle = files.open("big.bin", truncate=True)
+    tracemalloc.start()
+    try:
+        for i in range(20):
+            handle.pwrite(block, i << 20)
+            digest.update(block)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    assert os.path.getsize(handle.spool.file.name) == 20 << 20
+    handle.close()
+    assert sha1(server().cat_file("big.bin")) == digest.hexdigest()
+
+
+def test_closed_handle_refuses_writes(files: OpenFiles) -> None:
+    handle = files.open("x.txt", truncate=True)
+    handle.close()
+    with pytest.raises(OSError) as exc:
+        handle.write(b"late")
+    assert exc.value.errno == errno.EBADF
