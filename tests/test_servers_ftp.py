@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import pytest
 from test_servers_support import PASSWORDS, make_backend, self_signed_cert, write_users_file
 
-from boxfs.servers.common import info_mtime
+from boxfs.frontend.stat import info_mtime
 from boxfs.servers.ftp import start_ftp_server
 
 pytestmark = pytest.mark.timeout(180)

@@ -14,7 +14,7 @@ import paramiko
 import pytest
 from test_servers_support import PASSWORDS, make_backend, write_users_file
 
-from boxfs.servers.common import info_mtime
+from boxfs.frontend.stat import info_mtime
 from boxfs.servers.sftp import start_sftp_server
 
 pytestmark = pytest.mark.timeout(180)

@@ -1,31 +1,22 @@
-"""Pieces shared by the FTP and SFTP servers: Box filesystem factory, stat translation, uploads.
+"""Pieces shared by the FTP and SFTP servers: Box filesystem factory, session limits, transfers.
 
-Both servers see a filesystem only through the fsspec ``AbstractFileSystem`` API, so they run
-unchanged over ``BoxFileSystem`` or any other fsspec filesystem (tests use a local one first).
+Both servers see a filesystem only through the fsspec ``AbstractFileSystem`` API and the frontend
+layer (:mod:`boxfs.frontend`: literal paths, errno by type, stat), so they run unchanged over
+``BoxFileSystem`` or any other fsspec filesystem.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
-import stat as statmod
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from boxfs.api.fields import epoch_seconds
-
 logger = logging.getLogger(__name__)
-
-FILE_MODE = statmod.S_IFREG | 0o644
-DIR_MODE = statmod.S_IFDIR | 0o755
-READONLY_FILE_MODE = statmod.S_IFREG | 0o444
-READONLY_DIR_MODE = statmod.S_IFDIR | 0o555
-
 
 def enable_server_logging() -> None:
     """Make the servers' audit log (logins, refusals, transfers) visible when run in the foreground.
@@ -68,52 +59,6 @@ def box_filesystem_factory(
     return factory
 
 
-def info_is_dir(info: Mapping[str, Any]) -> bool:
-    """True when an fsspec info dict describes a directory."""
-    return info.get("type") == "directory"
-
-
-def info_mtime(info: Mapping[str, Any]) -> float:
-    """Modification time (epoch seconds) from an fsspec info dict.
-
-    BoxFileSystem reports ``modified`` as a UTC datetime (Box's content_modified_at); local
-    filesystems report ``mtime`` as a float. Folders in Box may have no time at all: 0 then.
-    """
-    for key in ("modified", "mtime", "content_modified_at", "modified_at", "LastModified", "created"):
-        seconds = epoch_seconds(info.get(key))
-        if seconds is not None:
-            return seconds
-    return 0.0
-
-
-def info_inode(info: Mapping[str, Any]) -> int:
-    """A stable inode-like number: from the Box id when there is one, else from the name."""
-    ident = info.get("id")
-    if ident is not None:
-        try:
-            return int(ident)
-        except (TypeError, ValueError):
-            pass
-    digest = hashlib.blake2b(str(ident or info.get("name", "")).encode("utf-8"), digest_size=7).digest()
-    return int.from_bytes(digest, "big")
-
-
-def info_to_stat(info: Mapping[str, Any], read_only: bool = False) -> os.stat_result:
-    """Translate an fsspec info dict into an ``os.stat_result`` for the protocol libraries."""
-    is_dir = info_is_dir(info)
-    if is_dir:
-        mode = READONLY_DIR_MODE if read_only else DIR_MODE
-    else:
-        mode = READONLY_FILE_MODE if read_only else FILE_MODE
-    size = 0 if is_dir else int(info.get("size") or 0)
-    mtime = info_mtime(info)
-    ns = int(mtime * 1_000_000_000)
-    extra = {"st_atime_ns": ns, "st_mtime_ns": ns, "st_ctime_ns": ns, "st_atime": mtime, "st_mtime": mtime}
-    return os.stat_result(
-        (mode, info_inode(info), 0, 1, 0, 0, size, int(mtime), int(mtime), int(mtime)), extra
-    )
-
-
 def set_mtime(fs: Any, path: str, epoch: float) -> None:
     """Set a file's modification time.
 
@@ -130,44 +75,6 @@ def set_mtime(fs: Any, path: str, epoch: float) -> None:
 # os.SEEK_DATA/SEEK_HOLE are Linux/BSD-only names; the values are the same everywhere they exist.
 SEEK_DATA = getattr(os, "SEEK_DATA", 3)
 SEEK_HOLE = getattr(os, "SEEK_HOLE", 4)
-
-_GLOB_CHARS = frozenset("*?[")
-
-
-def move(fs: Any, src: str, dst: str) -> None:
-    """Rename/move exactly ``src`` to ``dst`` (which the caller has checked does not exist).
-
-    fsspec's ``mv`` expands glob characters, so a file literally named ``report [1].pdf`` would not
-    be found. For such names BoxFileSystem's single-request move is used directly.
-    """
-    if _GLOB_CHARS.intersection(src + dst) and callable(getattr(fs, "_move", None)):
-        fs._move(src, dst)
-        return
-    fs.mv(src, dst)
-
-
-def error_reason(exc: BaseException) -> tuple[int, str]:
-    """Map a filesystem exception to (errno, short client-facing reason) without internal details.
-
-    Messages never echo backend paths or exception text from the HTTP layer: those can contain
-    the user's home prefix, Box ids or request details a client has no business seeing.
-    """
-    if isinstance(exc, FileNotFoundError):
-        return errno.ENOENT, "No such file or directory"
-    if isinstance(exc, FileExistsError):
-        return errno.EEXIST, "File exists"
-    if isinstance(exc, PermissionError):
-        return errno.EACCES, "Permission denied"
-    if isinstance(exc, IsADirectoryError):
-        return errno.EISDIR, "Is a directory"
-    if isinstance(exc, NotADirectoryError):
-        return errno.ENOTDIR, "Not a directory"
-    if isinstance(exc, OSError) and exc.errno == errno.ENOTEMPTY:
-        return errno.ENOTEMPTY, "Directory not empty"
-    if isinstance(exc, NotImplementedError) or (isinstance(exc, OSError) and exc.errno == errno.ENOTSUP):
-        return errno.ENOTSUP, "Operation not supported"
-    return errno.EIO, "Box request failed"
-
 
 class SessionLimitError(OSError):
     """A session went past one of its :class:`SessionLimits`; the message says which and how to raise it."""

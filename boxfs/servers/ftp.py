@@ -13,6 +13,7 @@ is a blocking HTTP request to Box.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -27,16 +28,13 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
+from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
 from boxfs.servers.common import (
     DownloadFile,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
-    error_reason,
-    info_is_dir,
-    info_mtime,
-    info_to_stat,
-    move,
     set_mtime,
 )
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
@@ -132,12 +130,41 @@ class BoxAuthorizer:
         """Nothing to do (see impersonate_user)."""
 
 
+#: errno (decided once, by exception type, in boxfs.frontend.errors) -> FTP reply code (RFC 959).
+#: Anything not listed is 550 ("file unavailable").
+_FTP_REPLY: dict[int, int] = {
+    errno.EINVAL: 553,  # file name not allowed
+    errno.ENAMETOOLONG: 553,
+    errno.ENOSPC: 452,  # insufficient storage space (spool disk full)
+    errno.EDQUOT: 552,  # exceeded storage allocation (Box quota)
+    errno.EFBIG: 552,
+    errno.EIO: 451,  # local error in processing: worth retrying
+    errno.ETIMEDOUT: 451,
+    errno.ENOMEM: 451,
+}
+
+
+def ftp_reply(exc: BaseException) -> tuple[int, str]:
+    """``(reply code, short safe reason)`` for a filesystem exception."""
+    code = errno_of(exc)
+    return _FTP_REPLY.get(code, 550), reason_of(code)
+
+
+class BoxFilesystemError(FilesystemError):
+    """A FilesystemError that knows its FTP reply code (pyftpdlib answers every one with 550)."""
+
+    def __init__(self, reply: int, message: str):
+        super().__init__(message)
+        self.reply = reply
+
+
 def _translate(exc: BaseException, virtual: str) -> FilesystemError:
     """Turn a filesystem exception into a FilesystemError with a short, safe client message."""
-    _code, reason = error_reason(exc)
-    if reason == "Box request failed":
-        logger.warning("Box request failed for %s: %s", virtual, type(exc).__name__, exc_info=True)
-    return FilesystemError(f"{reason}: {virtual}")
+    if isinstance(exc, FilesystemError):
+        return exc
+    log_failure(logger, "ftp", virtual, exc)
+    reply, reason = ftp_reply(exc)
+    return BoxFilesystemError(reply, f"{reason}: {virtual}")
 
 
 class BoxFTPFS(AbstractedFS):
@@ -149,6 +176,7 @@ class BoxFTPFS(AbstractedFS):
         self.user = user
         self.home = user.home
         self.fs = cmd_channel.filesystems.for_user(user)
+        self.ns = Namespace(self.fs)  # literal names: never a pattern
         # Listing cache: LIST/MLSD stat every entry right after listing the folder; serving those
         # stats from the listing avoids one Box request per entry. Cleared by every change.
         self._listed: dict[str, dict[str, Any]] = {}
@@ -185,10 +213,17 @@ class BoxFTPFS(AbstractedFS):
         cached = self._listed.get(path)
         if cached is not None and time.monotonic() - self._listed_at < _LISTING_TTL:
             return cached
-        return self.fs.info(self._backend(path))
+        return self.ns.info(self._backend(path))
 
     def _changed(self) -> None:
         self._listed.clear()
+
+    def _check_new_name(self, path: str) -> None:
+        """Refuse a name Box would refuse before any request (553), saying which rule it breaks."""
+        try:
+            self.ns.check_new_name(self._backend(path))
+        except OSError as exc:  # the layer's message names the rule; the home prefix stays out
+            raise BoxFilesystemError(553, f"Invalid name: {exc.strerror}") from None
 
     # --- file objects
 
@@ -200,6 +235,7 @@ class BoxFTPFS(AbstractedFS):
             if mode == "wb":
                 if self.isdir(filename):
                     raise IsADirectoryError(filename)
+                self._check_new_name(filename)
                 return UploadFile(self.fs, self._backend(filename), filename)
         except FilesystemError:
             raise
@@ -220,10 +256,11 @@ class BoxFTPFS(AbstractedFS):
 
     def mkdir(self, path: str) -> None:
         self._changed()
+        self._check_new_name(path)
         try:
-            if self.fs.exists(self._backend(path)):
+            if self.ns.exists(self._backend(path)):
                 raise FileExistsError(path)
-            self.fs.mkdir(self._backend(path), create_parents=False)
+            self.ns.mkdir(self._backend(path))
         except Exception as exc:
             raise _translate(exc, path) from None
 
@@ -231,7 +268,7 @@ class BoxFTPFS(AbstractedFS):
         try:
             # refresh: a client listing a folder expects to see changes made outside this server
             # (Box web app, sync clients, other Box users) and not the filesystem's cached listing.
-            entries = self.fs.ls(self._backend(path), detail=True, refresh=True)
+            entries = self.ns.list(self._backend(path), refresh=True)
         except Exception as exc:
             raise _translate(exc, path) from None
         self._listed = {}
@@ -251,31 +288,27 @@ class BoxFTPFS(AbstractedFS):
     def rmdir(self, path: str) -> None:
         self._changed()
         try:
-            if not self.isdir(path):
-                raise NotADirectoryError(path)
-            self.fs.rmdir(self._backend(path))
+            self.ns.remove_folder(self._backend(path))
         except Exception as exc:
             raise _translate(exc, path) from None
 
     def remove(self, path: str) -> None:
         self._changed()
         try:
-            info = self.fs.info(self._backend(path))
-            if info_is_dir(info):
-                raise IsADirectoryError(path)
-            self.fs.rm_file(self._backend(path))  # never rm(): it expands glob characters
+            self.ns.remove_file(self._backend(path))
         except Exception as exc:
             raise _translate(exc, path) from None
         logger.info("ftp %s deleted %s", self.user.login, path)
 
     def rename(self, src: str, dst: str) -> None:
+        """RNFR/RNTO: another case of the same name is a rename; an existing other target is refused
+        (550 File exists) rather than replaced, as most FTP servers' clients expect."""
         self._changed()
+        self._check_new_name(dst)
         try:
-            if self.fs.exists(self._backend(dst)):
-                raise FileExistsError(dst)
-            move(self.fs, self._backend(src), self._backend(dst))
+            self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
         except Exception as exc:
-            raise _translate(exc, src) from None
+            raise _translate(exc, f"{src} -> {dst}") from None
         logger.info("ftp %s renamed %s to %s", self.user.login, src, dst)
 
     def chmod(self, path: str, mode: int) -> None:
@@ -307,7 +340,7 @@ class BoxFTPFS(AbstractedFS):
         if not self.validpath(path):
             return None
         try:
-            return self.fs.info(self._backend(path))
+            return self.ns.info(self._backend(path))
         except Exception:  # noqa: BLE001 - "does not exist / cannot tell" is the answer
             return None
 
@@ -329,13 +362,13 @@ class BoxFTPFS(AbstractedFS):
 
     def getsize(self, path: str) -> int:
         try:
-            return int(self.fs.info(self._backend(path)).get("size") or 0)
+            return int(self.ns.info(self._backend(path)).get("size") or 0)
         except Exception as exc:
             raise _translate(exc, path) from None
 
     def getmtime(self, path: str) -> float:
         try:
-            return info_mtime(self.fs.info(self._backend(path)))
+            return info_mtime(self.ns.info(self._backend(path)))
         except Exception as exc:
             raise _translate(exc, path) from None
 
@@ -366,11 +399,27 @@ class _UploadResultMixin:
             try:
                 file_obj.close()
             except Exception as exc:  # noqa: BLE001 - any failure means the file is not stored
-                _code, reason = error_reason(exc)
-                logger.warning("upload of %s failed: %s (%s)", file_obj.name, reason, type(exc).__name__)
-                self._resp = (f"451 Upload failed: {reason}.", logger.warning)
+                log_failure(logger, "ftp upload", file_obj.name, exc)
+                reply, reason = ftp_reply(exc)
+                self._resp = (f"{reply if reply != 550 else 451} Upload failed: {reason}.", logger.warning)
                 self.transfer_finished = False
         super().close()  # type: ignore[misc]
+
+    def handle_error(self) -> None:
+        """A read or write of the transfer failed (a full spool disk): say so with its reply code.
+
+        pyftpdlib answers "426 <strerror>" from an exception that lost its errno ("426 None"); the
+        cause is mapped like every other filesystem error instead, and an upload is discarded.
+        """
+        try:
+            raise  # noqa: PLE0704 - called from an except block, like pyftpdlib's own
+        except Exception as exc:  # noqa: BLE001
+            cause = exc.__cause__ if isinstance(exc.__cause__, BaseException) else exc
+            log_failure(logger, "ftp transfer", getattr(getattr(self, "file_obj", None), "name", None), cause)
+            reply, reason = ftp_reply(cause)
+            self._resp = (f"{reply if reply != 550 else 426} {reason}; transfer aborted.", logger.warning)
+            self.transfer_finished = False
+            self.close()
 
 
 class BoxDTPHandler(_UploadResultMixin, DTPHandler):
@@ -390,6 +439,27 @@ class BoxFTPHandler(FTPHandler):
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
         super().handle_auth_success(home, password, msg_login)
         self.password = ""  # pyftpdlib keeps it for impersonation, which Box does not need
+
+    _fs_reply: int | None = None
+
+    def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
+        self._fs_reply = None
+        super().process_command(cmd, *args, **kwargs)
+
+    def run_as_current_user(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """pyftpdlib makes every filesystem call through here and answers any failure with 550:
+        remember the reply code the error asks for, so that :meth:`respond` can use it."""
+        try:
+            return super().run_as_current_user(function, *args, **kwargs)
+        except BoxFilesystemError as exc:
+            self._fs_reply = exc.reply
+            raise
+
+    def respond(self, resp: str, logfun: Callable[..., Any] = logger.debug) -> None:
+        reply, self._fs_reply = self._fs_reply, None
+        if reply is not None and resp.startswith("550 "):
+            resp = f"{reply} {resp[4:]}"
+        super().respond(resp, logfun)
 
     def on_login(self, username: str) -> None:
         user = self.boxfs_user

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import functools
 import logging
 import os
@@ -27,15 +28,23 @@ from asyncssh import (
     FXF_TRUNC,
     FXF_WRITE,
     SFTPAttrs,
+    SFTPDirNotEmpty,
     SFTPError,
     SFTPFailure,
     SFTPFileAlreadyExists,
+    SFTPFileIsADirectory,
+    SFTPInvalidFilename,
     SFTPName,
+    SFTPNoSpaceOnFilesystem,
     SFTPNoSuchFile,
+    SFTPNotADirectory,
     SFTPOpUnsupported,
     SFTPPermissionDenied,
+    SFTPQuotaExceeded,
 )
 
+from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend.stat import info_is_dir, info_to_stat
 from boxfs.servers.common import (
     DownloadFile,
     SessionLimitError,
@@ -44,10 +53,6 @@ from boxfs.servers.common import (
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
-    error_reason,
-    info_is_dir,
-    info_to_stat,
-    move,
     set_mtime,
 )
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
@@ -191,25 +196,45 @@ class BoxSSHServer(asyncssh.SSHServer):
         return True
 
 
-def _sftp_error(exc: BaseException, virtual: str) -> SFTPError:
-    """A filesystem exception as an SFTP status with a short, safe reason."""
+#: errno (decided once, by exception type, in boxfs.frontend.errors) -> SFTP status. asyncssh sends
+#: statuses a client's protocol version lacks as "failure", with the reason text.
+_SFTP_STATUS: dict[int, type[SFTPError]] = {
+    errno.ENOENT: SFTPNoSuchFile,
+    errno.EEXIST: SFTPFileAlreadyExists,
+    errno.EACCES: SFTPPermissionDenied,
+    errno.EPERM: SFTPPermissionDenied,
+    errno.EROFS: SFTPPermissionDenied,
+    errno.EISDIR: SFTPFileIsADirectory,
+    errno.ENOTDIR: SFTPNotADirectory,
+    errno.ENOTEMPTY: SFTPDirNotEmpty,
+    errno.EINVAL: SFTPInvalidFilename,
+    errno.ENAMETOOLONG: SFTPInvalidFilename,
+    errno.ENOSPC: SFTPNoSpaceOnFilesystem,
+    errno.EDQUOT: SFTPQuotaExceeded,
+    errno.ENOTSUP: SFTPOpUnsupported,
+}
+
+
+def sftp_error(exc: BaseException, virtual: str) -> SFTPError:
+    """A filesystem exception as an SFTP status with a short, safe reason (logged once, here).
+
+    The reason is the errno's generic text and the client's own path; only errors raised by this
+    server before any request (a session limit) carry their own message, which says what to do.
+    """
     if isinstance(exc, SFTPError):
         return exc
+    code = log_failure(logger, "sftp", virtual, exc)
     if isinstance(exc, SessionLimitError):
         return SFTPFailure(exc.strerror)
-    code, reason = error_reason(exc)
-    message = f"{reason}: {virtual}"
-    if isinstance(exc, FileNotFoundError):
-        return SFTPNoSuchFile(message)
-    if isinstance(exc, FileExistsError):
-        return SFTPFileAlreadyExists(message)
-    if isinstance(exc, PermissionError):
-        return SFTPPermissionDenied(message)
-    if reason == "Operation not supported":
-        return SFTPOpUnsupported(message)
-    if reason == "Box request failed":
-        logger.warning("Box request failed for %s: %s", virtual, type(exc).__name__, exc_info=True)
-    return SFTPFailure(message)
+    return _SFTP_STATUS.get(code, SFTPFailure)(f"{reason_of(code)}: {virtual}")
+
+
+def refuse_bad_name(ns: Namespace, backend: str) -> None:
+    """Refuse a name Box would refuse, before any request, saying which rule it breaks."""
+    try:
+        ns.check_new_name(backend)
+    except OSError as exc:  # the layer's message names the rule; the path (with the home) stays out
+        raise SFTPInvalidFilename(f"Invalid name: {exc.strerror}") from None
 
 
 class BoxSFTPServer(asyncssh.SFTPServer):
@@ -224,6 +249,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             raise SFTPPermissionDenied("unknown login")
         self.user: User = user
         self._fs: Any = None
+        self._ns: Namespace | None = None
         self._mtimes: dict[int, float] = {}
         self._resources = SessionResources(state.session_limits)
 
@@ -248,6 +274,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             self._fs = await self._run(self._state.filesystems.for_user, self.user)
         return self._fs
 
+    async def _namespace(self) -> Namespace:
+        """Literal-path operations on the user's filesystem (a name is never a pattern)."""
+        if self._ns is None:
+            self._ns = Namespace(await self._filesystem())
+        return self._ns
+
     def _virtual(self, path: bytes) -> str:
         try:
             text = path.decode("utf-8")
@@ -271,18 +303,14 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         except SFTPError:
             raise
         except Exception as exc:
-            raise _sftp_error(exc, virtual) from None
+            raise sftp_error(exc, virtual) from None
 
     async def _info(self, virtual: str) -> dict[str, Any]:
-        fs = await self._filesystem()
+        ns = await self._namespace()
         if virtual == "/" and self.user.home == "/":
             # The Box root always exists; no request needed.
             return {"name": "", "type": "directory", "size": 0, "id": "0"}
-        return await self._call(virtual, fs.info, self._backend(virtual))
-
-    async def _exists(self, virtual: str) -> bool:
-        fs = await self._filesystem()
-        return bool(await self._call(virtual, fs.exists, self._backend(virtual)))
+        return await self._call(virtual, ns.info, self._backend(virtual))
 
     # --- paths and attributes
 
@@ -330,32 +358,30 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Any:
         virtual = self._virtual(path)
         fs = await self._filesystem()
+        ns = await self._namespace()
         backend = self._backend(virtual)
         if pflags & FXF_WRITE:
             self._check_writable(virtual)
             if pflags & (FXF_READ | FXF_APPEND):
                 raise SFTPOpUnsupported("Box files can only be written whole: open write-only")
-            try:
-                info = await self._run(fs.info, backend)
-            except FileNotFoundError:
-                info = None
-            except Exception as exc:
-                raise _sftp_error(exc, virtual) from None
-            if info is not None:
+            info = await self._call(virtual, ns.try_info, backend)
+            if info is None:
+                if not pflags & FXF_CREAT:
+                    raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
+                refuse_bad_name(ns, backend)
+            else:
                 if info_is_dir(info):
-                    raise SFTPFailure(f"Is a directory: {virtual}")
+                    raise SFTPFileIsADirectory(f"Is a directory: {virtual}")
                 if pflags & FXF_EXCL:
                     raise SFTPFileAlreadyExists(f"File exists: {virtual}")
                 if not pflags & FXF_TRUNC:
                     raise SFTPOpUnsupported("Box files cannot be modified in place: open with truncate")
-            elif not pflags & FXF_CREAT:
-                raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
             upload = await self._call(virtual, UploadFile, fs, backend, virtual, self._resources)
             logger.info("sftp %s upload started %s", self.user.login, virtual)
             return upload
         info = await self._info(virtual)
         if info_is_dir(info):
-            raise SFTPFailure(f"Is a directory: {virtual}")
+            raise SFTPFileIsADirectory(f"Is a directory: {virtual}")
         download = await self._call(virtual, DownloadFile, fs, backend, virtual, self._resources)
         logger.info("sftp %s download started %s", self.user.login, virtual)
         return download
@@ -395,15 +421,16 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             try:
                 await self._run(file_obj.close)
             except Exception as exc:
-                _code, reason = error_reason(exc)
+                code = errno_of(exc)
                 logger.warning(
-                    "sftp %s upload failed %s: %s (%s)",
+                    "sftp %s upload failed %s: %s (%s: %s)",
                     self.user.login,
                     file_obj.name,
-                    reason,
+                    reason_of(code),
                     type(exc).__name__,
+                    exc,
                 )
-                raise SFTPFailure(f"Upload failed: {reason}") from None
+                raise _SFTP_STATUS.get(code, SFTPFailure)(f"Upload failed: {reason_of(code)}") from None
             logger.info(
                 "sftp %s upload completed %s: %d bytes",
                 self.user.login,
@@ -427,12 +454,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         virtual = self._virtual(path)
-        fs = await self._filesystem()
+        ns = await self._namespace()
         info = await self._info(virtual)
         if not info_is_dir(info):
-            raise SFTPFailure(f"Not a directory: {virtual}")
+            raise SFTPNotADirectory(f"Not a directory: {virtual}")
         # refresh: show changes made outside this server, not the filesystem's cached listing
-        entries = await self._call(virtual, fs.ls, self._backend(virtual), detail=True, refresh=True)
+        entries = await self._call(virtual, ns.list, self._backend(virtual), refresh=True)
         here = info_to_stat(info, self.user.read_only)
         yield SFTPName(b".", attrs=SFTPAttrs.from_local(here))
         yield SFTPName(b"..", attrs=SFTPAttrs.from_local(here))
@@ -446,10 +473,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         virtual = self._virtual(path)
         self._check_writable(virtual)
-        if await self._exists(virtual):
+        ns = await self._namespace()
+        backend = self._backend(virtual)
+        refuse_bad_name(ns, backend)
+        if await self._call(virtual, ns.exists, backend):
             raise SFTPFileAlreadyExists(f"File exists: {virtual}")
-        fs = await self._filesystem()
-        await self._call(virtual, fs.mkdir, self._backend(virtual), create_parents=False)
+        await self._call(virtual, ns.mkdir, backend)
         logger.info("sftp %s created folder %s", self.user.login, virtual)
 
     async def rmdir(self, path: bytes) -> None:
@@ -457,39 +486,28 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         self._check_writable(virtual)
         if virtual == "/":
             raise SFTPPermissionDenied("cannot remove the home folder")
-        info = await self._info(virtual)
-        if not info_is_dir(info):
-            raise SFTPFailure(f"Not a directory: {virtual}")
-        fs = await self._filesystem()
-        await self._call(virtual, fs.rmdir, self._backend(virtual))
+        ns = await self._namespace()
+        await self._call(virtual, ns.remove_folder, self._backend(virtual))
         logger.info("sftp %s removed folder %s", self.user.login, virtual)
 
     async def remove(self, path: bytes) -> None:
         virtual = self._virtual(path)
         self._check_writable(virtual)
-        info = await self._info(virtual)
-        if info_is_dir(info):
-            raise SFTPFailure(f"Is a directory: {virtual}")
-        fs = await self._filesystem()
-        await self._call(virtual, fs.rm_file, self._backend(virtual))
+        ns = await self._namespace()
+        await self._call(virtual, ns.remove_file, self._backend(virtual))
         logger.info("sftp %s deleted %s", self.user.login, virtual)
 
     async def _rename(self, oldpath: bytes, newpath: bytes, overwrite: bool) -> None:
+        """POSIX rename through the layer: onto itself a no-op, a case-only rename a rename, onto
+        another file Box's safe replace (the new file in place before the old one goes)."""
         src = self._virtual(oldpath)
         dst = self._virtual(newpath)
         self._check_writable(src)
         if src == "/" or dst == "/":
             raise SFTPPermissionDenied("cannot rename the home folder")
-        fs = await self._filesystem()
-        await self._info(src)  # the source must exist
-        if await self._exists(dst):
-            if not overwrite:
-                raise SFTPFileAlreadyExists(f"File exists: {dst}")
-            target = await self._info(dst)
-            if info_is_dir(target):
-                raise SFTPFailure(f"Is a directory: {dst}")
-            await self._call(dst, fs.rm_file, self._backend(dst))
-        await self._call(src, move, fs, self._backend(src), self._backend(dst))
+        ns = await self._namespace()
+        refuse_bad_name(ns, self._backend(dst))
+        await self._call(f"{src} -> {dst}", ns.rename, self._backend(src), self._backend(dst), overwrite=overwrite)
         logger.info("sftp %s renamed %s to %s", self.user.login, src, dst)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
