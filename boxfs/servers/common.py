@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from boxfs.servers.safety import warn_if_loose
+from boxfs.servers.users import UserFilesystems
+
 logger = logging.getLogger(__name__)
 
 def enable_server_logging() -> None:
@@ -46,6 +49,7 @@ def box_filesystem_factory(
     from boxfs import BoxFileSystem  # imported lazily: the servers also run over other filesystems
 
     if isinstance(config, os.PathLike) or (isinstance(config, str) and not config.lstrip().startswith("{")):
+        warn_if_loose(config, "Box app config (holds the app's private key)")
         with open(config, encoding="utf-8") as fh:
             config = fh.read()
 
@@ -70,6 +74,56 @@ def set_mtime(fs: Any, path: str, epoch: float) -> None:
     if setter is None:
         raise OSError(errno.ENOTSUP, "setting the modification time is not supported here")
     setter(path, when)
+
+
+class SpoolCleaner:
+    """Cleans the spool of every Box user a long-running server acts as, every ``interval`` seconds.
+
+    A failed large upload leaves a full-size spool file (kept so it can resume); on a server that
+    runs for months those would pile up until restart. ``BoxFileSystem.clean_spool`` removes what no
+    running upload uses and is older than ``max_age`` (None: the spool's own default, one day).
+    """
+
+    def __init__(self, filesystems: UserFilesystems, interval: float = 3600.0, max_age: float | None = None):
+        self.filesystems = filesystems
+        self.interval = float(interval)
+        self.max_age = max_age
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"SpoolCleaner(interval={self.interval}, max_age={self.max_age})"
+
+    def clean_once(self) -> list[str]:
+        """One pass over every filesystem; returns the paths removed. A failure is logged, not raised."""
+        removed: list[str] = []
+        for fs in self.filesystems.all():
+            clean = getattr(fs, "clean_spool", None)
+            if not callable(clean):
+                continue
+            try:
+                removed += clean(older_than=self.max_age)
+            except Exception as exc:  # noqa: BLE001 - the next pass tries again; serving goes on
+                logger.warning("spool cleaning failed: %s: %s", type(exc).__name__, exc)
+        if removed:
+            logger.info("spool cleaning removed %d file(s)", len(removed))
+        return removed
+
+    def start(self) -> SpoolCleaner:
+        """Clean in a background thread until :meth:`stop` (nothing when ``interval`` is 0)."""
+        if self.interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="boxfs-spool-cleaner", daemon=True)
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.clean_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
 
 
 # os.SEEK_DATA/SEEK_HOLE are Linux/BSD-only names; the values are the same everywhere they exist.

@@ -32,11 +32,13 @@ from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
 from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
 from boxfs.servers.common import (
     DownloadFile,
+    SpoolCleaner,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
     set_mtime,
 )
+from boxfs.servers.safety import warn_ftp_setup
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
 
@@ -538,6 +540,9 @@ def make_ftp_server(
     auth_failed_delay: float = 0.0,
     login_throttle: ThrottlePolicy | None = None,
     timeout: int = 300,
+    allow_loose_users_file: bool = False,
+    spool_clean_interval: float = 3600.0,
+    spool_max_age: float | None = None,
 ) -> ThreadedFTPServer:
     """Build (without starting) a threaded FTP server over the given per-Box-user filesystems.
 
@@ -545,8 +550,12 @@ def make_ftp_server(
     ``certfile`` the server offers explicit FTPS (AUTH TLS); ``tls_required`` then refuses
     logins and transfers over plain connections. ``login_throttle`` overrides the users file's
     ``[login_throttle]`` table; ``auth_failed_delay`` is a minimum wait before any failed login.
+    Plain FTP on a non-loopback address, or a certificate without ``tls_required``, is warned about.
+    ``server.boxfs_cleaner`` (started by :func:`start_ftp_server` and :func:`run_ftp`) removes, every
+    ``spool_clean_interval`` seconds, spool files older than ``spool_max_age`` no upload uses.
     """
-    users_db = load_users(users)
+    users_db = load_users(users, allow_loose_users_file)
+    warn_ftp_setup(host, certfile, tls_required)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
     attrs: dict[str, Any] = {
@@ -566,6 +575,7 @@ def make_ftp_server(
     handler = type("ConfiguredBoxFTPHandler", (base,), attrs)
     server = _IsolatedThreadedFTPServer((host, port), handler, ioloop=IOLoop())
     server.max_cons = max_connections
+    server.boxfs_cleaner = SpoolCleaner(filesystems, spool_clean_interval, spool_max_age)
     return server
 
 
@@ -621,9 +631,11 @@ def start_ftp_server(
                 server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
                 time.sleep(0.005)
         finally:
+            server.boxfs_cleaner.stop()
             server.close_all()
 
     thread = threading.Thread(target=loop, name=f"boxfs-ftp-{bound_port}", daemon=True)
+    server.boxfs_cleaner.start()
     thread.start()
     logger.info("FTP server listening on %s:%d", bound_host, bound_port)
     return FTPServerHandle(server, thread, bound_host, bound_port, stop)
@@ -636,27 +648,19 @@ def run_ftp(
     port: int = 2121,
     *,
     base_urls: Mapping[str, str] | None = None,
-    certfile: str | os.PathLike[str] | None = None,
-    keyfile: str | os.PathLike[str] | None = None,
-    tls_required: bool = False,
-    passive_ports: range | None = None,
-    masquerade_address: str | None = None,
+    **options: Any,
 ) -> None:
-    """Run the FTP(S) server in the foreground until interrupted (what ``boxfs serve ftp`` calls)."""
+    """Run the FTP(S) server in the foreground until interrupted (what ``boxfs serve ftp`` calls).
+
+    ``options`` are :func:`make_ftp_server`'s (certfile, keyfile, tls_required, passive_ports...).
+    """
     enable_server_logging()
-    server = make_ftp_server(
-        users_file,
-        box_filesystem_factory(config, base_urls),
-        host,
-        port,
-        certfile=certfile,
-        keyfile=keyfile,
-        tls_required=tls_required,
-        passive_ports=passive_ports,
-        masquerade_address=masquerade_address,
-    )
-    logger.info("FTP%s server for Box listening on %s:%d", "S" if certfile else "", *server.address[:2])
+    server = make_ftp_server(users_file, box_filesystem_factory(config, base_urls), host, port, **options)
+    tls = "S" if options.get("certfile") else ""
+    logger.info("FTP%s server for Box listening on %s:%d", tls, *server.address[:2])
+    server.boxfs_cleaner.start()
     try:
         server.serve_forever(timeout=1.0, blocking=True, handle_exit=True)
     finally:
+        server.boxfs_cleaner.stop()
         server.close_all()

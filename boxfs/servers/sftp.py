@@ -14,6 +14,7 @@ import errno
 import functools
 import logging
 import os
+import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -50,11 +51,13 @@ from boxfs.servers.common import (
     SessionLimitError,
     SessionLimits,
     SessionResources,
+    SpoolCleaner,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
     set_mtime,
 )
+from boxfs.servers.safety import UnsafeSetupError, default_state_dir, private_dir, warn_if_loose
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
 
@@ -78,6 +81,7 @@ class _ServerState:
         self.filesystems = filesystems
         self.session_limits = session_limits or SessionLimits()
         self.throttle = LoginThrottle(login_throttle or users.throttle)
+        self.cleaner: SpoolCleaner | None = None
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="boxfs-sftp")
         # Authorized keys parsed once; a malformed key in the users file fails at start-up.
         self.keys: dict[str, list[bytes]] = {}
@@ -528,17 +532,50 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         raise SFTPOpUnsupported("Box has no hard links")
 
 
-def _load_host_key(host_key: str | os.PathLike[str] | asyncssh.SSHKey | None) -> asyncssh.SSHKey:
+HOST_KEY_NAME = "ssh_host_ed25519_key"
+
+
+def load_host_key(
+    host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    *,
+    ephemeral: bool = False,
+) -> asyncssh.SSHKey:
+    """The server's SSH host key: given, or kept in a private state folder, or (``ephemeral``) temporary.
+
+    Without ``host_key`` the key is ``<state_dir>/ssh_host_ed25519_key`` (``state_dir`` defaults to
+    ``$XDG_STATE_HOME/boxfs``): generated once (0600 in a 0700 folder) and reused, so clients see
+    the same fingerprint at every start. ``ephemeral`` (tests, embedding without a state folder)
+    generates a new key when neither is given.
+    """
     if isinstance(host_key, asyncssh.SSHKey):
         return host_key
-    if host_key is None:
+    if host_key is not None:
+        warn_if_loose(host_key, "SSH host key")
+        return asyncssh.read_private_key(os.fspath(host_key))
+    if state_dir is None and ephemeral:
         key = asyncssh.generate_private_key("ssh-ed25519")
         logger.warning(
-            "no host key given: generated a temporary one (%s); clients will see a new key at every start",
+            "no host key or state folder given: generated a temporary one (%s); clients will see a new key "
+            "at every start",
             key.get_fingerprint(),
         )
         return key
-    return asyncssh.read_private_key(os.fspath(host_key))
+    path = private_dir(default_state_dir() if state_dir is None else state_dir) / HOST_KEY_NAME
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise UnsafeSetupError(f"{path} must be a regular file, not a symlink") from None
+        warn_if_loose(path, "SSH host key")
+        key = asyncssh.read_private_key(str(path))
+        logger.info("SSH host key %s from %s", key.get_fingerprint(), path)
+        return key
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.export_private_key())
+    logger.warning("generated SSH host key %s in %s (kept for later starts)", key.get_fingerprint(), path)
+    return key
 
 
 async def create_sftp_server(
@@ -548,20 +585,27 @@ async def create_sftp_server(
     port: int = 2222,
     *,
     host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     max_workers: int = 32,
     login_timeout: float = 60,
     session_limits: SessionLimits | None = None,
     login_throttle: ThrottlePolicy | None = None,
+    allow_loose_users_file: bool = False,
+    spool_clean_interval: float = 3600.0,
+    spool_max_age: float | None = None,
 ) -> asyncssh.SSHAcceptor:
     """Start serving SFTP on the running event loop; returns the asyncssh acceptor.
 
-    ``login_throttle`` overrides the users file's ``[login_throttle]`` table.
+    ``login_throttle`` overrides the users file's ``[login_throttle]`` table. The host key is
+    :func:`load_host_key`'s (persistent in ``state_dir``, default ``$XDG_STATE_HOME/boxfs``).
+    Every ``spool_clean_interval`` seconds (0: never) spool files older than ``spool_max_age`` that
+    no upload uses are removed.
     """
-    users_db = load_users(users)
+    users_db = load_users(users, allow_loose_users_file)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
     state = _ServerState(users_db, filesystems, max_workers, session_limits, login_throttle)
-    key = _load_host_key(host_key)
+    key = load_host_key(host_key, state_dir)
     acceptor = await asyncssh.create_server(
         functools.partial(BoxSSHServer, state),
         host,
@@ -571,8 +615,18 @@ async def create_sftp_server(
         allow_scp=False,
         login_timeout=login_timeout,
     )
+    state.cleaner = SpoolCleaner(filesystems, spool_clean_interval, spool_max_age).start()
     acceptor._boxfs_state = state  # type: ignore[attr-defined]  # kept for shutdown
     return acceptor
+
+
+def _shutdown_state(acceptor: asyncssh.SSHAcceptor) -> None:
+    """Stop what the server runs besides the listener: the spool cleaner and the thread pool."""
+    state = getattr(acceptor, "_boxfs_state", None)
+    if state is not None:
+        if state.cleaner is not None:
+            state.cleaner.stop()
+        state.executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -586,6 +640,11 @@ class SFTPServerHandle:
     port: int
     host_key: asyncssh.SSHKey
 
+    @property
+    def state(self) -> _ServerState:
+        """What the server's sessions share (users, filesystems, login throttle)."""
+        return self.acceptor._boxfs_state  # type: ignore[attr-defined, no-any-return]
+
     def stop(self, timeout: float = 10.0) -> None:
         """Close the listener and every session, then stop the loop and its thread."""
 
@@ -598,9 +657,7 @@ class SFTPServerHandle:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
-            state = getattr(self.acceptor, "_boxfs_state", None)
-            if state is not None:
-                state.executor.shutdown(wait=False, cancel_futures=True)
+            _shutdown_state(self.acceptor)
 
     def __enter__(self) -> SFTPServerHandle:
         return self
@@ -618,19 +675,21 @@ def start_sftp_server(
     config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     base_urls: Mapping[str, str] | None = None,
     host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> SFTPServerHandle:
     """Start an SFTP server in a background thread; returns once it accepts connections.
 
     Give either ``filesystems`` (a :class:`UserFilesystems` or factory) or a Box app ``config``
     (+ ``base_urls`` for the emulator). ``port=0`` picks a free port (see ``handle.port``);
-    ``handle.host_key`` is the server key clients should trust.
+    ``handle.host_key`` is the server key clients should trust: ``host_key``, else the one kept in
+    ``state_dir``, else (neither given) a temporary one.
     """
     if filesystems is None:
         if config is None:
             raise ValueError("give filesystems or a Box app config")
         filesystems = box_filesystem_factory(config, base_urls)
-    key = _load_host_key(host_key)
+    key = load_host_key(host_key, state_dir, ephemeral=True)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="boxfs-sftp", daemon=True)
     thread.start()
@@ -655,14 +714,26 @@ def run_sftp(
     port: int = 2222,
     *,
     host_key: str | os.PathLike[str] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     base_urls: Mapping[str, str] | None = None,
+    **options: Any,
 ) -> None:
-    """Run the SFTP server in the foreground until interrupted (what ``boxfs serve sftp`` calls)."""
+    """Run the SFTP server in the foreground until interrupted (what ``boxfs serve sftp`` calls).
+
+    Without ``host_key`` the key kept in ``state_dir`` (default ``$XDG_STATE_HOME/boxfs``) is used,
+    generated at the first start. ``options`` are :func:`create_sftp_server`'s.
+    """
     enable_server_logging()
 
     async def main() -> None:
         acceptor = await create_sftp_server(
-            users_file, box_filesystem_factory(config, base_urls), host, port, host_key=host_key
+            users_file,
+            box_filesystem_factory(config, base_urls),
+            host,
+            port,
+            host_key=host_key,
+            state_dir=state_dir,
+            **options,
         )
         bound = acceptor.sockets[0].getsockname()
         logger.info("SFTP server for Box listening on %s:%d", bound[0], bound[1])
@@ -670,6 +741,7 @@ def run_sftp(
             await acceptor.wait_closed()
         finally:
             acceptor.close()
+            _shutdown_state(acceptor)
 
     try:
         asyncio.run(main())

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from boxfs.servers.safety import check_users_file
 from boxfs.servers.throttle import ThrottlePolicy
 
 if sys.version_info >= (3, 11):
@@ -239,10 +240,15 @@ class UsersDB:
         return cls(users, throttle)
 
 
-def load_users(users_file: str | os.PathLike[str] | UsersDB) -> UsersDB:
-    """Read and validate a users TOML file (an existing :class:`UsersDB` is returned as is)."""
+def load_users(users_file: str | os.PathLike[str] | UsersDB, allow_loose: bool = False) -> UsersDB:
+    """Read and validate a users TOML file (an existing :class:`UsersDB` is returned as is).
+
+    A file other local accounts could change is refused unless ``allow_loose`` (see
+    :func:`boxfs.servers.safety.check_users_file`).
+    """
     if isinstance(users_file, UsersDB):
         return users_file
+    check_users_file(users_file, allow_loose)
     with open(users_file, "rb") as fh:
         data = tomllib.load(fh)
     db = UsersDB.from_dict(data)
@@ -265,6 +271,11 @@ class UserFilesystems:
 
     def __repr__(self) -> str:
         return f"UserFilesystems(box_users={sorted(self._filesystems)!r})"
+
+    def all(self) -> list[Any]:
+        """Every filesystem created so far (one per Box user that logged in)."""
+        with self._lock:
+            return list(self._filesystems.values())
 
     def get(self, box_user: str) -> Any:
         """The filesystem acting as ``box_user`` (created on first use)."""
