@@ -7,6 +7,7 @@ filesystem, and compares content by SHA-1.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -188,3 +189,48 @@ def test_lftp_upload_case_only_rename_download_delete(env, caplog):
     assert sha1((tmp / "fetched.bin").read_bytes()) == sha1(data)
     assert box_files(backend, "alice") == {}
     assert "Traceback" not in caplog.text
+
+
+# ------------------------------------------------------------------------------------------ 15% faults
+@needs_sftp
+def test_round_trip_renames_and_deletes_under_15_percent_faults(env):
+    """60 MB up and down with asyncssh, renames and deletes with OpenSSH sftp, while Box fails 15% of
+    all requests (500/502/503): the retries absorb them and every byte arrives (SHA-1)."""
+    backend, users, key_file, tmp = env
+    clear_box(backend, "bob")
+    source = tmp / "big.bin"
+    source.write_bytes(os.urandom(60 * 1024 * 1024))
+    fetched = tmp / "big-fetched.bin"
+    for name in ("Keep.txt", "old.txt", "target.txt", "gone.txt"):
+        (tmp / name).write_bytes(name.encode() * 1000)
+    emu = backend.emulator
+
+    async def round_trip(server) -> None:
+        known = asyncssh.import_known_hosts(
+            f"[{server.host}]:{server.port} {server.host_key.export_public_key().decode()}"
+        )
+        async with asyncssh.connect(server.host, server.port, username="bob", password=PASSWORDS["bob"],
+                                    client_keys=None, known_hosts=known) as conn:
+            async with conn.start_sftp_client() as sftp:
+                await sftp.put(str(source), "big.bin")
+                await sftp.get("big.bin", str(fetched))
+
+    with start_sftp_server(users, backend.factory) as server:
+        rule = emu.inject_faults(rate=0.15, kinds=("500", "502", "503"), seed=15)
+        try:
+            asyncio.run(round_trip(server))
+            done = openssh_sftp(server, key_file, tmp, [
+                "put Keep.txt", "put old.txt", "put target.txt", "put gone.txt",
+                "rename Keep.txt keep.txt", "rename keep.txt keep.txt", "rename old.txt target.txt",
+                "rm gone.txt",
+            ])
+        finally:
+            emu.clear_faults()
+    assert done.returncode == 0, done.stderr
+    assert rule.fired >= 3  # the faults really hit
+    assert sha1(fetched.read_bytes()) == sha1(source.read_bytes())
+    assert box_files(backend, "bob") == {
+        "big.bin": sha1(source.read_bytes()),
+        "keep.txt": sha1(b"Keep.txt" * 1000),
+        "target.txt": sha1(b"old.txt" * 1000),
+    }

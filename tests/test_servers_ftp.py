@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import socket
+import subprocess
 import threading
 import time
 from datetime import datetime, timezone
@@ -461,3 +462,40 @@ def test_passive_port_range_and_active_mode(env, tmp_path):
             ftp.delete("passive.txt")
         finally:
             ftp.quit()
+
+
+@pytest.fixture
+def tiny_spool(tmp_path):
+    """A 1 MB tmpfs as the spool disk: what a full disk looks like to the server."""
+    folder = tmp_path / "tiny-spool"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_full_spool_disk_answers_452_and_stores_nothing(env, tmp_path, tiny_spool, caplog):
+    backend, _plain, _tls = env
+    if backend.kind != "emulator":
+        pytest.skip("needs BoxFileSystem's spool")
+    from boxfs.servers.common import box_filesystem_factory
+
+    caplog.set_level(logging.INFO, logger="boxfs")
+    users = write_users_file(tmp_path / "users.toml", backend)
+    spooling = box_filesystem_factory(
+        backend.config, backend.emulator.base_urls, spool_dir=str(tiny_spool), spool_threshold=64 * 1024
+    )
+    with start_ftp_server(users, spooling) as server:
+        ftp = connect(server, "alice")
+        with pytest.raises(ftplib.error_temp, match="^452"):
+            upload(ftp, "too-big.bin", os.urandom(4 * 1024 * 1024))
+        assert upload(ftp, "small.bin", b"fits in memory").startswith("226")  # the session goes on
+        ftp.delete("small.bin")
+        ftp.quit()
+    assert "too-big.bin" not in box_names(backend, "alice")
+    assert not [p for p in tiny_spool.rglob("*") if p.is_file() and p.stat().st_size], "spool not freed"
+    assert "426 None" not in caplog.text

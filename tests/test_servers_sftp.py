@@ -456,3 +456,31 @@ def test_session_limits_open_files_and_bytes_ahead_of_a_gap(env, tmp_path):
 
     with start_sftp_server(users, backend.factory, session_limits=limits) as server:
         run(scenario(server))
+
+
+@pytest.mark.parametrize("name", ["trailing space ", "bell\x07.txt", "back\\slash.txt", "x" * 256])
+def test_invalid_names_refused_before_any_request(env, name, caplog):
+    backend, server, _key = env
+    if backend.kind != "emulator":
+        pytest.skip("Box's name rules apply to BoxFileSystem only")
+    caplog.set_level(logging.INFO, logger="boxfs")
+    log = backend.emulator.request_log
+
+    async def scenario():
+        async with connect(server, "bob") as conn, conn.start_sftp_client() as sftp:
+            await write_file(sftp, "valid.txt", b"x")
+            for attempt in (
+                lambda: write_file(sftp, name, b"data"),
+                lambda: sftp.mkdir(name),
+                lambda: sftp.rename("valid.txt", name),
+                lambda: sftp.posix_rename("valid.txt", name),
+            ):
+                before = len(log)
+                with pytest.raises(asyncssh.SFTPFailure, match="Invalid name: Box item names must"):
+                    await attempt()
+                # at most a lookup: no request that would create, move or upload anything
+                assert [r for r in log.records[before:] if r.method != "GET"] == []
+            await sftp.remove("valid.txt")
+
+    run(scenario())
+    assert "Traceback" not in caplog.text
