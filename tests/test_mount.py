@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
-from boxfs.mount import errno_for, mount, unmount
+from boxfs.mount import mount, unmount
 
 
 def _fuse_unavailable() -> str | None:
@@ -238,19 +238,6 @@ def mnt(backend: Backend, mounter: Callable[..., Mounted]) -> Path:
 
 
 # ------------------------------------------------------------------- tests
-def test_errno_mapping() -> None:
-    """fsspec raises builtin exceptions, often without errno; each must reach the app as the right code."""
-    assert errno_for(FileNotFoundError("x")) == errno.ENOENT
-    assert errno_for(FileExistsError("x")) == errno.EEXIST
-    assert errno_for(PermissionError("x")) == errno.EACCES
-    assert errno_for(IsADirectoryError("x")) == errno.EISDIR
-    assert errno_for(NotADirectoryError("x")) == errno.ENOTDIR
-    assert errno_for(OSError(errno.ENOTEMPTY, "not empty")) == errno.ENOTEMPTY
-    assert errno_for(OSError(errno.EPERM, "no")) == errno.EPERM  # errno wins over the class
-    assert errno_for(ValueError("Box HTTP 400 bad_request")) == errno.EINVAL
-    assert errno_for(RuntimeError("HTTP 500")) == errno.EIO
-
-
 @needs_fuse
 def test_shell_tools(backend: Backend, mnt: Path, tmp_path: Path) -> None:
     big = tmp_path / "big.bin"

@@ -23,7 +23,7 @@ import os
 
 from boxfs.api.errors import BoxAPIError
 
-__all__ = ["errno_of", "reason_of", "error_reason", "oserror", "log_failure", "PendingLimitError"]
+__all__ = ["errno_of", "reason_of", "error_reason", "oserror", "log_failure", "upload_errno", "PendingLimitError"]
 
 
 class PendingLimitError(OSError):
@@ -140,3 +140,18 @@ def log_failure(logger: logging.Logger, operation: str, path: str | None, exc: B
     else:
         logger.info("%s %r -> %s (%s)", operation, path, errno.errorcode.get(code, code), exc)
     return code
+
+
+#: What a failed upload may report as itself to a writing program; anything else is an I/O error.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def upload_errno(exc: BaseException) -> int:
+    """The errno a ``write``/``fsync``/``close`` reports when the upload behind it failed.
+
+    ``close(2)`` and ``fsync(2)`` answer EIO, ENOSPC, EDQUOT or EFBIG; programs do not expect ENOENT
+    from a close (the folder vanished on the server) or EACCES (the share was revoked). Those become
+    EIO, with the reason in the log.
+    """
+    code = errno_of(exc)
+    return code if code in _WRITE_ERRNOS else errno.EIO
