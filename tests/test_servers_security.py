@@ -20,7 +20,7 @@ import asyncssh
 import pytest
 from test_servers_support import PASSWORDS, make_backend, self_signed_cert, write_users_file
 
-from boxfs.servers.common import SpoolCleaner, box_filesystem_factory
+from boxfs.servers.common import box_filesystem_factory, spool_cleaner
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.safety import UnsafeSetupError
 from boxfs.servers.sftp import start_sftp_server
@@ -301,7 +301,9 @@ def test_spool_cleaner_removes_old_spool_files_of_every_user(backend, tmp_path):
         new.write_bytes(b"y")
         os.utime(old, (time.time() - 3 * 86400, time.time() - 3 * 86400))
         folders.append(folder)
-    cleaner = SpoolCleaner(filesystems, interval=0.05, max_age=86400).start()
+    cleaner = spool_cleaner(filesystems, interval=0.05, max_age=86400)
+    assert cleaner is not None and spool_cleaner(filesystems, 0, None) is None
+    cleaner.start()
     try:
         deadline = time.monotonic() + 30
         while any((f / "left-by-a-failed-upload.spool").exists() for f in folders):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from boxfs.frontend.cleaning import SpoolCleaner
 from boxfs.servers.safety import warn_if_loose
 from boxfs.servers.users import UserFilesystems
 
@@ -76,54 +77,38 @@ def set_mtime(fs: Any, path: str, epoch: float) -> None:
     setter(path, when)
 
 
-class SpoolCleaner:
-    """Cleans the spool of every Box user a long-running server acts as, every ``interval`` seconds.
+class AllUsersSpool:
+    """Every Box user's spool a server acts as, cleaned as one (what the layer's cleaner is given).
 
-    A failed large upload leaves a full-size spool file (kept so it can resume); on a server that
-    runs for months those would pile up until restart. ``BoxFileSystem.clean_spool`` removes what no
-    running upload uses and is older than ``max_age`` (None: the spool's own default, one day).
+    :class:`boxfs.frontend.cleaning.SpoolCleaner` cleans one filesystem's spool on a timer; a server
+    has one filesystem per Box user that logged in, a set that grows while it runs. A failed large
+    upload leaves a full-size spool file (kept so it can resume); on a server that runs for months
+    those would pile up until restart.
     """
 
-    def __init__(self, filesystems: UserFilesystems, interval: float = 3600.0, max_age: float | None = None):
+    def __init__(self, filesystems: UserFilesystems):
         self.filesystems = filesystems
-        self.interval = float(interval)
-        self.max_age = max_age
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"SpoolCleaner(interval={self.interval}, max_age={self.max_age})"
+        return f"AllUsersSpool({self.filesystems!r})"
 
-    def clean_once(self) -> list[str]:
-        """One pass over every filesystem; returns the paths removed. A failure is logged, not raised."""
+    def clean_spool(self, older_than: float | None = None) -> list[str]:
+        """``clean_spool`` of each user's filesystem; one user's failure does not stop the others."""
         removed: list[str] = []
         for fs in self.filesystems.all():
             clean = getattr(fs, "clean_spool", None)
             if not callable(clean):
                 continue
             try:
-                removed += clean(older_than=self.max_age)
+                removed += clean(older_than=older_than)
             except Exception as exc:  # noqa: BLE001 - the next pass tries again; serving goes on
-                logger.warning("spool cleaning failed: %s: %s", type(exc).__name__, exc)
-        if removed:
-            logger.info("spool cleaning removed %d file(s)", len(removed))
+                logger.warning("cleaning the spool of %r failed: %s: %s", fs, type(exc).__name__, exc)
         return removed
 
-    def start(self) -> SpoolCleaner:
-        """Clean in a background thread until :meth:`stop` (nothing when ``interval`` is 0)."""
-        if self.interval > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="boxfs-spool-cleaner", daemon=True)
-            self._thread.start()
-        return self
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.clean_once()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+def spool_cleaner(filesystems: UserFilesystems, interval: float, max_age: float | None) -> SpoolCleaner | None:
+    """The layer's periodic cleaner over every user's spool, not started; None when ``interval`` is 0."""
+    return SpoolCleaner(AllUsersSpool(filesystems), interval, max_age) if interval > 0 else None
 
 
 # os.SEEK_DATA/SEEK_HOLE are Linux/BSD-only names; the values are the same everywhere they exist.

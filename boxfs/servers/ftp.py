@@ -32,11 +32,11 @@ from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
 from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
 from boxfs.servers.common import (
     DownloadFile,
-    SpoolCleaner,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
     set_mtime,
+    spool_cleaner,
 )
 from boxfs.servers.safety import warn_ftp_setup
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
@@ -575,7 +575,7 @@ def make_ftp_server(
     handler = type("ConfiguredBoxFTPHandler", (base,), attrs)
     server = _IsolatedThreadedFTPServer((host, port), handler, ioloop=IOLoop())
     server.max_cons = max_connections
-    server.boxfs_cleaner = SpoolCleaner(filesystems, spool_clean_interval, spool_max_age)
+    server.boxfs_cleaner = spool_cleaner(filesystems, spool_clean_interval, spool_max_age)
     return server
 
 
@@ -631,11 +631,13 @@ def start_ftp_server(
                 server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
                 time.sleep(0.005)
         finally:
-            server.boxfs_cleaner.stop()
+            if server.boxfs_cleaner is not None:
+                server.boxfs_cleaner.stop()
             server.close_all()
 
     thread = threading.Thread(target=loop, name=f"boxfs-ftp-{bound_port}", daemon=True)
-    server.boxfs_cleaner.start()
+    if server.boxfs_cleaner is not None:
+        server.boxfs_cleaner.start()
     thread.start()
     logger.info("FTP server listening on %s:%d", bound_host, bound_port)
     return FTPServerHandle(server, thread, bound_host, bound_port, stop)
@@ -658,9 +660,11 @@ def run_ftp(
     server = make_ftp_server(users_file, box_filesystem_factory(config, base_urls), host, port, **options)
     tls = "S" if options.get("certfile") else ""
     logger.info("FTP%s server for Box listening on %s:%d", tls, *server.address[:2])
-    server.boxfs_cleaner.start()
+    if server.boxfs_cleaner is not None:
+        server.boxfs_cleaner.start()
     try:
         server.serve_forever(timeout=1.0, blocking=True, handle_exit=True)
     finally:
-        server.boxfs_cleaner.stop()
+        if server.boxfs_cleaner is not None:
+            server.boxfs_cleaner.stop()
         server.close_all()

@@ -45,17 +45,18 @@ from asyncssh import (
 )
 
 from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend.cleaning import SpoolCleaner
 from boxfs.frontend.stat import info_is_dir, info_to_stat
 from boxfs.servers.common import (
     DownloadFile,
     SessionLimitError,
     SessionLimits,
     SessionResources,
-    SpoolCleaner,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
     set_mtime,
+    spool_cleaner,
 )
 from boxfs.servers.safety import UnsafeSetupError, default_state_dir, private_dir, warn_if_loose
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
@@ -615,7 +616,9 @@ async def create_sftp_server(
         allow_scp=False,
         login_timeout=login_timeout,
     )
-    state.cleaner = SpoolCleaner(filesystems, spool_clean_interval, spool_max_age).start()
+    state.cleaner = spool_cleaner(filesystems, spool_clean_interval, spool_max_age)
+    if state.cleaner is not None:
+        state.cleaner.start()
     acceptor._boxfs_state = state  # type: ignore[attr-defined]  # kept for shutdown
     return acceptor
 
