@@ -441,7 +441,7 @@ def test_session_limits_open_files_and_bytes_ahead_of_a_gap(env, tmp_path):
 
             fh = handles[0]
             await fh.write(b"b" * 600_000, 100)  # ahead of a gap: held in memory
-            with pytest.raises(asyncssh.SFTPFailure, match=r"ahead of a gap .*limit 1048576 bytes"):
+            with pytest.raises(asyncssh.SFTPFailure, match=r"too much out-of-order data.*limit 1048576"):
                 await fh.write(b"c" * 600_000, 700_000)
             await fh.write(b"a" * 100, 0)  # the gap filled: the held bytes are written and released
             await fh.write(b"d" * 900_000, 2_000_000)  # room again
@@ -484,3 +484,35 @@ def test_invalid_names_refused_before_any_request(env, name, caplog):
 
     run(scenario())
     assert "Traceback" not in caplog.text
+
+
+def test_fsync_uploads_now_and_a_failed_upload_keeps_failing_until_it_lands(env, tmp_path):
+    backend, _server, _key = env
+    if backend.kind != "emulator":
+        pytest.skip("needs the emulator's fault injection")
+    from boxfs.servers.common import box_filesystem_factory
+
+    emu = backend.emulator
+    users = write_users_file(tmp_path / "users.toml", backend)
+    no_retry = box_filesystem_factory(backend.config, emu.base_urls, retry=1)
+    inspect = backend.inspect(backend.box_users["alice"])
+
+    async def scenario(server):
+        async with connect(server, "alice") as conn, conn.start_sftp_client() as sftp:
+            fh = await sftp.open("synced.txt", "wb")
+            await fh.write(b"first part ")
+            await fh.fsync()  # fsync@openssh.com: in Box now, before the close
+            assert inspect.cat_file("synced.txt") == b"first part "
+            await fh.write(b"second part")
+            emu.inject_faults(rate=1.0, kinds=("500",), route=r"/files/\d+/content$", method="POST")
+            try:
+                with pytest.raises(asyncssh.SFTPFailure):
+                    await fh.fsync()
+            finally:
+                emu.clear_faults()
+            await fh.close()  # still pending after the failed fsync: the close uploads it
+        assert backend.inspect(backend.box_users["alice"]).cat_file("synced.txt") == b"first part second part"
+
+    with start_sftp_server(users, no_retry) as server:
+        run(scenario(server))
+    inspect.rm_file("synced.txt")

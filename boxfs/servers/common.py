@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from boxfs.frontend.cleaning import SpoolCleaner
+from boxfs.frontend.handles import OpenFiles, WriteHandle
 from boxfs.servers.safety import warn_if_loose
 from boxfs.servers.users import UserFilesystems
 
@@ -121,10 +122,11 @@ class SessionLimitError(OSError):
 
 @dataclass(frozen=True)
 class SessionLimits:
-    """What one logged-in session may hold in the server's memory.
+    """What one logged-in session may hold on the server.
 
-    Every logged-in user can otherwise grow the server without bound: thousands of open upload
-    handles, or writes sent far ahead of a gap that is never filled (held in memory until it is).
+    Every logged-in user could otherwise grow the server without bound: thousands of open handles,
+    or writes sent far ahead of a gap that is never filled (kept on the spool disk until it is).
+    ``max_pending_bytes`` applies to each file the session writes.
     """
 
     max_open_files: int = 64
@@ -136,16 +138,15 @@ class SessionLimits:
 
 
 class SessionResources:
-    """The running totals of one session, checked against its :class:`SessionLimits`."""
+    """One session's open files, counted against its :class:`SessionLimits`."""
 
     def __init__(self, limits: SessionLimits | None = None):
         self.limits = limits or SessionLimits()
         self._lock = threading.Lock()
         self.open_files = 0
-        self.pending_bytes = 0
 
     def __repr__(self) -> str:
-        return f"SessionResources(open_files={self.open_files}, pending_bytes={self.pending_bytes})"
+        return f"SessionResources(open_files={self.open_files})"
 
     def open_file(self) -> None:
         """Count one more open file, or refuse it past ``max_open_files``."""
@@ -161,55 +162,48 @@ class SessionResources:
         with self._lock:
             self.open_files = max(0, self.open_files - 1)
 
-    def hold_pending(self, size: int) -> None:
-        """Account ``size`` bytes received ahead of a gap, or refuse them past ``max_pending_bytes``."""
-        with self._lock:
-            if self.pending_bytes + size > self.limits.max_pending_bytes:
-                raise SessionLimitError(
-                    errno.ENOBUFS,
-                    "too much data written ahead of a gap in this session "
-                    f"(limit {self.limits.max_pending_bytes} bytes): write files in order",
-                )
-            self.pending_bytes += size
-
-    def release_pending(self, size: int) -> None:
-        with self._lock:
-            self.pending_bytes = max(0, self.pending_bytes - size)
+    def open_files_for(self, fs: Any) -> OpenFiles:
+        """The layer's write spools for one session: on the filesystem's spool disk, out-of-order bytes
+        capped per file, and a file with a never-written range refused rather than stored with zeros."""
+        return OpenFiles(
+            fs,
+            spool_dir=getattr(fs, "spool_dir", None),
+            max_pending=self.limits.max_pending_bytes,
+            holes_allowed=False,
+        )
 
 
 class UploadFile:
-    """A write-only file that uploads to the filesystem when closed.
+    """One upload (FTP STOR, SFTP open for writing): the layer's write handle, as the protocol
+    libraries want a file object.
 
-    Wraps ``fs.open(path, "wb")`` (the filesystem spools large files and uploads on close).
-    Tracks its own ``closed`` state and the failure of the final upload so that the protocol
-    layers can tell the client the transfer failed instead of reporting success. Writes at
-    out-of-order offsets (pipelined SFTP clients) are held until the gap is filled, within the
-    session's ``max_pending_bytes``; a running total keeps each write O(1).
+    The bytes go to a private spool file (any order, within the session's limits) and reach Box in
+    one upload at :meth:`close`, which raises when that fails (nothing is then stored);
+    :meth:`discard` abandons the upload (an aborted transfer, a client gone).
     """
 
-    def __init__(
-        self, fs: Any, path: str, name: str, resources: SessionResources | None = None, **open_kwargs: Any
-    ):
+    def __init__(self, files: OpenFiles, path: str, name: str, resources: SessionResources):
         self.name = name  # the client-visible path: what the protocol libraries log
         self.path = path
-        self._fs = fs
-        self._resources = resources or SessionResources()
-        self._resources.open_file()
+        self._resources = resources
+        resources.open_file()
         try:
-            self._fh = fs.open(path, "wb", **open_kwargs)
+            self._handle: WriteHandle = files.open(path, truncate=True)
         except BaseException:
-            self._resources.close_file()
+            resources.close_file()
             raise
-        self._lock = threading.Lock()
-        self._pos = 0
-        self._pending: dict[int, bytes] = {}
-        self._pending_bytes = 0
-        self.closed = False
-        self.bytes_written = 0
         self.error: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"UploadFile(name={self.name!r}, bytes={self.bytes_written}, closed={self.closed})"
+
+    @property
+    def closed(self) -> bool:
+        return self._handle.closed
+
+    @property
+    def bytes_written(self) -> int:
+        return self._handle.bytes_written
 
     def writable(self) -> bool:
         return True
@@ -219,88 +213,41 @@ class UploadFile:
 
     def write(self, data: bytes) -> int:
         """Append at the current position (FTP streams)."""
-        return self.pwrite(data, self._pos)
+        return self._handle.write(data)
 
     def pwrite(self, data: bytes, offset: int) -> int:
-        """Write ``data`` at ``offset``; offsets beyond the end wait for the gap to be filled."""
-        with self._lock:
-            if self.closed:
-                raise OSError(errno.EBADF, "upload already closed")
-            if offset < self._pos:
-                raise OSError(errno.ENOTSUP, "Box uploads are sequential: cannot rewrite earlier bytes")
-            if offset > self._pos:
-                previous = self._pending.get(offset)
-                self._resources.hold_pending(len(data))
-                if previous is not None:  # the same range sent again: the newer bytes win
-                    self._drop_pending(len(previous))
-                self._pending[offset] = bytes(data)
-                self._pending_bytes += len(data)
-                return len(data)
-            self._fh.write(data)
-            self._pos += len(data)
-            self.bytes_written += len(data)
-            while self._pos in self._pending:
-                chunk = self._pending.pop(self._pos)
-                self._drop_pending(len(chunk))
-                self._fh.write(chunk)
-                self._pos += len(chunk)
-                self.bytes_written += len(chunk)
-            return len(data)
-
-    def _drop_pending(self, size: int) -> None:
-        self._pending_bytes -= size
-        self._resources.release_pending(size)
+        """Write ``data`` at ``offset`` (SFTP; past a gap is held until the gap is filled)."""
+        return self._handle.pwrite(data, offset)
 
     def tell(self) -> int:
-        return self._pos
+        return self._handle.tell()
+
+    def set_mtime(self, mtime: float) -> None:
+        """Send ``mtime`` as the file's modification time with the upload (no extra request)."""
+        self._handle.spool.set_mtime(mtime)
+
+    def fsync(self) -> None:
+        """Upload now; raises if Box does not take it (the data stays pending for the next try)."""
+        self._handle.fsync()
 
     def close(self) -> None:
-        """Finish the upload; raises (once) if the upload failed or the file has holes."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            try:
-                if self._pending:
-                    raise OSError(errno.EIO, "upload has missing byte ranges")
-                self._fh.close()
-            except BaseException as exc:
-                self.error = exc
-                self._discard()
-                raise
-            finally:
-                self._release()
+        """Upload and let go; raises if the upload failed (then nothing was stored). Idempotent."""
+        if self.closed:
+            return
+        try:
+            self._handle.close()
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self._resources.close_file()
 
     def discard(self) -> None:
-        """Abandon the upload without creating the file (best effort)."""
-        with self._lock:
-            if not self.closed:
-                self.closed = True
-                self._release()
-            self._discard()
-
-    def _release(self) -> None:
-        """Give the session back this file's slot and held bytes (once: only on the closing path)."""
+        """Abandon the upload without creating the file; the spool file is deleted."""
+        if self.closed:
+            return
+        self._handle.discard()
         self._resources.close_file()
-        self._resources.release_pending(self._pending_bytes)
-        self._pending_bytes = 0
-        self._pending.clear()
-
-    def _discard(self) -> None:
-        """fsspec writers upload when closed, even from ``__del__``; after asking the writer to
-        discard its buffer it is marked closed so that garbage collection cannot store a
-        partial file."""
-        self._pending.clear()
-        method = getattr(self._fh, "discard", None)
-        if callable(method):
-            try:
-                method()
-            except Exception:  # noqa: BLE001 - cleanup must not mask the original problem
-                logger.debug("discarding upload of %s failed", self.name, exc_info=True)
-        try:
-            self._fh.closed = True
-        except (AttributeError, TypeError):
-            logger.debug("writer of %s cannot be marked closed", self.name)
 
 
 class DownloadFile:

@@ -32,6 +32,7 @@ from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
 from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
 from boxfs.servers.common import (
     DownloadFile,
+    SessionResources,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
@@ -179,6 +180,8 @@ class BoxFTPFS(AbstractedFS):
         self.home = user.home
         self.fs = cmd_channel.filesystems.for_user(user)
         self.ns = Namespace(self.fs)  # literal names: never a pattern
+        self.resources = SessionResources()
+        self.files = self.resources.open_files_for(self.fs)  # upload spools (the layer's)
         # Listing cache: LIST/MLSD stat every entry right after listing the folder; serving those
         # stats from the listing avoids one Box request per entry. Cleared by every change.
         self._listed: dict[str, dict[str, Any]] = {}
@@ -233,12 +236,12 @@ class BoxFTPFS(AbstractedFS):
         self._changed()
         try:
             if mode == "rb":
-                return DownloadFile(self.fs, self._backend(filename), filename)
+                return DownloadFile(self.fs, self._backend(filename), filename, self.resources)
             if mode == "wb":
                 if self.isdir(filename):
                     raise IsADirectoryError(filename)
                 self._check_new_name(filename)
-                return UploadFile(self.fs, self._backend(filename), filename)
+                return UploadFile(self.files, self._backend(filename), filename, self.resources)
         except FilesystemError:
             raise
         except Exception as exc:

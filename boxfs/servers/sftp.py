@@ -44,7 +44,7 @@ from asyncssh import (
     SFTPQuotaExceeded,
 )
 
-from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend import Namespace, OpenFiles, PendingLimitError, errno_of, log_failure, reason_of
 from boxfs.frontend.cleaning import SpoolCleaner
 from boxfs.frontend.stat import info_is_dir, info_to_stat
 from boxfs.servers.common import (
@@ -229,8 +229,8 @@ def sftp_error(exc: BaseException, virtual: str) -> SFTPError:
     if isinstance(exc, SFTPError):
         return exc
     code = log_failure(logger, "sftp", virtual, exc)
-    if isinstance(exc, SessionLimitError):
-        return SFTPFailure(exc.strerror)
+    if isinstance(exc, (SessionLimitError, PendingLimitError)):
+        return SFTPFailure(exc.strerror)  # says which limit, and what to do
     return _SFTP_STATUS.get(code, SFTPFailure)(f"{reason_of(code)}: {virtual}")
 
 
@@ -255,8 +255,8 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         self.user: User = user
         self._fs: Any = None
         self._ns: Namespace | None = None
-        self._mtimes: dict[int, float] = {}
         self._resources = SessionResources(state.session_limits)
+        self._files: OpenFiles | None = None  # this session's write spools (the layer's)
 
     def __repr__(self) -> str:
         return f"BoxSFTPServer(login={self.user.login!r})"
@@ -353,10 +353,15 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     async def fsetstat(self, file_obj: Any, attrs: SFTPAttrs) -> None:
         if isinstance(file_obj, UploadFile):
             if attrs.mtime is not None:
-                # Applied once the upload is stored (Box sets times only with content).
-                self._mtimes[id(file_obj)] = float(attrs.mtime)
+                # Sent with the upload (Box sets times only with content): no extra request.
+                file_obj.set_mtime(float(attrs.mtime))
             return
         await self.setstat(file_obj.name.encode("utf-8"), attrs)
+
+    async def fsync(self, file_obj: Any) -> None:
+        """fsync@openssh.com: an upload is sent to Box now, and fails here if Box does not take it."""
+        if isinstance(file_obj, UploadFile):
+            await self._call(file_obj.name, file_obj.fsync)
 
     # --- files
 
@@ -381,7 +386,9 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                     raise SFTPFileAlreadyExists(f"File exists: {virtual}")
                 if not pflags & FXF_TRUNC:
                     raise SFTPOpUnsupported("Box files cannot be modified in place: open with truncate")
-            upload = await self._call(virtual, UploadFile, fs, backend, virtual, self._resources)
+            if self._files is None:
+                self._files = self._resources.open_files_for(fs)
+            upload = await self._call(virtual, UploadFile, self._files, backend, virtual, self._resources)
             logger.info("sftp %s upload started %s", self.user.login, virtual)
             return upload
         info = await self._info(virtual)
@@ -442,10 +449,6 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                 file_obj.name,
                 file_obj.bytes_written,
             )
-            mtime = self._mtimes.pop(id(file_obj), None)
-            if mtime is not None:
-                fs = await self._filesystem()
-                await self._call(file_obj.name, set_mtime, fs, file_obj.path, mtime)
         elif isinstance(file_obj, DownloadFile):
             await self._run(file_obj.close)
             logger.info(
