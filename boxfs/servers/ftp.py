@@ -161,7 +161,7 @@ class BoxFilesystemError(FilesystemError):
         self.reply = reply
 
 
-def _translate(exc: BaseException, virtual: str) -> FilesystemError:
+def ftp_error(exc: BaseException, virtual: str) -> FilesystemError:
     """Turn a filesystem exception into a FilesystemError with a short, safe client message."""
     if isinstance(exc, FilesystemError):
         return exc
@@ -245,7 +245,7 @@ class BoxFTPFS(AbstractedFS):
         except FilesystemError:
             raise
         except Exception as exc:
-            raise _translate(exc, filename) from None
+            raise ftp_error(exc, filename) from None
         # APPE and REST+STOR: Box has no way to append to or resume an upload.
         raise FilesystemError("Box cannot append to or resume an upload")
 
@@ -267,7 +267,7 @@ class BoxFTPFS(AbstractedFS):
                 raise FileExistsError(path)
             self.ns.mkdir(self._backend(path))
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     def listdir(self, path: str) -> list[str]:
         try:
@@ -275,7 +275,7 @@ class BoxFTPFS(AbstractedFS):
             # (Box web app, sync clients, other Box users) and not the filesystem's cached listing.
             entries = self.ns.list(self._backend(path), refresh=True)
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
         self._listed = {}
         self._listed_at = time.monotonic()
         names = []
@@ -295,14 +295,14 @@ class BoxFTPFS(AbstractedFS):
         try:
             self.ns.remove_folder(self._backend(path))
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     def remove(self, path: str) -> None:
         self._changed()
         try:
             self.ns.remove_file(self._backend(path))
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
         logger.info("ftp %s deleted %s", self.user.login, path)
 
     def rename(self, src: str, dst: str) -> None:
@@ -313,7 +313,7 @@ class BoxFTPFS(AbstractedFS):
         try:
             self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
         except Exception as exc:
-            raise _translate(exc, f"{src} -> {dst}") from None
+            raise ftp_error(exc, f"{src} -> {dst}") from None
         logger.info("ftp %s renamed %s to %s", self.user.login, src, dst)
 
     def chmod(self, path: str, mode: int) -> None:
@@ -325,7 +325,7 @@ class BoxFTPFS(AbstractedFS):
         except FilesystemError:
             raise
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     lstat = stat
 
@@ -334,7 +334,7 @@ class BoxFTPFS(AbstractedFS):
         try:
             set_mtime(self.fs, self._backend(path), timeval)
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
         logger.info("ftp %s set modification time of %s", self.user.login, path)
 
     def readlink(self, path: str) -> str:
@@ -369,13 +369,13 @@ class BoxFTPFS(AbstractedFS):
         try:
             return int(self.ns.info(self._backend(path)).get("size") or 0)
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     def getmtime(self, path: str) -> float:
         try:
             return info_mtime(self.ns.info(self._backend(path)))
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     def get_user_by_uid(self, uid: int) -> str:
         return "box"
