@@ -292,8 +292,8 @@ class BoxFuseOperations:
         if refresh:
             self._listed_at[path] = now
         names = [basename(str(e["name"])) for e in entries]
-        seen = set(names)
-        names.extend(n for n in (basename(s.path) for s in self.files.children(remote)) if n not in seen)
+        seen = {self.files.key(n) for n in names}  # a file being written may already be on Box
+        names.extend(n for n in (basename(s.path) for s in self.files.children(remote)) if self.files.key(n) not in seen)
         return [".", "..", *names]
 
     @_operation
