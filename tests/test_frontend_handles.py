@@ -171,6 +171,7 @@ def test_rename_and_remove_follow_open_spools(files: OpenFiles, box_view: Callab
     files.renamed("c.txt", "C.txt")  # a case-only rename keeps the spool, with the new spelling
     assert c.spool.path == "C.txt" and files.get("c.txt") is c.spool
     files.removed("Moved/B.txt")
+    b.write(b" written after the delete")  # a file deleted while open is not brought back
     for handle in (a, b, c):
         handle.close()
     box = box_view()

@@ -81,7 +81,7 @@ class Spool:
         self.complete = 0  # bytes [0, complete) are all written (or loaded)
         self.pending = RangeSet()  # bytes written past ``complete``, with a hole before them
         self.lost: tuple[int, int, OSError] | None = None  # a write that failed: (start, end, error)
-        self.emptied = False  # emptied by reset() and not changed since (see WriteHandle.flush)
+        self.emptied = False  # emptied by reset() and not changed since (a frontend may wait to upload)
 
     def __repr__(self) -> str:
         return f"Spool(path={self.path!r}, dirty={self.dirty}, refs={self.refs})"
@@ -125,9 +125,9 @@ class Spool:
             self.emptied = True
 
     def _changed(self) -> None:
+        # ``unlinked`` stays: writing to a file deleted while open must not bring it back
         self.emptied = False
         self.dirty = True
-        self.unlinked = False
         self.changed_at = time.time()
 
     def _record(self, start: int, end: int) -> None:
