@@ -410,6 +410,8 @@ class BoxFuseOperations:
         src, dst = self.remote(old), self.remote(new)
         overwrite = not flags & RENAME_NOREPLACE
         pending = self.files.get(src)
+        if not overwrite and self.files.key(src) != self.files.key(dst) and self.files.get(dst) is not None:
+            raise oserror(errno.EEXIST, dst)  # a file being created there, not uploaded yet
         try:
             if pending is not None and self.names.try_info(src) is None:
                 # only pending locally (created, not uploaded yet): the upload goes to the new name
