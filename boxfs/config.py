@@ -7,6 +7,9 @@ The forms (issue 4) are those a Box admin meets in the developer console and in 
   ``private_key`` as PEM text or path, ``passphrase``);
 * Client Credentials Grant (``client_id`` + ``client_secret`` + ``enterprise_id`` or ``user_id``);
 * a ready access token (``token=``);
+* App Token auth (``app_token=``): a Limited Access App's primary App Token, or ``(primary, secondary)``;
+  the secondary is used once Box refuses the primary (revoked in a rollover). ``client_id=`` may be
+  given with it (annotator tokens name the app);
 * the environment (``BOXFS_JWT_CONFIG``, ``BOXFS_CLIENT_ID``, ``BOXFS_CLIENT_SECRET``,
   ``BOXFS_ENTERPRISE_ID``, ``BOXFS_TOKEN``, ``BOXFS_AS_USER``, ``BOXFS_BASE_URL``) for URL-only use such as
   ``pd.read_csv("box://...")`` with no storage options.
@@ -120,7 +123,8 @@ class BoxEndpoints:
 
 @dataclass(frozen=True)
 class BoxCredentials:
-    """How to obtain an access token. ``kind`` is ``"jwt"``, ``"ccg"``, ``"token"`` or ``"oauth"``.
+    """How to obtain an access token. ``kind`` is ``"jwt"``, ``"ccg"``, ``"token"``, ``"oauth"`` or
+    ``"app_token"``.
 
     The secret fields are excluded from ``repr`` and comparison output; they travel only through pickling
     (a dask worker needs them to authenticate on its own).
@@ -136,6 +140,7 @@ class BoxCredentials:
     passphrase: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     token_file: str | None = None  # kind "oauth": the token file written by ``boxfs login``
+    app_tokens: tuple[str, ...] = field(default=(), repr=False)  # kind "app_token": primary[, secondary]
 
     def __repr__(self) -> str:
         shown = [f"kind={self.kind!r}"]
@@ -154,7 +159,7 @@ class BoxCredentials:
         """
         text = "\0".join(str(getattr(self, f)) for f in (
             "kind", "client_id", "client_secret", "enterprise_id", "user_id", "public_key_id", "private_key",
-            "passphrase", "token", "token_file"))
+            "passphrase", "token", "token_file", "app_tokens"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     __str__ = __repr__
@@ -167,6 +172,8 @@ class BoxCredentials:
         if self.kind == "token":
             assert self.token is not None
             return ("token", hashlib.sha256(self.token.encode()).hexdigest()[:16])
+        if self.kind == "app_token":
+            return ("app_token", hashlib.sha256("\0".join(self.app_tokens).encode()).hexdigest()[:16])
         if self.enterprise_id:
             return ("enterprise", self.enterprise_id)
         return ("user", self.user_id or "")
@@ -336,6 +343,7 @@ def resolve_credentials(
     token: Any = None,
     credentials: BoxCredentials | None = None,
     oauth_token_file: Any = None,
+    app_token: Any = None,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[BoxCredentials, bool]:
     """Turn constructor arguments (or, when none are given, the environment) into BoxCredentials.
@@ -350,7 +358,7 @@ def resolve_credentials(
     given = any(
         v not in (None, "")
         for v in (jwt_config, client_id, client_secret, enterprise_id, public_key_id, private_key, token,
-                  oauth_token_file)
+                  oauth_token_file, app_token)
     )
     if not given:
         env = os.environ if environ is None else environ
@@ -379,6 +387,8 @@ def resolve_credentials(
         from boxfs.oauth_login import oauth_credentials
 
         return oauth_credentials(oauth_token_file), False
+    if app_token not in (None, ""):
+        return _app_token_credentials(app_token, client_id), False
     if token not in (None, ""):
         if not isinstance(token, str) or not token.strip():
             raise BoxConfigError("token must be a non-empty string")
@@ -424,6 +434,17 @@ def resolve_credentials(
         ),
         False,
     )
+
+
+def _app_token_credentials(app_token: Any, client_id: Any) -> BoxCredentials:
+    """``app_token=``: the primary App Token, or ``(primary, secondary)`` as the developer console shows them."""
+    tokens = (app_token,) if isinstance(app_token, str) else tuple(app_token) if isinstance(app_token, (list, tuple)) else None
+    if not tokens or len(tokens) > 2:
+        raise BoxConfigError("app_token must be the primary App Token, or (primary, secondary)")
+    for which, value in zip(("primary", "secondary"), tokens, strict=False):
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+            raise BoxConfigError(f"app_token: the {which} App Token must be a non-empty string without spaces")
+    return BoxCredentials(kind="app_token", client_id=_s(client_id), app_tokens=tuple(t.strip() for t in tokens))
 
 
 def resolve_endpoints(

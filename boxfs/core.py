@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 from fsspec.spec import AbstractFileSystem, _Cached
 from fsspec.utils import stringify_path
 
+from boxfs import preview
 from boxfs.api.errors import BoxAuthError, exists, is_a_directory, not_a_directory, not_found
 from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
 from boxfs.api.transport import BoxTransport
@@ -160,6 +161,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         private_key: str | None = None,
         passphrase: str | None = None,
         token: str | None = None,
+        app_token: str | tuple[str, ...] | list[str] | None = None,
         as_user: str | int | None = None,
         base_urls: dict[str, str] | BoxEndpoints | None = None,
         root_folder_id: str | int = "0",
@@ -184,7 +186,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         through the ``As-User`` header. ``spool_threshold`` (bytes): uploads up to it go in one request.
         ``auto_mkdir``: writing ``a/b/c`` creates the folders ``a`` and ``a/b`` if missing (object-store
         semantics fsspec users expect). ``retry``: a :class:`~boxfs.retry.RetryPolicy` or a dict of its
-        fields. ``oauth_token_file``: a user's own tokens, from ``boxfs login``. ``scopes`` (+ ``resource``,
+        fields. ``oauth_token_file``: a user's own tokens, from ``boxfs login``. ``app_token``: App Token
+        auth, the primary App Token or ``(primary, secondary)``. ``scopes`` (+ ``resource``,
         a Box API URL of a file or folder): act with a token downscoped to these scopes (token exchange).
         ``default_block_size``/``default_cache_type``: what ``open`` uses when not told (fsspec's 5 MiB and
         ``"readahead"``). ``id_paths``: a path whose first part is ``id:<digits>`` addresses the item with
@@ -200,7 +203,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             jwt_config=jwt_config, client_id=client_id, client_secret=client_secret,
             enterprise_id=enterprise_id, user_id=user_id, public_key_id=public_key_id,
             private_key=private_key, passphrase=passphrase, token=token, credentials=credentials,
-            oauth_token_file=oauth_token_file,
+            oauth_token_file=oauth_token_file, app_token=app_token,
         )
         if as_user is None and from_env:
             as_user = env_as_user()
@@ -1113,6 +1116,18 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         from boxfs.oauth_login import signed_url
 
         return signed_url(self, self._strip_protocol(path), int(expiration))
+
+    def embed_url(self, path: str | None = None, *, file_id: str | int | None = None) -> str:
+        """The file's expiring Box Embed URL, for an ``iframe`` (open it within 60 seconds). The file is
+        named by path or, where paths cannot be resolved (App Token auth), by ``file_id``."""
+        return preview.embed_url(self, path, file_id=file_id)
+
+    def annotator_token(self, path: str | None = None, *, external_id: str, display_name: str,
+                        file_id: str | int | None = None) -> str:
+        """A token that previews and annotates one file as ``external_id`` (a user of your application,
+        at most 48 characters, shown as ``display_name``): Box View's annotator token."""
+        return preview.annotator_token(self, path, external_id=external_id, display_name=display_name,
+                                       file_id=file_id)
 
     # --------------------------------------------------------------------------------- caching
     def invalidate_cache(self, path: str | None = None) -> None:
