@@ -59,10 +59,10 @@ class BoxFile(AbstractBufferedFile):
             info = dict(fs._info_for_read(path))  # re-checks Box if only the cache says "missing"
             if info["type"] != "file":
                 raise is_a_directory(path)
+            self._box_id = info["id"]  # before fsspec's __init__: cache_type="all" reads the file there
             super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options,
                              size=info["size"], **kwargs)
             self.details = info
-            self._box_id = info["id"]
         else:
             # Refuse what cannot work before anything is written: bad names, a folder in the way,
             # a missing parent when auto_mkdir is off, an existing file for 'xb'.

@@ -292,8 +292,8 @@ class BoxFuseOperations:
         if refresh:
             self._listed_at[path] = now
         names = [basename(str(e["name"])) for e in entries]
-        seen = set(names)
-        names.extend(n for n in (basename(s.path) for s in self.files.children(remote)) if n not in seen)
+        seen = {self.files.key(n) for n in names}  # a file being written may already be on Box
+        names.extend(n for n in (basename(s.path) for s in self.files.children(remote)) if self.files.key(n) not in seen)
         return [".", "..", *names]
 
     @_operation
@@ -410,6 +410,8 @@ class BoxFuseOperations:
         src, dst = self.remote(old), self.remote(new)
         overwrite = not flags & RENAME_NOREPLACE
         pending = self.files.get(src)
+        if not overwrite and self.files.key(src) != self.files.key(dst) and self.files.get(dst) is not None:
+            raise oserror(errno.EEXIST, dst)  # a file being created there, not uploaded yet
         try:
             if pending is not None and self.names.try_info(src) is None:
                 # only pending locally (created, not uploaded yet): the upload goes to the new name
@@ -491,9 +493,24 @@ class BoxFuseOperations:
     def flush(self, path: str, fh: int) -> int:
         """Called on every ``close(2)``: upload now so that a failure reaches the application."""
         handle = self._handle(fh)
-        if handle.writer is not None:
+        if handle.writer is not None and not self._empty_until_written(handle.writer):
             self._sync(handle.writer, "close")
         return 0
+
+    def _empty_until_written(self, writer: WriteHandle) -> bool:
+        """True for an existing file emptied by ``O_TRUNC`` and not written since: its upload waits.
+
+        ``echo x > f`` and ``dd of=f`` open ``f`` with ``O_TRUNC`` and close a duplicate of the
+        descriptor before writing (``dup2``); uploading then would make an empty current version
+        of a file that had content, and if the writes that follow fail (a full spool disk), Box
+        would be left with the empty one. The upload happens at the next flush after a write, or
+        on release (``: > f`` truncates on release).
+        """
+        spool = writer.spool
+        if not spool.emptied or spool.size():
+            return False
+        existing = self.names.try_info(spool.path)
+        return existing is not None and existing.get("type") == "file" and bool(existing.get("size"))
 
     @_operation
     def fsync(self, path: str, datasync: int, fh: int) -> int:

@@ -22,6 +22,7 @@ from boxfs.frontend import (
     oserror,
     reason_of,
 )
+from boxfs.frontend.errors import EXIT_BAD_INPUT, EXIT_FAILED, exit_status_of, upload_errno
 from boxfs.names import BoxNameError
 
 
@@ -56,6 +57,16 @@ def test_box_name_too_long_code() -> None:
     exc = ValueError("Item name too long")
     exc.box_code = "item_name_too_long"  # type: ignore[attr-defined]
     assert errno_of(exc) == errno.ENAMETOOLONG
+
+
+def test_upload_and_exit_status_views_of_the_same_table() -> None:
+    """What close/fsync report for a failed upload, and the CLI's exit status, derive from errno_of."""
+    assert upload_errno(OSError(errno.ENOSPC, "quota")) == errno.ENOSPC
+    assert upload_errno(FileNotFoundError("parent folder deleted meanwhile")) == errno.EIO
+    assert upload_errno(PermissionError("share revoked")) == errno.EIO
+    assert exit_status_of(BoxNameError("trailing space")) == EXIT_BAD_INPUT
+    assert exit_status_of(FileNotFoundError("x")) == EXIT_FAILED
+    assert exit_status_of(BoxAPIError("503")) == EXIT_FAILED
 
 
 def test_oserror_picks_the_builtin_subclass() -> None:

@@ -19,23 +19,12 @@ import pytest
 from boxfs.frontend import OpenFiles, PendingLimitError, errno_of
 from boxfs.frontend.ranges import RangeSet
 
-FAST = {"max_attempts": 2, "backoff_base": 0.005, "backoff_max": 0.02, "max_retry_after": 0.1}
 UPLOAD_ROUTES = ("/files/content", "/files/{file_id}/content", "/files/upload_sessions/{upload_session_id}/commit")
 
 
 @pytest.fixture
-def user(new_user: Callable[..., tuple[str, str]]) -> str:
-    return new_user("wh")[0]
-
-
-@pytest.fixture
-def fs(make_fs: Callable[..., Any], user: str) -> Any:
-    return make_fs(as_user=user, retry=FAST)
-
-
-@pytest.fixture
-def server(make_fs: Callable[..., Any], user: str) -> Callable[[], Any]:
-    return lambda: make_fs(as_user=user)
+def fs(fast_fs: Any) -> Any:
+    return fast_fs
 
 
 @pytest.fixture
@@ -67,8 +56,8 @@ def test_range_set() -> None:
     assert not rs and rs.total == 0
 
 
-def test_reverse_one_byte_writes_stay_one_range(files: OpenFiles, server: Callable[[], Any],
-                                                emulator: Any, user: str) -> None:
+def test_reverse_one_byte_writes_stay_one_range(files: OpenFiles, box_view: Callable[[], Any],
+                                                emulator: Any, fs_user: tuple[str, str]) -> None:
     """40,000 one-byte writes from the end backwards: one merged range, never a re-sum, one upload."""
     data = os.urandom(40_000)
     handle = files.open("rev.bin", truncate=True)
@@ -78,11 +67,11 @@ def test_reverse_one_byte_writes_stay_one_range(files: OpenFiles, server: Callab
     handle.pwrite(data[:1], 0)
     assert not handle.spool.pending and handle.spool.complete == len(data)
     handle.close()
-    assert uploads(emulator, user) == 1
-    assert sha1(server().cat_file("rev.bin")) == sha1(data)
+    assert uploads(emulator, fs_user[0]) == 1
+    assert sha1(box_view().cat_file("rev.bin")) == sha1(data)
 
 
-def test_out_of_order_cap(fs: Any, tmp_path: Path, server: Callable[[], Any]) -> None:
+def test_out_of_order_cap(fs: Any, tmp_path: Path, box_view: Callable[[], Any]) -> None:
     files = OpenFiles(fs, spool_dir=str(tmp_path), max_pending=1000)
     handle = files.open("capped.bin", truncate=True)
     handle.pwrite(b"b" * 600, 100)
@@ -94,11 +83,11 @@ def test_out_of_order_cap(fs: Any, tmp_path: Path, server: Callable[[], Any]) ->
     handle.pwrite(b"a" * 100, 0)  # the gap filled: nothing is pending any more
     handle.pwrite(b"c" * 500, 700)
     handle.close()
-    assert server().cat_file("capped.bin") == b"a" * 100 + b"b" * 600 + b"c" * 500
+    assert box_view().cat_file("capped.bin") == b"a" * 100 + b"b" * 600 + b"c" * 500
 
 
-def test_failed_upload_stays_dirty_for_every_handle(files: OpenFiles, server: Callable[[], Any],
-                                                    emulator: Any, user: str) -> None:
+def test_failed_upload_stays_dirty_for_every_handle(files: OpenFiles, box_view: Callable[[], Any],
+                                                    emulator: Any, fs_user: tuple[str, str]) -> None:
     """fsync -> error -> fsync -> error (two handles) until the upload lands; never success before."""
     data = os.urandom(300_000)
     first = files.open("doc.bin", truncate=True)
@@ -114,59 +103,59 @@ def test_failed_upload_stays_dirty_for_every_handle(files: OpenFiles, server: Ca
         with pytest.raises(OSError):
             first.close()  # the close reports it too, and lets go of the handle
         assert first.closed
-        assert not server().exists("doc.bin")
+        assert not box_view().exists("doc.bin")
     finally:
         rule.remaining = 0
     second.fsync()  # Box answers again: this one lands
     assert not second.spool.dirty and second.spool.error is None
     second.close()  # clean: no second upload
-    box = server()
+    box = box_view()
     assert sha1(box.cat_file("doc.bin")) == sha1(data)
-    assert len(emulator.request_log.filter(method="POST", route="/files/content", user_id=user, status=201)) == 1
+    assert len(emulator.request_log.filter(method="POST", route="/files/content", user_id=fs_user[0], status=201)) == 1
 
 
-def test_discard_uploads_nothing(files: OpenFiles, server: Callable[[], Any], emulator: Any, user: str) -> None:
+def test_discard_uploads_nothing(files: OpenFiles, box_view: Callable[[], Any], emulator: Any, fs_user: tuple[str, str]) -> None:
     handle = files.open("aborted.bin", truncate=True)
     handle.write(b"half a transfer")
     handle.discard()
     handle.discard()
-    assert uploads(emulator, user) == 0 and not server().exists("aborted.bin")
+    assert uploads(emulator, fs_user[0]) == 0 and not box_view().exists("aborted.bin")
     assert files.get("aborted.bin") is None
 
 
-def test_holes_refused_when_asked(fs: Any, tmp_path: Path, server: Callable[[], Any]) -> None:
+def test_holes_refused_when_asked(fs: Any, tmp_path: Path, box_view: Callable[[], Any]) -> None:
     files = OpenFiles(fs, spool_dir=str(tmp_path), holes_allowed=False)
     handle = files.open("holey.bin", truncate=True)
     handle.pwrite(b"tail", 10)
     with pytest.raises(OSError) as exc:
         handle.close()
     assert errno_of(exc.value) == errno.EIO
-    assert not server().exists("holey.bin")
+    assert not box_view().exists("holey.bin")
     sparse = OpenFiles(fs, spool_dir=str(tmp_path)).open("sparse.bin", truncate=True)
     sparse.pwrite(b"tail", 10)
     sparse.close()
-    assert server().cat_file("sparse.bin") == b"\0" * 10 + b"tail"
+    assert box_view().cat_file("sparse.bin") == b"\0" * 10 + b"tail"
 
 
-def test_existing_content_is_fetched_lazily(fs: Any, files: OpenFiles, server: Callable[[], Any],
-                                            emulator: Any, user: str) -> None:
+def test_existing_content_is_fetched_lazily(fs: Any, files: OpenFiles, box_view: Callable[[], Any],
+                                            emulator: Any, fs_user: tuple[str, str]) -> None:
     fs.pipe_file("existing.txt", b"hello world")
-    before = len(emulator.request_log.filter(user_id=user))
+    before = len(emulator.request_log.filter(user_id=fs_user[0]))
     files.open("existing.txt").close()  # open for writing, close untouched: no request
-    assert len(emulator.request_log.filter(user_id=user)) == before
+    assert len(emulator.request_log.filter(user_id=fs_user[0])) == before
     handle = files.open("existing.txt")
     handle.pwrite(b"W", 6)
     assert handle.pread(5, 6) == b"World"
     handle.close()
-    assert server().cat_file("existing.txt") == b"hello World"
+    assert box_view().cat_file("existing.txt") == b"hello World"
     appender = files.open("existing.txt", append=True)
     appender.write(b"!")
     appender.pwrite(b"?", 0)  # append mode: always at the end
     appender.close()
-    assert server().cat_file("existing.txt") == b"hello World!?"
+    assert box_view().cat_file("existing.txt") == b"hello World!?"
 
 
-def test_rename_and_remove_follow_open_spools(files: OpenFiles, server: Callable[[], Any]) -> None:
+def test_rename_and_remove_follow_open_spools(files: OpenFiles, box_view: Callable[[], Any]) -> None:
     a = files.open("dir/a.txt", truncate=True)
     a.write(b"a")
     b = files.open("dir/b.txt", truncate=True)
@@ -178,15 +167,20 @@ def test_rename_and_remove_follow_open_spools(files: OpenFiles, server: Callable
     files.renamed("dir", "moved")
     files.renamed("c.txt", "c.txt")
     assert {s.path for s in files.children("moved")} == {"moved/a.txt", "moved/b.txt"}
-    files.removed("moved/b.txt")
+    assert files.get("MOVED/A.TXT") is a.spool  # Box names: one file whatever the case
+    files.renamed("c.txt", "C.txt")  # a case-only rename keeps the spool, with the new spelling
+    assert c.spool.path == "C.txt" and files.get("c.txt") is c.spool
+    files.removed("Moved/B.txt")
+    b.write(b" written after the delete")  # a file deleted while open is not brought back
     for handle in (a, b, c):
         handle.close()
-    box = server()
-    assert box.cat_file("moved/a.txt") == b"a" and box.cat_file("c.txt") == b"c"
+    box = box_view()
+    assert box.cat_file("moved/a.txt") == b"a" and box.cat_file("C.txt") == b"c"
+    assert [i["name"] for i in box.ls("", detail=True) if i["type"] == "file"] == ["C.txt"]
     assert not box.exists("moved/b.txt")
 
 
-def test_large_data_lives_on_disk(files: OpenFiles, server: Callable[[], Any]) -> None:
+def test_large_data_lives_on_disk(files: OpenFiles, box_view: Callable[[], Any]) -> None:
     """20 MB written through a handle: Python memory stays small (the bytes are in the spool file)."""
     block = os.urandom(1 << 20)
     digest = hashlib.sha1()
@@ -202,7 +196,7 @@ def test_large_data_lives_on_disk(files: OpenFiles, server: Callable[[], Any]) -
     assert peak < 4 << 20
     assert os.path.getsize(handle.spool.file.name) == 20 << 20
     handle.close()
-    assert sha1(server().cat_file("big.bin")) == digest.hexdigest()
+    assert sha1(box_view().cat_file("big.bin")) == digest.hexdigest()
 
 
 def test_closed_handle_refuses_writes(files: OpenFiles) -> None:
@@ -211,3 +205,29 @@ def test_closed_handle_refuses_writes(files: OpenFiles) -> None:
     with pytest.raises(OSError) as exc:
         handle.write(b"late")
     assert exc.value.errno == errno.EBADF
+
+
+def test_full_spool_disk_is_enospc_and_never_uploads_a_partial_file(
+    fs: Any, tiny_disk: Path, box_view: Callable[[], Any], emulator: Any, fs_user: tuple[str, str]
+) -> None:
+    fs.pipe_file("keep.bin", b"previous version")
+    before = uploads(emulator, fs_user[0])
+    files = OpenFiles(fs, spool_dir=str(tiny_disk))
+    handle = files.open("keep.bin", truncate=True)
+    block = os.urandom(1 << 20)
+    with pytest.raises(OSError) as exc:
+        for i in range(16):
+            handle.pwrite(block, i << 20)
+    assert errno_of(exc.value) == errno.ENOSPC
+    for _ in range(2):  # every flush refuses, naming the failed range
+        with pytest.raises(OSError) as refused:
+            handle.flush()
+        assert errno_of(refused.value) == errno.ENOSPC and "incomplete" in str(refused.value)
+    with pytest.raises(OSError):
+        handle.close()
+    assert uploads(emulator, fs_user[0]) == before
+    assert box_view().cat_file("keep.bin") == b"previous version"
+    rewritten = files.open("keep.bin", truncate=True)  # a new start (the space is free again) works
+    rewritten.write(b"new version")
+    rewritten.close()
+    assert box_view().cat_file("keep.bin") == b"new version"

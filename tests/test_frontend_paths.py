@@ -15,23 +15,10 @@ import pytest
 
 from boxfs.frontend import Namespace, errno_of
 
-FAST = {"max_attempts": 3, "backoff_base": 0.005, "backoff_max": 0.02, "max_retry_after": 0.1}
-
 
 @pytest.fixture
-def user(new_user: Callable[..., tuple[str, str]]) -> str:
-    return new_user("ns")[0]
-
-
-@pytest.fixture
-def fs(make_fs: Callable[..., Any], user: str) -> Any:
-    return make_fs(as_user=user, retry=FAST)
-
-
-@pytest.fixture
-def server(make_fs: Callable[..., Any], user: str) -> Callable[[], Any]:
-    """A fresh view of what Box holds for the user (no cache shared with the filesystem under test)."""
-    return lambda: make_fs(as_user=user)
+def fs(fast_fs: Any) -> Any:
+    return fast_fs
 
 
 def names(fs: Any, folder: str = "") -> set[str]:
@@ -43,21 +30,21 @@ def changes(emulator: Any, user: str) -> int:
     return sum(1 for r in emulator.request_log.records if r.user_id == user and r.method != "GET")
 
 
-def test_remove_file_is_literal(fs: Any, server: Callable[[], Any], emulator: Any, user: str) -> None:
+def test_remove_file_is_literal(fs: Any, box_view: Callable[[], Any], emulator: Any, fs_user: tuple[str, str]) -> None:
     for name in ("report [1].pdf", "report 1.pdf", "data?.csv", "dataX.csv", "star*.txt", "star1.txt"):
         fs.pipe_file(name, name.encode())
     ns = Namespace(fs)
-    before = emulator.request_log.count(method="DELETE", user_id=user)
+    before = emulator.request_log.count(method="DELETE", user_id=fs_user[0])
     ns.remove_file("report [1].pdf")
     ns.remove_file("data?.csv")
     ns.remove_file("star*.txt")
-    assert emulator.request_log.count(method="DELETE", user_id=user) - before == 3
-    assert names(server()) == {"report 1.pdf", "dataX.csv", "star1.txt"}
+    assert emulator.request_log.count(method="DELETE", user_id=fs_user[0]) - before == 3
+    assert names(box_view()) == {"report 1.pdf", "dataX.csv", "star1.txt"}
     with pytest.raises(FileNotFoundError):
         ns.remove_file("report [1].pdf")
 
 
-def test_remove_folder_and_kind_errors(fs: Any, server: Callable[[], Any]) -> None:
+def test_remove_folder_and_kind_errors(fs: Any, box_view: Callable[[], Any]) -> None:
     ns = Namespace(fs)
     ns.mkdir("dir [a]")
     ns.mkdir("dir a")
@@ -73,17 +60,17 @@ def test_remove_folder_and_kind_errors(fs: Any, server: Callable[[], Any]) -> No
     with pytest.raises(NotADirectoryError):
         ns.list("f.txt")
     ns.remove_folder("dir [a]")
-    assert names(server()) == {"dir a", "f.txt"}
+    assert names(box_view()) == {"dir a", "f.txt"}
     assert [i["name"] for i in ns.list("dir a")] == ["dir a/x.txt"]
     assert ns.exists("dir a/x.txt") and not ns.exists("dir [a]")
     st = ns.stat("dir a/x.txt")
     assert st.st_size == 1 and st.st_ino == int(ns.info("dir a/x.txt")["id"])
 
 
-def test_bad_names_refused_before_any_request(fs: Any, emulator: Any, user: str) -> None:
+def test_bad_names_refused_before_any_request(fs: Any, emulator: Any, fs_user: tuple[str, str]) -> None:
     ns = Namespace(fs)
     fs.pipe_file("a.txt", b"a")
-    before = changes(emulator, user)
+    before = changes(emulator, fs_user[0])
     for bad, code in (("trailing ", errno.EINVAL), ("ctl\x07", errno.EINVAL), ("n" * 256, errno.ENAMETOOLONG)):
         with pytest.raises(OSError) as exc:
             ns.mkdir(bad)
@@ -92,58 +79,58 @@ def test_bad_names_refused_before_any_request(fs: Any, emulator: Any, user: str)
         with pytest.raises(OSError) as exc:
             ns.rename("a.txt", bad)
         assert errno_of(exc.value) == code
-    assert changes(emulator, user) == before
+    assert changes(emulator, fs_user[0]) == before
 
 
-def test_rename_glob_names_is_literal(fs: Any, server: Callable[[], Any]) -> None:
+def test_rename_glob_names_is_literal(fs: Any, box_view: Callable[[], Any]) -> None:
     for name in ("star*.txt", "star1.txt", "star2.txt"):
         fs.pipe_file(name, name.encode())
     Namespace(fs).rename("star*.txt", "renamed.txt")
-    box = server()
+    box = box_view()
     assert names(box) == {"renamed.txt", "star1.txt", "star2.txt"}
     assert box.cat_file("renamed.txt") == b"star*.txt"
     assert box.info("renamed.txt")["type"] == "file"
 
 
-def test_rename_onto_itself_and_case_only(fs: Any, server: Callable[[], Any], emulator: Any, user: str) -> None:
+def test_rename_onto_itself_and_case_only(fs: Any, box_view: Callable[[], Any], emulator: Any, fs_user: tuple[str, str]) -> None:
     fs.pipe_file("Report.txt", b"keep me")
     ns = Namespace(fs)
-    before = changes(emulator, user)
+    before = changes(emulator, fs_user[0])
     ns.rename("Report.txt", "Report.txt")
     ns.rename("report.TXT", "Report.txt")  # another spelling of the same path, already its name
-    assert changes(emulator, user) == before  # no request at all
+    assert changes(emulator, fs_user[0]) == before  # no request at all
     ns.rename("Report.txt", "report.txt")  # case-only: the same item, renamed
-    assert changes(emulator, user) == before + 1
-    box = server()
+    assert changes(emulator, fs_user[0]) == before + 1
+    box = box_view()
     assert names(box) == {"report.txt"}
     assert box.cat_file("report.txt") == b"keep me"
     ns.mkdir("Docs")
     ns.rename("Docs", "docs")
-    assert names(server()) == {"report.txt", "docs"}
+    assert names(box_view()) == {"report.txt", "docs"}
 
 
-def test_rename_onto_existing_file_replaces_it(fs: Any, server: Callable[[], Any]) -> None:
+def test_rename_onto_existing_file_replaces_it(fs: Any, box_view: Callable[[], Any]) -> None:
     fs.pipe_file("new.txt", b"new")
     fs.pipe_file("old [1].txt", b"old")
     Namespace(fs).rename("new.txt", "old [1].txt")
-    box = server()
+    box = box_view()
     assert names(box) == {"old [1].txt"}
     assert box.cat_file("old [1].txt") == b"new"
 
 
-def test_rename_without_overwrite_touches_nothing(fs: Any, server: Callable[[], Any], emulator: Any,
-                                                  user: str) -> None:
+def test_rename_without_overwrite_touches_nothing(fs: Any, box_view: Callable[[], Any], emulator: Any,
+                                                  fs_user: tuple[str, str]) -> None:
     fs.pipe_file("a.txt", b"a")
     fs.pipe_file("b.txt", b"b")
-    before = changes(emulator, user)
+    before = changes(emulator, fs_user[0])
     with pytest.raises(FileExistsError):
         Namespace(fs).rename("a.txt", "b.txt", overwrite=False)
-    assert changes(emulator, user) == before
-    box = server()
+    assert changes(emulator, fs_user[0]) == before
+    box = box_view()
     assert (box.cat_file("a.txt"), box.cat_file("b.txt")) == (b"a", b"b")
 
 
-def test_rename_kind_mismatches(fs: Any, server: Callable[[], Any]) -> None:
+def test_rename_kind_mismatches(fs: Any, box_view: Callable[[], Any]) -> None:
     ns = Namespace(fs)
     fs.pipe_file("f.txt", b"f")
     ns.mkdir("full")
@@ -159,14 +146,14 @@ def test_rename_kind_mismatches(fs: Any, server: Callable[[], Any]) -> None:
         ns.rename("src", "full")
     assert errno_of(exc.value) == errno.ENOTEMPTY
     ns.rename("src", "empty")  # POSIX: an empty folder is replaced
-    box = server()
+    box = box_view()
     assert names(box) == {"f.txt", "full", "empty"}
     assert box.cat_file("empty/y") == b"y"
     with pytest.raises(FileNotFoundError):
         ns.rename("nothing", "x")
 
 
-def test_replace_with_the_move_failing_loses_nothing(fs: Any, server: Callable[[], Any], emulator: Any) -> None:
+def test_replace_with_the_move_failing_loses_nothing(fs: Any, box_view: Callable[[], Any], emulator: Any) -> None:
     """Box failing every move: the rename fails, and both files are still there, unchanged."""
     fs.pipe_file("src.txt", b"source")
     fs.pipe_file("dst.txt", b"target")
@@ -177,7 +164,7 @@ def test_replace_with_the_move_failing_loses_nothing(fs: Any, server: Callable[[
     finally:
         rule.remaining = 0
     assert errno_of(exc.value) == errno.EIO
-    box = server()
+    box = box_view()
     assert {n for n in names(box) if not n.startswith(".boxfs-")} == {"src.txt", "dst.txt"}
     assert (box.cat_file("src.txt"), box.cat_file("dst.txt")) == (b"source", b"target")
 

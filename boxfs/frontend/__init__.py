@@ -11,12 +11,22 @@ Frontends keep only what is theirs: their protocol's error table (errno -> FTP r
 status, errno -> exit status), path mapping (mount root, a user's home) and sessions.
 """
 
-from boxfs.frontend.errors import PendingLimitError, errno_of, error_reason, log_failure, oserror, reason_of
+from boxfs.frontend.errors import (
+    PendingLimitError,
+    errno_of,
+    error_reason,
+    exit_status_of,
+    log_failure,
+    oserror,
+    reason_of,
+    upload_errno,
+)
 from boxfs.frontend.handles import OpenFiles, Spool, WriteHandle
 from boxfs.frontend.paths import Namespace
 from boxfs.frontend.stat import info_to_stat
 
 __all__ = [
     "Namespace", "OpenFiles", "PendingLimitError", "Spool", "WriteHandle",
-    "errno_of", "error_reason", "info_to_stat", "log_failure", "oserror", "reason_of",
+    "errno_of", "error_reason", "exit_status_of", "info_to_stat", "log_failure", "oserror", "reason_of",
+    "upload_errno",
 ]

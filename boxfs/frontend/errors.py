@@ -23,7 +23,10 @@ import os
 
 from boxfs.api.errors import BoxAPIError
 
-__all__ = ["errno_of", "reason_of", "error_reason", "oserror", "log_failure", "upload_errno", "PendingLimitError"]
+__all__ = [
+    "EXIT_BAD_INPUT", "EXIT_FAILED", "PendingLimitError",
+    "errno_of", "error_reason", "exit_status_of", "log_failure", "oserror", "reason_of", "upload_errno",
+]
 
 
 class PendingLimitError(OSError):
@@ -155,3 +158,16 @@ def upload_errno(exc: BaseException) -> int:
     """
     code = errno_of(exc)
     return code if code in _WRITE_ERRNOS else errno.EIO
+
+
+#: Exit status of a command-line operation that failed because of what the user typed.
+EXIT_BAD_INPUT = 2
+#: Exit status of any other failed operation.
+EXIT_FAILED = 1
+_BAD_INPUT_ERRNOS = frozenset({errno.EINVAL, errno.ENAMETOOLONG})
+
+
+def exit_status_of(exc: BaseException) -> int:
+    """Exit status for a command that failed with ``exc``, from the same errno table as every frontend:
+    a name or argument refused (EINVAL, ENAMETOOLONG) is the user's input (2), anything else 1."""
+    return EXIT_BAD_INPUT if errno_of(exc) in _BAD_INPUT_ERRNOS else EXIT_FAILED

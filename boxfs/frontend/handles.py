@@ -18,6 +18,9 @@ so Box gets one version per save, not one per chunk. The rules every frontend re
 * **Existing content is fetched lazily**: opening for writing and closing untouched downloads nothing;
   the first read, write or non-zero truncate of a file not truncated on open copies the remote file into
   the spool.
+* **A failed write is never uploaded as if it had worked**: when writing into the spool fails (a full
+  spool disk: ENOSPC), the file refuses to upload (raising that error) until the failed range has been
+  written again or truncated away; an incomplete file never replaces the previous version.
 * **Only what a handle flushes is uploaded**: :meth:`WriteHandle.discard` lets go without uploading (an
   aborted FTP transfer must not store a truncated file); when the last handle lets go the spool is
   deleted.
@@ -36,8 +39,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import PendingLimitError, oserror
 from boxfs.frontend.ranges import RangeSet
+from boxfs.names import name_key
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,8 @@ class Spool:
         self.changed_at = time.time()
         self.complete = 0  # bytes [0, complete) are all written (or loaded)
         self.pending = RangeSet()  # bytes written past ``complete``, with a hole before them
+        self.lost: tuple[int, int, OSError] | None = None  # a write that failed: (start, end, error)
+        self.emptied = False  # emptied by reset() and not changed since (a frontend may wait to upload)
 
     def __repr__(self) -> str:
         return f"Spool(path={self.path!r}, dirty={self.dirty}, refs={self.refs})"
@@ -113,11 +120,14 @@ class Spool:
             self.loaded = True
             self.complete = 0
             self.pending = RangeSet()
+            self.lost = None
             self._changed()
+            self.emptied = True
 
     def _changed(self) -> None:
+        # ``unlinked`` stays: writing to a file deleted while open must not bring it back
+        self.emptied = False
         self.dirty = True
-        self.unlinked = False
         self.changed_at = time.time()
 
     def _record(self, start: int, end: int) -> None:
@@ -143,10 +153,17 @@ class Spool:
                     raise PendingLimitError(after, limit)
             view = memoryview(data)
             at = offset
-            while view:
-                written = os.pwrite(self.fd, view, at)
-                view = view[written:]
-                at += written
+            try:
+                while view:
+                    written = os.pwrite(self.fd, view, at)
+                    view = view[written:]
+                    at += written
+            except OSError as exc:
+                self.lost = (offset, end, exc)  # part of it may be in the spool: the file is incomplete
+                self._changed()
+                raise
+            if self.lost is not None and offset <= self.lost[0] and end >= self.lost[1]:
+                self.lost = None  # the failed range was written again
             self._record(offset, end)
             self._changed()
         return len(data)
@@ -168,6 +185,8 @@ class Spool:
             os.ftruncate(self.fd, length)
             self.pending.cut(length)
             self.complete = min(self.complete, length)
+            if self.lost is not None and length <= self.lost[0]:
+                self.lost = None  # the failed range was cut off
             if length > old:
                 self._record(old, length)  # the zeros of an extension are data the caller asked for
             self._changed()
@@ -176,6 +195,7 @@ class Spool:
         """Send ``mtime`` as the modification time with the next upload (which this makes due)."""
         with self.lock:
             self.mtime = mtime
+            self.emptied = False
             self.dirty = True
 
     # ------------------------------------------------------------------ upload
@@ -190,6 +210,10 @@ class Spool:
             started = time.monotonic()
             try:
                 self.load()  # when only the time changed, the current content is sent again
+                if self.lost is not None:
+                    start, end, error = self.lost
+                    raise oserror(error.errno or errno.EIO, self.path,
+                                  f"not uploading an incomplete file: writing bytes {start}-{end} failed ({error})")
                 if not self.files.holes_allowed and self.holes():
                     raise oserror(errno.EIO, self.path, "the file has byte ranges that were never written")
                 # put_file streams from disk (Box: one upload, chunked above its threshold)
@@ -336,7 +360,8 @@ class OpenFiles:
     ``spool_dir``: where spool files live (default: the temp dir). ``max_pending``: cap on bytes held
     past a hole per file (None: no cap, the spool is on disk). ``holes_allowed``: whether a file with a
     never-written range may be uploaded (zeros) or fails. ``on_upload(path)``: called after every upload
-    attempt (a frontend drops caches there).
+    attempt (a frontend drops caches there). ``case_insensitive`` (default: on a BoxFileSystem): two
+    spellings of a name are one file, so ``A.txt`` and ``a.txt`` share one spool, as on Box.
     """
 
     def __init__(
@@ -347,6 +372,7 @@ class OpenFiles:
         max_pending: int | None = DEFAULT_MAX_PENDING,
         holes_allowed: bool = True,
         on_upload: Callable[[str], None] | None = None,
+        case_insensitive: bool | None = None,
     ) -> None:
         self.fs = fs
         self.spool_dir = spool_dir
@@ -354,7 +380,13 @@ class OpenFiles:
         self.holes_allowed = holes_allowed
         self.on_upload = on_upload
         self._lock = threading.Lock()  # guards the table, never held during I/O
-        self._spools: dict[str, Spool] = {}
+        self._spools: dict[str, Spool] = {}  # by key(path)
+        self.case_insensitive = isinstance(fs, BoxFileSystem) if case_insensitive is None else case_insensitive
+
+    def key(self, path: str) -> str:
+        """The table key of ``path``: Box's case-insensitive name key where names compare that way."""
+        path = path.rstrip("/")
+        return name_key(path) if self.case_insensitive else path
 
     # -------------------------------------------------------------- opening
     def open(self, path: str, *, truncate: bool = False, append: bool = False) -> WriteHandle:
@@ -376,16 +408,16 @@ class OpenFiles:
     def attach(self, path: str) -> Spool:
         """The spool of ``path`` (new or shared) with a reference taken: release it with :meth:`detach`."""
         with self._lock:
-            spool = self._spools.get(path)
+            spool = self._spools.get(self.key(path))
             if spool is None:
-                spool = self._spools[path] = Spool(self, path)
+                spool = self._spools[self.key(path)] = Spool(self, path)
             spool.refs += 1
             return spool
 
     def attach_existing(self, path: str) -> Spool | None:
         """The spool of ``path`` with a reference taken, if the path is open for writing; else None."""
         with self._lock:
-            spool = self._spools.get(path)
+            spool = self._spools.get(self.key(path))
             if spool is not None:
                 spool.refs += 1
             return spool
@@ -396,8 +428,8 @@ class OpenFiles:
             spool.refs -= 1
             if spool.refs > 0:
                 return
-            if self._spools.get(spool.path) is spool:
-                del self._spools[spool.path]
+            if self._spools.get(self.key(spool.path)) is spool:
+                del self._spools[self.key(spool.path)]
         if spool.dirty and not spool.unlinked:
             log.warning("%s: let go with changes that did not reach the server (%s)", spool.path,
                         "upload failed" if spool.error is not None else "never flushed")
@@ -406,7 +438,7 @@ class OpenFiles:
     # -------------------------------------------------------------- lookups
     def get(self, path: str) -> Spool | None:
         with self._lock:
-            return self._spools.get(path)
+            return self._spools.get(self.key(path))
 
     def all(self) -> list[Spool]:
         with self._lock:
@@ -414,18 +446,18 @@ class OpenFiles:
 
     def children(self, folder: str) -> list[Spool]:
         """Spools of files directly inside ``folder`` (files being created show up in listings)."""
-        prefix = folder.rstrip("/") + "/" if folder.rstrip("/") else ""
+        prefix = self.key(folder) + "/" if folder.rstrip("/") else ""
         with self._lock:
             return [
-                s for p, s in self._spools.items()
-                if p.startswith(prefix) and "/" not in p[len(prefix):].strip("/") and not s.unlinked
+                s for k, s in self._spools.items()
+                if k.startswith(prefix) and "/" not in k[len(prefix):] and not s.unlinked
             ]
 
     # -------------------------------------------------------------- namespace changes
     def removed(self, path: str) -> Spool | None:
         """``path`` was deleted: its open spool (if any) uploads nothing any more."""
         with self._lock:
-            spool = self._spools.pop(path, None)
+            spool = self._spools.pop(self.key(path), None)
             if spool is not None:
                 spool.unlinked = True
             return spool
@@ -435,16 +467,14 @@ class OpenFiles:
 
         A spool open at ``new`` belonged to the file the rename replaced: it uploads nothing any more.
         """
-        if old == new:
-            return
-        old_prefix = old.rstrip("/") + "/"
-        new_base = new.rstrip("/")
+        old_key, new_key = self.key(old), self.key(new)
+        depth = len(old.rstrip("/").split("/"))
         with self._lock:
-            replaced = self._spools.pop(new, None)
-            moving = [p for p in self._spools if p == old or p.startswith(old_prefix)]
-            if replaced is not None and self._spools.get(old) is not replaced:
-                replaced.unlinked = True
-            for path in moving:
-                spool = self._spools.pop(path)
-                spool.path = new_base if path == old else new_base + "/" + path[len(old_prefix):]
-                self._spools[spool.path] = spool
+            if old_key != new_key:
+                replaced = self._spools.pop(new_key, None)
+                if replaced is not None:
+                    replaced.unlinked = True
+            for key in [k for k in self._spools if k == old_key or k.startswith(old_key + "/")]:
+                spool = self._spools.pop(key)
+                spool.path = "/".join([new.rstrip("/"), *spool.path.rstrip("/").split("/")[depth:]])
+                self._spools[self.key(spool.path)] = spool
