@@ -16,9 +16,8 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from test_servers_support import PASSWORDS, make_backend, write_users_file
+from test_servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
 
-from boxfs.servers.common import box_filesystem_factory
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.sftp import start_sftp_server
 
@@ -120,7 +119,7 @@ def test_openssh_sftp_rename_failing_at_box_loses_nothing(env):
     put_box(backend, "bob", "dst.txt", b"destination")
     put_box(backend, "bob", "Case.txt", b"case")
     emu = backend.emulator
-    no_retry = box_filesystem_factory(backend.config, emu.base_urls, retry=1)
+    no_retry = emulator_factory(backend, retry=1)
     with start_sftp_server(users, no_retry) as server:
         emu.inject_faults(rate=1.0, kinds=("500",), route=r"^/2\.0/files/\d+$", method="PUT")
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from test_servers_support import PASSWORDS, make_backend, self_signed_cert, write_users_file
+from test_servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
 
 from boxfs.servers.common import box_filesystem_factory, spool_cleaner
 from boxfs.servers.ftp import start_ftp_server
@@ -286,18 +286,16 @@ def test_serve_sftp_keeps_its_host_key_across_restarts(backend, tmp_path):
 
 # ------------------------------------------------------------------------------------------ spool cleaning
 def test_spool_cleaner_removes_old_spool_files_of_every_user(backend, tmp_path):
-    if backend.kind != "emulator":
-        pytest.skip("needs BoxFileSystem's spool")
-    from boxfs.spool import user_spool_dir
+    from boxfs.spool import SPOOL_SUFFIX, user_spool_dir
 
-    spool_root = tmp_path / "spool"
-    factory = box_filesystem_factory(backend.config, backend.emulator.base_urls, spool_dir=str(spool_root))
+    factory = emulator_factory(backend, spool_dir=str(tmp_path / "spool"))
     filesystems = UserFilesystems(factory)
     folders = []
     for login in ("alice", "bob"):
-        folder = user_spool_dir(filesystems.get(backend.box_users[login]))
-        old, new = folder / "left-by-a-failed-upload.spool", folder / "recent.spool"
-        old.write_bytes(b"x" * 1000)
+        with user_spool_dir(filesystems.get(backend.box_users[login])) as spool_folder:
+            folder = spool_folder.path
+        old, new = folder / f"{'a' * 24}{SPOOL_SUFFIX}", folder / f"{'b' * 24}{SPOOL_SUFFIX}"
+        old.write_bytes(b"x" * 1000)  # left by a failed upload
         new.write_bytes(b"y")
         os.utime(old, (time.time() - 3 * 86400, time.time() - 3 * 86400))
         folders.append(folder)
@@ -306,9 +304,9 @@ def test_spool_cleaner_removes_old_spool_files_of_every_user(backend, tmp_path):
     cleaner.start()
     try:
         deadline = time.monotonic() + 30
-        while any((f / "left-by-a-failed-upload.spool").exists() for f in folders):
+        while any((f / f"{'a' * 24}{SPOOL_SUFFIX}").exists() for f in folders):
             assert time.monotonic() < deadline, "the cleaner never ran"
             time.sleep(0.05)
     finally:
         cleaner.stop()
-    assert all((f / "recent.spool").exists() for f in folders)
+    assert all((f / f"{'b' * 24}{SPOOL_SUFFIX}").exists() for f in folders)

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import asyncssh
 import paramiko
 import pytest
-from test_servers_support import PASSWORDS, make_backend, write_users_file
+from test_servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
 
 from boxfs.frontend.stat import info_mtime
 from boxfs.servers.sftp import start_sftp_server
@@ -316,13 +316,9 @@ def test_paramiko_client_large_upload_sha1(env):
 
 def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
     backend, _server, _key = env
-    if backend.kind != "emulator":
-        pytest.skip("needs the emulator's fault injection")
-    from boxfs.servers.common import box_filesystem_factory
-
+    no_retry = emulator_factory(backend, retry=1)
     emu = backend.emulator
     users = write_users_file(tmp_path / "users.toml", backend)
-    no_retry = box_filesystem_factory(backend.config, emu.base_urls, retry=1)
 
     async def scenario(server):
         async with connect(server, "alice") as conn, conn.start_sftp_client() as sftp:
@@ -488,13 +484,9 @@ def test_invalid_names_refused_before_any_request(env, name, caplog):
 
 def test_fsync_uploads_now_and_a_failed_upload_keeps_failing_until_it_lands(env, tmp_path):
     backend, _server, _key = env
-    if backend.kind != "emulator":
-        pytest.skip("needs the emulator's fault injection")
-    from boxfs.servers.common import box_filesystem_factory
-
+    no_retry = emulator_factory(backend, retry=1)
     emu = backend.emulator
     users = write_users_file(tmp_path / "users.toml", backend)
-    no_retry = box_filesystem_factory(backend.config, emu.base_urls, retry=1)
     inspect = backend.inspect(backend.box_users["alice"])
 
     async def scenario(server):

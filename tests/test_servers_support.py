@@ -119,6 +119,20 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
 LENIENT_THROTTLE = {"base_delay": 0.01, "max_delay": 0.05, "address_lockout_after": 0, "login_lockout_after": 0}
 
 
+def emulator_factory(backend: Backend, **fs_kwargs: Any) -> Callable[[str], Any]:
+    """A per-Box-user factory with other filesystem options (``retry=1``: no retries, ``spool_dir``...).
+
+    Skips the calling test when the servers run over local folders (no emulator, no fault injection).
+    """
+    import pytest
+
+    from boxfs.servers.common import box_filesystem_factory
+
+    if backend.kind != "emulator":
+        pytest.skip("needs the Box emulator")
+    return box_filesystem_factory(backend.config, backend.emulator.base_urls, **fs_kwargs)
+
+
 def write_users_file(
     path: Path,
     backend: Backend,
