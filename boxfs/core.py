@@ -47,6 +47,7 @@ from boxfs.file import APPEND_REFUSAL, BoxFile
 from boxfs.names import check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
+from boxfs.watch import CacheFeed, ChangeWatcher, watcher_for
 
 logger = logging.getLogger("boxfs")
 
@@ -99,10 +100,12 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     ``max_connections`` (HTTP pool size and parallelism of listings/transfers; 16), ``retry``
     (:class:`~boxfs.retry.RetryPolicy` fields), ``spool_threshold`` (bytes uploaded in one request;
     26,214,400), ``spool_dir`` and ``upload_workers`` (large uploads), ``auto_mkdir`` (create missing
-    parent folders on write; True), and fsspec's ``listings_expiry_time`` / ``use_listings_cache``.
+    parent folders on write; True), ``watch_events`` (follow Box's event stream so that changes made
+    elsewhere reach the cache; True), and fsspec's ``listings_expiry_time`` / ``use_listings_cache``.
 
     Semantics worth knowing: names compare case-insensitively; ``info``/``exists``/``ls`` answer from
-    what this instance learned (``invalidate_cache`` or ``ls(refresh=True)`` for changes made elsewhere);
+    what this instance learned, kept true by Box's event stream (see docs/coherence.md; without it,
+    listings expire after a few seconds); reads are pinned to the version current when they started;
     writes upload on close (a new version when the file exists); ``ab`` is refused (Box cannot
     append); ``set_modified`` re-uploads the content with the new time.
     """
@@ -134,6 +137,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         spool_dir: str | None = None,
         upload_workers: int = 4,
         auto_mkdir: bool = True,
+        watch_events: bool = True,
         credentials: BoxCredentials | None = None,
         _environment: str | None = None,
         oauth_token_file: str | None = None,
@@ -149,6 +153,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         semantics fsspec users expect). ``retry``: a :class:`~boxfs.retry.RetryPolicy` or a dict of its
         fields. ``oauth_token_file``: a user's own tokens, from ``boxfs login``. ``scopes`` (+ ``resource``,
         a Box API URL of a file or folder): act with a token downscoped to these scopes (token exchange).
+        ``watch_events``: False turns the change watcher off (cached listings then expire after a few
+        seconds instead of being kept until Box reports a change).
         """
         super().__init__(**kwargs)
         creds, from_env = resolve_credentials(
@@ -177,6 +183,10 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if kwargs.get("use_listings_cache", True) is False:
             expiry = 0.0
         self.cache = BoxDirCache(expiry=None if expiry is None else float(expiry))
+        self.watch_events = bool(watch_events)
+        self._watcher: ChangeWatcher | None = None
+        self._watch_lock = threading.Lock()
+        self.cache.trust = self._trusted_since
         self._acting_user_id: str | None = None
         self._listing_locks: dict[str, threading.Lock] = {}
         self._listing_locks_guard = threading.Lock()
@@ -189,6 +199,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             from boxfs.oauth_login import DownscopedTokenProvider
 
             self.provider = self.transport.provider = DownscopedTokenProvider(self.provider, self.scopes, resource)
+        self._feed = CacheFeed(self.cache, self.root_folder_id)
 
     # ------------------------------------------------------------------------------ identity, repr
     def _resolve_as_user(self, as_user: str | int) -> str:
@@ -247,6 +258,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             "spool_dir": self.spool_dir,
             "upload_workers": self.upload_workers,
             "auto_mkdir": self.auto_mkdir,
+            "watch_events": self.watch_events,
             "listings_expiry_time": self.cache.expiry,
             "scopes": self.scopes,
             "resource": self.resource,
@@ -292,6 +304,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         entries: list[dict[str, Any]] = []
         marker: str | None = None
         url = self.transport.api(f"/folders/{folder_id}/items")
+        self._ensure_watching()  # before the listing, so that what it returns is covered by the stream
         started = time.monotonic()  # our own changes from now on are newer than this listing
         while True:
             # Box serves at most 1,000 entries a page; never ask for more, follow the marker instead
@@ -472,10 +485,18 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         end = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
         if end <= start:
             return b""
-        return self._read_range(path, info["id"], start, end, whole=(start == 0 and end == size))
+        return self._read_range(path, info["id"], start, end, whole=(start == 0 and end == size),
+                                version=info.get("version"))
 
-    def _read_range(self, path: str, file_id: str, start: int, end: int, whole: bool = False) -> bytes:
+    def _content_url(self, file_id: str, version: str | None) -> str:
+        """The download URL of a file, pinned to one version when known: a read that takes several
+        requests (ranges, a resumed download) then never mixes the bytes of two versions."""
         url = self.transport.api(f"/files/{file_id}/content")
+        return f"{url}?version={version}" if version else url
+
+    def _read_range(self, path: str, file_id: str, start: int, end: int, whole: bool = False,
+                    version: str | None = None) -> bytes:
+        url = self._content_url(file_id, version)
         if whole:
             resp = self.transport.request("GET", url, path=path, action="download")
             assert not isinstance(resp, dict)
@@ -583,7 +604,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if callback is not None:
             callback.set_size(info["size"])
         progress = callback.relative_update if callback is not None else None
-        url = self.transport.api(f"/files/{info['id']}/content")
+        url = self._content_url(info["id"], info.get("version"))
         if outfile is not None:
             self.transport.download_to(url, outfile, path=rpath, progress=progress)
             return
@@ -1003,6 +1024,42 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         from boxfs.oauth_login import signed_url
 
         return signed_url(self, self._strip_protocol(path), int(expiration))
+
+    # --------------------------------------------------------------------------------- coherence
+    def _ensure_watching(self) -> ChangeWatcher | None:
+        """Subscribe this filesystem to its user's change watcher (shared by the process) and start it."""
+        if not self.watch_events:
+            return None
+        with self._watch_lock:
+            if self._watcher is None:
+                self._watcher = watcher_for(self.endpoints, self.provider, self.policy, self.as_user_id)
+                self._watcher.subscribe(self._feed)
+            self._watcher.subscribe(self._feed)  # again if it stopped meanwhile for lack of users
+            self._watcher.start()
+            return self._watcher
+
+    def _trusted_since(self) -> float | None:
+        watcher = self._watcher
+        return None if watcher is None else watcher.trusted_since
+
+    def watch(self, path: str = "", timeout: float | None = None) -> Any:
+        """An iterator of the changes made on Box at or below ``path`` from now on, by anyone who changes
+        what this user sees (other processes, tokens, apps, Box's web app; this filesystem too).
+
+        Each change is a dict: ``type`` (``created``, ``uploaded``, ``copied``, ``moved``, ``deleted``,
+        ``restored``, ``modified``), ``path`` (for ``moved`` the new one, ``old_path`` the old one when it
+        was known), ``kind`` (``file``/``directory``), ``id``, ``size``, ``sha1``, ``etag``, ``event_type``
+        (Box's), ``event_id``, ``by`` (the login that made it) and ``time``. Iteration ends after
+        ``timeout`` seconds without a change (None: never). Raises OSError when the event stream cannot be
+        read (``watch_events=False``, or a token Box does not let read it).
+        """
+        path = self._strip_protocol(path)
+        watcher = self._ensure_watching()
+        if watcher is None:
+            raise OSError("fs.watch needs the change watcher: this filesystem was made with watch_events=False")
+        if watcher.trusted_since is None:
+            raise OSError(f"Box's event stream cannot be read with this token: {watcher.error or 'unavailable'}")
+        return self._feed.listen(path, timeout)
 
     # --------------------------------------------------------------------------------- caching
     def invalidate_cache(self, path: str | None = None) -> None:
