@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -229,6 +230,7 @@ class ChangeWatcher:
 CHANGE_TYPES = {"ITEM_CREATE": "created", "ITEM_UPLOAD": "uploaded", "ITEM_COPY": "copied", "ITEM_MOVE": "moved",
                 "ITEM_RENAME": "moved", "ITEM_TRASH": "deleted", "ITEM_UNDELETE_VIA_TRASH": "restored"}
 KINDS = {"file": "file", "folder": "directory"}
+KNOWN_PATHS = 10_000
 
 
 def source_path(source: dict[str, Any], root_folder_id: str) -> str | None:
@@ -266,6 +268,9 @@ class CacheFeed:
         self.root_folder_id = root_folder_id
         self._listeners: list[tuple[str, queue.Queue[dict[str, Any]]]] = []
         self._lock = threading.Lock()
+        #: where the stream last put each item (most recent KNOWN_PATHS): a move's old path when the
+        #: cache never held the item
+        self._paths: OrderedDict[str, str] = OrderedDict()
 
     def on_events(self, entries: list[dict[str, Any]]) -> None:
         for event in entries:
@@ -286,7 +291,7 @@ class CacheFeed:
         if kind is None:
             return None
         item_id = str(source.get("id"))
-        old = self.cache.path_of(item_id)
+        old = self.cache.path_of(item_id) or self._paths.get(item_id)
         at = source_path(source, self.root_folder_id)
         if at is None:  # Box gave no usable path (e.g. a trashed item's): try the parent we know
             parent_id = str((source.get("parent") or {}).get("id"))
@@ -297,6 +302,11 @@ class CacheFeed:
         event_type = str(event.get("event_type"))
         change_type = CHANGE_TYPES.get(event_type, "modified")
         path = (old or at) if change_type == "deleted" else (at or old)
+        self._paths.pop(item_id, None)
+        if change_type != "deleted" and path is not None:
+            self._paths[item_id] = path
+            if len(self._paths) > KNOWN_PATHS:
+                self._paths.popitem(last=False)
         by = event.get("created_by") or {}
         return {
             "type": change_type, "path": path, "old_path": old if change_type == "moved" else None,
