@@ -65,11 +65,14 @@ class CliState:
             options["base_urls"] = {"base_url": self.base_url.rstrip("/")}
         return options
 
-    def fs(self) -> Any:
+    def fs(self, watch: bool | None = False) -> Any:
+        """The filesystem; ``watch``: follow Box's event stream (None: the library's default, for the
+        long-running mount). A one-shot command does not: the watcher's start would cost it requests it
+        has no use for."""
         if self._fs is None:
             from boxfs.core import BoxFileSystem
 
-            self._fs = BoxFileSystem(**self.fs_options())
+            self._fs = BoxFileSystem(**self.fs_options(), watch_events=watch)
         return self._fs
 
 
@@ -677,7 +680,7 @@ def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None
         _mount_in_background(mountpoint)
         return
     options: dict[str, Any] = {"allow_other": True} if allow_other else {}
-    mount(state.fs(), mountpoint, foreground=True, read_only=read_only, root=box_path(remote),
+    mount(state.fs(watch=None), mountpoint, foreground=True, read_only=read_only, root=box_path(remote),
           spool_dir=spool_dir, **options)
 
 

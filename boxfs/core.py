@@ -47,7 +47,7 @@ from boxfs.file import APPEND_REFUSAL, BoxFile
 from boxfs.names import check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
-from boxfs.watch import CacheFeed, ChangeWatcher, watcher_for
+from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, watcher_for
 
 logger = logging.getLogger("boxfs")
 
@@ -72,7 +72,7 @@ def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
 
 #: environment variables that can configure a filesystem (see boxfs.config)
 _ENV_VARS = ("BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_BASE_URL", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET",
-             "BOXFS_ENTERPRISE_ID", "BOXFS_TOKEN", "BOXFS_OAUTH_TOKEN_FILE")
+             "BOXFS_ENTERPRISE_ID", "BOXFS_TOKEN", "BOXFS_OAUTH_TOKEN_FILE", "BOXFS_WATCH_EVENTS")
 
 
 class _BoxCached(_Cached):
@@ -137,7 +137,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         spool_dir: str | None = None,
         upload_workers: int = 4,
         auto_mkdir: bool = True,
-        watch_events: bool = True,
+        watch_events: bool | None = None,
         credentials: BoxCredentials | None = None,
         _environment: str | None = None,
         oauth_token_file: str | None = None,
@@ -154,7 +154,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         fields. ``oauth_token_file``: a user's own tokens, from ``boxfs login``. ``scopes`` (+ ``resource``,
         a Box API URL of a file or folder): act with a token downscoped to these scopes (token exchange).
         ``watch_events``: False turns the change watcher off (cached listings then expire after a few
-        seconds instead of being kept until Box reports a change).
+        seconds instead of being kept until Box reports a change); default: on unless the environment
+        variable ``BOXFS_WATCH_EVENTS`` is ``0``.
         """
         super().__init__(**kwargs)
         creds, from_env = resolve_credentials(
@@ -183,7 +184,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if kwargs.get("use_listings_cache", True) is False:
             expiry = 0.0
         self.cache = BoxDirCache(expiry=None if expiry is None else float(expiry))
-        self.watch_events = bool(watch_events)
+        self.watch_events = enabled_by_default() if watch_events is None else bool(watch_events)
         self._watcher: ChangeWatcher | None = None
         self._watch_lock = threading.Lock()
         self.cache.trust = self._trusted_since

@@ -356,6 +356,11 @@ class CacheFeed:
 
 
 # ------------------------------------------------------------------------------------------ registry
+def enabled_by_default() -> bool:
+    """``watch_events`` when not given: on, unless ``BOXFS_WATCH_EVENTS`` is 0/false/no/off."""
+    return os.environ.get("BOXFS_WATCH_EVENTS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 _registry: dict[tuple[Any, ...], ChangeWatcher] = {}
 _registry_lock = threading.Lock()
 

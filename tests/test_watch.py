@@ -45,6 +45,7 @@ def user(emu: BoxEmulator) -> str:
 @pytest.fixture
 def make(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
     def build(**options: Any) -> BoxFileSystem:
+        options.setdefault("watch_events", True)  # the test session turns the default off (conftest)
         return BoxFileSystem(jwt_config=app, base_urls=emu.base_urls, skip_instance_cache=True, **options)
 
     return build
