@@ -550,6 +550,25 @@ def sign_cmd(state: CliState, path: str, expiration: int) -> None:
         click.echo(url)
 
 
+@cli.command("watch")
+@click.argument("path", default="")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many changes.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many seconds without a change.")
+@pass_state
+def watch_cmd(state: CliState, path: str, count: int | None, timeout: float | None) -> None:
+    """Print one JSON line per change made on Box at or below PATH, by anyone, until interrupted."""
+    fs = state.fs(watch=True)
+    where = box_path(path)
+    fs.info(where)  # a missing path is an error now, not an endless wait
+    changes = fs.watch(where, timeout=timeout)
+    click.echo(f"watching {BOX_PREFIX}{where}", err=True)  # ready: changes from now on are reported
+    for n, change in enumerate(changes, 1):
+        click.echo(json.dumps(change, default=_json_default, sort_keys=True))
+        if count is not None and n >= count:
+            break
+
+
 # ------------------------------------------------------------------------------------------ users
 @cli.command("whoami")
 @pass_state
