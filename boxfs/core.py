@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -47,7 +48,7 @@ from boxfs.file import APPEND_REFUSAL, BoxFile
 from boxfs.names import check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
-from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, watcher_for
+from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
 logger = logging.getLogger("boxfs")
 
@@ -187,7 +188,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self.watch_events = enabled_by_default() if watch_events is None else bool(watch_events)
         self._watcher: ChangeWatcher | None = None
         self._watch_lock = threading.Lock()
-        self.cache.trust = self._trusted_since
+        self._feed = CacheFeed(self.cache, self.root_folder_id)
+        self.cache.trust = trust_of(self._feed)  # no reference back to the filesystem: it can be freed
         self._acting_user_id: str | None = None
         self._listing_locks: dict[str, threading.Lock] = {}
         self._listing_locks_guard = threading.Lock()
@@ -200,7 +202,6 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             from boxfs.oauth_login import DownscopedTokenProvider
 
             self.provider = self.transport.provider = DownscopedTokenProvider(self.provider, self.scopes, resource)
-        self._feed = CacheFeed(self.cache, self.root_folder_id)
 
     # ------------------------------------------------------------------------------ identity, repr
     def _resolve_as_user(self, as_user: str | int) -> str:
@@ -1033,17 +1034,13 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             return None
         with self._watch_lock:
             if self._watcher is None:
-                self._watcher = watcher_for(self.endpoints, self.provider, self.policy, self.as_user_id)
-                self._watcher.subscribe(self._feed)
-            self._watcher.subscribe(self._feed)  # again if it stopped meanwhile for lack of users
+                self._watcher = self._feed.watcher = watcher_for(self.endpoints, self.provider, self.policy,
+                                                                 self.as_user_id)
+            self._watcher.subscribe(self._feed)  # idempotent; again if it stopped for lack of users
             self._watcher.start()
             return self._watcher
 
-    def _trusted_since(self) -> float | None:
-        watcher = self._watcher
-        return None if watcher is None else watcher.trusted_since
-
-    def watch(self, path: str = "", timeout: float | None = None) -> Any:
+    def watch(self, path: str = "", timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """An iterator of the changes made on Box at or below ``path`` from now on, by anyone who changes
         what this user sees (other processes, tokens, apps, Box's web app; this filesystem too).
 

@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import requests
@@ -271,6 +271,11 @@ class CacheFeed:
         #: where the stream last put each item (most recent KNOWN_PATHS): a move's old path when the
         #: cache never held the item
         self._paths: OrderedDict[str, str] = OrderedDict()
+        self.watcher: ChangeWatcher | None = None  # set by the filesystem when it starts watching
+
+    def trusted_since(self) -> float | None:
+        """See :attr:`ChangeWatcher.trusted_since`; None before the filesystem started watching."""
+        return None if self.watcher is None else self.watcher.trusted_since
 
     def on_events(self, entries: list[dict[str, Any]]) -> None:
         for event in entries:
@@ -353,6 +358,18 @@ class CacheFeed:
                         self._listeners.remove(entry)
 
         return changes()
+
+
+def trust_of(feed: CacheFeed) -> Callable[[], float | None]:
+    """The cache's ``trust`` callable for a feed, holding it weakly (no cycle keeps a filesystem alive,
+    and so its watcher running, after its last user dropped it)."""
+    ref = weakref.ref(feed)
+
+    def trusted_since() -> float | None:
+        alive = ref()
+        return None if alive is None else alive.trusted_since()
+
+    return trusted_since
 
 
 # ------------------------------------------------------------------------------------------ registry

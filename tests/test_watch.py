@@ -7,6 +7,7 @@ dask worker, another session or Box's web app does.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -201,3 +202,26 @@ def test_a_token_that_cannot_read_events_falls_back_to_expiry(make: Callable[...
         fs.watch("")
     elsewhere(user, 'fs.pipe_file("scoped/b.txt", b"b")\n')
     eventually(lambda: fs.ls("", detail=False) == ["a.txt", "b.txt"])
+
+
+def test_the_watcher_stops_when_no_filesystem_uses_it(emu: BoxEmulator, make: Callable[..., BoxFileSystem],
+                                                      user: str) -> None:
+    emu.set_longpoll_hold(0.5)
+    try:
+        fs = make(as_user=user)
+        fs.ls("")
+        watcher = fs._watcher
+        assert watcher is not None and watcher.running and watcher in active_watchers()
+        del fs
+        gc.collect()
+        deadline = time.monotonic() + DEADLINE
+        while watcher.running:  # it notices after its pending long poll returns
+            assert time.monotonic() < deadline, "an unused watcher kept running"
+            time.sleep(0.05)
+        assert watcher not in active_watchers()
+        # a new filesystem of that user gets a watcher again
+        again = make(as_user=user)
+        again.ls("")
+        assert again._watcher is not None and again._watcher.running
+    finally:
+        emu.set_longpoll_hold(600)
