@@ -266,13 +266,10 @@ class BoxDirCache:
             now = time.monotonic()
             self._dirty[k] = self._dirty[parent] = now
 
-    def path_of(self, item_id: str) -> str | None:
-        """The path under which the item with this Box id is cached, if it is."""
+    def paths_by_id(self) -> dict[str, str]:
+        """Box id -> cached path of every cached item: one pass, for a batch of events to look up."""
         with self._lock:
-            for item in self._items.values():
-                if item.get("id") == item_id:
-                    return str(item["name"])
-            return None
+            return {str(item.get("id")): str(item["name"]) for item in self._items.values()}
 
     def forget_assumed_listings_above(self, path: str) -> bool:
         """Drop the listings above ``path`` that we assumed rather than fetched (folders we created, taken

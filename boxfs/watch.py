@@ -278,8 +278,11 @@ class CacheFeed:
         return None if self.watcher is None else self.watcher.trusted_since
 
     def on_events(self, entries: list[dict[str, Any]]) -> None:
+        # where the cache holds each item, once per batch (what the batch itself forgets stays listed:
+        # forgetting a forgotten path again is harmless)
+        known = self.cache.paths_by_id()
         for event in entries:
-            change = self.change(event)
+            change = self.change(event, known)
             if change is None:
                 continue
             with self._lock:
@@ -287,20 +290,20 @@ class CacheFeed:
             for prefix, q in listeners:
                 if _under(change["path"], prefix) or _under(change.get("old_path"), prefix):
                     q.put(change)
-            self._apply(change)
+            self._apply(change, known.get(change["id"]))
 
-    def change(self, event: dict[str, Any]) -> dict[str, Any] | None:
+    def change(self, event: dict[str, Any], known: dict[str, str]) -> dict[str, Any] | None:
         """What an event means for this filesystem (paths relative to its root), or None if nothing."""
         source = event.get("source") or {}
         kind = KINDS.get(str(source.get("type")))
         if kind is None:
             return None
         item_id = str(source.get("id"))
-        old = self.cache.path_of(item_id) or self._paths.get(item_id)
+        old = known.get(item_id) or self._paths.get(item_id)
         at = source_path(source, self.root_folder_id)
         if at is None:  # Box gave no usable path (e.g. a trashed item's): try the parent we know
             parent_id = str((source.get("parent") or {}).get("id"))
-            parent = "" if parent_id == self.root_folder_id else self.cache.path_of(parent_id)
+            parent = "" if parent_id == self.root_folder_id else known.get(parent_id)
             at = None if parent is None else "/".join(p for p in (parent, str(source.get("name") or "")) if p)
         if at is None and old is None:
             return None
@@ -320,16 +323,17 @@ class CacheFeed:
             "by": by.get("login") or by.get("id"), "time": event.get("created_at"),
         }
 
-    def _apply(self, change: dict[str, Any]) -> None:
-        old, path = self.cache.path_of(change["id"]), change["path"]
+    def _apply(self, change: dict[str, Any], old: str | None) -> None:
+        """Make the cache forget what ``change`` touched; ``old``: where the cache held the item."""
+        path = change["path"]
         if change["type"] == "deleted":
             if old is not None:
                 self.cache.changed_elsewhere(old)
             return
         if old is not None and name_key(old) == name_key(path):
-            cached = self.cache.get(old)
-            have, new = _sequence((cached or {}).get("etag")), _sequence(change["etag"])
-            if have is not None and new is not None and have >= new:
+            cached = self.cache.get(old) or {}
+            have, new = _sequence(cached.get("etag")), _sequence(change["etag"])
+            if cached.get("id") == change["id"] and have is not None and new is not None and have >= new:
                 return  # already known (our own change, or a newer state)
         if old is not None:
             self.cache.changed_elsewhere(old)

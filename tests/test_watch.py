@@ -225,3 +225,24 @@ def test_the_watcher_stops_when_no_filesystem_uses_it(emu: BoxEmulator, make: Ca
         assert again._watcher is not None and again._watcher.running
     finally:
         emu.set_longpoll_hold(600)
+
+
+def test_the_watcher_recovers_from_faults_on_its_requests(emu: BoxEmulator, make: Callable[..., BoxFileSystem],
+                                                          user: str, elsewhere: Callable[[str, str], None]) -> None:
+    emu.set_longpoll_hold(1.0)
+    fs = make(as_user=user)
+    fs.pipe_file("f/a.txt", b"a")
+    fs.ls("f")
+    rule = emu.inject_faults(rate=0.5, kinds=("500", "503", "drop", "drop_after"), route=r"/events|/realtime/",
+                             seed=17)
+    try:
+        for i in range(3):
+            elsewhere(user, f'fs.pipe_file("f/b{i}.txt", b"b")\n')
+            eventually(lambda i=i: f"f/b{i}.txt" in fs.ls("f", detail=False))
+        assert rule.fired > 0  # the watcher did meet failures
+    finally:
+        emu.clear_faults()
+        emu.set_longpoll_hold(600)
+    eventually(lambda: fs._watcher is not None and fs._watcher.trusted_since is not None)
+    elsewhere(user, 'fs.rm("f/a.txt")\n')
+    eventually(lambda: "f/a.txt" not in fs.ls("f", detail=False))
