@@ -31,6 +31,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 import requests
@@ -52,6 +53,8 @@ PAGE = 500
 #: after a failure, wait this long (doubling up to BACKOFF_MAX) before trying again
 BACKOFF = 1.0
 BACKOFF_MAX = 30.0
+#: attempts per watcher request (the loop itself retries for ever, with BACKOFF)
+WATCH_ATTEMPTS = 3
 #: a watcher Box refused (no right to read the stream) is not tried again for this long
 DISABLED_FOR = 600.0
 
@@ -67,6 +70,9 @@ class ChangeWatcher:
     def __init__(self, key: tuple[Any, ...], endpoints: BoxEndpoints, provider: TokenProvider,
                  policy: RetryPolicy, as_user_id: str | None) -> None:
         self.key = key
+        # few attempts per request: while Box fails, the loop must soon say so (caches then expire) rather
+        # than stay trusted through a long retry
+        policy = replace(policy, max_attempts=min(policy.max_attempts, WATCH_ATTEMPTS))
         self.policy = policy
         self.transport = BoxTransport(endpoints, provider, policy, max_connections=2, as_user_id=as_user_id)
         self._poll_session = requests.Session()  # the real-time server needs no credentials: none sent

@@ -228,7 +228,9 @@ def test_the_watcher_stops_when_no_filesystem_uses_it(emu: BoxEmulator, make: Ca
 
 
 def test_the_watcher_recovers_from_faults_on_its_requests(emu: BoxEmulator, make: Callable[..., BoxFileSystem],
-                                                          user: str, elsewhere: Callable[[str, str], None]) -> None:
+                                                          user: str, elsewhere: Callable[[str, str], None],
+                                                          monkeypatch: Any) -> None:
+    monkeypatch.setattr("boxfs.watch.BACKOFF_MAX", 2.0)  # waits between its retries stay short here
     emu.set_longpoll_hold(1.0)
     fs = make(as_user=user)
     fs.pipe_file("f/a.txt", b"a")
