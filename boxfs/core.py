@@ -983,6 +983,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Server-side move/rename of a file or a whole folder (one request); overwrites a file target."""
         if isinstance(path1, (list, tuple)) or any(c in str(path1) for c in _GLOB_CHARS):
             return super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
+        self.mv_literal(path1, path2)
+        return None
+
+    def mv_literal(self, path1: str, path2: str) -> None:
+        """``mv`` of exactly the item named ``path1``: its ``*?[`` are characters, never a pattern.
+
+        What frontends (mount, FTP/SFTP, CLI) use to move a name a program gave them. A file target is
+        replaced safely (:meth:`_replace_file`); an existing folder target receives the item.
+        """
         src = self._strip_protocol(path1)
         dst = self._strip_protocol(path2)
         if src == "":
