@@ -292,8 +292,8 @@ class BoxFuseOperations:
         if refresh:
             self._listed_at[path] = now
         names = [basename(str(e["name"])) for e in entries]
-        seen = set(names)
-        names.extend(n for n in (basename(s.path) for s in self.files.children(remote)) if n not in seen)
+        seen = {self.files.key(n) for n in names}  # a file being written may already be on Box
+        names.extend(n for n in (basename(s.path) for s in self.files.children(remote)) if self.files.key(n) not in seen)
         return [".", "..", *names]
 
     @_operation
@@ -410,6 +410,8 @@ class BoxFuseOperations:
         src, dst = self.remote(old), self.remote(new)
         overwrite = not flags & RENAME_NOREPLACE
         pending = self.files.get(src)
+        if not overwrite and self.files.key(src) != self.files.key(dst) and self.files.get(dst) is not None:
+            raise oserror(errno.EEXIST, dst)  # a file being created there, not uploaded yet
         try:
             if pending is not None and self.names.try_info(src) is None:
                 # only pending locally (created, not uploaded yet): the upload goes to the new name

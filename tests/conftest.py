@@ -27,6 +27,7 @@ Function-scoped (a new filesystem instance each test: empty caches, ``skip_insta
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +37,11 @@ from typing import Any
 import pytest
 
 from boxfs.emulator import BoxEmulator
+
+# The background change watcher (boxfs.watch) is off by default in the tests, subprocesses included: its
+# requests would blur the per-operation API-call counts many tests assert. tests/test_watch*.py turn it on
+# with watch_events=True.
+os.environ.setdefault("BOXFS_WATCH_EVENTS", "0")
 
 
 @pytest.fixture(scope="session")

@@ -167,11 +167,16 @@ def test_rename_and_remove_follow_open_spools(files: OpenFiles, box_view: Callab
     files.renamed("dir", "moved")
     files.renamed("c.txt", "c.txt")
     assert {s.path for s in files.children("moved")} == {"moved/a.txt", "moved/b.txt"}
-    files.removed("moved/b.txt")
+    assert files.get("MOVED/A.TXT") is a.spool  # Box names: one file whatever the case
+    files.renamed("c.txt", "C.txt")  # a case-only rename keeps the spool, with the new spelling
+    assert c.spool.path == "C.txt" and files.get("c.txt") is c.spool
+    files.removed("Moved/B.txt")
+    b.write(b" written after the delete")  # a file deleted while open is not brought back
     for handle in (a, b, c):
         handle.close()
     box = box_view()
-    assert box.cat_file("moved/a.txt") == b"a" and box.cat_file("c.txt") == b"c"
+    assert box.cat_file("moved/a.txt") == b"a" and box.cat_file("C.txt") == b"c"
+    assert [i["name"] for i in box.ls("", detail=True) if i["type"] == "file"] == ["C.txt"]
     assert not box.exists("moved/b.txt")
 
 

@@ -845,3 +845,32 @@ def test_shell_redirect_over_an_existing_file_is_one_version(backend: Backend, m
     while (mnt / "notes.txt").stat().st_size and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (mnt / "notes.txt").read_bytes() == b""
+
+
+@needs_fuse
+def test_file_deleted_while_open_stays_deleted(backend: Backend, mnt: Path) -> None:
+    """Writes through a descriptor of a deleted file never bring it back (POSIX unlink semantics)."""
+    fd = os.open(mnt / "gone.txt", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"first")
+        os.unlink(mnt / "gone.txt")
+        os.write(fd, b" then more")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert not (mnt / "gone.txt").exists()
+    assert "gone.txt" not in _names_on(backend)
+
+
+@needs_fuse
+def test_rename_of_a_file_still_being_written(backend: Backend, mnt: Path) -> None:
+    """A file renamed before its first upload is uploaded once, under the new name only."""
+    fd = os.open(mnt / "draft [1].txt", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"written before the rename, ")
+        os.rename(mnt / "draft [1].txt", mnt / "final*.txt")
+        os.write(fd, b"and after")
+    finally:
+        os.close(fd)
+    assert (mnt / "final*.txt").read_bytes() == b"written before the rename, and after"
+    assert _names_on(backend) == {"final*.txt"}

@@ -39,8 +39,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import PendingLimitError, oserror
 from boxfs.frontend.ranges import RangeSet
+from boxfs.names import name_key
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class Spool:
         self.complete = 0  # bytes [0, complete) are all written (or loaded)
         self.pending = RangeSet()  # bytes written past ``complete``, with a hole before them
         self.lost: tuple[int, int, OSError] | None = None  # a write that failed: (start, end, error)
-        self.emptied = False  # emptied by reset() and not changed since (see WriteHandle.flush)
+        self.emptied = False  # emptied by reset() and not changed since (a frontend may wait to upload)
 
     def __repr__(self) -> str:
         return f"Spool(path={self.path!r}, dirty={self.dirty}, refs={self.refs})"
@@ -123,9 +125,9 @@ class Spool:
             self.emptied = True
 
     def _changed(self) -> None:
+        # ``unlinked`` stays: writing to a file deleted while open must not bring it back
         self.emptied = False
         self.dirty = True
-        self.unlinked = False
         self.changed_at = time.time()
 
     def _record(self, start: int, end: int) -> None:
@@ -358,7 +360,8 @@ class OpenFiles:
     ``spool_dir``: where spool files live (default: the temp dir). ``max_pending``: cap on bytes held
     past a hole per file (None: no cap, the spool is on disk). ``holes_allowed``: whether a file with a
     never-written range may be uploaded (zeros) or fails. ``on_upload(path)``: called after every upload
-    attempt (a frontend drops caches there).
+    attempt (a frontend drops caches there). ``case_insensitive`` (default: on a BoxFileSystem): two
+    spellings of a name are one file, so ``A.txt`` and ``a.txt`` share one spool, as on Box.
     """
 
     def __init__(
@@ -369,6 +372,7 @@ class OpenFiles:
         max_pending: int | None = DEFAULT_MAX_PENDING,
         holes_allowed: bool = True,
         on_upload: Callable[[str], None] | None = None,
+        case_insensitive: bool | None = None,
     ) -> None:
         self.fs = fs
         self.spool_dir = spool_dir
@@ -376,7 +380,13 @@ class OpenFiles:
         self.holes_allowed = holes_allowed
         self.on_upload = on_upload
         self._lock = threading.Lock()  # guards the table, never held during I/O
-        self._spools: dict[str, Spool] = {}
+        self._spools: dict[str, Spool] = {}  # by key(path)
+        self.case_insensitive = isinstance(fs, BoxFileSystem) if case_insensitive is None else case_insensitive
+
+    def key(self, path: str) -> str:
+        """The table key of ``path``: Box's case-insensitive name key where names compare that way."""
+        path = path.rstrip("/")
+        return name_key(path) if self.case_insensitive else path
 
     # -------------------------------------------------------------- opening
     def open(self, path: str, *, truncate: bool = False, append: bool = False) -> WriteHandle:
@@ -398,16 +408,16 @@ class OpenFiles:
     def attach(self, path: str) -> Spool:
         """The spool of ``path`` (new or shared) with a reference taken: release it with :meth:`detach`."""
         with self._lock:
-            spool = self._spools.get(path)
+            spool = self._spools.get(self.key(path))
             if spool is None:
-                spool = self._spools[path] = Spool(self, path)
+                spool = self._spools[self.key(path)] = Spool(self, path)
             spool.refs += 1
             return spool
 
     def attach_existing(self, path: str) -> Spool | None:
         """The spool of ``path`` with a reference taken, if the path is open for writing; else None."""
         with self._lock:
-            spool = self._spools.get(path)
+            spool = self._spools.get(self.key(path))
             if spool is not None:
                 spool.refs += 1
             return spool
@@ -418,8 +428,8 @@ class OpenFiles:
             spool.refs -= 1
             if spool.refs > 0:
                 return
-            if self._spools.get(spool.path) is spool:
-                del self._spools[spool.path]
+            if self._spools.get(self.key(spool.path)) is spool:
+                del self._spools[self.key(spool.path)]
         if spool.dirty and not spool.unlinked:
             log.warning("%s: let go with changes that did not reach the server (%s)", spool.path,
                         "upload failed" if spool.error is not None else "never flushed")
@@ -428,7 +438,7 @@ class OpenFiles:
     # -------------------------------------------------------------- lookups
     def get(self, path: str) -> Spool | None:
         with self._lock:
-            return self._spools.get(path)
+            return self._spools.get(self.key(path))
 
     def all(self) -> list[Spool]:
         with self._lock:
@@ -436,18 +446,18 @@ class OpenFiles:
 
     def children(self, folder: str) -> list[Spool]:
         """Spools of files directly inside ``folder`` (files being created show up in listings)."""
-        prefix = folder.rstrip("/") + "/" if folder.rstrip("/") else ""
+        prefix = self.key(folder) + "/" if folder.rstrip("/") else ""
         with self._lock:
             return [
-                s for p, s in self._spools.items()
-                if p.startswith(prefix) and "/" not in p[len(prefix):].strip("/") and not s.unlinked
+                s for k, s in self._spools.items()
+                if k.startswith(prefix) and "/" not in k[len(prefix):] and not s.unlinked
             ]
 
     # -------------------------------------------------------------- namespace changes
     def removed(self, path: str) -> Spool | None:
         """``path`` was deleted: its open spool (if any) uploads nothing any more."""
         with self._lock:
-            spool = self._spools.pop(path, None)
+            spool = self._spools.pop(self.key(path), None)
             if spool is not None:
                 spool.unlinked = True
             return spool
@@ -457,16 +467,14 @@ class OpenFiles:
 
         A spool open at ``new`` belonged to the file the rename replaced: it uploads nothing any more.
         """
-        if old == new:
-            return
-        old_prefix = old.rstrip("/") + "/"
-        new_base = new.rstrip("/")
+        old_key, new_key = self.key(old), self.key(new)
+        depth = len(old.rstrip("/").split("/"))
         with self._lock:
-            replaced = self._spools.pop(new, None)
-            moving = [p for p in self._spools if p == old or p.startswith(old_prefix)]
-            if replaced is not None and self._spools.get(old) is not replaced:
-                replaced.unlinked = True
-            for path in moving:
-                spool = self._spools.pop(path)
-                spool.path = new_base if path == old else new_base + "/" + path[len(old_prefix):]
-                self._spools[spool.path] = spool
+            if old_key != new_key:
+                replaced = self._spools.pop(new_key, None)
+                if replaced is not None:
+                    replaced.unlinked = True
+            for key in [k for k in self._spools if k == old_key or k.startswith(old_key + "/")]:
+                spool = self._spools.pop(key)
+                spool.path = "/".join([new.rstrip("/"), *spool.path.rstrip("/").split("/")[depth:]])
+                self._spools[self.key(spool.path)] = spool
