@@ -1,0 +1,82 @@
+"""The frontends tried as hostile users and real clients would: ``boxfs sync``/``check`` with trees
+Box cannot hold as they are, the SFTP server with renames a client should not be able to turn into
+losses. Everything runs against the emulator over real HTTP, with real clients where there is a protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boxfs.sync import BoxSide, LocalSide, check, sync
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+# ------------------------------------------------------------------------------------------ sync / check
+def test_sync_refuses_names_that_differ_only_in_case(make_fs: Callable[..., Any], tmp_path: Path,
+                                                     new_user: Callable[..., tuple[str, str]]) -> None:
+    """``A.txt`` and ``a.txt`` locally are one name on Box: copying both kept only the last one, the
+    report said both were copied and ``check`` agreed. Now both fail, saying why, and --delete waits."""
+    uid, _login = new_user("case")
+    src = tmp_path / "src"
+    _write(src / "A.txt", b"upper")
+    _write(src / "a.txt", b"lower!")
+    _write(src / "ok.txt", b"fine")
+    fs = make_fs(as_user=uid)
+    fs.pipe("dst/extra.txt", b"only on Box")
+    report = sync(LocalSide(), str(src), BoxSide(fs), "dst", delete=True)
+    assert [a.rel for a in report.copied] == ["ok.txt"]
+    failed = dict(report.failed)
+    assert {"box://dst/A.txt", "box://dst/a.txt"} <= set(failed)
+    assert all("letter case" in failed[p] for p in ("box://dst/A.txt", "box://dst/a.txt"))
+    assert report.deleted == []  # a failed copy holds every deletion back
+    view = make_fs(as_user=uid)
+    assert sorted(view.ls("dst", detail=False)) == ["dst/extra.txt", "dst/ok.txt"]
+    verdict = check(LocalSide(), str(src), BoxSide(view), "dst")
+    assert not verdict.ok and sorted(verdict.differ) == ["A.txt", "a.txt"]
+
+
+def test_sync_of_a_tree_with_a_fifo_a_symlink_loop_and_a_linked_folder(
+        make_fs: Callable[..., Any], tmp_path: Path, new_user: Callable[..., tuple[str, str]]) -> None:
+    """A named pipe hung the sync for ever (reading it blocks), a symlink loop aborted the whole sync,
+    and a symlink to a folder became an empty Box folder that ``--delete`` emptied. Each now fails
+    alone with its reason; the rest is copied and nothing on Box is deleted."""
+    uid, _login = new_user("odd")
+    src = tmp_path / "src"
+    _write(src / "ok.txt", b"fine")
+    os.mkfifo(src / "pipe")
+    os.symlink("loop", src / "loop")
+    outside = tmp_path / "outside"
+    _write(outside / "kept.txt", b"outside the tree")
+    os.symlink(outside, src / "linked")
+    fs = make_fs(as_user=uid)
+    fs.pipe({"dst/linked/old.txt": b"synced when linked was a folder", "dst/pipe": b"an old file"})
+    result: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: result.update(
+        report=sync(LocalSide(), str(src), BoxSide(fs), "dst", delete=True)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "sync hung on a named pipe"
+    report = result["report"]
+    assert [a.rel for a in report.copied] == ["ok.txt"]
+    failed = dict(report.failed)
+    assert "regular file" in failed["box://dst/pipe"]
+    assert "symbolic links" in failed["box://dst/loop"]
+    assert "not followed" in failed["box://dst/linked"]
+    assert report.deleted == []
+    view = make_fs(as_user=uid)
+    assert view.cat_file("dst/linked/old.txt") == b"synced when linked was a folder"
+    assert view.cat_file("dst/pipe") == b"an old file"
+    verdict = check(LocalSide(), str(src), BoxSide(view), "dst")
+    assert not verdict.ok and "pipe" in verdict.differ
