@@ -5,14 +5,18 @@ losses. Everything runs against the emulator over real HTTP, with real clients w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
+from test_servers_support import PASSWORDS, make_backend, write_users_file
 
+from boxfs.servers.sftp import start_sftp_server
 from boxfs.sync import BoxSide, LocalSide, check, sync
 
 pytestmark = pytest.mark.timeout(120)
@@ -80,3 +84,43 @@ def test_sync_of_a_tree_with_a_fifo_a_symlink_loop_and_a_linked_folder(
     assert view.cat_file("dst/pipe") == b"an old file"
     verdict = check(LocalSide(), str(src), BoxSide(view), "dst")
     assert not verdict.ok and "pipe" in verdict.differ
+
+
+# ------------------------------------------------------------------------------------------ SFTP
+@pytest.fixture(scope="module")
+def sftp_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("hostile-sftp")
+    with make_backend(tmp) as backend:
+        users = write_users_file(tmp / "users.toml", backend)
+        with start_sftp_server(users, backend.factory) as server:
+            yield backend, server
+
+
+def _sftp(server: Any, login: str = "alice") -> Any:
+    known = asyncssh.import_known_hosts(f"[{server.host}]:{server.port} "
+                                        f"{server.host_key.export_public_key().decode()}")
+    return asyncssh.connect(server.host, server.port, username=login, password=PASSWORDS[login],
+                            client_keys=None, known_hosts=known)
+
+
+def test_sftp_rename_of_a_folder_into_its_own_subfolder_changes_nothing(sftp_env: Any, unique: str) -> None:
+    """posix-rename ``a`` -> ``a/b`` with ``a/b`` an empty folder removed ``a/b`` and then failed at Box;
+    now it is refused (EINVAL, "invalid argument") before any change, in any letter case."""
+    backend, server = sftp_env
+    view = backend.inspect(backend.box_users["alice"])
+    view.makedirs(f"{unique}/a/b")
+    view.pipe(f"{unique}/a/f.txt", b"data")
+    before = view.info(f"{unique}/a/b")["id"]
+
+    async def scenario() -> None:
+        async with _sftp(server) as conn, conn.start_sftp_client() as sftp:
+            for target in ("a/b", "A/B", "a/b/c"):
+                with pytest.raises(asyncssh.SFTPError, match="Invalid name or argument"):
+                    await sftp.posix_rename(f"{unique}/a", f"{unique}/{target}")
+                with pytest.raises(asyncssh.SFTPError, match="Invalid name or argument"):
+                    await sftp.rename(f"{unique}/a", f"{unique}/{target}")
+
+    asyncio.run(scenario())
+    view = backend.inspect(backend.box_users["alice"])
+    assert sorted(view.ls(f"{unique}/a", detail=False)) == [f"{unique}/a/b", f"{unique}/a/f.txt"]
+    assert view.info(f"{unique}/a/b")["id"] == before  # the same folder, not one made again

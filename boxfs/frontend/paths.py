@@ -29,7 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import oserror
 from boxfs.frontend.stat import info_is_dir, info_to_stat
-from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name
+from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name, name_key
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ class Namespace:
         if src.rstrip("/") == dst.rstrip("/"):
             return  # rename onto itself: nothing to do, and nothing may be lost
         self.check_new_name(dst)
+        if info_is_dir(sinfo) and self._below(dst, src):
+            # POSIX EINVAL, and before anything: an empty folder at dst would otherwise be removed first
+            raise oserror(errno.EINVAL, dst, "a folder cannot be moved into itself or one of its subfolders")
         dinfo = self.try_info(dst)
         if dinfo is not None and self.same_item(sinfo, dinfo):
             if basename(dst) == basename(str(sinfo["name"])):
@@ -149,6 +152,13 @@ class Namespace:
                     raise oserror(errno.ENOTEMPTY, dst)
                 self.fs.rmdir(dst)  # an empty folder holds no data; the move needs its name free
         self._move(src, dst, info_is_dir(sinfo))
+
+    def _below(self, path: str, folder: str) -> bool:
+        """Whether ``path`` is strictly inside ``folder`` (Box: names compared case-insensitively)."""
+        path, folder = path.strip("/"), folder.strip("/")
+        if self.box_names:
+            path, folder = name_key(path), name_key(folder)
+        return folder == "" or path.startswith(folder + "/")
 
     def _move(self, src: str, dst: str, is_dir: bool) -> None:
         """Move exactly ``src`` to ``dst`` (free, or a file the filesystem replaces safely)."""
