@@ -17,6 +17,7 @@ import pytest
 from test_servers_support import PASSWORDS, make_backend, write_users_file
 
 from boxfs.servers.sftp import start_sftp_server
+from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.sync import BoxSide, LocalSide, check, sync
 
 pytestmark = pytest.mark.timeout(120)
@@ -124,3 +125,25 @@ def test_sftp_rename_of_a_folder_into_its_own_subfolder_changes_nothing(sftp_env
     view = backend.inspect(backend.box_users["alice"])
     assert sorted(view.ls(f"{unique}/a", detail=False)) == [f"{unique}/a/b", f"{unique}/a/f.txt"]
     assert view.info(f"{unique}/a/b")["id"] == before  # the same folder, not one made again
+
+
+# ------------------------------------------------------------------------------------------ login throttling
+def test_login_throttle_memory_is_bounded_under_many_addresses_and_logins() -> None:
+    """Addresses and logins are the guesser's to choose (an IPv6 /64, a new login per guess): the records
+    were kept an hour whatever their number, and past 10,000 every failure scanned them all under the
+    lock. Now at most ``max_tracked`` stay, least recently failed first out, and a recent lockout holds."""
+    now = [0.0]
+    assert LoginThrottle().max_tracked == 100_000
+    throttle = LoginThrottle(ThrottlePolicy(address_lockout_after=3), clock=lambda: now[0], max_tracked=1000)
+    for _n in range(3):
+        throttle.failed("10.9.9.9", "alice", "test")
+    for n in range(400):  # a scan from many addresses, each with a made-up login, within the hour
+        now[0] += 0.001
+        throttle.failed(f"2001:db8::{n:x}", f"made-up-{n}", "test")
+    with pytest.raises(LoginLocked, match="10.9.9.9"):  # fewer than max_tracked records later: still locked
+        throttle.check("10.9.9.9", "bob")
+    assert "tracked=802" in repr(throttle)
+    for n in range(20_000):
+        now[0] += 0.001
+        throttle.failed(f"2001:db8:1::{n:x}", f"made-up-{n}", "test")
+        assert len(throttle._records) <= 1000
