@@ -6,6 +6,8 @@ losses. Everything runs against the emulator over real HTTP, with real clients w
 from __future__ import annotations
 
 import asyncio
+import ftplib
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -16,6 +18,7 @@ import asyncssh
 import pytest
 from test_servers_support import PASSWORDS, make_backend, write_users_file
 
+from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.sftp import start_sftp_server
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.sync import BoxSide, LocalSide, check, sync
@@ -93,8 +96,8 @@ def sftp_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp = tmp_path_factory.mktemp("hostile-sftp")
     with make_backend(tmp) as backend:
         users = write_users_file(tmp / "users.toml", backend)
-        with start_sftp_server(users, backend.factory) as server:
-            yield backend, server
+        with start_sftp_server(users, backend.factory) as server, start_ftp_server(users, backend.factory) as ftp:
+            yield backend, server, ftp
 
 
 def _sftp(server: Any, login: str = "alice") -> Any:
@@ -107,7 +110,7 @@ def _sftp(server: Any, login: str = "alice") -> Any:
 def test_sftp_rename_of_a_folder_into_its_own_subfolder_changes_nothing(sftp_env: Any, unique: str) -> None:
     """posix-rename ``a`` -> ``a/b`` with ``a/b`` an empty folder removed ``a/b`` and then failed at Box;
     now it is refused (EINVAL, "invalid argument") before any change, in any letter case."""
-    backend, server = sftp_env
+    backend, server, _ftp = sftp_env
     view = backend.inspect(backend.box_users["alice"])
     view.makedirs(f"{unique}/a/b")
     view.pipe(f"{unique}/a/f.txt", b"data")
@@ -125,6 +128,41 @@ def test_sftp_rename_of_a_folder_into_its_own_subfolder_changes_nothing(sftp_env
     view = backend.inspect(backend.box_users["alice"])
     assert sorted(view.ls(f"{unique}/a", detail=False)) == [f"{unique}/a/b", f"{unique}/a/f.txt"]
     assert view.info(f"{unique}/a/b")["id"] == before  # the same folder, not one made again
+
+
+def test_a_new_name_never_brings_its_folders_into_being(sftp_env: Any, unique: str) -> None:
+    """An upload or a rename to ``typo/deep/name`` made the folders ``typo/deep`` (and one under a
+    *file* name made that name a folder): POSIX and every SFTP/FTP server answer "no such file".
+    Now refused before anything is written, over SFTP (asyncssh) and FTP (ftplib)."""
+    backend, server, ftp_server = sftp_env
+    view = backend.inspect(backend.box_users["alice"])
+    view.pipe(f"{unique}/f.txt", b"data")
+
+    async def scenario() -> None:
+        async with _sftp(server) as conn, conn.start_sftp_client() as sftp:
+            with pytest.raises(asyncssh.SFTPNoSuchFile):
+                await sftp.posix_rename(f"{unique}/f.txt", f"{unique}/typo/deep/f.txt")
+            with pytest.raises(asyncssh.SFTPNoSuchFile):
+                await sftp.rename(f"{unique}/f.txt", f"{unique}/f.txt/inside.txt")
+            with pytest.raises(asyncssh.SFTPNoSuchFile):
+                async with sftp.open(f"{unique}/nodir/new.txt", "wb") as fh:
+                    await fh.write(b"new")
+
+    asyncio.run(scenario())
+    ftp = ftplib.FTP()
+    ftp.connect(ftp_server.host, ftp_server.port, timeout=60)
+    ftp.login("alice", PASSWORDS["alice"])
+    try:
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            ftp.storbinary(f"STOR /{unique}/ftpdir/new.txt", io.BytesIO(b"new"))
+        ftp.sendcmd(f"RNFR /{unique}/f.txt")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            ftp.sendcmd(f"RNTO /{unique}/typo2/f.txt")
+    finally:
+        ftp.close()
+    view = backend.inspect(backend.box_users["alice"])
+    assert view.ls(unique, detail=False) == [f"{unique}/f.txt"]
+    assert view.cat_file(f"{unique}/f.txt") == b"data"
 
 
 # ------------------------------------------------------------------------------------------ login throttling

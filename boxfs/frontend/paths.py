@@ -70,6 +70,14 @@ class Namespace:
             code = errno.ENAMETOOLONG if len(name) > MAX_NAME_LENGTH else errno.EINVAL
             raise oserror(code, path, str(exc)) from None
 
+    def check_parent(self, path: str) -> None:
+        """ENOENT/ENOTDIR unless the folder that would hold ``path`` exists: as ``open(O_CREAT)`` and
+        ``rename(2)``, a new name never brings its folders into being (the filesystem's ``mv`` and
+        uploads would make them, so a client's typo became a tree of new folders)."""
+        parent = posixpath.dirname(path.strip("/"))
+        if parent and not info_is_dir(self.info(parent)):
+            raise oserror(errno.ENOTDIR, parent)
+
     # ------------------------------------------------------------------ reading
     def info(self, path: str) -> dict[str, Any]:
         """The info dict of exactly ``path`` (FileNotFoundError when there is none)."""
@@ -133,6 +141,7 @@ class Namespace:
         if info_is_dir(sinfo) and self._below(dst, src):
             # POSIX EINVAL, and before anything: an empty folder at dst would otherwise be removed first
             raise oserror(errno.EINVAL, dst, "a folder cannot be moved into itself or one of its subfolders")
+        self.check_parent(dst)
         dinfo = self.try_info(dst)
         if dinfo is not None and self.same_item(sinfo, dinfo):
             if basename(dst) == basename(str(sinfo["name"])):

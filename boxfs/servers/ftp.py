@@ -241,6 +241,7 @@ class BoxFTPFS(AbstractedFS):
                 if self.isdir(filename):
                     raise IsADirectoryError(filename)
                 self._check_new_name(filename)
+                self.ns.check_parent(self._backend(filename))
                 return UploadFile(self.files, self._backend(filename), filename, self.resources)
         except FilesystemError:
             raise

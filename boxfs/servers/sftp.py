@@ -379,6 +379,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                 if not pflags & FXF_CREAT:
                     raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
                 refuse_bad_name(ns, backend)
+                await self._call(virtual, ns.check_parent, backend)
             else:
                 if info_is_dir(info):
                     raise SFTPFileIsADirectory(f"Is a directory: {virtual}")
