@@ -527,7 +527,8 @@ def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProg
     else:
         folder, name = os.path.split(dst_path)
         os.makedirs(folder or ".", exist_ok=True)
-        partial = os.path.join(folder, PARTIAL_PREFIX + name)
+        # a name of its own length, not the target's: a 250-character Box name must still fit in 255 bytes
+        partial = os.path.join(folder, PARTIAL_PREFIX + hashlib.sha1(os.fsencode(name)).hexdigest()[:20])
         try:
             src.fs.get_file(s.path, partial, callback=progress)
             got = dst.hash_file(partial)

@@ -90,6 +90,20 @@ def test_sync_of_a_tree_with_a_fifo_a_symlink_loop_and_a_linked_folder(
     assert not verdict.ok and "pipe" in verdict.differ
 
 
+def test_sync_to_local_of_a_name_near_the_length_limit(make_fs: Callable[..., Any], tmp_path: Path,
+                                                      new_user: Callable[..., tuple[str, str]]) -> None:
+    """Box allows 255-character names and so does Linux, but the download went to ``.boxfs-partial-``
+    + the name: past 255 bytes, "File name too long" for every long name. The partial name is short now."""
+    uid, _login = new_user("long")
+    fs = make_fs(as_user=uid)
+    long_name = "n" * 251 + ".txt"
+    fs.pipe({f"src/{long_name}": b"long", "src/short.txt": b"s"})
+    report = sync(BoxSide(fs), "src", LocalSide(), str(tmp_path / "out"))
+    assert report.failed == [] and len(report.copied) == 2
+    assert (tmp_path / "out" / long_name).read_bytes() == b"long"
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([long_name, "short.txt"])
+
+
 # ------------------------------------------------------------------------------------------ SFTP
 @pytest.fixture(scope="module")
 def sftp_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
