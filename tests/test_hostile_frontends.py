@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import ftplib
+import hashlib
 import io
+import logging
 import os
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -177,6 +182,38 @@ def test_a_new_name_never_brings_its_folders_into_being(sftp_env: Any, unique: s
     view = backend.inspect(backend.box_users["alice"])
     assert view.ls(unique, detail=False) == [f"{unique}/f.txt"]
     assert view.cat_file(f"{unique}/f.txt") == b"data"
+
+
+def test_ftp_client_killed_mid_upload_stores_nothing(sftp_env: Any, unique: str, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """curl killed (SIGKILL) in the middle of an FTP upload: its data connection ends like a finished
+    upload, and the truncated file was stored in Box (every time, over a new name and over an existing
+    file). The server now sees that the control connection went too, and stores nothing."""
+    backend, _server, ftp_server = sftp_env
+    caplog.set_level(logging.INFO, logger="boxfs")
+    view = backend.inspect(backend.box_users["alice"])
+    view.pipe(f"{unique}/old.bin", b"the previous version")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 << 20))
+    for name in ("new.bin", "old.bin"):
+        url = f"ftp://alice:{PASSWORDS['alice']}@{ftp_server.host}:{ftp_server.port}/{unique}/{name}"
+        curl = subprocess.Popen(["curl", "-s", "--limit-rate", "1M", "-T", str(big), url])
+        time.sleep(1.5)  # a part of the file sent (the whole takes 6 s at this rate)
+        assert curl.poll() is None
+        curl.send_signal(signal.SIGKILL)
+        curl.wait()
+        for _ in range(200):
+            if f"upload of /{unique}/{name} aborted" in caplog.text:
+                break
+            time.sleep(0.05)
+    assert f"upload of /{unique}/new.bin aborted; nothing stored" in caplog.text
+    view = backend.inspect(backend.box_users["alice"])
+    assert view.ls(unique, detail=False) == [f"{unique}/old.bin"]
+    assert view.info(f"{unique}/old.bin")["sha1"] == hashlib.sha1(b"the previous version").hexdigest()
+    done = subprocess.run(["curl", "-s", "-S", "-T", str(big), url], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # a client that waits for the reply is served as before
+    view = backend.inspect(backend.box_users["alice"])
+    assert view.info(f"{unique}/old.bin")["sha1"] == hashlib.sha1(big.read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------ login throttling
