@@ -523,6 +523,11 @@ def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProg
         progress.relative_update(s.size)
     elif dst.is_box:
         dst.fs.put_file(s.path, dst_path, callback=progress)
+        # written to while being read, Box may hold bytes of two versions: say so, hold --delete back
+        now = src.entry(s.path)
+        if now is None or (now.size, now.mtime_ns) != (s.size, s.mtime_ns):
+            raise OSError(errno.EAGAIN, "changed while being copied (Box keeps the previous version too): "
+                          "sync again", src.show(s.path))
         src.remember(s.path, dst.fs.info(dst_path).get("sha1"), expect=s)  # Box checked it: no re-read next time
     else:
         folder, name = os.path.split(dst_path)

@@ -22,6 +22,7 @@ from typing import Any
 import asyncssh
 import pytest
 from test_servers_support import PASSWORDS, make_backend, write_users_file
+from test_sync import _write
 
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.sftp import start_sftp_server
@@ -29,11 +30,6 @@ from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.sync import BoxSide, LocalSide, check, sync
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
 
 
 # ------------------------------------------------------------------------------------------ sync / check
@@ -216,6 +212,33 @@ def test_ftp_client_killed_mid_upload_stores_nothing(sftp_env: Any, unique: str,
     assert view.info(f"{unique}/old.bin")["sha1"] == hashlib.sha1(big.read_bytes()).hexdigest()
 
 
+def test_two_sessions_renaming_onto_one_name_lose_nothing(sftp_env: Any, unique: str) -> None:
+    """Two SFTP sessions posix-rename ``x`` and ``y`` onto the existing ``t`` at once: the loser's file
+    was left under a hidden ``.boxfs-...-t`` name, gone from where the client had it. Now one rename
+    wins and the other fails with its source back in place: every byte is under a name the user knows."""
+    backend, server, _ftp = sftp_env
+
+    async def scenario() -> None:
+        async with _sftp(server) as c1, _sftp(server) as c2:
+            async with c1.start_sftp_client() as s1, c2.start_sftp_client() as s2:
+                await s1.mkdir(unique)
+                for i in range(4):
+                    for name in ("t", "x", "y"):
+                        async with s1.open(f"{unique}/{name}{i}", "wb") as fh:
+                            await fh.write(f"{name}{i}".encode())
+                    await asyncio.gather(s1.posix_rename(f"{unique}/x{i}", f"{unique}/t{i}"),
+                                         s2.posix_rename(f"{unique}/y{i}", f"{unique}/t{i}"), return_exceptions=True)
+
+    asyncio.run(scenario())
+    view = backend.inspect(backend.box_users["alice"])
+    held = {e["name"].rsplit("/", 1)[-1]: view.cat_file(e["name"]).decode() for e in view.ls(unique, detail=True)}
+    assert not [n for n in held if n.startswith(".boxfs-")], held
+    for i in range(4):
+        assert held[f"t{i}"] in (f"x{i}", f"y{i}")  # one of the two renames won
+        loser = "y" if held[f"t{i}"] == f"x{i}" else "x"
+        assert held.get(f"{loser}{i}") in (None, f"{loser}{i}")  # failed: back home (or replaced in turn)
+
+
 # ------------------------------------------------------------------------------------------ login throttling
 def test_login_throttle_memory_is_bounded_under_many_addresses_and_logins() -> None:
     """Addresses and logins are the guesser's to choose (an IPv6 /64, a new login per guess): the records
@@ -236,3 +259,30 @@ def test_login_throttle_memory_is_bounded_under_many_addresses_and_logins() -> N
         now[0] += 0.001
         throttle.failed(f"2001:db8:1::{n:x}", f"made-up-{n}", "test")
         assert len(throttle._records) <= 1000
+
+
+def test_sync_of_a_file_written_to_while_it_uploads_is_reported(
+        make_fs: Callable[..., Any], tmp_path: Path, new_user: Callable[..., tuple[str, str]]) -> None:
+    """A log file appended to while sync read it: Box got a mix of what was read before and after, and
+    the report said "copied". Now that file fails with "changed while being copied" (and holds
+    --delete back); the next sync copies it whole."""
+    uid, _login = new_user("live")
+    src = tmp_path / "src"
+    _write(src / "live.log", os.urandom(3 << 20))
+    fs = make_fs(as_user=uid)
+    fs.pipe("dst/extra.txt", b"only on Box")
+    written: list[int] = []
+
+    def writer_during_upload(n: int) -> None:  # the sync's progress callback: bytes are being sent now
+        if not written:
+            written.append(n)
+            with open(src / "live.log", "ab") as fh:
+                fh.write(b"a new line\n")
+
+    report = sync(LocalSide(), str(src), BoxSide(fs), "dst", delete=True, advance=writer_during_upload)
+    assert written and report.copied == [] and report.deleted == []
+    assert "changed while being copied" in dict(report.failed)["box://dst/live.log"]
+    again = sync(LocalSide(), str(src), BoxSide(make_fs(as_user=uid)), "dst")
+    assert [a.rel for a in again.copied] == ["live.log"] and again.failed == []
+    view = make_fs(as_user=uid)
+    assert view.info("dst/live.log")["sha1"] == hashlib.sha1((src / "live.log").read_bytes()).hexdigest()
