@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -180,25 +181,39 @@ def test_a_new_name_never_brings_its_folders_into_being(sftp_env: Any, unique: s
     assert view.cat_file(f"{unique}/f.txt") == b"data"
 
 
+#: A client process that sends the first MB of an upload, says so, and waits to be killed.
+_HALF_UPLOAD = """
+import ftplib, sys, time
+ftp = ftplib.FTP()
+ftp.connect(sys.argv[1], int(sys.argv[2]), timeout=60)
+ftp.login("alice", sys.argv[3])
+ftp.voidcmd("TYPE I")
+data = ftp.transfercmd("STOR " + sys.argv[4])
+data.sendall(b"x" * (1 << 20))
+print("sent", flush=True)
+time.sleep(600)
+"""
+
+
 def test_ftp_client_killed_mid_upload_stores_nothing(sftp_env: Any, unique: str, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    """curl killed (SIGKILL) in the middle of an FTP upload: its data connection ends like a finished
-    upload, and the truncated file was stored in Box (every time, over a new name and over an existing
-    file). The server now sees that the control connection went too, and stores nothing."""
+    """An FTP client killed (SIGKILL) in the middle of an upload: its data connection ends like a
+    finished upload, and the truncated file was stored in Box (every time, over a new name and over an
+    existing file). The server now sees that the control connection went too, and stores nothing."""
     backend, _server, ftp_server = sftp_env
     caplog.set_level(logging.INFO, logger="boxfs")
-    view = backend.inspect(backend.box_users["alice"])
-    view.pipe(f"{unique}/old.bin", b"the previous version")
-    big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(6 << 20))
+    ftp = ftplib.FTP()
+    ftp.connect(ftp_server.host, ftp_server.port, timeout=60)
+    ftp.login("alice", PASSWORDS["alice"])
+    ftp.mkd(f"/{unique}")
+    ftp.storbinary(f"STOR /{unique}/old.bin", io.BytesIO(b"the previous version"))
     for name in ("new.bin", "old.bin"):
-        url = f"ftp://alice:{PASSWORDS['alice']}@{ftp_server.host}:{ftp_server.port}/{unique}/{name}"
-        curl = subprocess.Popen(["curl", "-s", "--limit-rate", "1M", "-T", str(big), url])
-        time.sleep(1.5)  # a part of the file sent (the whole takes 6 s at this rate)
-        assert curl.poll() is None
-        curl.send_signal(signal.SIGKILL)
-        curl.wait()
-        for _ in range(200):
+        client = subprocess.Popen([sys.executable, "-c", _HALF_UPLOAD, ftp_server.host, str(ftp_server.port),
+                                   PASSWORDS["alice"], f"/{unique}/{name}"], stdout=subprocess.PIPE, text=True)
+        assert client.stdout is not None and client.stdout.readline() == "sent\n"
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+        for _ in range(600):  # the server notices the end of both connections asynchronously
             if f"upload of /{unique}/{name} aborted" in caplog.text:
                 break
             time.sleep(0.05)
@@ -206,8 +221,11 @@ def test_ftp_client_killed_mid_upload_stores_nothing(sftp_env: Any, unique: str,
     view = backend.inspect(backend.box_users["alice"])
     assert view.ls(unique, detail=False) == [f"{unique}/old.bin"]
     assert view.info(f"{unique}/old.bin")["sha1"] == hashlib.sha1(b"the previous version").hexdigest()
-    done = subprocess.run(["curl", "-s", "-S", "-T", str(big), url], capture_output=True, timeout=120)
-    assert done.returncode == 0, done.stderr  # a client that waits for the reply is served as before
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    with big.open("rb") as fh:  # a client that waits for the reply: stored as before
+        ftp.storbinary(f"STOR /{unique}/old.bin", fh)
+    ftp.quit()
     view = backend.inspect(backend.box_users["alice"])
     assert view.info(f"{unique}/old.bin")["sha1"] == hashlib.sha1(big.read_bytes()).hexdigest()
 
