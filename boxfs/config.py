@@ -45,6 +45,10 @@ class BoxConfigError(ValueError):
     """The configuration cannot work; the message names the missing or bad field (never its secret value)."""
 
 
+class NoCredentialsError(BoxConfigError):
+    """No credentials were given at all: a frontend words the fix in its own terms (``--config``)."""
+
+
 @dataclass(frozen=True)
 class BoxEndpoints:
     """The three Box API roots (``box_sdk_gen.BaseUrls`` has the same three)."""
@@ -310,7 +314,7 @@ def resolve_credentials(
                 environ={},
             )
             return creds, True
-        raise BoxConfigError(
+        raise NoCredentialsError(
             "no Box credentials: give jwt_config=, client_id=/client_secret= (CCG or JWT fields) or token=, "
             "or set BOXFS_JWT_CONFIG, BOXFS_CLIENT_ID/BOXFS_CLIENT_SECRET or BOXFS_TOKEN"
         )

@@ -11,11 +11,12 @@ CONVENTIONS FOR EVERY WRITER OF README.md AND docs/*.md (read before adding a ``
    runnable example; a reader can then trust it.
 3. The environment each file's blocks see (so that examples read like real use, with no emulator code):
 
-   * a Box emulator of its own (not the session one), with the users ``alice@example.com`` ("Alice")
-     and ``bob@example.com`` ("Bob"), and a JWT app with App + Enterprise access, the as-user header
-     feature and the scopes ``root_readwrite`` + ``manage_managed_users``;
-   * ``BOXFS_JWT_CONFIG`` = the path of that app's JSON config, ``BOXFS_AS_USER`` =
-     ``alice@example.com``, ``BOXFS_BASE_URL`` = the emulator's URL. So
+   * a Box emulator of its own (not the session one), started as the docs say, with
+     ``eval "$(boxfs emulator --env)"`` (a subprocess; ``--stop`` ends it): the users ``alice@example.com``
+     ("Alice") and ``bob@example.com`` ("Bob"), and a JWT app with App + Enterprise access, the as-user
+     header feature and the scopes ``root_readwrite`` + ``manage_managed_users``;
+   * the variables it exports: ``BOXFS_JWT_CONFIG`` = the path of that app's JSON config,
+     ``BOXFS_AS_USER`` = ``alice@example.com``, ``BOXFS_BASE_URL`` = the emulator's URL. So
      ``fsspec.filesystem("box")``, ``BoxFileSystem()`` and ``pd.read_csv("box://...")`` work with no
      arguments, and explicit ``jwt_config=...`` forms work too because ``BOXFS_BASE_URL`` still applies;
    * the working directory is a fresh temporary folder holding ``config.json`` and ``app.json`` (both
@@ -36,8 +37,11 @@ CONVENTIONS FOR EVERY WRITER OF README.md AND docs/*.md (read before adding a ``
 
 from __future__ import annotations
 
-import io
+import os
 import re
+import shlex
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +49,7 @@ from pathlib import Path
 
 import pytest
 
-from boxfs.emulator import BoxEmulator
+from boxfs.emulator import samples
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
@@ -104,23 +108,39 @@ def test_parser_finds_blocks_and_skip_marks(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ environment
-@pytest.fixture(scope="module")
-def docs_emulator() -> Iterator[BoxEmulator]:
-    with BoxEmulator() as emu:
-        yield emu
+def parse_exports(text: str) -> dict[str, str]:
+    """The ``export NAME=value`` lines of ``boxfs emulator --env``, as the shell's ``eval`` would set them."""
+    env = {}
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["export"]:
+            for word in words[1:]:
+                name, _, value = word.partition("=")
+                env[name] = value
+    return env
+
+
+def emulator_command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``boxfs emulator ARGS`` as a shell user would; its stdout (the lines to eval)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    done = subprocess.run([sys.executable, "-m", "boxfs", "emulator", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**base, **(env or {})})
+    assert done.returncode == 0, f"boxfs emulator {' '.join(args)}: {done.stderr}"
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
-def docs_setup(docs_emulator: BoxEmulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The app and users of convention 3 (created once per module)."""
-    emu = docs_emulator
-    config = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
-                                enterprise_access=True)
-    emu.create_user("alice@example.com", name="Alice")
-    emu.create_user("bob@example.com", name="Bob")
+def docs_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Convention 3's emulator, started the documented way: ``eval "$(boxfs emulator --env)"``."""
     home = tmp_path_factory.mktemp("docs-config")
-    (home / "config.json").write_text(config)
-    return {"config": config, "config_path": str(home / "config.json"), "url": emu.url}
+    exports = parse_exports(emulator_command("--env", "--port", "0", cwd=home))
+    assert set(exports) == {"BOXFS_BASE_URL", "BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_EMULATOR_PID"}
+    assert exports["BOXFS_JWT_CONFIG"] == str(home / "config.json")
+    try:
+        yield {**exports, "config": (home / "config.json").read_text()}
+    finally:
+        unset = emulator_command("--stop", cwd=home, env={"BOXFS_EMULATOR_PID": exports["BOXFS_EMULATOR_PID"]})
+        assert unset.startswith("unset BOXFS_")
 
 
 def seed_reports(config: str, emu_url: str) -> None:
@@ -129,29 +149,22 @@ def seed_reports(config: str, emu_url: str) -> None:
 
     fs = BoxFileSystem(config, as_user="alice@example.com", base_urls={"base_url": emu_url},
                        skip_instance_cache=True)
-    csv = "region,revenue\nnorth,120.5\nsouth,98.0\neast,143.25\nwest,77.0\n"
-    fs.pipe({"reports/q3.csv": csv.encode(), "reports/notes.txt": b"Q3 numbers are preliminary.\n"})
-    try:
-        import pandas as pd
-
-        buf = io.BytesIO()
-        pd.read_csv(io.StringIO(csv)).to_parquet(buf, index=False)
-        fs.pipe("reports/q3.parquet", buf.getvalue())
-    except ImportError:  # the data extra is not installed: parquet examples will say so
-        pass
+    fs.pipe({"reports/q3.csv": samples.Q3_CSV.encode(), "reports/notes.txt": samples.NOTES.encode()})
+    parquet = samples.q3_parquet()  # None without pyarrow: parquet examples will say so
+    if parquet is not None:
+        fs.pipe("reports/q3.parquet", parquet)
 
 
 @pytest.fixture
 def docs_env(docs_setup: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("BOXFS_TOKEN", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET", "BOXFS_ENTERPRISE_ID"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOXFS_JWT_CONFIG", docs_setup["config_path"])
-    monkeypatch.setenv("BOXFS_AS_USER", "alice@example.com")
-    monkeypatch.setenv("BOXFS_BASE_URL", docs_setup["url"])
+    for name in ("BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_BASE_URL", "BOXFS_EMULATOR_PID"):
+        monkeypatch.setenv(name, docs_setup[name])
     for name in ("config.json", "app.json"):
         (tmp_path / name).write_text(docs_setup["config"])
     monkeypatch.chdir(tmp_path)
-    seed_reports(docs_setup["config"], docs_setup["url"])
+    seed_reports(docs_setup["config"], docs_setup["BOXFS_BASE_URL"])
     from boxfs import BoxFileSystem
 
     BoxFileSystem.clear_instance_cache()
