@@ -27,8 +27,11 @@ CONVENTIONS FOR EVERY WRITER OF README.md AND docs/*.md (read before adding a ``
    * the filesystem instance cache is cleared before each file.
 4. A block must finish in a few seconds and clean up what it starts (servers, mounts, threads): use
    ``with`` or ``try/finally``. Assertions in examples are welcome: they are what makes a doc tested.
-5. Shell blocks (``sh``, ``bash``, ``shell``, ``console``) are not run, but every ``boxfs ...`` command
-   line in them is parsed by the real CLI (``boxfs.cli``): an unknown command or option, or a global
+5. Shell blocks (``sh``, ``bash``, ``shell``, ``console``) are not run unless ``<!-- run -->`` is on the
+   last non-blank line before the fence: such a block runs with ``bash -euo pipefail`` in an empty
+   temporary folder holding ``.venv`` (this interpreter's virtualenv), with no ``BOXFS_*`` variable set,
+   and must exit 0 (it starts and stops its own emulator: ``eval "$(boxfs emulator --env ...)"``). Every
+   ``boxfs ...`` command line in any shell block is parsed by the real CLI (``boxfs.cli``): an unknown command or option, or a global
    option (``--config``, ``--as-user``, ``--base-url``, ``--json``...) placed after the command, fails.
    ``[optional]`` brackets are read as present; a missing required value is accepted (it may come from
    an environment variable); ``&`` and redirections end the command.
@@ -54,6 +57,8 @@ from boxfs.emulator import samples
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 SKIP_MARK = "<!-- no-test -->"
+RUN_MARK = "<!-- run -->"
+SHELL_LANGS = ("sh", "bash", "shell", "console")
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)[ \t]*(?P<info>[^\s`]*)[^\n]*$")
 
 
@@ -64,6 +69,7 @@ class Block:
     lang: str
     code: str
     skipped: bool
+    run: bool = False  # a shell block marked to be executed (convention 5)
 
 
 def code_blocks(path: Path) -> list[Block]:
@@ -86,7 +92,8 @@ def code_blocks(path: Path) -> list[Block]:
             i += 1
         i += 1  # the closing fence
         prev = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
-        blocks.append(Block(path, start + 1, m.group("info").lower(), "\n".join(body) + "\n", prev == SKIP_MARK))
+        blocks.append(Block(path, start + 1, m.group("info").lower(), "\n".join(body) + "\n", prev == SKIP_MARK,
+                            prev == RUN_MARK))
     return blocks
 
 
@@ -196,6 +203,27 @@ def test_python_blocks_run(doc: Path, docs_env: Path) -> None:
                         f"(mark it with {SKIP_MARK} if it cannot run against the emulator)", pytrace=True)
 
 
+RUN_BLOCKS = [b for doc in DOC_FILES for b in code_blocks(doc) if b.run and b.lang in SHELL_LANGS]
+
+
+def test_readme_has_a_shell_block_that_runs() -> None:
+    assert any(b.path.name == "README.md" for b in RUN_BLOCKS)
+
+
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=lambda b: f"{b.path.relative_to(ROOT)}:{b.line}")
+def test_marked_shell_blocks_run(block: Block, tmp_path: Path) -> None:
+    """A ``<!-- run -->`` shell block runs verbatim, as a reader would paste it (convention 5)."""
+    (tmp_path / ".venv").symlink_to(sys.prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # if the block fails halfway, its background emulator must not outlive the test
+    guard = 'trap \'[ -n "${BOXFS_EMULATOR_PID:-}" ] && kill "$BOXFS_EMULATOR_PID"\' EXIT\n'
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", guard + block.code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (f"the shell block at {block.path.relative_to(ROOT)}:{block.line} exited "
+                                  f"{done.returncode}\nstdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-3000:]}")
+
+
 _LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
 
 
@@ -219,7 +247,7 @@ def _boxfs_invocations(doc: Path) -> list[tuple[int, list[str]]]:
 
     found = []
     for block in code_blocks(doc):
-        if block.lang not in ("sh", "bash", "shell", "console"):
+        if block.lang not in SHELL_LANGS:
             continue
         text = block.code.replace("\\\n", " ")
         for offset, line in enumerate(text.splitlines()):
