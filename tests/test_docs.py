@@ -308,3 +308,44 @@ def test_boxfs_commands_in_docs_parse(doc: Path) -> None:
         if problem:
             wrong.append(f"line {line}: boxfs {' '.join(args)}: {problem}")
     assert not wrong, f"{doc.name} shows command lines the CLI refuses:\n" + "\n".join(wrong)
+
+
+# ------------------------------------------------------------------------------------------ the benchmark plot
+def _plot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_benchmarks.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_performance_picture_is_drawn_from_the_doc_table(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "p.png"
+    done = _plot("--from-doc", str(ROOT / "docs" / "performance.md"), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = sum(1 for line in (ROOT / "docs" / "performance.md").read_text().splitlines()
+               if re.match(r"^\| [^|]+ \| (boxfs|sdk|ibm-boxfs|rclone) \|", line))
+    assert f"{rows} results plotted" in done.stderr and rows >= 40
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "images/performance.png" in (ROOT / "docs" / "performance.md").read_text()
+    assert (ROOT / "docs" / "images" / "performance.png").is_file()
+
+
+def test_performance_picture_is_drawn_from_a_benchmarks_json(tmp_path: Path) -> None:
+    """The JSON that ``python -m benchmarks`` writes (its own Row type), failures included."""
+    pytest.importorskip("matplotlib")
+    import json
+    from dataclasses import asdict
+
+    from benchmarks.run import Row
+
+    rows = [Row("ls-wide", "ls of a folder", "boxfs", "ok", 1.0, "", 12, 1, 70.0),
+            Row("ls-wide", "ls of a folder", "sdk", "failed", None, "", 3, 1, 50.0, "boom")]
+    results = tmp_path / "results-tiny-1.json"
+    results.write_text(json.dumps({"header": "x", "scale": "tiny", "rows": [asdict(r) for r in rows]}))
+    out = tmp_path / "p.png"
+    done = _plot("--json", str(results), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 results plotted" in done.stderr and out.read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    refused = _plot("--json", str(bad), "--out", str(out))
+    assert refused.returncode != 0 and "not a benchmarks results file" in refused.stderr
