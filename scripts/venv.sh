@@ -31,6 +31,11 @@ install_extras() {
         return 0
     fi
     log=$(mktemp "${TMPDIR:-/tmp}/boxfs-pip-XXXXXX")
+    # Before the distribution was renamed box-fsspec it was installed as "boxfs", the name of another
+    # project with the same import package: the two must not be installed together.
+    if .venv/bin/python -m pip show -q boxfs >/dev/null 2>&1; then
+        .venv/bin/python -m pip uninstall -y -q boxfs >/dev/null 2>&1 || true
+    fi
     echo "setup: installing boxfs[$extras] into .venv (log: $log)" >&2
     if ! .venv/bin/python -m pip install --disable-pip-version-check -e ".[$extras]" >"$log" 2>&1; then
         grep -E '^(ERROR|error):' "$log" | tail -n 5 >&2 || tail -n 5 "$log" >&2
