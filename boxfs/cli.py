@@ -185,12 +185,28 @@ class _RetryNotice(logging.Handler):
 
     @classmethod
     def install(cls) -> None:
-        """Let the boxfs logger pass INFO to this handler only: the root's handlers keep WARNING."""
+        """Let the boxfs logger pass INFO to this handler, and keep the root's handlers as they were."""
         for handler in logging.getLogger().handlers:
-            handler.setLevel(logging.WARNING)
+            handler.addFilter(_hide_enabled_info)
         box_logger = logging.getLogger("boxfs")
         box_logger.addHandler(cls())
         box_logger.setLevel(logging.INFO)
+
+
+def _hide_enabled_info(record: logging.LogRecord) -> bool:
+    """Drop a boxfs record below WARNING that shows only because _RetryNotice lowered "boxfs" to INFO.
+
+    A logger under "boxfs" that set its own level (the servers log logins at INFO) still decides.
+    """
+    if record.levelno >= logging.WARNING or not (record.name == "boxfs" or record.name.startswith("boxfs.")):
+        return True
+    name = record.name
+    while name != "boxfs":
+        level = logging.getLogger(name).level
+        if level:
+            return record.levelno >= level
+        name = name.rpartition(".")[0]
+    return False
 
 
 # ------------------------------------------------------------------------------------------ group
