@@ -36,10 +36,10 @@ install_extras() {
     if .venv/bin/python -m pip show -q boxfs >/dev/null 2>&1; then
         .venv/bin/python -m pip uninstall -y -q boxfs >/dev/null 2>&1 || true
     fi
-    echo "setup: installing boxfs[$extras] into .venv (log: $log)" >&2
+    echo "setup: installing box-fsspec[$extras] into .venv (log: $log)" >&2
     if ! .venv/bin/python -m pip install --disable-pip-version-check --no-compile -e ".[$extras]" >"$log" 2>&1; then
         grep -E '^(ERROR|error):' "$log" | tail -n 5 >&2 || tail -n 5 "$log" >&2
-        die "setup: pip could not install boxfs[$extras] (full log: $log). Check the network and any proxy or index settings (HTTPS_PROXY, PIP_INDEX_URL), then run this again."
+        die "setup: pip could not install box-fsspec[$extras] (full log: $log). Check the network and any proxy or index settings (HTTPS_PROXY, PIP_INDEX_URL), then run this again."
     fi
     rm -f "$log"
     touch "$stamp"

@@ -129,6 +129,6 @@ def test_demo_script_when_pip_fails_says_so_and_leaves_no_stamp(tmp_path: Path) 
     done = subprocess.run(["bash", "scripts/demo.sh"], cwd=project, capture_output=True, text=True, timeout=300,
                           env=env)
     assert done.returncode == 1
-    assert "pip could not install boxfs[demo]" in done.stderr and "full log:" in done.stderr
+    assert "pip could not install box-fsspec[demo]" in done.stderr and "full log:" in done.stderr
     assert "HTTPS_PROXY" in done.stderr  # what to check
     assert not (project / ".venv" / ".boxfs-demo-installed").exists()
