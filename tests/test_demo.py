@@ -80,7 +80,8 @@ def test_emulator_with_a_data_dir_keeps_its_app_config_and_files(tmp_path: Path)
         assert started.returncode == 0, started.stderr
         env = exports(started.stdout)
         try:
-            config = (tmp_path / "config.json").read_text()
+            assert env["BOXFS_JWT_CONFIG"] == str(data / "config.json")  # kept with the state it belongs to
+            config = (data / "config.json").read_text()
             if round_ == 0:
                 first = config
                 wrote = subprocess.run([sys.executable, "-m", "boxfs", "mkdir", "box://kept"], text=True,

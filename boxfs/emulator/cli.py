@@ -58,10 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8090, help="port to listen on (0: any free port)")
     parser.add_argument("--data-dir", default=None, help="keep state here (default: a temporary folder)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
-    parser.add_argument("--config-out", default="config.json",
-                        help="where to write the app's JWT config (default: config.json in this folder)")
+    parser.add_argument("--config-out", default=None,
+                        help="where to write the app's JWT config (default: config.json in the data dir "
+                             "if one is given, else in this folder)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document (URLs, config path, users, pid) instead of export lines")
     parser.add_argument("--no-samples", action="store_true", help="do not create alice's reports/ files")
     parser.add_argument("--ready-file", default=None, help="write the URL here once ready (for scripts)")
+    parser.add_argument("--report-file", default=None, help=argparse.SUPPRESS)  # --env's child -> parent
     return parser
 
 
@@ -102,10 +106,22 @@ def prepare_config(emu: BoxEmulator, path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------ shell lines
+def env_values(url: str, config: Path, pid: int) -> dict[str, str]:
+    return {"BOXFS_BASE_URL": url, "BOXFS_JWT_CONFIG": str(config), "BOXFS_AS_USER": SAMPLE_OWNER,
+            "BOXFS_EMULATOR_PID": str(pid)}
+
+
 def export_lines(url: str, config: Path, pid: int) -> str:
-    values = {"BOXFS_BASE_URL": url, "BOXFS_JWT_CONFIG": str(config), "BOXFS_AS_USER": SAMPLE_OWNER,
-              "BOXFS_EMULATOR_PID": str(pid)}
+    values = env_values(url, config, pid)
     return "".join(f"export {name}={shlex.quote(values[name])}\n" for name in ENV_NAMES)
+
+
+def json_report(url: str, config: Path, pid: int, enterprise_id: str, users: dict[str, str]) -> str:
+    """The same facts for scripts: URLs as box_sdk_gen's BaseUrls names them, the config, the users."""
+    return json.dumps({"url": url, "base_url": url, "upload_url": url + "/api", "oauth2_url": url + "/oauth2",
+                       "enterprise_id": enterprise_id, "config": str(config), "login": SAMPLE_OWNER,
+                       "user_id": users.get(SAMPLE_OWNER, ""), "users": users, "pid": pid,
+                       "env": env_values(url, config, pid)}, indent=2) + "\n"
 
 
 def _serving_note(url: str, config: Path, background: bool) -> str:
@@ -128,9 +144,15 @@ def serve(args: argparse.Namespace, config: Path) -> int:
         raise
     try:
         client_id = prepare_config(emu, config)
-        prepare_users(emu, client_id, samples=not args.no_samples)
-        sys.stdout.write(export_lines(emu.url, config, os.getpid()) + _serving_note(emu.url, config, False))
+        users = prepare_users(emu, client_id, samples=not args.no_samples)
+        report = json_report(emu.url, config, os.getpid(), emu.enterprise_id, users)
+        if args.json:
+            sys.stdout.write(report)
+        else:
+            sys.stdout.write(export_lines(emu.url, config, os.getpid()) + _serving_note(emu.url, config, False))
         sys.stdout.flush()
+        if args.report_file:  # before the ready file: whoever waits for that one reads this one next
+            Path(args.report_file).write_text(report)
         if args.ready_file:
             Path(args.ready_file).write_text(emu.url)
         stop = threading.Event()
@@ -148,14 +170,14 @@ def start_background(args: argparse.Namespace, config: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="box-emulator-start-") as tmp:
         ready = Path(tmp) / "ready"
         if args.data_dir:
-            Path(args.data_dir).mkdir(parents=True, exist_ok=True)
             log_path = Path(args.data_dir) / "emulator.log"
         else:
             fd, name = tempfile.mkstemp(prefix="box-emulator-", suffix=".log")
             os.close(fd)
             log_path = Path(name)
         argv = [sys.executable, "-m", "boxfs.emulator", "--host", args.host, "--port", str(args.port),
-                "--latency-ms", str(args.latency_ms), "--config-out", str(config), "--ready-file", str(ready)]
+                "--latency-ms", str(args.latency_ms), "--config-out", str(config), "--ready-file", str(ready),
+                "--report-file", str(Path(tmp) / "report.json")]
         if args.data_dir:
             argv += ["--data-dir", str(Path(args.data_dir).resolve())]
         if args.no_samples:
@@ -174,8 +196,12 @@ def start_background(args: argparse.Namespace, config: Path) -> int:
                 raise SetupError(f"the emulator was not ready within {START_TIMEOUT:.0f} s (log: {log_path})")
             time.sleep(0.05)
         url = ready.read_text().strip()
-    sys.stdout.write(export_lines(url, config, child.pid) + _serving_note(url, config, True)
-                     + f"# log: {log_path}\n")
+        report = json.loads((Path(tmp) / "report.json").read_text())
+    if args.json:
+        sys.stdout.write(json.dumps({**report, "log": str(log_path)}, indent=2) + "\n")
+    else:
+        sys.stdout.write(export_lines(url, config, child.pid) + _serving_note(url, config, True)
+                         + f"# log: {log_path}\n")
     return 0
 
 
@@ -220,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.stop:
             return stop_background()
-        config = Path(args.config_out).resolve()
+        default = Path(args.data_dir) / "config.json" if args.data_dir else Path("config.json")
+        config = Path(args.config_out).resolve() if args.config_out else default.resolve()
+        if args.data_dir:
+            Path(args.data_dir).mkdir(parents=True, exist_ok=True)
         if not config.parent.is_dir():
             raise SetupError(f"cannot write {config}: the folder {config.parent} does not exist")
         return start_background(args, config) if args.env else serve(args, config)
