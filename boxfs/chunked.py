@@ -11,6 +11,13 @@ is sent), never held whole; ``put_file`` reads parts straight from the source fi
 Resume: the session, the content's SHA1 and the parts done are kept in a state file in the acting user's
 spool folder (:mod:`boxfs.spool`), keyed by destination and content. Running the same upload again (same
 destination, same bytes) finds it, asks Box which parts it has (``GET .../parts``) and sends the rest.
+The state is untrusted: every session URL is built from the configured upload host and the session id
+(:func:`boxfs.spool.session_url`); a state made for another host, or whose session Box no longer knows,
+is discarded and the upload starts over.
+
+Races: two uploads creating the same new path in overwrite mode both pass the preflight; Box lets the
+first commit win and answers the other with 409. The loser then becomes a new version of the winner's
+file (as a small upload does), sending its content again from the spool, which it keeps until then.
 
 Safety: nothing is visible on Box before the commit, so a failure never leaves a partial file nor touches
 the current version. Failures that may pass (5xx or 429 after retries, a lost connection, an unreadable
@@ -31,18 +38,23 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from boxfs.api.errors import BoxAPIError, exists, is_a_directory
+from boxfs.api.errors import BoxAPIError, conflicts_of, exists, is_a_directory
 from boxfs.names import check_name, same_name
 from boxfs.spool import (
     LOCK_SUFFIX,
+    STATE_SUFFIX,
+    STATE_VERSION,
     PathLock,
     SpoolReader,
     auto_clean,
     read_state,
+    remove_spool_file,
     remove_state,
+    session_of,
+    session_url,
+    spool_name_of,
     state_key,
     user_spool_dir,
     write_state,
@@ -267,15 +279,41 @@ def upload_large(
         file_id, etag = str(conflict["id"]), conflict.get("etag")
         logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
     auto_clean(fs)
-    upload = ChunkedUpload(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
-                           file_id=file_id, etag=etag, modified=modified, progress=progress)
-    try:
-        return upload.run()
-    except BaseException as exc:
-        # kept when running the upload again can resume it; a refusal (the session was aborted) is final
-        if spool is not None and not _fatal(exc):
-            spool.keep_for_resume()
-        raise
+    start = fileobj.tell()
+    for attempt in (1, 2):
+        upload = ChunkedUpload(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
+                               file_id=file_id, etag=etag, modified=modified, progress=progress)
+        try:
+            return upload.run()
+        except FileExistsError as exc:
+            # Someone created the name while we uploaded (Box refuses our session or our commit): overwrite
+            # semantics make our content its new version, sent again from the spool we still hold (once).
+            if attempt == 2 or file_id is not None or not overwrite:
+                raise
+            winner = _winner(fs, exc, parent_id=parent_id, name=name, size=size)
+            if winner is None:
+                raise
+            file_id, etag = str(winner["id"]), winner.get("etag")
+            logger.info("%s was created by another upload while this one ran; uploading again as a new "
+                        "version of file %s", name, file_id)
+            fileobj.seek(start)
+        except BaseException as exc:
+            # kept when running the upload again can resume it; a refusal (the session was aborted) is final
+            if spool is not None and not _fatal(exc):
+                spool.keep_for_resume()
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _winner(fs: BoxFileSystem, exc: FileExistsError, *, parent_id: str, name: str, size: int) -> dict[str, Any] | None:
+    """The file that took our name (from Box's 409, else a preflight); a folder in the way is an error."""
+    taken = conflicts_of(exc) or [c for c in [preflight(fs, parent_id=parent_id, name=name, size=size, file_id=None)]
+                                  if c is not None]
+    if not taken:
+        return None
+    if taken[0].get("type") != "file":
+        raise is_a_directory(name) from None
+    return taken[0]
 
 
 class ChunkedUpload:
@@ -299,15 +337,21 @@ class ChunkedUpload:
         self.content_path = (os.path.abspath(name_attr) if isinstance(name_attr, str) and os.path.isfile(name_attr)
                              else None)
         self.folder = user_spool_dir(fs)
+        #: the content's entry in the spool folder (a writer's spool file, or a kept one given to put_file)
+        self.spool_name = (fileobj.spool_name if isinstance(fileobj, SpoolReader)
+                           else spool_name_of({"spool": self.folder.name_of(self.content_path)}))
         self.key = state_key(user_id=fs.user_id, parent_id=parent_id, name=name, file_id=file_id, size=size, sha1=sha1)
-        self.lock = PathLock(self.folder / f"{self.key}{LOCK_SUFFIX}")
+        self.lock = PathLock(self.folder, f"{self.key}{LOCK_SUFFIX}")
         self.state: dict[str, Any] = {}
         self.parts: dict[int, dict[str, Any]] = {}
         self._state_lock = threading.Lock()
 
     @property
-    def state_path(self) -> Path:
-        return self.folder / f"{self.key}.json"
+    def state_path(self) -> str:
+        return self.folder.show(f"{self.key}{STATE_SUFFIX}")
+
+    def _url(self, tail: str = "") -> str:
+        return session_url(self.fs, self.state["session_id"], tail)
 
     # ---------------------------------------------------------------------------------------- state
     def _save(self) -> None:
@@ -320,7 +364,7 @@ class ChunkedUpload:
                 write_state(self.folder, self.key, self.state)
             except OSError as exc:
                 # the state is a hint (Box's parts list is the authority): a full disk must not stop uploads
-                logger.warning("%s: cannot save the resume state in %s: %s", self.name, self.folder, exc)
+                logger.warning("%s: cannot save the resume state in %s: %s", self.name, self.folder.path, exc)
 
     def _new_state(self, session: dict[str, Any]) -> None:
         expires = session.get("session_expires_at")
@@ -328,11 +372,10 @@ class ChunkedUpload:
             expires_at = datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
         except ValueError:
             expires_at = time.time() + 24 * 3600
-        in_spool = self.content_path is not None and Path(self.content_path).parent == self.folder
         self.state = {
-            "version": 1,
+            "version": STATE_VERSION,
             "session_id": session["id"],
-            "session_endpoints": session["session_endpoints"],
+            "upload_url": self.t.endpoints.upload_url,
             "expires_at": expires_at,
             "part_size": int(session["part_size"]),
             "total_parts": int(session["total_parts"]),
@@ -340,22 +383,39 @@ class ChunkedUpload:
             "sha1": self.sha1,
             "destination": {"parent_id": self.parent_id, "name": self.name, "file_id": self.file_id},
             "source": self.content_path,
-            "spool": self.content_path if in_spool else None,
+            "spool": self.spool_name,
             "pid": os.getpid(),
             "created": time.time(),
         }
         self.parts = {}
 
     def _resumable_state(self) -> dict[str, Any] | None:
+        """The state of an earlier attempt, when it can be resumed; read back from disk, so untrusted:
+        only the session id is taken from it (the URLs are built from the configured host), and the parts
+        done come from Box, not from the file."""
         state = read_state(self.folder, self.key)
-        if not state or not state.get("session_id"):
+        if not state:
+            return None
+        session = session_of(self.fs, state)
+        if session is None:
+            remove_state(self.folder, self.key)  # the caller holds the lock
+            logger.warning("%s: discarding resume state %s: it is not of this version of boxfs or not for the "
+                           "configured upload host %s; starting over", self.name, self.state_path,
+                           self.t.endpoints.upload_url)
             return None
         if state.get("size") != self.size or state.get("sha1") != self.sha1:
             return None
-        if float(state.get("expires_at") or 0) < time.time() + _EXPIRY_MARGIN:
-            logger.info("%s: upload session %s has expired; starting over", self.name, state["session_id"])
+        try:
+            part_size, total = int(state["part_size"]), int(state["total_parts"])
+            expires_at = float(state["expires_at"])
+        except (KeyError, TypeError, ValueError):
             return None
-        return state
+        if part_size <= 0 or total != math.ceil(self.size / part_size):
+            return None
+        if expires_at < time.time() + _EXPIRY_MARGIN:
+            logger.info("%s: upload session %s has expired; starting over", self.name, session)
+            return None
+        return {**state, "session_id": session, "part_size": part_size, "total_parts": total, "expires_at": expires_at}
 
     # ---------------------------------------------------------------------------------- Box calls
     def _create_session(self) -> None:
@@ -372,7 +432,7 @@ class ChunkedUpload:
                      self.state["total_parts"], self.state["part_size"])
 
     def _list_parts(self) -> dict[int, dict[str, Any]]:
-        url = self.state["session_endpoints"]["list_parts"]
+        url = self._url("/parts")
         found: dict[int, dict[str, Any]] = {}
         offset = 0
         while True:
@@ -411,7 +471,7 @@ class ChunkedUpload:
 
         try:
             resp = self.t.request(
-                "PUT", self.state["session_endpoints"]["upload_part"], headers=headers, data=body,
+                "PUT", self._url(), headers=headers, data=body,
                 ok_statuses=(409,), path=self.name, action=f"upload part at {offset}",
             )
         except _SourceError as exc:
@@ -458,7 +518,7 @@ class ChunkedUpload:
             self._save()
 
     def _commit(self) -> dict[str, Any]:
-        endpoints = self.state["session_endpoints"]
+        commit_url = self._url("/commit")
         total = math.ceil(self.size / self.state["part_size"])
         parts = [self.parts[o] for o in sorted(self.parts)]
         if len(parts) != total:
@@ -470,7 +530,7 @@ class ChunkedUpload:
         headers = {"Digest": _digest_header(self.sha1)}
         deadline = time.monotonic() + COMMIT_TIMEOUT
         while True:
-            resp = self.t.request("POST", endpoints["commit"], json=body, headers=headers, recover=self._commit_landed, path=self.name, action="commit upload")
+            resp = self.t.request("POST", commit_url, json=body, headers=headers, recover=self._commit_landed, path=self.name, action="commit upload")
             if isinstance(resp, dict):
                 data = resp
             elif resp.status_code == 202:
@@ -492,7 +552,7 @@ class ChunkedUpload:
     def _commit_landed(self) -> dict[str, Any] | None:
         """After an ambiguous commit failure: did the earlier attempt create the file or version?"""
         try:
-            self.t.request("GET", self.state["session_endpoints"]["status"], path=self.name, action="upload status")
+            self.t.request("GET", self._url(), path=self.name, action="upload status")
             return None  # the session is still open: the commit did not happen
         except FileNotFoundError:
             pass
@@ -509,25 +569,22 @@ class ChunkedUpload:
         return None
 
     def _abort(self) -> None:
-        url = (self.state.get("session_endpoints") or {}).get("abort")
-        if not url:
+        if not self.state.get("session_id"):
             return
         try:
-            self.t.request("DELETE", url, path=self.name, action="abort upload session")
+            self.t.request("DELETE", self._url(), path=self.name, action="abort upload session")
         except (OSError, ValueError) as exc:
             logger.debug("%s: abort of session %s: %s", self.name, self.state.get("session_id"), exc)
 
     def _finish(self, previous_spool: str | None) -> None:
         """After success: forget the state, and spool files of this content (one an earlier attempt kept,
         or a kept spool file given to ``put_file``); a live writer's spool is locked and left to it."""
-        from boxfs.spool import _remove_spool_file
-
         if not self.lock.held:  # the state and spool files belong to the process that holds the lock
             return
         remove_state(self.folder, self.key)
-        for leftover in {previous_spool, self.content_path}:
-            if leftover and Path(leftover).parent == self.folder and leftover.endswith(".spool"):
-                _remove_spool_file(Path(leftover))
+        for leftover in {previous_spool, self.spool_name}:
+            if leftover is not None:
+                remove_spool_file(self.folder, leftover)
 
     # -------------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
@@ -537,10 +594,11 @@ class ChunkedUpload:
             return self._run()
         finally:
             self.lock.release(remove=True)
+            self.folder.close()
 
     def _run(self) -> dict[str, Any]:
         previous = self._resumable_state() if self.lock.held else None
-        previous_spool = previous.get("spool") if previous else None
+        previous_spool = spool_name_of(previous) if previous else None
         for attempt in (1, 2):
             if previous is not None:
                 self.state = dict(previous)
@@ -556,8 +614,7 @@ class ChunkedUpload:
                     logger.info("%s: resuming upload session %s: Box has %d of %d parts", self.name,
                                 previous["session_id"], len(self.parts), previous["total_parts"])
                     self.state["source"] = self.content_path
-                    if self.content_path and Path(self.content_path).parent == self.folder:
-                        self.state["spool"] = self.content_path
+                    self.state["spool"] = self.spool_name
                     self._save()
             try:
                 if previous is None:
@@ -580,10 +637,10 @@ class ChunkedUpload:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _session_gone(self) -> bool:
-        if not self.state.get("session_endpoints"):
+        if not self.state.get("session_id"):
             return False  # no session yet: the 404 is about the destination
         try:
-            self.t.request("GET", self.state["session_endpoints"]["status"], path=self.name, action="upload status")
+            self.t.request("GET", self._url(), path=self.name, action="upload status")
         except FileNotFoundError:
             return True
         return False

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from fsspec.callbacks import Callback
 
+import boxfs.spool as spool_module
 from boxfs.chunked import MIN_SESSION_SIZE, UploadIncomplete
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD
 
@@ -467,7 +468,7 @@ def test_full_local_disk_is_a_clear_oserror_and_changes_nothing(emulator: Any, m
                                                                 tmp_path: Path) -> None:
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
@@ -511,7 +512,8 @@ def test_clean_spool_older_than_zero_gives_up_and_aborts_resumable_uploads(emula
     assert_private_and_empty(user_folder(spool_dir, uid))
 
 
-def test_old_orphans_are_cleaned_automatically(emulator: Any, small_fs: Any, uid: str, spool_dir: Path) -> None:
+def test_old_orphans_are_cleaned_automatically(emulator: Any, small_fs: Any, uid: str, spool_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     folder = user_folder(spool_dir, uid)
     folder.mkdir(parents=True, mode=0o700)
     old = time.time() - 3 * 24 * 3600
@@ -523,9 +525,20 @@ def test_old_orphans_are_cleaned_automatically(emulator: Any, small_fs: Any, uid
     recent.write_bytes(b"a writer that died a minute ago")
     data = os.urandom(6 * MB)
     with small_fs.open("auto/x.bin", "wb") as f:
-        write_in_blocks(f, data)  # spills: the folder is cleaned by age once per process
+        write_in_blocks(f, data)  # spills: the folder is cleaned by age, at most once per interval
     assert [p.name for p in folder.iterdir()] == ["cccc.spool"]
     assert small_fs.cat_file("auto/x.bin") == data
+    # a long-running process (a server, a mount) cleans again once the interval has passed
+    later = folder / "dddd.spool"
+    later.write_bytes(b"kept by an upload that failed on a server running for weeks")
+    os.utime(later, (old, old))
+    with small_fs.open("auto/y.bin", "wb") as f:
+        write_in_blocks(f, data)
+    assert later.exists(), "within the interval: no second listing"
+    monkeypatch.setattr(spool_module, "AUTO_CLEAN_INTERVAL", 0.0)
+    with small_fs.open("auto/z.bin", "wb") as f:
+        write_in_blocks(f, data)
+    assert [p.name for p in folder.iterdir()] == ["cccc.spool"]
 
 
 def test_source_truncated_during_upload_stops_at_once_and_keeps_session(emulator: Any, make_fs: Any, uid: str,
