@@ -38,6 +38,7 @@ __all__ = [
     "BoxEndpoints",
     "BoxOptionError",
     "FSSPEC_OPTIONS",
+    "NoCredentialsError",
     "check_block_size",
     "check_cache_type",
     "check_options",
@@ -54,6 +55,10 @@ DEFAULT_OAUTH2_URL = "https://account.box.com/api/oauth2"
 
 class BoxConfigError(ValueError):
     """The configuration cannot work; the message names the missing or bad field (never its secret value)."""
+
+
+class NoCredentialsError(BoxConfigError):
+    """No credentials were given at all: a frontend words the fix in its own terms (``--config``)."""
 
 
 class BoxOptionError(BoxConfigError, TypeError):
@@ -379,7 +384,7 @@ def resolve_credentials(
                 environ={},
             )
             return creds, True
-        raise BoxConfigError(
+        raise NoCredentialsError(
             "no Box credentials: give jwt_config=, client_id=/client_secret= (CCG or JWT fields) or token=, "
             "or set BOXFS_JWT_CONFIG, BOXFS_CLIENT_ID/BOXFS_CLIENT_SECRET or BOXFS_TOKEN"
         )

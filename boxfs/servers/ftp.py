@@ -502,7 +502,7 @@ def _tls_handler_classes() -> tuple[type, type]:
     try:
         from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
     except ImportError as exc:  # pragma: no cover - pyOpenSSL is in the servers extra
-        raise RuntimeError("FTPS needs pyOpenSSL: pip install 'boxfs[servers]'") from exc
+        raise RuntimeError("FTPS needs pyOpenSSL: pip install 'box-fsspec[servers]'") from exc
 
     class BoxTLSDTPHandler(_UploadResultMixin, TLS_DTPHandler):
         """TLS data channel with upload-failure reporting."""
