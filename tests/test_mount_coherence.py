@@ -94,6 +94,22 @@ def test_ls_in_the_mount_sees_changes_made_elsewhere(mounted: Mounted, other: Bo
     assert (mnt / "here" / "b.txt").read_bytes() == b"a longer second version"
 
 
+def test_ls_of_an_unchanged_folder_costs_no_request(mounted: Mounted, other: BoxFileSystem,
+                                                   emu: BoxEmulator) -> None:
+    """No listing TTL of the mount's own: while the event stream says nothing changed, ``ls`` answers
+    from the filesystem's cache (the mount used to re-list a folder every 10 s)."""
+    other.pipe_file("quiet/x.txt", b"x")
+    eventually(lambda: os.path.isdir(mounted.path / "quiet") and os.listdir(mounted.path / "quiet") == ["x.txt"],
+               "quiet/x.txt")
+    time.sleep(1.0)  # the events of the change above have been applied
+    start = time.monotonic()
+    for _ in range(3):
+        assert os.listdir(mounted.path / "quiet") == ["x.txt"]
+        time.sleep(0.2)
+    assert [r for r in emu.request_log.records
+            if r.started >= start and r.route == "/folders/{folder_id}/items"] == []
+
+
 def test_a_file_replaced_while_read_through_the_mount_reads_old_whole(
         mounted: Mounted, other: BoxFileSystem, emu: BoxEmulator) -> None:
     mnt = mounted.path

@@ -187,6 +187,32 @@ def test_ftp_list_and_sftp_readdir_see_changes_made_elsewhere(world: World) -> N
         ftp.quit()
 
 
+def test_listings_of_an_unchanged_folder_cost_no_request(world: World) -> None:
+    """No freshness rule of the servers' own: while the event stream says nothing changed, LIST and
+    readdir answer from the filesystem's cache (they used to re-list from Box every time)."""
+    other = world.other("alice")
+    other.pipe_file("quiet/x.txt", b"x")
+    ftp = ftp_login(world, "alice")
+
+    async def scenario() -> None:
+        async with sftp_connect(world, "alice") as conn, conn.start_sftp_client() as sftp:
+            await asyncio.to_thread(eventually, lambda: ftp.nlst("/quiet") == ["x.txt"], "quiet/x.txt")
+            assert "x.txt" in await sftp.listdir("/quiet")
+            await asyncio.sleep(1.0)  # the events of the change above have been applied
+            start = time.monotonic()
+            for _ in range(3):
+                assert ftp.nlst("/quiet") == ["x.txt"]
+                assert "x.txt" in await sftp.listdir("/quiet")
+            listings = [r for r in world.emu.request_log.records
+                        if r.started >= start and r.route == "/folders/{folder_id}/items"]
+            assert listings == []
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        ftp.quit()
+
+
 def test_one_long_poll_per_active_box_user(world: World) -> None:
     """alice and carol are two logins of one Box user, bob another: two long polls, not one per login."""
     ftps = [ftp_login(world, login) for login in ("alice", "carol", "bob")]
