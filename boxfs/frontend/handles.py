@@ -377,7 +377,7 @@ class OpenFiles:
     BoxFileSystem, see :mod:`boxfs.spool`; the temp dir for other filesystems). ``max_pending``: cap on bytes held
     past a hole per file (None: no cap, the spool is on disk). ``holes_allowed``: whether a file with a
     never-written range may be uploaded (zeros) or fails. ``on_upload(path)``: called after every upload
-    attempt (a frontend drops caches there). ``case_insensitive`` (default: on a BoxFileSystem): two
+    attempt (the mount forgets its quota there). ``case_insensitive`` (default: on a BoxFileSystem): two
     spellings of a name are one file, so ``A.txt`` and ``a.txt`` share one spool, as on Box.
     """
 
