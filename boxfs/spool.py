@@ -243,6 +243,27 @@ def user_spool_dir(fs: BoxFileSystem) -> SpoolFolder:
     return SpoolFolder(fd, root / user)
 
 
+def create_spool_file(fs: BoxFileSystem) -> tuple[SpoolFolder, str, BinaryIO]:
+    """A new spool file (0600, random name) in the acting user's folder, locked for as long as it is open.
+
+    Returns the folder (held open: unlink the entry through it, then close both), the entry's name and
+    the file. The lock tells cleaners in every process that a writer still owns it; once its process is
+    gone (even killed), ``clean_spool`` and the periodic cleaners remove it by age.
+    """
+    folder = user_spool_dir(fs)
+    name = f"{secrets.token_hex(12)}{SPOOL_SUFFIX}"
+    try:
+        fh = os.fdopen(folder.create(name), "w+b")
+    except BaseException:
+        folder.close()
+        raise
+    if not try_lock_fd(fh.fileno()):  # pragma: no cover - a fresh random name
+        fh.close()
+        folder.close()
+        raise OSError(errno.EBUSY, f"spool file {folder.show(name)} is locked by another process")
+    return folder, name, fh
+
+
 # --------------------------------------------------------------------------------------------- locks
 def try_lock_fd(fd: int) -> bool:
     """Take an exclusive, non-blocking flock on ``fd``; False when another open file description has it."""
@@ -634,13 +655,8 @@ class SpoolingBuffer(WriteBuffer):
 
         preflight_writer(self.fs, self.target, size_so_far)
         auto_clean(self.fs)
-        folder = user_spool_dir(self.fs)
-        name = f"{secrets.token_hex(12)}{SPOOL_SUFFIX}"
-        fh = os.fdopen(folder.create(name), "w+b")  # lives as long as the writer
+        folder, name, fh = create_spool_file(self.fs)  # the file lives as long as the writer
         self.folder, self.spool_name, self.path = folder, name, folder.path / name
-        if not try_lock_fd(fh.fileno()):  # pragma: no cover - a fresh random name
-            fh.close()
-            raise OSError(errno.EBUSY, f"spool file {self.path} is locked by another process")
         self._fh = fh
         logger.debug("%s: more than %d bytes written; spooling to %s", self.target, self.threshold, self.path)
         assert self._mem is not None
