@@ -79,8 +79,11 @@ _FILE_FIRST, _FOLDER_FIRST, _FOLDER_ONLY = ("file", "folder"), ("folder", "file"
 
 
 def _id_of(part: str) -> str | None:
-    """The Box id ``part`` addresses (``"id:12345"`` -> ``"12345"``), or None for an ordinary name."""
-    if part.startswith(_ID_PREFIX) and part[len(_ID_PREFIX):].isdigit() and part.isascii():
+    """The Box id ``part`` addresses (``"id:12345"`` -> ``"12345"``), or None for an ordinary name.
+
+    The prefix matches in any case (``ID:12345`` too): Box compares names case-insensitively, so a
+    top-level ``ID:5`` would be the same name as ``id:5``, and the cache would confuse the two."""
+    if part[:len(_ID_PREFIX)].lower() == _ID_PREFIX and part[len(_ID_PREFIX):].isdigit() and part.isascii():
         return part[len(_ID_PREFIX):]
     return None
 
@@ -359,7 +362,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             marker = data.get("next_marker")
             if not marker:
                 break
-        items = [self._item(_join(path, e["name"]), e) for e in entries]
+        items = [self._item(self._child_path(path, e["name"]), e) for e in entries]
         self.cache.set_listing(path, items, started=started)
         merged = self.cache.listing(path)  # with our own changes made while the listing was on its way
         return items if merged is None else merged
@@ -422,6 +425,14 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     def _id_anchor(self, path: str) -> str | None:
         """The Box id when ``path`` is exactly ``id:<digits>`` (and ``id_paths`` is on), else None."""
         return _id_of(path) if self.id_paths and "/" not in path else None
+
+    def _child_path(self, parent: str, name: str) -> str:
+        """The path of a listed child. A top-level item literally named like ``id:5`` gets the path that
+        reaches it, ``id:<root id>/id:5``: its plain name would address item 5, another item (a listing
+        must never hand out a path that ``rm`` or ``open`` takes to a different item)."""
+        if parent == "" and self._id_anchor(name) is not None:
+            return f"{_ID_PREFIX}{self.root_folder_id}/{name}"
+        return _join(parent, name)
 
     def _info_by_id(self, path: str, item_id: str, kinds: tuple[str, ...]) -> dict[str, Any]:
         """The item ``path`` (``id:<digits>``) addresses, from Box by id: ``GET /files/{id}`` or
