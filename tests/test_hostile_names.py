@@ -87,3 +87,86 @@ def test_id_like_names_that_are_not_ids_stay_literal(fs: Any, name: str) -> None
     assert name in fs.ls("", detail=False)
     fs.rm(name)
     assert fs.ls("", detail=False) == []
+
+
+# ------------------------------------------------------------------------------ glob characters
+HOSTILE = "[a]*?"
+SIBLINGS = {"t/a": b"A", "t/ab": b"AB", "t/abc": b"ABC"}
+
+
+@pytest.fixture
+def globby(fs: Any) -> Any:
+    """``t/[a]*?`` (a name Box accepts, and a pattern matching ``t/a``, ``t/ab``, ``t/abc``) and those."""
+    fs.pipe({f"t/{HOSTILE}": b"HOSTILE", **SIBLINGS})
+    return fs
+
+
+def _tree(make_fs: Callable[..., Any], fs_user: Any) -> dict[str, bytes]:
+    fresh = make_fs(as_user=fs_user[0])
+    return {p: fresh.cat_file(p) for p in fresh.find("t")}
+
+
+@pytest.mark.parametrize("op", ["rm", "rm_recursive", "mv", "cp", "cat"])
+def test_an_existing_name_with_glob_characters_is_that_file_never_a_pattern(
+        globby: Any, make_fs: Callable[..., Any], fs_user: Any, op: str) -> None:
+    src = f"box://t/{HOSTILE}"
+    if op == "rm":
+        globby.rm(src)
+    elif op == "rm_recursive":
+        globby.rm(src, recursive=True)
+    elif op == "mv":
+        globby.mv(src, "t/moved")
+    elif op == "cp":
+        globby.copy(src, "t/copied")
+    else:
+        assert globby.cat(src) == b"HOSTILE"
+    expected = dict(SIBLINGS)  # before the fix, rm deleted t/a, t/ab and t/abc and kept the named file
+    if op in ("cp", "cat"):
+        expected[f"t/{HOSTILE}"] = b"HOSTILE"
+    if op in ("mv", "cp"):
+        expected[f"t/{op.replace('mv', 'moved').replace('cp', 'copied')}"] = b"HOSTILE"  # the file, not into a folder
+    assert _tree(make_fs, fs_user) == expected
+
+
+def test_get_and_put_of_a_file_named_like_a_pattern(globby: Any, tmp_path: Any, make_fs: Callable[..., Any],
+                                                    fs_user: Any) -> None:
+    globby.get(f"t/{HOSTILE}", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == b"HOSTILE"  # a file, not a folder holding it
+    globby.get(f"t/{HOSTILE}", str(tmp_path) + "/")
+    assert (tmp_path / HOSTILE).read_bytes() == b"HOSTILE"
+    local = tmp_path / "q?"
+    (tmp_path / "qx").write_bytes(b"not me")
+    local.write_bytes(b"question")
+    globby.put(str(local), "t/up.bin")
+    globby.put(str(local), "t/")
+    fresh = _tree(make_fs, fs_user)
+    assert fresh["t/up.bin"] == b"question" and fresh["t/q?"] == b"question" and "t/qx" not in fresh
+
+
+def test_a_pattern_that_names_no_file_is_still_a_pattern(globby: Any, make_fs: Callable[..., Any],
+                                                         fs_user: Any) -> None:
+    assert globby.cat("t/a*") == SIBLINGS
+    globby.rm("t/a*")
+    assert _tree(make_fs, fs_user) == {f"t/{HOSTILE}": b"HOSTILE"}
+
+
+def test_put_of_a_tree_with_one_name_box_refuses_creates_nothing(emulator: BoxEmulator, fs: Any,
+                                                                 tmp_path: Any) -> None:
+    src = tmp_path / "src"
+    (src / "[x]").mkdir(parents=True)
+    (src / "[x]" / "*.txt").write_bytes(b"star")
+    (src / "ok.txt").write_bytes(b"ok")
+    (src / "back\\slash").write_bytes(b"refused by Box")
+    start = len(emulator.request_log)
+    with pytest.raises(BoxNameError, match="back"):
+        fs.put(str(src), "up", recursive=True)
+    writes = [r for r in emulator.request_log.records[start:] if r.method in ("POST", "PUT", "DELETE")]
+    assert writes == [] and make_fs_ls(fs) == []
+    (src / "back\\slash").unlink()
+    fs.put(str(src), "up", recursive=True)
+    assert sorted(fs.find("up")) == ["up/[x]/*.txt", "up/ok.txt"]
+
+
+def make_fs_ls(fs: Any) -> list[str]:
+    fs.invalidate_cache()
+    return fs.ls("", detail=False)
