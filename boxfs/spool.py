@@ -170,7 +170,9 @@ class SpoolFolder:
     def open_file(self, name: str, flags: int = os.O_RDONLY, *, create: bool = False) -> int | None:
         """An existing regular file of ours (or created 0600 with ``create``); None when missing.
 
-        A link, a FIFO, a device or a file of another account raises: nothing of that kind is ours.
+        A link, a FIFO, a device or a file of another account raises: nothing of that kind is ours. So
+        does a hard link (a file with more than one name): writing to it (a lock writes its pid) would
+        change the file it shares its content with, somewhere else.
         """
         if create:
             flags |= os.O_CREAT
@@ -184,9 +186,10 @@ class SpoolFolder:
                                            "in its spool folder") from None
             raise
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        if (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1
+                or (hasattr(os, "getuid") and st.st_uid != os.getuid())):
             os.close(fd)
-            raise OSError(errno.EPERM, f"{self.show(name)} is not a regular file of this account; "
+            raise OSError(errno.EPERM, f"{self.show(name)} is not a regular file of this account with one name; "
                                        "boxfs leaves it alone")
         return fd
 
@@ -350,7 +353,7 @@ def read_state(folder: SpoolFolder, key: str) -> dict[str, Any] | None:
         if len(raw) > MAX_STATE_BYTES:
             raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
         data = json.loads(raw)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
         logger.warning("ignoring unreadable upload state %s: %s", folder.show(name), exc)
         return None
     return data if isinstance(data, dict) else None
