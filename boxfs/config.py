@@ -367,7 +367,7 @@ def resolve_credentials(
 
             return oauth_credentials(env["BOXFS_OAUTH_TOKEN_FILE"]), True
         if env.get("BOXFS_TOKEN"):
-            return BoxCredentials(kind="token", token=env["BOXFS_TOKEN"]), True
+            return BoxCredentials(kind="token", token=_token_value(env["BOXFS_TOKEN"], "BOXFS_TOKEN")), True
         if env.get("BOXFS_JWT_CONFIG"):
             return _jwt_from_json(_load_jwt_json(env["BOXFS_JWT_CONFIG"]), _s(user_id)), True
         if env.get("BOXFS_CLIENT_ID") or env.get("BOXFS_CLIENT_SECRET"):
@@ -390,9 +390,7 @@ def resolve_credentials(
     if app_token not in (None, ""):
         return _app_token_credentials(app_token, client_id), False
     if token not in (None, ""):
-        if not isinstance(token, str) or not token.strip():
-            raise BoxConfigError("token must be a non-empty string")
-        return BoxCredentials(kind="token", token=token.strip()), False
+        return BoxCredentials(kind="token", token=_token_value(token, "token")), False
     if jwt_config is not None:
         return _jwt_from_json(_load_jwt_json(jwt_config), _s(user_id)), False
     if public_key_id is not None or private_key is not None:
@@ -441,10 +439,21 @@ def _app_token_credentials(app_token: Any, client_id: Any) -> BoxCredentials:
     tokens = (app_token,) if isinstance(app_token, str) else tuple(app_token) if isinstance(app_token, (list, tuple)) else None
     if not tokens or len(tokens) > 2:
         raise BoxConfigError("app_token must be the primary App Token, or (primary, secondary)")
-    for which, value in zip(("primary", "secondary"), tokens, strict=False):
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-            raise BoxConfigError(f"app_token: the {which} App Token must be a non-empty string without spaces")
-    return BoxCredentials(kind="app_token", client_id=_s(client_id), app_tokens=tuple(t.strip() for t in tokens))
+    checked = tuple(_token_value(value, f"app_token: the {which} App Token")
+                    for which, value in zip(("primary", "secondary"), tokens, strict=False))
+    return BoxCredentials(kind="app_token", client_id=_s(client_id), app_tokens=checked)
+
+
+def _token_value(value: Any, what: str) -> str:
+    """A token given as it is sent (``Authorization: Bearer <token>``): stripped of surrounding white space
+    (a token file or a Kubernetes secret ends in a newline), and refused if anything but printable ASCII
+    without spaces is left. Checked here because an HTTP library refusing such a header quotes it whole
+    in its error: the token would end up in an exception and a log."""
+    token = value.strip() if isinstance(value, str) else ""
+    if not token or not all("!" <= c <= "~" for c in token):
+        raise BoxConfigError(f"{what} must be a non-empty string of printable ASCII characters without spaces "
+                             "(the value is not shown: it is a secret)")
+    return token
 
 
 def resolve_endpoints(

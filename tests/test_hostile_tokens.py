@@ -93,3 +93,52 @@ def test_exp_sixty_seconds_ahead_is_the_limit(emulator: BoxEmulator, app: dict[s
     assert _exchange(emulator, app, exp=time.time() + 58).status_code == 200
     late = _exchange(emulator, app, exp=time.time() + 62)
     assert late.status_code == 400 and "'exp'" in late.json()["error_description"]
+
+
+# --------------------------------------------------------------------------- token values as given
+@pytest.fixture
+def dev_token(emulator: BoxEmulator, new_user: Any) -> str:
+    user_id, _login = new_user("tok")
+    client_id, _secret = emulator.create_ccg_app(user_id)
+    return emulator.developer_token(client_id, user_id)
+
+
+def test_a_token_from_the_environment_with_a_trailing_newline_works(
+        emulator: BoxEmulator, dev_token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kubernetes secret or an env file made from a file ends in a newline."""
+    from boxfs import BoxFileSystem
+
+    monkeypatch.setenv("BOXFS_TOKEN", dev_token + "\n")
+    monkeypatch.setenv("BOXFS_BASE_URL", emulator.url)
+    for name in ("BOXFS_JWT_CONFIG", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET", "BOXFS_OAUTH_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    start = len(emulator.request_log)
+    assert BoxFileSystem(skip_instance_cache=True).ls("") == []  # the user's empty All Files
+    assert [r.status for r in emulator.request_log.records[start:]] == [200]
+
+
+@pytest.mark.parametrize("where", ["token", "BOXFS_TOKEN", "app_token"])
+@pytest.mark.parametrize("bad", ["\r\nX-Injected: 1", " inner space", "\x00", "\u00e9"])
+def test_a_token_holding_what_a_header_cannot_carry_is_refused_without_showing_it(
+        emulator: BoxEmulator, dev_token: str, monkeypatch: pytest.MonkeyPatch, where: str, bad: str) -> None:
+    """Before, requests refused the header with ``InvalidHeader: ... 'Bearer <the whole token>'``."""
+    from boxfs import BoxFileSystem
+    from boxfs.config import BoxConfigError
+
+    if where == "BOXFS_TOKEN" and "\x00" in bad:
+        pytest.skip("an environment variable cannot hold a NUL")
+    token = dev_token[:8] + bad + dev_token[8:]
+    options: dict[str, Any] = {"skip_instance_cache": True}
+    if where == "BOXFS_TOKEN":
+        monkeypatch.setenv("BOXFS_TOKEN", token)
+        monkeypatch.setenv("BOXFS_BASE_URL", emulator.url)
+        for name in ("BOXFS_JWT_CONFIG", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET", "BOXFS_OAUTH_TOKEN_FILE"):
+            monkeypatch.delenv(name, raising=False)
+    else:
+        options |= {where: token, "base_urls": emulator.base_urls}
+    start = len(emulator.request_log)
+    with pytest.raises(BoxConfigError) as info:
+        BoxFileSystem(**options).ls("")
+    assert dev_token[8:] not in str(info.value) and dev_token[:8] not in str(info.value)
+    assert where.split(":")[0] in str(info.value)
+    assert len(emulator.request_log) == start
