@@ -224,6 +224,21 @@ class SpoolFolder:
         return name if (st.st_dev, st.st_ino) == self._ident else None
 
 
+def _make_parents(path: Path) -> None:
+    """Create the missing folders above a ``spool_dir`` 0700, whatever the umask: ``mkdir -p`` semantics
+    (``Path.mkdir(parents=True)``) made them ``0777 & ~umask``, world-writable under umask 000, and in a
+    folder others can write in, another account can rename the spool root away or put a link in its place."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+
+
 def user_spool_dir(fs: BoxFileSystem) -> SpoolFolder:
     """``<root>/<acting user id>/``, created 0700 when missing, checked, and held open.
 
@@ -236,8 +251,7 @@ def user_spool_dir(fs: BoxFileSystem) -> SpoolFolder:
     user = str(fs.user_id)
     if not _FOLDER_NAME.fullmatch(user) or user in (".", ".."):
         raise ValueError(f"unexpected Box user id {user!r} for a spool folder name")
-    if not root.parent.exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
+    _make_parents(root.parent)
     root_fd = _open_private_dir(root, dir_fd=None, shown=root, shared_parent=True)
     try:
         fd = _open_private_dir(user, dir_fd=root_fd, shown=root / user, shared_parent=False)

@@ -67,3 +67,42 @@ def test_a_fifo_as_a_state_file_makes_no_one_wait(victim_fs: Any) -> None:
         removed = victim_fs.clean_spool(older_than=0)
         assert [Path(p).name for p in removed] == [f"{KEY}.json"]
         assert sorted(p.name for p in folder.path.iterdir()) == []
+
+
+CHILD = r"""
+import json, os, stat, sys
+cfg = json.loads(sys.stdin.read())
+os.umask(0)  # the unlucky operator's shell
+from boxfs import BoxFileSystem
+fs = BoxFileSystem(cfg["jwt_config"], as_user=cfg["as_user"], base_urls=cfg["base_urls"], spool_dir=cfg["spool_dir"],
+                   spool_threshold=1 << 20, skip_instance_cache=True)
+modes = {}
+with fs.open("umask.bin", "wb", block_size=1 << 20) as f:
+    f.write(b"u" * (2 << 20))
+    f.flush()  # spilled: the spool file exists now
+    for base, dirs, files in os.walk(cfg["top"]):
+        for name in dirs + files:
+            path = os.path.join(base, name)
+            modes[os.path.relpath(path, cfg["top"])] = stat.S_IMODE(os.lstat(path).st_mode)
+print(json.dumps(modes))
+"""
+
+
+def test_umask_000_leaves_nothing_of_the_spool_writable_by_others(emulator: Any, jwt_config: str, fs_user: Any,
+                                                                 make_fs: Any, tmp_path: Path) -> None:
+    """A ``spool_dir`` whose parents are missing, created by a process running with umask 000."""
+    import subprocess
+    import sys
+
+    top = tmp_path / "area"
+    config = {"jwt_config": jwt_config, "as_user": fs_user[0], "base_urls": emulator.base_urls,
+              "spool_dir": str(top / "a" / "b" / "spool"), "top": str(top)}
+    done = subprocess.run([sys.executable, "-c", CHILD], input=json.dumps(config), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    modes = json.loads(done.stdout.strip().splitlines()[-1])
+    spool_files = [p for p in modes if p.endswith(".spool")]
+    assert len(spool_files) == 1, modes
+    assert {p: m for p, m in modes.items() if m & 0o077} == {}, modes  # before: a and a/b were 0777
+    assert modes["a"] == modes["a/b"] == modes["a/b/spool"] == 0o700
+    assert make_fs(as_user=fs_user[0]).cat_file("umask.bin") == b"u" * (2 << 20)
