@@ -99,7 +99,7 @@ def test_exp_sixty_seconds_ahead_is_the_limit(emulator: BoxEmulator, app: dict[s
 @pytest.fixture
 def dev_token(emulator: BoxEmulator, new_user: Any) -> str:
     user_id, _login = new_user("tok")
-    client_id, _secret = emulator.create_ccg_app(user_id)
+    client_id, _secret = emulator.create_ccg_app()
     return emulator.developer_token(client_id, user_id)
 
 
@@ -142,3 +142,19 @@ def test_a_token_holding_what_a_header_cannot_carry_is_refused_without_showing_i
     assert dev_token[8:] not in str(info.value) and dev_token[:8] not in str(info.value)
     assert where.split(":")[0] in str(info.value)
     assert len(emulator.request_log) == start
+
+
+def test_a_downscoped_token_used_beyond_its_scopes_says_so_not_as_user(emulator: BoxEmulator,
+                                                                        make_fs: Any, fs_user: Any) -> None:
+    """A 403 ``insufficient_scope`` blamed the As-User header (an app setting), sending the operator to
+    the wrong place: the token itself is limited."""
+    make_fs(as_user=fs_user[0]).pipe("kept.txt", b"kept")
+    limited = make_fs(as_user=fs_user[0], scopes=["item_download", "item_preview"])
+    assert limited.cat("kept.txt") == b"kept"
+    for write in (lambda: limited.pipe("new.txt", b"x"), lambda: limited.rm("kept.txt"),
+                  lambda: limited.mv("kept.txt", "moved.txt")):
+        with pytest.raises(PermissionError) as info:
+            write()
+        assert "insufficient_scope" in str(info.value) and "scopes=" in str(info.value)
+        assert "As-User" not in str(info.value)
+    assert make_fs(as_user=fs_user[0]).ls("", detail=False) == ["kept.txt"]
