@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -55,6 +55,7 @@ from boxfs.file import APPEND_REFUSAL, BoxFile
 from boxfs.names import BoxNameError, check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
+from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
 logger = logging.getLogger("boxfs")
 
@@ -103,7 +104,7 @@ def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
 
 #: environment variables that can configure a filesystem (see boxfs.config)
 _ENV_VARS = ("BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_BASE_URL", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET",
-             "BOXFS_ENTERPRISE_ID", "BOXFS_TOKEN", "BOXFS_OAUTH_TOKEN_FILE")
+             "BOXFS_ENTERPRISE_ID", "BOXFS_TOKEN", "BOXFS_OAUTH_TOKEN_FILE", "BOXFS_WATCH_EVENTS")
 
 
 class _BoxCached(_Cached):
@@ -143,12 +144,14 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     ``max_connections`` (HTTP pool size and parallelism of listings/transfers; 16), ``retry``
     (:class:`~boxfs.retry.RetryPolicy` fields), ``spool_threshold`` (bytes uploaded in one request;
     26,214,400), ``spool_dir`` and ``upload_workers`` (large uploads), ``auto_mkdir`` (create missing
-    parent folders on write; True), ``default_block_size``/``default_cache_type`` (for ``open``), and
+    parent folders on write; True), ``watch_events`` (follow Box's event stream so that changes made
+    elsewhere reach the cache; True), ``default_block_size``/``default_cache_type`` (for ``open``), and
     fsspec's generic options (``listings_expiry_time``, ``use_listings_cache``, ``skip_instance_cache``...,
     :data:`boxfs.config.FSSPEC_OPTIONS`). An unknown option is refused, naming the closest valid one.
 
     Semantics worth knowing: names compare case-insensitively; ``info``/``exists``/``ls`` answer from
-    what this instance learned (``invalidate_cache`` or ``ls(refresh=True)`` for changes made elsewhere);
+    what this instance learned, kept true by Box's event stream (see docs/coherence.md; without it,
+    listings expire after a few seconds); reads are pinned to the version current when they started;
     writes upload on close (a new version when the file exists); ``ab`` is refused (Box cannot
     append); ``set_modified`` re-uploads the content with the new time.
     """
@@ -182,6 +185,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         spool_dir: str | None = None,
         upload_workers: int = 4,
         auto_mkdir: bool = True,
+        watch_events: bool | None = None,
         credentials: BoxCredentials | None = None,
         oauth_token_file: str | None = None,
         scopes: list[str] | tuple[str, ...] | str | None = None,
@@ -203,6 +207,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         ``default_block_size``/``default_cache_type``: what ``open`` uses when not told (fsspec's 5 MiB and
         ``"readahead"``). ``id_paths``: a path whose first part is ``id:<digits>`` addresses the item with
         that Box id (``box://id:12345``, ``box://id:678/sub/file.csv``); False makes every path literal.
+        ``watch_events``: False turns the change watcher off (cached listings then expire after a few
+        seconds instead of being kept until Box reports a change); default: on unless the environment
+        variable ``BOXFS_WATCH_EVENTS`` is ``0``.
         Any other option is refused (:class:`~boxfs.config.BoxOptionError`).
         """
         check_options(kwargs, _known_options(type(self)))
@@ -236,6 +243,11 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if kwargs.get("use_listings_cache", True) is False:
             expiry = 0.0
         self.cache = BoxDirCache(expiry=None if expiry is None else float(expiry))
+        self.watch_events = enabled_by_default() if watch_events is None else bool(watch_events)
+        self._watcher: ChangeWatcher | None = None
+        self._watch_lock = threading.Lock()
+        self._feed = CacheFeed(self.cache, self.root_folder_id)
+        self.cache.trust = trust_of(self._feed)  # no reference back to the filesystem: it can be freed
         self._acting_user_id: str | None = None
         self._listing_locks: dict[str, threading.Lock] = {}
         self._listing_locks_guard = threading.Lock()
@@ -306,6 +318,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             "spool_dir": self.spool_dir,
             "upload_workers": self.upload_workers,
             "auto_mkdir": self.auto_mkdir,
+            "watch_events": self.watch_events,
             "listings_expiry_time": self.cache.expiry,
             "scopes": self.scopes,
             "resource": self.resource,
@@ -354,6 +367,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         entries: list[dict[str, Any]] = []
         marker: str | None = None
         url = self.transport.api(f"/folders/{folder_id}/items")
+        self._ensure_watching()  # before the listing, so that what it returns is covered by the stream
         started = time.monotonic()  # our own changes from now on are newer than this listing
         while True:
             # Box serves at most 1,000 entries a page; never ask for more, follow the marker instead
@@ -605,10 +619,18 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         end = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
         if end <= start:
             return b""
-        return self._read_range(path, info["id"], start, end, whole=(start == 0 and end == size))
+        return self._read_range(path, info["id"], start, end, whole=(start == 0 and end == size),
+                                version=info.get("version"))
 
-    def _read_range(self, path: str, file_id: str, start: int, end: int, whole: bool = False) -> bytes:
+    def _content_url(self, file_id: str, version: str | None) -> str:
+        """The download URL of a file, pinned to one version when known: a read that takes several
+        requests (ranges, a resumed download) then never mixes the bytes of two versions."""
         url = self.transport.api(f"/files/{file_id}/content")
+        return f"{url}?version={version}" if version else url
+
+    def _read_range(self, path: str, file_id: str, start: int, end: int, whole: bool = False,
+                    version: str | None = None) -> bytes:
+        url = self._content_url(file_id, version)
         if whole:
             resp = self.transport.request("GET", url, path=path, action="download")
             assert not isinstance(resp, dict)
@@ -730,7 +752,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if callback is not None:
             callback.set_size(info["size"])
         progress = callback.relative_update if callback is not None else None
-        url = self.transport.api(f"/files/{info['id']}/content")
+        url = self._content_url(info["id"], info.get("version"))
         if outfile is not None:
             self.transport.download_to(url, outfile, path=rpath, progress=progress)
             return
@@ -1020,6 +1042,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Server-side move/rename of a file or a whole folder (one request); overwrites a file target."""
         if isinstance(path1, (list, tuple)) or self._is_pattern(path1):
             return super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
+        self.mv_literal(path1, path2)
+        return None
+
+    def mv_literal(self, path1: str, path2: str) -> None:
+        """``mv`` of exactly the item named ``path1``: its ``*?[`` are characters, never a pattern.
+
+        What frontends (mount, FTP/SFTP, CLI) use to move a name a program gave them. A file target is
+        replaced safely (:meth:`_replace_file`); an existing folder target receives the item.
+        """
         src = self._strip_protocol(path1)
         dst = self._strip_protocol(path2)
         if src == "":
@@ -1187,6 +1218,38 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         at most 48 characters, shown as ``display_name``): Box View's annotator token."""
         return preview.annotator_token(self, path, external_id=external_id, display_name=display_name,
                                        file_id=file_id)
+
+    # --------------------------------------------------------------------------------- coherence
+    def _ensure_watching(self) -> ChangeWatcher | None:
+        """Subscribe this filesystem to its user's change watcher (shared by the process) and start it."""
+        if not self.watch_events:
+            return None
+        with self._watch_lock:
+            if self._watcher is None:
+                self._watcher = self._feed.watcher = watcher_for(self.endpoints, self.provider, self.policy,
+                                                                 self.as_user_id)
+            self._watcher.subscribe(self._feed)  # idempotent; again if it stopped for lack of users
+            self._watcher.start()
+            return self._watcher
+
+    def watch(self, path: str = "", timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """An iterator of the changes made on Box at or below ``path`` from now on, by anyone who changes
+        what this user sees (other processes, tokens, apps, Box's web app; this filesystem too).
+
+        Each change is a dict: ``type`` (``created``, ``uploaded``, ``copied``, ``moved``, ``deleted``,
+        ``restored``, ``modified``), ``path`` (for ``moved`` the new one, ``old_path`` the old one when it
+        was known), ``kind`` (``file``/``directory``), ``id``, ``size``, ``sha1``, ``etag``, ``event_type``
+        (Box's), ``event_id``, ``by`` (the login that made it) and ``time``. Iteration ends after
+        ``timeout`` seconds without a change (None: never). Raises OSError when the event stream cannot be
+        read (``watch_events=False``, or a token Box does not let read it).
+        """
+        path = self._strip_protocol(path)
+        watcher = self._ensure_watching()
+        if watcher is None:
+            raise OSError("fs.watch needs the change watcher: this filesystem was made with watch_events=False")
+        if watcher.trusted_since is None:
+            raise OSError(f"Box's event stream cannot be read with this token: {watcher.error or 'unavailable'}")
+        return self._feed.listen(path, timeout)
 
     # --------------------------------------------------------------------------------- caching
     def invalidate_cache(self, path: str | None = None) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from boxfs.emulator.chunked import ChunkedRoutes
 from boxfs.emulator.content import ContentRoutes
 from boxfs.emulator.embed import EmbedLinks
+from boxfs.emulator.events import EventLog
 from boxfs.emulator.faults import FaultInjector, FaultRule, RequestLog
 from boxfs.emulator.httpserver import HttpApp, Request, Router
 from boxfs.emulator.items import ItemRoutes
@@ -37,6 +38,7 @@ class BoxEmulator:
         self.state = BoxState(self.store)
         self.representer = Representer(self.state)
         self.oauth = OAuthService(self.state, self.representer)
+        self.events = self.state.events = EventLog(self.state, self.representer)
         self.request_log = RequestLog()
         self.faults = FaultInjector()
         router = Router()
@@ -49,6 +51,7 @@ class BoxEmulator:
         self.embed = EmbedLinks(self.state, self.representer, self.oauth.issue)
         self.embed.register(router)
         ItemRoutes(self.state, self.representer, self.embed).register(router)
+        self.events.register(router)
         self.app = HttpApp(router, self.faults, self.request_log)
         self.app.identify = self._identify
         self.app.rate_key = self._acting_user
@@ -82,6 +85,7 @@ class BoxEmulator:
 
     def stop(self) -> None:
         if self._started:
+            self.events.close()  # held long polls answer now instead of holding up the stop
             self.app.stop()
             self._started = False
         self.store.close()
@@ -185,6 +189,10 @@ class BoxEmulator:
     def set_commit_retry_after(self, seconds: int | None) -> None:
         """When set, each upload session's first commit answers 202 with this Retry-After."""
         self.state.commit_retry_after = seconds
+
+    def set_longpoll_hold(self, seconds: float) -> None:
+        """How long the long-poll server holds a request without news (Box: about 10 minutes)."""
+        self.events.set_hold(seconds)
 
     def set_latency(self, seconds: float, jitter: float = 0.0) -> None:
         self.app.latency = seconds

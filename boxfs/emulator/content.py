@@ -91,7 +91,9 @@ class ContentRoutes:
             db.execute("UPDATE items SET version_id=? WHERE id=?", (version_id, file_id))
             if parent_id and parent_id != "0":
                 db.execute("UPDATE items SET modified_at=? WHERE id=?", (now, parent_id))
-        return self.state.item(p, file_id, "file")
+        row = self.state.item(p, file_id, "file")
+        self.state.events.record(p, "ITEM_UPLOAD", row)
+        return row
 
     def check_quota(self, p: Principal, size: int) -> None:
         if size > MAX_UPLOAD_SIZE:

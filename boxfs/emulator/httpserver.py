@@ -31,7 +31,7 @@ CHUNK = 1 << 20
 
 # Path prefixes of Box's hosts, as laid out on the emulator's single origin.
 HOST_PREFIXES = (("/api/2.0", "upload"), ("/2.0", "api"), ("/oauth2", "oauth2"), ("/download", "download"),
-                 ("/preview", "app"))
+                 ("/preview", "app"), ("/realtime", "realtime"))
 
 
 class BodyReader:

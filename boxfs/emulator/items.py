@@ -226,6 +226,7 @@ class ItemRoutes:
             )
             self.touch_folder(db, parent["id"])
         row = self.state.item(p, fid, "folder")
+        self.state.events.record(p, "ITEM_CREATE", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))), 201)
 
     def _update(self, req: Request, kind: str) -> Response:
@@ -266,7 +267,11 @@ class ItemRoutes:
                 if new_parent != row["parent_id"]:
                     self.touch_folder(db, row["parent_id"])
                     self.touch_folder(db, new_parent)
+        moved = changes.get("parent_id", row["parent_id"]) != row["parent_id"]
+        renamed = changes.get("name", row["name"]) != row["name"]
         row = self.state.item(p, item_id, kind)
+        if moved or renamed:
+            self.state.events.record(p, "ITEM_MOVE" if moved else "ITEM_RENAME", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))))
 
     def _set_shared_link(self, row: Any, link: Any) -> None:
@@ -311,6 +316,7 @@ class ItemRoutes:
             db.execute("UPDATE items SET trashed_at=?, trash_root=1, sequence_id=sequence_id+1 WHERE id=?", (now, row["id"]))
             db.executemany("UPDATE items SET trashed_at=? WHERE id=?", [(now, i) for i in below])
             self.touch_folder(db, row["parent_id"])
+        self.state.events.record(p, "ITEM_TRASH", self.store.one("SELECT * FROM items WHERE id=?", row["id"]))
         return Response(204)
 
     def copy_folder(self, req: Request) -> Response:
@@ -328,6 +334,7 @@ class ItemRoutes:
             self.ensure_no_conflict(p, parent["id"], name, single=True)
             new_id = self._copy_tree(db, p, src, parent["id"], name)
         row = self.state.item(p, new_id, "folder")
+        self.state.events.record(p, "ITEM_COPY", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))), 201)
 
     def _copy_tree(self, db: Any, p: Principal, src: Any, parent_id: str, name: str) -> str:
@@ -374,6 +381,7 @@ class ItemRoutes:
         with self.store.tx() as db:
             db.execute("UPDATE items SET trashed_at=?, trash_root=1, sequence_id=sequence_id+1 WHERE id=?", (now_iso(), row["id"]))
             self.touch_folder(db, row["parent_id"])
+        self.state.events.record(p, "ITEM_TRASH", self.store.one("SELECT * FROM items WHERE id=?", row["id"]))
         return Response(204)
 
     def copy_file(self, req: Request) -> Response:
@@ -394,6 +402,7 @@ class ItemRoutes:
             new_id = self._copy_tree(db, p, src, parent["id"], name)
             self.touch_folder(db, parent["id"])
         row = self.state.item(p, new_id, "file")
+        self.state.events.record(p, "ITEM_COPY", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))), 201)
 
     def list_versions(self, req: Request) -> Response:

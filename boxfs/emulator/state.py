@@ -73,6 +73,7 @@ class BoxState:
         self.session_ttl = 7 * 24 * 3600.0
         self.auto_approve_login: str | None = None
         self.public_url = ""  # the emulator's root URL, for links it hands out (set on start)
+        self.events: Any = None  # the EventLog (boxfs.emulator.events) every mutation reports to
         ent = store.meta("enterprise_id")
         if ent is None:
             ent = store.next_id("enterprise", 900001)

@@ -106,6 +106,11 @@ UNDOCUMENTED_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
         "upload-session plan (cached parts), called by box_sdk_gen 10.x upload_big_file_version; "
         "newer than the vendored spec",
     ),
+    (
+        re.compile(r"^/realtime/subscribe$"),
+        "the long-poll (real-time) server whose URL OPTIONS /events hands out; Box's events guide documents "
+        "its {\"message\": \"new_change\" | \"reconnect\"} answers, the spec does not",
+    ),
 )
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
