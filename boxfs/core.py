@@ -708,7 +708,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         from fsspec.callbacks import DEFAULT_CALLBACK
 
         cb = DEFAULT_CALLBACK if callback is None else callback
-        if isinstance(lpath, str) and not recursive and _literal_file(lpath, lambda: os.path.isfile(lpath)):
+        if isinstance(rpath, str) and not recursive and _literal_file(lpath, lambda: os.path.isfile(lpath)):
             dinfo = self._try_info(self._strip_protocol(rpath))
             dir_target = str(rpath).endswith("/") or (dinfo is not None and dinfo["type"] == "directory")
             target = _join(self._strip_protocol(rpath), os.path.basename(lpath)) if dir_target else rpath
