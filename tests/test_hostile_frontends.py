@@ -63,3 +63,64 @@ def test_ftp_names_like_box_ids_are_literal(env: Any) -> None:
     after = backend.inspect(backend.box_users["bob"])
     assert after.cat("deep/precious.txt") == b"PRECIOUS"
     assert "deep" in after.ls("", detail=False)
+
+
+def _fuse_missing() -> str | None:
+    import os
+    import shutil
+
+    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
+        return "no FUSE here (/dev/fuse, fusermount3)"
+    try:
+        import mfusepy  # noqa: F401
+    except (ImportError, OSError) as exc:
+        return f"mfusepy/libfuse3 unavailable: {exc}"
+    return None
+
+
+@pytest.mark.skipif(_fuse_missing() is not None, reason=str(_fuse_missing()))
+def test_boxfs_mount_of_all_files_takes_id_names_literally(emulator: Any, jwt_config: str, make_fs: Any,
+                                                           new_user: Any, tmp_path: Any) -> None:
+    """``boxfs mount box:// MNT``: ``cat MNT/id:N`` read item N from another folder and ``rm MNT/ID:N``
+    deleted it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    user, _ = new_user("mnthostile")
+    box = make_fs(as_user=user)
+    box.pipe("deep/precious.txt", b"PRECIOUS")
+    precious = box.info("deep/precious.txt")["id"]
+    config = tmp_path / "config.json"
+    config.write_text(jwt_config)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "boxfs", "--config", str(config), "--base-url", emulator.url,
+                             "--as-user", user, "mount", "box://", str(mnt), "--foreground"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mnt):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "boxfs mount did not mount within 30 s"
+            time.sleep(0.1)
+        for name in (f"id:{precious}", f"ID:{precious}"):
+            with pytest.raises(FileNotFoundError):
+                (mnt / name).read_bytes()
+            with pytest.raises(FileNotFoundError):
+                os.unlink(mnt / name)
+        (mnt / f"id:{precious}").write_bytes(b"literal")
+        assert (mnt / f"id:{precious}").read_bytes() == b"literal"
+        assert f"id:{precious}" in os.listdir(mnt)
+        assert (mnt / "deep" / "precious.txt").read_bytes() == b"PRECIOUS"
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], check=False, capture_output=True)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+    after = make_fs(as_user=user, id_paths=False)
+    assert after.cat("deep/precious.txt") == b"PRECIOUS" and after.cat(f"id:{precious}") == b"literal"
