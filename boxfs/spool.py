@@ -239,6 +239,21 @@ def _make_parents(path: Path) -> None:
             pass
 
 
+def _fallback_root(fs: BoxFileSystem, refused: OSError) -> Path | None:
+    """Where to spool when the default root in the shared temp dir is refused (another account made
+    ``<tmp>/boxfs-<uid>`` first, as a folder or a link: in a sticky ``/tmp`` this account cannot remove
+    it, and would be locked out of large uploads for good): the account's own cache folder,
+    ``$XDG_CACHE_HOME/boxfs/spool`` or ``~/.cache/boxfs/spool``. None when ``spool_dir`` was given (the
+    operator's choice is refused, not replaced) or for other failures."""
+    if fs.spool_dir or refused.errno not in (errno.EACCES, errno.EPERM, errno.ENOTDIR):
+        return None
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except (KeyError, RuntimeError):  # no home directory to fall back to
+        return None
+    return cache / "boxfs" / "spool" if cache.is_absolute() else None
+
+
 def user_spool_dir(fs: BoxFileSystem) -> SpoolFolder:
     """``<root>/<acting user id>/``, created 0700 when missing, checked, and held open.
 
@@ -251,8 +266,20 @@ def user_spool_dir(fs: BoxFileSystem) -> SpoolFolder:
     user = str(fs.user_id)
     if not _FOLDER_NAME.fullmatch(user) or user in (".", ".."):
         raise ValueError(f"unexpected Box user id {user!r} for a spool folder name")
-    _make_parents(root.parent)
-    root_fd = _open_private_dir(root, dir_fd=None, shown=root, shared_parent=True)
+    try:
+        _make_parents(root.parent)
+        root_fd = _open_private_dir(root, dir_fd=None, shown=root, shared_parent=True)
+    except OSError as exc:
+        fallback = _fallback_root(fs, exc)
+        if fallback is None:
+            raise
+        try:
+            _make_parents(fallback.parent)
+            root_fd = _open_private_dir(fallback, dir_fd=None, shown=fallback, shared_parent=True)
+        except OSError:
+            raise exc from None  # the refusal of the default root is what the user must read
+        logger.warning("%s; spooling in %s instead", exc, fallback)
+        root = fallback
     try:
         fd = _open_private_dir(user, dir_fd=root_fd, shown=root / user, shared_parent=False)
     finally:

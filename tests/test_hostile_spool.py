@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,35 @@ def test_umask_000_leaves_nothing_of_the_spool_writable_by_others(emulator: Any,
     assert {p: m for p, m in modes.items() if m & 0o077} == {}, modes  # before: a and a/b were 0777
     assert modes["a"] == modes["a/b"] == modes["a/b/spool"] == 0o700
     assert make_fs(as_user=fs_user[0]).cat_file("umask.bin") == b"u" * (2 << 20)
+
+
+def test_a_default_root_another_account_made_first_does_not_lock_this_one_out(
+        make_fs: Any, fs_user: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Another account creates ``<tmp>/boxfs-<our uid>`` before we ever spool. In a sticky ``/tmp`` we
+    cannot remove it, so refusing it (rightly) locked this account out of large uploads for good: the
+    spool now goes to the account's own cache folder, with a warning naming the refused root."""
+    import logging
+    import tempfile
+
+    if not hasattr(os, "getuid") or os.getuid() != 0:
+        pytest.skip("giving a folder to another account needs root")
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    planted = shared / f"boxfs-{os.getuid()}"
+    planted.mkdir(mode=0o700)
+    os.chown(planted, 65534, 65534)  # nobody's
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    fs = make_fs(as_user=fs_user[0], spool_threshold=MB)
+    data = os.urandom(2 * MB)
+    caplog.set_level(logging.WARNING, logger="boxfs")
+    with fs.open("big.bin", "wb", block_size=MB) as f:
+        f.write(data)
+    assert make_fs(as_user=fs_user[0]).cat_file("big.bin") == data
+    fallback = tmp_path / "home-cache" / "boxfs" / "spool"
+    assert stat.S_IMODE(os.stat(fallback).st_mode) == 0o700 and (fallback / fs_user[0]).is_dir()
+    assert list(planted.iterdir()) == []  # nothing of ours in the other account's folder
+    assert str(planted) in caplog.text and "another local account" in caplog.text and str(fallback) in caplog.text
+    assert fs.clean_spool(older_than=0) == []  # cleaning finds the same folder
