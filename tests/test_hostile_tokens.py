@@ -159,3 +159,21 @@ def test_a_downscoped_token_used_beyond_its_scopes_says_so_not_as_user(emulator:
         assert "insufficient_scope" in text and "scopes=" in text
         assert text.index("scopes=") < text.index("As-User")
     assert make_fs(as_user=fs_user[0]).ls("", detail=False) == ["kept.txt"]
+
+
+@pytest.mark.parametrize("bad", [{"file_id": "\u0665"}, {"file_id": "5 OR 1"}, {"external_id": "   "},
+                                 {"external_id": "x" * 49}, {"display_name": " "}])
+def test_annotator_token_bad_input_is_refused_before_any_request(emulator: BoxEmulator, app: dict[str, Any],
+                                                                 bad: dict[str, Any]) -> None:
+    from boxfs import BoxFileSystem
+    from boxfs.config import BoxConfigError
+
+    fs = BoxFileSystem(app_token=app["primary"], client_id=app["client_id"], base_urls=emulator.base_urls,
+                       skip_instance_cache=True)
+    args: dict[str, Any] = {"file_id": app["file_id"], "external_id": "ext-1", "display_name": "Ada", **bad}
+    start = len(emulator.request_log)
+    with pytest.raises(BoxConfigError, match=next(iter(bad))):
+        fs.annotator_token(**args)
+    assert len(emulator.request_log) == start
+    token = fs.annotator_token(file_id=app["file_id"], external_id="ext-1", display_name="Ada")
+    assert emulator.annotator_of(token) == ("ext-1", "Ada")
