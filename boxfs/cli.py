@@ -755,6 +755,14 @@ _CONFIG_OPTION = click.option("--config", "config", default=None,
                               help="The Box app's JWT config (path or JSON text); same as the global --config.")
 
 
+def _server_safety_options(command: Any) -> Any:
+    """Options both servers share: the users-file permission override and spool cleaning."""
+    command = click.option("--spool-max-age", type=float, default=None, metavar="SECONDS",
+                           help="Hourly, remove unused spool files older than this (default: one day).")(command)
+    return click.option("--allow-loose-users-file", is_flag=True,
+                        help="Start even if other accounts can write the users file (warns).")(command)
+
+
 def _server_config(state: CliState, config: str | None = None) -> tuple[str, dict[str, str] | None]:
     if config:
         state.config = config
@@ -772,11 +780,12 @@ def _server_config(state: CliState, config: str | None = None) -> tuple[str, dic
 @click.option("--tls-required", is_flag=True, help="Refuse logins and transfers without TLS.")
 @click.option("--passive-ports", default=None, metavar="FIRST-LAST", help="Passive port range, e.g. 60000-60100.")
 @click.option("--masquerade-address", default=None, help="Address announced for passive mode (behind NAT).")
+@_server_safety_options
 @_CONFIG_OPTION
 @pass_state
 def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
               tls_required: bool, passive_ports: str | None, masquerade_address: str | None,
-              config: str | None) -> None:
+              config: str | None, allow_loose_users_file: bool, spool_max_age: float | None) -> None:
     """FTP/FTPS server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.ftp import run_ftp
@@ -791,25 +800,30 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
             raise click.BadParameter("expected FIRST-LAST, e.g. 60000-60100", param_hint="--passive-ports") from None
         ports = range(first, last + 1)
     run_ftp(users_file, config, host, port, base_urls=base_urls, certfile=certfile, keyfile=keyfile,
-            tls_required=tls_required, passive_ports=ports, masquerade_address=masquerade_address)
+            tls_required=tls_required, passive_ports=ports, masquerade_address=masquerade_address,
+            allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)
 
 
 @serve_group.command("sftp")
 @click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", type=int, default=2222, show_default=True)
-@click.option("--host-key", default=None, help="SSH host private key (default: a new one at each start).")
+@click.option("--host-key", default=None,
+              help="SSH host private key (default: one generated once into --state-dir and reused).")
+@click.option("--state-dir", default=None, help="Private folder for the host key (default: $XDG_STATE_HOME/boxfs).")
+@_server_safety_options
 @_CONFIG_OPTION
 @pass_state
-def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None,
-               config: str | None) -> None:
+def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None, state_dir: str | None,
+               config: str | None, allow_loose_users_file: bool, spool_max_age: float | None) -> None:
     """SFTP server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.sftp import run_sftp
     except ImportError as exc:
         raise click.ClickException(f"serve sftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
     config, base_urls = _server_config(state, config)
-    run_sftp(users_file, config, host, port, host_key=host_key, base_urls=base_urls)
+    run_sftp(users_file, config, host, port, host_key=host_key, state_dir=state_dir,
+             base_urls=base_urls, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)
 
 
 # ------------------------------------------------------------------------------------------ errors
