@@ -487,17 +487,22 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     def expand_path(self, path: Any, recursive: bool = False, maxdepth: int | None = None,
                     assume_literal: bool = False, **kwargs: Any) -> list[str]:
         """fsspec's, except that a path naming an existing item is that item even when it holds glob
-        characters (see :meth:`_is_pattern`); ``cat``, ``get``, ``copy`` and ``rm`` expand through it."""
+        characters (see :meth:`_is_pattern`); ``cat``, ``get``, ``copy`` and ``rm`` expand through it.
+        (Done here rather than with fsspec's ``assume_literal``, which fsspec 2024.6 does not have.)"""
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-        literal = [p for p in paths if assume_literal or not self._is_pattern(p)]
-        patterns = [p for p in paths if p not in literal]
-        if not literal or not patterns:
-            return super().expand_path(paths, recursive, maxdepth, assume_literal=not patterns, **kwargs)
-        out = set(super().expand_path(literal, recursive, maxdepth, assume_literal=True, **kwargs))
-        try:
-            out.update(super().expand_path(patterns, recursive, maxdepth, **kwargs))
-        except FileNotFoundError:  # the patterns match nothing; the literal paths still stand
-            pass
+        named = [self._strip_protocol(p) for p in paths
+                 if any(c in str(p) for c in _GLOB_CHARS) and (assume_literal or not self._is_pattern(p))]
+        out = set(named)
+        for p in named:
+            if recursive and self.isdir(p):
+                out.update(self.find(p, maxdepth=maxdepth, withdirs=True, detail=False))
+        rest = [p for p in paths if self._strip_protocol(p) not in named]
+        if rest:
+            try:
+                out.update(super().expand_path(rest, recursive, maxdepth, **kwargs))
+            except FileNotFoundError:  # the patterns match nothing; the named paths still stand
+                if not out:
+                    raise
         return sorted(out)
 
     def _check_new_name(self, parent: str, name: str) -> None:
