@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from fsspec.caching import caches
 
@@ -468,18 +469,37 @@ def resolve_endpoints(
             raise BoxConfigError(f"base_urls has unknown keys {sorted(unknown)}; expected base_url, upload_url, oauth2_url")
         if "base_url" not in base_urls:
             raise BoxConfigError("base_urls is missing base_url")
-        base = base_urls["base_url"].rstrip("/")
+        base = _api_url(base_urls["base_url"], "base_urls['base_url']")
         return BoxEndpoints(
             base_url=base,
-            upload_url=(base_urls.get("upload_url") or base + "/api").rstrip("/"),
-            oauth2_url=(base_urls.get("oauth2_url") or base_urls.get("oauth_2_url") or base + "/oauth2").rstrip("/"),
+            upload_url=_api_url(base_urls.get("upload_url") or base + "/api", "base_urls['upload_url']"),
+            oauth2_url=_api_url(base_urls.get("oauth2_url") or base_urls.get("oauth_2_url") or base + "/oauth2",
+                                "base_urls['oauth2_url']"),
         )
     env = os.environ if environ is None else environ
     root = env.get("BOXFS_BASE_URL")
     if root:
-        root = root.rstrip("/")
+        root = _api_url(root, "BOXFS_BASE_URL")
         return BoxEndpoints(base_url=root, upload_url=root + "/api", oauth2_url=root + "/oauth2")
     return BoxEndpoints()
+
+
+def _api_url(value: Any, what: str) -> str:
+    """An API root as given: ``http(s)://host[:port][/path]``, without a trailing slash. A user name or
+    password in it is refused without showing it: it would be in every ``repr`` and error message, and
+    requests would send it as Basic auth in place of the Bearer token."""
+    try:
+        parts = urlsplit(value.strip()) if isinstance(value, str) else None
+        if parts is not None:
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts = None
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        raise BoxConfigError(f"{what} must not hold a user name or password (the URL is not shown: it holds "
+                             "a secret); boxfs authenticates with the Box token alone")
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise BoxConfigError(f"{what} must be an http:// or https:// URL such as https://api.box.com, not {value!r}")
+    return str(value).strip().rstrip("/")
 
 
 def env_as_user(environ: Mapping[str, str] | None = None) -> str | None:

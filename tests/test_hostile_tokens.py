@@ -177,3 +177,35 @@ def test_annotator_token_bad_input_is_refused_before_any_request(emulator: BoxEm
     assert len(emulator.request_log) == start
     token = fs.annotator_token(file_id=app["file_id"], external_id="ext-1", display_name="Ada")
     assert emulator.annotator_of(token) == ("ext-1", "Ada")
+
+
+@pytest.mark.parametrize("urls", [{"base_url": "https://gateway-user:s3cr3t-pw@box.example.com"},
+                                  {"base_url": "https://box.example.com", "upload_url": "https://:s3cr3t-pw@up.example.com"},
+                                  {"BOXFS_BASE_URL": "http://svc:s3cr3t-pw@127.0.0.1:1"}])
+def test_a_password_in_an_api_url_is_refused_without_showing_it(dev_token: str, urls: dict[str, str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, it was kept: in ``repr(fs)`` and every error message, and requests would have sent it as
+    Basic auth in place of the Bearer token."""
+    from boxfs import BoxFileSystem
+    from boxfs.config import BoxConfigError
+
+    if "BOXFS_BASE_URL" in urls:
+        monkeypatch.setenv("BOXFS_BASE_URL", urls["BOXFS_BASE_URL"])
+        monkeypatch.setenv("BOXFS_TOKEN", dev_token)
+        for name in ("BOXFS_JWT_CONFIG", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET", "BOXFS_OAUTH_TOKEN_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        make = lambda: BoxFileSystem(skip_instance_cache=True)  # noqa: E731
+    else:
+        make = lambda: BoxFileSystem(token=dev_token, base_urls=urls, skip_instance_cache=True)  # noqa: E731
+    with pytest.raises(BoxConfigError, match="user name or password") as info:
+        make()
+    assert "s3cr3t-pw" not in str(info.value) and "gateway-user" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["ftp://box.example.com", "box.example.com", "https://box.example.com?x=1"])
+def test_an_api_url_that_is_not_http_is_refused(dev_token: str, url: str) -> None:
+    from boxfs import BoxFileSystem
+    from boxfs.config import BoxConfigError
+
+    with pytest.raises(BoxConfigError, match="http:// or https://"):
+        BoxFileSystem(token=dev_token, base_urls={"base_url": url}, skip_instance_cache=True)
