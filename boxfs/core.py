@@ -480,6 +480,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         p = self._strip_protocol(path)
         return any(c in p for c in _GLOB_CHARS) and self._try_info(p) is None
 
+    def _one_file_target(self, path2: str, name: str) -> str:
+        """Where one file called ``name`` lands when uploaded or copied to ``path2``: inside it when it is
+        a folder or ends with a slash (fsspec's rule), else at ``path2`` itself."""
+        dst = self._strip_protocol(path2)
+        dinfo = self._try_info(dst)
+        if str(path2).endswith("/") or (dinfo is not None and dinfo["type"] == "directory"):
+            return _join(dst, name)
+        return dst
+
     def _remote_file(self, path: str) -> bool:
         info = self._try_info(self._strip_protocol(path))
         return info is not None and info["type"] != "directory"
@@ -714,10 +723,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
         cb = DEFAULT_CALLBACK if callback is None else callback
         if isinstance(rpath, str) and not recursive and _literal_file(lpath, lambda: os.path.isfile(lpath)):
-            dinfo = self._try_info(self._strip_protocol(rpath))
-            dir_target = str(rpath).endswith("/") or (dinfo is not None and dinfo["type"] == "directory")
-            target = _join(self._strip_protocol(rpath), os.path.basename(lpath)) if dir_target else rpath
-            return self.put_file(lpath, target, callback=cb, **kwargs)
+            return self.put_file(lpath, self._one_file_target(rpath, os.path.basename(lpath)), callback=cb,
+                                 **kwargs)
         self._in_parallel(
             lambda src, dst, **kw: self.put_file(src, dst, **kw),
             lambda: super(BoxFileSystem, self).put(lpath, rpath, recursive=recursive, callback=cb,
@@ -1114,11 +1121,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if isinstance(path2, str) and not recursive and _literal_file(path1, lambda: self._remote_file(path1)):
             # a file literally named like a pattern: fsspec would take it for a glob and copy it *into*
             # path2; it is one file, copied as any other
-            src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
-            dinfo = self._try_info(dst)
-            if trailing_sep(path2) or (dinfo is not None and dinfo["type"] == "directory"):
-                dst = _join(dst, _split(src)[1])
-            return self.cp_file(src, dst, **kwargs)
+            src = self._strip_protocol(path1)
+            return self.cp_file(src, self._one_file_target(path2, _split(src)[1]), **kwargs)
         whole = (isinstance(path1, str) and isinstance(path2, str) and recursive and maxdepth is None
                  and not trailing_sep(path1) and not self._is_pattern(path1))
         if whole:
