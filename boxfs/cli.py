@@ -1011,8 +1011,11 @@ def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None
         _mount_in_background(mountpoint)
         return
     options: dict[str, Any] = {"allow_other": True} if allow_other else {}
-    mount(state.fs(watch=None), mountpoint, foreground=True, read_only=read_only, root=box_path(remote),
-          spool_dir=spool_dir, **options)
+    fs = state.fs(watch=None)
+    if not box_path(remote):  # All Files mounted: /mnt/id:5 is a file of that name, never the item 5
+        fs.id_paths = False
+    mount(fs, mountpoint, foreground=True, read_only=read_only, root=box_path(remote), spool_dir=spool_dir,
+          **options)
 
 
 def _mount_in_background(mountpoint: str, timeout: float = 60.0) -> None:

@@ -56,7 +56,9 @@ def box_filesystem_factory(
             config = fh.read()
 
     def factory(box_user: str) -> Any:
-        kwargs: dict[str, Any] = {"jwt_config": config, "as_user": box_user, "skip_instance_cache": True}
+        # id_paths off: a name a client gives is a name (``RETR id:5`` must not read item 5 elsewhere)
+        kwargs: dict[str, Any] = {"jwt_config": config, "as_user": box_user, "skip_instance_cache": True,
+                                  "id_paths": False}
         if base_urls:
             kwargs["base_urls"] = dict(base_urls)
         kwargs.update(fs_kwargs)
