@@ -6,9 +6,10 @@ folder and ``DELE ID:N`` deleted it, while a file literally called ``id:N`` coul
 documentation names ``id_paths=False`` as the right choice for programs that pass names through.
 Real ftplib client, real server on 127.0.0.1, the emulator behind it.
 
-Also (red team 2): the frontends tried as hostile users and real clients would: ``boxfs sync``/``check`` with trees
-Box cannot hold as they are, the SFTP server with renames a client should not be able to turn into
-losses. Everything runs against the emulator over real HTTP, with real clients where there is a protocol.
+Also (red team 2), the frontends tried as hostile users and real clients would: ``boxfs sync``/``check``
+with trees Box cannot hold as they are, SFTP/FTP renames and uploads a client should not be able to turn
+into losses, killed clients, login throttling's memory. Everything runs against the emulator over real
+HTTP, with real clients (asyncssh, ftplib, curl, real processes) where there is a protocol.
 """
 
 from __future__ import annotations
