@@ -75,7 +75,13 @@ class Namespace:
         ``rename(2)``, a new name never brings its folders into being (the filesystem's ``mv`` and
         uploads would make them, so a client's typo became a tree of new folders)."""
         parent = posixpath.dirname(path.strip("/"))
-        if parent and not info_is_dir(self.info(parent)):
+        if not parent:
+            return
+        info = self.try_info(parent)
+        if info is None:  # another client may have made it since we listed: ask Box before saying ENOENT
+            self.fs.ls(posixpath.dirname(parent), detail=False, refresh=True)
+            info = self.info(parent)
+        if not info_is_dir(info):
             raise oserror(errno.ENOTDIR, parent)
 
     # ------------------------------------------------------------------ reading
