@@ -73,7 +73,7 @@ class BoxFile(AbstractBufferedFile):
 
     # -------------------------------------------------------------------------------------- reading
     def _fetch_range(self, start: int, end: int) -> bytes:
-        return self.fs._read_range(self.path, self._box_id, start, end)
+        return self.fs._read_range(self.path, self._box_id, start, end, tag=self.details.get("sha1"))
 
     # -------------------------------------------------------------------------------------- writing
     def _initiate_upload(self) -> None:

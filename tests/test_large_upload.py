@@ -105,7 +105,8 @@ def test_boundary_path_round_trip_and_spool_folder(emulator: Any, make_fs: Any, 
     assert mark.count("POST", COMMIT) == (1 if chunked else 0)
     assert mark.count("PUT", PART) == (4 if chunked else 0)  # 8 MiB parts
     assert mark.count("POST", CONTENT) == (0 if chunked else 1)
-    assert mark.count("OPTIONS", CONTENT) >= 1  # the preflight
+    # the preflight of a spilling writer and a chunked upload; a small upload sends none (issue 20)
+    assert (mark.count("OPTIONS", CONTENT) >= 1) if chunked else (mark.count("OPTIONS", CONTENT) == 0)
     fresh = make_fs(as_user=uid)
     assert fresh.cat_file("b/file.bin") == data
     assert fresh.info("b/file.bin")["sha1"] == hashlib.sha1(data).hexdigest()

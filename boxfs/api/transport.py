@@ -21,10 +21,12 @@ copy). Without either, an ambiguous failure of a POST is reported, never blindly
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, BinaryIO
-from urllib.parse import urlsplit
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -38,8 +40,67 @@ logger = logging.getLogger("boxfs")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 DOWNLOAD_CHUNK = 1 << 20
+#: Box documents its download URLs as valid for about 15 minutes; one is reused for at most this long
+DOWNLOAD_URL_REUSE = 600.0
+#: what a download host answers for a URL that expired or was withdrawn: fetch a new URL and try once more
+URL_REFUSALS = frozenset({401, 403, 404, 410})
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 Recovered = dict[str, Any]
+T = TypeVar("T")
+#: a download URL's key: file id and the version it serves (a pinned version id, or the content's SHA-1)
+URLKey = tuple[str, str]
+
+
+class DownloadURLs:
+    """Download URLs by file and version, reused within :data:`DOWNLOAD_URL_REUSE` seconds.
+
+    Why: every read through the API costs two requests (``GET /files/{id}/content`` answers with a
+    redirect, then the download host serves the bytes), and the first counts against the user's rate
+    limit. The URL serves one version, so the key names the version; a URL older than the reuse window,
+    or refused by the download host, is fetched again. Bounded (least recently used first out).
+    """
+
+    def __init__(self, reuse: float = DOWNLOAD_URL_REUSE, limit: int = 4096) -> None:
+        self.reuse = reuse
+        self.limit = limit
+        self._urls: OrderedDict[URLKey, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._fetching: dict[URLKey, threading.Lock] = {}
+
+    def get(self, key: URLKey) -> str | None:
+        with self._lock:
+            hit = self._urls.get(key)
+            if hit is None:
+                return None
+            if time.monotonic() - hit[1] >= self.reuse:
+                del self._urls[key]
+                return None
+            self._urls.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: URLKey, url: str) -> None:
+        with self._lock:
+            self._urls[key] = (url, time.monotonic())
+            self._urls.move_to_end(key)
+            while len(self._urls) > self.limit:
+                self._urls.popitem(last=False)
+
+    def drop(self, key: URLKey, url: str) -> None:
+        """Forget ``url`` for ``key`` (unless another thread already replaced it)."""
+        with self._lock:
+            hit = self._urls.get(key)
+            if hit is not None and hit[0] == url:
+                del self._urls[key]
+
+    def fetch_lock(self, key: URLKey) -> threading.Lock:
+        """One lock per key, so that threads reading one file together fetch its URL once."""
+        with self._lock:
+            return self._fetching.setdefault(key, threading.Lock())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._urls.clear()
 
 
 class BoxTransport:
@@ -63,6 +124,7 @@ class BoxTransport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "boxfs"
+        self.download_urls = DownloadURLs()
 
     # ---------------------------------------------------------------------------------------- URLs
     def api(self, route: str) -> str:
@@ -89,13 +151,18 @@ class BoxTransport:
         stream: bool,
         allow_redirects: bool,
         act_as_user: bool,
+        anonymous: bool = False,
     ) -> requests.Response:
-        """One request, re-sent once with a fresh token when Box says 401 (expired or revoked token)."""
+        """One request, re-sent once with a fresh token when Box says 401 (expired or revoked token).
+
+        ``anonymous``: no credentials at all (a download URL carries its own authorisation, and the token
+        must not travel to another host).
+        """
         refreshed = False
         while True:
-            token = self.provider.token()
-            hdrs = {"Authorization": f"Bearer {token}"}
-            if act_as_user and self.as_user_id:
+            token = "" if anonymous else self.provider.token()
+            hdrs = {} if anonymous else {"Authorization": f"Bearer {token}"}
+            if act_as_user and self.as_user_id and not anonymous:
                 hdrs["As-User"] = self.as_user_id
             if headers:
                 hdrs.update(headers)
@@ -125,7 +192,7 @@ class BoxTransport:
                 request_id_of(resp, {}) if resp.status_code < 400 else request_id_of(resp),
                 (time.monotonic() - started) * 1000,
             )
-            if resp.status_code == 401 and self.provider.refreshable and not refreshed:
+            if resp.status_code == 401 and not anonymous and self.provider.refreshable and not refreshed:
                 resp.close()
                 logger.info("HTTP 401 from %s %s: refreshing the access token once", method, urlsplit(url).path)
                 self.provider.invalidate(token)
@@ -149,6 +216,7 @@ class BoxTransport:
         ok_statuses: Iterable[int] = (),
         allow_redirects: bool = True,
         act_as_user: bool = True,
+        anonymous: bool = False,
         path: str | None = None,
         action: str | None = None,
     ) -> requests.Response | Recovered:
@@ -178,6 +246,7 @@ class BoxTransport:
                         resp = self._send_once(
                             method, url, params=params, json=json, data=data, headers=headers,
                             stream=stream, allow_redirects=allow_redirects, act_as_user=act_as_user,
+                            anonymous=anonymous,
                         )
                     except CONNECTION_ERRORS as exc:
                         if not repeatable:
@@ -229,16 +298,84 @@ class BoxTransport:
         return data if isinstance(data, dict) else {"entries": data}
 
     # ----------------------------------------------------------------------------------- downloads
-    def download_range(self, url: str, start: int, end: int, *, path: str | None = None) -> bytes:
+    def download_range(self, url: str, start: int, end: int, *, path: str | None = None,
+                       anonymous: bool = False) -> bytes:
         """Bytes ``[start, end)`` in one ranged GET (retried as a whole: GET is idempotent)."""
         if end <= start:
             return b""
-        resp = self.request("GET", url, headers={"Range": f"bytes={start}-{end - 1}"}, path=path, action="download")
+        resp = self.request("GET", url, headers={"Range": f"bytes={start}-{end - 1}"}, anonymous=anonymous,
+                            path=path, action="download")
         assert isinstance(resp, requests.Response)
         data = resp.content
         if resp.status_code == 200 and len(data) > end - start:
             data = data[start:end]  # a server that ignored Range
         return data
+
+    def content_url(self, file_id: str, version: str | None = None) -> str:
+        """The API URL of a file's content (Box answers it with a redirect to a download URL)."""
+        url = self.api(f"/files/{file_id}/content")
+        return f"{url}?{urlencode({'version': version})}" if version else url
+
+    def read_content(self, file_id: str, start: int | None = None, end: int | None = None, *,
+                     version: str | None = None, tag: str | None = None, path: str | None = None) -> bytes:
+        """Bytes ``[start, end)`` of a file (all of it when ``start`` is None), through a reused download URL.
+
+        ``version`` pins a file version (Box's ``?version=``); without it ``tag`` (the content's SHA-1 as
+        the caller knows it) names the version a reused URL must serve. With neither, nothing is reused:
+        the read goes through the API's redirect as before.
+        """
+        def fetch(url: str, anonymous: bool) -> bytes:
+            if start is None or end is None:
+                resp = self.request("GET", url, anonymous=anonymous, path=path, action="download")
+                assert isinstance(resp, requests.Response)
+                return resp.content
+            return self.download_range(url, start, end, path=path, anonymous=anonymous)
+
+        return self.through_download_url(file_id, fetch, version=version, tag=tag, path=path)
+
+    def through_download_url(self, file_id: str, fetch: Callable[[str, bool], T], *, version: str | None = None,
+                             tag: str | None = None, path: str | None = None) -> T:
+        """``fetch(url, anonymous)`` on the file's reused download URL; once more on a fresh one if the
+        download host refuses it (expired, withdrawn); through the API's redirect when none can be had."""
+        api_url = self.content_url(file_id, version)
+        if not (version or tag):
+            return fetch(api_url, False)
+        key: URLKey = (str(file_id), f"version:{version}" if version else f"sha1:{tag}")
+        url = self._download_url(key, file_id, version, path)
+        if url is None:
+            return fetch(api_url, False)
+        try:
+            return fetch(url, True)
+        except Exception as exc:
+            if getattr(exc, "box_status", None) not in URL_REFUSALS:
+                raise
+            logger.debug("the download URL of file %s was refused (HTTP %s): fetching a new one", file_id,
+                         getattr(exc, "box_status", None))
+            self.download_urls.drop(key, url)
+        url = self._download_url(key, file_id, version, path)
+        return fetch(api_url, False) if url is None else fetch(url, True)
+
+    def _download_url(self, key: URLKey, file_id: str, version: str | None, path: str | None) -> str | None:
+        """The reusable download URL for ``key``: known, else asked of the API (one request per key even
+        when threads ask together); None when the API serves the content itself instead of redirecting."""
+        known = self.download_urls.get(key)
+        if known is not None:
+            return known
+        lock = self.download_urls.fetch_lock(key)
+        with lock:
+            known = self.download_urls.get(key)
+            if known is not None:
+                return known
+            api_url = self.content_url(file_id, version)
+            resp = self.request("GET", api_url, allow_redirects=False, stream=True, path=path, action="download")
+            assert isinstance(resp, requests.Response)
+            with resp:
+                location = resp.headers.get("Location") if resp.status_code in _REDIRECTS else None
+            if not location:
+                return None
+            url = urljoin(api_url, location)
+            self.download_urls.put(key, url)
+            return url
 
     def download_to(
         self,
