@@ -677,7 +677,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             if parent["type"] != "directory":
                 raise not_a_directory(parent["name"])
 
-    def _upload(self, path: str, fileobj: BinaryIO, size: int, sha1: str, *, modified: datetime | None = None,
+    def _upload(self, path: str, fileobj: BinaryIO, size: int, sha1: str | None, *, modified: datetime | None = None,
                 exclusive: bool = False, progress: Any = None) -> dict[str, Any]:
         """Upload content to ``path`` (new file or new version) and record the result in the cache."""
         path = self._strip_protocol(path)
@@ -734,7 +734,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             return
         modified = kwargs.get("modified") or datetime.fromtimestamp(os.stat(lpath).st_mtime, tz=timezone.utc)
         with open(lpath, "rb") as fh:
-            sha1, size = sha1_of(fh)
+            size = os.fstat(fh.fileno()).st_size
+            # a large file's SHA-1 is folded from its parts as they are sent: the file is read once
+            sha1 = sha1_of(fh)[0] if size <= self.spool_threshold else None
             if callback is not None:
                 callback.set_size(size)
             progress = callback.relative_update if callback is not None else None
