@@ -32,7 +32,7 @@ from fsspec.utils import stringify_path
 
 from boxfs.api.errors import BoxAuthError, exists, is_a_directory, not_a_directory, not_found
 from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
-from boxfs.api.transport import BoxTransport
+from boxfs.api.transport import PARALLEL_DOWNLOAD_MIN, BoxTransport
 from boxfs.auth import cached_user_id, get_provider, remember_user_id
 from boxfs.config import (
     BoxConfigError,
@@ -645,6 +645,11 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         parent = os.path.dirname(os.path.abspath(lpath))
         os.makedirs(parent, exist_ok=True)
         with open(lpath, "wb") as fh:
+            if info["size"] >= PARALLEL_DOWNLOAD_MIN:  # ranges on several connections at once
+                self.transport.download_ranges(info["id"], fh.fileno(), info["size"], tag=info.get("sha1"),
+                                               streams=max(1, min(8, self.max_connections)), path=rpath,
+                                               progress=progress)
+                return
             self.transport.download_to(url, fh, path=rpath, progress=progress)
 
     # ------------------------------------------------------------------------------ fsspec: writing

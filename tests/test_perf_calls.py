@@ -177,3 +177,41 @@ def test_download_urls_carry_no_credentials(fs: BoxFileSystem, big: bytes) -> No
     downloads = [h for url, h in seen if "/download/" in url]
     assert len(downloads) == 3
     assert all("Authorization" not in h and "As-User" not in h for h in downloads)
+
+
+# ------------------------------------------------------------------------------------- large downloads
+@pytest.fixture
+def small_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parallel ranged downloads from 1 MiB up, in ranges of at least 1 MiB (64 and 16 MiB by default)."""
+    import boxfs.api.transport as transport
+    import boxfs.core as core
+
+    monkeypatch.setattr(core, "PARALLEL_DOWNLOAD_MIN", 1 << 20)
+    monkeypatch.setattr(transport, "PARALLEL_PART_MIN", 1 << 20)
+
+
+def test_get_file_of_a_large_file_downloads_ranges_at_once(fs: BoxFileSystem, emulator: Any, tmp_path: Path,
+                                                           small_parallel: None) -> None:
+    data = os.urandom((5 << 20) + 123)
+    fs.pipe_file("large/f.bin", data)
+    emulator.inject_faults(rate=0.3, kinds=("drop", "drop_after", "503"), route=r"^/download/", seed=3)
+    try:
+        t = time.monotonic()
+        fs.get_file("large/f.bin", str(tmp_path / "f.bin"))
+        recs = since(emulator, t)
+    finally:
+        emulator.clear_faults()
+    assert (tmp_path / "f.bin").read_bytes() == data  # every byte checked
+    assert [(r.method, r.route) for r in api(recs)] == [("GET", VERSION)]  # one URL for all the ranges
+    downloads = [r for r in recs if r.host == "download"]
+    assert len([r for r in downloads if r.status == 206 and r.fault is None]) >= 6  # 6 ranges of 1 MiB at least
+    assert any(r.fault for r in downloads), "the faults must have fired"
+
+
+def test_a_file_that_changed_on_box_is_not_downloaded_as_a_mix(fs: BoxFileSystem, tmp_path: Path,
+                                                              small_parallel: None) -> None:
+    fs.pipe_file("large/g.bin", os.urandom(3 << 20))
+    fs.info("large/g.bin")
+    other_session(fs).pipe_file("large/g.bin", os.urandom(4 << 20))  # our cache still says 3 MiB
+    with pytest.raises(OSError, match="changed on Box"):
+        fs.get_file("large/g.bin", str(tmp_path / "g.bin"))

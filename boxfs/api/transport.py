@@ -20,11 +20,14 @@ copy). Without either, an ambiguous failure of a POST is reported, never blindly
 
 from __future__ import annotations
 
+import http.client
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -45,6 +48,11 @@ DOWNLOAD_URL_REUSE = 600.0
 #: what a download host answers for a URL that expired or was withdrawn: fetch a new URL and try once more
 URL_REFUSALS = frozenset({401, 403, 404, 410})
 _REDIRECTS = (301, 302, 303, 307, 308)
+
+#: ``get_file`` of a file this large runs ranged downloads on several connections at once, each range
+#: at least PARALLEL_PART_MIN (a WAN link gives each TCP connection a bounded share of its bandwidth)
+PARALLEL_DOWNLOAD_MIN = 64 << 20
+PARALLEL_PART_MIN = 16 << 20
 
 Recovered = dict[str, Any]
 T = TypeVar("T")
@@ -377,6 +385,36 @@ class BoxTransport:
             self.download_urls.put(key, url)
             return url
 
+    def download_ranges(self, file_id: str, fd: int, size: int, *, streams: int, version: str | None = None,
+                        tag: str | None = None, path: str | None = None,
+                        progress: Callable[[int], None] | None = None) -> None:
+        """All ``size`` bytes of a file into the regular file ``fd``, in ranges on ``streams`` connections.
+
+        Each range is written where it belongs (``os.pwrite``), resumes on its own after a dropped
+        connection, and comes from the file's one reused download URL. Every response must describe a
+        file of ``size`` bytes: a file that changed on Box since its size was learned is an error, not a
+        mix of two versions.
+        """
+        step = max(PARALLEL_PART_MIN, -(-size // max(1, streams)))
+        ranges = [(o, min(o + step, size)) for o in range(0, size, step)]
+        lock = threading.Lock()
+
+        def report(n: int) -> None:
+            assert progress is not None
+            with lock:
+                progress(n)
+
+        def one(rng: tuple[int, int]) -> None:
+            def fetch(url: str, anonymous: bool) -> int:
+                return self.download_to(url, _OffsetSink(fd, rng[0]), start=rng[0], end=rng[1], path=path,
+                                        progress=report if progress is not None else None, anonymous=anonymous,
+                                        total=size)
+            self.through_download_url(file_id, fetch, version=version, tag=tag, path=path)
+
+        with ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="boxfs-range") as pool:
+            for future in [pool.submit(one, r) for r in ranges]:
+                future.result()
+
     def download_to(
         self,
         url: str,
@@ -386,15 +424,20 @@ class BoxTransport:
         end: int | None = None,
         path: str | None = None,
         progress: Callable[[int], None] | None = None,
+        anonymous: bool = False,
+        total: int | None = None,
     ) -> int:
         """Stream ``[start, end)`` into ``sink``; after a dropped connection resume where it stopped.
 
         One retry loop covers both the request and the body: an attempt that fails mid-body resumes with
-        a ``Range`` from the first byte not yet written.
+        a ``Range`` from the first byte not yet written. The body is read into one reused buffer
+        (:func:`_body_into`), not as a ``bytes`` object per chunk. ``total``: the file's size the caller
+        expects; a ranged answer for another size is refused (the file changed on Box).
         """
         written = 0
         describe = f"GET {urlsplit(url).path}"
         acting = self.as_user_id
+        buf = bytearray(DOWNLOAD_CHUNK)
         try:
             for attempt in retrying(self.policy, describe):
                 with attempt:
@@ -404,7 +447,7 @@ class BoxTransport:
                     rng = f"bytes={offset}-" if end is None else f"bytes={offset}-{end - 1}"
                     headers = {"Range": rng} if offset > 0 or end is not None else None
                     resp = self._send_once("GET", url, params=None, json=None, data=None, headers=headers,
-                                           stream=True, allow_redirects=True, act_as_user=True)
+                                           stream=True, allow_redirects=True, act_as_user=True, anonymous=anonymous)
                     status = resp.status_code
                     if status in (429, 500, 502, 503, 504) or (status == 202 and "Retry-After" in resp.headers):
                         resp.close()
@@ -412,8 +455,10 @@ class BoxTransport:
                     if status >= 400:
                         raise error_from_response(resp, path, "download", acting)
                     with resp:
+                        if total is not None and status == 206:
+                            _check_total(resp, total, path)
                         skip = offset if (status == 200 and offset > 0) else 0  # server ignored Range
-                        for chunk in resp.iter_content(DOWNLOAD_CHUNK):
+                        for chunk in _body_into(resp, buf):
                             if skip:
                                 cut = min(skip, len(chunk))
                                 chunk, skip = chunk[cut:], skip - cut
@@ -432,3 +477,59 @@ class BoxTransport:
                 f"{type(exc).__name__}"
             ) from None
         return written
+
+
+class _OffsetSink:
+    """A ``write``-able view of a file descriptor from ``offset`` on (``os.pwrite``: no shared position,
+    so the ranges of one download are written by several threads at once)."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self._fd = fd
+        self._offset = offset
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._fd, view[done:], self._offset + done)
+        self._offset += done
+        return done
+
+
+def _check_total(resp: requests.Response, total: int, path: str | None) -> None:
+    """Refuse a ranged answer (``Content-Range: bytes a-b/N``) for a file of another size than ``total``."""
+    found = resp.headers.get("Content-Range", "").rpartition("/")[2]
+    if found.isdigit() and int(found) != total:
+        raise BoxAPIError(f"{path + ': ' if path else ''}the file changed on Box during the download "
+                          f"(now {int(found):,} bytes, expected {total:,}); none of its bytes were written: try again")
+
+
+def _body_into(resp: requests.Response, buf: bytearray) -> Iterator[memoryview]:
+    """A streamed response's body as views of ``buf``, refilled for each (valid until the next one).
+
+    Why: ``iter_content`` makes a new ``bytes`` per chunk and urllib3 copies each block two or three times
+    on its way; an uncompressed body (Box's downloads are) is read straight from the socket into one
+    buffer with ``readinto`` of the standard library's response under urllib3's. A body cut short, by
+    its Content-Length, is a connection error (the caller resumes it). Anything else goes through urllib3.
+    """
+    raw = resp.raw
+    fp = getattr(raw, "_fp", None)
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if encoded or not hasattr(fp, "readinto"):
+        for chunk in resp.iter_content(len(buf)):
+            yield memoryview(chunk)
+        return
+    expected = resp.headers.get("Content-Length")
+    view = memoryview(buf)
+    got = 0
+    while True:
+        try:
+            n = fp.readinto(view)  # type: ignore[union-attr]
+        except (OSError, http.client.HTTPException) as exc:
+            raise requests.exceptions.ConnectionError(f"download cut after {got} bytes: {exc}") from exc
+        if not n:
+            break
+        got += n
+        yield view[:n]
+    if expected is not None and expected.isdigit() and got < int(expected):
+        raise requests.exceptions.ChunkedEncodingError(f"download cut after {got} of {expected} bytes")
