@@ -68,6 +68,16 @@ def test_put_file_of_a_large_file_reads_it_once(big_fs: Any, emulator: Any, tmp_
     assert info["sha1"] == hashlib.sha1(data).hexdigest() and info["size"] == len(data)
 
 
+def interrupted_before_commit(fs: Any, emulator: Any, src: Path, rpath: str) -> None:
+    """``put_file`` whose parts all land but whose commit fails (5xx): the session stays, for resume."""
+    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
+    try:
+        with pytest.raises(UploadIncomplete):
+            fs.put_file(str(src), rpath)
+    finally:
+        emulator.clear_faults()
+
+
 def test_a_resumed_upload_checks_the_parts_box_has_against_the_source(big_fs: Any, emulator: Any, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Interrupted before the commit; then the source changes (same size, same destination). The resume
@@ -76,12 +86,7 @@ def test_a_resumed_upload_checks_the_parts_box_has_against_the_source(big_fs: An
     old = os.urandom(MIN_SESSION_SIZE + MB)
     src = tmp_path / "src.bin"
     src.write_bytes(old)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
-        with pytest.raises(UploadIncomplete):
-            big_fs.put_file(str(src), "resume/src.bin")
-    finally:
-        emulator.clear_faults()
+    interrupted_before_commit(big_fs, emulator, src, "resume/src.bin")
     # the same content again: resumed, nothing re-sent, each byte read once more (for the SHA-1)
     reads = ReadCounter(monkeypatch)
     start = len(emulator.request_log)
@@ -93,12 +98,7 @@ def test_a_resumed_upload_checks_the_parts_box_has_against_the_source(big_fs: An
 
     new = bytearray(old)
     new[-10:] = b"0123456789"  # the last part differs
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
-        with pytest.raises(UploadIncomplete):
-            big_fs.put_file(str(src), "resume/src.bin")
-    finally:
-        emulator.clear_faults()
+    interrupted_before_commit(big_fs, emulator, src, "resume/src.bin")
     src.write_bytes(bytes(new))
     start = len(emulator.request_log)
     big_fs.put_file(str(src), "resume/src.bin")
