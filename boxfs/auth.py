@@ -196,6 +196,38 @@ class TokenProvider:
         return access
 
 
+class AppTokenProvider(TokenProvider):
+    """App Token auth: the developer console's primary and secondary App Tokens, used as they are.
+
+    App Tokens do not expire (unless made to), so there is nothing to refresh; a rollover revokes the
+    primary, and Box then answers 401 to it: from that moment the secondary is used (once switched, for
+    good). With no token left, the 401 reaches the caller as an authentication error.
+    """
+
+    def __init__(self, creds: BoxCredentials, endpoints: BoxEndpoints, policy: RetryPolicy) -> None:
+        super().__init__(creds, endpoints, policy)
+        self._index = 0
+
+    def _make_auth(self) -> Any:
+        return None
+
+    @property
+    def refreshable(self) -> bool:
+        with self._lock:
+            return self._index + 1 < len(self.creds.app_tokens)
+
+    def token(self) -> str:
+        with self._lock:
+            return self.creds.app_tokens[self._index]
+
+    def invalidate(self, token: str) -> None:
+        with self._lock:
+            if self.creds.app_tokens[self._index] == token and self._index + 1 < len(self.creds.app_tokens):
+                self._index += 1
+                self.refresh_count += 1
+                logger.warning("Box refused the primary App Token (revoked?): using the secondary App Token")
+
+
 _registry: dict[tuple[Any, ...], TokenProvider] = {}
 _registry_lock = threading.Lock()
 _user_ids: dict[tuple[Any, ...], str] = {}
@@ -211,6 +243,8 @@ def get_provider(creds: BoxCredentials, endpoints: BoxEndpoints, policy: RetryPo
                 from boxfs.oauth_login import OAuthFileTokenProvider
 
                 provider = OAuthFileTokenProvider(creds, endpoints, policy)
+            elif creds.kind == "app_token":
+                provider = AppTokenProvider(creds, endpoints, policy)
             else:
                 provider = TokenProvider(creds, endpoints, policy)
             _registry[key] = provider
@@ -233,4 +267,4 @@ def clear_registry() -> None:
         _user_ids.clear()
 
 
-__all__ = ["TokenProvider", "get_provider", "clear_registry", "REFRESH_MARGIN", "RetryableResponse"]
+__all__ = ["AppTokenProvider", "TokenProvider", "get_provider", "clear_registry", "REFRESH_MARGIN", "RetryableResponse"]

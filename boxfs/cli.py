@@ -65,11 +65,14 @@ class CliState:
             options["base_urls"] = {"base_url": self.base_url.rstrip("/")}
         return options
 
-    def fs(self) -> Any:
+    def fs(self, watch: bool | None = False) -> Any:
+        """The filesystem; ``watch``: follow Box's event stream (None: the library's default, for the
+        long-running mount). A one-shot command does not: the watcher's start would cost it requests it
+        has no use for."""
         if self._fs is None:
             from boxfs.core import BoxFileSystem
 
-            self._fs = BoxFileSystem(**self.fs_options())
+            self._fs = BoxFileSystem(**self.fs_options(), watch_events=watch)
         return self._fs
 
 
@@ -547,6 +550,25 @@ def sign_cmd(state: CliState, path: str, expiration: int) -> None:
         click.echo(url)
 
 
+@cli.command("watch")
+@click.argument("path", default="")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many changes.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many seconds without a change.")
+@pass_state
+def watch_cmd(state: CliState, path: str, count: int | None, timeout: float | None) -> None:
+    """Print one JSON line per change made on Box at or below PATH, by anyone, until interrupted."""
+    fs = state.fs(watch=True)
+    where = box_path(path)
+    fs.info(where)  # a missing path is an error now, not an endless wait
+    changes = fs.watch(where, timeout=timeout)
+    click.echo(f"watching {BOX_PREFIX}{where}", err=True)  # ready: changes from now on are reported
+    for n, change in enumerate(changes, 1):
+        click.echo(json.dumps(change, default=_json_default, sort_keys=True))
+        if count is not None and n >= count:
+            break
+
+
 # ------------------------------------------------------------------------------------------ users
 @cli.command("whoami")
 @pass_state
@@ -677,7 +699,7 @@ def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None
         _mount_in_background(mountpoint)
         return
     options: dict[str, Any] = {"allow_other": True} if allow_other else {}
-    mount(state.fs(), mountpoint, foreground=True, read_only=read_only, root=box_path(remote),
+    mount(state.fs(watch=None), mountpoint, foreground=True, read_only=read_only, root=box_path(remote),
           spool_dir=spool_dir, **options)
 
 

@@ -7,6 +7,9 @@ The forms (issue 4) are those a Box admin meets in the developer console and in 
   ``private_key`` as PEM text or path, ``passphrase``);
 * Client Credentials Grant (``client_id`` + ``client_secret`` + ``enterprise_id`` or ``user_id``);
 * a ready access token (``token=``);
+* App Token auth (``app_token=``): a Limited Access App's primary App Token, or ``(primary, secondary)``;
+  the secondary is used once Box refuses the primary (revoked in a rollover). ``client_id=`` may be
+  given with it (annotator tokens name the app);
 * the environment (``BOXFS_JWT_CONFIG``, ``BOXFS_CLIENT_ID``, ``BOXFS_CLIENT_SECRET``,
   ``BOXFS_ENTERPRISE_ID``, ``BOXFS_TOKEN``, ``BOXFS_AS_USER``, ``BOXFS_BASE_URL``) for URL-only use such as
   ``pd.read_csv("box://...")`` with no storage options.
@@ -18,18 +21,26 @@ Secrets never appear in a ``repr`` or in an error message.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from fsspec.caching import caches
 
 __all__ = [
     "BoxConfigError",
     "BoxCredentials",
     "BoxEndpoints",
+    "BoxOptionError",
+    "FSSPEC_OPTIONS",
+    "check_block_size",
+    "check_cache_type",
+    "check_options",
     "load_private_key",
     "resolve_credentials",
     "resolve_endpoints",
@@ -43,6 +54,59 @@ DEFAULT_OAUTH2_URL = "https://account.box.com/api/oauth2"
 
 class BoxConfigError(ValueError):
     """The configuration cannot work; the message names the missing or bad field (never its secret value)."""
+
+
+class BoxOptionError(BoxConfigError, TypeError):
+    """An option boxfs does not know. Refused rather than ignored: ``asuser=`` for ``as_user=`` would
+    otherwise act as the service account. Also a ``TypeError``, what Python raises for an unexpected
+    keyword argument."""
+
+
+#: Options every fsspec filesystem takes, accepted beside boxfs's own: fsspec's instance cache
+#: (``skip_instance_cache``), its listings cache (``use_listings_cache``, ``listings_expiry_time``,
+#: ``max_paths``) and its async plumbing (``asynchronous``, ``loop``: zarr passes ``asynchronous=True`` to
+#: every filesystem and wraps a synchronous one). ``default_block_size``/``default_cache_type`` (the
+#: convention of s3fs, gcsfs and adlfs) are BoxFileSystem parameters of their own.
+FSSPEC_OPTIONS = frozenset({"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths",
+                            "asynchronous", "loop"})
+
+
+def check_options(given: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse option names not in ``known``, naming the closest valid one and listing them all.
+
+    Only names are quoted, never values: a misspelt ``client_secret`` carries a secret.
+    """
+    known = sorted(set(known))
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        described.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    raise BoxOptionError(
+        f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(described)}; "
+        f"the options are: {', '.join(known)}"
+    )
+
+
+def check_cache_type(value: Any) -> str:
+    """``default_cache_type``: one of fsspec's read caches (``readahead``, ``all``, ``blockcache``...)."""
+    if value not in caches or value is None:
+        names = ", ".join(sorted(str(k) for k in caches if k is not None))
+        raise BoxConfigError(f"default_cache_type {value!r} is not one of fsspec's caches: {names}")
+    return str(value)
+
+
+def check_block_size(value: Any) -> int | None:
+    """``default_block_size``: a positive number of bytes, or None for fsspec's default (5 MiB)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():  # from fsspec's config (FSSPEC_BOX_...) or a CLI
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BoxConfigError(f"default_block_size must be a positive number of bytes, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -59,7 +123,8 @@ class BoxEndpoints:
 
 @dataclass(frozen=True)
 class BoxCredentials:
-    """How to obtain an access token. ``kind`` is ``"jwt"``, ``"ccg"``, ``"token"`` or ``"oauth"``.
+    """How to obtain an access token. ``kind`` is ``"jwt"``, ``"ccg"``, ``"token"``, ``"oauth"`` or
+    ``"app_token"``.
 
     The secret fields are excluded from ``repr`` and comparison output; they travel only through pickling
     (a dask worker needs them to authenticate on its own).
@@ -75,6 +140,7 @@ class BoxCredentials:
     passphrase: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     token_file: str | None = None  # kind "oauth": the token file written by ``boxfs login``
+    app_tokens: tuple[str, ...] = field(default=(), repr=False)  # kind "app_token": primary[, secondary]
 
     def __repr__(self) -> str:
         shown = [f"kind={self.kind!r}"]
@@ -93,7 +159,7 @@ class BoxCredentials:
         """
         text = "\0".join(str(getattr(self, f)) for f in (
             "kind", "client_id", "client_secret", "enterprise_id", "user_id", "public_key_id", "private_key",
-            "passphrase", "token", "token_file"))
+            "passphrase", "token", "token_file", "app_tokens"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     __str__ = __repr__
@@ -106,6 +172,8 @@ class BoxCredentials:
         if self.kind == "token":
             assert self.token is not None
             return ("token", hashlib.sha256(self.token.encode()).hexdigest()[:16])
+        if self.kind == "app_token":
+            return ("app_token", hashlib.sha256("\0".join(self.app_tokens).encode()).hexdigest()[:16])
         if self.enterprise_id:
             return ("enterprise", self.enterprise_id)
         return ("user", self.user_id or "")
@@ -275,6 +343,7 @@ def resolve_credentials(
     token: Any = None,
     credentials: BoxCredentials | None = None,
     oauth_token_file: Any = None,
+    app_token: Any = None,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[BoxCredentials, bool]:
     """Turn constructor arguments (or, when none are given, the environment) into BoxCredentials.
@@ -289,7 +358,7 @@ def resolve_credentials(
     given = any(
         v not in (None, "")
         for v in (jwt_config, client_id, client_secret, enterprise_id, public_key_id, private_key, token,
-                  oauth_token_file)
+                  oauth_token_file, app_token)
     )
     if not given:
         env = os.environ if environ is None else environ
@@ -318,6 +387,8 @@ def resolve_credentials(
         from boxfs.oauth_login import oauth_credentials
 
         return oauth_credentials(oauth_token_file), False
+    if app_token not in (None, ""):
+        return _app_token_credentials(app_token, client_id), False
     if token not in (None, ""):
         if not isinstance(token, str) or not token.strip():
             raise BoxConfigError("token must be a non-empty string")
@@ -363,6 +434,17 @@ def resolve_credentials(
         ),
         False,
     )
+
+
+def _app_token_credentials(app_token: Any, client_id: Any) -> BoxCredentials:
+    """``app_token=``: the primary App Token, or ``(primary, secondary)`` as the developer console shows them."""
+    tokens = (app_token,) if isinstance(app_token, str) else tuple(app_token) if isinstance(app_token, (list, tuple)) else None
+    if not tokens or len(tokens) > 2:
+        raise BoxConfigError("app_token must be the primary App Token, or (primary, secondary)")
+    for which, value in zip(("primary", "secondary"), tokens, strict=False):
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+            raise BoxConfigError(f"app_token: the {which} App Token must be a non-empty string without spaces")
+    return BoxCredentials(kind="app_token", client_id=_s(client_id), app_tokens=tuple(t.strip() for t in tokens))
 
 
 def resolve_endpoints(

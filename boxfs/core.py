@@ -16,13 +16,16 @@ Configuration, tokens, the retry policy and error mapping live in :mod:`boxfs.co
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import logging
 import os
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -30,23 +33,29 @@ from typing import Any, BinaryIO
 from fsspec.spec import AbstractFileSystem, _Cached
 from fsspec.utils import stringify_path
 
+from boxfs import preview
 from boxfs.api.errors import BoxAuthError, exists, is_a_directory, not_a_directory, not_found
 from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
 from boxfs.api.transport import PARALLEL_DOWNLOAD_MIN, BoxTransport
 from boxfs.auth import cached_user_id, get_provider, remember_user_id
 from boxfs.config import (
+    FSSPEC_OPTIONS,
     BoxConfigError,
     BoxCredentials,
     BoxEndpoints,
+    check_block_size,
+    check_cache_type,
+    check_options,
     env_as_user,
     resolve_credentials,
     resolve_endpoints,
 )
 from boxfs.dircache import BoxDirCache
 from boxfs.file import APPEND_REFUSAL, BoxFile
-from boxfs.names import check_name, check_path_names, same_name
+from boxfs.names import BoxNameError, check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
+from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
 logger = logging.getLogger("boxfs")
 
@@ -64,6 +73,20 @@ def _split(path: str) -> tuple[str, str]:
     return "", path
 
 
+#: ``box://id:12345``: the first part of a path of this form addresses an item by its Box id
+_ID_PREFIX = "id:"
+#: the order in which an ``id:`` path is asked for as a file or a folder (Box's ids are per type): a file
+#: first when it is read, a folder first when it is listed, only a folder when a path goes on below it
+_FILE_FIRST, _FOLDER_FIRST, _FOLDER_ONLY = ("file", "folder"), ("folder", "file"), ("folder",)
+
+
+def _id_of(part: str) -> str | None:
+    """The Box id ``part`` addresses (``"id:12345"`` -> ``"12345"``), or None for an ordinary name."""
+    if part.startswith(_ID_PREFIX) and part[len(_ID_PREFIX):].isdigit() and part.isascii():
+        return part[len(_ID_PREFIX):]
+    return None
+
+
 def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
     """Unpickling entry point: a filesystem built again from its configuration."""
     return cls(**kwargs)
@@ -71,18 +94,30 @@ def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
 
 #: environment variables that can configure a filesystem (see boxfs.config)
 _ENV_VARS = ("BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_BASE_URL", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET",
-             "BOXFS_ENTERPRISE_ID", "BOXFS_TOKEN", "BOXFS_OAUTH_TOKEN_FILE")
+             "BOXFS_ENTERPRISE_ID", "BOXFS_TOKEN", "BOXFS_OAUTH_TOKEN_FILE", "BOXFS_WATCH_EVENTS")
 
 
 class _BoxCached(_Cached):
     """fsspec's instance cache keys on the constructor arguments; ``fsspec.filesystem("box")`` configured
     by the environment has none, so the environment's digest is added to the key (a digest: the values
-    may be secrets). Otherwise a changed ``BOXFS_AS_USER`` would get the previous user's filesystem."""
+    may be secrets). Otherwise a changed ``BOXFS_AS_USER`` would get the previous user's filesystem.
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    The digest is a property of this metaclass, named in ``_extra_tokenize_attributes``, so fsspec reads
+    it at each call when it builds the key; it is no constructor argument, so ``storage_options`` holds
+    only what the user gave."""
+
+    @property
+    def _environment_digest(cls) -> str:
         env = "\0".join(f"{k}={os.environ.get(k, '')}" for k in _ENV_VARS)
-        kwargs.setdefault("_environment", hashlib.sha256(env.encode()).hexdigest()[:16])
-        return super().__call__(*args, **kwargs)
+        return hashlib.sha256(env.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _known_options(cls: type) -> frozenset[str]:
+    """Every option ``cls(...)`` accepts: its constructor's public parameters and fsspec's generic ones."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    own = {p.name for p in params if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
+    return frozenset(n for n in own if n != "self" and not n.startswith("_")) | FSSPEC_OPTIONS
 
 
 class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
@@ -99,16 +134,21 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     ``max_connections`` (HTTP pool size and parallelism of listings/transfers; 16), ``retry``
     (:class:`~boxfs.retry.RetryPolicy` fields), ``spool_threshold`` (bytes uploaded in one request;
     26,214,400), ``spool_dir`` and ``upload_workers`` (large uploads), ``auto_mkdir`` (create missing
-    parent folders on write; True), and fsspec's ``listings_expiry_time`` / ``use_listings_cache``.
+    parent folders on write; True), ``watch_events`` (follow Box's event stream so that changes made
+    elsewhere reach the cache; True), ``default_block_size``/``default_cache_type`` (for ``open``), and
+    fsspec's generic options (``listings_expiry_time``, ``use_listings_cache``, ``skip_instance_cache``...,
+    :data:`boxfs.config.FSSPEC_OPTIONS`). An unknown option is refused, naming the closest valid one.
 
     Semantics worth knowing: names compare case-insensitively; ``info``/``exists``/``ls`` answer from
-    what this instance learned (``invalidate_cache`` or ``ls(refresh=True)`` for changes made elsewhere);
+    what this instance learned, kept true by Box's event stream (see docs/coherence.md; without it,
+    listings expire after a few seconds); reads are pinned to the version current when they started;
     writes upload on close (a new version when the file exists); ``ab`` is refused (Box cannot
     append); ``set_modified`` re-uploads the content with the new time.
     """
 
     protocol = "box"
     root_marker = ""
+    _extra_tokenize_attributes = ("_environment_digest",)
     #: fields requested for every item; only what the detail dicts use
     FIELDS = ITEM_FIELDS
     LIST_PAGE = 1000
@@ -125,6 +165,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         private_key: str | None = None,
         passphrase: str | None = None,
         token: str | None = None,
+        app_token: str | tuple[str, ...] | list[str] | None = None,
         as_user: str | int | None = None,
         base_urls: dict[str, str] | BoxEndpoints | None = None,
         root_folder_id: str | int = "0",
@@ -134,11 +175,14 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         spool_dir: str | None = None,
         upload_workers: int = 4,
         auto_mkdir: bool = True,
+        watch_events: bool | None = None,
         credentials: BoxCredentials | None = None,
-        _environment: str | None = None,
         oauth_token_file: str | None = None,
         scopes: list[str] | tuple[str, ...] | str | None = None,
         resource: str | None = None,
+        default_block_size: int | None = None,
+        default_cache_type: str = "readahead",
+        id_paths: bool = True,
         **kwargs: Any,
     ) -> None:
         """Configure a filesystem; see :mod:`boxfs.config` for every credential form.
@@ -147,15 +191,27 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         through the ``As-User`` header. ``spool_threshold`` (bytes): uploads up to it go in one request.
         ``auto_mkdir``: writing ``a/b/c`` creates the folders ``a`` and ``a/b`` if missing (object-store
         semantics fsspec users expect). ``retry``: a :class:`~boxfs.retry.RetryPolicy` or a dict of its
-        fields. ``oauth_token_file``: a user's own tokens, from ``boxfs login``. ``scopes`` (+ ``resource``,
+        fields. ``oauth_token_file``: a user's own tokens, from ``boxfs login``. ``app_token``: App Token
+        auth, the primary App Token or ``(primary, secondary)``. ``scopes`` (+ ``resource``,
         a Box API URL of a file or folder): act with a token downscoped to these scopes (token exchange).
+        ``default_block_size``/``default_cache_type``: what ``open`` uses when not told (fsspec's 5 MiB and
+        ``"readahead"``). ``id_paths``: a path whose first part is ``id:<digits>`` addresses the item with
+        that Box id (``box://id:12345``, ``box://id:678/sub/file.csv``); False makes every path literal.
+        ``watch_events``: False turns the change watcher off (cached listings then expire after a few
+        seconds instead of being kept until Box reports a change); default: on unless the environment
+        variable ``BOXFS_WATCH_EVENTS`` is ``0``.
+        Any other option is refused (:class:`~boxfs.config.BoxOptionError`).
         """
+        check_options(kwargs, _known_options(type(self)))
         super().__init__(**kwargs)
+        self.default_block_size = check_block_size(default_block_size)
+        self.default_cache_type = check_cache_type(default_cache_type)
+        self.id_paths = bool(id_paths)
         creds, from_env = resolve_credentials(
             jwt_config=jwt_config, client_id=client_id, client_secret=client_secret,
             enterprise_id=enterprise_id, user_id=user_id, public_key_id=public_key_id,
             private_key=private_key, passphrase=passphrase, token=token, credentials=credentials,
-            oauth_token_file=oauth_token_file,
+            oauth_token_file=oauth_token_file, app_token=app_token,
         )
         if as_user is None and from_env:
             as_user = env_as_user()
@@ -177,6 +233,11 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if kwargs.get("use_listings_cache", True) is False:
             expiry = 0.0
         self.cache = BoxDirCache(expiry=None if expiry is None else float(expiry))
+        self.watch_events = enabled_by_default() if watch_events is None else bool(watch_events)
+        self._watcher: ChangeWatcher | None = None
+        self._watch_lock = threading.Lock()
+        self._feed = CacheFeed(self.cache, self.root_folder_id)
+        self.cache.trust = trust_of(self._feed)  # no reference back to the filesystem: it can be freed
         self._acting_user_id: str | None = None
         self._listing_locks: dict[str, threading.Lock] = {}
         self._listing_locks_guard = threading.Lock()
@@ -247,9 +308,13 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             "spool_dir": self.spool_dir,
             "upload_workers": self.upload_workers,
             "auto_mkdir": self.auto_mkdir,
+            "watch_events": self.watch_events,
             "listings_expiry_time": self.cache.expiry,
             "scopes": self.scopes,
             "resource": self.resource,
+            "default_block_size": self.default_block_size,
+            "default_cache_type": self.default_cache_type,
+            "id_paths": self.id_paths,
         }
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -292,6 +357,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         entries: list[dict[str, Any]] = []
         marker: str | None = None
         url = self.transport.api(f"/folders/{folder_id}/items")
+        self._ensure_watching()  # before the listing, so that what it returns is covered by the stream
         started = time.monotonic()  # our own changes from now on are newer than this listing
         while True:
             # Box serves at most 1,000 entries a page; never ask for more, follow the marker instead
@@ -331,17 +397,20 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                 with self._listing_locks_guard:
                     self._listing_locks.pop(key, None)
 
-    def _info(self, path: str) -> dict[str, Any]:
-        """The cached or freshly listed detail dict for a stripped path."""
+    def _info(self, path: str, _kinds: tuple[str, ...] = _FILE_FIRST) -> dict[str, Any]:
+        """The cached or freshly listed detail dict for a stripped path (``_kinds``: see _FILE_FIRST)."""
         if path == "":
             return self._root_item()
         hit = self.cache.get(path)
         if hit is not None:
             return hit
+        item_id = self._id_anchor(path)
+        if item_id is not None:
+            return self._info_by_id(path, item_id, _kinds)
         if self.cache.known_missing(path):
             raise not_found(path)
         parent, name = _split(path)
-        pinfo = self._info(parent)
+        pinfo = self._info(parent, _FOLDER_ONLY)
         if pinfo["type"] != "directory":
             raise not_found(path)
         for child in self._listing(parent, pinfo):
@@ -364,6 +433,38 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                 raise
             logger.debug("%s is not in a folder we created: asking Box whether another writer added it", path)
             return self._info(path)
+
+    def _id_anchor(self, path: str) -> str | None:
+        """The Box id when ``path`` is exactly ``id:<digits>`` (and ``id_paths`` is on), else None."""
+        return _id_of(path) if self.id_paths and "/" not in path else None
+
+    def _info_by_id(self, path: str, item_id: str, kinds: tuple[str, ...]) -> dict[str, Any]:
+        """The item ``path`` (``id:<digits>``) addresses, from Box by id: ``GET /files/{id}`` or
+        ``/folders/{id}``, in the order ``kinds`` gives (one request when the first is right).
+
+        Box needs no listing for this, so it works with a token limited to one file (``resource=``). The
+        item is remembered under ``path`` without entering the root's listing (it is not a child there).
+        """
+        for kind in kinds:
+            try:
+                entry = self._get_item(kind, item_id)
+            except FileNotFoundError:
+                continue
+            item = self._item(path, entry)
+            self.cache.put(path, item)
+            return item
+        raise not_found(path)
+
+    def _check_new_name(self, parent: str, name: str) -> None:
+        """Box's name rules for an item about to be created at ``parent/name``; at the top level an
+        ``id:<digits>`` name would address an item by id when read back, so it is not created there."""
+        check_name(name)
+        if parent == "" and self._id_anchor(name) is not None:
+            raise BoxNameError(
+                f"box://{name} addresses an existing item by its Box id: it cannot name a new one or be "
+                f"written, moved or copied onto; write below a folder id (box://{name}/file) or give "
+                f"id_paths=False for literal top-level names"
+            )
 
     def _try_info(self, path: str) -> dict[str, Any] | None:
         try:
@@ -388,7 +489,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
     def ls(self, path: str, detail: bool = True, refresh: bool = False, **kwargs: Any) -> list[Any]:
         path = self._strip_protocol(path)
-        info = self._info(path)
+        info = self._info(path, _FOLDER_FIRST)
         if info["type"] != "directory":
             return [dict(info)] if detail else [info["name"]]
         if refresh:
@@ -406,8 +507,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             raise ValueError("maxdepth must be at least 1")
         path = self._strip_protocol(path)
         out: dict[str, dict[str, Any]] = {}
-        top = self._try_info(path)
-        if top is None:
+        try:
+            top = self._info(path, _FOLDER_FIRST)
+        except FileNotFoundError:
             return out if detail else []
         if top["type"] != "directory":
             out[path] = dict(top)
@@ -473,15 +575,21 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if end <= start:
             return b""
         return self._read_range(path, info["id"], start, end, whole=(start == 0 and end == size),
-                                tag=info.get("sha1"))
+                                version=info.get("version"), tag=info.get("sha1"))
+
+    def _content_url(self, file_id: str, version: str | None) -> str:
+        """The download URL of a file, pinned to one version when known: a read that takes several
+        requests (ranges, a resumed download) then never mixes the bytes of two versions."""
+        return self.transport.content_url(file_id, version)
 
     def _read_range(self, path: str, file_id: str, start: int, end: int, whole: bool = False,
-                    tag: str | None = None) -> bytes:
-        """Bytes ``[start, end)`` (one GET on the file's download URL, reused while ``tag``, the content's
-        SHA-1 the caller knows, names the same version; see BoxTransport.read_content)."""
+                    version: str | None = None, tag: str | None = None) -> bytes:
+        """Bytes ``[start, end)`` in one GET on the file's download URL, reused for the same version
+        (``version`` pinned, else ``tag``: the content's SHA-1 the caller knows); see
+        BoxTransport.read_content."""
         if whole:
-            return self.transport.read_content(file_id, tag=tag, path=path)
-        return self.transport.read_content(file_id, start, end, tag=tag, path=path)
+            return self.transport.read_content(file_id, version=version, tag=tag, path=path)
+        return self.transport.read_content(file_id, start, end, version=version, tag=tag, path=path)
 
     def cat_ranges(self, paths: list[str], starts: Any, ends: Any, max_gap: int | None = None,
                    on_error: str = "return", **kwargs: Any) -> list[Any]:
@@ -633,7 +741,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if callback is not None:
             callback.set_size(info["size"])
         progress = callback.relative_update if callback is not None else None
-        url = self.transport.api(f"/files/{info['id']}/content")
+        url = self._content_url(info["id"], info.get("version"))
         if outfile is not None:
             self.transport.download_to(url, outfile, path=rpath, progress=progress)
             return
@@ -646,8 +754,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         os.makedirs(parent, exist_ok=True)
         with open(lpath, "wb") as fh:
             if info["size"] >= PARALLEL_DOWNLOAD_MIN:  # ranges on several connections at once
-                self.transport.download_ranges(info["id"], fh.fileno(), info["size"], tag=info.get("sha1"),
-                                               streams=max(1, min(8, self.max_connections)), path=rpath,
+                self.transport.download_ranges(info["id"], fh.fileno(), info["size"], version=info.get("version"),
+                                               tag=info.get("sha1"), streams=max(1, min(8, self.max_connections)), path=rpath,
                                                progress=progress)
                 return
             self.transport.download_to(url, fh, path=rpath, progress=progress)
@@ -671,6 +779,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if path == "":
             raise is_a_directory("")
         check_path_names(path)
+        self._check_new_name(*_split(path))
         existing = self.cache.get(path)
         if existing is not None:
             if existing["type"] == "directory":
@@ -690,6 +799,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             raise is_a_directory("")
         check_path_names(path)
         parent, name = _split(path)
+        self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
         existing = self.cache.get(path)
         if existing is not None and existing["type"] == "directory":
@@ -751,8 +861,10 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
               cache_options: dict[str, Any] | None = None, **kwargs: Any) -> BoxFile:
         if "a" in mode:
             raise NotImplementedError(APPEND_REFUSAL)
-        return BoxFile(self, self._strip_protocol(path), mode, block_size or "default", autocommit,
-                       cache_options=cache_options, **kwargs)
+        if kwargs.get("cache_type") is None:
+            kwargs["cache_type"] = self.default_cache_type
+        return BoxFile(self, self._strip_protocol(path), mode, block_size or self.default_block_size or "default",
+                       autocommit, cache_options=cache_options, **kwargs)
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         """Create an empty file; on an existing file without ``truncate``, set its modification time."""
@@ -781,7 +893,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
     # -------------------------------------------------------------------------- fsspec: folders
     def _create_folder(self, parent_path: str, parent_id: str, name: str) -> dict[str, Any]:
-        check_name(name)
+        self._check_new_name(parent_path, name)
 
         def ours(conflict: dict[str, Any]) -> bool:
             return conflict.get("type") == "folder" and same_name(str(conflict.get("name", "")), name)
@@ -803,6 +915,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         path = self._strip_protocol(path)
         if path != "":
             check_path_names(path)  # a name Box would refuse is refused before any request
+            self._check_new_name(*_split(path))
         if path == "" or self._try_info(path) is not None:
             raise exists(path)
         parent, name = _split(path)
@@ -821,8 +934,14 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             raise exists("")
         check_path_names(path)
         parts = path.split("/")
-        current = self._root_item()
-        for i, part in enumerate(parts):
+        current, start = self._root_item(), 0
+        if self._id_anchor(parts[0]) is not None:  # a folder by id: it exists, or nothing is created
+            current, start = self._info(parts[0], _FOLDER_FIRST), 1
+            if current["type"] != "directory":
+                raise not_a_directory(parts[0])
+            if len(parts) == 1 and not exist_ok:
+                raise exists(path)
+        for i, part in enumerate(parts[start:], start):
             sub = "/".join(parts[: i + 1])
             info = self._try_info(sub)
             if info is None:
@@ -904,7 +1023,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """One ``PUT`` that moves and/or renames ``src`` to exactly ``dst`` (which must not exist)."""
         sinfo = self._info(src)
         parent, name = _split(dst)
-        check_name(name)
+        self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
         kind = "folders" if sinfo["type"] == "directory" else "files"
         entry = self.transport.json(
@@ -919,10 +1038,21 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Server-side move/rename of a file or a whole folder (one request); overwrites a file target."""
         if isinstance(path1, (list, tuple)) or any(c in str(path1) for c in _GLOB_CHARS):
             return super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
+        self.mv_literal(path1, path2)
+        return None
+
+    def mv_literal(self, path1: str, path2: str) -> None:
+        """``mv`` of exactly the item named ``path1``: its ``*?[`` are characters, never a pattern.
+
+        What frontends (mount, FTP/SFTP, CLI) use to move a name a program gave them. A file target is
+        replaced safely (:meth:`_replace_file`); an existing folder target receives the item.
+        """
         src = self._strip_protocol(path1)
         dst = self._strip_protocol(path2)
         if src == "":
             raise PermissionError("cannot move the root folder")
+        if dst:
+            check_path_names(dst)  # a target Box would refuse is refused before any request
         sinfo = self._info(src)
         dinfo = self._try_info(dst)
         if dinfo is not None and dinfo["id"] != sinfo["id"] and dinfo["type"] == "directory":
@@ -976,6 +1106,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                  and not any(c in path1 for c in _GLOB_CHARS) and not trailing_sep(path1))
         if whole:
             src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+            if dst:
+                check_path_names(dst)
             sinfo = self._try_info(src)
             if sinfo is not None and sinfo["type"] == "directory" and src != "":
                 dinfo = self._try_info(dst)
@@ -990,7 +1122,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     def _copy_folder(self, src: str, sinfo: dict[str, Any], dst: str) -> dict[str, Any]:
         """``POST /folders/{id}/copy``: the whole tree in one request."""
         parent, name = _split(dst)
-        check_name(name)
+        self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
 
         def ours(conflict: dict[str, Any]) -> bool:
@@ -1011,6 +1143,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Server-side copy (``POST /files/{id}/copy``); folders are created, not copied, here."""
         src = self._strip_protocol(path1)
         dst = self._strip_protocol(path2)
+        if dst:
+            check_path_names(dst)  # a target Box would refuse is refused before any request
         sinfo = self._info(src)
         if sinfo["type"] == "directory":
             self.makedirs(dst, exist_ok=True)
@@ -1032,7 +1166,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     def _copy_file(self, src: str, sinfo: dict[str, Any], dst: str) -> None:
         """``POST /files/{id}/copy`` to ``dst``, a name not taken."""
         parent, name = _split(dst)
-        check_name(name)
+        self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
 
         def ours(conflict: dict[str, Any]) -> bool:
@@ -1060,6 +1194,50 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         from boxfs.oauth_login import signed_url
 
         return signed_url(self, self._strip_protocol(path), int(expiration))
+
+    def embed_url(self, path: str | None = None, *, file_id: str | int | None = None) -> str:
+        """The file's expiring Box Embed URL, for an ``iframe`` (open it within 60 seconds). The file is
+        named by path or, where paths cannot be resolved (App Token auth), by ``file_id``."""
+        return preview.embed_url(self, path, file_id=file_id)
+
+    def annotator_token(self, path: str | None = None, *, external_id: str, display_name: str,
+                        file_id: str | int | None = None) -> str:
+        """A token that previews and annotates one file as ``external_id`` (a user of your application,
+        at most 48 characters, shown as ``display_name``): Box View's annotator token."""
+        return preview.annotator_token(self, path, external_id=external_id, display_name=display_name,
+                                       file_id=file_id)
+
+    # --------------------------------------------------------------------------------- coherence
+    def _ensure_watching(self) -> ChangeWatcher | None:
+        """Subscribe this filesystem to its user's change watcher (shared by the process) and start it."""
+        if not self.watch_events:
+            return None
+        with self._watch_lock:
+            if self._watcher is None:
+                self._watcher = self._feed.watcher = watcher_for(self.endpoints, self.provider, self.policy,
+                                                                 self.as_user_id)
+            self._watcher.subscribe(self._feed)  # idempotent; again if it stopped for lack of users
+            self._watcher.start()
+            return self._watcher
+
+    def watch(self, path: str = "", timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """An iterator of the changes made on Box at or below ``path`` from now on, by anyone who changes
+        what this user sees (other processes, tokens, apps, Box's web app; this filesystem too).
+
+        Each change is a dict: ``type`` (``created``, ``uploaded``, ``copied``, ``moved``, ``deleted``,
+        ``restored``, ``modified``), ``path`` (for ``moved`` the new one, ``old_path`` the old one when it
+        was known), ``kind`` (``file``/``directory``), ``id``, ``size``, ``sha1``, ``etag``, ``event_type``
+        (Box's), ``event_id``, ``by`` (the login that made it) and ``time``. Iteration ends after
+        ``timeout`` seconds without a change (None: never). Raises OSError when the event stream cannot be
+        read (``watch_events=False``, or a token Box does not let read it).
+        """
+        path = self._strip_protocol(path)
+        watcher = self._ensure_watching()
+        if watcher is None:
+            raise OSError("fs.watch needs the change watcher: this filesystem was made with watch_events=False")
+        if watcher.trusted_since is None:
+            raise OSError(f"Box's event stream cannot be read with this token: {watcher.error or 'unavailable'}")
+        return self._feed.listen(path, timeout)
 
     # --------------------------------------------------------------------------------- caching
     def invalidate_cache(self, path: str | None = None) -> None:

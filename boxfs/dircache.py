@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from boxfs.names import name_key
 
 Item = dict[str, Any]
+
+#: seconds a listing is kept when no change watcher vouches for it (watcher off, failing, or refused)
+UNWATCHED_EXPIRY = 5.0
 
 
 def _key(path: str) -> str:
@@ -32,6 +36,15 @@ def _parent(path: str) -> str:
 
 def _basename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def _self_and_above(k: str) -> list[str]:
+    """``a/b/c`` -> ``a/b/c``, ``a/b``, ``a``, ``""``."""
+    out = [k]
+    while k:
+        k = _parent(k)
+        out.append(k)
+    return out
 
 
 class BoxDirCache:
@@ -55,11 +68,25 @@ class BoxDirCache:
         #: item key -> time for removals
         self._recent: dict[str, dict[str, tuple[str, float]]] = {}
         self._gone: dict[str, float] = {}
+        #: key -> when a change made elsewhere was reported there (see changed_elsewhere)
+        self._dirty: dict[str, float] = {}
+        #: set by a filesystem with a change watcher (boxfs.watch): the moment from which every change made
+        #: on Box is reported here, or None while nothing is; None (no callable): kept until invalidated
+        self.trust: Callable[[], float | None] | None = None
+        self.unwatched_expiry = UNWATCHED_EXPIRY
 
     def _fresh(self, stamps: dict[str, float], k: str) -> bool:
-        if self.expiry is None:
+        """An explicit ``expiry`` always applies. Otherwise what was learned since the watcher vouches for
+        the stream is kept until a change is reported; anything else only ``unwatched_expiry`` seconds."""
+        stamp = stamps.get(k, float("-inf"))
+        if self.expiry is not None:
+            return time.monotonic() - stamp < self.expiry
+        if self.trust is None:
             return True
-        return time.monotonic() - stamps.get(k, float("-inf")) < self.expiry
+        since = self.trust()
+        if since is not None and stamp >= since:
+            return True
+        return time.monotonic() - stamp < self.unwatched_expiry
 
     def _live_item(self, k: str) -> Item | None:
         """The item under key ``k`` unless expired (an expired one is dropped). Under the lock."""
@@ -86,8 +113,14 @@ class BoxDirCache:
             return self._live_item(_key(path))
 
     def listing(self, path: str) -> list[Item] | None:
-        """The complete listing of folder ``path`` if it was fetched, in Box's order, else None."""
+        """The complete listing of folder ``path`` if it was fetched, in Box's order, else None.
+
+        A listing assumed rather than fetched (a folder we created, taken as empty) is not answered here:
+        other writers (dask workers filling the folder the client made) may have filled it, so ``ls``
+        asks Box once. It still answers :meth:`known_missing` (free name checks while writing there)."""
         with self._lock:
+            if _key(path) in self._assumed:
+                return None
             children = self._live_listing(_key(path))
             if children is None:
                 return None
@@ -115,11 +148,15 @@ class BoxDirCache:
         ``started``: when (``time.monotonic()``) the listing was requested. What this filesystem changed
         in the folder since then is newer than the listing and wins: an item we added or changed stays,
         an item we removed does not come back. Other threads keep working while a listing is in flight.
+        A change made elsewhere and reported (:meth:`changed_elsewhere`) in the folder or above it since
+        then makes the listing possibly stale: it is not kept. Listings are stamped with ``started``.
         """
         now = time.monotonic()
         since = now if started is None else started
         with self._lock:
             folder = _key(path)
+            if self._dirty and any(self._dirty.get(k, float("-inf")) >= since for k in _self_and_above(folder)):
+                return
             old = self._listings.get(folder, {})
             new: dict[str, str] = {}
             for child in children:
@@ -134,7 +171,7 @@ class BoxDirCache:
                 if previous is not None and previous.get("id") != child.get("id"):
                     self._forget_listing_and_below(ck)
                 self._items[ck] = child
-                self._stamps[ck] = now
+                self._stamps[ck] = since
                 new[nk] = ck
             recent = self._recent.get(folder, {})
             for nk, (ck, when) in list(recent.items()):
@@ -150,10 +187,12 @@ class BoxDirCache:
                 if nk not in new:
                     self._forget(ck)
             self._listings[folder] = new
-            self._listing_stamps[folder] = now
+            self._listing_stamps[folder] = since
             self._assumed.discard(folder)
             if len(self._gone) > 10_000:
                 self._gone = {k: t for k, t in self._gone.items() if t >= since}
+            if len(self._dirty) > 10_000:
+                self._dirty = {k: t for k, t in self._dirty.items() if t >= now - 600}
 
     # ------------------------------------------------------------------------------------ mutations
     def added(self, path: str, item: Item, *, empty: bool = True) -> None:
@@ -214,6 +253,23 @@ class BoxDirCache:
                 return
             self._forget(_key(path))
             self._listings.pop(_key(_parent(path)), None)
+
+    def changed_elsewhere(self, path: str) -> None:
+        """Box reported a change at ``path`` made elsewhere: forget it (and below) and its parent's listing,
+        and keep listings already in flight there from landing (they may predate the change)."""
+        with self._lock:
+            k, parent = _key(path), _key(_parent(path))
+            self._forget(k)
+            self._listings.pop(parent, None)
+            self._listing_stamps.pop(parent, None)
+            self._assumed.discard(parent)
+            now = time.monotonic()
+            self._dirty[k] = self._dirty[parent] = now
+
+    def paths_by_id(self) -> dict[str, str]:
+        """Box id -> cached path of every cached item: one pass, for a batch of events to look up."""
+        with self._lock:
+            return {str(item.get("id")): str(item["name"]) for item in self._items.values()}
 
     def forget_assumed_listings_above(self, path: str) -> bool:
         """Drop the listings above ``path`` that we assumed rather than fetched (folders we created, taken

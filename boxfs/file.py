@@ -59,10 +59,10 @@ class BoxFile(AbstractBufferedFile):
             info = dict(fs._info_for_read(path))  # re-checks Box if only the cache says "missing"
             if info["type"] != "file":
                 raise is_a_directory(path)
+            self._box_id = info["id"]  # before fsspec's __init__: cache_type="all" reads the file there
             super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options,
                              size=info["size"], **kwargs)
             self.details = info
-            self._box_id = info["id"]
         else:
             # Refuse what cannot work before anything is written: bad names, a folder in the way,
             # a missing parent when auto_mkdir is off, an existing file for 'xb'.
@@ -73,7 +73,9 @@ class BoxFile(AbstractBufferedFile):
 
     # -------------------------------------------------------------------------------------- reading
     def _fetch_range(self, start: int, end: int) -> bytes:
-        return self.fs._read_range(self.path, self._box_id, start, end, tag=self.details.get("sha1"))
+        # every range of one open handle comes from the version it was opened on (see _content_url)
+        return self.fs._read_range(self.path, self._box_id, start, end, version=self.details.get("version"),
+                                   tag=self.details.get("sha1"))
 
     # -------------------------------------------------------------------------------------- writing
     def _initiate_upload(self) -> None:

@@ -4,15 +4,39 @@ Box refuses some names server-side (``item_name_invalid``, ``item_name_too_long`
 locally so that a bad name fails before any request is sent (a request is what Box rate-limits, and a
 refused upload may already have spooled gigabytes). Box compares names case-insensitively, so every
 lookup by name in this package goes through :func:`name_key`.
+
+The rules, from Box's documentation (developer.box.com "File limitations", the folder create/rename/copy
+descriptions of its OpenAPI spec and the 400 ``item_name_invalid`` error) and what real clients found:
+
+* at most 255 characters, not empty;
+* no ``/`` and no ``\\``;
+* not ``.`` or ``..``;
+* no non-printable ASCII character: the controls U+0000-U+001F and DEL (U+007F);
+* no trailing space. A *leading* space is accepted by Box (rclone's Box backend found so by testing,
+  though one error description lists it), so it is accepted here too;
+* valid Unicode: a lone surrogate (what Python makes of bytes that are not UTF-8) cannot be sent as
+  UTF-8 JSON at all.
+
+A broken rule raises :class:`BoxNameError`, a :class:`ValueError`: frontends map exactly this type to
+their "invalid argument" answer (``EINVAL`` in the mount, ``553`` in FTP).
 """
 
 from __future__ import annotations
 
+__all__ = ["MAX_NAME_LENGTH", "BoxNameError", "check_name", "check_path_names", "name_key", "same_name"]
+
 MAX_NAME_LENGTH = 255
+
+#: ASCII's non-printable characters: C0 controls and DEL
+_NON_PRINTABLE = frozenset(chr(c) for c in (*range(0x20), 0x7F))
 
 
 class BoxNameError(ValueError):
-    """A name Box would refuse; the message names the rule that was broken."""
+    """A name Box would refuse; the message names the rule that was broken and quotes the name."""
+
+
+def _describe(ch: str) -> str:
+    return "DEL (0x7f)" if ch == "\x7f" else f"control character 0x{ord(ch):02x}"
 
 
 def check_name(name: str) -> str:
@@ -29,10 +53,18 @@ def check_name(name: str) -> str:
         raise BoxNameError(
             f"Box item names must be at most {MAX_NAME_LENGTH} characters; {name[:40]!r}... has {len(name)}"
         )
-    if name != name.strip(" "):
-        raise BoxNameError(f"Box item names must not begin or end with a space: {name!r}")
-    if any(ord(ch) < 32 for ch in name):
-        raise BoxNameError(f"Box item names must not contain control characters: {name!r}")
+    if name.endswith(" "):
+        raise BoxNameError(f"Box item names must not end with a space: {name!r}")
+    bad = next((ch for ch in name if ch in _NON_PRINTABLE), None)
+    if bad is not None:
+        raise BoxNameError(
+            f"Box item names must not contain control characters (non-printable ASCII, here {_describe(bad)}): "
+            f"{name!r}"
+        )
+    if any("\ud800" <= ch <= "\udfff" for ch in name):
+        raise BoxNameError(
+            f"Box item names must be valid Unicode (this one holds bytes that are not UTF-8): {name!r}"
+        )
     return name
 
 

@@ -357,7 +357,11 @@ def read_state(folder: SpoolFolder, key: str) -> dict[str, Any] | None:
 
 
 def remove_state(folder: SpoolFolder, key: str) -> None:
+    """Remove ``<key>.json`` and any ``<key>.*.tmp`` a process killed inside :func:`write_state` left."""
     folder.unlink(f"{key}{STATE_SUFFIX}")
+    for name in folder.names():
+        if name.startswith(f"{key}.") and name.endswith(".tmp"):
+            folder.unlink(name)
 
 
 def session_url(fs: BoxFileSystem, session_id: str, tail: str = "") -> str:

@@ -13,22 +13,35 @@ Session-scoped
 Function-scoped (a new filesystem instance each test: empty caches, ``skip_instance_cache=True``)
     ``fs``             acting as a brand-new user created for this test: an empty root, nothing to clean.
     ``fs_user``        that new user's ``(id, login)``.
+    ``fast_fs``        the ``fs`` user with fast retries (3 attempts, millisecond waits), for tests that make
+                       Box fail on purpose.
+    ``box_view``       ``box_view()`` -> a new filesystem for the ``fs`` user with empty caches: what Box
+                       holds, not what ``fs`` believes.
     ``alice_fs``       acting as alice (as_user by email); ``bob_fs`` as bob (as_user by id). Their data
                        persists across tests: write under a unique folder (see ``unique``).
     ``make_fs``        factory: ``make_fs(as_user=..., **options)`` -> BoxFileSystem for ``jwt_config``.
     ``new_user``       factory: ``new_user(prefix="u")`` -> ``(user_id, login)`` of a fresh user.
     ``unique``         a unique folder-safe name for this test (``t-<hex>``).
+    ``tiny_disk``      an 8 MB tmpfs folder (a full local disk on demand); skips where tmpfs cannot be mounted.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from boxfs.emulator import BoxEmulator
+
+# The background change watcher (boxfs.watch) is off by default in the tests, subprocesses included: its
+# requests would blur the per-operation API-call counts many tests assert. tests/test_watch*.py turn it on
+# with watch_events=True.
+os.environ.setdefault("BOXFS_WATCH_EVENTS", "0")
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +107,19 @@ def fs(make_fs: Callable[..., Any], fs_user: tuple[str, str]) -> Any:
 
 
 @pytest.fixture
+def fast_fs(make_fs: Callable[..., Any], fs_user: tuple[str, str]) -> Any:
+    """The ``fs`` user with retries that give up fast: failures injected on purpose end quickly."""
+    return make_fs(as_user=fs_user[0], retry={"max_attempts": 3, "backoff_base": 0.005, "backoff_max": 0.02,
+                                              "max_retry_after": 0.1})
+
+
+@pytest.fixture
+def box_view(make_fs: Callable[..., Any], fs_user: tuple[str, str]) -> Callable[[], Any]:
+    """A fresh look at what Box holds for the ``fs`` user (no cache shared with ``fs``)."""
+    return lambda: make_fs(as_user=fs_user[0])
+
+
+@pytest.fixture
 def alice_fs(make_fs: Callable[..., Any], alice: str) -> Any:
     return make_fs(as_user="alice@example.com")
 
@@ -106,3 +132,17 @@ def bob_fs(make_fs: Callable[..., Any], bob: str) -> Any:
 @pytest.fixture
 def unique() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MB tmpfs: writing more fails with ENOSPC, as a full spool disk does."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -239,6 +239,58 @@ def test_name_with_control_character(emulator: BoxEmulator, fs: BoxFileSystem) -
     refused_locally(emulator, lambda: fs.open("bad\x07name.txt", "wb"), ValueError, "control characters")
 
 
+@pytest.mark.parametrize(("char", "said"), [("\x7f", "DEL (0x7f)"), ("\x00", "0x00"), ("\n", "0x0a"),
+                                            ("\t", "0x09"), ("\x1b", "0x1b"), ("\x1f", "0x1f")])
+def test_name_with_non_printable_ascii(emulator: BoxEmulator, make_fs: Any, fs_user: tuple[str, str], char: str,
+                                       said: str, tmp_path: Any) -> None:
+    """Box refuses non-printable ASCII, DEL included. Every way of naming an item refuses it before any
+    request, even on a filesystem that knows nothing yet (the refusal needs no listing), with
+    :class:`BoxNameError` saying which character."""
+    fs = make_fs(as_user=fs_user[0])
+    bad = f"bad{char}name.txt"
+    local = tmp_path / "x.txt"
+    local.write_bytes(b"x")
+    for call in (lambda: fs.pipe_file(bad, b"x"), lambda: fs.open(f"dir/{bad}", "wb"), lambda: fs.mkdir(bad),
+                 lambda: fs.makedirs(f"{bad}/sub"), lambda: fs.put_file(str(local), bad),
+                 lambda: fs.mv("file.txt", bad), lambda: fs.cp_file("file.txt", f"dir/{bad}"),
+                 lambda: fs.copy("dir", bad, recursive=True)):
+        error = refused_locally(emulator, call, BoxNameError, "control characters", said)
+        assert repr(bad) in str(error)
+
+
+def test_name_with_trailing_space_as_a_target(emulator: BoxEmulator, seeded: BoxFileSystem) -> None:
+    refused_locally(emulator, lambda: seeded.mv("file.txt", "file.txt "), BoxNameError, "end with a space")
+    refused_locally(emulator, lambda: seeded.cp_file("file.txt", "dir /copy.txt"), BoxNameError, "'dir '")
+
+
+def test_name_that_is_not_unicode(emulator: BoxEmulator, fs: BoxFileSystem) -> None:
+    """A name from bytes that are not UTF-8 (``os.fsdecode`` gives lone surrogates) cannot be sent to Box."""
+    name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    refused_locally(emulator, lambda: fs.pipe_file(name, b"x"), BoxNameError, "valid Unicode")
+
+
+def test_names_box_accepts(fs: BoxFileSystem, make_fs: Any, uid: str) -> None:
+    """The rules refuse nothing Box accepts: a leading space, glob characters, non-ASCII and non-breaking
+    spaces round-trip, read back by a fresh filesystem."""
+    names = [" leading space.txt", "[a] *b? {c}.txt", "caf\u00e9 \u2603.txt", "nbsp\u00a0.txt", "~tilde", "#%&"]
+    for name in names:
+        fs.pipe_file(f" dir/{name}", name.encode())
+    fresh = make_fs(as_user=uid)
+    assert sorted(n.split("/", 1)[1] for n in fresh.ls(" dir", detail=False)) == sorted(names)
+    for name in names:
+        assert fresh.cat_file(f" dir/{name}") == name.encode()
+
+
+def test_invalid_name_error_is_one_documented_type() -> None:
+    """Frontends map invalid names by type (EINVAL, FTP 553): every rule raises BoxNameError, a ValueError."""
+    import boxfs.names
+
+    assert issubclass(BoxNameError, ValueError) and "BoxNameError" in boxfs.names.__all__
+    for name in ("", ".", "..", "a/b", "a\\b", "x" * 256, "end ", "del\x7f", "nul\x00", "\udcff"):
+        with pytest.raises(BoxNameError):
+            check_name(name)
+
+
 # ------------------------------------------------------------------------------- wrong kind of item
 def test_file_where_a_folder_is_needed(emulator: BoxEmulator, seeded: BoxFileSystem, make_fs: Any,
                                        uid: str) -> None:

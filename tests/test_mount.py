@@ -12,6 +12,7 @@ which is the real target.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -31,7 +32,7 @@ from typing import Any
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
-from boxfs.mount import errno_for, mount, unmount
+from boxfs.mount import mount, unmount
 
 
 def _fuse_unavailable() -> str | None:
@@ -238,19 +239,6 @@ def mnt(backend: Backend, mounter: Callable[..., Mounted]) -> Path:
 
 
 # ------------------------------------------------------------------- tests
-def test_errno_mapping() -> None:
-    """fsspec raises builtin exceptions, often without errno; each must reach the app as the right code."""
-    assert errno_for(FileNotFoundError("x")) == errno.ENOENT
-    assert errno_for(FileExistsError("x")) == errno.EEXIST
-    assert errno_for(PermissionError("x")) == errno.EACCES
-    assert errno_for(IsADirectoryError("x")) == errno.EISDIR
-    assert errno_for(NotADirectoryError("x")) == errno.ENOTDIR
-    assert errno_for(OSError(errno.ENOTEMPTY, "not empty")) == errno.ENOTEMPTY
-    assert errno_for(OSError(errno.EPERM, "no")) == errno.EPERM  # errno wins over the class
-    assert errno_for(ValueError("Box HTTP 400 bad_request")) == errno.EINVAL
-    assert errno_for(RuntimeError("HTTP 500")) == errno.EIO
-
-
 @needs_fuse
 def test_shell_tools(backend: Backend, mnt: Path, tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
@@ -643,3 +631,246 @@ def test_case_only_rename_on_box(request: pytest.FixtureRequest, mounter: Callab
     with pytest.raises(OSError) as err:  # Box refuses to move a folder into itself
         os.rename(m.path / "DIR", m.path / "dir" / "inner")
     assert err.value.errno == errno.EINVAL
+
+
+# ----------------------------------------------------- names, failures, faults
+FAST_RETRY = {"max_attempts": 2, "backoff_base": 0.005, "backoff_max": 0.02, "max_retry_after": 0.1}
+UPLOAD_ROUTE = r"/files/content$|/files/\d+/content$|/upload_sessions"
+
+
+def _names_on(backend: Backend, rel: str = "") -> set[str]:
+    """Names the server holds in a folder (a fresh look for Box, the backing directory for local)."""
+    if backend.name == "local":
+        return set(os.listdir(os.path.join(backend.root, rel)))
+    fresh = backend.fs.__class__(**{**backend.fs._config(), "skip_instance_cache": True})
+    return {i["name"].rsplit("/", 1)[-1] for i in fresh.ls(rel, detail=True)}
+
+
+@needs_fuse
+def test_glob_characters_are_literal_names(backend: Backend, mnt: Path, tmp_path: Path) -> None:
+    """``rm``/``mv``/``cp``/``ls``/``cat`` on names with ``[1]``, ``?``, ``*``: exactly the file named."""
+    for name in ("report [1].pdf", "report 1.pdf", "data?.csv", "dataX.csv", "star*.txt", "star1.txt", "star2.txt"):
+        (mnt / name).write_bytes(name.encode())
+    sh('rm "report [1].pdf"', mnt)
+    sh('rm "data?.csv"', mnt)
+    sh('mv "star*.txt" renamed.txt', mnt)
+    sh('cp "report 1.pdf" "copy [2] *?.pdf"', mnt)
+    assert sh('cat "copy [2] *?.pdf"', mnt) == "report 1.pdf"
+    expected = {"report 1.pdf", "dataX.csv", "renamed.txt", "star1.txt", "star2.txt", "copy [2] *?.pdf"}
+    assert set(sh("ls -1", mnt).splitlines()) == expected
+    assert _names_on(backend) == expected
+    assert (mnt / "renamed.txt").read_bytes() == b"star*.txt"
+    assert (mnt / "star1.txt").read_bytes() == b"star1.txt"
+    sh('mkdir "dir [a]" "dir a" && mv "copy [2] *?.pdf" "dir [a]/" && rmdir "dir a"', mnt)
+    assert sh('ls "dir [a]"', mnt).splitlines() == ["copy [2] *?.pdf"]
+    assert "dir [a]" in _names_on(backend) and "dir a" not in _names_on(backend)
+
+
+@needs_fuse
+def test_trailing_space_and_control_characters_refused_on_box(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted]
+) -> None:
+    """Names Box refuses fail at once with EINVAL (no request), and nothing appears."""
+    make_fs, new_user = _box_fixtures(request)
+    emulator = request.getfixturevalue("emulator")
+    user, _ = new_user("mntname")
+    m = mounter(make_fs(as_user=user), "", name="names")
+    (m.path / "ok.txt").write_bytes(b"ok")
+    writes = emulator.request_log.count(method="POST", user_id=user) + emulator.request_log.count(
+        method="PUT", user_id=user
+    )
+    for bad in ("trailing ", "bell\x07.txt"):
+        for action in (
+            lambda bad=bad: (m.path / bad).write_bytes(b"x"),
+            lambda bad=bad: (m.path / bad).mkdir(),
+            lambda bad=bad: os.rename(m.path / "ok.txt", m.path / bad),
+        ):
+            with pytest.raises(OSError) as err:
+                action()
+            assert err.value.errno == errno.EINVAL
+    proc = subprocess.run(["touch", str(m.path / "trailing ")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Invalid argument" in proc.stderr
+    assert emulator.request_log.count(method="POST", user_id=user) + emulator.request_log.count(
+        method="PUT", user_id=user
+    ) == writes
+    assert os.listdir(m.path) == ["ok.txt"]
+
+
+@needs_fuse
+def test_mv_no_clobber_keeps_the_target(backend: Backend, mnt: Path) -> None:
+    """``mv -n`` asks for RENAME_NOREPLACE; an existing target must survive it untouched."""
+    (mnt / "a.txt").write_bytes(b"a")
+    (mnt / "b.txt").write_bytes(b"b")
+    subprocess.run(["mv", "-n", "a.txt", "b.txt"], cwd=mnt, capture_output=True, check=False)
+    assert (mnt / "b.txt").read_bytes() == b"b"
+    assert (mnt / "a.txt").read_bytes() == b"a"
+    assert _names_on(backend) == {"a.txt", "b.txt"}
+
+
+@needs_fuse
+def test_failed_upload_keeps_failing_until_it_lands(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted]
+) -> None:
+    """Two handles on a file whose upload fails: every fsync/close is EIO (fsync -> EIO -> fsync ->
+    EIO) while Box has nothing; once Box accepts uploads again the next fsync lands the data."""
+    make_fs, new_user = _box_fixtures(request)
+    emulator = request.getfixturevalue("emulator")
+    user, _ = new_user("mntdirty")
+    m = mounter(make_fs(as_user=user, retry=FAST_RETRY), "", name="dirty")
+    data = os.urandom(200_000)
+    path = m.path / "precious.bin"
+    first = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+    second = os.open(path, os.O_WRONLY)
+    open_fds = [first, second]
+    rule = emulator.inject_faults(rate=1.0, kinds=("503",), route=UPLOAD_ROUTE, method="POST")
+    try:
+        os.write(first, data)
+        for fd in (first, second, first, second):
+            with pytest.raises(OSError) as err:
+                os.fsync(fd)
+            assert err.value.errno == errno.EIO
+        open_fds.remove(first)
+        with pytest.raises(OSError) as err:
+            os.close(first)
+        assert err.value.errno == errno.EIO
+        assert not make_fs(as_user=user).exists("precious.bin")
+        rule.remaining = 0
+        os.fsync(second)  # Box is back: this upload lands
+        digest = hashlib.sha1(make_fs(as_user=user).cat_file("precious.bin")).hexdigest()
+        assert digest == hashlib.sha1(data).hexdigest()
+        open_fds.remove(second)
+        os.close(second)
+    finally:
+        rule.remaining = 0
+        for fd in open_fds:  # never leave a descriptor on the mount open (its close would hang at exit)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    landed = emulator.request_log.filter(method="POST", route="/files/content", user_id=user, status=201)
+    assert len(landed) == 1  # clean after landing: the close uploaded nothing more
+
+
+@needs_fuse
+def test_round_trip_renames_and_deletes_under_faults(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted], tmp_path: Path
+) -> None:
+    """60 MB cp in and out, renames (also over an existing file) and deletes with 15% of requests
+    failing: every byte checked by SHA-1, nothing lost, nothing left behind."""
+    make_fs, new_user = _box_fixtures(request)
+    emulator = request.getfixturevalue("emulator")
+    user, _ = new_user("mntfault")
+    retry = {"max_attempts": 12, "backoff_base": 0.005, "backoff_max": 0.05, "max_retry_after": 1.0}
+    m = mounter(make_fs(as_user=user, retry=retry), "", name="faults")
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as fh:
+        for _ in range(60):
+            fh.write(os.urandom(1 << 20))
+    small = {f"f{i} [{i}].txt": os.urandom(10_000 + i) for i in range(6)}
+    rule = emulator.inject_faults(rate=0.15, kinds=("500", "503", "429", "drop"), seed=60)
+    try:
+        sh(f'cp "{big}" "{m.path}/big [1].bin"', tmp_path, timeout=600)
+        for name, data in small.items():
+            (m.path / name).write_bytes(data)
+        sh('mv "big [1].bin" "big*.bin"', m.path)
+        sh('mv "f0 [0].txt" "f1 [1].txt"', m.path)  # over an existing file
+        sh('rm "f2 [2].txt"', m.path)
+        sh('mkdir "d?" && mv "f3 [3].txt" "d?/"', m.path)
+        sh(f'cp "{m.path}/big*.bin" "{tmp_path}/back.bin"', tmp_path, timeout=600)
+    finally:
+        rule.remaining = 0
+    assert rule.fired >= 10  # the faults were real
+    assert sha1_of(tmp_path / "back.bin") == sha1_of(big)
+    box = make_fs(as_user=user)
+    assert {i["name"] for i in box.ls("", detail=True)} == {
+        "big*.bin", "f1 [1].txt", "f4 [4].txt", "f5 [5].txt", "d?"
+    }
+    assert box.info("big*.bin")["sha1"] == sha1_of(big)
+    assert box.cat_file("f1 [1].txt") == small["f0 [0].txt"]
+    assert box.cat_file("d?/f3 [3].txt") == small["f3 [3].txt"]
+    for name in ("f4 [4].txt", "f5 [5].txt"):
+        assert box.cat_file(name) == small[name]
+
+
+@needs_fuse
+def test_spool_is_cleaned_while_mounted(request: pytest.FixtureRequest, mounter: Callable[..., Mounted]) -> None:
+    """The mount process removes old upload spool state periodically, and leaves fresh state alone."""
+    from boxfs.spool import SPOOL_SUFFIX, user_spool_dir
+
+    make_fs, new_user = _box_fixtures(request)
+    user, _ = new_user("mntclean")
+    fs = make_fs(as_user=user)
+    with user_spool_dir(fs) as spool_folder:
+        folder = spool_folder.path
+    stale, fresh = folder / f"{'a' * 24}{SPOOL_SUFFIX}", folder / f"{'b' * 24}{SPOOL_SUFFIX}"
+    stale.write_bytes(b"left by a crashed upload")
+    fresh.write_bytes(b"recent")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    m = mounter(fs, "", name="clean", clean_interval=0.1, clean_max_age=3600)
+    deadline = time.monotonic() + 30
+    while stale.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not stale.exists() and fresh.exists()
+    assert m.handle.operations.cleaner.runs >= 1
+
+
+@needs_fuse
+def test_full_spool_disk_fails_the_write_and_keeps_the_old_version(
+    request: pytest.FixtureRequest, mounter: Callable[..., Mounted], tmp_path: Path
+) -> None:
+    """``dd`` into a mount whose spool disk fills up: ENOSPC for dd, the previous version untouched."""
+    make_fs, new_user = _box_fixtures(request)
+    tiny = request.getfixturevalue("tiny_disk")
+    user, _ = new_user("mntfull")
+    make_fs(as_user=user).pipe_file("data.bin", b"previous version")
+    m = mounter(make_fs(as_user=user), "", name="full", spool_dir=str(tiny))
+    proc = subprocess.run(
+        ["dd", "if=/dev/zero", f"of={m.path / 'data.bin'}", "bs=1M", "count=16"], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "No space left on device" in proc.stderr
+    assert make_fs(as_user=user).cat_file("data.bin") == b"previous version"
+    assert (m.path / "data.bin").read_bytes() == b"previous version"
+
+
+@needs_fuse
+def test_shell_redirect_over_an_existing_file_is_one_version(backend: Backend, mnt: Path) -> None:
+    """``echo x > f`` closes a dup of the O_TRUNC descriptor before writing: no empty version in between."""
+    (mnt / "notes.txt").write_bytes(b"old content")
+    before = backend.uploads() if backend.uploads else 0
+    sh("echo new content > notes.txt", mnt)
+    if backend.uploads:
+        assert backend.uploads() - before == 1
+    assert (mnt / "notes.txt").read_bytes() == b"new content\n"
+    sh(": > notes.txt", mnt)  # truncating alone still empties it (on release)
+    deadline = time.monotonic() + 10
+    while (mnt / "notes.txt").stat().st_size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (mnt / "notes.txt").read_bytes() == b""
+
+
+@needs_fuse
+def test_file_deleted_while_open_stays_deleted(backend: Backend, mnt: Path) -> None:
+    """Writes through a descriptor of a deleted file never bring it back (POSIX unlink semantics)."""
+    fd = os.open(mnt / "gone.txt", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"first")
+        os.unlink(mnt / "gone.txt")
+        os.write(fd, b" then more")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert not (mnt / "gone.txt").exists()
+    assert "gone.txt" not in _names_on(backend)
+
+
+@needs_fuse
+def test_rename_of_a_file_still_being_written(backend: Backend, mnt: Path) -> None:
+    """A file renamed before its first upload is uploaded once, under the new name only."""
+    fd = os.open(mnt / "draft [1].txt", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"written before the rename, ")
+        os.rename(mnt / "draft [1].txt", mnt / "final*.txt")
+        os.write(fd, b"and after")
+    finally:
+        os.close(fd)
+    assert (mnt / "final*.txt").read_bytes() == b"written before the rename, and after"
+    assert _names_on(backend) == {"final*.txt"}

@@ -210,8 +210,16 @@ def test_get_file_of_a_large_file_downloads_ranges_at_once(fs: BoxFileSystem, em
 
 def test_a_file_that_changed_on_box_is_not_downloaded_as_a_mix(fs: BoxFileSystem, tmp_path: Path,
                                                               small_parallel: None) -> None:
-    fs.pipe_file("large/g.bin", os.urandom(3 << 20))
+    """Ranges of one download come from one version: the one our details pin, or, when no version is
+    known, a size check refuses ranges of another one."""
+    old, new = os.urandom(3 << 20), os.urandom(4 << 20)
+    fs.pipe_file("large/g.bin", old)
     fs.info("large/g.bin")
-    other_session(fs).pipe_file("large/g.bin", os.urandom(4 << 20))  # our cache still says 3 MiB
-    with pytest.raises(OSError, match="changed on Box"):
-        fs.get_file("large/g.bin", str(tmp_path / "g.bin"))
+    other_session(fs).pipe_file("large/g.bin", new)
+    fs.get_file("large/g.bin", str(tmp_path / "g.bin"))
+    assert (tmp_path / "g.bin").read_bytes() in (old, new)
+    # no version known (a listing without file_version): our stale size meets the new version's ranges
+    stale = dict(fs.info("large/g.bin"), version=None, size=len(old), sha1=hashlib.sha1(old).hexdigest())
+    with open(tmp_path / "h.bin", "wb") as fh, pytest.raises(OSError, match="changed on Box"):
+        fs.transport.download_ranges(stale["id"], fh.fileno(), stale["size"], streams=4, tag=stale["sha1"],
+                                     path="large/g.bin")

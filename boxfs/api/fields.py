@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 #: the ``fields`` query parameter for every item we read (listings, uploads, copies, moves)
-ITEM_FIELDS = "type,id,name,size,sha1,etag,created_at,modified_at,content_created_at,content_modified_at"
+ITEM_FIELDS = "type,id,name,size,sha1,etag,file_version,created_at,modified_at,content_created_at,content_modified_at"
 
 #: Box item type -> fsspec ``type``
 KINDS = {"folder": "directory", "file": "file"}
@@ -63,10 +63,12 @@ def item_from_entry(path: str, entry: dict[str, Any]) -> dict[str, Any]:
         "modified": parse_time(entry.get("content_modified_at") or entry.get("modified_at")),
         "created": parse_time(entry.get("content_created_at") or entry.get("created_at")),
         "box_type": box_type,
+        # the file version these details describe: reads download exactly it (never mixed versions)
+        "version": (entry.get("file_version") or {}).get("id") if kind == "file" else None,
     }
 
 
 def root_item(folder_id: str) -> dict[str, Any]:
     """The detail dict of a filesystem's root (known without a request)."""
     return {"name": "", "size": 0, "type": "directory", "id": folder_id, "sha1": None, "etag": None,
-            "modified": None, "created": None, "box_type": "folder"}
+            "modified": None, "created": None, "box_type": "folder", "version": None}

@@ -9,6 +9,8 @@ from typing import Any
 
 from boxfs.emulator.chunked import ChunkedRoutes
 from boxfs.emulator.content import ContentRoutes
+from boxfs.emulator.embed import EmbedLinks
+from boxfs.emulator.events import EventLog
 from boxfs.emulator.faults import FaultInjector, FaultRule, RequestLog
 from boxfs.emulator.httpserver import HttpApp, Request, Router
 from boxfs.emulator.items import ItemRoutes
@@ -35,7 +37,8 @@ class BoxEmulator:
         self.store = Store(data_dir)
         self.state = BoxState(self.store)
         self.representer = Representer(self.state)
-        self.oauth = OAuthService(self.state)
+        self.oauth = OAuthService(self.state, self.representer)
+        self.events = self.state.events = EventLog(self.state, self.representer)
         self.request_log = RequestLog()
         self.faults = FaultInjector()
         router = Router()
@@ -45,7 +48,10 @@ class BoxEmulator:
         self.oauth.register(router)
         UserRoutes(self.state, self.representer, self.oauth).register(router)
         content.register(router)
-        ItemRoutes(self.state, self.representer).register(router)
+        self.embed = EmbedLinks(self.state, self.representer, self.oauth.issue)
+        self.embed.register(router)
+        ItemRoutes(self.state, self.representer, self.embed).register(router)
+        self.events.register(router)
         self.app = HttpApp(router, self.faults, self.request_log)
         self.app.identify = self._identify
         self.app.rate_key = self._acting_user
@@ -63,7 +69,7 @@ class BoxEmulator:
         """The user a request acts as, for the rate limit (Box limits each user, not each token)."""
         if not authorization.lower().startswith("bearer "):
             return None
-        row = self.store.one("SELECT user_id FROM tokens WHERE token=?", authorization[7:].strip())
+        row = self.state.token_row(authorization[7:].strip())
         if row is None:
             return None  # answered 401 anyway
         return as_user.strip() if as_user else row["user_id"]
@@ -79,6 +85,7 @@ class BoxEmulator:
 
     def stop(self) -> None:
         if self._started:
+            self.events.close()  # held long polls answer now instead of holding up the stop
             self.app.stop()
             self._started = False
         self.store.close()
@@ -132,6 +139,24 @@ class BoxEmulator:
         """An OAuth 2.0 web app (authorization code flow); returns (client_id, client_secret)."""
         return self.oauth.create_oauth_app(redirect_uri, scopes, name)
 
+    def create_app_token_app(self, name: str | None = None, expires_in: float | None = None) -> tuple[str, str, str]:
+        """A Limited Access App with App Token auth; returns (client_id, primary token, secondary token).
+        The tokens never expire unless ``expires_in`` (seconds) is given."""
+        return self.oauth.create_app_token_app(name, expires_in)
+
+    def generate_app_token(self, client_id: str, expires_in: float | None = None) -> str:
+        """Generate another App Token for an App Token app (rolling a token over)."""
+        return self.oauth.generate_app_token(client_id, expires_in)
+
+    def revoke_app_token(self, token: str) -> None:
+        """Revoke one App Token, as the developer console's "Revoke" does."""
+        self.oauth.revoke_app_token(token)
+
+    def annotator_of(self, token: str) -> tuple[str, str] | None:
+        """``(external id, display name)`` an annotator token was issued for (None for other tokens)."""
+        row = self.store.one("SELECT external_id, name FROM token_actors WHERE token=?", token)
+        return (row["external_id"], row["name"]) if row is not None else None
+
     def add_public_key(self, client_id: str, public_key: Any) -> str:
         return self.oauth.add_public_key(client_id, public_key)
 
@@ -154,7 +179,9 @@ class BoxEmulator:
         self.state.token_ttl = float(seconds)
 
     def expire_tokens(self) -> None:
+        """Every access token (and embed link) issued so far is expired now; App Tokens are not."""
         self.oauth.expire_tokens()
+        self.embed.expire_all()
 
     def set_session_ttl(self, seconds: float) -> None:
         self.state.session_ttl = float(seconds)
@@ -162,6 +189,10 @@ class BoxEmulator:
     def set_commit_retry_after(self, seconds: int | None) -> None:
         """When set, each upload session's first commit answers 202 with this Retry-After."""
         self.state.commit_retry_after = seconds
+
+    def set_longpoll_hold(self, seconds: float) -> None:
+        """How long the long-poll server holds a request without news (Box: about 10 minutes)."""
+        self.events.set_hold(seconds)
 
     def set_latency(self, seconds: float, jitter: float = 0.0) -> None:
         self.app.latency = seconds

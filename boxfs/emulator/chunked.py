@@ -124,7 +124,7 @@ class ChunkedRoutes:
 
     def create(self, req: Request) -> Response:
         p = self.state.principal(req)
-        p.require("item_upload", write=True)
+        p.require("item_upload", "item_content_upload", write=True)
         body = req.json()
         folder_id = body.get("folder_id")
         if folder_id in (None, ""):
@@ -138,12 +138,12 @@ class ChunkedRoutes:
             raise
         conflict = self.state.conflict(p.user_id, str(folder_id), name)
         if conflict is not None:
-            raise conflict_error(self.rep, conflict)
+            raise conflict_error(self.rep, conflict, single=True)
         return self._create(req, p, str(folder_id), None, body)
 
     def create_for_file(self, req: Request) -> Response:
         p = self.state.principal(req)
-        p.require("item_upload", write=True)
+        p.require("item_upload", "item_content_upload", write=True)
         row = self.state.item(p, req.params["file_id"], "file")
         body = req.json()
         name = body.get("file_name")
@@ -151,7 +151,7 @@ class ChunkedRoutes:
             check_name(name, "file")
             conflict = self.state.conflict(p.user_id, row["parent_id"], name, exclude=row["id"])
             if conflict is not None:
-                raise conflict_error(self.rep, conflict)
+                raise conflict_error(self.rep, conflict, single=True)
         return self._create(req, p, None, row["id"], body)
 
     # -- parts ------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class ContentRoutes:
                 self.state.item(p, parent_id, "folder")
                 conflict = self.state.conflict(p.user_id, parent_id, name)
                 if conflict is not None:
-                    raise conflict_error(self.rep, conflict)
+                    raise conflict_error(self.rep, conflict, single=True)
                 file_id = self.store.next_id("item", 100000001)
                 db.execute(
                     "INSERT INTO items (id, type, owner_id, parent_id, name, name_key, created_at, modified_at, "
@@ -75,7 +75,7 @@ class ContentRoutes:
                 if name and name_key(name) != row["name_key"]:
                     conflict = self.state.conflict(p.user_id, row["parent_id"], name, exclude=file_id)
                     if conflict is not None:
-                        raise conflict_error(self.rep, conflict)
+                        raise conflict_error(self.rep, conflict, single=True)
                 db.execute(
                     "UPDATE items SET name=?, name_key=?, modified_at=?, modified_by=?, content_modified_at=?, "
                     "sequence_id=sequence_id+1 WHERE id=?",
@@ -91,7 +91,9 @@ class ContentRoutes:
             db.execute("UPDATE items SET version_id=? WHERE id=?", (version_id, file_id))
             if parent_id and parent_id != "0":
                 db.execute("UPDATE items SET modified_at=? WHERE id=?", (now, parent_id))
-        return self.state.item(p, file_id, "file")
+        row = self.state.item(p, file_id, "file")
+        self.state.events.record(p, "ITEM_UPLOAD", row)
+        return row
 
     def check_quota(self, p: Principal, size: int) -> None:
         if size > MAX_UPLOAD_SIZE:
@@ -103,7 +105,7 @@ class ContentRoutes:
     # -- preflight ----------------------------------------------------------------------------------------
     def preflight(self, req: Request) -> Response:
         p = self.state.principal(req)
-        p.require("item_upload", write=True)
+        p.require("item_upload", "item_content_upload", write=True)
         body = req.json()
         file_id = req.params.get("file_id")
         size = body.get("size")
@@ -116,7 +118,7 @@ class ContentRoutes:
                 check_name(name, "file")
                 conflict = self.state.conflict(p.user_id, row["parent_id"], name, exclude=file_id)
                 if conflict is not None:
-                    raise conflict_error(self.rep, conflict)
+                    raise conflict_error(self.rep, conflict, single=True)
         else:
             name = check_name(body.get("name"), "file")
             parent = body.get("parent") or {}
@@ -125,7 +127,7 @@ class ContentRoutes:
             self.state.item(p, str(parent["id"]), "folder")
             conflict = self.state.conflict(p.user_id, str(parent["id"]), name)
             if conflict is not None:
-                raise conflict_error(self.rep, conflict)
+                raise conflict_error(self.rep, conflict, single=True)
         if size is not None:
             self.check_quota(p, size)
         return Response.json({"upload_url": f"{req.base_url}/api/2.0/files/content", "upload_token": secrets.token_urlsafe(16)})
@@ -133,7 +135,7 @@ class ContentRoutes:
     # -- multipart uploads -------------------------------------------------------------------------------
     def upload(self, req: Request) -> Response:
         p = self.state.principal(req)
-        p.require("item_upload", write=True)
+        p.require("item_upload", "item_content_upload", write=True)
         file_id = req.params.get("file_id")
         if file_id is not None:
             existing = self.state.item(p, file_id, "file")
@@ -207,7 +209,7 @@ class ContentRoutes:
         self.state.item(p, str(parent["id"]), "folder")
         conflict = self.state.conflict(p.user_id, str(parent["id"]), attributes["name"])
         if conflict is not None:
-            raise conflict_error(self.rep, conflict)
+            raise conflict_error(self.rep, conflict, single=True)
 
     def _receive(self, chunks: Any) -> tuple[str, int, Path]:
         out, path = self.store.new_temp()

@@ -30,7 +30,8 @@ log = logging.getLogger("boxfs.emulator")
 CHUNK = 1 << 20
 
 # Path prefixes of Box's hosts, as laid out on the emulator's single origin.
-HOST_PREFIXES = (("/api/2.0", "upload"), ("/2.0", "api"), ("/oauth2", "oauth2"), ("/download", "download"))
+HOST_PREFIXES = (("/api/2.0", "upload"), ("/2.0", "api"), ("/oauth2", "oauth2"), ("/download", "download"),
+                 ("/preview", "app"), ("/realtime", "realtime"))
 
 
 class Pacer:
@@ -351,6 +352,8 @@ class HttpApp:
             path = "/oauth2" + path
         elif host == "download":
             path = "/download" + path
+        elif host == "app":  # the web app's pages (cloud.app.box.com/preview/...)
+            path = "/preview" + path
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         te = (h.headers.get("Transfer-Encoding") or "").lower()
         length_header = h.headers.get("Content-Length")

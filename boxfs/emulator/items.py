@@ -11,6 +11,7 @@ import json
 import secrets
 from typing import Any
 
+from boxfs.emulator.embed import EmbedLinks
 from boxfs.emulator.errors import ApiError, bad_request, not_found
 from boxfs.emulator.httpserver import Request, Response, Router
 from boxfs.emulator.representations import Representer, parse_fields
@@ -39,16 +40,24 @@ def not_modified(req: Request, row: Any) -> bool:
     return expected is not None and row["id"] != ROOT and expected.strip('"') == str(row["sequence_id"])
 
 
-def conflict_error(rep: Representer, row: Any) -> ApiError:
+def conflict_error(rep: Representer, row: Any, *, single: bool = False) -> ApiError:
+    """409 ``item_name_in_use`` naming the item in the way.
+
+    Box's shape differs by endpoint, and clients depend on it: uploads (preflight, multipart, upload
+    sessions) and folder copies answer ``context_info.conflicts`` as one object (rclone reads the existing
+    file's id from it), the other routes (folder creation, rename, move, file copy) as a list.
+    """
     conflict = rep.item(row, None, mini=True)
-    return ApiError(409, "item_name_in_use", "Item with the same name already exists", {"conflicts": [conflict]})
+    return ApiError(409, "item_name_in_use", "Item with the same name already exists",
+                    {"conflicts": conflict if single else [conflict]})
 
 
 class ItemRoutes:
-    def __init__(self, state: BoxState, rep: Representer) -> None:
+    def __init__(self, state: BoxState, rep: Representer, embed: EmbedLinks) -> None:
         self.state = state
         self.store = state.store
         self.rep = rep
+        self.embed = embed
 
     # -- shared helpers -------------------------------------------------------------------------------
     def bump(self, db: Any, item_id: str, **changes: Any) -> None:
@@ -61,10 +70,11 @@ class ItemRoutes:
         if folder_id != ROOT:
             db.execute("UPDATE items SET modified_at=? WHERE id=?", (now_iso(), folder_id))
 
-    def ensure_no_conflict(self, p: Principal, folder_id: str, name: str, exclude: str | None = None) -> None:
+    def ensure_no_conflict(self, p: Principal, folder_id: str, name: str, exclude: str | None = None, *,
+                           single: bool = False) -> None:
         row = self.state.conflict(p.user_id, folder_id, name, exclude)
         if row is not None:
-            raise conflict_error(self.rep, row)
+            raise conflict_error(self.rep, row, single=single)
 
     def parent_of(self, p: Principal, body: dict[str, Any], required: bool = True) -> Any:
         parent = body.get("parent")
@@ -216,6 +226,7 @@ class ItemRoutes:
             )
             self.touch_folder(db, parent["id"])
         row = self.state.item(p, fid, "folder")
+        self.state.events.record(p, "ITEM_CREATE", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))), 201)
 
     def _update(self, req: Request, kind: str) -> Response:
@@ -256,7 +267,11 @@ class ItemRoutes:
                 if new_parent != row["parent_id"]:
                     self.touch_folder(db, row["parent_id"])
                     self.touch_folder(db, new_parent)
+        moved = changes.get("parent_id", row["parent_id"]) != row["parent_id"]
+        renamed = changes.get("name", row["name"]) != row["name"]
         row = self.state.item(p, item_id, kind)
+        if moved or renamed:
+            self.state.events.record(p, "ITEM_MOVE" if moved else "ITEM_RENAME", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))))
 
     def _set_shared_link(self, row: Any, link: Any) -> None:
@@ -301,6 +316,7 @@ class ItemRoutes:
             db.execute("UPDATE items SET trashed_at=?, trash_root=1, sequence_id=sequence_id+1 WHERE id=?", (now, row["id"]))
             db.executemany("UPDATE items SET trashed_at=? WHERE id=?", [(now, i) for i in below])
             self.touch_folder(db, row["parent_id"])
+        self.state.events.record(p, "ITEM_TRASH", self.store.one("SELECT * FROM items WHERE id=?", row["id"]))
         return Response(204)
 
     def copy_folder(self, req: Request) -> Response:
@@ -315,9 +331,10 @@ class ItemRoutes:
             raise bad_request("A folder cannot be copied into itself or one of its subfolders")
         name = check_name(body["name"], "folder") if "name" in body else src["name"]
         with self.store.tx() as db:
-            self.ensure_no_conflict(p, parent["id"], name)
+            self.ensure_no_conflict(p, parent["id"], name, single=True)
             new_id = self._copy_tree(db, p, src, parent["id"], name)
         row = self.state.item(p, new_id, "folder")
+        self.state.events.record(p, "ITEM_COPY", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))), 201)
 
     def _copy_tree(self, db: Any, p: Principal, src: Any, parent_id: str, name: str) -> str:
@@ -350,7 +367,11 @@ class ItemRoutes:
         row = self.state.item(p, req.params["file_id"], "file")
         if not_modified(req, row):
             return Response(304)
-        return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))))
+        fields = parse_fields(req.query.get("fields"))
+        body = self.rep.item(row, fields)
+        if fields is not None and "expiring_embed_link" in fields:
+            body["expiring_embed_link"] = self.embed.link(p, row)
+        return Response.json(body)
 
     def delete_file(self, req: Request) -> Response:
         p = self.state.principal(req)
@@ -360,6 +381,7 @@ class ItemRoutes:
         with self.store.tx() as db:
             db.execute("UPDATE items SET trashed_at=?, trash_root=1, sequence_id=sequence_id+1 WHERE id=?", (now_iso(), row["id"]))
             self.touch_folder(db, row["parent_id"])
+        self.state.events.record(p, "ITEM_TRASH", self.store.one("SELECT * FROM items WHERE id=?", row["id"]))
         return Response(204)
 
     def copy_file(self, req: Request) -> Response:
@@ -380,6 +402,7 @@ class ItemRoutes:
             new_id = self._copy_tree(db, p, src, parent["id"], name)
             self.touch_folder(db, parent["id"])
         row = self.state.item(p, new_id, "file")
+        self.state.events.record(p, "ITEM_COPY", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))), 201)
 
     def list_versions(self, req: Request) -> Response:

@@ -20,20 +20,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from boxfs.emulator.errors import OAuthError
+from boxfs.emulator.exchange import BOX_TOKEN_AUDIENCE, TokenExchange
 from boxfs.emulator.httpserver import Request, Response, Router
-from boxfs.emulator.state import DEFAULT_SPACE, BoxState
+from boxfs.emulator.representations import Representer
+from boxfs.emulator.state import DEFAULT_SPACE, BoxState, app_token_hash
 from boxfs.emulator.store import now_iso
 
-BOX_TOKEN_AUDIENCE = "https://api.box.com/oauth2/token"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 DEFAULT_SCOPES = ("root_readwrite", "manage_managed_users", "manage_app_users")
-DOWNSCOPES = {
-    "item_preview", "item_read", "item_download", "item_upload", "item_delete", "item_rename", "item_share",
-    "item_comment", "annotation_edit", "annotation_view_all", "annotation_view_self", "base_explorer",
-    "base_picker", "base_preview", "base_upload", "base_sidebar", "root_readonly", "root_readwrite",
-}
+NO_EXPIRY = float(2**53)  # an App Token generated with "No Expiry"
 
 
 def _invalid_grant(description: str) -> OAuthError:
@@ -43,9 +39,10 @@ def _invalid_grant(description: str) -> OAuthError:
 class OAuthService:
     """Apps, users' creation, and the token endpoint's grants."""
 
-    def __init__(self, state: BoxState) -> None:
+    def __init__(self, state: BoxState, rep: Representer) -> None:
         self.state = state
         self.store = state.store
+        self.exchange = TokenExchange(state, rep, self.issue)
 
     # -- developer console / admin side -------------------------------------------------------------
     def create_user(self, login: str, name: str | None = None, kind: str = "managed",
@@ -113,6 +110,29 @@ class OAuthService:
     def create_oauth_app(self, redirect_uri: str, scopes: Any = None, name: str | None = None) -> tuple[str, str]:
         return self._create_app("oauth", scopes, False, False, redirect_uri, name)
 
+    def create_app_token_app(self, name: str | None = None, expires_in: float | None = None) -> tuple[str, str, str]:
+        """A Limited Access App with App Token auth: ``(client_id, primary token, secondary token)``.
+
+        The console shows each App Token once and Box keeps only a hash of it; with no expiry (the
+        default) a token works until it is revoked. Content uploaded with them belongs to the app's
+        service account.
+        """
+        client_id, _ = self._create_app("app_token", ("root_readwrite",), False, False, None, name)
+        return client_id, self.generate_app_token(client_id, expires_in), self.generate_app_token(client_id, expires_in)
+
+    def generate_app_token(self, client_id: str, expires_in: float | None = None) -> str:
+        """A new App Token for the app (the console's "Generate Key"), e.g. to roll one over."""
+        token = secrets.token_urlsafe(32)
+        expires_at = NO_EXPIRY if expires_in is None else time.time() + expires_in
+        self.store.execute(
+            "INSERT INTO tokens (token, kind, client_id, user_id, expires_at) VALUES (?, 'app', ?, ?, ?)",
+            app_token_hash(token), client_id, self.service_account_id(client_id), expires_at)
+        return token
+
+    def revoke_app_token(self, token: str) -> None:
+        """Revoke one App Token (the console's "Revoke"); the app's other token keeps working."""
+        self.store.execute("UPDATE tokens SET revoked=1 WHERE token=? AND kind='app'", app_token_hash(token))
+
     def revoke_app(self, client_id: str) -> None:
         with self.store.tx() as db:
             db.execute("UPDATE apps SET revoked=1 WHERE client_id=?", (client_id,))
@@ -162,7 +182,7 @@ class OAuthService:
         elif grant == "refresh_token":
             body = self._refresh_grant(form)
         elif grant == EXCHANGE_GRANT:
-            body = self._exchange_grant(form)
+            body = self.exchange.grant(form)
         else:
             raise OAuthError(400, "unsupported_grant_type", "Grant type is not supported")
         return Response.json(body)
@@ -271,31 +291,6 @@ class OAuthService:
             db.execute("UPDATE tokens SET revoked=1 WHERE token=?", (rt,))
         return self.issue(app["client_id"], row["user_id"], refresh=True)
 
-    def _exchange_grant(self, form: dict[str, str]) -> dict[str, Any]:
-        subject = form.get("subject_token") or ""
-        if form.get("subject_token_type") != ACCESS_TOKEN_TYPE:
-            raise OAuthError(400, "invalid_request", "subject_token_type must be " + ACCESS_TOKEN_TYPE)
-        row = self.store.one("SELECT * FROM tokens WHERE token=? AND kind='access'", subject)
-        if row is None or row["revoked"] or row["expires_at"] <= time.time():
-            raise _invalid_grant("The subject token is invalid or expired")
-        requested = (form.get("scope") or "").split()
-        if not requested:
-            raise OAuthError(400, "invalid_request", "The \"scope\" parameter is missing")
-        unknown = [s for s in requested if s not in DOWNSCOPES]
-        if unknown:
-            raise OAuthError(400, "invalid_scope", f"Unknown scopes: {' '.join(unknown)}")
-        if row["scopes"] is not None:
-            held = set(json.loads(row["scopes"]))
-            if not set(requested) <= held:
-                raise OAuthError(400, "invalid_scope", "Cannot exchange for scopes the subject token does not hold")
-        resource = form.get("resource") or row["resource"]
-        body = self.issue(row["client_id"], row["user_id"], scopes=requested, resource=resource)
-        body["issued_token_type"] = ACCESS_TOKEN_TYPE
-        body["restricted_to"] = [
-            {"scope": s, "object": _resource_object(resource)} for s in requested if resource
-        ]
-        return body
-
     def revoke(self, req: Request) -> Response:
         form = req.form()
         self._app(form)
@@ -344,10 +339,3 @@ class OAuthService:
         router.add("GET", "oauth2", "/oauth2/authorize", self.authorize)
         router.add("POST", "oauth2", "/oauth2/authorize", self.authorize)
 
-
-def _resource_object(resource: str | None) -> dict[str, Any]:
-    if not resource:
-        return {}
-    parts = resource.rstrip("/").split("/")
-    kind = "folder" if "folders" in parts else "file"
-    return {"type": kind, "id": parts[-1]}

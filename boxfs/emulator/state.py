@@ -7,6 +7,7 @@ folder private.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -23,8 +24,21 @@ MAX_UPLOAD_SIZE = 150 * 1024**3
 
 # Scopes a downscoped token may carry, and which an operation needs.
 READ_SCOPES = {"item_preview", "item_read", "item_download", "base_preview", "base_explorer", "item_share",
-               "item_upload", "item_delete", "item_rename", "base_upload", "item_comment", "annotation_edit",
+               "item_upload", "item_content_upload", "item_delete", "item_rename", "base_upload", "item_comment", "annotation_edit",
                "root_readonly", "root_readwrite"}
+
+
+#: What an App Token app (a Limited Access App) may call, as Box's App Token guide lists it: Upload File,
+#: Download File, Delete File and Get Embed Link (``GET /files/{id}?fields=expiring_embed_link``).
+APP_TOKEN_ROUTES = {
+    ("POST", "/files/content"), ("POST", "/files/{file_id}/content"), ("GET", "/files/{file_id}/content"),
+    ("DELETE", "/files/{file_id}"), ("GET", "/files/{file_id}"),
+}
+
+
+def app_token_hash(token: str) -> str:
+    """What the emulator keeps of an App Token: Box stores only a one-way hash of it."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass
@@ -38,10 +52,11 @@ class Principal:
     resource: str | None  # a downscoped token's resource URL
     downscoped: bool
 
-    def require(self, scope: str, *, write: bool = False) -> None:
-        """Refuse an operation the token's scopes do not allow (403 insufficient_scope)."""
+    def require(self, *scopes: str, write: bool = False) -> None:
+        """Refuse an operation the token's scopes do not allow (403 insufficient_scope); a downscoped
+        token needs one of ``scopes``."""
         if self.downscoped:
-            if scope not in self.scopes and not (scope == "read" and self.scopes & READ_SCOPES):
+            if not self.scopes & set(scopes) and not ("read" in scopes and self.scopes & READ_SCOPES):
                 raise ApiError(403, "insufficient_scope", "The request requires higher privileges than provided by the access token.")
             return
         if write and "root_readwrite" not in self.scopes:
@@ -58,6 +73,7 @@ class BoxState:
         self.session_ttl = 7 * 24 * 3600.0
         self.auto_approve_login: str | None = None
         self.public_url = ""  # the emulator's root URL, for links it hands out (set on start)
+        self.events: Any = None  # the EventLog (boxfs.emulator.events) every mutation reports to
         ent = store.meta("enterprise_id")
         if ent is None:
             ent = store.next_id("enterprise", 900001)
@@ -70,7 +86,7 @@ class BoxState:
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else req.query.get("access_token")
         if not token:
             raise ApiError(401, "unauthorized", "Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="Service"'})
-        row = self.store.one("SELECT * FROM tokens WHERE token=? AND kind='access'", token)
+        row = self.token_row(token)
         if row is None or row["revoked"]:
             raise ApiError(401, "unauthorized", "Unauthorized",
                            headers={"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token", error_description="The access token provided is invalid."'})
@@ -80,6 +96,8 @@ class BoxState:
         app = self.store.one("SELECT * FROM apps WHERE client_id=?", row["client_id"])
         if app is None or app["revoked"]:
             raise ApiError(401, "unauthorized", "Unauthorized")
+        if app["auth_type"] == "app_token":
+            self._app_token_route(req)
         downscoped = row["scopes"] is not None
         scopes = frozenset(json.loads(row["scopes"])) if downscoped else frozenset(json.loads(app["scopes"]))
         user_id = row["user_id"]
@@ -88,6 +106,34 @@ class BoxState:
             user_id = self._as_user(app, row["user_id"], as_user.strip())
         req.record.user_id = user_id
         return Principal(row["client_id"], row["user_id"], user_id, scopes, row["resource"], downscoped)
+
+    def token_row(self, token: str) -> Any:
+        """The row of an access token, or of an App Token (found by its hash); None when unknown."""
+        row = self.store.one("SELECT * FROM tokens WHERE token=? AND kind='access'", token)
+        if row is None and token:
+            row = self.store.one("SELECT * FROM tokens WHERE token=? AND kind='app'", app_token_hash(token))
+        return row
+
+    @staticmethod
+    def _app_token_route(req: Request) -> None:
+        """Refuse what an App Token app's tokens (App Tokens and the file tokens exchanged from them) may
+        not call: only :data:`APP_TOKEN_ROUTES`, and a file's information only as its embed link."""
+        allowed = (req.method, req.route) in APP_TOKEN_ROUTES
+        if allowed and req.route == "/files/{file_id}" and req.method == "GET":
+            allowed = "expiring_embed_link" in (req.query.get("fields") or "").split(",")
+        if not allowed:
+            raise ApiError(403, "insufficient_scope",
+                           "App Token auth allows only Upload File, Download File, Delete File and Get Embed Link",
+                           headers={"WWW-Authenticate": 'Bearer realm="Service", error="insufficient_scope", '
+                                    'error_description="The request requires higher privileges than provided by the access token."'})
+
+    def can_act_as(self, client_id: str, token_user: str, target: str) -> bool:
+        """Whether a token of this app and user may act as ``target`` through ``As-User``."""
+        app = self.store.one("SELECT * FROM apps WHERE client_id=?", client_id)
+        try:
+            return app is not None and self._as_user(app, token_user, target) == target
+        except ApiError:
+            return False
 
     def _as_user(self, app: Any, token_user: str, target: str) -> str:
         """Box's As-User preconditions: the app has the "perform actions as users" feature (scope
@@ -123,13 +169,13 @@ class BoxState:
         row = self.store.one("SELECT * FROM items WHERE id=? AND owner_id=? AND trashed_at IS NULL", item_id, p.user_id)
         if row is None or (kind is not None and row["type"] != kind):
             raise not_found(kind or "item")
-        if p.resource and not self._within_resource(p, row):
+        if p.resource and not self.within(p.resource, row):
             raise ApiError(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
         return row
 
-    def _within_resource(self, p: Principal, row: Any) -> bool:
-        assert p.resource is not None
-        target = p.resource.rstrip("/").rsplit("/", 1)[-1]
+    def within(self, resource: str, row: Any) -> bool:
+        """Whether an item is the resource (a file or folder API URL) or below it."""
+        target = resource.rstrip("/").rsplit("/", 1)[-1]
         current: Any = row
         while current is not None:
             if current["id"] == target:
@@ -198,13 +244,20 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
+def _name_is_invalid(name: str) -> bool:
+    """Box's ``item_name_invalid`` rules: ``/`` or ``\\``, ``.``/``..``, a trailing space, non-printable
+    ASCII (controls and DEL), text that is not valid Unicode. A leading space is accepted (docs/emulator.md)."""
+    return ("/" in name or "\\" in name or name in (".", "..") or name.endswith(" ")
+            or any(ord(c) < 32 or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in name))
+
+
 def check_name(name: Any, what: str = "item") -> str:
     """Box's name rules; 400 item_name_invalid / item_name_too_long as Box answers them."""
     if not isinstance(name, str) or name == "":
         raise ApiError(400, "bad_request", f"The {what} name must be a non-empty string")
     if len(name) > 255:
         raise ApiError(400, "item_name_too_long", "Item name too long")
-    if "/" in name or "\\" in name or name in (".", "..") or name != name.strip(" ") or any(ord(c) < 32 for c in name):
+    if _name_is_invalid(name):
         raise ApiError(400, "item_name_invalid", "Item name invalid")
     return name
 

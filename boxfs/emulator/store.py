@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS apps (
     enterprise_access INTEGER NOT NULL, service_account_id TEXT NOT NULL, redirect_uri TEXT,
     revoked INTEGER NOT NULL DEFAULT 0, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS app_keys (kid TEXT PRIMARY KEY, client_id TEXT NOT NULL, public_pem TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS token_actors (token TEXT PRIMARY KEY, external_id TEXT NOT NULL, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jtis (jti TEXT PRIMARY KEY, client_id TEXT NOT NULL, exp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, client_id TEXT NOT NULL, user_id TEXT NOT NULL,

@@ -16,7 +16,8 @@ OpenAPI 3.0 schemas are not JSON Schema, so they are translated before use (Draf
   Box's schemas. ``date-time`` formats are asserted (Box sends RFC 3339 timestamps).
 
 A few places where the published description is known to be narrower than Box's documented behaviour are
-relaxed explicitly in :data:`RELAXATIONS`, each with its reason, instead of silently weakening everything.
+relaxed explicitly in :data:`RELAXATIONS` (or widened in :data:`ALTERNATIVES`), each with its reason, instead of
+silently weakening everything.
 """
 
 from __future__ import annotations
@@ -75,6 +76,28 @@ RELAXATIONS: tuple[tuple[str, str, str, str], ...] = (
     ),
 )
 
+#: Places where Box answers a second shape the description does not admit, as (schema name, JSON pointer of
+#: the property inside that schema, the alternative schema, why); the property becomes ``anyOf`` of both.
+ALTERNATIVES: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+    (
+        "ConflictError",
+        "/allOf/1/properties/context_info/properties/conflicts",
+        {"anyOf": [{"$ref": "#/components/schemas/FileConflict"}, {"$ref": "#/components/schemas/Folder--Mini"}]},
+        # The spec types it as a list, but Box answers the preflight's (and uploads') 409 with one object,
+        # the existing file, and clients depend on it: rclone's Box backend and Box's older Python SDK read
+        # context_info.conflicts.id (docs/emulator.md, "Where Box differs from its OpenAPI description").
+        "Box answers the preflight's conflict as one object (the existing file or folder), not a list",
+    ),
+    (
+        "ResourceScope",
+        "/properties/scope",
+        {"enum": ["item_content_upload", "item_comment", "base_sidebar", "root_readonly", "root_readwrite"]},
+        # Box's View guide documents File Tokens with the item_content_upload scope and its downscoping
+        # guide the UI Elements / root scopes; a token restricted to them lists them in restricted_to.
+        "scopes Box documents for downscoped and File Tokens that the enum omits",
+    ),
+)
+
 #: Routes Box serves but the vendored description does not list, as (regex on the spec-relative path, why).
 #: Their responses cannot be checked against a schema; everything else undocumented is reported.
 UNDOCUMENTED_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -82,6 +105,11 @@ UNDOCUMENTED_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"^/files/upload_sessions/[^/]+/plan$"),
         "upload-session plan (cached parts), called by box_sdk_gen 10.x upload_big_file_version; "
         "newer than the vendored spec",
+    ),
+    (
+        re.compile(r"^/realtime/subscribe$"),
+        "the long-poll (real-time) server whose URL OPTIONS /events hands out; Box's events guide documents "
+        "its {\"message\": \"new_change\" | \"reconnect\"} answers, the spec does not",
     ),
 )
 
@@ -155,7 +183,7 @@ def _load_spec_document(path: Path) -> dict[str, Any]:
 
 
 def _apply_relaxations(schemas: dict[str, Any]) -> None:
-    """Drop the keywords listed in :data:`RELAXATIONS` (before translation)."""
+    """Drop the keywords listed in :data:`RELAXATIONS` and admit :data:`ALTERNATIVES` (before translation)."""
     for name, pointer, keyword, _why in RELAXATIONS:
         node = schemas[name]
         for part in pointer.strip("/").split("/"):
@@ -165,6 +193,12 @@ def _apply_relaxations(schemas: dict[str, Any]) -> None:
             node[key] = [x for x in node[key] if x != item]
         else:
             node.pop(keyword, None)
+    for name, pointer, alternative, _why in ALTERNATIVES:
+        *parents, last = pointer.strip("/").split("/")
+        node = schemas[name]
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[last] = {"anyOf": [node[last], alternative]}
 
 
 @dataclass(frozen=True)

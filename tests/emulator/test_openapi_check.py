@@ -89,6 +89,16 @@ def test_error_codes_beyond_the_spec_enum_are_accepted(spec: OpenAPISpec) -> Non
     assert spec.validate("POST", "/folders", 409, error) == []
 
 
+def test_preflight_conflict_may_be_one_object_or_a_list(spec: OpenAPISpec) -> None:
+    """Box answers the preflight's 409 with one conflict object; the spec's list stays accepted, other
+    shapes do not."""
+    error = {"type": "error", "status": 409, "code": "item_name_in_use", "message": "taken", "request_id": "r"}
+    for conflicts in (FILE, FOLDER, [FILE]):
+        assert spec.validate("OPTIONS", "/files/content", 409, error | {"context_info": {"conflicts": conflicts}}) == []
+    assert spec.validate("OPTIONS", "/files/content", 409, error | {"context_info": {"conflicts": "x"}})
+    assert spec.validate("OPTIONS", "/files/content", 409, error | {"context_info": {"conflicts": {"type": "file"}}})
+
+
 def test_wrong_types_fail(spec: OpenAPISpec) -> None:
     errors = spec.validate("GET", "/folders/{folder_id}", 200, {**FOLDER, "name": 5})
     assert len(errors) == 1 and "/name" in errors[0] and "not of type 'string'" in errors[0]

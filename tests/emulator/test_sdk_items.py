@@ -357,8 +357,13 @@ def test_not_found(alice: BoxClient) -> None:
         ("a\\b", "item_name_invalid"),
         (".", "item_name_invalid"),
         ("..", "item_name_invalid"),
-        (" leading", "item_name_invalid"),
         ("trailing ", "item_name_invalid"),
+        ("del\x7fchar", "item_name_invalid"),
+        ("nul\x00char", "item_name_invalid"),
+        ("new\nline", "item_name_invalid"),
+        ("tab\tchar", "item_name_invalid"),
+        ("unit\x1fsep", "item_name_invalid"),
+        ("not-utf8-\udcff", "item_name_invalid"),
         ("", None),
         ("x" * 256, "item_name_too_long"),
     ],
@@ -371,6 +376,14 @@ def test_bad_names(alice: BoxClient, workdir: FolderFull, name: str, code: str |
 def test_longest_name_is_fine(alice: BoxClient, workdir: FolderFull) -> None:
     name = "y" * 255
     assert alice.folders.create_folder(name, CreateFolderParent(id=workdir.id)).name == name
+
+
+@pytest.mark.parametrize("name", [" leading space", "caf\u00e9 \u2603 [x] *?", "\u00a0nbsp\u00a0"])
+def test_names_box_accepts(alice: BoxClient, workdir: FolderFull, name: str) -> None:
+    """A leading space is accepted (only a trailing one is refused; docs/emulator.md), and so is any
+    printable Unicode, glob characters included."""
+    assert alice.folders.create_folder(name, CreateFolderParent(id=workdir.id)).name == name
+    assert upload(alice, workdir.id, name + ".txt", b"x").name == name + ".txt"
 
 
 def test_as_user_without_scope_is_403(
