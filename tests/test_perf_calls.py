@@ -7,6 +7,7 @@ host do not, but each is still a round trip.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import time
@@ -223,3 +224,22 @@ def test_a_file_that_changed_on_box_is_not_downloaded_as_a_mix(fs: BoxFileSystem
     with open(tmp_path / "h.bin", "wb") as fh, pytest.raises(OSError, match="changed on Box"):
         fs.transport.download_ranges(stale["id"], fh.fileno(), stale["size"], streams=4, tag=stale["sha1"],
                                      path="large/g.bin")
+
+
+def test_download_urls_never_reach_logs_or_errors(fs: BoxFileSystem, emulator: Any, big: bytes,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A download URL lets anyone read the file until it expires: it is a secret like a token."""
+    caplog.set_level(logging.DEBUG, logger="boxfs")
+    fs.cat_ranges(["ranges/big.bin"] * 2, [0, 10], [5, 15])
+    emulator.inject_faults(rate=1.0, kinds=("expire",), route=r"^/download/")
+    try:
+        with pytest.raises(OSError) as info:
+            fs.cat_file("ranges/big.bin", 0, 5)
+    finally:
+        emulator.clear_faults()
+    tokens = {r.path.rsplit("/", 1)[1] for r in emulator.request_log.records if r.host == "download"}
+    assert tokens
+    client_log = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("boxfs.emulator"))
+    assert "<download URL on" in client_log
+    for text in [client_log, str(info.value)]:
+        assert "/download/" not in text and not any(t in text for t in tokens)

@@ -60,6 +60,13 @@ T = TypeVar("T")
 URLKey = tuple[str, str]
 
 
+def shown_path(url: str, anonymous: bool = False) -> str:
+    """The path of ``url`` as logs and error messages show it. A download URL (sent ``anonymous``) is a
+    credential: whoever holds it can read the file until it expires, so only its host is shown."""
+    parts = urlsplit(url)
+    return f"<download URL on {parts.hostname}>" if anonymous else parts.path
+
+
 class DownloadURLs:
     """Download URLs by file and version, reused within :data:`DOWNLOAD_URL_REUSE` seconds.
 
@@ -189,13 +196,13 @@ class BoxTransport:
                     timeout=(self.policy.connect_timeout, self.policy.read_timeout),
                 )
             except CONNECTION_ERRORS as exc:
-                logger.debug("%s %s -> %s after %.1f ms", method, urlsplit(url).path, type(exc).__name__,
+                logger.debug("%s %s -> %s after %.1f ms", method, shown_path(url, anonymous), type(exc).__name__,
                              (time.monotonic() - started) * 1000)
                 raise
             logger.debug(
                 "%s %s -> %d (request id %s) %.1f ms",
                 method,
-                urlsplit(url).path,
+                shown_path(url, anonymous),
                 resp.status_code,
                 request_id_of(resp, {}) if resp.status_code < 400 else request_id_of(resp),
                 (time.monotonic() - started) * 1000,
@@ -238,7 +245,7 @@ class BoxTransport:
         safe = idempotent if idempotent is not None else method in IDEMPOTENT_METHODS
         repeatable = safe or recover is not None or conflict_ok is not None
         ok = set(ok_statuses)
-        route = urlsplit(url).path
+        route = shown_path(url, anonymous)
         describe = f"{method} {route}"
         ambiguous = False
         acting = self.as_user_id if act_as_user else None
@@ -435,7 +442,7 @@ class BoxTransport:
         expects; a ranged answer for another size is refused (the file changed on Box).
         """
         written = 0
-        describe = f"GET {urlsplit(url).path}"
+        describe = f"GET {shown_path(url, anonymous)}"
         acting = self.as_user_id
         buf = bytearray(DOWNLOAD_CHUNK)
         try:
