@@ -37,6 +37,7 @@ from box_sdk_gen.internal.utils import PrivateKeyDecryptor
 from box_sdk_gen.networking.retries import RetryStrategy
 
 from boxfs.api.errors import BoxAPIError, BoxAuthError
+from boxfs.api.reach import unreachable
 from boxfs.config import BoxCredentials, BoxEndpoints
 from boxfs.retry import RetryableResponse, RetryPolicy, parse_retry_after, retrying
 
@@ -75,6 +76,7 @@ class _TransientTokenError(Exception):
     """A token request that failed in a way worth retrying (connection, 429, 5xx)."""
 
     retry_after: float | None = None  # seconds from the answer's Retry-After, honoured by boxfs.retry
+    connection_error: BaseException | None = None  # the requests exception, when nothing answered
 
 
 class TokenProvider:
@@ -150,6 +152,11 @@ class TokenProvider:
                 with attempt:
                     access = self._request_token()
         except _TransientTokenError as exc:  # still failing after the last attempt: an OSError, with context
+            if exc.connection_error is not None:
+                why = unreachable(f"{self.endpoints.base_url}/oauth2/token", exc.connection_error,
+                                  attempts=self.policy.max_attempts, what="token request",
+                                  connect_timeout=self.policy.connect_timeout, read_timeout=self.policy.read_timeout)
+                raise BoxAPIError(f"could not obtain an access token for app {self.creds.client_id}: {why}") from None
             raise BoxAPIError(f"could not obtain an access token for app {self.creds.client_id} after "
                               f"{self.policy.max_attempts} attempts: {exc}") from None
         self._token = access.access_token
@@ -190,7 +197,9 @@ class TokenProvider:
             cause = exc.error
             logger.debug("POST %s -> %s after %.1f ms", route, type(cause).__name__, (time.monotonic() - started) * 1000)
             if isinstance(cause, requests.exceptions.RequestException):
-                raise _TransientTokenError(type(cause).__name__) from None
+                transient = _TransientTokenError(type(cause).__name__)
+                transient.connection_error = cause
+                raise transient from None
             raise BoxAuthError(f"could not obtain a token for app {self.creds.client_id}: {exc.message}") from None
         logger.debug("POST %s -> 200 (request id %s) %.1f ms", route, None, (time.monotonic() - started) * 1000)
         return access

@@ -60,6 +60,7 @@ from boxfs.sync import (
 logger = logging.getLogger("boxfs.cli")
 
 BOX_PREFIX = "box://"
+DISTRIBUTION = "box-fsspec"  # what `pip install` takes; the import package is boxfs (README, "Installing")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COPY_CHUNK = 1 << 20
 _debug = False  # set by the group callback; main() reads it to decide whether to print the traceback
@@ -77,6 +78,8 @@ class CliState:
     oauth_token_file: str | None = None
     as_json: bool = False
     debug: bool = False
+    timeout: float | None = None
+    retries: int | None = None
     _fs: Any = field(default=None, repr=False)
 
     def fs_options(self) -> dict[str, Any]:
@@ -90,6 +93,13 @@ class CliState:
             options["as_user"] = self.as_user
         if self.base_url:
             options["base_urls"] = {"base_url": self.base_url.rstrip("/")}
+        retry: dict[str, Any] = {}
+        if self.retries is not None:
+            retry["max_attempts"] = self.retries + 1
+        if self.timeout is not None:
+            retry["connect_timeout"] = retry["read_timeout"] = self.timeout
+        if retry:
+            options["retry"] = retry
         return options
 
     def fs(self, watch: bool | None = False) -> Any:
@@ -97,9 +107,16 @@ class CliState:
         long-running mount). A one-shot command does not: the watcher's start would cost it requests it
         has no use for."""
         if self._fs is None:
+            from boxfs.config import NoCredentialsError
             from boxfs.core import BoxFileSystem
 
-            self._fs = BoxFileSystem(**self.fs_options(), watch_events=watch)
+            try:
+                self._fs = BoxFileSystem(**self.fs_options(), watch_events=watch)
+            except NoCredentialsError:
+                raise click.UsageError(
+                    "no Box credentials: give --config FILE (the JWT app's JSON from the Box developer console) "
+                    "or set BOXFS_JWT_CONFIG; or --oauth-token-file FILE after 'boxfs login'; BOXFS_TOKEN and "
+                    "BOXFS_CLIENT_ID/BOXFS_CLIENT_SECRET work too (docs/configuration.md)") from None
         return self._fs
 
 
@@ -247,6 +264,52 @@ def progress_bar(state: CliState, wanted: bool | None, total: int | None) -> Ite
             bar.bar.close()
 
 
+# ------------------------------------------------------------------------------------------ retry notice
+class _RetryNotice(logging.Handler):
+    """Says once, on stderr, that a request is being retried, so a slow failure is not silence.
+
+    The retry policy logs each retry at INFO (``retrying <request> after <cause> ...``); the CLI shows
+    WARNING and up, so without this an unreachable host means tens of seconds with no word.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.said = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.said or not str(record.msg).startswith("retrying ") or not record.args:
+            return
+        self.said = True
+        what = record.args[0] if isinstance(record.args, tuple) else "a request"
+        click.echo(f"boxfs: {what} failed; retrying (--retries N and --timeout SECONDS change how long)",
+                   err=True)
+
+    @classmethod
+    def install(cls) -> None:
+        """Let the boxfs logger pass INFO to this handler, and keep the root's handlers as they were."""
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_hide_enabled_info)
+        box_logger = logging.getLogger("boxfs")
+        box_logger.addHandler(cls())
+        box_logger.setLevel(logging.INFO)
+
+
+def _hide_enabled_info(record: logging.LogRecord) -> bool:
+    """Drop a boxfs record below WARNING that shows only because _RetryNotice lowered "boxfs" to INFO.
+
+    A logger under "boxfs" that set its own level (the servers log logins at INFO) still decides.
+    """
+    if record.levelno >= logging.WARNING or not (record.name == "boxfs" or record.name.startswith("boxfs.")):
+        return True
+    name = record.name
+    while name != "boxfs":
+        level = logging.getLogger(name).level
+        if level:
+            return record.levelno >= level
+        name = name.rpartition(".")[0]
+    return False
+
+
 # ------------------------------------------------------------------------------------------ group
 class BoxfsGroup(click.Group):
     """Lists commands in the order they were added (most used first), not alphabetically."""
@@ -264,12 +327,18 @@ class BoxfsGroup(click.Group):
               help="Box API root (default https://api.box.com); the emulator's URL for local use.")
 @click.option("--oauth-token-file", "oauth_token_file", metavar="FILE", envvar="BOXFS_OAUTH_TOKEN_FILE",
               show_envvar=True, help="Act as yourself with the tokens 'boxfs login' saved in FILE.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", envvar="BOXFS_TIMEOUT",
+              show_envvar=True, help="Give up on a connection or an answer after SECONDS (default 10 to connect, "
+                                     "120 to answer).")
+@click.option("--retries", type=click.IntRange(min=0), metavar="N", envvar="BOXFS_RETRIES", show_envvar=True,
+              help="Repeat a request that failed for a transient reason up to N times (default 7).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 @click.option("--debug", is_flag=True, help="Log every request at DEBUG level; print tracebacks on errors.")
-@click.version_option(package_name="boxfs", prog_name="boxfs")
+@click.version_option(package_name=DISTRIBUTION, prog_name="boxfs")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: str | None,
-        oauth_token_file: str | None, as_json: bool, debug: bool) -> None:
+        oauth_token_file: str | None, timeout: float | None, retries: int | None, as_json: bool,
+        debug: bool) -> None:
     """Box (box.com) storage from the command line.
 
     Box paths: box://folder/file or folder/file (relative to the user's All Files). In cp, only
@@ -277,16 +346,19 @@ def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: s
 
     Exit codes: 0 ok, 1 operation failed, 2 usage or configuration error.
     """
+    first_setup = not logging.getLogger().handlers
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if debug:
         # urllib3 would log every URL with its query, including the signed download URLs Box redirects
         # to (a credential while it lasts); boxfs logs each request itself, without them.
         logging.getLogger("urllib3").setLevel(logging.INFO)
+    elif first_setup:  # the real command, not click called inside another program's logging
+        _RetryNotice.install()
     global _debug
     _debug = debug
     ctx.obj = CliState(config=config, as_user=as_user, base_url=base_url, oauth_token_file=oauth_token_file,
-                       as_json=as_json, debug=debug)
+                       as_json=as_json, debug=debug, timeout=timeout, retries=retries)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -924,9 +996,13 @@ def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None
     the folder is mounted; `boxfs unmount MOUNTPOINT` (or fusermount3 -u) ends it.
     """
     try:
+        import mfusepy  # noqa: F401 - imported here only to say what is missing before anything starts
+
         from boxfs.mount import mount
     except ImportError as exc:
-        raise click.ClickException(f"mount needs the FUSE extra: pip install 'boxfs[mount]' ({exc})") from None
+        raise click.ClickException(f"mount needs the FUSE extra: pip install '{DISTRIBUTION}[mount]' ({exc})") from None
+    except OSError as exc:  # mfusepy loads libfuse when imported
+        raise click.ClickException(f"mount needs libfuse3 (Debian/Ubuntu: apt-get install fuse3): {exc}") from None
     if as_user:
         state.as_user = as_user
     if config:
@@ -935,8 +1011,11 @@ def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None
         _mount_in_background(mountpoint)
         return
     options: dict[str, Any] = {"allow_other": True} if allow_other else {}
-    mount(state.fs(watch=None), mountpoint, foreground=True, read_only=read_only, root=box_path(remote),
-          spool_dir=spool_dir, **options)
+    fs = state.fs(watch=None)
+    if not box_path(remote):  # All Files mounted: /mnt/id:5 is a file of that name, never the item 5
+        fs.id_paths = False
+    mount(fs, mountpoint, foreground=True, read_only=read_only, root=box_path(remote), spool_dir=spool_dir,
+          **options)
 
 
 def _mount_in_background(mountpoint: str, timeout: float = 60.0) -> None:
@@ -958,7 +1037,8 @@ def _mount_in_background(mountpoint: str, timeout: float = 60.0) -> None:
         if child.poll() is not None:
             with open(log.name, encoding="utf-8", errors="replace") as f:
                 lines = [line.strip() for line in f if line.strip()]
-            raise click.ClickException(lines[-1] if lines else f"the mount process exited with {child.returncode}")
+            last = lines[-1].removeprefix("boxfs: error: ") if lines else ""  # the child's own error line
+            raise click.ClickException(last or f"the mount process exited with {child.returncode}")
         if time.monotonic() > deadline:
             child.terminate()
             raise click.ClickException(f"{mountpoint} was not mounted within {timeout:.0f} s (log: {log.name})")
@@ -1023,7 +1103,7 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
     try:
         from boxfs.servers.ftp import run_ftp
     except ImportError as exc:
-        raise click.ClickException(f"serve ftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
+        raise click.ClickException(f"serve ftp needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
     config, base_urls = _server_config(state, config)
     ports = None
     if passive_ports:
@@ -1053,7 +1133,7 @@ def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key:
     try:
         from boxfs.servers.sftp import run_sftp
     except ImportError as exc:
-        raise click.ClickException(f"serve sftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
+        raise click.ClickException(f"serve sftp needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
     config, base_urls = _server_config(state, config)
     run_sftp(users_file, config, host, port, host_key=host_key, state_dir=state_dir,
              base_urls=base_urls, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)

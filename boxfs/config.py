@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from fsspec.caching import caches
 
@@ -38,6 +39,7 @@ __all__ = [
     "BoxEndpoints",
     "BoxOptionError",
     "FSSPEC_OPTIONS",
+    "NoCredentialsError",
     "check_block_size",
     "check_cache_type",
     "check_options",
@@ -54,6 +56,10 @@ DEFAULT_OAUTH2_URL = "https://account.box.com/api/oauth2"
 
 class BoxConfigError(ValueError):
     """The configuration cannot work; the message names the missing or bad field (never its secret value)."""
+
+
+class NoCredentialsError(BoxConfigError):
+    """No credentials were given at all: a frontend words the fix in its own terms (``--config``)."""
 
 
 class BoxOptionError(BoxConfigError, TypeError):
@@ -367,7 +373,7 @@ def resolve_credentials(
 
             return oauth_credentials(env["BOXFS_OAUTH_TOKEN_FILE"]), True
         if env.get("BOXFS_TOKEN"):
-            return BoxCredentials(kind="token", token=env["BOXFS_TOKEN"]), True
+            return BoxCredentials(kind="token", token=_token_value(env["BOXFS_TOKEN"], "BOXFS_TOKEN")), True
         if env.get("BOXFS_JWT_CONFIG"):
             return _jwt_from_json(_load_jwt_json(env["BOXFS_JWT_CONFIG"]), _s(user_id)), True
         if env.get("BOXFS_CLIENT_ID") or env.get("BOXFS_CLIENT_SECRET"):
@@ -379,7 +385,7 @@ def resolve_credentials(
                 environ={},
             )
             return creds, True
-        raise BoxConfigError(
+        raise NoCredentialsError(
             "no Box credentials: give jwt_config=, client_id=/client_secret= (CCG or JWT fields) or token=, "
             "or set BOXFS_JWT_CONFIG, BOXFS_CLIENT_ID/BOXFS_CLIENT_SECRET or BOXFS_TOKEN"
         )
@@ -390,9 +396,7 @@ def resolve_credentials(
     if app_token not in (None, ""):
         return _app_token_credentials(app_token, client_id), False
     if token not in (None, ""):
-        if not isinstance(token, str) or not token.strip():
-            raise BoxConfigError("token must be a non-empty string")
-        return BoxCredentials(kind="token", token=token.strip()), False
+        return BoxCredentials(kind="token", token=_token_value(token, "token")), False
     if jwt_config is not None:
         return _jwt_from_json(_load_jwt_json(jwt_config), _s(user_id)), False
     if public_key_id is not None or private_key is not None:
@@ -441,10 +445,21 @@ def _app_token_credentials(app_token: Any, client_id: Any) -> BoxCredentials:
     tokens = (app_token,) if isinstance(app_token, str) else tuple(app_token) if isinstance(app_token, (list, tuple)) else None
     if not tokens or len(tokens) > 2:
         raise BoxConfigError("app_token must be the primary App Token, or (primary, secondary)")
-    for which, value in zip(("primary", "secondary"), tokens, strict=False):
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-            raise BoxConfigError(f"app_token: the {which} App Token must be a non-empty string without spaces")
-    return BoxCredentials(kind="app_token", client_id=_s(client_id), app_tokens=tuple(t.strip() for t in tokens))
+    checked = tuple(_token_value(value, f"app_token: the {which} App Token")
+                    for which, value in zip(("primary", "secondary"), tokens, strict=False))
+    return BoxCredentials(kind="app_token", client_id=_s(client_id), app_tokens=checked)
+
+
+def _token_value(value: Any, what: str) -> str:
+    """A token given as it is sent (``Authorization: Bearer <token>``): stripped of surrounding white space
+    (a token file or a Kubernetes secret ends in a newline), and refused if anything but printable ASCII
+    without spaces is left. Checked here because an HTTP library refusing such a header quotes it whole
+    in its error: the token would end up in an exception and a log."""
+    token = value.strip() if isinstance(value, str) else ""
+    if not token or not all("!" <= c <= "~" for c in token):
+        raise BoxConfigError(f"{what} must be a non-empty string of printable ASCII characters without spaces "
+                             "(the value is not shown: it is a secret)")
+    return token
 
 
 def resolve_endpoints(
@@ -459,18 +474,37 @@ def resolve_endpoints(
             raise BoxConfigError(f"base_urls has unknown keys {sorted(unknown)}; expected base_url, upload_url, oauth2_url")
         if "base_url" not in base_urls:
             raise BoxConfigError("base_urls is missing base_url")
-        base = base_urls["base_url"].rstrip("/")
+        base = _api_url(base_urls["base_url"], "base_urls['base_url']")
         return BoxEndpoints(
             base_url=base,
-            upload_url=(base_urls.get("upload_url") or base + "/api").rstrip("/"),
-            oauth2_url=(base_urls.get("oauth2_url") or base_urls.get("oauth_2_url") or base + "/oauth2").rstrip("/"),
+            upload_url=_api_url(base_urls.get("upload_url") or base + "/api", "base_urls['upload_url']"),
+            oauth2_url=_api_url(base_urls.get("oauth2_url") or base_urls.get("oauth_2_url") or base + "/oauth2",
+                                "base_urls['oauth2_url']"),
         )
     env = os.environ if environ is None else environ
     root = env.get("BOXFS_BASE_URL")
     if root:
-        root = root.rstrip("/")
+        root = _api_url(root, "BOXFS_BASE_URL")
         return BoxEndpoints(base_url=root, upload_url=root + "/api", oauth2_url=root + "/oauth2")
     return BoxEndpoints()
+
+
+def _api_url(value: Any, what: str) -> str:
+    """An API root as given: ``http(s)://host[:port][/path]``, without a trailing slash. A user name or
+    password in it is refused without showing it: it would be in every ``repr`` and error message, and
+    requests would send it as Basic auth in place of the Bearer token."""
+    try:
+        parts = urlsplit(value.strip()) if isinstance(value, str) else None
+        if parts is not None:
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts = None
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        raise BoxConfigError(f"{what} must not hold a user name or password (the URL is not shown: it holds "
+                             "a secret); boxfs authenticates with the Box token alone")
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise BoxConfigError(f"{what} must be an http:// or https:// URL such as https://api.box.com, not {value!r}")
+    return str(value).strip().rstrip("/")
 
 
 def env_as_user(environ: Mapping[str, str] | None = None) -> str | None:

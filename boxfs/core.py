@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -81,10 +81,20 @@ _FILE_FIRST, _FOLDER_FIRST, _FOLDER_ONLY = ("file", "folder"), ("folder", "file"
 
 
 def _id_of(part: str) -> str | None:
-    """The Box id ``part`` addresses (``"id:12345"`` -> ``"12345"``), or None for an ordinary name."""
-    if part.startswith(_ID_PREFIX) and part[len(_ID_PREFIX):].isdigit() and part.isascii():
+    """The Box id ``part`` addresses (``"id:12345"`` -> ``"12345"``), or None for an ordinary name.
+
+    The prefix matches in any case (``ID:12345`` too): Box compares names case-insensitively, so a
+    top-level ``ID:5`` would be the same name as ``id:5``, and the cache would confuse the two."""
+    if part[:len(_ID_PREFIX)].lower() == _ID_PREFIX and part[len(_ID_PREFIX):].isdigit() and part.isascii():
         return part[len(_ID_PREFIX):]
     return None
+
+
+def _literal_file(path: Any, is_file: Callable[[], bool]) -> bool:
+    """Whether ``path`` holds glob characters yet names one existing file (``is_file()``, asked only
+    then): fsspec's ``put``/``get``/``copy`` would take it for a pattern and put the file *inside* the
+    target, so it is transferred as the one file it is."""
+    return isinstance(path, str) and any(c in path for c in _GLOB_CHARS) and is_file()
 
 
 def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
@@ -374,7 +384,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             marker = data.get("next_marker")
             if not marker:
                 break
-        items = [self._item(_join(path, e["name"]), e) for e in entries]
+        items = [self._item(self._child_path(path, e["name"]), e) for e in entries]
         self.cache.set_listing(path, items, started=started)
         merged = self.cache.listing(path)  # with our own changes made while the listing was on its way
         return items if merged is None else merged
@@ -438,6 +448,14 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """The Box id when ``path`` is exactly ``id:<digits>`` (and ``id_paths`` is on), else None."""
         return _id_of(path) if self.id_paths and "/" not in path else None
 
+    def _child_path(self, parent: str, name: str) -> str:
+        """The path of a listed child. A top-level item literally named like ``id:5`` gets the path that
+        reaches it, ``id:<root id>/id:5``: its plain name would address item 5, another item (a listing
+        must never hand out a path that ``rm`` or ``open`` takes to a different item)."""
+        if parent == "" and self._id_anchor(name) is not None:
+            return f"{_ID_PREFIX}{self.root_folder_id}/{name}"
+        return _join(parent, name)
+
     def _info_by_id(self, path: str, item_id: str, kinds: tuple[str, ...]) -> dict[str, Any]:
         """The item ``path`` (``id:<digits>``) addresses, from Box by id: ``GET /files/{id}`` or
         ``/folders/{id}``, in the order ``kinds`` gives (one request when the first is right).
@@ -454,6 +472,47 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             self.cache.put(path, item)
             return item
         raise not_found(path)
+
+    def _is_pattern(self, path: Any) -> bool:
+        """Whether ``path`` is a glob pattern: it holds ``*``, ``?`` or ``[`` and no item has exactly that
+        path. A name that exists is that item, never a pattern: ``rm("t/[a]*?")`` deletes the file called
+        ``[a]*?``, not ``t/ab`` and ``t/abc`` (a name a program gives is a literal name)."""
+        p = self._strip_protocol(path)
+        return any(c in p for c in _GLOB_CHARS) and self._try_info(p) is None
+
+    def _one_file_target(self, path2: str, name: str) -> str:
+        """Where one file called ``name`` lands when uploaded or copied to ``path2``: inside it when it is
+        a folder or ends with a slash (fsspec's rule), else at ``path2`` itself."""
+        dst = self._strip_protocol(path2)
+        dinfo = self._try_info(dst)
+        if str(path2).endswith("/") or (dinfo is not None and dinfo["type"] == "directory"):
+            return _join(dst, name)
+        return dst
+
+    def _remote_file(self, path: str) -> bool:
+        info = self._try_info(self._strip_protocol(path))
+        return info is not None and info["type"] != "directory"
+
+    def expand_path(self, path: Any, recursive: bool = False, maxdepth: int | None = None,
+                    assume_literal: bool = False, **kwargs: Any) -> list[str]:
+        """fsspec's, except that a path naming an existing item is that item even when it holds glob
+        characters (see :meth:`_is_pattern`); ``cat``, ``get``, ``copy`` and ``rm`` expand through it.
+        (Done here rather than with fsspec's ``assume_literal``, which fsspec 2024.6 does not have.)"""
+        paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        named = [self._strip_protocol(p) for p in paths
+                 if any(c in str(p) for c in _GLOB_CHARS) and (assume_literal or not self._is_pattern(p))]
+        out = set(named)
+        for p in named:
+            if recursive and self.isdir(p):
+                out.update(self.find(p, maxdepth=maxdepth, withdirs=True, detail=False))
+        rest = [p for p in paths if self._strip_protocol(p) not in named]
+        if rest:
+            try:
+                out.update(super().expand_path(rest, recursive, maxdepth, **kwargs))
+            except FileNotFoundError:  # the patterns match nothing; the named paths still stand
+                if not out:
+                    raise
+        return sorted(out)
 
     def _check_new_name(self, parent: str, name: str) -> None:
         """Box's name rules for an item about to be created at ``parent/name``; at the top level an
@@ -655,13 +714,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     def _collecting(self) -> list[tuple[Any, ...]] | None:
         return getattr(self._transfers, "jobs", None)
 
-    def _in_parallel(self, run: Any, plan: Any, prepare: Any = None) -> None:
+    def _in_parallel(self, run: Any, plan: Any, check: Any = None, prepare: Any = None) -> None:
         """Let fsspec's ``put``/``get`` work out the path pairs (``plan``), but instead of transferring
         one file after the other, collect the pairs and run them on ``max_connections`` threads.
 
         Folders are made first, in order, then ``prepare(files)`` (``put``: the files' parent folders,
         each once, so that the threads do not race to create them); files then go in parallel. Every
-        transfer is attempted; the first failure is raised at the end.
+        transfer is attempted; the first failure is raised at the end. ``check(dst)``, when given, sees
+        every destination before the first transfer: a tree holding one name Box would refuse is refused
+        whole, nothing half-copied.
         """
         if self._collecting() is not None:  # already collecting (nested): plan directly
             plan()
@@ -671,6 +732,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             plan()
         finally:
             self._transfers.jobs = None
+        for _kind, _src, dst, _kwargs in jobs if check is not None else ():
+            check(dst)
         folders = [j for j in jobs if j[0] == "dir"]
         files = [j for j in jobs if j[0] != "dir"]
         for _kind, src, dst, kwargs in folders:
@@ -694,11 +757,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         from fsspec.callbacks import DEFAULT_CALLBACK
 
         cb = DEFAULT_CALLBACK if callback is None else callback
+        if isinstance(rpath, str) and not recursive and _literal_file(lpath, lambda: os.path.isfile(lpath)):
+            return self.put_file(lpath, self._one_file_target(rpath, os.path.basename(lpath)), callback=cb,
+                                 **kwargs)
         self._in_parallel(
             lambda src, dst, **kw: self.put_file(src, dst, **kw),
             lambda: super(BoxFileSystem, self).put(lpath, rpath, recursive=recursive, callback=cb,
                                                    maxdepth=maxdepth, **kwargs),
-            self._ensure_parents,
+            check=lambda dst: check_path_names(self._strip_protocol(dst)),
+            prepare=self._ensure_parents,
         )
 
     def _ensure_parents(self, files: list[tuple[Any, ...]]) -> None:
@@ -720,6 +787,11 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         from fsspec.callbacks import DEFAULT_CALLBACK
 
         cb = DEFAULT_CALLBACK if callback is None else callback
+        if isinstance(rpath, str) and isinstance(lpath, str) and not recursive and _literal_file(
+                rpath, lambda: self._remote_file(rpath)):
+            target = os.path.join(lpath, _split(self._strip_protocol(rpath))[1]) if (
+                lpath.endswith(os.sep) or os.path.isdir(lpath)) else lpath
+            return self.get_file(rpath, target, callback=cb, **kwargs)
         self._in_parallel(
             lambda src, dst, **kw: self.get_file(src, dst, **kw),
             lambda: super(BoxFileSystem, self).get(rpath, lpath, recursive=recursive, callback=cb,
@@ -1002,7 +1074,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         path = self._strip_protocol(path)
         if path == "":
             raise PermissionError(f"refusing to delete the root folder (id {self.root_folder_id})")
-        if any(c in path for c in _GLOB_CHARS) or maxdepth is not None:
+        if self._is_pattern(path) or maxdepth is not None:
             targets = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
             # deepest first; a folder deleted recursively takes its listed children with it
             for p in sorted(targets, key=lambda p: (-p.count("/"), p)):
@@ -1036,7 +1108,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
     def mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
         """Server-side move/rename of a file or a whole folder (one request); overwrites a file target."""
-        if isinstance(path1, (list, tuple)) or any(c in str(path1) for c in _GLOB_CHARS):
+        if isinstance(path1, (list, tuple)) or self._is_pattern(path1):
             return super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
         self.mv_literal(path1, path2)
         return None
@@ -1102,8 +1174,13 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """
         from fsspec.implementations.local import trailing_sep
 
+        if isinstance(path2, str) and not recursive and _literal_file(path1, lambda: self._remote_file(path1)):
+            # a file literally named like a pattern: fsspec would take it for a glob and copy it *into*
+            # path2; it is one file, copied as any other
+            src = self._strip_protocol(path1)
+            return self.cp_file(src, self._one_file_target(path2, _split(src)[1]), **kwargs)
         whole = (isinstance(path1, str) and isinstance(path2, str) and recursive and maxdepth is None
-                 and not any(c in path1 for c in _GLOB_CHARS) and not trailing_sep(path1))
+                 and not trailing_sep(path1) and not self._is_pattern(path1))
         if whole:
             src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
             if dst:

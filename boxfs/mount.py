@@ -40,7 +40,6 @@ import errno
 import functools
 import logging
 import os
-import posixpath
 import shutil
 import subprocess
 import threading
@@ -49,7 +48,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from boxfs.core import BoxFileSystem
 from boxfs.frontend.cleaning import DEFAULT_CLEAN_INTERVAL, SpoolCleaner
 from boxfs.frontend.errors import errno_of, log_failure, oserror, upload_errno
 from boxfs.frontend.handles import OpenFiles, WriteHandle
@@ -67,8 +65,6 @@ READ_BLOCK_SIZE = 4 * 1024 * 1024
 DEFAULT_TOTAL_BYTES = 1 << 50
 #: statfs block size.
 BLOCK = 4096
-#: A folder is re-listed from the server by ``readdir`` at most this often (seconds).
-LISTING_TTL = 10.0
 #: How long a quota answer is reused, so that repeated ``df`` calls do not each hit the API
 #: (changes made through the mount drop it at once).
 QUOTA_TTL = 30.0
@@ -145,7 +141,6 @@ class BoxFuseOperations:
         uid: int | None = None,
         gid: int | None = None,
         ready: threading.Event | None = None,
-        listing_ttl: float = LISTING_TTL,
         max_pending: int | None = None,
         clean_interval: float = DEFAULT_CLEAN_INTERVAL,
         clean_max_age: float | None = None,
@@ -166,11 +161,6 @@ class BoxFuseOperations:
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
         self._quota: tuple[float, int, int] | None = None
-        self._listed_at: dict[str, float] = {}
-        self.listing_ttl = listing_ttl
-        # BoxFileSystem updates its listing cache in place on every change it makes; dropping it
-        # after each change would only cost a re-listing.  Other filesystems get invalidated.
-        self._fs_keeps_cache = isinstance(fs, BoxFileSystem)
 
     # ----------------------------------------------------------------- helpers
     def remote(self, path: str) -> str:
@@ -181,17 +171,16 @@ class BoxFuseOperations:
             return self.root
         return f"{root}/{rel}" if root else rel
 
-    def _invalidate(self, *paths: str) -> None:
-        """Forget cached listings of ``paths`` (filesystem paths) and their parents after a change."""
-        self._quota = None  # the change may have moved the space used
-        inval = getattr(self.fs, "invalidate_cache", None)
-        if inval is None or self._fs_keeps_cache:
-            return
-        for changed in dict.fromkeys(p for path in paths for p in (path, posixpath.dirname(path.rstrip("/")))):
-            inval(changed)
+    def _changed(self) -> None:
+        """A change made through the mount may have moved the space used: ``df`` asks again.
+
+        Listings need nothing here: the filesystem records its own changes in its cache, and
+        changes made elsewhere reach it through Box's event stream (docs/coherence.md).
+        """
+        self._quota = None
 
     def _uploaded(self, remote: str) -> None:
-        self._invalidate(remote)
+        self._changed()
 
     def _lookup(self, path: str) -> dict[str, Any]:
         """Info of the mount path ``path`` (literal; Box compares names case-insensitively)."""
@@ -283,14 +272,10 @@ class BoxFuseOperations:
 
     @_operation
     def readdir(self, path: str, fh: int) -> list[str]:
-        """List a folder: from the cache, but re-listed from the server at most every ``listing_ttl``
-        seconds, so that ``ls`` shows changes made elsewhere (lookups never re-list)."""
-        now = time.monotonic()
-        refresh = now - self._listed_at.get(path, -1e9) > self.listing_ttl
+        """List a folder from the filesystem, whose cache Box's event stream keeps true (or which
+        expires in seconds without it): ``ls`` shows changes made elsewhere with no rule of its own."""
         remote = self.remote(path)
-        entries = self.names.list(remote, refresh=refresh)
-        if refresh:
-            self._listed_at[path] = now
+        entries = self.names.list(remote)
         names = [basename(str(e["name"])) for e in entries]
         seen = {self.files.key(n) for n in names}  # a file being written may already be on Box
         names.extend(n for n in (basename(s.path) for s in self.files.children(remote)) if self.files.key(n) not in seen)
@@ -360,7 +345,7 @@ class BoxFuseOperations:
         if set_modified is None:
             raise OSError(errno.EPERM, os.strerror(errno.EPERM))
         set_modified(self.remote(path), datetime.fromtimestamp(mtime, tz=timezone.utc))
-        self._invalidate(self.remote(path))
+        self._changed()
         return 0
 
     # ------------------------------------------------------- namespace changes
@@ -370,7 +355,7 @@ class BoxFuseOperations:
         try:
             self.names.mkdir(self.remote(path))
         finally:
-            self._invalidate(self.remote(path))
+            self._changed()
         return 0
 
     @_operation
@@ -379,7 +364,7 @@ class BoxFuseOperations:
         try:
             self.names.remove_folder(self.remote(path))
         finally:
-            self._invalidate(self.remote(path))
+            self._changed()
         return 0
 
     @_operation
@@ -394,7 +379,7 @@ class BoxFuseOperations:
             if spool is None:  # neither remote nor pending: a real ENOENT
                 raise
         finally:
-            self._invalidate(remote)
+            self._changed()
         return 0
 
     @_operation
@@ -424,7 +409,7 @@ class BoxFuseOperations:
             else:
                 self.names.rename(src, dst, overwrite=overwrite)
         finally:
-            self._invalidate(src, dst)
+            self._changed()
         self.files.renamed(src, dst)
         return 0
 
@@ -603,7 +588,7 @@ def mount(
     ready: threading.Event | None = None,
     root: str = "",
     spool_dir: str | None = None,
-    listing_ttl: float = LISTING_TTL,
+    read_block_size: int = READ_BLOCK_SIZE,
     timeout: float = 30.0,
     max_pending: int | None = None,
     clean_interval: float = DEFAULT_CLEAN_INTERVAL,
@@ -617,8 +602,10 @@ def mount(
     serves from a daemon thread of this process and returns a :class:`MountHandle` once the
     mount is usable (the Python process is never forked: that would break the filesystem's
     threads and connections).  ``ready`` is set as soon as the kernel has accepted the mount.
-    ``spool_dir`` holds files being written until they are uploaded (default: the temp dir);
-    ``listing_ttl`` is how often (seconds) ``ls`` of a folder re-lists it from the server;
+    ``spool_dir`` holds files being written until they are uploaded (default: the acting user's
+    private spool folder on a BoxFileSystem, see :mod:`boxfs.spool`; the temp dir otherwise);
+    ``read_block_size`` is the read-ahead of a file open for reading (each block one ranged GET of
+    the version the handle opened);
     ``max_pending`` caps the bytes a file may hold past a hole (default: no cap, they are on disk);
     every ``clean_interval`` seconds upload spool state older than ``clean_max_age`` (default one
     day) is removed (``BoxFileSystem.clean_spool``).
@@ -629,8 +616,8 @@ def mount(
         raise NotADirectoryError(errno.ENOTDIR, "mount point is not a directory", mountpoint)
     ready = ready or threading.Event()
     ops = BoxFuseOperations(
-        fs, root, read_only=read_only, spool_dir=spool_dir, ready=ready, listing_ttl=listing_ttl,
-        max_pending=max_pending, clean_interval=clean_interval, clean_max_age=clean_max_age,
+        fs, root, read_only=read_only, spool_dir=spool_dir, ready=ready,
+        read_block_size=read_block_size, max_pending=max_pending, clean_interval=clean_interval, clean_max_age=clean_max_age,
     )
     options: dict[str, Any] = {
         "fsname": "boxfs",

@@ -41,7 +41,7 @@ def resolve_file(fs: Any, path: str | None, file_id: str | int | None) -> tuple[
         raise BoxConfigError("name the file by its path or by file_id=, not both and not neither")
     if file_id is not None:
         value = str(file_id).strip()
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):  # not "\u0665": Box ids are ASCII digits
             raise BoxConfigError(f"file_id must be a Box file id (digits), not {file_id!r}")
         return value, f"file {value}"
     stripped = fs._strip_protocol(path)
@@ -64,7 +64,7 @@ def embed_url(fs: Any, path: str | None = None, *, file_id: str | int | None = N
 
 def actor_token(client_id: str, external_id: str, display_name: str) -> str:
     """An annotator's actor token: the unsigned JWT (``alg: none``) Box's guide describes."""
-    if not isinstance(external_id, str) or not external_id:
+    if not isinstance(external_id, str) or not external_id.strip():
         raise BoxConfigError("external_id (the annotator's id in your application) must be a non-empty string")
     if len(external_id) > MAX_EXTERNAL_ID:
         raise BoxConfigError(f"external_id is {len(external_id)} characters; Box allows at most {MAX_EXTERNAL_ID} "

@@ -170,7 +170,9 @@ class SpoolFolder:
     def open_file(self, name: str, flags: int = os.O_RDONLY, *, create: bool = False) -> int | None:
         """An existing regular file of ours (or created 0600 with ``create``); None when missing.
 
-        A link, a FIFO, a device or a file of another account raises: nothing of that kind is ours.
+        A link, a FIFO, a device or a file of another account raises: nothing of that kind is ours. So
+        does a hard link (a file with more than one name): writing to it (a lock writes its pid) would
+        change the file it shares its content with, somewhere else.
         """
         if create:
             flags |= os.O_CREAT
@@ -184,9 +186,10 @@ class SpoolFolder:
                                            "in its spool folder") from None
             raise
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        if (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1
+                or (hasattr(os, "getuid") and st.st_uid != os.getuid())):
             os.close(fd)
-            raise OSError(errno.EPERM, f"{self.show(name)} is not a regular file of this account; "
+            raise OSError(errno.EPERM, f"{self.show(name)} is not a regular file of this account with one name; "
                                        "boxfs leaves it alone")
         return fd
 
@@ -221,6 +224,36 @@ class SpoolFolder:
         return name if (st.st_dev, st.st_ino) == self._ident else None
 
 
+def _make_parents(path: Path) -> None:
+    """Create the missing folders above a ``spool_dir`` 0700, whatever the umask: ``mkdir -p`` semantics
+    (``Path.mkdir(parents=True)``) made them ``0777 & ~umask``, world-writable under umask 000, and in a
+    folder others can write in, another account can rename the spool root away or put a link in its place."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+
+
+def _fallback_root(fs: BoxFileSystem, refused: OSError) -> Path | None:
+    """Where to spool when the default root in the shared temp dir is refused (another account made
+    ``<tmp>/boxfs-<uid>`` first, as a folder or a link: in a sticky ``/tmp`` this account cannot remove
+    it, and would be locked out of large uploads for good): the account's own cache folder,
+    ``$XDG_CACHE_HOME/boxfs/spool`` or ``~/.cache/boxfs/spool``. None when ``spool_dir`` was given (the
+    operator's choice is refused, not replaced) or for other failures."""
+    if fs.spool_dir or refused.errno not in (errno.EACCES, errno.EPERM, errno.ENOTDIR):
+        return None
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except (KeyError, RuntimeError):  # no home directory to fall back to
+        return None
+    return cache / "boxfs" / "spool" if cache.is_absolute() else None
+
+
 def user_spool_dir(fs: BoxFileSystem) -> SpoolFolder:
     """``<root>/<acting user id>/``, created 0700 when missing, checked, and held open.
 
@@ -233,14 +266,46 @@ def user_spool_dir(fs: BoxFileSystem) -> SpoolFolder:
     user = str(fs.user_id)
     if not _FOLDER_NAME.fullmatch(user) or user in (".", ".."):
         raise ValueError(f"unexpected Box user id {user!r} for a spool folder name")
-    if not root.parent.exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
-    root_fd = _open_private_dir(root, dir_fd=None, shown=root, shared_parent=True)
+    try:
+        _make_parents(root.parent)
+        root_fd = _open_private_dir(root, dir_fd=None, shown=root, shared_parent=True)
+    except OSError as exc:
+        fallback = _fallback_root(fs, exc)
+        if fallback is None:
+            raise
+        try:
+            _make_parents(fallback.parent)
+            root_fd = _open_private_dir(fallback, dir_fd=None, shown=fallback, shared_parent=True)
+        except OSError:
+            raise exc from None  # the refusal of the default root is what the user must read
+        logger.warning("%s; spooling in %s instead", exc, fallback)
+        root = fallback
     try:
         fd = _open_private_dir(user, dir_fd=root_fd, shown=root / user, shared_parent=False)
     finally:
         os.close(root_fd)
     return SpoolFolder(fd, root / user)
+
+
+def create_spool_file(fs: BoxFileSystem) -> tuple[SpoolFolder, str, BinaryIO]:
+    """A new spool file (0600, random name) in the acting user's folder, locked for as long as it is open.
+
+    Returns the folder (held open: unlink the entry through it, then close both), the entry's name and
+    the file. The lock tells cleaners in every process that a writer still owns it; once its process is
+    gone (even killed), ``clean_spool`` and the periodic cleaners remove it by age.
+    """
+    folder = user_spool_dir(fs)
+    name = f"{secrets.token_hex(12)}{SPOOL_SUFFIX}"
+    try:
+        fh = os.fdopen(folder.create(name), "w+b")
+    except BaseException:
+        folder.close()
+        raise
+    if not try_lock_fd(fh.fileno()):  # pragma: no cover - a fresh random name
+        fh.close()
+        folder.close()
+        raise OSError(errno.EBUSY, f"spool file {folder.show(name)} is locked by another process")
+    return folder, name, fh
 
 
 # --------------------------------------------------------------------------------------------- locks
@@ -350,7 +415,7 @@ def read_state(folder: SpoolFolder, key: str) -> dict[str, Any] | None:
         if len(raw) > MAX_STATE_BYTES:
             raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
         data = json.loads(raw)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
         logger.warning("ignoring unreadable upload state %s: %s", folder.show(name), exc)
         return None
     return data if isinstance(data, dict) else None
@@ -634,13 +699,8 @@ class SpoolingBuffer(WriteBuffer):
 
         preflight_writer(self.fs, self.target, size_so_far)
         auto_clean(self.fs)
-        folder = user_spool_dir(self.fs)
-        name = f"{secrets.token_hex(12)}{SPOOL_SUFFIX}"
-        fh = os.fdopen(folder.create(name), "w+b")  # lives as long as the writer
+        folder, name, fh = create_spool_file(self.fs)  # the file lives as long as the writer
         self.folder, self.spool_name, self.path = folder, name, folder.path / name
-        if not try_lock_fd(fh.fileno()):  # pragma: no cover - a fresh random name
-            fh.close()
-            raise OSError(errno.EBUSY, f"spool file {self.path} is locked by another process")
         self._fh = fh
         logger.debug("%s: more than %d bytes written; spooling to %s", self.target, self.threshold, self.path)
         assert self._mem is not None

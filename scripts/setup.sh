@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prepare a fresh machine: Debian packages the mount tests use, then a virtualenv with boxfs and
-# every extra. Safe to run again: each step is skipped when already done.
+# Prepare a fresh machine for the tests: Debian packages the mount tests use, then a virtualenv with
+# boxfs and every extra. Safe to run again: each step is skipped when already done. (The demo needs none
+# of this: scripts/demo.sh installs only its own extra.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,19 +16,19 @@ command -v sftp >/dev/null 2>&1 || need_apt+=(openssh-client)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need_apt[*]} with apt-get" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+        # Another apt (unattended upgrades, a second setup) may hold the lock: wait for it a while.
+        apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq)
+        if ! "${apt[@]}" update >/dev/null || ! "${apt[@]}" install -y "${need_apt[@]}" >/dev/null; then
+            echo "setup: apt-get could not install ${need_apt[*]} (its message is above; if another apt process" \
+                 "holds the lock, let it finish). Run 'apt-get install -y ${need_apt[*]}', then this again." >&2
+            exit 1
+        fi
     else
         echo "setup: ${need_apt[*]} not installed (needs root + apt-get); the tests that need them will skip" >&2
     fi
 fi
 
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-fi
-stamp=.venv/.boxfs-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install -q -e '.[all]'
-    touch "$stamp"
-fi
+. scripts/venv.sh
+need_python
+make_venv
+install_extras all .venv/.boxfs-installed

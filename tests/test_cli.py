@@ -334,15 +334,15 @@ def test_emulator_command_runs_a_usable_emulator(cli: Cli, tmp_path: Path) -> No
     proc = subprocess.Popen(
         [sys.executable, "-m", "boxfs", "emulator", "--port", "0", "--data-dir", str(tmp_path),
          "--ready-file", str(ready)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(), cwd=tmp_path,
     )
     try:
         _wait_for(lambda: ready.exists() and bool(ready.read_text()), proc, "boxfs emulator")
         url = ready.read_text().strip()
-        config = tmp_path / "box-emulator-config.json"
-        me = cli("--json", "--base-url", url, "--config", str(config), "--as-user", "demo@example.com",
+        config = tmp_path / "config.json"
+        me = cli("--json", "--base-url", url, "--config", str(config), "--as-user", "alice@example.com",
                  "whoami", raw=True)
-        assert json.loads(me.stdout)["login"] == "demo@example.com"
+        assert json.loads(me.stdout)["login"] == "alice@example.com"
     finally:
         _stop(proc)
 

@@ -11,11 +11,12 @@ CONVENTIONS FOR EVERY WRITER OF README.md AND docs/*.md (read before adding a ``
    runnable example; a reader can then trust it.
 3. The environment each file's blocks see (so that examples read like real use, with no emulator code):
 
-   * a Box emulator of its own (not the session one), with the users ``alice@example.com`` ("Alice")
-     and ``bob@example.com`` ("Bob"), and a JWT app with App + Enterprise access, the as-user header
-     feature and the scopes ``root_readwrite`` + ``manage_managed_users``;
-   * ``BOXFS_JWT_CONFIG`` = the path of that app's JSON config, ``BOXFS_AS_USER`` =
-     ``alice@example.com``, ``BOXFS_BASE_URL`` = the emulator's URL. So
+   * a Box emulator of its own (not the session one), started as the docs say, with
+     ``eval "$(boxfs emulator --env)"`` (a subprocess; ``--stop`` ends it): the users ``alice@example.com``
+     ("Alice") and ``bob@example.com`` ("Bob"), and a JWT app with App + Enterprise access, the as-user
+     header feature and the scopes ``root_readwrite`` + ``manage_managed_users``;
+   * the variables it exports: ``BOXFS_JWT_CONFIG`` = the path of that app's JSON config,
+     ``BOXFS_AS_USER`` = ``alice@example.com``, ``BOXFS_BASE_URL`` = the emulator's URL. So
      ``fsspec.filesystem("box")``, ``BoxFileSystem()`` and ``pd.read_csv("box://...")`` work with no
      arguments, and explicit ``jwt_config=...`` forms work too because ``BOXFS_BASE_URL`` still applies;
    * the working directory is a fresh temporary folder holding ``config.json`` and ``app.json`` (both
@@ -26,8 +27,11 @@ CONVENTIONS FOR EVERY WRITER OF README.md AND docs/*.md (read before adding a ``
    * the filesystem instance cache is cleared before each file.
 4. A block must finish in a few seconds and clean up what it starts (servers, mounts, threads): use
    ``with`` or ``try/finally``. Assertions in examples are welcome: they are what makes a doc tested.
-5. Shell blocks (``sh``, ``bash``, ``shell``, ``console``) are not run, but every ``boxfs ...`` command
-   line in them is parsed by the real CLI (``boxfs.cli``): an unknown command or option, or a global
+5. Shell blocks (``sh``, ``bash``, ``shell``, ``console``) are not run unless ``<!-- run -->`` is on the
+   last non-blank line before the fence: such a block runs with ``bash -euo pipefail`` in an empty
+   temporary folder holding ``.venv`` (this interpreter's virtualenv), with no ``BOXFS_*`` variable set,
+   and must exit 0 (it starts and stops its own emulator: ``eval "$(boxfs emulator --env ...)"``). Every
+   ``boxfs ...`` command line in any shell block is parsed by the real CLI (``boxfs.cli``): an unknown command or option, or a global
    option (``--config``, ``--as-user``, ``--base-url``, ``--json``...) placed after the command, fails.
    ``[optional]`` brackets are read as present; a missing required value is accepted (it may come from
    an environment variable); ``&`` and redirections end the command.
@@ -36,8 +40,11 @@ CONVENTIONS FOR EVERY WRITER OF README.md AND docs/*.md (read before adding a ``
 
 from __future__ import annotations
 
-import io
+import os
 import re
+import shlex
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,11 +52,13 @@ from pathlib import Path
 
 import pytest
 
-from boxfs.emulator import BoxEmulator
+from boxfs.emulator import samples
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 SKIP_MARK = "<!-- no-test -->"
+RUN_MARK = "<!-- run -->"
+SHELL_LANGS = ("sh", "bash", "shell", "console")
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)[ \t]*(?P<info>[^\s`]*)[^\n]*$")
 
 
@@ -60,6 +69,7 @@ class Block:
     lang: str
     code: str
     skipped: bool
+    run: bool = False  # a shell block marked to be executed (convention 5)
 
 
 def code_blocks(path: Path) -> list[Block]:
@@ -82,7 +92,8 @@ def code_blocks(path: Path) -> list[Block]:
             i += 1
         i += 1  # the closing fence
         prev = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
-        blocks.append(Block(path, start + 1, m.group("info").lower(), "\n".join(body) + "\n", prev == SKIP_MARK))
+        blocks.append(Block(path, start + 1, m.group("info").lower(), "\n".join(body) + "\n", prev == SKIP_MARK,
+                            prev == RUN_MARK))
     return blocks
 
 
@@ -104,23 +115,39 @@ def test_parser_finds_blocks_and_skip_marks(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ environment
-@pytest.fixture(scope="module")
-def docs_emulator() -> Iterator[BoxEmulator]:
-    with BoxEmulator() as emu:
-        yield emu
+def parse_exports(text: str) -> dict[str, str]:
+    """The ``export NAME=value`` lines of ``boxfs emulator --env``, as the shell's ``eval`` would set them."""
+    env = {}
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["export"]:
+            for word in words[1:]:
+                name, _, value = word.partition("=")
+                env[name] = value
+    return env
+
+
+def emulator_command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``boxfs emulator ARGS`` as a shell user would; its stdout (the lines to eval)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    done = subprocess.run([sys.executable, "-m", "boxfs", "emulator", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**base, **(env or {})})
+    assert done.returncode == 0, f"boxfs emulator {' '.join(args)}: {done.stderr}"
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
-def docs_setup(docs_emulator: BoxEmulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The app and users of convention 3 (created once per module)."""
-    emu = docs_emulator
-    config = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
-                                enterprise_access=True)
-    emu.create_user("alice@example.com", name="Alice")
-    emu.create_user("bob@example.com", name="Bob")
+def docs_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Convention 3's emulator, started the documented way: ``eval "$(boxfs emulator --env)"``."""
     home = tmp_path_factory.mktemp("docs-config")
-    (home / "config.json").write_text(config)
-    return {"config": config, "config_path": str(home / "config.json"), "url": emu.url}
+    exports = parse_exports(emulator_command("--env", "--port", "0", cwd=home))
+    assert set(exports) == {"BOXFS_BASE_URL", "BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_EMULATOR_PID"}
+    assert exports["BOXFS_JWT_CONFIG"] == str(home / "config.json")
+    try:
+        yield {**exports, "config": (home / "config.json").read_text()}
+    finally:
+        unset = emulator_command("--stop", cwd=home, env={"BOXFS_EMULATOR_PID": exports["BOXFS_EMULATOR_PID"]})
+        assert unset.startswith("unset BOXFS_")
 
 
 def seed_reports(config: str, emu_url: str) -> None:
@@ -129,29 +156,24 @@ def seed_reports(config: str, emu_url: str) -> None:
 
     fs = BoxFileSystem(config, as_user="alice@example.com", base_urls={"base_url": emu_url},
                        skip_instance_cache=True)
-    csv = "region,revenue\nnorth,120.5\nsouth,98.0\neast,143.25\nwest,77.0\n"
-    fs.pipe({"reports/q3.csv": csv.encode(), "reports/notes.txt": b"Q3 numbers are preliminary.\n"})
-    try:
-        import pandas as pd
-
-        buf = io.BytesIO()
-        pd.read_csv(io.StringIO(csv)).to_parquet(buf, index=False)
-        fs.pipe("reports/q3.parquet", buf.getvalue())
-    except ImportError:  # the data extra is not installed: parquet examples will say so
-        pass
+    fs.pipe({"reports/q3.csv": samples.Q3_CSV.encode(), "reports/notes.txt": samples.NOTES.encode()})
+    parquet = samples.q3_parquet()  # None without pyarrow: parquet examples will say so
+    if parquet is not None:
+        fs.pipe("reports/q3.parquet", parquet)
 
 
 @pytest.fixture
 def docs_env(docs_setup: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("BOXFS_TOKEN", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET", "BOXFS_ENTERPRISE_ID"):
+    # the documented defaults, the change watcher included (conftest turns it off for the other tests)
+    for name in ("BOXFS_TOKEN", "BOXFS_CLIENT_ID", "BOXFS_CLIENT_SECRET", "BOXFS_ENTERPRISE_ID",
+                 "BOXFS_WATCH_EVENTS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOXFS_JWT_CONFIG", docs_setup["config_path"])
-    monkeypatch.setenv("BOXFS_AS_USER", "alice@example.com")
-    monkeypatch.setenv("BOXFS_BASE_URL", docs_setup["url"])
+    for name in ("BOXFS_JWT_CONFIG", "BOXFS_AS_USER", "BOXFS_BASE_URL", "BOXFS_EMULATOR_PID"):
+        monkeypatch.setenv(name, docs_setup[name])
     for name in ("config.json", "app.json"):
         (tmp_path / name).write_text(docs_setup["config"])
     monkeypatch.chdir(tmp_path)
-    seed_reports(docs_setup["config"], docs_setup["url"])
+    seed_reports(docs_setup["config"], docs_setup["BOXFS_BASE_URL"])
     from boxfs import BoxFileSystem
 
     BoxFileSystem.clear_instance_cache()
@@ -183,6 +205,27 @@ def test_python_blocks_run(doc: Path, docs_env: Path) -> None:
                         f"(mark it with {SKIP_MARK} if it cannot run against the emulator)", pytrace=True)
 
 
+RUN_BLOCKS = [b for doc in DOC_FILES for b in code_blocks(doc) if b.run and b.lang in SHELL_LANGS]
+
+
+def test_readme_has_a_shell_block_that_runs() -> None:
+    assert any(b.path.name == "README.md" for b in RUN_BLOCKS)
+
+
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=lambda b: f"{b.path.relative_to(ROOT)}:{b.line}")
+def test_marked_shell_blocks_run(block: Block, tmp_path: Path) -> None:
+    """A ``<!-- run -->`` shell block runs verbatim, as a reader would paste it (convention 5)."""
+    (tmp_path / ".venv").symlink_to(sys.prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # if the block fails halfway, its background emulator must not outlive the test
+    guard = 'trap \'[ -n "${BOXFS_EMULATOR_PID:-}" ] && kill "$BOXFS_EMULATOR_PID"\' EXIT\n'
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", guard + block.code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (f"the shell block at {block.path.relative_to(ROOT)}:{block.line} exited "
+                                  f"{done.returncode}\nstdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-3000:]}")
+
+
 _LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
 
 
@@ -206,7 +249,7 @@ def _boxfs_invocations(doc: Path) -> list[tuple[int, list[str]]]:
 
     found = []
     for block in code_blocks(doc):
-        if block.lang not in ("sh", "bash", "shell", "console"):
+        if block.lang not in SHELL_LANGS:
             continue
         text = block.code.replace("\\\n", " ")
         for offset, line in enumerate(text.splitlines()):
@@ -267,3 +310,45 @@ def test_boxfs_commands_in_docs_parse(doc: Path) -> None:
         if problem:
             wrong.append(f"line {line}: boxfs {' '.join(args)}: {problem}")
     assert not wrong, f"{doc.name} shows command lines the CLI refuses:\n" + "\n".join(wrong)
+
+
+# ------------------------------------------------------------------------------------------ the benchmark plot
+def _plot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_benchmarks.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_performance_picture_is_drawn_from_the_doc_table(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "p.png"
+    done = _plot("--from-doc", str(ROOT / "docs" / "performance.md"), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    # the rows of the results table (header "| Workload | Tool | ..."), not of the doc's other tables
+    table = (ROOT / "docs" / "performance.md").read_text().split("| Workload | Tool |", 1)[1].split("\n\n", 1)[0]
+    rows = sum(1 for line in table.splitlines() if re.match(r"^\| [^|]+ \| (boxfs|sdk|ibm-boxfs|rclone) \|", line))
+    assert f"{rows} results plotted" in done.stderr and rows >= 40
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "images/performance.png" in (ROOT / "docs" / "performance.md").read_text()
+    assert (ROOT / "docs" / "images" / "performance.png").is_file()
+
+
+def test_performance_picture_is_drawn_from_a_benchmarks_json(tmp_path: Path) -> None:
+    """The JSON that ``python -m benchmarks`` writes (its own Row type), failures included."""
+    pytest.importorskip("matplotlib")
+    import json
+    from dataclasses import asdict
+
+    from benchmarks.run import Row
+
+    rows = [Row("ls-wide", "ls of a folder", "boxfs", "ok", 1.0, "", 12, 1, 70.0),
+            Row("ls-wide", "ls of a folder", "sdk", "failed", None, "", 3, 1, 50.0, "boom")]
+    results = tmp_path / "results-tiny-1.json"
+    results.write_text(json.dumps({"header": "x", "scale": "tiny", "rows": [asdict(r) for r in rows]}))
+    out = tmp_path / "p.png"
+    done = _plot("--json", str(results), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 results plotted" in done.stderr and out.read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    refused = _plot("--json", str(bad), "--out", str(out))
+    assert refused.returncode != 0 and "not a benchmarks results file" in refused.stderr

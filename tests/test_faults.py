@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -597,22 +599,28 @@ def test_429_waits_what_retry_after_says(emulator: BoxEmulator, fs: Any) -> None
     assert sent[1].started - sent[0].finished >= 0.95
 
 
-def test_5xx_backoff_grows_and_attempts_are_limited(emulator: BoxEmulator, make_fs: Any, fs_user: Any) -> None:
+def test_5xx_backoff_grows_and_attempts_are_limited(emulator: BoxEmulator, make_fs: Any, fs_user: Any,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     fs = make_fs(as_user=fs_user[0], retry={"max_attempts": 4, "backoff_base": 0.1, "backoff_max": 5})
     fs.ls("")
     start = len(emulator.request_log)
     emulator.inject_faults(rate=1.0, kinds=("502",), route=r"/folders/0/items$")
     try:
-        with pytest.raises(OSError) as info:
+        with caplog.at_level(logging.INFO, logger="boxfs"), pytest.raises(OSError) as info:
             fs.ls("", refresh=True)
     finally:
         emulator.clear_faults()
     sent = [r for r in _records_since(emulator, start) if r.route == "/folders/{folder_id}/items"]
     assert [r.status for r in sent] == [502] * 4, "exactly max_attempts attempts"
+    # full jitter between half and all of 0.1, 0.2, 0.4 s: the waits the policy chose (from its log) ...
+    planned = [float(m) for m in re.findall(r"waiting ([0-9.]+)s", caplog.text)]
+    assert len(planned) == 3, caplog.text
+    for wait, ceiling in zip(planned, (0.1, 0.2, 0.4), strict=True):
+        assert ceiling / 2 - 0.01 <= wait <= ceiling + 0.01, planned
+    # ... and were really waited between the attempts (a loaded machine only makes gaps longer)
     gaps = [b.started - a.finished for a, b in zip(sent, sent[1:], strict=False)]
-    # full jitter between half and all of 0.1, 0.2, 0.4 s
-    for gap, ceiling in zip(gaps, (0.1, 0.2, 0.4), strict=True):
-        assert ceiling / 2 - 0.01 <= gap <= ceiling + 0.1, gaps
+    for gap, wait in zip(gaps, planned, strict=True):
+        assert gap >= wait - 0.01, (gaps, planned)
     assert "HTTP 502" in str(info.value) and sent[-1].request_id in str(info.value)
 
 

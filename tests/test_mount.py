@@ -457,20 +457,6 @@ def test_two_users_see_only_their_own_files(
     assert sorted(i["name"] for i in make_fs(as_user=u1).ls("", detail=True)) == ["dir1", "one.txt"]
 
 
-def test_ls_shows_changes_made_elsewhere(
-    request: pytest.FixtureRequest, mounter: Callable[..., Mounted]
-) -> None:
-    """The mount's cache does not hide files another client adds: ``ls`` re-lists after listing_ttl."""
-    make_fs, new_user = _box_fixtures(request)
-    user, _ = new_user("mntx")
-    m = mounter(make_fs(as_user=user), "", name="x", listing_ttl=0.2)
-    assert os.listdir(m.path) == []
-    make_fs(as_user=user).pipe_file("elsewhere.txt", b"from another client")
-    time.sleep(0.3)
-    assert os.listdir(m.path) == ["elsewhere.txt"]
-    assert (m.path / "elsewhere.txt").read_bytes() == b"from another client"
-
-
 def test_names_box_refuses_fail_at_once(
     request: pytest.FixtureRequest, mounter: Callable[..., Mounted]
 ) -> None:

@@ -160,23 +160,6 @@ def test_two_users_upload_list_download_rename_delete(env, caplog):
     assert PASSWORDS["alice"] not in caplog.text
 
 
-def test_changes_made_outside_the_server_are_listed(env):
-    backend, plain, _tls = env
-    ftp = connect(plain, "bob")
-    try:
-        assert "from-box-web.txt" not in ftp.nlst()  # the server's filesystem has listed the root
-        outside = backend.inspect(backend.box_users["bob"])  # another client of Box, same user
-        outside.pipe_file("from-box-web.txt", b"made elsewhere")
-        assert "from-box-web.txt" in ftp.nlst()
-        assert download(ftp, "from-box-web.txt") == b"made elsewhere"
-        outside.pipe_file("from-box-web.txt", b"a new, longer version made elsewhere")
-        assert download(ftp, "from-box-web.txt") == b"a new, longer version made elsewhere"
-        outside.rm_file("from-box-web.txt")
-        assert "from-box-web.txt" not in ftp.nlst()
-    finally:
-        ftp.quit()
-
-
 def test_names_with_glob_characters_are_literal(env):
     backend, plain, _tls = env
     ftp = connect(plain, "bob")

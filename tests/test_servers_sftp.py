@@ -162,24 +162,6 @@ def test_two_users_operations_and_isolation(env, caplog):
     assert PASSWORDS["alice"] not in caplog.text
 
 
-def test_changes_made_outside_the_server_are_listed(env):
-    backend, server, _key = env
-
-    async def scenario():
-        async with connect(server, "bob") as conn, conn.start_sftp_client() as sftp:
-            assert "outside.txt" not in await sftp.listdir(".")
-            outside = backend.inspect(backend.box_users["bob"])  # another Box client, same user
-            await asyncio.to_thread(outside.pipe_file, "outside.txt", b"made elsewhere")
-            assert "outside.txt" in await sftp.listdir(".")
-            assert await read_file(sftp, "outside.txt") == b"made elsewhere"
-            await asyncio.to_thread(outside.pipe_file, "outside.txt", b"a new, longer version")
-            assert await read_file(sftp, "outside.txt") == b"a new, longer version"
-            await asyncio.to_thread(outside.rm_file, "outside.txt")
-            assert "outside.txt" not in await sftp.listdir(".")
-
-    run(scenario())
-
-
 def test_names_with_glob_characters_are_literal(env):
     backend, server, _key = env
 

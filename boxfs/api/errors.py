@@ -79,6 +79,9 @@ def error_from_response(resp: requests.Response, path: str | None = None, action
     where = f"{path}: " if path else ""
     doing = f"{action} failed: " if action else ""
     text = f"{where}{doing}{message} (Box HTTP {status}, code {code}, request id {rid})"
+    if status == 403 and code == "insufficient_scope":  # the token's own limits, whoever it acts as
+        text += ("; the access token does not hold the scope this needs (a token downscoped with scopes= or an "
+                 "App Token allows only what it was given; else see the app's scopes)")
     if status == 403 and as_user:
         text += (f"; the request acted as user {as_user} through the As-User header, which needs an app "
                  "with the 'make API calls using the as-user header' feature and enterprise access")

@@ -35,6 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from boxfs.api.errors import BoxAPIError, conflicts_of, error_from_response, request_id_of
+from boxfs.api.reach import unreachable
 from boxfs.auth import TokenProvider
 from boxfs.config import BoxEndpoints
 from boxfs.retry import CONNECTION_ERRORS, RetryableResponse, RetryPolicy, retrying
@@ -140,6 +141,13 @@ class BoxTransport:
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "boxfs"
         self.download_urls = DownloadURLs()
+
+    def _unreachable(self, url: str, exc: BaseException, describe: str) -> str:
+        """The words for a connection failure that outlasted every attempt (host, cause, what to check)."""
+        roots = (self.endpoints.base_url, self.endpoints.upload_url, self.endpoints.oauth2_url)
+        return unreachable(url, exc, attempts=self.policy.max_attempts, what=describe,
+                           configured=url.startswith(roots), connect_timeout=self.policy.connect_timeout,
+                           read_timeout=self.policy.read_timeout)
 
     # ---------------------------------------------------------------------------------------- URLs
     def api(self, route: str) -> str:
@@ -297,8 +305,7 @@ class BoxTransport:
             raise error_from_response(exc.response, path, action, acting) from None
         except CONNECTION_ERRORS as exc:
             raise BoxAPIError(
-                f"{path + ': ' if path else ''}{action or describe} failed after {self.policy.max_attempts} "
-                f"attempts: {type(exc).__name__}"
+                f"{path + ': ' if path else ''}{action or describe} failed: {self._unreachable(url, exc, describe)}"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -480,8 +487,7 @@ class BoxTransport:
             raise error_from_response(exc.response, path, "download", acting) from None
         except CONNECTION_ERRORS as exc:
             raise BoxAPIError(
-                f"{path + ': ' if path else ''}download failed after {self.policy.max_attempts} attempts: "
-                f"{type(exc).__name__}"
+                f"{path + ': ' if path else ''}download failed: {self._unreachable(url, exc, describe)}"
             ) from None
         return written
 

@@ -12,6 +12,7 @@ the file token into an annotator token. Refusals are OAuth errors (``error``, ``
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -54,6 +55,14 @@ def parse_resource(url: str) -> tuple[str, str]:
     return ("file" if m.group(1) == "files" else "folder"), m.group(2)
 
 
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    """A NumericDate claim: a finite JSON number (a string, a boolean or NaN is a malformed token)."""
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _bad_actor(f"'{name}' must be a NumericDate (seconds since the epoch, a number)")
+    return float(value)
+
+
 def actor_claims(token: str, token_type: str | None, client_id: str) -> dict[str, Any]:
     """The claims of a valid actor token (an annotator), or the OAuth error saying what is wrong."""
     if token_type != ID_TOKEN_TYPE:
@@ -72,26 +81,23 @@ def actor_claims(token: str, token_type: str | None, client_id: str) -> dict[str
         raise _bad_actor("'iss' must be the API key (client id) of the app the subject token belongs to")
     if claims["box_sub_type"] != "external":
         raise _bad_actor("'box_sub_type' must be 'external'")
-    sub = str(claims["sub"])
-    if not sub or len(sub) > MAX_EXTERNAL_ID:
-        raise _bad_actor(f"'sub' (the external user id) must be 1 to {MAX_EXTERNAL_ID} characters")
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_EXTERNAL_ID:
+        raise _bad_actor(f"'sub' (the external user id) must be a string of 1 to {MAX_EXTERNAL_ID} characters")
     if not isinstance(claims["name"], str) or not claims["name"].strip():
         raise _bad_actor("'name' (the annotator's display name) must be a non-empty string")
     if claims["aud"] != BOX_TOKEN_AUDIENCE:
         raise _bad_actor(f"'aud' must be {BOX_TOKEN_AUDIENCE}")
-    if not 16 <= len(str(claims["jti"])) <= 128:
-        raise _bad_actor("'jti' must be 16 to 128 characters long")
+    if not isinstance(claims["jti"], str) or not 16 <= len(claims["jti"]) <= 128:
+        raise _bad_actor("'jti' must be a string 16 to 128 characters long")
     now = time.time()
-    try:
-        exp = float(claims["exp"])
-    except (TypeError, ValueError):
-        raise _bad_actor("'exp' must be a NumericDate") from None
+    exp = _numeric_date(claims, "exp")
     if exp <= now:
         raise _bad_actor("it has expired ('exp')")
     if exp - now > 60:
         raise _bad_actor("'exp' must be at most 60 seconds in the future")
     for claim in ("iat", "nbf"):
-        if claim in claims and float(claims[claim]) > now + 5:
+        if claim in claims and _numeric_date(claims, claim) > now + 5:
             raise _bad_actor(f"'{claim}' is in the future")
     return claims
 

@@ -43,6 +43,7 @@ from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import PendingLimitError, oserror
 from boxfs.frontend.ranges import RangeSet
 from boxfs.names import name_key
+from boxfs.spool import SpoolFolder, create_spool_file
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,17 @@ class Spool:
         self.files = files
         self.path = path  # the filesystem path it uploads to (moved by OpenFiles.renamed)
         # named, so that ``fs.put_file`` can stream it from disk; private (0600), deleted when closed
-        self.file = tempfile.NamedTemporaryFile(dir=files.spool_dir, prefix="boxfs-spool-")
+        self._folder: SpoolFolder | None = None
+        self._entry = ""
+        self.file: Any
+        if files.spool_dir is None and isinstance(files.fs, BoxFileSystem):
+            # in the acting user's private spool folder, locked while open: what a killed process
+            # leaves there is removed by clean_spool and the periodic cleaners (boxfs.spool)
+            self._folder, self._entry, self.file = create_spool_file(files.fs)
+            self.name = self._folder.show(self._entry)
+        else:  # a folder the caller chose (or another filesystem's): the caller's to clean
+            self.file = tempfile.NamedTemporaryFile(dir=files.spool_dir, prefix="boxfs-spool-")
+            self.name = self.file.name
         self.fd = self.file.fileno()
         self.lock = threading.RLock()
         self.refs = 0
@@ -217,7 +228,7 @@ class Spool:
                 if not self.files.holes_allowed and self.holes():
                     raise oserror(errno.EIO, self.path, "the file has byte ranges that were never written")
                 # put_file streams from disk (Box: one upload, chunked above its threshold)
-                self.files.fs.put_file(self.file.name, self.path, **kwargs)
+                self.files.fs.put_file(self.name, self.path, **kwargs)
             except BaseException as exc:
                 self.error = exc
                 self.failures += 1
@@ -237,8 +248,13 @@ class Spool:
             return True
 
     def close(self) -> None:
+        """Delete the spool file (its entry first, while the lock still says it is in use)."""
+        if self._folder is not None:
+            self._folder.unlink(self._entry)
         with contextlib.suppress(OSError):
             self.file.close()
+        if self._folder is not None:
+            self._folder.close()
 
 
 class WriteHandle:
@@ -357,10 +373,11 @@ class WriteHandle:
 class OpenFiles:
     """The spools of the paths open for writing on one filesystem (paths are filesystem paths).
 
-    ``spool_dir``: where spool files live (default: the temp dir). ``max_pending``: cap on bytes held
+    ``spool_dir``: where spool files live (default: the acting user's private spool folder on a
+    BoxFileSystem, see :mod:`boxfs.spool`; the temp dir for other filesystems). ``max_pending``: cap on bytes held
     past a hole per file (None: no cap, the spool is on disk). ``holes_allowed``: whether a file with a
     never-written range may be uploaded (zeros) or fails. ``on_upload(path)``: called after every upload
-    attempt (a frontend drops caches there). ``case_insensitive`` (default: on a BoxFileSystem): two
+    attempt (the mount forgets its quota there). ``case_insensitive`` (default: on a BoxFileSystem): two
     spellings of a name are one file, so ``A.txt`` and ``a.txt`` share one spool, as on Box.
     """
 

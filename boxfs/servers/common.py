@@ -56,7 +56,9 @@ def box_filesystem_factory(
             config = fh.read()
 
     def factory(box_user: str) -> Any:
-        kwargs: dict[str, Any] = {"jwt_config": config, "as_user": box_user, "skip_instance_cache": True}
+        # id_paths off: a name a client gives is a name (``RETR id:5`` must not read item 5 elsewhere)
+        kwargs: dict[str, Any] = {"jwt_config": config, "as_user": box_user, "skip_instance_cache": True,
+                                  "id_paths": False}
         if base_urls:
             kwargs["base_urls"] = dict(base_urls)
         kwargs.update(fs_kwargs)
@@ -163,11 +165,11 @@ class SessionResources:
             self.open_files = max(0, self.open_files - 1)
 
     def open_files_for(self, fs: Any) -> OpenFiles:
-        """The layer's write spools for one session: on the filesystem's spool disk, out-of-order bytes
-        capped per file, and a file with a never-written range refused rather than stored with zeros."""
+        """The layer's write spools for one session: in the acting user's private spool folder (on the
+        filesystem's spool disk, cleaned of what a killed server left), out-of-order bytes capped per
+        file, and a file with a never-written range refused rather than stored with zeros."""
         return OpenFiles(
             fs,
-            spool_dir=getattr(fs, "spool_dir", None),
             max_pending=self.limits.max_pending_bytes,
             holes_allowed=False,
         )
@@ -257,9 +259,9 @@ class DownloadFile:
         self.name = name
         self.path = path
         self._resources = resources or SessionResources()
-        # The file may have a new version uploaded outside this server since it was last listed:
-        # a cached (older) size would truncate the download. One folder listing buys certainty.
-        fs.invalidate_cache(path)
+        # No invalidate_cache(): the handle reads exactly the version its details name (size and
+        # bytes of one version, docs/coherence.md), and forgetting a listing fetched while an upload
+        # was landing could make a file this process just wrote read as missing (issue 17).
         self._resources.open_file()
         try:
             self._fh = fs.open(path, "rb")

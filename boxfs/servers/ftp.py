@@ -50,9 +50,6 @@ __all__ = ["BoxAuthorizer", "BoxFTPFS", "FTPServerHandle", "make_ftp_server", "r
 # What pyftpdlib calls a "real" path for a request that tried to climb out of the home.
 _OUTSIDE = "\x00outside-home"
 
-# How long the entries of the last listing answer stat() (LIST/MLSD format them right after).
-_LISTING_TTL = 10.0
-
 READ_PERMS = "elr"
 WRITE_PERMS = "elradfmwMT"
 
@@ -182,10 +179,6 @@ class BoxFTPFS(AbstractedFS):
         self.ns = Namespace(self.fs)  # literal names: never a pattern
         self.resources = SessionResources()
         self.files = self.resources.open_files_for(self.fs)  # upload spools (the layer's)
-        # Listing cache: LIST/MLSD stat every entry right after listing the folder; serving those
-        # stats from the listing avoids one Box request per entry. Cleared by every change.
-        self._listed: dict[str, dict[str, Any]] = {}
-        self._listed_at = 0.0
 
     def __repr__(self) -> str:
         return f"BoxFTPFS(login={self.user.login!r}, cwd={self.cwd!r})"
@@ -215,13 +208,8 @@ class BoxFTPFS(AbstractedFS):
         return backend_path(self.home, path)
 
     def _info(self, path: str) -> dict[str, Any]:
-        cached = self._listed.get(path)
-        if cached is not None and time.monotonic() - self._listed_at < _LISTING_TTL:
-            return cached
+        # LIST/MLSD stat every entry right after listing: the filesystem's cache answers, no request
         return self.ns.info(self._backend(path))
-
-    def _changed(self) -> None:
-        self._listed.clear()
 
     def _check_new_name(self, path: str) -> None:
         """Refuse a name Box would refuse before any request (553), saying which rule it breaks."""
@@ -233,7 +221,6 @@ class BoxFTPFS(AbstractedFS):
     # --- file objects
 
     def open(self, filename: str, mode: str) -> Any:
-        self._changed()
         try:
             if mode == "rb":
                 return DownloadFile(self.fs, self._backend(filename), filename, self.resources)
@@ -260,7 +247,6 @@ class BoxFTPFS(AbstractedFS):
         self.cwd = path
 
     def mkdir(self, path: str) -> None:
-        self._changed()
         self._check_new_name(path)
         try:
             if self.ns.exists(self._backend(path)):
@@ -271,34 +257,29 @@ class BoxFTPFS(AbstractedFS):
 
     def listdir(self, path: str) -> list[str]:
         try:
-            # refresh: a client listing a folder expects to see changes made outside this server
-            # (Box web app, sync clients, other Box users) and not the filesystem's cached listing.
-            entries = self.ns.list(self._backend(path), refresh=True)
+            # no refresh: the filesystem's cache is kept true by Box's event stream (or expires
+            # quickly without it), so changes made elsewhere show up (docs/coherence.md)
+            entries = self.ns.list(self._backend(path))
         except Exception as exc:
             raise ftp_error(exc, path) from None
-        self._listed = {}
-        self._listed_at = time.monotonic()
         names = []
         for entry in entries:
             name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
             if not name:
                 continue
             names.append(name)
-            self._listed[path.rstrip("/") + "/" + name] = entry
         return sorted(names)
 
     def listdirinfo(self, path: str) -> list[str]:
         return self.listdir(path)
 
     def rmdir(self, path: str) -> None:
-        self._changed()
         try:
             self.ns.remove_folder(self._backend(path))
         except Exception as exc:
             raise ftp_error(exc, path) from None
 
     def remove(self, path: str) -> None:
-        self._changed()
         try:
             self.ns.remove_file(self._backend(path))
         except Exception as exc:
@@ -308,7 +289,6 @@ class BoxFTPFS(AbstractedFS):
     def rename(self, src: str, dst: str) -> None:
         """RNFR/RNTO: another case of the same name is a rename; an existing other target is refused
         (550 File exists) rather than replaced, as most FTP servers' clients expect."""
-        self._changed()
         self._check_new_name(dst)
         try:
             self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
@@ -330,7 +310,6 @@ class BoxFTPFS(AbstractedFS):
     lstat = stat
 
     def utime(self, path: str, timeval: float) -> None:
-        self._changed()
         try:
             set_mtime(self.fs, self._backend(path), timeval)
         except Exception as exc:
@@ -502,7 +481,7 @@ def _tls_handler_classes() -> tuple[type, type]:
     try:
         from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
     except ImportError as exc:  # pragma: no cover - pyOpenSSL is in the servers extra
-        raise RuntimeError("FTPS needs pyOpenSSL: pip install 'boxfs[servers]'") from exc
+        raise RuntimeError("FTPS needs pyOpenSSL: pip install 'box-fsspec[servers]'") from exc
 
     class BoxTLSDTPHandler(_UploadResultMixin, TLS_DTPHandler):
         """TLS data channel with upload-failure reporting."""

@@ -466,8 +466,8 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         info = await self._info(virtual)
         if not info_is_dir(info):
             raise SFTPNotADirectory(f"Not a directory: {virtual}")
-        # refresh: show changes made outside this server, not the filesystem's cached listing
-        entries = await self._call(virtual, ns.list, self._backend(virtual), refresh=True)
+        # the filesystem's cache is kept true by Box's event stream (docs/coherence.md): no refresh
+        entries = await self._call(virtual, ns.list, self._backend(virtual))
         here = info_to_stat(info, self.user.read_only)
         yield SFTPName(b".", attrs=SFTPAttrs.from_local(here))
         yield SFTPName(b"..", attrs=SFTPAttrs.from_local(here))

@@ -1,4 +1,4 @@
-"""``python -m boxfs.emulator``: runs in the foreground, prints its URLs and writes a JWT config that
+"""``python -m boxfs.emulator --json``: runs in the foreground, prints its URLs and writes a JWT config that
 box_sdk_gen can use as it is; state and config survive a restart on the same data directory."""
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def cli_emulator(data_dir: Path) -> Iterator[dict[str, Any]]:
             str(data_dir),
             "--ready-file",
             str(ready),
+            "--json",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
