@@ -37,7 +37,8 @@ from boxfs import preview
 from boxfs.api.errors import BoxAuthError, exists, is_a_directory, not_a_directory, not_found
 from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
 from boxfs.api.transport import BoxTransport
-from boxfs.auth import cached_user_id, get_provider, remember_user_id
+from boxfs.auth.downscoped import DownscopedTokenProvider
+from boxfs.auth.registry import cached_user_id, get_provider, remember_user_id
 from boxfs.config import (
     FSSPEC_OPTIONS,
     BoxConfigError,
@@ -54,6 +55,7 @@ from boxfs.dircache import BoxDirCache
 from boxfs.file import APPEND_REFUSAL, BoxFile
 from boxfs.names import BoxNameError, check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
+from boxfs.sign import signed_url
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
 from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
@@ -227,6 +229,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self.upload_workers = int(upload_workers)
         self.auto_mkdir = bool(auto_mkdir)
         self.provider = get_provider(creds, self.endpoints, self.policy)
+        self.credentials = self.provider.creds  # completed from the token file for oauth
         self.transport = BoxTransport(self.endpoints, self.provider, self.policy, max_connections=self.max_connections)
         # fsspec's standard listing-cache options: how long what we learned from Box is trusted
         expiry = kwargs.get("listings_expiry_time")
@@ -247,8 +250,6 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self.scopes = tuple(scopes.split() if isinstance(scopes, str) else scopes) if scopes else None
         self.resource = resource
         if self.scopes:  # token exchange, after as_user was resolved with the full token
-            from boxfs.oauth_login import DownscopedTokenProvider
-
             self.provider = self.transport.provider = DownscopedTokenProvider(self.provider, self.scopes, resource)
 
     # ------------------------------------------------------------------------------ identity, repr
@@ -1134,10 +1135,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         Up to 15 minutes it is Box's own download URL (what ``GET /files/{id}/content`` redirects to;
         Box keeps it valid about 15 minutes whatever is asked). For a longer ``expiration`` (seconds) the
         file gets an open shared link that Box removes after that time, and its direct download URL is
-        returned. See :func:`boxfs.oauth_login.signed_url`.
+        returned. See :func:`boxfs.sign.signed_url`.
         """
-        from boxfs.oauth_login import signed_url
-
         return signed_url(self, self._strip_protocol(path), int(expiration))
 
     def embed_url(self, path: str | None = None, *, file_id: str | int | None = None) -> str:

@@ -136,7 +136,7 @@ def test_login_refused_when_the_user_denies_or_the_file_is_missing(emu: BoxEmula
 
 
 def _login_in_process(emu: BoxEmulator, app: dict[str, str], token_file: Path, user: str) -> None:
-    from boxfs.oauth_login import login
+    from boxfs.auth.login import login
 
     result: dict[str, Any] = {}
 

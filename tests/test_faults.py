@@ -878,8 +878,8 @@ def oauth_fs(emulator: BoxEmulator, new_user: Any, tmp_path: Path) -> Any:
     import requests as http
 
     from boxfs import BoxFileSystem
+    from boxfs.auth.login import login
     from boxfs.config import resolve_endpoints
-    from boxfs.oauth_login import login
 
     _, email = new_user("oauth")
     redirect = f"http://127.0.0.1:{_free_port()}/callback"

@@ -30,7 +30,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from boxfs.api.errors import BoxAPIError, conflicts_of, error_from_response, request_id_of
-from boxfs.auth import TokenProvider
+from boxfs.api.tokens import TokenSource
 from boxfs.config import BoxEndpoints
 from boxfs.retry import CONNECTION_ERRORS, RetryableResponse, RetryPolicy, retrying
 
@@ -48,7 +48,7 @@ class BoxTransport:
     def __init__(
         self,
         endpoints: BoxEndpoints,
-        provider: TokenProvider,
+        provider: TokenSource,
         policy: RetryPolicy,
         *,
         max_connections: int = 16,
