@@ -34,7 +34,13 @@ from fsspec.spec import AbstractFileSystem, _Cached
 from fsspec.utils import stringify_path
 
 from boxfs import preview
-from boxfs.api.errors import BoxAuthError, exists, is_a_directory, not_a_directory, not_found
+from boxfs.api.errors import (
+    BoxAuthError,
+    exists_error,
+    is_a_directory_error,
+    not_a_directory_error,
+    not_found_error,
+)
 from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
 from boxfs.api.transport import BoxTransport
 from boxfs.auth.downscoped import DownscopedTokenProvider
@@ -409,15 +415,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if item_id is not None:
             return self._info_by_id(path, item_id, _kinds)
         if self.cache.known_missing(path):
-            raise not_found(path)
+            raise not_found_error(path)
         parent, name = _split(path)
         pinfo = self._info(parent, _FOLDER_ONLY)
         if pinfo["type"] != "directory":
-            raise not_found(path)
+            raise not_found_error(path)
         for child in self._listing(parent, pinfo):
             if same_name(_split(child["name"])[1], name):
                 return child
-        raise not_found(path)
+        raise not_found_error(path)
 
     def _info_for_read(self, path: str) -> dict[str, Any]:
         """``_info`` for operations that need the item (open for reading, cat, get).
@@ -454,7 +460,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             item = self._item(path, entry)
             self.cache.put(path, item)
             return item
-        raise not_found(path)
+        raise not_found_error(path)
 
     def _check_new_name(self, parent: str, name: str) -> None:
         """Box's name rules for an item about to be created at ``parent/name``; at the top level an
@@ -569,7 +575,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         path = self._strip_protocol(path)
         info = self._info_for_read(path)
         if info["type"] != "file":
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         size = info["size"]
         start = 0 if start is None else (max(0, size + start) if start < 0 else min(start, size))
         end = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
@@ -714,46 +720,46 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         info = self._try_info(path)
         if info is None:
             if not self.auto_mkdir:
-                raise not_found(path)
+                raise not_found_error(path)
             self.makedirs(path, exist_ok=True)
             info = self._info(path)
         if info["type"] != "directory":
-            raise not_a_directory(path)
+            raise not_a_directory_error(path)
         return info
 
     def _check_writable(self, path: str, exclusive: bool = False) -> None:
         """Local checks before a writer accepts data: name rules, not a folder, parent usable."""
         path = self._strip_protocol(path)
         if path == "":
-            raise is_a_directory("")
+            raise is_a_directory_error("")
         check_path_names(path)
         self._check_new_name(*_split(path))
         existing = self.cache.get(path)
         if existing is not None:
             if existing["type"] == "directory":
-                raise is_a_directory(path)
+                raise is_a_directory_error(path)
             if exclusive:
-                    raise exists(path)
+                    raise exists_error(path)
         if not self.auto_mkdir:
             parent = self._info(_split(path)[0])
             if parent["type"] != "directory":
-                raise not_a_directory(parent["name"])
+                raise not_a_directory_error(parent["name"])
 
     def _upload(self, path: str, fileobj: BinaryIO, size: int, sha1: str, *, modified: datetime | None = None,
                 exclusive: bool = False, progress: Any = None) -> dict[str, Any]:
         """Upload content to ``path`` (new file or new version) and record the result in the cache."""
         path = self._strip_protocol(path)
         if path == "":
-            raise is_a_directory("")
+            raise is_a_directory_error("")
         check_path_names(path)
         parent, name = _split(path)
         self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
         existing = self.cache.get(path)
         if existing is not None and existing["type"] == "directory":
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         if existing is not None and exclusive:
-            raise exists(path)
+            raise exists_error(path)
         kwargs = dict(parent_id=pinfo["id"], name=name, fileobj=fileobj, size=size, sha1=sha1,
                       file_id=existing["id"] if existing else None, etag=existing.get("etag") if existing else None,
                       modified=modified, overwrite=not exclusive, progress=progress)
@@ -829,7 +835,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         path = self._strip_protocol(path)
         info = self._info(path)
         if info["type"] != "file":
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         with tempfile.TemporaryFile() as tmp:
             url = self.transport.api(f"/files/{info['id']}/content")
             self.transport.download_to(url, tmp, path=path)
@@ -863,13 +869,13 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             check_path_names(path)  # a name Box would refuse is refused before any request
             self._check_new_name(*_split(path))
         if path == "" or self._try_info(path) is not None:
-            raise exists(path)
+            raise exists_error(path)
         parent, name = _split(path)
         if create_parents:
             self.makedirs(parent, exist_ok=True)
         pinfo = self._info(parent)
         if pinfo["type"] != "directory":
-            raise not_a_directory(parent)
+            raise not_a_directory_error(parent)
         self._create_folder(pinfo["name"], pinfo["id"], name)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
@@ -877,16 +883,16 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if path == "":
             if exist_ok:
                 return
-            raise exists("")
+            raise exists_error("")
         check_path_names(path)
         parts = path.split("/")
         current, start = self._root_item(), 0
         if self._id_anchor(parts[0]) is not None:  # a folder by id: it exists, or nothing is created
             current, start = self._info(parts[0], _FOLDER_FIRST), 1
             if current["type"] != "directory":
-                raise not_a_directory(parts[0])
+                raise not_a_directory_error(parts[0])
             if len(parts) == 1 and not exist_ok:
-                raise exists(path)
+                raise exists_error(path)
         for i, part in enumerate(parts[start:], start):
             sub = "/".join(parts[: i + 1])
             info = self._try_info(sub)
@@ -900,9 +906,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                     if info["type"] != "directory" or (i == len(parts) - 1 and not exist_ok):
                         raise
             elif info["type"] != "directory":
-                raise not_a_directory(sub)
+                raise not_a_directory_error(sub)
             elif i == len(parts) - 1 and not exist_ok:
-                    raise exists(path)
+                    raise exists_error(path)
             current = info
 
     def rmdir(self, path: str) -> None:
@@ -912,7 +918,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             raise PermissionError(f"refusing to delete the root folder (id {self.root_folder_id})")
         info = self._info(path)
         if info["type"] != "directory":
-            raise not_a_directory(path)
+            raise not_a_directory_error(path)
         try:
             self.transport.request("DELETE", self.transport.api(f"/folders/{info['id']}"),
                                    params={"recursive": "false"}, path=path, action="delete folder")
@@ -936,7 +942,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         path = self._strip_protocol(path)
         info = self._info(path)
         if info["type"] == "directory":
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         self._delete(path, info)
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
@@ -956,12 +962,12 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                 if info is None:
                     continue
                 if info["type"] == "directory" and not recursive:
-                    raise is_a_directory(p)
+                    raise is_a_directory_error(p)
                 self._delete(p, info)
             return
         info = self._info(path)
         if info["type"] == "directory" and not recursive:
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         self._delete(path, info)
 
     # ------------------------------------------------------------------------- server-side ops
@@ -1006,9 +1012,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             dinfo = self._try_info(dst)
         if dinfo is not None and dinfo["id"] != sinfo["id"]:
             if dinfo["type"] == "directory":
-                    raise exists(dst)
+                    raise exists_error(dst)
             if sinfo["type"] == "directory":
-                raise not_a_directory(dst)
+                raise not_a_directory_error(dst)
             # fsspec semantics: a file target is replaced
             self._replace_file(dst, dinfo, lambda beside: self._move(src, beside),
                                undo=lambda beside: self._move(beside, src))
@@ -1103,7 +1109,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             if dinfo["id"] == sinfo["id"]:
                 return
             if dinfo["type"] == "directory":
-                raise is_a_directory(dst)
+                raise is_a_directory_error(dst)
             self._replace_file(dst, dinfo, lambda beside: self._copy_file(src, sinfo, beside),
                                undo=lambda beside: self._delete(beside, self._info(beside)))
             return

@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from boxfs.api.errors import BoxAPIError, is_a_directory
+from boxfs.api.errors import BoxAPIError, is_a_directory_error
 from boxfs.auth.endpoint import ACCESS_TOKEN_TYPE, EXCHANGE_GRANT, token_request
 from boxfs.config import BoxConfigError
 
@@ -45,7 +45,7 @@ def resolve_file(fs: Any, path: str | None, file_id: str | int | None) -> tuple[
     stripped = fs._strip_protocol(path)
     info = fs.info(stripped)
     if info["type"] != "file":
-        raise is_a_directory(stripped)
+        raise is_a_directory_error(stripped)
     return str(info["id"]), stripped
 
 

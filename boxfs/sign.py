@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from boxfs.api.errors import BoxAPIError, is_a_directory
+from boxfs.api.errors import BoxAPIError, is_a_directory_error
 
 #: How long Box keeps a download URL valid (its documentation says about 15 minutes).
 DOWNLOAD_URL_LIFETIME = 15 * 60
@@ -24,7 +24,7 @@ def signed_url(fs: Any, path: str, expiration: int) -> str:
         raise ValueError("expiration must be a positive number of seconds")
     info = fs.info(path)
     if info["type"] != "file":
-        raise is_a_directory(path)
+        raise is_a_directory_error(path)
     if expiration <= DOWNLOAD_URL_LIFETIME:
         resp = fs.transport.request("GET", fs.transport.api(f"/files/{info['id']}/content"),
                                     allow_redirects=False, stream=True, path=path, action="sign")
