@@ -5,23 +5,31 @@ global options (``--config``, ``--as-user``, ``--base-url``) or the library's en
 the command line and ``fsspec.filesystem("box")`` always agree on what a configuration means.
 
 Path rule. Box paths are written ``box://reports/q3.csv`` or plainly ``reports/q3.csv`` (relative to the
-acting user's "All Files"; ``box://`` alone or ``/`` is that root). ``cp`` is the one command that also
-takes local paths, so there the prefix decides: an argument starting with ``box://`` is on Box, anything
+acting user's "All Files"; ``box://`` alone or ``/`` is that root). ``cp``, ``sync`` and ``check`` also
+take local paths, so there the prefix decides: an argument starting with ``box://`` is on Box, anything
 else (``./x``, ``/tmp/x``, ``x``) is local.
 
+Name rule (:func:`box_targets`, the same for ``ls``, ``cat``, ``cp``, ``rm``, ``find``, ``mv``): a name is a
+pattern only when it has ``* ? [`` and no item of exactly that name exists; ``--literal`` never expands;
+patterns match case-insensitively, as Box compares names. Transfers (``cp``, ``sync``) run on the engine
+of :mod:`boxfs.sync`, which never re-uploads content Box already holds.
+
 Exit codes: 0 success, 1 the operation failed (Box or the local disk said no), 2 usage or configuration
-error (nothing was attempted). Errors are one line on stderr; ``--debug`` adds the traceback and DEBUG
+error or a name refused before any request (nothing was attempted; from the frontend layer's errno
+table, :func:`boxfs.frontend.errors.exit_status_of`). Errors are one line on stderr; ``--debug`` adds the traceback and DEBUG
 logging of every HTTP request (never a secret: the library does not log them).
 """
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import json
 import logging
 import os
 import posixpath
+import re
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +37,25 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 import click
+
+from boxfs.frontend.errors import exit_status_of
+from boxfs.names import check_path_names, name_key
+from boxfs.sync import (
+    Action,
+    BoxSide,
+    Entry,
+    FileFilter,
+    LocalSide,
+    SyncReport,
+    check,
+    describe,
+    endpoint,
+    execute,
+    has_magic,
+    pattern_regex,
+    same_content,
+    sync,
+)
 
 logger = logging.getLogger("boxfs.cli")
 
@@ -120,33 +147,104 @@ def _time(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "-" * 16
 
 
-# ------------------------------------------------------------------------------------------ progress
-class _BytesBar:
-    """One tqdm bar in bytes shared by all files of a copy; quacks like the fsspec callback that
-    ``put_file``/``get_file`` call (``set_size`` per file is ignored: the total is known up front)."""
+def box_targets(fs: Any, arg: str, literal: bool = False) -> tuple[list[str], bool]:
+    """The one wildcard rule of ls, cat, cp, rm, find and mv: the Box paths an argument names, and whether
+    it was expanded as a pattern.
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    A name is a pattern only when it has ``* ? [`` and no item of exactly that name exists (so
+    ``box://cli/a [1].txt`` is that file, never ``a 1.txt``); ``--literal`` never expands. Patterns match
+    case-insensitively, as Box compares names; ``**`` crosses folders. A pattern matching nothing is
+    FileNotFoundError.
+    """
+    path = box_path(arg)
+    if literal or not has_magic(path) or fs.exists(path):
+        return [path], False
+    parts = path.split("/")
+    fixed = next(i for i, part in enumerate(parts) if has_magic(part))
+    top = "/".join(parts[:fixed])
+    depth = None if "**" in path else len(parts) - fixed
+    try:
+        rule = pattern_regex(path)
+    except re.error as exc:
+        raise click.BadParameter(f"not a valid pattern: {exc}", param_hint=repr(arg)) from None
+    found = fs.find(top, maxdepth=depth, withdirs=True) if fs.isdir(top) else []
+    matches = sorted((p for p in found if p != top and rule.fullmatch(p)), key=str.casefold)
+    if not matches:
+        raise FileNotFoundError(2, "No Box item matches", arg)
+    return matches, True
+
+
+class ByteRate(click.ParamType):
+    """``10M``, ``512K``, ``1.5G`` or plain bytes: a rate in bytes per second."""
+
+    name = "rate"
+    _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().upper().removesuffix("/S").removesuffix("B")
+        unit = text[-1:] if text[-1:] in self._UNITS else ""
+        try:
+            rate = float(text[: len(text) - len(unit)]) * self._UNITS[unit]
+        except ValueError:
+            self.fail(f"{value!r} is not a rate such as 10M, 512K or 1000000", param, ctx)
+        if rate <= 0:
+            self.fail("the rate must be positive", param, ctx)
+        return rate
+
+
+# Options several commands share, declared once.
+LITERAL_OPTION = click.option("--literal", is_flag=True,
+                              help="Names are never patterns, even where no item has that name ('*?[' are characters).")
+PROGRESS_OPTION = click.option("--progress/--no-progress", default=None,
+                               help="Show a progress bar (default: when stderr is a terminal and --json is off).")
+TRANSFERS_OPTION = click.option("--transfers", type=click.IntRange(min=1, max=64), default=8, show_default=True,
+                                help="Files transferred at the same time.")
+
+
+def FILTER_OPTIONS(f: Callable[..., Any]) -> Callable[..., Any]:  # noqa: N802 - used like the options above
+    """--include/--exclude (repeatable; see boxfs.sync.FileFilter for the rule)."""
+    f = click.option("--exclude", multiple=True, metavar="PATTERN",
+                     help="Leave out paths matching PATTERN (repeatable; 'name' anywhere, 'dir/**' anchored).")(f)
+    return click.option("--include", multiple=True, metavar="PATTERN",
+                        help="Only paths matching PATTERN (repeatable; case-insensitive as Box).")(f)
+
+
+# ------------------------------------------------------------------------------------------ progress
+class _Bar:
+    """One tqdm bar in bytes shared by all files of a transfer (on stderr); a no-op when disabled."""
+
+    def __init__(self, enabled: bool, total: int | None) -> None:
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                             dynamic_ncols=True, leave=True)
+        self._lock = threading.Lock()
 
-    def set_size(self, size: int) -> None:  # fsspec callback interface
-        pass
-
-    def relative_update(self, inc: int = 1) -> None:
+    def set_total(self, total: int) -> None:
         if self.bar is not None:
-            self.bar.update(inc)
+            self.bar.total = total
+            self.bar.refresh()
 
-    def describe(self, name: str) -> None:
+    def __call__(self, inc: int) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(name[-40:], refresh=False)
+            with self._lock:
+                self.bar.update(inc)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+
+@contextlib.contextmanager
+def progress_bar(state: CliState, wanted: bool | None, total: int | None) -> Iterator[_Bar]:
+    """The bar shown when asked for (--progress), by default when stderr is a terminal and not --json."""
+    show = wanted if wanted is not None else (sys.stderr.isatty() and not state.as_json)
+    bar = _Bar(bool(show), total)
+    try:
+        yield bar
+    finally:
+        if bar.bar is not None:
+            bar.bar.close()
 
 
 # ------------------------------------------------------------------------------------------ group
@@ -196,16 +294,22 @@ def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: s
 @click.argument("path", default="")
 @click.option("-l", "long", is_flag=True, help="Long format: type, size, modified time, name.")
 @click.option("-H", "--human", is_flag=True, help="Sizes as 1.5K, 20.0M (with -l).")
+@LITERAL_OPTION
 @pass_state
-def ls_cmd(state: CliState, path: str, long: bool, human: bool) -> None:
-    """List a folder (or show one file)."""
+def ls_cmd(state: CliState, path: str, long: bool, human: bool, literal: bool) -> None:
+    """List a folder (or show one file); a pattern (box://r/*.CSV) lists the items it matches."""
     fs = state.fs()
-    entries = sorted(fs.ls(box_path(path), detail=True), key=lambda e: e["name"].casefold())
+    targets, expanded = box_targets(fs, path, literal)
+    if expanded:
+        entries = [fs.info(t) for t in targets]
+    else:
+        entries = fs.ls(targets[0], detail=True)
+    entries.sort(key=lambda e: e["name"].casefold())
     if state.as_json:
         emit_json(entries)
         return
     for e in entries:
-        name = _basename(e["name"]) + ("/" if e["type"] == "directory" else "")
+        name = (e["name"] if expanded else _basename(e["name"])) + ("/" if e["type"] == "directory" else "")
         if long:
             size = human_size(e["size"]) if human else str(e["size"])
             kind = "d" if e["type"] == "directory" else "-"
@@ -274,13 +378,15 @@ def info_cmd(state: CliState, path: str) -> None:
 
 @cli.command("cat")
 @click.argument("paths", nargs=-1, required=True)
+@LITERAL_OPTION
 @pass_state
-def cat_cmd(state: CliState, paths: tuple[str, ...]) -> None:
-    """Write files' contents to stdout (streamed)."""
+def cat_cmd(state: CliState, paths: tuple[str, ...], literal: bool) -> None:
+    """Write files' contents to stdout (streamed); patterns are expanded as in ls."""
     fs = state.fs()
+    targets = [t for p in paths for t in box_targets(fs, p, literal)[0]]
     out = click.get_binary_stream("stdout")
-    for p in paths:
-        with fs.open(box_path(p), "rb") as fh:
+    for t in targets:
+        with fs.open(t, "rb") as fh:
             _pump(fh, out)
     out.flush()
 
@@ -327,29 +433,31 @@ def du_cmd(state: CliState, path: str, summarize: bool, human: bool) -> None:
 
 @cli.command("find")
 @click.argument("path", default="")
-@click.option("--name", "pattern", default=None, help="Only names matching this glob (case-insensitive).")
+@click.option("--name", "pattern", default=None, help="Only names matching this wildcard (case-insensitive, as Box).")
 @click.option("--type", "kind", type=click.Choice(["f", "d"]), default=None, help="f: files, d: folders.")
 @click.option("--maxdepth", type=click.IntRange(min=1), default=None, help="Descend at most this many levels.")
+@LITERAL_OPTION
 @pass_state
-def find_cmd(state: CliState, path: str, pattern: str | None, kind: str | None, maxdepth: int | None) -> None:
+def find_cmd(state: CliState, path: str, pattern: str | None, kind: str | None, maxdepth: int | None,
+             literal: bool) -> None:
     """Print every path below a folder (files and folders), like find(1)."""
     fs = state.fs()
-    top = box_path(path)
-    found = fs.find(top, maxdepth=maxdepth, withdirs=True, detail=True)
-    out = []
-    for name in sorted(found, key=str.casefold):
-        info = found[name]
-        if name == top:
-            continue
-        if kind == "f" and info["type"] != "file" or kind == "d" and info["type"] != "directory":
-            continue
-        if pattern and not fnmatch.fnmatch(_basename(name).casefold(), pattern.casefold()):
-            continue
-        out.append(info)
+    name_rule = pattern_regex(pattern) if pattern else None
+    out: dict[str, dict[str, Any]] = {}
+    for top in box_targets(fs, path, literal)[0]:
+        for name, info in fs.find(top, maxdepth=maxdepth, withdirs=True, detail=True).items():
+            if name == top and info["type"] == "directory":
+                continue
+            if kind == "f" and info["type"] != "file" or kind == "d" and info["type"] != "directory":
+                continue
+            if name_rule is not None and not name_rule.fullmatch(_basename(name)):
+                continue
+            out[name] = info
+    found = [out[n] for n in sorted(out, key=str.casefold)]
     if state.as_json:
-        emit_json(out)
+        emit_json(found)
         return
-    for info in out:
+    for info in found:
         click.echo(BOX_PREFIX + info["name"])
 
 
@@ -372,168 +480,296 @@ def mkdir_cmd(state: CliState, paths: tuple[str, ...], parents: bool) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-r", "--recursive", is_flag=True, help="Delete folders with everything in them.")
 @click.option("-f", "--force", is_flag=True, help="No error for paths that do not exist.")
+@LITERAL_OPTION
 @pass_state
-def rm_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, force: bool) -> None:
-    """Delete files (and, with -r, folders). Deleted items go to the owner's Box trash."""
+def rm_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, force: bool, literal: bool) -> None:
+    """Delete files (and, with -r, folders). Deleted items go to the owner's Box trash.
+
+    A name is deleted as written; it is a pattern only when no item has that exact name.
+    """
     fs = state.fs()
-    for p in paths:
-        path = box_path(p)
-        if not path:
+    side = BoxSide(fs)
+    chosen: list[Entry] = []
+    for p in paths:  # everything is resolved and checked before the first deletion
+        if not box_path(p):
             raise click.UsageError("refusing to delete the root folder")
         try:
-            fs.rm(path, recursive=recursive)
+            targets = box_targets(fs, p, literal)[0]
         except FileNotFoundError:
-            if not force:
-                raise
+            if force:
+                continue
+            raise
+        for t in targets:
+            entry = side.entry(t)
+            if entry is None:
+                if force:
+                    continue
+                raise FileNotFoundError(2, "No such file or directory", BOX_PREFIX + t)
+            if entry.kind == "directory" and not recursive:
+                raise IsADirectoryError(21, "is a folder (use -r to delete it with its contents)", BOX_PREFIX + t)
+            chosen.append(entry)
+    for entry in chosen:
+        side.remove(entry)
 
 
 @cli.command("mv")
 @click.argument("src")
 @click.argument("dst")
+@LITERAL_OPTION
 @pass_state
-def mv_cmd(state: CliState, src: str, dst: str) -> None:
+def mv_cmd(state: CliState, src: str, dst: str, literal: bool) -> None:
     """Move or rename a file or folder on Box (one server-side request).
 
-    Into an existing folder DST the item keeps its name; an existing file DST is replaced.
+    Into an existing folder DST the item keeps its name; an existing file DST is replaced (the new one
+    is in place before the old one goes). SRC is a pattern only as in ls; several matches need a folder DST.
     """
-    state.fs().mv(box_path(src), box_path(dst))
+    fs = state.fs()
+    sources, expanded = box_targets(fs, src, literal)
+    target = box_path(dst)
+    if expanded and len(sources) > 1 and not (target == "" or fs.isdir(target)):
+        raise click.UsageError(f"{src} matches {len(sources)} items: DST must be an existing folder")
+    for source in sources:
+        fs.mv_literal(source, target)
 
 
-@dataclass
-class _Transfer:
-    src: str
-    dst: str
-    size: int
+def _side_of(state: CliState, arg: str) -> tuple[LocalSide | BoxSide, str]:
+    """The side an argument names (box://... is Box, anything else local) and its path there."""
+    return endpoint(arg, fs=state.fs() if is_remote(arg) else None)
 
 
-def _local_plan(src: str, dst: str, dst_is_dir: bool, recursive: bool) -> Iterator[_Transfer | str]:
-    """Local->Box: files to upload (``_Transfer``) and Box folders to create (``str``)."""
-    if os.path.isdir(src):
+def _cp_plan(src: LocalSide | BoxSide, sources: list[str], dst: LocalSide | BoxSide, target: str,
+             dst_is_dir: bool, recursive: bool) -> list[Action]:
+    """fsspec put/get/copy's (and cp(1)'s) path rules: a source lands at DST, or inside DST under its
+    own name when DST is a folder or there are several sources; a folder's tree is kept below that,
+    and a folder written with a trailing slash ("src/") has its contents copied into DST."""
+    plan: list[Action] = []
+    for source in sources:
+        entry = src.entry(source)
+        if entry is None:
+            raise FileNotFoundError(2, "No such file or directory", src.show(source))
+        into = dst_is_dir and not (entry.kind == "directory" and source.endswith(("/", os.sep)))
+        base = dst.join(target, _basename(source) or "box") if into else target  # "dir/": its contents
+        if entry.kind == "file":
+            plan.append(Action("copy", _basename(source), entry, base, entry.size))
+            continue
         if not recursive:
-            raise click.UsageError(f"{src} is a directory (use -r to copy it with its contents)")
-        base = posixpath.join(dst, os.path.basename(os.path.abspath(src))) if dst_is_dir else dst
-        yield base
-        for root, dirs, files in os.walk(src):
-            dirs.sort()
-            rel = os.path.relpath(root, src)
-            target = base if rel == "." else posixpath.join(base, *rel.split(os.sep))
-            for d in dirs:
-                yield posixpath.join(target, d)
-            for f in sorted(files):
-                local = os.path.join(root, f)
-                yield _Transfer(local, posixpath.join(target, f), os.path.getsize(local))
-    elif os.path.exists(src):
-        target = posixpath.join(dst, os.path.basename(src)) if dst_is_dir else dst
-        yield _Transfer(src, target, os.path.getsize(src))
-    else:
-        raise FileNotFoundError(2, "No such local file or directory", src)
+            raise click.UsageError(f"{src.show(source)} is a folder (use -r to copy it with its contents)")
+        plan.append(Action("mkdir", _basename(source), None, base))
+        for rel, item in sorted(src.scan(source).items()):
+            op = "copy" if item.kind == "file" else "mkdir"
+            plan.append(Action(op, rel, item if op == "copy" else None, dst.join(base, rel), item.size))
+    return plan
 
 
-def _remote_plan(fs: Any, src: str, dst: str, dst_is_dir: bool, recursive: bool,
-                 join: Callable[..., str]) -> Iterator[_Transfer | str]:
-    """Box->(local or Box): files to transfer and target folders to create, ``join`` building targets."""
-    info = fs.info(src)
-    if info["type"] == "directory":
-        if not recursive:
-            raise click.UsageError(f"{BOX_PREFIX}{src} is a folder (use -r to copy it with its contents)")
-        name = _basename(src) or "box"
-        base = join(dst, name) if dst_is_dir else dst
-        yield base
-        for path, item in sorted(fs.find(src, withdirs=True, detail=True).items()):
-            if path == src:
-                continue
-            rel = path[len(src):].lstrip("/") if src else path
-            target = join(base, *rel.split("/"))
-            yield target if item["type"] == "directory" else _Transfer(path, target, item["size"])
-    else:
-        target = join(dst, _basename(src)) if dst_is_dir else dst
-        yield _Transfer(src, target, info["size"])
+def _refuse_collisions(plan: list[Action], dst: LocalSide | BoxSide) -> None:
+    """Two sources landing on one destination name (Box: in any letter case) are refused up front,
+    before anything is written: one would silently overwrite the other."""
+    landing: dict[str, list[str]] = {}
+    for action in plan:
+        if action.op == "copy":
+            assert action.src is not None
+            key = name_key(action.dst_path) if dst.is_box else os.path.normpath(action.dst_path)
+            landing.setdefault(key, []).append(action.src.path)
+    clashes = {k: v for k, v in landing.items() if len(v) > 1}
+    if clashes:
+        key, srcs = next(iter(clashes.items()))
+        raise click.UsageError(f"{len(clashes)} destination name(s) would receive several sources, e.g. "
+                               f"{dst.show(key)} from {', '.join(srcs[:3])}; nothing was copied")
+
+
+def _copy_whole_folder(fs: Any, source: str, target: str, dst_is_dir: bool) -> str | None:
+    """Box -> Box of one folder to a name not taken: one server-side request for the whole tree.
+    Returns where it went, or None when this does not apply (a file, a pattern-like name, a merge)."""
+    info = fs.info(source)
+    if info["type"] != "directory" or has_magic(source) or source == "":
+        return None
+    base = posixpath.join(target, _basename(source)) if dst_is_dir and target else (
+        _basename(source) if dst_is_dir else target)
+    if fs.exists(base):
+        return None
+    check_path_names(base)
+    fs.copy(source, base, recursive=True)
+    return base
+
+
+def _skip_identical(plan: list[Action], src: LocalSide | BoxSide, dst: LocalSide | BoxSide) -> None:
+    """Turn the copies whose destination already holds the same content (size and SHA-1) into skips:
+    no new Box version of an unchanged file."""
+    for i, action in enumerate(plan):
+        if action.op == "copy" and action.src is not None:
+            there = dst.entry(action.dst_path)
+            if there is not None and same_content(src, action.src, dst, there):
+                plan[i] = Action("skip", action.rel, action.src, action.dst_path, action.size, "identical", there)
 
 
 @cli.command("cp")
-@click.argument("sources", nargs=-1, required=True)
-@click.argument("dst")
+@click.argument("paths", nargs=-1, required=True, metavar="SOURCES... DST")
 @click.option("-r", "--recursive", is_flag=True, help="Copy folders with their contents.")
-@click.option("--progress/--no-progress", default=None,
-              help="Show a progress bar (default: when stderr is a terminal and --json is off).")
+@PROGRESS_OPTION
+@TRANSFERS_OPTION
+@LITERAL_OPTION
 @pass_state
-def cp_cmd(state: CliState, sources: tuple[str, ...], dst: str, recursive: bool, progress: bool | None) -> None:
+def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: bool | None,
+           transfers: int, literal: bool) -> None:
     """Copy files: local to Box, Box to local, or Box to Box (server side).
 
     Only arguments starting with box:// are Box paths; everything else is local (./x, /tmp/x, x).
-    Wildcards in Box sources (box://reports/*.csv; quote them) are expanded by boxfs. With several sources, or a DST that is an existing folder or ends with '/', each source is copied
-    into DST under its own name.
+    Box sources may be patterns (box://reports/*.csv; quote them), expanded as in ls. With several
+    sources, or a DST that is an existing folder or ends with '/', each source is copied into DST under
+    its own name. A file whose content DST already holds is not copied again (no new Box version).
     """
-    srcs_remote = {is_remote(s) for s in sources}
-    if len(srcs_remote) > 1:
+    if len(paths) < 2:
+        raise click.UsageError(f"cp needs a destination after {paths[0]}: boxfs cp SOURCES... DST "
+                               "(e.g. boxfs cp box://reports/q3.csv . or boxfs cp ./q3.csv box://reports/)")
+    *listed, dst = paths
+    sources = tuple(listed)
+    if len({is_remote(s) for s in sources}) > 1:
         raise click.UsageError("all sources must be on the same side (all box://... or all local)")
-    from_box, to_box = srcs_remote.pop(), is_remote(dst)
-    if not from_box and not to_box:
+    if not is_remote(sources[0]) and not is_remote(dst):
         raise click.UsageError("neither side is on Box: prefix Box paths with box:// (use cp(1) for local copies)")
-    fs = state.fs()
-    if from_box:
-        # Box has no shell to expand wildcards: box://reports/*.csv is expanded here, by listing
-        expanded: list[str] = []
-        for s in sources:
-            if any(c in s for c in "*?["):
-                matches = sorted(fs.glob(box_path(s)))
-                if not matches:
-                    raise FileNotFoundError(2, "No Box item matches", s)
-                expanded.extend(BOX_PREFIX + m for m in matches)
-            else:
-                expanded.append(s)
-        sources = tuple(expanded)
-    many = len(sources) > 1
-    if to_box:
-        target = box_path(dst)
-        try:
-            tinfo: dict[str, Any] | None = fs.info(target)
-        except FileNotFoundError:
-            tinfo = None
-        dst_is_dir = dst.endswith("/") or target == "" or (tinfo is not None and tinfo["type"] == "directory")
-        join: Callable[..., str] = posixpath.join
-    else:
-        target = dst
-        dst_is_dir = dst.endswith(os.sep) or os.path.isdir(dst)
-        join = os.path.join
-    if many and not dst_is_dir:
+    src, _ = _side_of(state, sources[0])
+    dst_side, target = _side_of(state, dst)
+    named = [t for s in sources for t in box_targets(state.fs(), s, literal)[0]] if src.is_box else list(sources)
+    existing = dst_side.entry(target)
+    dst_is_dir = dst.endswith(("/", os.sep)) or target == "" or (existing is not None and existing.kind == "directory")
+    if len(named) > 1 and not dst_is_dir:
         raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst}")
-
-    plan: list[_Transfer | str] = []
-    for s in sources:
-        if from_box:
-            plan.extend(_remote_plan(fs, box_path(s), target, dst_is_dir, recursive, join))
-        else:
-            plan.extend(_local_plan(s, target, dst_is_dir, recursive))
-    files = [p for p in plan if isinstance(p, _Transfer)]
-    show = progress if progress is not None else (sys.stderr.isatty() and not state.as_json)
-    bar = _BytesBar(sum(f.size for f in files), enabled=bool(show) and bool(files))
-    done: list[dict[str, Any]] = []
-    try:
-        for step in plan:
-            if isinstance(step, str):
-                if to_box:
-                    fs.makedirs(step, exist_ok=True)
-                else:
-                    os.makedirs(step, exist_ok=True)
-                continue
-            bar.describe(step.src)
-            if from_box and to_box:
-                fs.cp_file(step.src, step.dst)
-                bar.relative_update(step.size)
-            elif to_box:
-                fs.put_file(step.src, step.dst, callback=bar)
-            else:
-                parent = os.path.dirname(step.dst)
-                if parent:
-                    os.makedirs(parent, exist_ok=True)
-                fs.get_file(step.src, step.dst, callback=bar)
-            done.append({"src": (BOX_PREFIX if from_box else "") + step.src,
-                         "dst": (BOX_PREFIX if to_box else "") + step.dst, "size": step.size})
-    finally:
-        bar.close()
+    if src.is_box and dst_side.is_box and recursive and len(named) == 1:
+        copied = _copy_whole_folder(state.fs(), named[0], target, dst_is_dir)
+        if copied is not None:
+            if state.as_json:
+                emit_json([{"src": BOX_PREFIX + named[0], "dst": BOX_PREFIX + copied, "status": "copied"}])
+            return
+    plan = _cp_plan(src, named, dst_side, target, dst_is_dir, recursive)
+    _refuse_collisions(plan, dst_side)
+    if dst_side.is_box:
+        for action in plan:  # a name Box would refuse stops the copy before anything is written
+            check_path_names(action.dst_path)
+    _skip_identical(plan, src, dst_side)
+    report = SyncReport(", ".join(sources), dst)
+    with progress_bar(state, progress, sum(a.size for a in plan if a.op == "copy")) as bar:
+        execute(plan, src, dst_side, report, transfers=transfers, advance=bar)
+    _close_hashes(src, dst_side)
     if state.as_json:
-        emit_json(done)
+        done = [{"src": src.show(a.src.path if a.src else ""), "dst": dst_side.show(a.dst_path), "size": a.size,
+                 "status": status} for status, acts in (("copied", report.copied), ("identical", report.skipped))
+                for a in acts]
+        emit_json(done + [{"dst": p, "status": "failed", "error": e} for p, e in report.failed])
+    else:
+        for a in report.skipped:
+            click.echo(f"identical, not copied: {dst_side.show(a.dst_path)}")
+    _raise_failures(report.failed)
+
+
+def _raise_failures(failed: list[tuple[str, str]]) -> None:
+    """Every failed item on stderr, then exit 1."""
+    if failed:
+        for path, error in failed[:-1]:
+            click.echo(f"boxfs: error: {path}: {error}", err=True)
+        path, error = failed[-1]
+        raise click.ClickException(f"{path}: {error}" + (f" ({len(failed)} items failed)" if len(failed) > 1 else ""))
+
+
+def _filters(include: tuple[str, ...], exclude: tuple[str, ...]) -> FileFilter:
+    try:
+        return FileFilter(include, exclude)
+    except re.error as exc:
+        raise click.BadParameter(f"not a valid pattern: {exc}", param_hint="--include/--exclude") from None
+
+
+def _two_sides(state: CliState, src_arg: str, dst_arg: str) -> tuple[Any, str, Any, str]:
+    if not is_remote(src_arg) and not is_remote(dst_arg):
+        raise click.UsageError("neither side is on Box: prefix Box paths with box://")
+    src, src_root = _side_of(state, src_arg)
+    dst, dst_root = _side_of(state, dst_arg)
+    return src, src_root, dst, dst_root
+
+
+@cli.command("sync")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--dry-run", "-n", is_flag=True, help="Show what would be copied and deleted; change nothing.")
+@click.option("--delete", is_flag=True, help="Also delete from DST what SRC lacks (Box: to the trash).")
+@FILTER_OPTIONS
+@click.option("--size-only", is_flag=True, help="Files of the same size are identical (no hashing).")
+@click.option("--checksum", "-c", is_flag=True, help="Re-hash every local file (ignore the hash cache).")
+@TRANSFERS_OPTION
+@click.option("--bwlimit", type=ByteRate(), default=None, metavar="RATE",
+              help="Limit the transfer rate, bytes per second (suffixes K, M, G: 10M).")
+@PROGRESS_OPTION
+@pass_state
+def sync_cmd(state: CliState, src: str, dst: str, dry_run: bool, delete: bool, include: tuple[str, ...],
+             exclude: tuple[str, ...], size_only: bool, checksum: bool, transfers: int, bwlimit: float | None,
+             progress: bool | None) -> None:
+    """Make the folder DST match the folder SRC (local to Box, Box to local, Box to Box).
+
+    Files already identical (same size and SHA-1) are skipped; Box's listings carry each file's SHA-1 and
+    local hashes are cached by path, size and mtime. Run again after an interruption, it copies only what
+    is still missing. Exit 1 when any item failed (the others are still done).
+    """
+    if size_only and checksum:
+        raise click.UsageError("--size-only and --checksum contradict each other")
+    src_side, src_root, dst_side, dst_root = _two_sides(state, src, dst)
+    for side in (src_side, dst_side):
+        if isinstance(side, LocalSide):
+            side.rehash = checksum
+    with progress_bar(state, False if dry_run else progress, None) as bar:
+        report = sync(src_side, src_root, dst_side, dst_root, delete=delete, dry_run=dry_run,
+                      filters=_filters(include, exclude), size_only=size_only, transfers=transfers,
+                      bwlimit=bwlimit, advance=bar,
+                      on_plan=lambda plan: bar.set_total(sum(a.size for a in plan if a.op == "copy")))
+    _close_hashes(src_side, dst_side)
+    if state.as_json:
+        emit_json(report.as_dict())
+    else:
+        verb = "would " if dry_run else ""
+        for a in report.copied:
+            click.echo(f"{verb}copy ({a.reason}): {a.rel}")
+        for a in report.deleted:
+            click.echo(f"{verb}delete: {a.rel}")
+        click.echo(summary_line(report), err=not dry_run)
+    _raise_failures(report.failed)
+
+
+def summary_line(report: SyncReport) -> str:
+    d = report.as_dict()["summary"]
+    head = "dry run: would copy" if report.dry_run else "copied"
+    line = (f"{head} {d['copied']} files ({human_size(d['bytes'])}B), skipped {d['skipped']} identical, "
+            f"{'would delete' if report.dry_run else 'deleted'} {d['deleted']}, failed {d['failed']}")
+    if not report.dry_run:
+        line += f" in {report.elapsed:.1f} s ({human_size(d['bytes_per_second'])}B/s)"
+    return line
+
+
+def _close_hashes(*sides: Any) -> None:
+    for side in sides:
+        if isinstance(side, LocalSide):
+            side.hashes.close()
+
+
+@cli.command("check")
+@click.argument("src")
+@click.argument("dst")
+@FILTER_OPTIONS
+@pass_state
+def check_cmd(state: CliState, src: str, dst: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    """Compare two folders file by file by SHA-1; exit 1 if anything differs or is missing on either side."""
+    src_side, src_root, dst_side, dst_root = _two_sides(state, src, dst)
+    report = check(src_side, src_root, dst_side, dst_root, filters=_filters(include, exclude))
+    _close_hashes(src_side, dst_side)
+    if state.as_json:
+        emit_json(report.as_dict())
+    else:
+        for rel in report.differ:
+            click.echo(f"differs: {rel}")
+        for rel in report.only_src:
+            click.echo(f"missing on {dst}: {rel}")
+        for rel in report.only_dst:
+            click.echo(f"missing on {src}: {rel}")
+        click.echo(f"{report.same} identical, {len(report.differ)} differ, {len(report.only_src)} missing on DST, "
+                   f"{len(report.only_dst)} missing on SRC", err=True)
+    if not report.ok:
+        raise SystemExit(EXIT_FAILED)
 
 
 @cli.command("sign")
@@ -753,6 +989,14 @@ _CONFIG_OPTION = click.option("--config", "config", default=None,
                               help="The Box app's JWT config (path or JSON text); same as the global --config.")
 
 
+def _server_safety_options(command: Any) -> Any:
+    """Options both servers share: the users-file permission override and spool cleaning."""
+    command = click.option("--spool-max-age", type=float, default=None, metavar="SECONDS",
+                           help="Hourly, remove unused spool files older than this (default: one day).")(command)
+    return click.option("--allow-loose-users-file", is_flag=True,
+                        help="Start even if other accounts can write the users file (warns).")(command)
+
+
 def _server_config(state: CliState, config: str | None = None) -> tuple[str, dict[str, str] | None]:
     if config:
         state.config = config
@@ -770,11 +1014,12 @@ def _server_config(state: CliState, config: str | None = None) -> tuple[str, dic
 @click.option("--tls-required", is_flag=True, help="Refuse logins and transfers without TLS.")
 @click.option("--passive-ports", default=None, metavar="FIRST-LAST", help="Passive port range, e.g. 60000-60100.")
 @click.option("--masquerade-address", default=None, help="Address announced for passive mode (behind NAT).")
+@_server_safety_options
 @_CONFIG_OPTION
 @pass_state
 def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
               tls_required: bool, passive_ports: str | None, masquerade_address: str | None,
-              config: str | None) -> None:
+              config: str | None, allow_loose_users_file: bool, spool_max_age: float | None) -> None:
     """FTP/FTPS server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.ftp import run_ftp
@@ -789,40 +1034,33 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
             raise click.BadParameter("expected FIRST-LAST, e.g. 60000-60100", param_hint="--passive-ports") from None
         ports = range(first, last + 1)
     run_ftp(users_file, config, host, port, base_urls=base_urls, certfile=certfile, keyfile=keyfile,
-            tls_required=tls_required, passive_ports=ports, masquerade_address=masquerade_address)
+            tls_required=tls_required, passive_ports=ports, masquerade_address=masquerade_address,
+            allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)
 
 
 @serve_group.command("sftp")
 @click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", type=int, default=2222, show_default=True)
-@click.option("--host-key", default=None, help="SSH host private key (default: a new one at each start).")
+@click.option("--host-key", default=None,
+              help="SSH host private key (default: one generated once into --state-dir and reused).")
+@click.option("--state-dir", default=None, help="Private folder for the host key (default: $XDG_STATE_HOME/boxfs).")
+@_server_safety_options
 @_CONFIG_OPTION
 @pass_state
-def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None,
-               config: str | None) -> None:
+def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None, state_dir: str | None,
+               config: str | None, allow_loose_users_file: bool, spool_max_age: float | None) -> None:
     """SFTP server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.sftp import run_sftp
     except ImportError as exc:
         raise click.ClickException(f"serve sftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
     config, base_urls = _server_config(state, config)
-    run_sftp(users_file, config, host, port, host_key=host_key, base_urls=base_urls)
+    run_sftp(users_file, config, host, port, host_key=host_key, state_dir=state_dir,
+             base_urls=base_urls, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)
 
 
 # ------------------------------------------------------------------------------------------ errors
-def describe_error(exc: BaseException) -> str:
-    """One line for the user: the library's messages already name the path, Box's code and request id."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-        if exc.filename is not None and str(exc.filename) not in text:
-            shown = exc.filename if str(exc.filename) else "/"
-            text = f"{shown}: {text}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``boxfs`` script; returns the exit code (0 ok, 1 failed, 2 usage)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -857,8 +1095,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if _debug:
             traceback.print_exc()
-        click.echo(f"boxfs: error: {describe_error(exc)}", err=True)
-        return EXIT_USAGE if isinstance(exc, BoxConfigError) else EXIT_FAILED
+        click.echo(f"boxfs: error: {describe(exc)}", err=True)
+        return EXIT_USAGE if isinstance(exc, BoxConfigError) else exit_status_of(exc)
     return result if isinstance(result, int) else EXIT_OK
 
 

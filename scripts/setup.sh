@@ -8,6 +8,10 @@ need_apt=()
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v rclone >/dev/null 2>&1 || need_apt+=(rclone)
+# the server tests drive real clients: lftp and curl (FTP), OpenSSH sftp
+command -v lftp >/dev/null 2>&1 || need_apt+=(lftp)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v sftp >/dev/null 2>&1 || need_apt+=(openssh-client)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need_apt[*]} with apt-get" >&2

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -32,8 +33,14 @@ COMMANDS = ("ls", "tree", "info", "cat", "cp", "mv", "rm", "mkdir", "du", "find"
 
 
 def _clean_env() -> dict[str, str]:
-    """The test process environment without any BOXFS_* variable (they would change what the CLI does)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    """The test process environment without any BOXFS_* variable (they would change what the CLI does),
+    with the user's cache dir (sync's hash cache) in a temporary folder of this test session."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    env["XDG_CACHE_HOME"] = _CACHE_HOME
+    return env
+
+
+_CACHE_HOME = tempfile.mkdtemp(prefix="boxfs-cli-cache-")
 
 
 @dataclass
@@ -240,9 +247,11 @@ def test_cp_box_to_local_and_box_to_box(cli: Cli, box: Any, top: str, tmp_path: 
     assert (tmp_path / "one.txt").read_bytes() == b"1"
     assert "-r" in one_line_error(cli("cp", f"box://{top}/d", str(tmp_path / "x"), code=2))
 
-    copies = cli.emu.request_log.count(method="POST", route="/files/{file_id}/copy")
-    cli("cp", "-r", f"box://{top}/d", f"box://{top}/d2")
-    assert cli.emu.request_log.count(method="POST", route="/files/{file_id}/copy") == copies + 2  # server side
+    log = cli.emu.request_log
+    files, folders = (log.count(method="POST", route=r) for r in ("/files/{file_id}/copy", "/folders/{folder_id}/copy"))
+    cli("cp", "-r", f"box://{top}/d", f"box://{top}/d2")  # a whole folder to a new name: one server-side copy
+    assert log.count(method="POST", route="/folders/{folder_id}/copy") == folders + 1
+    assert log.count(method="POST", route="/files/{file_id}/copy") == files
     box.invalidate_cache()
     assert box.cat(f"{top}/d2/e/two.txt") == b"22" and box.isdir(f"{top}/d2/hollow")
     assert box.cat(f"{top}/d/one.txt") == b"1"  # the source is untouched
@@ -429,3 +438,123 @@ def test_mount_in_background_returns_once_mounted(cli: Cli, box: Any, top: str, 
     finally:
         if os.path.ismount(mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+
+
+# ---------------------------------------------------------------------------------- the wildcard rule, cp safety
+UPLOADS = ("/files/content", "/files/{file_id}/content", "/files/upload_sessions", "/files/{file_id}/upload_sessions")
+
+
+def _local_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """A local folder holding ``files`` (name -> content)."""
+    root.mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+def _writes(cli: Cli, start: int) -> list[Any]:
+    return [r for r in cli.emu.request_log.records[start:] if r.method in ("POST", "PUT", "DELETE")
+            and not r.route.startswith("/oauth2") and cli.user_id in (r.as_user, r.user_id)]
+
+
+def test_rm_deletes_exactly_the_named_file(cli: Cli, box: Any, top: str) -> None:
+    names = ["a [1].txt", "a 1.txt", "data?.csv", "dataX.csv", "star*.txt", "starry.txt"]
+    box.pipe({f"{top}/{n}": n.encode() for n in names})
+    cli("rm", f"box://{top}/a [1].txt")
+    cli("rm", f"box://{top}/data?.csv", f"box://{top}/star*.txt")
+    box.invalidate_cache()
+    assert sorted(box.ls(top, detail=False)) == [f"{top}/{n}" for n in ("a 1.txt", "dataX.csv", "starry.txt")]
+    # no item has these names: now they are patterns (case-insensitive), unless --literal says otherwise
+    err = one_line_error(cli("rm", "--literal", f"box://{top}/DATA*", code=1))
+    assert "DATA*" in err and "No such file" in err
+    cli("rm", f"box://{top}/DATA*")
+    box.invalidate_cache()
+    assert sorted(box.ls(top, detail=False)) == [f"{top}/a 1.txt", f"{top}/starry.txt"]
+    assert "No Box item matches" in one_line_error(cli("rm", f"box://{top}/zz*", code=1))
+    cli("rm", "-f", f"box://{top}/zz*")
+    # a folder whose name looks like a pattern: deleted with what it holds, its look-alike kept
+    box.pipe({f"{top}/dir [2]/in/x.txt": b"x", f"{top}/dir 2/keep.txt": b"k"})
+    cli("rm", "-r", f"box://{top}/dir [2]")
+    box.invalidate_cache()
+    assert not box.exists(f"{top}/dir [2]") and box.cat_file(f"{top}/dir 2/keep.txt") == b"k"
+
+
+def test_one_wildcard_rule_for_ls_cat_find_mv(cli: Cli, box: Any, top: str) -> None:
+    box.pipe({f"{top}/w/a.csv": b"A", f"{top}/w/B.Csv": b"B", f"{top}/w/c.txt": b"C", f"{top}/w/[x].csv": b"X",
+              f"{top}/w/deep/d.CSV": b"D"})
+    listed = cli("ls", f"box://{top}/w/*.CSV").stdout.decode().splitlines()
+    assert listed == [f"{top}/w/[x].csv", f"{top}/w/a.csv", f"{top}/w/B.Csv"]
+    assert cli("ls", f"box://{top}/w/[x].csv").stdout.decode().splitlines() == ["[x].csv"]  # the file itself
+    assert cli("cat", f"box://{top}/w/A.???").stdout == b"A"  # "?" is one character; any case
+    assert cli("cat", f"box://{top}/w/[x].csv").stdout == b"X"
+    assert cli("cat", f"box://{top}/w/**/*.csv").stdout == b"XABD"  # ** crosses folders
+    found = cli("find", f"box://{top}/w", "--name", "*.CSV", "--type", "f").stdout.decode().splitlines()
+    assert found == [f"box://{top}/w/[x].csv", f"box://{top}/w/a.csv", f"box://{top}/w/B.Csv",
+                     f"box://{top}/w/deep/d.CSV"]
+    cli("mkdir", f"box://{top}/to")
+    cli("mv", f"box://{top}/w/[x].csv", f"box://{top}/to/")
+    cli("mv", f"box://{top}/w/*.csv", f"box://{top}/to")
+    box.invalidate_cache()
+    assert sorted(box.ls(f"{top}/to", detail=False)) == [f"{top}/to/{n}" for n in ("B.Csv", "[x].csv", "a.csv")]
+    assert box.cat_file(f"{top}/w/c.txt") == b"C"
+
+
+def test_cp_refuses_sources_landing_on_one_name_before_writing(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
+    box.pipe({f"{top}/reports/{d}/{n}": f"{d}/{n}".encode() for d in ("a", "b", "c") for n in ("x.csv", "y.csv")})
+    out = tmp_path / "csv"
+    out.mkdir()
+    err = one_line_error(cli("cp", f"box://{top}/reports/**/*.csv", f"{out}/", code=2))
+    assert "x.csv" in err and "nothing was copied" in err
+    assert list(out.iterdir()) == []
+    # local -> Box: X.txt and x.txt are one name on Box; refused before any request that writes
+    src = _local_tree(tmp_path / "src", {"X.txt": b"upper", "x.txt": b"lower"})
+    start = len(cli.emu.request_log)
+    err = one_line_error(cli("cp", "-r", str(src), f"box://{top}/up", code=2))
+    assert "x.txt" in err.lower() and _writes(cli, start) == []
+
+
+def test_cp_refuses_a_name_box_refuses_before_any_request(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
+    src = _local_tree(tmp_path / "src", {"fine.txt": b"ok", "trailing.txt ": b"Box refuses a trailing space"})
+    start = len(cli.emu.request_log)
+    err = one_line_error(cli("cp", "-r", str(src), f"box://{top}/names", code=2))  # bad input: nothing attempted
+    assert "space" in err and _writes(cli, start) == []
+    box.invalidate_cache()
+    assert not box.exists(f"{top}/names")
+
+
+def test_cp_never_uploads_identical_content_again(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
+    src = _local_tree(tmp_path / "same", {"one.txt": b"one", "two.txt": b"two"})
+    cli("cp", "-r", str(src), f"box://{top}/v")
+    box.invalidate_cache()
+    before = {k: v["etag"] for k, v in box.find(f"{top}/v", detail=True).items()}
+    start = len(cli.emu.request_log)
+    proc = cli("cp", str(src / "one.txt"), str(src / "two.txt"), f"box://{top}/v/")
+    assert proc.stdout.decode().splitlines() == [f"identical, not copied: box://{top}/v/one.txt",
+                                                 f"identical, not copied: box://{top}/v/two.txt"]
+    assert _writes(cli, start) == []
+    (src / "two.txt").write_bytes(b"TWO")  # same size, new content: SHA-1 tells
+    listed = json.loads(cli("--json", "cp", "-r", str(src) + "/", f"box://{top}/v").stdout)
+    assert sorted((d["dst"], d["status"]) for d in listed) == [
+        (f"box://{top}/v/one.txt", "identical"), (f"box://{top}/v/two.txt", "copied")]
+    box.invalidate_cache()
+    after = {k: v["etag"] for k, v in box.find(f"{top}/v", detail=True).items()}
+    assert after[f"{top}/v/one.txt"] == before[f"{top}/v/one.txt"]
+    assert after[f"{top}/v/two.txt"] != before[f"{top}/v/two.txt"] and box.cat_file(f"{top}/v/two.txt") == b"TWO"
+    # Box -> local: an identical local file is left alone too
+    cli("cp", f"box://{top}/v/one.txt", str(src))
+    assert "identical" in cli("cp", f"box://{top}/v/one.txt", str(src)).stdout.decode()
+
+
+def test_cp_to_local_never_leaves_a_partial_file(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
+    box.pipe(f"{top}/p/f.bin", b"new content")
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old content that must survive")
+    cli.emu.inject_faults(rate=1.0, kinds=("drop",), route="/download/")
+    try:
+        cli("cp", f"box://{top}/p/f.bin", str(target), code=1)
+    finally:
+        cli.emu.clear_faults()
+    assert target.read_bytes() == b"old content that must survive"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+    cli("cp", f"box://{top}/p/f.bin", str(target))
+    assert target.read_bytes() == b"new content"

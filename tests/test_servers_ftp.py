@@ -13,9 +13,9 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from test_servers_support import PASSWORDS, make_backend, self_signed_cert, write_users_file
+from test_servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
 
-from boxfs.servers.common import info_mtime
+from boxfs.frontend.stat import info_mtime
 from boxfs.servers.ftp import start_ftp_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -353,13 +353,9 @@ def test_ten_concurrent_sessions(env):
 
 def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
     backend, _plain, _tls = env
-    if backend.kind != "emulator":
-        pytest.skip("needs the emulator's fault injection")
-    from boxfs.servers.common import box_filesystem_factory
-
+    no_retry = emulator_factory(backend, retry=1)
     emu = backend.emulator
     users = write_users_file(tmp_path / "users.toml", backend)
-    no_retry = box_filesystem_factory(backend.config, emu.base_urls, retry=1)
     with start_ftp_server(users, no_retry, auth_failed_delay=0.05) as server:
         ftp = connect(server, "alice")
         try:
@@ -461,3 +457,27 @@ def test_passive_port_range_and_active_mode(env, tmp_path):
             ftp.delete("passive.txt")
         finally:
             ftp.quit()
+
+
+def test_full_spool_disk_answers_452_and_stores_nothing(env, tmp_path, tiny_disk, caplog):
+    backend, _plain, _tls = env
+    spooling = emulator_factory(backend, spool_dir=str(tiny_disk), spool_threshold=64 * 1024)
+    caplog.set_level(logging.INFO, logger="boxfs")
+    users = write_users_file(tmp_path / "users.toml", backend)
+    with start_ftp_server(users, spooling) as server:
+        ftp = connect(server, "alice")
+        ftp.voidcmd("TYPE I")
+        data_conn = ftp.transfercmd("STOR too-big.bin")
+        try:
+            data_conn.sendall(os.urandom(16 * 1024 * 1024))  # the spool disk holds 8 MB
+        except OSError:
+            pass  # the server may close the data connection while we still send: the reply tells why
+        data_conn.close()
+        with pytest.raises(ftplib.error_temp, match="^452 No space left"):
+            ftp.voidresp()
+        assert upload(ftp, "small.bin", b"fits in memory").startswith("226")  # the session goes on
+        ftp.delete("small.bin")
+        ftp.quit()
+    assert "too-big.bin" not in box_names(backend, "alice")
+    assert not [p for p in tiny_disk.rglob("*") if p.is_file() and p.stat().st_size], "spool not freed"
+    assert "426 None" not in caplog.text

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 import asyncssh
 import paramiko
 import pytest
-from test_servers_support import PASSWORDS, make_backend, write_users_file
+from test_servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
 
-from boxfs.servers.common import info_mtime
+from boxfs.frontend.stat import info_mtime
 from boxfs.servers.sftp import start_sftp_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -316,13 +316,9 @@ def test_paramiko_client_large_upload_sha1(env):
 
 def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
     backend, _server, _key = env
-    if backend.kind != "emulator":
-        pytest.skip("needs the emulator's fault injection")
-    from boxfs.servers.common import box_filesystem_factory
-
+    no_retry = emulator_factory(backend, retry=1)
     emu = backend.emulator
     users = write_users_file(tmp_path / "users.toml", backend)
-    no_retry = box_filesystem_factory(backend.config, emu.base_urls, retry=1)
 
     async def scenario(server):
         async with connect(server, "alice") as conn, conn.start_sftp_client() as sftp:
@@ -391,3 +387,124 @@ def test_malformed_ssh_key_fails_at_start(tmp_path):
     users.write_text('[users.x]\nssh_keys = ["ssh-ed25519 not-base64!"]\nbox_user = "1"\n')
     with pytest.raises(ValueError, match=r"users\.x\.ssh_keys: key 1 is not an OpenSSH public key"):
         start_sftp_server(users, lambda box_user: None)
+
+
+def sha1_of(path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def test_asyncssh_put_and_get_60mb_sha1(env, tmp_path):
+    """asyncssh's get() asks for the file's data ranges (SEEK_DATA/SEEK_HOLE on our file object)."""
+    backend, server, _key = env
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(60 * 1024 * 1024))
+    fetched = tmp_path / "fetched.bin"
+
+    async def scenario():
+        async with connect(server, "alice") as conn, conn.start_sftp_client() as sftp:
+            await sftp.put(str(source), "big-asyncssh.bin")
+            assert (await sftp.stat("big-asyncssh.bin")).size == source.stat().st_size
+            await sftp.get("big-asyncssh.bin", str(fetched))
+            await sftp.remove("big-asyncssh.bin")
+
+    run(scenario())
+    assert fetched.stat().st_size == source.stat().st_size
+    assert sha1_of(fetched) == sha1_of(source)
+    assert "big-asyncssh.bin" not in box_names(backend, "alice")
+
+
+def test_session_limits_open_files_and_bytes_ahead_of_a_gap(env, tmp_path):
+    backend, _server, _key = env
+    from boxfs.servers.common import SessionLimits
+
+    users = write_users_file(tmp_path / "users.toml", backend)
+    limits = SessionLimits(max_open_files=3, max_pending_bytes=1024 * 1024)
+
+    async def scenario(server):
+        async with connect(server, "bob") as conn, conn.start_sftp_client() as sftp:
+            await write_file(sftp, "limit-0.txt", b"first")
+            handles = [await sftp.open(f"limit-{i}.txt", "wb") for i in (1, 2, 3)]
+            with pytest.raises(asyncssh.SFTPFailure, match=r"too many open files .*limit 3"):
+                await sftp.open("limit-4.txt", "wb")
+            with pytest.raises(asyncssh.SFTPFailure, match="too many open files"):
+                await sftp.open("limit-0.txt", "rb")  # downloads count too
+            await handles[2].close()
+            assert await read_file(sftp, "limit-0.txt") == b"first"  # a slot is free again
+
+            fh = handles[0]
+            await fh.write(b"b" * 600_000, 100)  # ahead of a gap: held in memory
+            with pytest.raises(asyncssh.SFTPFailure, match=r"too much out-of-order data.*limit 1048576"):
+                await fh.write(b"c" * 600_000, 700_000)
+            await fh.write(b"a" * 100, 0)  # the gap filled: the held bytes are written and released
+            await fh.write(b"d" * 900_000, 2_000_000)  # room again
+            await fh.write(b"e" * (2_000_000 - 600_100), 600_100)
+            await fh.close()
+            await handles[1].close()
+            assert (await sftp.stat("limit-1.txt")).size == 2_900_000
+            data = await read_file(sftp, "limit-1.txt")
+            assert data == b"a" * 100 + b"b" * 600_000 + b"e" * 1_399_900 + b"d" * 900_000
+            for name in ("limit-0.txt", "limit-1.txt", "limit-2.txt", "limit-3.txt"):
+                await sftp.remove(name)
+
+    with start_sftp_server(users, backend.factory, session_limits=limits) as server:
+        run(scenario(server))
+
+
+@pytest.mark.parametrize("name", ["trailing space ", "bell\x07.txt", "back\\slash.txt", "x" * 256])
+def test_invalid_names_refused_before_any_request(env, name, caplog):
+    backend, server, _key = env
+    if backend.kind != "emulator":
+        pytest.skip("Box's name rules apply to BoxFileSystem only")
+    caplog.set_level(logging.INFO, logger="boxfs")
+    log = backend.emulator.request_log
+
+    async def scenario():
+        async with connect(server, "bob") as conn, conn.start_sftp_client() as sftp:
+            await write_file(sftp, "valid.txt", b"x")
+            for attempt in (
+                lambda: write_file(sftp, name, b"data"),
+                lambda: sftp.mkdir(name),
+                lambda: sftp.rename("valid.txt", name),
+                lambda: sftp.posix_rename("valid.txt", name),
+            ):
+                before = len(log)
+                with pytest.raises(asyncssh.SFTPFailure, match="Invalid name: Box item names must"):
+                    await attempt()
+                # at most a lookup: no request that would create, move or upload anything
+                assert [r for r in log.records[before:] if r.method != "GET"] == []
+            await sftp.remove("valid.txt")
+
+    run(scenario())
+    assert "Traceback" not in caplog.text
+
+
+def test_fsync_uploads_now_and_a_failed_upload_keeps_failing_until_it_lands(env, tmp_path):
+    backend, _server, _key = env
+    no_retry = emulator_factory(backend, retry=1)
+    emu = backend.emulator
+    users = write_users_file(tmp_path / "users.toml", backend)
+    inspect = backend.inspect(backend.box_users["alice"])
+
+    async def scenario(server):
+        async with connect(server, "alice") as conn, conn.start_sftp_client() as sftp:
+            fh = await sftp.open("synced.txt", "wb")
+            await fh.write(b"first part ")
+            await fh.fsync()  # fsync@openssh.com: in Box now, before the close
+            assert inspect.cat_file("synced.txt") == b"first part "
+            await fh.write(b"second part")
+            emu.inject_faults(rate=1.0, kinds=("500",), route=r"/files/\d+/content$", method="POST")
+            try:
+                with pytest.raises(asyncssh.SFTPFailure):
+                    await fh.fsync()
+            finally:
+                emu.clear_faults()
+            await fh.close()  # still pending after the failed fsync: the close uploads it
+        assert backend.inspect(backend.box_users["alice"]).cat_file("synced.txt") == b"first part second part"
+
+    with start_sftp_server(users, no_retry) as server:
+        run(scenario(server))
+    inspect.rm_file("synced.txt")

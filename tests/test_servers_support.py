@@ -114,10 +114,40 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
     yield Backend("local", factory, users, factory)
 
 
-def write_users_file(path: Path, backend: Backend, *, ssh_keys: dict[str, list[str]] | None = None) -> Path:
-    """alice and bob at their Box roots; carol read-only-free but confined to /carol-home."""
+# Tests share servers and fail logins on purpose from 127.0.0.1: short delays, no lockouts, except
+# where a test is about them.
+LENIENT_THROTTLE = {"base_delay": 0.01, "max_delay": 0.05, "address_lockout_after": 0, "login_lockout_after": 0}
+
+
+def emulator_factory(backend: Backend, **fs_kwargs: Any) -> Callable[[str], Any]:
+    """A per-Box-user factory with other filesystem options (``retry=1``: no retries, ``spool_dir``...).
+
+    Skips the calling test when the servers run over local folders (no emulator, no fault injection).
+    """
+    import pytest
+
+    from boxfs.servers.common import box_filesystem_factory
+
+    if backend.kind != "emulator":
+        pytest.skip("needs the Box emulator")
+    return box_filesystem_factory(backend.config, backend.emulator.base_urls, **fs_kwargs)
+
+
+def write_users_file(
+    path: Path,
+    backend: Backend,
+    *,
+    ssh_keys: dict[str, list[str]] | None = None,
+    throttle: dict[str, float] | None = None,
+) -> Path:
+    """alice and bob at their Box roots; carol read-only-free but confined to /carol-home.
+
+    ``throttle`` is the ``[login_throttle]`` table (default :data:`LENIENT_THROTTLE`).
+    """
     ssh_keys = ssh_keys or {}
-    lines = []
+    lines = ["[login_throttle]"]
+    lines += [f"{key} = {value}" for key, value in (LENIENT_THROTTLE if throttle is None else throttle).items()]
+    lines.append("")
     for login, home, read_only in (
         ("alice", "/", False),
         ("bob", "/", False),

@@ -111,3 +111,14 @@ def test_hash_command_reads_stdin():
     assert verify_password("s3cret-pass", out)
     db = UsersDB.from_dict({"users": {"u": {"password": out, "box_user": "1"}}})
     assert db.authenticate("u", "s3cret-pass") is not None
+
+
+def test_login_throttle_table_and_unknown_tables():
+    entry = {"u": {"ssh_keys": ["ssh-ed25519 AAAA"], "box_user": "1"}}
+    db = UsersDB.from_dict({"users": entry, "login_throttle": {"address_lockout_after": 3, "base_delay": 0.5}})
+    assert db.throttle.address_lockout_after == 3 and db.throttle.base_delay == 0.5
+    assert UsersDB.from_dict({"users": entry}).throttle.address_lockout_after == 10  # the default
+    with pytest.raises(ValueError, match=r"login_throttle: unknown keys \['lockout'\]; valid keys: .*base_delay"):
+        UsersDB.from_dict({"users": entry, "login_throttle": {"lockout": 3}})
+    with pytest.raises(ValueError, match=r"unknown tables \['user'\]"):
+        UsersDB.from_dict({"users": entry, "user": {}})  # a typo must not silently drop a setting

@@ -1,30 +1,27 @@
-"""Pieces shared by the FTP and SFTP servers: Box filesystem factory, stat translation, uploads.
+"""Pieces shared by the FTP and SFTP servers: Box filesystem factory, session limits, transfers.
 
-Both servers see a filesystem only through the fsspec ``AbstractFileSystem`` API, so they run
-unchanged over ``BoxFileSystem`` or any other fsspec filesystem (tests use a local one first).
+Both servers see a filesystem only through the fsspec ``AbstractFileSystem`` API and the frontend
+layer (:mod:`boxfs.frontend`: literal paths, errno by type, stat), so they run unchanged over
+``BoxFileSystem`` or any other fsspec filesystem.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
-import stat as statmod
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from boxfs.api.fields import epoch_seconds
+from boxfs.frontend.cleaning import SpoolCleaner
+from boxfs.frontend.handles import OpenFiles, WriteHandle
+from boxfs.servers.safety import warn_if_loose
+from boxfs.servers.users import UserFilesystems
 
 logger = logging.getLogger(__name__)
-
-FILE_MODE = statmod.S_IFREG | 0o644
-DIR_MODE = statmod.S_IFDIR | 0o755
-READONLY_FILE_MODE = statmod.S_IFREG | 0o444
-READONLY_DIR_MODE = statmod.S_IFDIR | 0o555
-
 
 def enable_server_logging() -> None:
     """Make the servers' audit log (logins, refusals, transfers) visible when run in the foreground.
@@ -54,6 +51,7 @@ def box_filesystem_factory(
     from boxfs import BoxFileSystem  # imported lazily: the servers also run over other filesystems
 
     if isinstance(config, os.PathLike) or (isinstance(config, str) and not config.lstrip().startswith("{")):
+        warn_if_loose(config, "Box app config (holds the app's private key)")
         with open(config, encoding="utf-8") as fh:
             config = fh.read()
 
@@ -65,52 +63,6 @@ def box_filesystem_factory(
         return BoxFileSystem(**kwargs)
 
     return factory
-
-
-def info_is_dir(info: Mapping[str, Any]) -> bool:
-    """True when an fsspec info dict describes a directory."""
-    return info.get("type") == "directory"
-
-
-def info_mtime(info: Mapping[str, Any]) -> float:
-    """Modification time (epoch seconds) from an fsspec info dict.
-
-    BoxFileSystem reports ``modified`` as a UTC datetime (Box's content_modified_at); local
-    filesystems report ``mtime`` as a float. Folders in Box may have no time at all: 0 then.
-    """
-    for key in ("modified", "mtime", "content_modified_at", "modified_at", "LastModified", "created"):
-        seconds = epoch_seconds(info.get(key))
-        if seconds is not None:
-            return seconds
-    return 0.0
-
-
-def info_inode(info: Mapping[str, Any]) -> int:
-    """A stable inode-like number: from the Box id when there is one, else from the name."""
-    ident = info.get("id")
-    if ident is not None:
-        try:
-            return int(ident)
-        except (TypeError, ValueError):
-            pass
-    digest = hashlib.blake2b(str(ident or info.get("name", "")).encode("utf-8"), digest_size=7).digest()
-    return int.from_bytes(digest, "big")
-
-
-def info_to_stat(info: Mapping[str, Any], read_only: bool = False) -> os.stat_result:
-    """Translate an fsspec info dict into an ``os.stat_result`` for the protocol libraries."""
-    is_dir = info_is_dir(info)
-    if is_dir:
-        mode = READONLY_DIR_MODE if read_only else DIR_MODE
-    else:
-        mode = READONLY_FILE_MODE if read_only else FILE_MODE
-    size = 0 if is_dir else int(info.get("size") or 0)
-    mtime = info_mtime(info)
-    ns = int(mtime * 1_000_000_000)
-    extra = {"st_atime_ns": ns, "st_mtime_ns": ns, "st_ctime_ns": ns, "st_atime": mtime, "st_mtime": mtime}
-    return os.stat_result(
-        (mode, info_inode(info), 0, 1, 0, 0, size, int(mtime), int(mtime), int(mtime)), extra
-    )
 
 
 def set_mtime(fs: Any, path: str, epoch: float) -> None:
@@ -126,67 +78,132 @@ def set_mtime(fs: Any, path: str, epoch: float) -> None:
     setter(path, when)
 
 
-_GLOB_CHARS = frozenset("*?[")
+class AllUsersSpool:
+    """Every Box user's spool a server acts as, cleaned as one (what the layer's cleaner is given).
 
-
-def move(fs: Any, src: str, dst: str) -> None:
-    """Rename/move exactly ``src`` to ``dst`` (which the caller has checked does not exist).
-
-    fsspec's ``mv`` expands glob characters, so a file literally named ``report [1].pdf`` would not
-    be found. For such names BoxFileSystem's single-request move is used directly.
+    :class:`boxfs.frontend.cleaning.SpoolCleaner` cleans one filesystem's spool on a timer; a server
+    has one filesystem per Box user that logged in, a set that grows while it runs. A failed large
+    upload leaves a full-size spool file (kept so it can resume); on a server that runs for months
+    those would pile up until restart.
     """
-    if _GLOB_CHARS.intersection(src + dst) and callable(getattr(fs, "_move", None)):
-        fs._move(src, dst)
-        return
-    fs.mv(src, dst)
+
+    def __init__(self, filesystems: UserFilesystems):
+        self.filesystems = filesystems
+
+    def __repr__(self) -> str:
+        return f"AllUsersSpool({self.filesystems!r})"
+
+    def clean_spool(self, older_than: float | None = None) -> list[str]:
+        """``clean_spool`` of each user's filesystem; one user's failure does not stop the others."""
+        removed: list[str] = []
+        for fs in self.filesystems.all():
+            clean = getattr(fs, "clean_spool", None)
+            if not callable(clean):
+                continue
+            try:
+                removed += clean(older_than=older_than)
+            except Exception as exc:  # noqa: BLE001 - the next pass tries again; serving goes on
+                logger.warning("cleaning the spool of %r failed: %s: %s", fs, type(exc).__name__, exc)
+        return removed
 
 
-def error_reason(exc: BaseException) -> tuple[int, str]:
-    """Map a filesystem exception to (errno, short client-facing reason) without internal details.
+def spool_cleaner(filesystems: UserFilesystems, interval: float, max_age: float | None) -> SpoolCleaner | None:
+    """The layer's periodic cleaner over every user's spool, not started; None when ``interval`` is 0."""
+    return SpoolCleaner(AllUsersSpool(filesystems), interval, max_age) if interval > 0 else None
 
-    Messages never echo backend paths or exception text from the HTTP layer: those can contain
-    the user's home prefix, Box ids or request details a client has no business seeing.
+
+# os.SEEK_DATA/SEEK_HOLE are Linux/BSD-only names; the values are the same everywhere they exist.
+SEEK_DATA = getattr(os, "SEEK_DATA", 3)
+SEEK_HOLE = getattr(os, "SEEK_HOLE", 4)
+
+class SessionLimitError(OSError):
+    """A session went past one of its :class:`SessionLimits`; the message says which and how to raise it."""
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What one logged-in session may hold on the server.
+
+    Every logged-in user could otherwise grow the server without bound: thousands of open handles,
+    or writes sent far ahead of a gap that is never filled (kept on the spool disk until it is).
+    ``max_pending_bytes`` applies to each file the session writes.
     """
-    if isinstance(exc, FileNotFoundError):
-        return errno.ENOENT, "No such file or directory"
-    if isinstance(exc, FileExistsError):
-        return errno.EEXIST, "File exists"
-    if isinstance(exc, PermissionError):
-        return errno.EACCES, "Permission denied"
-    if isinstance(exc, IsADirectoryError):
-        return errno.EISDIR, "Is a directory"
-    if isinstance(exc, NotADirectoryError):
-        return errno.ENOTDIR, "Not a directory"
-    if isinstance(exc, OSError) and exc.errno == errno.ENOTEMPTY:
-        return errno.ENOTEMPTY, "Directory not empty"
-    if isinstance(exc, NotImplementedError) or (isinstance(exc, OSError) and exc.errno == errno.ENOTSUP):
-        return errno.ENOTSUP, "Operation not supported"
-    return errno.EIO, "Box request failed"
+
+    max_open_files: int = 64
+    max_pending_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_open_files < 1 or self.max_pending_bytes < 0:
+            raise ValueError("session limits must be positive")
+
+
+class SessionResources:
+    """One session's open files, counted against its :class:`SessionLimits`."""
+
+    def __init__(self, limits: SessionLimits | None = None):
+        self.limits = limits or SessionLimits()
+        self._lock = threading.Lock()
+        self.open_files = 0
+
+    def __repr__(self) -> str:
+        return f"SessionResources(open_files={self.open_files})"
+
+    def open_file(self) -> None:
+        """Count one more open file, or refuse it past ``max_open_files``."""
+        with self._lock:
+            if self.open_files >= self.limits.max_open_files:
+                raise SessionLimitError(
+                    errno.EMFILE,
+                    f"too many open files in this session (limit {self.limits.max_open_files}): close some first",
+                )
+            self.open_files += 1
+
+    def close_file(self) -> None:
+        with self._lock:
+            self.open_files = max(0, self.open_files - 1)
+
+    def open_files_for(self, fs: Any) -> OpenFiles:
+        """The layer's write spools for one session: on the filesystem's spool disk, out-of-order bytes
+        capped per file, and a file with a never-written range refused rather than stored with zeros."""
+        return OpenFiles(
+            fs,
+            spool_dir=getattr(fs, "spool_dir", None),
+            max_pending=self.limits.max_pending_bytes,
+            holes_allowed=False,
+        )
 
 
 class UploadFile:
-    """A write-only file that uploads to the filesystem when closed.
+    """One upload (FTP STOR, SFTP open for writing): the layer's write handle, as the protocol
+    libraries want a file object.
 
-    Wraps ``fs.open(path, "wb")`` (the filesystem spools large files and uploads on close).
-    Tracks its own ``closed`` state and the failure of the final upload so that the protocol
-    layers can tell the client the transfer failed instead of reporting success. Writes at
-    out-of-order offsets (pipelined SFTP clients) are held until the gap is filled.
+    The bytes go to a private spool file (any order, within the session's limits) and reach Box in
+    one upload at :meth:`close`, which raises when that fails (nothing is then stored);
+    :meth:`discard` abandons the upload (an aborted transfer, a client gone).
     """
 
-    def __init__(self, fs: Any, path: str, name: str, **open_kwargs: Any):
+    def __init__(self, files: OpenFiles, path: str, name: str, resources: SessionResources):
         self.name = name  # the client-visible path: what the protocol libraries log
         self.path = path
-        self._fs = fs
-        self._fh = fs.open(path, "wb", **open_kwargs)
-        self._lock = threading.Lock()
-        self._pos = 0
-        self._pending: dict[int, bytes] = {}
-        self.closed = False
-        self.bytes_written = 0
+        self._resources = resources
+        resources.open_file()
+        try:
+            self._handle: WriteHandle = files.open(path, truncate=True)
+        except BaseException:
+            resources.close_file()
+            raise
         self.error: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"UploadFile(name={self.name!r}, bytes={self.bytes_written}, closed={self.closed})"
+
+    @property
+    def closed(self) -> bool:
+        return self._handle.closed
+
+    @property
+    def bytes_written(self) -> int:
+        return self._handle.bytes_written
 
     def writable(self) -> bool:
         return True
@@ -196,77 +213,59 @@ class UploadFile:
 
     def write(self, data: bytes) -> int:
         """Append at the current position (FTP streams)."""
-        return self.pwrite(data, self._pos)
+        return self._handle.write(data)
 
     def pwrite(self, data: bytes, offset: int) -> int:
-        """Write ``data`` at ``offset``; offsets beyond the end wait for the gap to be filled."""
-        with self._lock:
-            if offset < self._pos:
-                raise OSError(errno.ENOTSUP, "Box uploads are sequential: cannot rewrite earlier bytes")
-            if offset > self._pos:
-                self._pending[offset] = bytes(data)
-                if sum(len(b) for b in self._pending.values()) > 256 * 1024 * 1024:
-                    raise OSError(errno.ENOTSUP, "too much out-of-order data in one upload")
-                return len(data)
-            self._fh.write(data)
-            self._pos += len(data)
-            self.bytes_written += len(data)
-            while self._pos in self._pending:
-                chunk = self._pending.pop(self._pos)
-                self._fh.write(chunk)
-                self._pos += len(chunk)
-                self.bytes_written += len(chunk)
-            return len(data)
+        """Write ``data`` at ``offset`` (SFTP; past a gap is held until the gap is filled)."""
+        return self._handle.pwrite(data, offset)
 
     def tell(self) -> int:
-        return self._pos
+        return self._handle.tell()
+
+    def set_mtime(self, mtime: float) -> None:
+        """Send ``mtime`` as the file's modification time with the upload (no extra request)."""
+        self._handle.spool.set_mtime(mtime)
+
+    def fsync(self) -> None:
+        """Upload now; raises if Box does not take it (the data stays pending for the next try)."""
+        self._handle.fsync()
 
     def close(self) -> None:
-        """Finish the upload; raises (once) if the upload failed or the file has holes."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            try:
-                if self._pending:
-                    raise OSError(errno.EIO, "upload has missing byte ranges")
-                self._fh.close()
-            except BaseException as exc:
-                self.error = exc
-                self.discard()
-                raise
+        """Upload and let go; raises if the upload failed (then nothing was stored). Idempotent."""
+        if self.closed:
+            return
+        try:
+            self._handle.close()
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self._resources.close_file()
 
     def discard(self) -> None:
-        """Abandon the upload without creating the file (best effort).
-
-        fsspec writers upload when closed, even from ``__del__``; after asking the writer to
-        discard its buffer it is marked closed so that garbage collection cannot store a
-        partial file.
-        """
-        self.closed = True
-        self._pending.clear()
-        method = getattr(self._fh, "discard", None)
-        if callable(method):
-            try:
-                method()
-            except Exception:  # noqa: BLE001 - cleanup must not mask the original problem
-                logger.debug("discarding upload of %s failed", self.name, exc_info=True)
-        try:
-            self._fh.closed = True
-        except (AttributeError, TypeError):
-            logger.debug("writer of %s cannot be marked closed", self.name)
+        """Abandon the upload without creating the file; the spool file is deleted."""
+        if self.closed:
+            return
+        self._handle.discard()
+        self._resources.close_file()
 
 
 class DownloadFile:
     """A read-only file wrapper exposing ``name`` (the client-visible path) and positional reads."""
 
-    def __init__(self, fs: Any, path: str, name: str):
+    def __init__(self, fs: Any, path: str, name: str, resources: SessionResources | None = None):
         self.name = name
         self.path = path
+        self._resources = resources or SessionResources()
         # The file may have a new version uploaded outside this server since it was last listed:
         # a cached (older) size would truncate the download. One folder listing buys certainty.
         fs.invalidate_cache(path)
-        self._fh = fs.open(path, "rb")
+        self._resources.open_file()
+        try:
+            self._fh = fs.open(path, "rb")
+        except BaseException:
+            self._resources.close_file()
+            raise
         self._lock = threading.Lock()
         self.closed = False
         self.bytes_read = 0
@@ -294,7 +293,17 @@ class DownloadFile:
             return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
+        """``os.lseek`` semantics, SEEK_DATA and SEEK_HOLE included.
+
+        A Box file has no holes: data runs from 0 to the size, with the one implicit hole at the
+        end. asyncssh answers its clients' sparse-range request (``get()``) with these two seeks.
+        """
         with self._lock:
+            if whence in (SEEK_DATA, SEEK_HOLE):
+                size = int(self._fh.size)
+                if offset < 0 or offset >= size:
+                    raise OSError(errno.ENXIO, "no data at or after this offset")
+                offset, whence = (offset if whence == SEEK_DATA else size), os.SEEK_SET
             return self._fh.seek(offset, whence)
 
     def tell(self) -> int:
@@ -304,4 +313,5 @@ class DownloadFile:
         with self._lock:
             if not self.closed:
                 self.closed = True
+                self._resources.close_file()
                 self._fh.close()

@@ -13,6 +13,7 @@ is a blocking HTTP request to Box.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -27,18 +28,19 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
+from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
 from boxfs.servers.common import (
     DownloadFile,
+    SessionResources,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
-    error_reason,
-    info_is_dir,
-    info_mtime,
-    info_to_stat,
-    move,
     set_mtime,
+    spool_cleaner,
 )
+from boxfs.servers.safety import warn_ftp_setup
+from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
 
 logger = logging.getLogger(__name__)
@@ -62,17 +64,30 @@ class BoxAuthorizer:
     authenticated :class:`User` is attached to the handler so the filesystem knows who it acts as.
     """
 
-    def __init__(self, users: UsersDB):
+    def __init__(self, users: UsersDB, login_throttle: ThrottlePolicy | None = None):
         self.users = users
+        self.throttle = LoginThrottle(login_throttle or users.throttle)
 
     def __repr__(self) -> str:
         return f"BoxAuthorizer({self.users!r})"
 
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
+        address = str(getattr(handler, "remote_ip", "?"))
+        # pyftpdlib waits handler.auth_failed_timeout before answering a failure: the class value
+        # is the configured minimum, the throttle's growing delay overrides it per connection.
+        minimum = float(getattr(type(handler), "auth_failed_timeout", 0.0))
+        handler.auth_failed_timeout = minimum
+        try:
+            self.throttle.check(address, username)
+        except LoginLocked as locked:
+            logger.warning("ftp login refused for %r from %s: %s", username, address, locked)
+            raise AuthenticationFailed("Too many failed logins: try again later.") from None
         user = self.users.authenticate(username, password)
         if user is None:
+            handler.auth_failed_timeout = max(minimum, self.throttle.failed(address, username, "ftp"))
             # Same message for unknown login and wrong password: no login enumeration.
             raise AuthenticationFailed("Authentication failed.")
+        self.throttle.succeeded(address, username)
         try:
             # Acting as the Box user (and creating the home folder) can fail: an unknown or
             # deactivated Box user, an app without As-User rights. Refuse the login cleanly
@@ -118,12 +133,41 @@ class BoxAuthorizer:
         """Nothing to do (see impersonate_user)."""
 
 
-def _translate(exc: BaseException, virtual: str) -> FilesystemError:
+#: errno (decided once, by exception type, in boxfs.frontend.errors) -> FTP reply code (RFC 959).
+#: Anything not listed is 550 ("file unavailable").
+_FTP_REPLY: dict[int, int] = {
+    errno.EINVAL: 553,  # file name not allowed
+    errno.ENAMETOOLONG: 553,
+    errno.ENOSPC: 452,  # insufficient storage space (spool disk full)
+    errno.EDQUOT: 552,  # exceeded storage allocation (Box quota)
+    errno.EFBIG: 552,
+    errno.EIO: 451,  # local error in processing: worth retrying
+    errno.ETIMEDOUT: 451,
+    errno.ENOMEM: 451,
+}
+
+
+def ftp_reply(exc: BaseException) -> tuple[int, str]:
+    """``(reply code, short safe reason)`` for a filesystem exception."""
+    code = errno_of(exc)
+    return _FTP_REPLY.get(code, 550), reason_of(code)
+
+
+class BoxFilesystemError(FilesystemError):
+    """A FilesystemError that knows its FTP reply code (pyftpdlib answers every one with 550)."""
+
+    def __init__(self, reply: int, message: str):
+        super().__init__(message)
+        self.reply = reply
+
+
+def ftp_error(exc: BaseException, virtual: str) -> FilesystemError:
     """Turn a filesystem exception into a FilesystemError with a short, safe client message."""
-    _code, reason = error_reason(exc)
-    if reason == "Box request failed":
-        logger.warning("Box request failed for %s: %s", virtual, type(exc).__name__, exc_info=True)
-    return FilesystemError(f"{reason}: {virtual}")
+    if isinstance(exc, FilesystemError):
+        return exc
+    log_failure(logger, "ftp", virtual, exc)
+    reply, reason = ftp_reply(exc)
+    return BoxFilesystemError(reply, f"{reason}: {virtual}")
 
 
 class BoxFTPFS(AbstractedFS):
@@ -135,6 +179,9 @@ class BoxFTPFS(AbstractedFS):
         self.user = user
         self.home = user.home
         self.fs = cmd_channel.filesystems.for_user(user)
+        self.ns = Namespace(self.fs)  # literal names: never a pattern
+        self.resources = SessionResources()
+        self.files = self.resources.open_files_for(self.fs)  # upload spools (the layer's)
         # Listing cache: LIST/MLSD stat every entry right after listing the folder; serving those
         # stats from the listing avoids one Box request per entry. Cleared by every change.
         self._listed: dict[str, dict[str, Any]] = {}
@@ -171,10 +218,17 @@ class BoxFTPFS(AbstractedFS):
         cached = self._listed.get(path)
         if cached is not None and time.monotonic() - self._listed_at < _LISTING_TTL:
             return cached
-        return self.fs.info(self._backend(path))
+        return self.ns.info(self._backend(path))
 
     def _changed(self) -> None:
         self._listed.clear()
+
+    def _check_new_name(self, path: str) -> None:
+        """Refuse a name Box would refuse before any request (553), saying which rule it breaks."""
+        try:
+            self.ns.check_new_name(self._backend(path))
+        except OSError as exc:  # the layer's message names the rule; the home prefix stays out
+            raise BoxFilesystemError(553, f"Invalid name: {exc.strerror}") from None
 
     # --- file objects
 
@@ -182,15 +236,16 @@ class BoxFTPFS(AbstractedFS):
         self._changed()
         try:
             if mode == "rb":
-                return DownloadFile(self.fs, self._backend(filename), filename)
+                return DownloadFile(self.fs, self._backend(filename), filename, self.resources)
             if mode == "wb":
                 if self.isdir(filename):
                     raise IsADirectoryError(filename)
-                return UploadFile(self.fs, self._backend(filename), filename)
+                self._check_new_name(filename)
+                return UploadFile(self.files, self._backend(filename), filename, self.resources)
         except FilesystemError:
             raise
         except Exception as exc:
-            raise _translate(exc, filename) from None
+            raise ftp_error(exc, filename) from None
         # APPE and REST+STOR: Box has no way to append to or resume an upload.
         raise FilesystemError("Box cannot append to or resume an upload")
 
@@ -206,20 +261,21 @@ class BoxFTPFS(AbstractedFS):
 
     def mkdir(self, path: str) -> None:
         self._changed()
+        self._check_new_name(path)
         try:
-            if self.fs.exists(self._backend(path)):
+            if self.ns.exists(self._backend(path)):
                 raise FileExistsError(path)
-            self.fs.mkdir(self._backend(path), create_parents=False)
+            self.ns.mkdir(self._backend(path))
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     def listdir(self, path: str) -> list[str]:
         try:
             # refresh: a client listing a folder expects to see changes made outside this server
             # (Box web app, sync clients, other Box users) and not the filesystem's cached listing.
-            entries = self.fs.ls(self._backend(path), detail=True, refresh=True)
+            entries = self.ns.list(self._backend(path), refresh=True)
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
         self._listed = {}
         self._listed_at = time.monotonic()
         names = []
@@ -237,31 +293,27 @@ class BoxFTPFS(AbstractedFS):
     def rmdir(self, path: str) -> None:
         self._changed()
         try:
-            if not self.isdir(path):
-                raise NotADirectoryError(path)
-            self.fs.rmdir(self._backend(path))
+            self.ns.remove_folder(self._backend(path))
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     def remove(self, path: str) -> None:
         self._changed()
         try:
-            info = self.fs.info(self._backend(path))
-            if info_is_dir(info):
-                raise IsADirectoryError(path)
-            self.fs.rm_file(self._backend(path))  # never rm(): it expands glob characters
+            self.ns.remove_file(self._backend(path))
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
         logger.info("ftp %s deleted %s", self.user.login, path)
 
     def rename(self, src: str, dst: str) -> None:
+        """RNFR/RNTO: another case of the same name is a rename; an existing other target is refused
+        (550 File exists) rather than replaced, as most FTP servers' clients expect."""
         self._changed()
+        self._check_new_name(dst)
         try:
-            if self.fs.exists(self._backend(dst)):
-                raise FileExistsError(dst)
-            move(self.fs, self._backend(src), self._backend(dst))
+            self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
         except Exception as exc:
-            raise _translate(exc, src) from None
+            raise ftp_error(exc, f"{src} -> {dst}") from None
         logger.info("ftp %s renamed %s to %s", self.user.login, src, dst)
 
     def chmod(self, path: str, mode: int) -> None:
@@ -273,7 +325,7 @@ class BoxFTPFS(AbstractedFS):
         except FilesystemError:
             raise
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     lstat = stat
 
@@ -282,7 +334,7 @@ class BoxFTPFS(AbstractedFS):
         try:
             set_mtime(self.fs, self._backend(path), timeval)
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
         logger.info("ftp %s set modification time of %s", self.user.login, path)
 
     def readlink(self, path: str) -> str:
@@ -293,7 +345,7 @@ class BoxFTPFS(AbstractedFS):
         if not self.validpath(path):
             return None
         try:
-            return self.fs.info(self._backend(path))
+            return self.ns.info(self._backend(path))
         except Exception:  # noqa: BLE001 - "does not exist / cannot tell" is the answer
             return None
 
@@ -315,15 +367,15 @@ class BoxFTPFS(AbstractedFS):
 
     def getsize(self, path: str) -> int:
         try:
-            return int(self.fs.info(self._backend(path)).get("size") or 0)
+            return int(self.ns.info(self._backend(path)).get("size") or 0)
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     def getmtime(self, path: str) -> float:
         try:
-            return info_mtime(self.fs.info(self._backend(path)))
+            return info_mtime(self.ns.info(self._backend(path)))
         except Exception as exc:
-            raise _translate(exc, path) from None
+            raise ftp_error(exc, path) from None
 
     def get_user_by_uid(self, uid: int) -> str:
         return "box"
@@ -352,11 +404,27 @@ class _UploadResultMixin:
             try:
                 file_obj.close()
             except Exception as exc:  # noqa: BLE001 - any failure means the file is not stored
-                _code, reason = error_reason(exc)
-                logger.warning("upload of %s failed: %s (%s)", file_obj.name, reason, type(exc).__name__)
-                self._resp = (f"451 Upload failed: {reason}.", logger.warning)
+                log_failure(logger, "ftp upload", file_obj.name, exc)
+                reply, reason = ftp_reply(exc)
+                self._resp = (f"{reply if reply != 550 else 451} Upload failed: {reason}.", logger.warning)
                 self.transfer_finished = False
         super().close()  # type: ignore[misc]
+
+    def handle_error(self) -> None:
+        """A read or write of the transfer failed (a full spool disk): say so with its reply code.
+
+        pyftpdlib answers "426 <strerror>" from an exception that lost its errno ("426 None"); the
+        cause is mapped like every other filesystem error instead, and an upload is discarded.
+        """
+        try:
+            raise  # noqa: PLE0704 - called from an except block, like pyftpdlib's own
+        except Exception as exc:  # noqa: BLE001
+            cause = exc.__cause__ if isinstance(exc.__cause__, BaseException) else exc
+            log_failure(logger, "ftp transfer", getattr(getattr(self, "file_obj", None), "name", None), cause)
+            reply, reason = ftp_reply(cause)
+            self._resp = (f"{reply if reply != 550 else 426} {reason}; transfer aborted.", logger.warning)
+            self.transfer_finished = False
+            self.close()
 
 
 class BoxDTPHandler(_UploadResultMixin, DTPHandler):
@@ -376,6 +444,27 @@ class BoxFTPHandler(FTPHandler):
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
         super().handle_auth_success(home, password, msg_login)
         self.password = ""  # pyftpdlib keeps it for impersonation, which Box does not need
+
+    _fs_reply: int | None = None
+
+    def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
+        self._fs_reply = None
+        super().process_command(cmd, *args, **kwargs)
+
+    def run_as_current_user(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """pyftpdlib makes every filesystem call through here and answers any failure with 550:
+        remember the reply code the error asks for, so that :meth:`respond` can use it."""
+        try:
+            return super().run_as_current_user(function, *args, **kwargs)
+        except BoxFilesystemError as exc:
+            self._fs_reply = exc.reply
+            raise
+
+    def respond(self, resp: str, logfun: Callable[..., Any] = logger.debug) -> None:
+        reply, self._fs_reply = self._fs_reply, None
+        if reply is not None and resp.startswith("550 "):
+            resp = f"{reply} {resp[4:]}"
+        super().respond(resp, logfun)
 
     def on_login(self, username: str) -> None:
         user = self.boxfs_user
@@ -451,20 +540,29 @@ def make_ftp_server(
     passive_ports: range | None = None,
     masquerade_address: str | None = None,
     max_connections: int = 256,
-    auth_failed_delay: float = 1.0,
+    auth_failed_delay: float = 0.0,
+    login_throttle: ThrottlePolicy | None = None,
     timeout: int = 300,
+    allow_loose_users_file: bool = False,
+    spool_clean_interval: float = 3600.0,
+    spool_max_age: float | None = None,
 ) -> ThreadedFTPServer:
     """Build (without starting) a threaded FTP server over the given per-Box-user filesystems.
 
     ``filesystems`` is a :class:`UserFilesystems` or a ``factory(box_user)`` callable. With a
     ``certfile`` the server offers explicit FTPS (AUTH TLS); ``tls_required`` then refuses
-    logins and transfers over plain connections.
+    logins and transfers over plain connections. ``login_throttle`` overrides the users file's
+    ``[login_throttle]`` table; ``auth_failed_delay`` is a minimum wait before any failed login.
+    Plain FTP on a non-loopback address, or a certificate without ``tls_required``, is warned about.
+    ``server.boxfs_cleaner`` (started by :func:`start_ftp_server` and :func:`run_ftp`) removes, every
+    ``spool_clean_interval`` seconds, spool files older than ``spool_max_age`` no upload uses.
     """
-    users_db = load_users(users)
+    users_db = load_users(users, allow_loose_users_file)
+    warn_ftp_setup(host, certfile, tls_required)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
     attrs: dict[str, Any] = {
-        "authorizer": BoxAuthorizer(users_db),
+        "authorizer": BoxAuthorizer(users_db, login_throttle),
         "filesystems": filesystems,
         "auth_failed_timeout": auth_failed_delay,
         "timeout": timeout,
@@ -480,6 +578,7 @@ def make_ftp_server(
     handler = type("ConfiguredBoxFTPHandler", (base,), attrs)
     server = _IsolatedThreadedFTPServer((host, port), handler, ioloop=IOLoop())
     server.max_cons = max_connections
+    server.boxfs_cleaner = spool_cleaner(filesystems, spool_clean_interval, spool_max_age)
     return server
 
 
@@ -535,9 +634,13 @@ def start_ftp_server(
                 server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
                 time.sleep(0.005)
         finally:
+            if server.boxfs_cleaner is not None:
+                server.boxfs_cleaner.stop()
             server.close_all()
 
     thread = threading.Thread(target=loop, name=f"boxfs-ftp-{bound_port}", daemon=True)
+    if server.boxfs_cleaner is not None:
+        server.boxfs_cleaner.start()
     thread.start()
     logger.info("FTP server listening on %s:%d", bound_host, bound_port)
     return FTPServerHandle(server, thread, bound_host, bound_port, stop)
@@ -550,27 +653,21 @@ def run_ftp(
     port: int = 2121,
     *,
     base_urls: Mapping[str, str] | None = None,
-    certfile: str | os.PathLike[str] | None = None,
-    keyfile: str | os.PathLike[str] | None = None,
-    tls_required: bool = False,
-    passive_ports: range | None = None,
-    masquerade_address: str | None = None,
+    **options: Any,
 ) -> None:
-    """Run the FTP(S) server in the foreground until interrupted (what ``boxfs serve ftp`` calls)."""
+    """Run the FTP(S) server in the foreground until interrupted (what ``boxfs serve ftp`` calls).
+
+    ``options`` are :func:`make_ftp_server`'s (certfile, keyfile, tls_required, passive_ports...).
+    """
     enable_server_logging()
-    server = make_ftp_server(
-        users_file,
-        box_filesystem_factory(config, base_urls),
-        host,
-        port,
-        certfile=certfile,
-        keyfile=keyfile,
-        tls_required=tls_required,
-        passive_ports=passive_ports,
-        masquerade_address=masquerade_address,
-    )
-    logger.info("FTP%s server for Box listening on %s:%d", "S" if certfile else "", *server.address[:2])
+    server = make_ftp_server(users_file, box_filesystem_factory(config, base_urls), host, port, **options)
+    tls = "S" if options.get("certfile") else ""
+    logger.info("FTP%s server for Box listening on %s:%d", tls, *server.address[:2])
+    if server.boxfs_cleaner is not None:
+        server.boxfs_cleaner.start()
     try:
         server.serve_forever(timeout=1.0, blocking=True, handle_exit=True)
     finally:
+        if server.boxfs_cleaner is not None:
+            server.boxfs_cleaner.stop()
         server.close_all()

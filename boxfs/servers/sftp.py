@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import functools
 import logging
 import os
+import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -27,26 +29,37 @@ from asyncssh import (
     FXF_TRUNC,
     FXF_WRITE,
     SFTPAttrs,
+    SFTPDirNotEmpty,
     SFTPError,
     SFTPFailure,
     SFTPFileAlreadyExists,
+    SFTPFileIsADirectory,
+    SFTPInvalidFilename,
     SFTPName,
+    SFTPNoSpaceOnFilesystem,
     SFTPNoSuchFile,
+    SFTPNotADirectory,
     SFTPOpUnsupported,
     SFTPPermissionDenied,
+    SFTPQuotaExceeded,
 )
 
+from boxfs.frontend import Namespace, OpenFiles, PendingLimitError, errno_of, log_failure, reason_of
+from boxfs.frontend.cleaning import SpoolCleaner
+from boxfs.frontend.stat import info_is_dir, info_to_stat
 from boxfs.servers.common import (
     DownloadFile,
+    SessionLimitError,
+    SessionLimits,
+    SessionResources,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
-    error_reason,
-    info_is_dir,
-    info_to_stat,
-    move,
     set_mtime,
+    spool_cleaner,
 )
+from boxfs.servers.safety import UnsafeSetupError, default_state_dir, private_dir, warn_if_loose
+from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
 
 logger = logging.getLogger(__name__)
@@ -57,9 +70,19 @@ __all__ = ["BoxSFTPServer", "BoxSSHServer", "SFTPServerHandle", "run_sftp", "sta
 class _ServerState:
     """What every connection of one server shares: users, filesystems, key index, thread pool."""
 
-    def __init__(self, users: UsersDB, filesystems: UserFilesystems, max_workers: int = 32):
+    def __init__(
+        self,
+        users: UsersDB,
+        filesystems: UserFilesystems,
+        max_workers: int = 32,
+        session_limits: SessionLimits | None = None,
+        login_throttle: ThrottlePolicy | None = None,
+    ):
         self.users = users
         self.filesystems = filesystems
+        self.session_limits = session_limits or SessionLimits()
+        self.throttle = LoginThrottle(login_throttle or users.throttle)
+        self.cleaner: SpoolCleaner | None = None
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="boxfs-sftp")
         # Authorized keys parsed once; a malformed key in the users file fails at start-up.
         self.keys: dict[str, list[bytes]] = {}
@@ -85,12 +108,14 @@ class BoxSSHServer(asyncssh.SSHServer):
     def __init__(self, state: _ServerState):
         self._state = state
         self._peer = "?"
+        self._address = "?"
         self._login = ""
         self._method = ""
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._address = str(peer[0]) if peer else "?"
 
     def begin_auth(self, username: str) -> bool:
         self._login = username
@@ -114,14 +139,23 @@ class BoxSSHServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
+        throttle = self._state.throttle
+        try:
+            throttle.check(self._address, username)
+        except LoginLocked as locked:
+            logger.warning("sftp login refused for %r from %s: %s", username, self._peer, locked)
+            return False
         loop = asyncio.get_running_loop()
         # scrypt is deliberately slow: keep it off the event loop.
         user = await loop.run_in_executor(
             self._state.executor, self._state.users.authenticate, username, password
         )
         if user is None:
+            delay = throttle.failed(self._address, username, "sftp")
             logger.warning("sftp login refused for %r from %s (password)", username, self._peer)
+            await asyncio.sleep(delay)  # this client waits; the other sessions go on
             return False
+        throttle.succeeded(self._address, username)
         self._method = "password"
         return await self._box_ready(user)
 
@@ -150,7 +184,11 @@ class BoxSSHServer(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         # Called once to ask whether a key is acceptable and again with the signature: no login
-        # is logged here, only in auth_completed.
+        # is logged here, only in auth_completed. An unknown key is not a failed guess (clients
+        # offer each of their keys in turn), but a locked-out address gets nothing.
+        if self._state.throttle.is_address_locked(self._address):
+            logger.warning("sftp key login refused for %r from %s: address locked out", username, self._peer)
+            return False
         if key.public_data not in self._state.keys.get(username, []):
             logger.info(
                 "sftp key %s not authorized for %r from %s", key.get_fingerprint(), username, self._peer
@@ -163,23 +201,45 @@ class BoxSSHServer(asyncssh.SSHServer):
         return True
 
 
-def _sftp_error(exc: BaseException, virtual: str) -> SFTPError:
-    """A filesystem exception as an SFTP status with a short, safe reason."""
+#: errno (decided once, by exception type, in boxfs.frontend.errors) -> SFTP status. asyncssh sends
+#: statuses a client's protocol version lacks as "failure", with the reason text.
+_SFTP_STATUS: dict[int, type[SFTPError]] = {
+    errno.ENOENT: SFTPNoSuchFile,
+    errno.EEXIST: SFTPFileAlreadyExists,
+    errno.EACCES: SFTPPermissionDenied,
+    errno.EPERM: SFTPPermissionDenied,
+    errno.EROFS: SFTPPermissionDenied,
+    errno.EISDIR: SFTPFileIsADirectory,
+    errno.ENOTDIR: SFTPNotADirectory,
+    errno.ENOTEMPTY: SFTPDirNotEmpty,
+    errno.EINVAL: SFTPInvalidFilename,
+    errno.ENAMETOOLONG: SFTPInvalidFilename,
+    errno.ENOSPC: SFTPNoSpaceOnFilesystem,
+    errno.EDQUOT: SFTPQuotaExceeded,
+    errno.ENOTSUP: SFTPOpUnsupported,
+}
+
+
+def sftp_error(exc: BaseException, virtual: str) -> SFTPError:
+    """A filesystem exception as an SFTP status with a short, safe reason (logged once, here).
+
+    The reason is the errno's generic text and the client's own path; only errors raised by this
+    server before any request (a session limit) carry their own message, which says what to do.
+    """
     if isinstance(exc, SFTPError):
         return exc
-    code, reason = error_reason(exc)
-    message = f"{reason}: {virtual}"
-    if isinstance(exc, FileNotFoundError):
-        return SFTPNoSuchFile(message)
-    if isinstance(exc, FileExistsError):
-        return SFTPFileAlreadyExists(message)
-    if isinstance(exc, PermissionError):
-        return SFTPPermissionDenied(message)
-    if reason == "Operation not supported":
-        return SFTPOpUnsupported(message)
-    if reason == "Box request failed":
-        logger.warning("Box request failed for %s: %s", virtual, type(exc).__name__, exc_info=True)
-    return SFTPFailure(message)
+    code = log_failure(logger, "sftp", virtual, exc)
+    if isinstance(exc, (SessionLimitError, PendingLimitError)):
+        return SFTPFailure(exc.strerror)  # says which limit, and what to do
+    return _SFTP_STATUS.get(code, SFTPFailure)(f"{reason_of(code)}: {virtual}")
+
+
+def refuse_bad_name(ns: Namespace, backend: str) -> None:
+    """Refuse a name Box would refuse, before any request, saying which rule it breaks."""
+    try:
+        ns.check_new_name(backend)
+    except OSError as exc:  # the layer's message names the rule; the path (with the home) stays out
+        raise SFTPInvalidFilename(f"Invalid name: {exc.strerror}") from None
 
 
 class BoxSFTPServer(asyncssh.SFTPServer):
@@ -194,7 +254,9 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             raise SFTPPermissionDenied("unknown login")
         self.user: User = user
         self._fs: Any = None
-        self._mtimes: dict[int, float] = {}
+        self._ns: Namespace | None = None
+        self._resources = SessionResources(state.session_limits)
+        self._files: OpenFiles | None = None  # this session's write spools (the layer's)
 
     def __repr__(self) -> str:
         return f"BoxSFTPServer(login={self.user.login!r})"
@@ -216,6 +278,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             # Creating the filesystem (and the home folder) talks to Box: not on the event loop.
             self._fs = await self._run(self._state.filesystems.for_user, self.user)
         return self._fs
+
+    async def _namespace(self) -> Namespace:
+        """Literal-path operations on the user's filesystem (a name is never a pattern)."""
+        if self._ns is None:
+            self._ns = Namespace(await self._filesystem())
+        return self._ns
 
     def _virtual(self, path: bytes) -> str:
         try:
@@ -240,18 +308,14 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         except SFTPError:
             raise
         except Exception as exc:
-            raise _sftp_error(exc, virtual) from None
+            raise sftp_error(exc, virtual) from None
 
     async def _info(self, virtual: str) -> dict[str, Any]:
-        fs = await self._filesystem()
+        ns = await self._namespace()
         if virtual == "/" and self.user.home == "/":
             # The Box root always exists; no request needed.
             return {"name": "", "type": "directory", "size": 0, "id": "0"}
-        return await self._call(virtual, fs.info, self._backend(virtual))
-
-    async def _exists(self, virtual: str) -> bool:
-        fs = await self._filesystem()
-        return bool(await self._call(virtual, fs.exists, self._backend(virtual)))
+        return await self._call(virtual, ns.info, self._backend(virtual))
 
     # --- paths and attributes
 
@@ -289,43 +353,48 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     async def fsetstat(self, file_obj: Any, attrs: SFTPAttrs) -> None:
         if isinstance(file_obj, UploadFile):
             if attrs.mtime is not None:
-                # Applied once the upload is stored (Box sets times only with content).
-                self._mtimes[id(file_obj)] = float(attrs.mtime)
+                # Sent with the upload (Box sets times only with content): no extra request.
+                file_obj.set_mtime(float(attrs.mtime))
             return
         await self.setstat(file_obj.name.encode("utf-8"), attrs)
+
+    async def fsync(self, file_obj: Any) -> None:
+        """fsync@openssh.com: an upload is sent to Box now, and fails here if Box does not take it."""
+        if isinstance(file_obj, UploadFile):
+            await self._call(file_obj.name, file_obj.fsync)
 
     # --- files
 
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Any:
         virtual = self._virtual(path)
         fs = await self._filesystem()
+        ns = await self._namespace()
         backend = self._backend(virtual)
         if pflags & FXF_WRITE:
             self._check_writable(virtual)
             if pflags & (FXF_READ | FXF_APPEND):
                 raise SFTPOpUnsupported("Box files can only be written whole: open write-only")
-            try:
-                info = await self._run(fs.info, backend)
-            except FileNotFoundError:
-                info = None
-            except Exception as exc:
-                raise _sftp_error(exc, virtual) from None
-            if info is not None:
+            info = await self._call(virtual, ns.try_info, backend)
+            if info is None:
+                if not pflags & FXF_CREAT:
+                    raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
+                refuse_bad_name(ns, backend)
+            else:
                 if info_is_dir(info):
-                    raise SFTPFailure(f"Is a directory: {virtual}")
+                    raise SFTPFileIsADirectory(f"Is a directory: {virtual}")
                 if pflags & FXF_EXCL:
                     raise SFTPFileAlreadyExists(f"File exists: {virtual}")
                 if not pflags & FXF_TRUNC:
                     raise SFTPOpUnsupported("Box files cannot be modified in place: open with truncate")
-            elif not pflags & FXF_CREAT:
-                raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
-            upload = await self._call(virtual, UploadFile, fs, backend, virtual)
+            if self._files is None:
+                self._files = self._resources.open_files_for(fs)
+            upload = await self._call(virtual, UploadFile, self._files, backend, virtual, self._resources)
             logger.info("sftp %s upload started %s", self.user.login, virtual)
             return upload
         info = await self._info(virtual)
         if info_is_dir(info):
-            raise SFTPFailure(f"Is a directory: {virtual}")
-        download = await self._call(virtual, DownloadFile, fs, backend, virtual)
+            raise SFTPFileIsADirectory(f"Is a directory: {virtual}")
+        download = await self._call(virtual, DownloadFile, fs, backend, virtual, self._resources)
         logger.info("sftp %s download started %s", self.user.login, virtual)
         return download
 
@@ -364,25 +433,22 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             try:
                 await self._run(file_obj.close)
             except Exception as exc:
-                _code, reason = error_reason(exc)
+                code = errno_of(exc)
                 logger.warning(
-                    "sftp %s upload failed %s: %s (%s)",
+                    "sftp %s upload failed %s: %s (%s: %s)",
                     self.user.login,
                     file_obj.name,
-                    reason,
+                    reason_of(code),
                     type(exc).__name__,
+                    exc,
                 )
-                raise SFTPFailure(f"Upload failed: {reason}") from None
+                raise _SFTP_STATUS.get(code, SFTPFailure)(f"Upload failed: {reason_of(code)}") from None
             logger.info(
                 "sftp %s upload completed %s: %d bytes",
                 self.user.login,
                 file_obj.name,
                 file_obj.bytes_written,
             )
-            mtime = self._mtimes.pop(id(file_obj), None)
-            if mtime is not None:
-                fs = await self._filesystem()
-                await self._call(file_obj.name, set_mtime, fs, file_obj.path, mtime)
         elif isinstance(file_obj, DownloadFile):
             await self._run(file_obj.close)
             logger.info(
@@ -396,12 +462,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         virtual = self._virtual(path)
-        fs = await self._filesystem()
+        ns = await self._namespace()
         info = await self._info(virtual)
         if not info_is_dir(info):
-            raise SFTPFailure(f"Not a directory: {virtual}")
+            raise SFTPNotADirectory(f"Not a directory: {virtual}")
         # refresh: show changes made outside this server, not the filesystem's cached listing
-        entries = await self._call(virtual, fs.ls, self._backend(virtual), detail=True, refresh=True)
+        entries = await self._call(virtual, ns.list, self._backend(virtual), refresh=True)
         here = info_to_stat(info, self.user.read_only)
         yield SFTPName(b".", attrs=SFTPAttrs.from_local(here))
         yield SFTPName(b"..", attrs=SFTPAttrs.from_local(here))
@@ -415,10 +481,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         virtual = self._virtual(path)
         self._check_writable(virtual)
-        if await self._exists(virtual):
+        ns = await self._namespace()
+        backend = self._backend(virtual)
+        refuse_bad_name(ns, backend)
+        if await self._call(virtual, ns.exists, backend):
             raise SFTPFileAlreadyExists(f"File exists: {virtual}")
-        fs = await self._filesystem()
-        await self._call(virtual, fs.mkdir, self._backend(virtual), create_parents=False)
+        await self._call(virtual, ns.mkdir, backend)
         logger.info("sftp %s created folder %s", self.user.login, virtual)
 
     async def rmdir(self, path: bytes) -> None:
@@ -426,39 +494,28 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         self._check_writable(virtual)
         if virtual == "/":
             raise SFTPPermissionDenied("cannot remove the home folder")
-        info = await self._info(virtual)
-        if not info_is_dir(info):
-            raise SFTPFailure(f"Not a directory: {virtual}")
-        fs = await self._filesystem()
-        await self._call(virtual, fs.rmdir, self._backend(virtual))
+        ns = await self._namespace()
+        await self._call(virtual, ns.remove_folder, self._backend(virtual))
         logger.info("sftp %s removed folder %s", self.user.login, virtual)
 
     async def remove(self, path: bytes) -> None:
         virtual = self._virtual(path)
         self._check_writable(virtual)
-        info = await self._info(virtual)
-        if info_is_dir(info):
-            raise SFTPFailure(f"Is a directory: {virtual}")
-        fs = await self._filesystem()
-        await self._call(virtual, fs.rm_file, self._backend(virtual))
+        ns = await self._namespace()
+        await self._call(virtual, ns.remove_file, self._backend(virtual))
         logger.info("sftp %s deleted %s", self.user.login, virtual)
 
     async def _rename(self, oldpath: bytes, newpath: bytes, overwrite: bool) -> None:
+        """POSIX rename through the layer: onto itself a no-op, a case-only rename a rename, onto
+        another file Box's safe replace (the new file in place before the old one goes)."""
         src = self._virtual(oldpath)
         dst = self._virtual(newpath)
         self._check_writable(src)
         if src == "/" or dst == "/":
             raise SFTPPermissionDenied("cannot rename the home folder")
-        fs = await self._filesystem()
-        await self._info(src)  # the source must exist
-        if await self._exists(dst):
-            if not overwrite:
-                raise SFTPFileAlreadyExists(f"File exists: {dst}")
-            target = await self._info(dst)
-            if info_is_dir(target):
-                raise SFTPFailure(f"Is a directory: {dst}")
-            await self._call(dst, fs.rm_file, self._backend(dst))
-        await self._call(src, move, fs, self._backend(src), self._backend(dst))
+        ns = await self._namespace()
+        refuse_bad_name(ns, self._backend(dst))
+        await self._call(f"{src} -> {dst}", ns.rename, self._backend(src), self._backend(dst), overwrite=overwrite)
         logger.info("sftp %s renamed %s to %s", self.user.login, src, dst)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
@@ -479,17 +536,50 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         raise SFTPOpUnsupported("Box has no hard links")
 
 
-def _load_host_key(host_key: str | os.PathLike[str] | asyncssh.SSHKey | None) -> asyncssh.SSHKey:
+HOST_KEY_NAME = "ssh_host_ed25519_key"
+
+
+def load_host_key(
+    host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    *,
+    ephemeral: bool = False,
+) -> asyncssh.SSHKey:
+    """The server's SSH host key: given, or kept in a private state folder, or (``ephemeral``) temporary.
+
+    Without ``host_key`` the key is ``<state_dir>/ssh_host_ed25519_key`` (``state_dir`` defaults to
+    ``$XDG_STATE_HOME/boxfs``): generated once (0600 in a 0700 folder) and reused, so clients see
+    the same fingerprint at every start. ``ephemeral`` (tests, embedding without a state folder)
+    generates a new key when neither is given.
+    """
     if isinstance(host_key, asyncssh.SSHKey):
         return host_key
-    if host_key is None:
+    if host_key is not None:
+        warn_if_loose(host_key, "SSH host key")
+        return asyncssh.read_private_key(os.fspath(host_key))
+    if state_dir is None and ephemeral:
         key = asyncssh.generate_private_key("ssh-ed25519")
         logger.warning(
-            "no host key given: generated a temporary one (%s); clients will see a new key at every start",
+            "no host key or state folder given: generated a temporary one (%s); clients will see a new key "
+            "at every start",
             key.get_fingerprint(),
         )
         return key
-    return asyncssh.read_private_key(os.fspath(host_key))
+    path = private_dir(default_state_dir() if state_dir is None else state_dir) / HOST_KEY_NAME
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise UnsafeSetupError(f"{path} must be a regular file, not a symlink") from None
+        warn_if_loose(path, "SSH host key")
+        key = asyncssh.read_private_key(str(path))
+        logger.info("SSH host key %s from %s", key.get_fingerprint(), path)
+        return key
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.export_private_key())
+    logger.warning("generated SSH host key %s in %s (kept for later starts)", key.get_fingerprint(), path)
+    return key
 
 
 async def create_sftp_server(
@@ -499,15 +589,27 @@ async def create_sftp_server(
     port: int = 2222,
     *,
     host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     max_workers: int = 32,
     login_timeout: float = 60,
+    session_limits: SessionLimits | None = None,
+    login_throttle: ThrottlePolicy | None = None,
+    allow_loose_users_file: bool = False,
+    spool_clean_interval: float = 3600.0,
+    spool_max_age: float | None = None,
 ) -> asyncssh.SSHAcceptor:
-    """Start serving SFTP on the running event loop; returns the asyncssh acceptor."""
-    users_db = load_users(users)
+    """Start serving SFTP on the running event loop; returns the asyncssh acceptor.
+
+    ``login_throttle`` overrides the users file's ``[login_throttle]`` table. The host key is
+    :func:`load_host_key`'s (persistent in ``state_dir``, default ``$XDG_STATE_HOME/boxfs``).
+    Every ``spool_clean_interval`` seconds (0: never) spool files older than ``spool_max_age`` that
+    no upload uses are removed.
+    """
+    users_db = load_users(users, allow_loose_users_file)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
-    state = _ServerState(users_db, filesystems, max_workers)
-    key = _load_host_key(host_key)
+    state = _ServerState(users_db, filesystems, max_workers, session_limits, login_throttle)
+    key = load_host_key(host_key, state_dir)
     acceptor = await asyncssh.create_server(
         functools.partial(BoxSSHServer, state),
         host,
@@ -517,8 +619,20 @@ async def create_sftp_server(
         allow_scp=False,
         login_timeout=login_timeout,
     )
+    state.cleaner = spool_cleaner(filesystems, spool_clean_interval, spool_max_age)
+    if state.cleaner is not None:
+        state.cleaner.start()
     acceptor._boxfs_state = state  # type: ignore[attr-defined]  # kept for shutdown
     return acceptor
+
+
+def _shutdown_state(acceptor: asyncssh.SSHAcceptor) -> None:
+    """Stop what the server runs besides the listener: the spool cleaner and the thread pool."""
+    state = getattr(acceptor, "_boxfs_state", None)
+    if state is not None:
+        if state.cleaner is not None:
+            state.cleaner.stop()
+        state.executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -532,6 +646,11 @@ class SFTPServerHandle:
     port: int
     host_key: asyncssh.SSHKey
 
+    @property
+    def state(self) -> _ServerState:
+        """What the server's sessions share (users, filesystems, login throttle)."""
+        return self.acceptor._boxfs_state  # type: ignore[attr-defined, no-any-return]
+
     def stop(self, timeout: float = 10.0) -> None:
         """Close the listener and every session, then stop the loop and its thread."""
 
@@ -544,9 +663,7 @@ class SFTPServerHandle:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
-            state = getattr(self.acceptor, "_boxfs_state", None)
-            if state is not None:
-                state.executor.shutdown(wait=False, cancel_futures=True)
+            _shutdown_state(self.acceptor)
 
     def __enter__(self) -> SFTPServerHandle:
         return self
@@ -564,19 +681,21 @@ def start_sftp_server(
     config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     base_urls: Mapping[str, str] | None = None,
     host_key: str | os.PathLike[str] | asyncssh.SSHKey | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> SFTPServerHandle:
     """Start an SFTP server in a background thread; returns once it accepts connections.
 
     Give either ``filesystems`` (a :class:`UserFilesystems` or factory) or a Box app ``config``
     (+ ``base_urls`` for the emulator). ``port=0`` picks a free port (see ``handle.port``);
-    ``handle.host_key`` is the server key clients should trust.
+    ``handle.host_key`` is the server key clients should trust: ``host_key``, else the one kept in
+    ``state_dir``, else (neither given) a temporary one.
     """
     if filesystems is None:
         if config is None:
             raise ValueError("give filesystems or a Box app config")
         filesystems = box_filesystem_factory(config, base_urls)
-    key = _load_host_key(host_key)
+    key = load_host_key(host_key, state_dir, ephemeral=True)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="boxfs-sftp", daemon=True)
     thread.start()
@@ -601,14 +720,26 @@ def run_sftp(
     port: int = 2222,
     *,
     host_key: str | os.PathLike[str] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     base_urls: Mapping[str, str] | None = None,
+    **options: Any,
 ) -> None:
-    """Run the SFTP server in the foreground until interrupted (what ``boxfs serve sftp`` calls)."""
+    """Run the SFTP server in the foreground until interrupted (what ``boxfs serve sftp`` calls).
+
+    Without ``host_key`` the key kept in ``state_dir`` (default ``$XDG_STATE_HOME/boxfs``) is used,
+    generated at the first start. ``options`` are :func:`create_sftp_server`'s.
+    """
     enable_server_logging()
 
     async def main() -> None:
         acceptor = await create_sftp_server(
-            users_file, box_filesystem_factory(config, base_urls), host, port, host_key=host_key
+            users_file,
+            box_filesystem_factory(config, base_urls),
+            host,
+            port,
+            host_key=host_key,
+            state_dir=state_dir,
+            **options,
         )
         bound = acceptor.sockets[0].getsockname()
         logger.info("SFTP server for Box listening on %s:%d", bound[0], bound[1])
@@ -616,6 +747,7 @@ def run_sftp(
             await acceptor.wait_closed()
         finally:
             acceptor.close()
+            _shutdown_state(acceptor)
 
     try:
         asyncio.run(main())

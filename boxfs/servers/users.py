@@ -30,6 +30,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from boxfs.servers.safety import check_users_file
+from boxfs.servers.throttle import ThrottlePolicy
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -152,8 +155,9 @@ class User:
 class UsersDB:
     """The parsed users file: lookup and authentication of logins."""
 
-    def __init__(self, users: Iterable[User]):
+    def __init__(self, users: Iterable[User], throttle: ThrottlePolicy | None = None):
         self._users = {u.login: u for u in users}
+        self.throttle = throttle or ThrottlePolicy()
 
     def __contains__(self, login: object) -> bool:
         return login in self._users
@@ -185,7 +189,19 @@ class UsersDB:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UsersDB:
-        """Build from the TOML structure (``{"users": {login: {...}}}``), validating every entry."""
+        """Build from the TOML structure (``{"users": {login: {...}}}``), validating every entry.
+
+        An optional ``[login_throttle]`` table sets the failed-login policy of both servers.
+        """
+        unknown_tables = set(data) - {"users", "login_throttle"}
+        if unknown_tables:
+            raise ValueError(
+                f"users file: unknown tables {sorted(unknown_tables)}; valid: ['login_throttle', 'users']"
+            )
+        throttle_table = data.get("login_throttle", {})
+        if not isinstance(throttle_table, dict):
+            raise ValueError("login_throttle must be a table")
+        throttle = ThrottlePolicy.from_options(throttle_table)
         section = data.get("users")
         if not isinstance(section, dict) or not section:
             raise ValueError("users file needs a [users.<login>] table for each login")
@@ -221,13 +237,18 @@ class UsersDB:
                     ssh_keys=tuple(str(k).strip() for k in keys),
                 )
             )
-        return cls(users)
+        return cls(users, throttle)
 
 
-def load_users(users_file: str | os.PathLike[str] | UsersDB) -> UsersDB:
-    """Read and validate a users TOML file (an existing :class:`UsersDB` is returned as is)."""
+def load_users(users_file: str | os.PathLike[str] | UsersDB, allow_loose: bool = False) -> UsersDB:
+    """Read and validate a users TOML file (an existing :class:`UsersDB` is returned as is).
+
+    A file other local accounts could change is refused unless ``allow_loose`` (see
+    :func:`boxfs.servers.safety.check_users_file`).
+    """
     if isinstance(users_file, UsersDB):
         return users_file
+    check_users_file(users_file, allow_loose)
     with open(users_file, "rb") as fh:
         data = tomllib.load(fh)
     db = UsersDB.from_dict(data)
@@ -250,6 +271,11 @@ class UserFilesystems:
 
     def __repr__(self) -> str:
         return f"UserFilesystems(box_users={sorted(self._filesystems)!r})"
+
+    def all(self) -> list[Any]:
+        """Every filesystem created so far (one per Box user that logged in)."""
+        with self._lock:
+            return list(self._filesystems.values())
 
     def get(self, box_user: str) -> Any:
         """The filesystem acting as ``box_user`` (created on first use)."""
