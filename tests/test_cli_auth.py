@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from support import admin_app
 
 from boxfs.api.errors import BoxAuthError
 from boxfs.emulator import BoxEmulator
@@ -226,8 +227,7 @@ def test_a_spent_refresh_token_is_reported_clearly(emu: BoxEmulator, oauth_app: 
 # ------------------------------------------------------------------------------------------ token exchange
 @pytest.fixture(scope="module")
 def jwt_app(emu: BoxEmulator) -> str:
-    return emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
-                              enterprise_access=True)
+    return admin_app(emu)
 
 
 def test_downscoped_filesystem_reads_but_cannot_write(emu: BoxEmulator, jwt_app: str, dana: tuple[str, str]) -> None:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import admin_app
 
 from boxfs.emulator import BoxEmulator
 
@@ -114,8 +115,7 @@ def docs_emulator() -> Iterator[BoxEmulator]:
 def docs_setup(docs_emulator: BoxEmulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The app and users of convention 3 (created once per module)."""
     emu = docs_emulator
-    config = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
-                                enterprise_access=True)
+    config = admin_app(emu)
     emu.create_user("alice@example.com", name="Alice")
     emu.create_user("bob@example.com", name="Bob")
     home = tmp_path_factory.mktemp("docs-config")
