@@ -19,7 +19,6 @@ def signed_url(fs: Any, path: str, expiration: int) -> str:
     with ``unshared_at`` = now + ``expiration`` (Box removes it then), and its ``download_url``; that
     changes the file's sharing, and needs a token allowed to share (``item_share``).
     """
-
     if expiration < 1:
         raise ValueError("expiration must be a positive number of seconds")
     info = fs.info(path)

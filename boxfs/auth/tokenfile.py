@@ -34,7 +34,6 @@ def default_token_file() -> Path:
     return Path(base) / "boxfs" / "oauth-token.json"
 
 
-
 class TokenFile:
     """The JSON token file: client id and secret, access token with its expiry, and the refresh token."""
 
@@ -93,7 +92,7 @@ class TokenFile:
 
 
 def oauth_credentials(token_file: str | os.PathLike[str]) -> BoxCredentials:
-    """BoxCredentials for a token file written by :func:`login` (read and checked now)."""
+    """BoxCredentials for a token file written by ``boxfs login`` (read and checked now)."""
     tf = TokenFile(token_file)
     data = tf.read()
     return BoxCredentials(kind="oauth", client_id=str(data["client_id"]), token_file=str(tf.path))
