@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from boxfs.api.errors import conflicts_of, is_a_directory
+from boxfs.api.errors import conflicts_of, is_a_directory_error
 from boxfs.names import check_name, same_name
 
 if TYPE_CHECKING:
@@ -187,11 +187,11 @@ def upload_small(
     conflict = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=file_id)
     if conflict is not None:
         if conflict.get("type") != "file":
-            raise is_a_directory(name)
+            raise is_a_directory_error(name)
         if not overwrite:
-            from boxfs.api.errors import exists
+            from boxfs.api.errors import exists_error
 
-            raise exists(name)
+            raise exists_error(name)
         file_id, etag = str(conflict["id"]), conflict.get("etag")
         logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
     start = fileobj.tell()
@@ -237,7 +237,7 @@ def upload_small(
         if file_id is not None or not overwrite or not taken:
             raise
         if taken[0].get("type") != "file":
-            raise is_a_directory(name) from None
+            raise is_a_directory_error(name) from None
         fileobj.seek(start)
         return upload_small(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
                             file_id=str(taken[0]["id"]), etag=taken[0].get("etag"), modified=modified,
