@@ -1,7 +1,7 @@
 """Adapter: rclone's Box backend (Debian's ``rclone`` package), driven as a command-line user would.
 
 rclone's Box URLs are compiled in, so it reaches the emulator through
-:class:`boxfs.emulator.tlsproxy.ConnectProxy`: ``HTTPS_PROXY`` points at the proxy and ``--ca-cert``
+:class:`benchmarks.tlsproxy.ConnectProxy`: ``HTTPS_PROXY`` points at the proxy and ``--ca-cert``
 at its generated CA. It authenticates with a static access token for the same service account the
 other tools act as (``--box-access-token``; rclone's JWT mode has Box's token URL compiled in too, and
 the token request is not what is being measured). Each workload is one ``rclone`` command with
@@ -64,7 +64,7 @@ class RcloneTool:
         if not os.access(TIME, os.X_OK):
             return f"{TIME} (GNU time) missing: rclone's peak RSS could not be measured"
         if self.proxy is None:
-            from boxfs.emulator.tlsproxy import ConnectProxy
+            from benchmarks.tlsproxy import ConnectProxy
 
             self.proxy = ConnectProxy(self.emu.url, self.workdir / "tls").start()
             self.config = self.workdir / "rclone.conf"

@@ -47,7 +47,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from boxfs.api.errors import BoxAPIError, conflicts_of, exists, is_a_directory
+from boxfs.api.errors import BoxAPIError, conflicts_of, exists_error, is_a_directory_error
 from boxfs.names import check_name, same_name
 from boxfs.spool import (
     LOCK_SUFFIX,
@@ -263,7 +263,7 @@ def preflight_writer(fs: BoxFileSystem, path: str, size: int) -> None:
             return  # a file where a folder should be: the upload reports it
         conflict = preflight(fs, parent_id=info["id"], name=parts[depth], size=size, file_id=None)
         if conflict is not None and conflict.get("type") != "file" and depth == len(parts) - 1:
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         return
 
 
@@ -306,9 +306,9 @@ def upload_large(
     conflict = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=file_id)
     if conflict is not None:
         if conflict.get("type") != "file":
-            raise is_a_directory(name)
+            raise is_a_directory_error(name)
         if not overwrite:
-            raise exists(name)
+            raise exists_error(name)
         file_id, etag = str(conflict["id"]), conflict.get("etag")
         logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
     auto_clean(fs)
@@ -345,7 +345,7 @@ def _winner(fs: BoxFileSystem, exc: FileExistsError, *, parent_id: str, name: st
     if not taken:
         return None
     if taken[0].get("type") != "file":
-        raise is_a_directory(name) from None
+        raise is_a_directory_error(name) from None
     return taken[0]
 
 

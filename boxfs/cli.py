@@ -945,8 +945,9 @@ def login_cmd(state: CliState, client_id: str, client_secret: str | None, token_
     Then use that account with: boxfs --oauth-token-file FILE ..., BOXFS_OAUTH_TOKEN_FILE, or
     BoxFileSystem(oauth_token_file=FILE). Refreshed tokens are saved back to the file.
     """
+    from boxfs.auth.login import DEFAULT_REDIRECT_URI, login
+    from boxfs.auth.tokenfile import default_token_file
     from boxfs.config import resolve_endpoints
-    from boxfs.oauth_login import DEFAULT_REDIRECT_URI, default_token_file, login
 
     if not client_secret:
         client_secret = click.prompt("Client secret", hide_input=True, err=True)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from boxfs.api.errors import conflicts_of, is_a_directory
+from boxfs.api.errors import conflicts_of, is_a_directory_error
 from boxfs.names import check_name, same_name
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ def upload_small(
         if file_id is not None or not taken:
             raise
         if taken[0].get("type") != "file":
-            raise is_a_directory(name) from None
+            raise is_a_directory_error(name) from None
         if not overwrite:
             raise
         logger.debug("%s exists on Box as file %s: uploading a new version", name, taken[0].get("id"))

@@ -38,7 +38,7 @@ import requests
 
 from boxfs.api.errors import BoxAuthError
 from boxfs.api.transport import BoxTransport
-from boxfs.auth import TokenProvider
+from boxfs.auth.provider import TokenProvider
 from boxfs.config import BoxEndpoints
 from boxfs.dircache import BoxDirCache
 from boxfs.names import name_key

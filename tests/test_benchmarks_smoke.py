@@ -56,8 +56,8 @@ def test_tls_proxy_routes_box_hosts_to_the_emulator(tmp_path: Path) -> None:
     import http.client
     import ssl
 
+    from benchmarks.tlsproxy import ConnectProxy
     from boxfs.emulator import BoxEmulator
-    from boxfs.emulator.tlsproxy import ConnectProxy
 
     with BoxEmulator() as emu, ConnectProxy(emu.url, tmp_path) as proxy:
         client_id = json.loads(emu.create_jwt_app())["boxAppSettings"]["clientID"]

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs import BoxFileSystem
 
@@ -214,14 +215,11 @@ def test_open_wb_new_file_and_new_version(fs: BoxFileSystem, emulator: Any) -> N
 def test_failed_upload_leaves_previous_version(make_fs: Any, fs_user: tuple[str, str], emulator: Any) -> None:
     fs = make_fs(as_user=fs_user[0], retry={"max_attempts": 2, "backoff_base": 0.01})
     fs.pipe_file("keep.txt", b"precious")
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/files/\d+/content$", method="POST", seed=1)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/files/\d+/content$", method="POST", seed=1):
         f = fs.open("keep.txt", "wb")
         f.write(b"replacement")
         with pytest.raises(OSError):
             f.close()
-    finally:
-        emulator.clear_faults()
     fs.invalidate_cache()
     assert fs.cat_file("keep.txt") == b"precious"
 

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -82,11 +83,8 @@ def test_retries_are_logged_at_info(kind: str, named: str, emulator: BoxEmulator
     fs = make_fs(as_user=fs_user[0], retry=FAST)
     fs.ls("")
     caplog.set_level(logging.DEBUG, logger="boxfs")
-    emulator.inject_faults(rate=1.0, kinds=(kind,), route=r"/folders/0/items$", count=2, retry_after=0)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=(kind,), route=r"/folders/0/items$", count=2, retry_after=0):
         fs.ls("", refresh=True)
-    finally:
-        emulator.clear_faults()
     infos = [r.getMessage() for r in boxfs_records(caplog, logging.INFO)]
     retries = [m for m in infos if m.startswith("retrying GET /2.0/folders/0/items")]
     assert len(retries) == 2, infos

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs.chunked import FOLDED, MIN_SESSION_SIZE, UploadIncomplete
 from boxfs.spool import clean_spool, state_key, user_spool_dir
@@ -297,12 +298,9 @@ def _interrupted_upload(emulator: Any, fs: Any, tmp_path: Path) -> tuple[bytes, 
     data = os.urandom(MIN_SESSION_SIZE + MB)
     src = tmp_path / "big.bin"
     src.write_bytes(data)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete) as info:
             fs.put_file(str(src), "big.bin")
-    finally:
-        emulator.clear_faults()
     state_path = Path(str(info.value.state_path))
     return data, src, state_path, json.loads(state_path.read_text())
 

@@ -36,7 +36,7 @@ from requests.adapters import HTTPAdapter
 
 from boxfs.api.errors import BoxAPIError, conflicts_of, error_from_response, request_id_of
 from boxfs.api.reach import unreachable
-from boxfs.auth import TokenProvider
+from boxfs.api.tokens import TokenSource
 from boxfs.config import BoxEndpoints
 from boxfs.retry import CONNECTION_ERRORS, RetryableResponse, RetryPolicy, retrying
 
@@ -125,7 +125,7 @@ class BoxTransport:
     def __init__(
         self,
         endpoints: BoxEndpoints,
-        provider: TokenProvider,
+        provider: TokenSource,
         policy: RetryPolicy,
         *,
         max_connections: int = 16,
