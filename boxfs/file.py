@@ -74,7 +74,8 @@ class BoxFile(AbstractBufferedFile):
     # -------------------------------------------------------------------------------------- reading
     def _fetch_range(self, start: int, end: int) -> bytes:
         # every range of one open handle comes from the version it was opened on (see _content_url)
-        return self.fs._read_range(self.path, self._box_id, start, end, version=self.details.get("version"))
+        return self.fs._read_range(self.path, self._box_id, start, end, version=self.details.get("version"),
+                                   tag=self.details.get("sha1"))
 
     # -------------------------------------------------------------------------------------- writing
     def _initiate_upload(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from support import injected_faults
 
-from boxfs.chunked import MIN_SESSION_SIZE, UploadIncomplete
+from boxfs.chunked import FOLDED, MIN_SESSION_SIZE, UploadIncomplete
 from boxfs.spool import clean_spool, state_key, user_spool_dir
 
 MB = 1 << 20
@@ -224,8 +224,7 @@ def test_attack_chain_of_another_account_fails_at_its_first_step(emulator: Any, 
         os.chown(p, victim.uid, victim.uid)
     size = MIN_SESSION_SIZE + MB
     data = bytes([7]) * size
-    key = state_key(user_id=box_user, parent_id="0", name="big.bin", file_id=None, size=size,
-                    sha1=hashlib.sha1(data).hexdigest())
+    key = state_key(user_id=box_user, parent_id="0", name="big.bin", file_id=None, size=size, sha1=FOLDED)
     session = "F971964745A5CD0C001BBE4E58196BFD"
     planted = {
         "version": 2, "session_id": session, "upload_url": listener.url + "/api", "expires_at": 4e9,
