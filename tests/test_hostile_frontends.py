@@ -14,7 +14,7 @@ import io
 from typing import Any
 
 import pytest
-from test_servers_support import PASSWORDS, make_backend, write_users_file
+from servers_support import PASSWORDS, make_backend, write_users_file
 
 from boxfs.servers.ftp import start_ftp_server
 
