@@ -648,11 +648,12 @@ def start_ftp_server(
 
 def run_ftp(
     users_file: str | os.PathLike[str],
-    config: str | os.PathLike[str] | Mapping[str, Any],
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
     host: str = "0.0.0.0",
     port: int = 2121,
     *,
     base_urls: Mapping[str, str] | None = None,
+    fs_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> None:
     """Run the FTP(S) server in the foreground until interrupted (what ``boxfs serve ftp`` calls).
@@ -660,7 +661,7 @@ def run_ftp(
     ``options`` are :func:`make_ftp_server`'s (certfile, keyfile, tls_required, passive_ports...).
     """
     enable_server_logging()
-    server = make_ftp_server(users_file, box_filesystem_factory(config, base_urls), host, port, **options)
+    server = make_ftp_server(users_file, box_filesystem_factory(config, base_urls, **(fs_options or {})), host, port, **options)
     tls = "S" if options.get("certfile") else ""
     logger.info("FTP%s server for Box listening on %s:%d", tls, *server.address[:2])
     if server.boxfs_cleaner is not None:

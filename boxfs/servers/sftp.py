@@ -715,13 +715,14 @@ def start_sftp_server(
 
 def run_sftp(
     users_file: str | os.PathLike[str],
-    config: str | os.PathLike[str] | Mapping[str, Any],
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
     host: str = "0.0.0.0",
     port: int = 2222,
     *,
     host_key: str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     base_urls: Mapping[str, str] | None = None,
+    fs_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> None:
     """Run the SFTP server in the foreground until interrupted (what ``boxfs serve sftp`` calls).
@@ -734,7 +735,7 @@ def run_sftp(
     async def main() -> None:
         acceptor = await create_sftp_server(
             users_file,
-            box_filesystem_factory(config, base_urls),
+            box_filesystem_factory(config, base_urls, **(fs_options or {})),
             host,
             port,
             host_key=host_key,

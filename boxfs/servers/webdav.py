@@ -462,12 +462,20 @@ def _move(res: BoxFile | BoxFolder, dest_path: str) -> bool:
     return True
 
 
+#: Requests whose answer carries the resource's size and etag: those must come from Box, not from a
+#: listing cached before another client (or another server process) replaced the file.
+_FRESH_METHODS = frozenset({"GET", "HEAD"})
+
+
 def _resource(path: str, environ: dict[str, Any], session: _Session) -> BoxFile | BoxFolder | None:
     virtual = virtual_norm(path)
     if virtual is None:
         return None
+    backend = session.backend(virtual)
     with dav_errors(virtual):
-        info = session.ns.try_info(session.backend(virtual))
+        if environ.get("REQUEST_METHOD") in _FRESH_METHODS:
+            session.fs.invalidate_cache(backend)
+        info = session.ns.try_info(backend)
     if info is None:
         return None
     return (BoxFolder if info_is_dir(info) else BoxFile)(virtual, environ, session, info)
@@ -622,16 +630,17 @@ def start_webdav_server(
 
 def run_webdav(
     users_file: str | os.PathLike[str],
-    config: str | os.PathLike[str] | Mapping[str, Any],
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
     host: str = "0.0.0.0",
     port: int = 8080,
     *,
     base_urls: Mapping[str, str] | None = None,
+    fs_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> None:
     """Run the WebDAV server in the foreground until interrupted (what ``boxfs serve webdav`` calls)."""
     enable_server_logging()
-    server = make_webdav_server(users_file, box_filesystem_factory(config, base_urls), host, port, **options)
+    server = make_webdav_server(users_file, box_filesystem_factory(config, base_urls, **(fs_options or {})), host, port, **options)
     server.prepare()
     scheme = "https" if options.get("certfile") else "http"
     logger.info("WebDAV server for Box listening on %s://%s:%d", scheme, *server.bind_addr[:2])

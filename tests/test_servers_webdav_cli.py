@@ -1,0 +1,145 @@
+"""``boxfs serve webdav`` as separate processes against the Box emulator: every credential form the
+library takes (JWT config from the environment, CCG fields), its own spool folder, and two processes
+serving the same users behind one (imagined) TCP load balancer, with nothing shared but Box."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_servers_cli import free_port, stop
+from webdav4.client import Client
+
+from boxfs.servers.users import hash_password
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed (scripts/setup.sh)"),
+]
+
+BOXFS = str(Path(sys.executable).parent / "boxfs")
+PASSWORD = "al-password-7"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    from boxfs.emulator import BoxEmulator
+
+    tmp = tmp_path_factory.mktemp("serve-webdav")
+    with BoxEmulator() as emu:
+        emu.create_user("alice@example.com", name="Alice")
+        cfg = emu.create_jwt_app(
+            scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
+        )
+        (tmp / "app.json").write_text(cfg)
+        (tmp / "app.json").chmod(0o600)
+        (tmp / "users.toml").write_text(
+            f'[users.al]\npassword = "{hash_password(PASSWORD)}"\n'
+            'box_user = "alice@example.com"\nhome = "/dav"\n'
+        )
+        yield emu, tmp
+
+
+def start(box, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    import socket
+    import time
+
+    emu, tmp = box
+    port = free_port()
+    proc = subprocess.Popen(
+        [BOXFS, "serve", "webdav", "--users", str(tmp / "users.toml"), "--host", "127.0.0.1", "--port", str(port),
+         *args],
+        env={**os.environ, "BOXFS_BASE_URL": emu.url, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.communicate()[0]}")
+
+
+def test_jwt_config_from_environment_with_spool_dir(box):
+    emu, tmp = box
+    spool = tmp / "spool"
+    proc, port = start(box, "--spool-dir", str(spool), "--spool-threshold", "100000",
+                       env={"BOXFS_JWT_CONFIG": str(tmp / "app.json")})
+    try:
+        client = Client(f"http://127.0.0.1:{port}", auth=("al", PASSWORD))
+        data = os.urandom(400_000)
+        (tmp / "up.bin").write_bytes(data)
+        client.upload_file(str(tmp / "up.bin"), "env.bin")
+        back = tmp / "back.bin"
+        client.download_file("env.bin", str(back))
+        assert hashlib.sha1(back.read_bytes()).hexdigest() == hashlib.sha1(data).hexdigest()
+    finally:
+        output = stop(proc)
+    assert spool.is_dir() and (spool.stat().st_mode & 0o077) == 0
+    assert list(spool.iterdir()) == []  # the spool file was removed once uploaded
+    assert "webdav login al" in output and PASSWORD not in output
+
+
+def test_ccg_fields(box):
+    emu, tmp = box
+    client_id, secret = emu.create_ccg_app(scopes=("root_readwrite", "manage_managed_users"))
+    proc, port = start(box, "--client-id", client_id, "--enterprise-id", emu.enterprise_id,
+                       env={"BOXFS_SERVE_CLIENT_SECRET": secret, "BOXFS_JWT_CONFIG": ""})
+    try:
+        client = Client(f"http://127.0.0.1:{port}", auth=("al", PASSWORD))
+        (tmp / "c.txt").write_bytes(b"via ccg")
+        client.upload_file(str(tmp / "c.txt"), "ccg.txt")
+    finally:
+        output = stop(proc)
+    assert secret not in output
+    from boxfs import BoxFileSystem
+
+    fs = BoxFileSystem(jwt_config=(tmp / "app.json").read_text(), as_user="alice@example.com",
+                       base_urls=emu.base_urls, skip_instance_cache=True)
+    assert fs.cat_file("dav/ccg.txt") == b"via ccg"
+
+
+def test_missing_credentials_fail_at_start(box):
+    _emu, tmp = box
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    result = subprocess.run(
+        [BOXFS, "serve", "webdav", "--users", str(tmp / "users.toml"), "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode != 0
+    assert "credentials" in (result.stderr + result.stdout).lower()
+
+
+def test_two_processes_serve_the_same_users(box):
+    """Nothing shared but Box: a file written through one process is read, replaced and deleted
+    through the other."""
+    emu, tmp = box
+    env = {"BOXFS_JWT_CONFIG": str(tmp / "app.json")}
+    first, port1 = start(box, env=env)
+    second, port2 = start(box, env=env)
+    try:
+        one = Client(f"http://127.0.0.1:{port1}", auth=("al", PASSWORD))
+        two = Client(f"http://127.0.0.1:{port2}", auth=("al", PASSWORD))
+        for n in range(3):
+            data = os.urandom(10_000 + n)
+            (tmp / "v").write_bytes(data)
+            (one if n % 2 == 0 else two).upload_file(str(tmp / "v"), "shared.bin", overwrite=True)
+            reader = two if n % 2 == 0 else one
+            out = tmp / "r"
+            reader.download_file("shared.bin", str(out))
+            assert hashlib.sha1(out.read_bytes()).hexdigest() == hashlib.sha1(data).hexdigest()
+        two.remove("shared.bin")
+        assert "dav/shared.bin" not in {e["name"] for e in one.ls("/", detail=True)}
+    finally:
+        for proc in (first, second):
+            proc.send_signal(signal.SIGINT)
+        stop(first), stop(second)
