@@ -39,6 +39,7 @@ from boxfs.servers.common import (
     set_mtime,
     spool_cleaner,
 )
+from boxfs.servers.permissions import ActionDenied, require
 from boxfs.servers.safety import warn_ftp_setup
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
@@ -232,15 +233,25 @@ class BoxFTPFS(AbstractedFS):
 
     # --- file objects
 
+    def _require(self, action: str, path: str) -> None:
+        """The login's permissions (:mod:`boxfs.servers.permissions`), checked before any request."""
+        try:
+            require(self.user, action, path, "ftp")
+        except ActionDenied as exc:
+            raise ftp_error(exc, path) from None
+
     def open(self, filename: str, mode: str) -> Any:
         self._changed()
         try:
             if mode == "rb":
+                self._require("download", filename)
                 return DownloadFile(self.fs, self._backend(filename), filename, self.resources)
             if mode == "wb":
-                if self.isdir(filename):
-                    raise IsADirectoryError(filename)
                 self._check_new_name(filename)
+                existing = self.ns.try_info(self._backend(filename))
+                if existing is not None and info_is_dir(existing):
+                    raise IsADirectoryError(filename)
+                self._require("upload" if existing is None else "overwrite", filename)
                 return UploadFile(self.files, self._backend(filename), filename, self.resources)
         except FilesystemError:
             raise
@@ -261,6 +272,7 @@ class BoxFTPFS(AbstractedFS):
 
     def mkdir(self, path: str) -> None:
         self._changed()
+        self._require("mkdir", path)
         self._check_new_name(path)
         try:
             if self.ns.exists(self._backend(path)):
@@ -270,6 +282,7 @@ class BoxFTPFS(AbstractedFS):
             raise ftp_error(exc, path) from None
 
     def listdir(self, path: str) -> list[str]:
+        self._require("list", path)
         try:
             # refresh: a client listing a folder expects to see changes made outside this server
             # (Box web app, sync clients, other Box users) and not the filesystem's cached listing.
@@ -292,6 +305,7 @@ class BoxFTPFS(AbstractedFS):
 
     def rmdir(self, path: str) -> None:
         self._changed()
+        self._require("delete", path)
         try:
             self.ns.remove_folder(self._backend(path))
         except Exception as exc:
@@ -299,6 +313,7 @@ class BoxFTPFS(AbstractedFS):
 
     def remove(self, path: str) -> None:
         self._changed()
+        self._require("delete", path)
         try:
             self.ns.remove_file(self._backend(path))
         except Exception as exc:
@@ -309,6 +324,7 @@ class BoxFTPFS(AbstractedFS):
         """RNFR/RNTO: another case of the same name is a rename; an existing other target is refused
         (550 File exists) rather than replaced, as most FTP servers' clients expect."""
         self._changed()
+        self._require("rename", src)
         self._check_new_name(dst)
         try:
             self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
@@ -331,6 +347,7 @@ class BoxFTPFS(AbstractedFS):
 
     def utime(self, path: str, timeval: float) -> None:
         self._changed()
+        self._require("overwrite", path)  # Box sets a time only with a new upload of the content
         try:
             set_mtime(self.fs, self._backend(path), timeval)
         except Exception as exc:

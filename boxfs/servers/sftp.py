@@ -58,6 +58,7 @@ from boxfs.servers.common import (
     set_mtime,
     spool_cleaner,
 )
+from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.safety import UnsafeSetupError, default_state_dir, private_dir, warn_if_loose
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
@@ -302,6 +303,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         if self.user.read_only:
             raise SFTPPermissionDenied(f"read-only account: {virtual}")
 
+    def _require(self, action: str, virtual: str) -> None:
+        """The login's permissions (:mod:`boxfs.servers.permissions`), checked before any request."""
+        try:
+            require(self.user, action, virtual, "sftp")
+        except ActionDenied as exc:
+            raise sftp_error(exc, virtual) from None
+
     async def _call(self, virtual: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return await self._run(func, *args, **kwargs)
@@ -335,6 +343,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             raise SFTPOpUnsupported("Box files cannot be truncated in place")
         if attrs.mtime is not None:
             self._check_writable(virtual)
+            self._require("overwrite", virtual)  # Box sets a time only with a new upload of the content
             if info_is_dir(info):
                 raise SFTPOpUnsupported("Box folders have no settable modification time")
             fs = await self._filesystem()
@@ -379,6 +388,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                 if not pflags & FXF_CREAT:
                     raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
                 refuse_bad_name(ns, backend)
+                self._require("upload", virtual)
             else:
                 if info_is_dir(info):
                     raise SFTPFileIsADirectory(f"Is a directory: {virtual}")
@@ -386,11 +396,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                     raise SFTPFileAlreadyExists(f"File exists: {virtual}")
                 if not pflags & FXF_TRUNC:
                     raise SFTPOpUnsupported("Box files cannot be modified in place: open with truncate")
+                self._require("overwrite", virtual)
             if self._files is None:
                 self._files = self._resources.open_files_for(fs)
             upload = await self._call(virtual, UploadFile, self._files, backend, virtual, self._resources)
             logger.info("sftp %s upload started %s", self.user.login, virtual)
             return upload
+        self._require("download", virtual)
         info = await self._info(virtual)
         if info_is_dir(info):
             raise SFTPFileIsADirectory(f"Is a directory: {virtual}")
@@ -462,6 +474,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         virtual = self._virtual(path)
+        self._require("list", virtual)
         ns = await self._namespace()
         info = await self._info(virtual)
         if not info_is_dir(info):
@@ -481,6 +494,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         virtual = self._virtual(path)
         self._check_writable(virtual)
+        self._require("mkdir", virtual)
         ns = await self._namespace()
         backend = self._backend(virtual)
         refuse_bad_name(ns, backend)
@@ -492,6 +506,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     async def rmdir(self, path: bytes) -> None:
         virtual = self._virtual(path)
         self._check_writable(virtual)
+        self._require("delete", virtual)
         if virtual == "/":
             raise SFTPPermissionDenied("cannot remove the home folder")
         ns = await self._namespace()
@@ -501,6 +516,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     async def remove(self, path: bytes) -> None:
         virtual = self._virtual(path)
         self._check_writable(virtual)
+        self._require("delete", virtual)
         ns = await self._namespace()
         await self._call(virtual, ns.remove_file, self._backend(virtual))
         logger.info("sftp %s deleted %s", self.user.login, virtual)
@@ -511,10 +527,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         src = self._virtual(oldpath)
         dst = self._virtual(newpath)
         self._check_writable(src)
+        self._require("rename", src)
         if src == "/" or dst == "/":
             raise SFTPPermissionDenied("cannot rename the home folder")
         ns = await self._namespace()
         refuse_bad_name(ns, self._backend(dst))
+        if overwrite and not allows(self.user, "overwrite") and await self._call(dst, ns.exists, self._backend(dst)):
+            self._require("overwrite", dst)
         await self._call(f"{src} -> {dst}", ns.rename, self._backend(src), self._backend(dst), overwrite=overwrite)
         logger.info("sftp %s renamed %s to %s", self.user.login, src, dst)
 

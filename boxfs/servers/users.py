@@ -8,7 +8,7 @@ client uses::
     ssh_keys = ["ssh-ed25519 AAAAC3Nza... alice@laptop"]   # optional, SFTP only
     box_user = "alice@example.com"                  # Box login email or user id to act as
     home = "/"                                      # folder in that Box user's tree
-    read_only = false
+    permissions = "full"                            # or "read_only", "upload_only", a list of actions
 
 Passwords are never stored in clear: only salted scrypt hashes, compared in constant time.
 An unknown login costs the same scrypt work as a known one so that response timing does not
@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from boxfs.servers.permissions import PRESETS, WRITE_ACTIONS, parse_permissions
 from boxfs.servers.safety import check_users_file
 from boxfs.servers.throttle import ThrottlePolicy
 
@@ -136,12 +137,20 @@ class User:
     home: str = "/"
     read_only: bool = False
     ssh_keys: tuple[str, ...] = field(default_factory=tuple)
+    #: What the login may do (:mod:`boxfs.servers.permissions`); None: from ``read_only``.
+    permissions: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.permissions is None:
+            object.__setattr__(self, "permissions", PRESETS["read_only" if self.read_only else "full"])
+        # read_only stays the one-word answer the protocols' attribute displays use
+        object.__setattr__(self, "read_only", not (self.permissions & WRITE_ACTIONS))
 
     def __repr__(self) -> str:
         # The hash is not a secret in the strict sense, but it is never useful in a log either.
         return (
             f"User(login={self.login!r}, box_user={self.box_user!r}, home={self.home!r}, "
-            f"read_only={self.read_only!r}, ssh_keys={len(self.ssh_keys)})"
+            f"permissions={sorted(self.permissions or ())!r}, ssh_keys={len(self.ssh_keys)})"
         )
 
     def check_password(self, password: str) -> bool:
@@ -209,7 +218,7 @@ class UsersDB:
         for login, entry in section.items():
             if not isinstance(entry, dict):
                 raise ValueError(f"users.{login} must be a table")
-            unknown = set(entry) - {"password", "ssh_keys", "box_user", "home", "read_only"}
+            unknown = set(entry) - {"password", "ssh_keys", "box_user", "home", "read_only", "permissions"}
             if unknown:
                 raise ValueError(f"users.{login}: unknown keys {sorted(unknown)}")
             password = entry.get("password")
@@ -227,6 +236,12 @@ class UsersDB:
             box_user = entry.get("box_user")
             if not box_user:
                 raise ValueError(f"users.{login}.box_user is required (Box login email or user id)")
+            if "permissions" in entry and "read_only" in entry:
+                raise ValueError(f"users.{login}: give permissions or read_only, not both")
+            permissions = (
+                parse_permissions(entry["permissions"], f"users.{login}.permissions")
+                if "permissions" in entry else None
+            )
             users.append(
                 User(
                     login=str(login),
@@ -235,6 +250,7 @@ class UsersDB:
                     home=normalize_home(str(entry.get("home", "/"))),
                     read_only=bool(entry.get("read_only", False)),
                     ssh_keys=tuple(str(k).strip() for k in keys),
+                    permissions=permissions,
                 )
             )
         return cls(users, throttle)

@@ -65,6 +65,7 @@ from boxfs.servers.common import (
     enable_server_logging,
     spool_cleaner,
 )
+from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
 
@@ -245,10 +246,12 @@ class _Session:
         path = virtual.rstrip("/") + ("/" if collection else "")
         return "/" + self.scope + quote(path or "/")
 
-    def check_writable(self, virtual: str) -> None:
-        if self.user.read_only:
-            logger.info("webdav %s: write to %r refused (read-only login)", self.user.login, virtual)
-            raise DAVError(HTTP_FORBIDDEN, f"{reason_of(errno.EROFS)}: {virtual}")
+    def require(self, action: str, virtual: str) -> None:
+        """The login's permissions (:mod:`boxfs.servers.permissions`), checked before any request."""
+        try:
+            require(self.user, action, virtual, "webdav")
+        except ActionDenied as exc:
+            raise dav_error(exc, virtual) from None
 
 
 def _etag(info: Mapping[str, Any]) -> str | None:
@@ -297,6 +300,7 @@ class BoxFile(DAVNonCollection):
 
     def get_content(self) -> DownloadFile:
         """A seekable reader: wsgidav seeks to a Range's start and reads only what was asked."""
+        self.session.require("download", self.path)
         backend = self.session.backend(self.path)
         with dav_errors(self.path):
             return DownloadFile(self.session.fs, backend, self.path, self.session.resources)
@@ -306,7 +310,7 @@ class BoxFile(DAVNonCollection):
 
         Each PUT has its own spool (two PUTs of one path never mix bytes; the last complete one wins).
         """
-        self.session.check_writable(self.path)
+        self.session.require("upload" if self.info is None else "overwrite", self.path)
         backend = self.session.backend(self.path)
         with dav_errors(self.path):
             self.session.ns.check_new_name(backend)
@@ -325,7 +329,7 @@ class BoxFile(DAVNonCollection):
             self.info = self.session.ns.try_info(self.session.backend(self.path))
 
     def delete(self) -> None:
-        self.session.check_writable(self.path)
+        self.session.require("delete", self.path)
         with dav_errors(self.path):
             self.session.ns.remove_file(self.session.backend(self.path))
         self.remove_all_properties(recursive=True)
@@ -337,7 +341,7 @@ class BoxFile(DAVNonCollection):
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         """COPY of a file: read it and upload the copy through the layer (MOVE is ``handle_move``)."""
         session = self.session
-        session.check_writable(dest_path)
+        session.require("upload", dest_path)
         dest = session.backend(dest_path)
         with dav_errors(dest_path):
             session.ns.check_new_name(dest)
@@ -378,16 +382,17 @@ class BoxFolder(DAVCollection):
     def support_etag(self) -> bool:
         return False
 
-    def _children(self) -> list[dict[str, Any]]:
-        # refresh: a client listing a folder expects to see changes made outside this server
-        with dav_errors(self.path):
-            return self.session.ns.list(self.session.backend(self.path), refresh=True)
-
     def _member(self, info: dict[str, Any]) -> BoxFile | BoxFolder:
         name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
         path = self.path.rstrip("/") + "/" + name
         cls = BoxFolder if info_is_dir(info) else BoxFile
         return cls(path, self.environ, self.session, info)
+
+    def _children(self) -> list[dict[str, Any]]:
+        self.session.require("list", self.path)
+        # refresh: a client listing a folder expects to see changes made outside this server
+        with dav_errors(self.path):
+            return self.session.ns.list(self.session.backend(self.path), refresh=True)
 
     def get_member_names(self) -> list[str]:
         return [str(i["name"]).rstrip("/").rsplit("/", 1)[-1] for i in self._children()]
@@ -407,7 +412,7 @@ class BoxFolder(DAVCollection):
         """
         path = self.path.rstrip("/") + "/" + name
         session = self.session
-        session.check_writable(path)
+        session.require("upload", path)
         backend = session.backend(path)
         with dav_errors(path):
             session.ns.check_new_name(backend)
@@ -418,7 +423,7 @@ class BoxFolder(DAVCollection):
 
     def create_collection(self, name: str) -> None:
         path = self.path.rstrip("/") + "/" + name
-        self.session.check_writable(path)
+        self.session.require("mkdir", path)
         with dav_errors(path):
             self.session.ns.mkdir(self.session.backend(path))
 
@@ -428,7 +433,7 @@ class BoxFolder(DAVCollection):
     def delete(self) -> None:
         """DELETE of a folder removes it with everything in it (RFC 4918 9.6.1); never the home."""
         session = self.session
-        session.check_writable(self.path)
+        session.require("delete", self.path)
         if self.path.strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "the home folder cannot be deleted")
         with dav_errors(self.path):
@@ -441,7 +446,7 @@ class BoxFolder(DAVCollection):
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         """COPY of a folder, one level: wsgidav then copies the members one by one."""
-        self.session.check_writable(dest_path)
+        self.session.require("mkdir", dest_path)
         with dav_errors(dest_path):
             dest = self.session.backend(dest_path)
             if not self.session.ns.exists(dest):
@@ -452,12 +457,13 @@ def _move(res: BoxFile | BoxFolder, dest_path: str) -> bool:
     """MOVE through the layer's POSIX rename (a replaced target is removed only once the new name is
     in place); wsgidav has already refused Overwrite: F onto an existing target."""
     session = res.session
-    session.check_writable(res.path)
-    session.check_writable(dest_path)
+    session.require("rename", res.path)
     dest = virtual_norm(dest_path)
     if dest is None:
         raise DAVError(HTTP_FORBIDDEN, "outside the home folder")
     with dav_errors(dest_path):
+        if not allows(session.user, "overwrite") and session.ns.exists(session.backend(dest)):
+            session.require("overwrite", dest)
         session.ns.rename(session.backend(res.path), session.backend(dest))
     return True
 
