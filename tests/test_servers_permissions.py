@@ -18,7 +18,7 @@ from test_servers_support import LENIENT_THROTTLE, PASSWORDS, make_backend, pass
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.permissions import ACTIONS, PRESETS, parse_permissions
 from boxfs.servers.sftp import start_sftp_server
-from boxfs.servers.users import UsersDB
+from boxfs.servers.users import UsersDB, normalize_home
 from boxfs.servers.webdav import start_webdav_server
 
 pytestmark = [
@@ -41,6 +41,9 @@ def test_presets_and_sets_parse():
     db = UsersDB.from_dict({"users": {"r": {**entry, "read_only": True}, "u": {**entry, "permissions": "upload_only"}}})
     assert db.get("r").permissions == PRESETS["read_only"] and db.get("r").read_only
     assert db.get("u").permissions == {"upload"} and not db.get("u").read_only
+    assert normalize_home(" id:123 ") == "id:123" and normalize_home("/a/./b/") == "/a/b"
+    with pytest.raises(ValueError, match="id:<digits>"):
+        normalize_home("id:abc")
     with pytest.raises(ValueError, match="not both"):
         UsersDB.from_dict({"users": {"x": {**entry, "read_only": True, "permissions": "full"}}})
 

@@ -7,16 +7,26 @@ filesystem, and compares content by SHA-1.
 
 from __future__ import annotations
 
+import ftplib
 import hashlib
+import io
 import os
 import shutil
 import subprocess
 from urllib.parse import quote
 
 import pytest
-from test_servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
+from test_servers_support import (
+    PASSWORDS,
+    emulator_factory,
+    make_backend,
+    password_hash,
+    self_signed_cert,
+    write_users_file,
+)
 from webdav4.client import Client
 
+from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.webdav import start_webdav_server
 
 pytestmark = [
@@ -255,3 +265,53 @@ def test_lock_unlock_like_desktop_clients(env, tmp_path):
     assert status(curl(server, "bob", "-T", str(src), "-H", f"If: ({token})", path="/locked.txt")) in (201, 204)
     assert box(backend, "bob").cat_file("locked.txt") == b"locked content"
     assert status(curl(server, "bob", "-X", "UNLOCK", "-H", f"Lock-Token: {token}", path="/locked.txt")) == 204
+
+
+def test_home_by_folder_id_survives_renaming_that_folder(tmp_path):
+    """``home = "id:<folder id>"``: after the folder is renamed and moved in Box, the login still
+    lands in it (WebDAV and FTP), and a home id that is not a folder refuses the login."""
+    with make_backend(tmp_path) as backend:
+        if backend.kind != "emulator":
+            pytest.skip("needs the Box emulator")
+        fs = box(backend, "bob")
+        fs.makedirs("Projects/Acme", exist_ok=True)
+        folder_id = fs.info("Projects/Acme")["id"]
+        fs.pipe_file("Projects/note.txt", b"a file, not a folder")
+        file_id = fs.info("Projects/note.txt")["id"]
+        users = tmp_path / "users.toml"
+        users.write_text(
+            f'[users.acme]\npassword = "{password_hash("bob")}"\nbox_user = "{backend.box_users["bob"]}"\n'
+            f'home = "id:{folder_id}"\n\n'
+            f'[users.bad]\npassword = "{password_hash("bob")}"\nbox_user = "{backend.box_users["bob"]}"\n'
+            f'home = "id:{file_id}"\n'
+        )
+        PASSWORDS.setdefault("acme", PASSWORDS["bob"])
+        PASSWORDS.setdefault("bad", PASSWORDS["bob"])
+        with start_webdav_server(users, backend.factory) as dav, \
+                start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp_server:
+            src = tmp_path / "f"
+            src.write_bytes(b"before the rename")
+            assert status(curl(dav, "acme", "-T", str(src), path="/one.txt")) == 201
+            assert box(backend, "bob").cat_file("Projects/Acme/one.txt") == b"before the rename"
+
+            outside = box(backend, "bob")
+            outside.makedirs("Archive", exist_ok=True)
+            outside.mv("Projects/Acme", "Archive/Acme 2026")
+            assert outside.info("Archive/Acme 2026")["id"] == folder_id
+
+            src.write_bytes(b"after the rename")
+            assert status(curl(dav, "acme", "-T", str(src), path="/two.txt")) == 201
+            listing = curl(dav, "acme", "-X", "PROPFIND", "-H", "Depth: 1", path="/")
+            assert b"one.txt" in body(listing) and b"two.txt" in body(listing)
+            client = ftplib.FTP()
+            client.connect(ftp_server.host, ftp_server.port, timeout=60)
+            client.login("acme", PASSWORDS["bob"])
+            client.storbinary("STOR three.txt", io.BytesIO(b"over ftp"))
+            assert sorted(client.nlst()) == ["one.txt", "three.txt", "two.txt"]
+            client.quit()
+            fs = box(backend, "bob")
+            assert fs.cat_file("Archive/Acme 2026/two.txt") == b"after the rename"
+            assert fs.cat_file("Archive/Acme 2026/three.txt") == b"over ftp"
+            assert not fs.exists("Projects/Acme")
+
+            assert status(curl(dav, "bad", "-X", "PROPFIND", "-H", "Depth: 0", path="/")) == 401

@@ -7,7 +7,7 @@ client uses::
     password = "scrypt$16384$8$1$<salt>$<hash>"     # from `python -m boxfs.servers.users hash`
     ssh_keys = ["ssh-ed25519 AAAAC3Nza... alice@laptop"]   # optional, SFTP only
     box_user = "alice@example.com"                  # Box login email or user id to act as
-    home = "/"                                      # folder in that Box user's tree
+    home = "/"                                      # folder in that Box user's tree, or "id:12345"
     permissions = "full"                            # or "read_only", "upload_only", a list of actions
 
 Passwords are never stored in clear: only salted scrypt hashes, compared in constant time.
@@ -24,6 +24,7 @@ import hmac
 import logging
 import os
 import posixpath
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -114,13 +115,29 @@ def _dummy_hash() -> str:
         return _DUMMY_HASH
 
 
+#: ``home = "id:12345"``: the home is the Box folder with that id, wherever it is and whatever it
+#: is called (people rename and move folders; the id stays).
+_HOME_ID = re.compile(r"id:(\d+)")
+
+
+def home_folder_id(home: str) -> str | None:
+    """The Box folder id of a home given as ``id:<digits>``, else None."""
+    match = _HOME_ID.fullmatch(home)
+    return match.group(1) if match else None
+
+
 def normalize_home(home: str) -> str:
-    """Return ``home`` as an absolute, normalized POSIX path inside the Box user's tree.
+    """Return ``home`` as an absolute, normalized POSIX path inside the Box user's tree, or as
+    ``id:<digits>`` (a Box folder id, kept as is: the filesystem addresses it by id).
 
     ``..`` components in a configured home are refused outright rather than resolved: a
     configuration that tries to climb is a mistake worth failing loudly on.
     """
     home = (home or "/").strip()
+    if home_folder_id(home) is not None:
+        return home
+    if home.startswith("id:"):
+        raise ValueError(f"home {home!r}: a Box folder id is written id:<digits>, e.g. id:12345")
     parts = [p for p in home.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ValueError(f"home folder may not contain '..': {home!r}")
@@ -309,7 +326,11 @@ class UserFilesystems:
         key = (user.box_user, user.home)
         if user.home != "/" and key not in self._homes_ready:
             path = backend_path(user.home, "/")
-            if not fs.exists(path):
+            if home_folder_id(user.home) is not None:
+                # a folder given by id is never created: it must exist, as a folder, for this Box user
+                if fs.info(path).get("type") != "directory":
+                    raise NotADirectoryError(f"home {user.home} of {user.login} is not a folder")
+            elif not fs.exists(path):
                 logger.info("creating home folder %s for Box user %s", user.home, user.box_user)
                 fs.makedirs(path, exist_ok=True)
             self._homes_ready.add(key)
