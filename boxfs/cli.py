@@ -777,14 +777,26 @@ def _server_box_options(command: Any) -> Any:
                      help="Private folder for upload spool files (default: the temp folder)."),
         click.option("--spool-threshold", type=click.IntRange(min=1), default=None, metavar="BYTES",
                      help="Uploads up to this size go to Box in one request; larger ones in chunks."),
+        click.option("--audit-log", default=None, metavar="FILE|-",
+                     help="Append one JSON line per action to FILE (- for stdout); see docs/servers.md."),
     ]):
         command = option(command)
     return command
 
 
+def _audit_log(box: dict[str, Any]) -> Any:
+    """The --audit-log of a serve command (None when not given)."""
+    if not box.get("audit_log"):
+        return None
+    from boxfs.servers.audit import AuditLog
+
+    return AuditLog(box["audit_log"])
+
+
 def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> tuple[
         str | None, dict[str, str] | None, dict[str, Any]]:
     """``(jwt config or None, base_urls, filesystem options)`` from the global and the serve options."""
+    box.pop("audit_log", None)  # not a filesystem option: see _audit_log
     fields = {key: box.pop(key) for key in ("client_id", "client_secret", "enterprise_id", "public_key_id",
                                              "private_key_file", "passphrase") if box.get(key) is not None}
     key_file = fields.pop("private_key_file", None)
@@ -829,6 +841,7 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
         from boxfs.servers.ftp import run_ftp
     except ImportError as exc:
         raise click.ClickException(f"serve ftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
+    audit_log = _audit_log(box)
     config, base_urls, fs_options = _server_config(state, config, box)
     ports = None
     if passive_ports:
@@ -839,7 +852,7 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
         ports = range(first, last + 1)
     run_ftp(users_file, config, host, port, base_urls=base_urls, fs_options=fs_options, certfile=certfile, keyfile=keyfile,
             tls_required=tls_required, passive_ports=ports, masquerade_address=masquerade_address,
-            allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)
+            allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age, audit_log=audit_log)
 
 
 @serve_group.command("sftp")
@@ -860,9 +873,11 @@ def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key:
         from boxfs.servers.sftp import run_sftp
     except ImportError as exc:
         raise click.ClickException(f"serve sftp needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
+    audit_log = _audit_log(box)
     config, base_urls, fs_options = _server_config(state, config, box)
     run_sftp(users_file, config, host, port, host_key=host_key, state_dir=state_dir,
-             base_urls=base_urls, fs_options=fs_options, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)
+             base_urls=base_urls, fs_options=fs_options, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age,
+             audit_log=audit_log)
 
 
 @serve_group.command("webdav")
@@ -885,10 +900,11 @@ def serve_webdav(state: CliState, users_file: str, host: str, port: int, certfil
         from boxfs.servers.webdav import run_webdav
     except ImportError as exc:
         raise click.ClickException(f"serve webdav needs the servers extra: pip install 'boxfs[servers]' ({exc})") from None
+    audit_log = _audit_log(box)
     config, base_urls, fs_options = _server_config(state, config, box)
     run_webdav(users_file, config, host, port, base_urls=base_urls, fs_options=fs_options, certfile=certfile,
                keyfile=keyfile, threads=threads, allow_loose_users_file=allow_loose_users_file,
-               spool_max_age=spool_max_age)
+               spool_max_age=spool_max_age, audit_log=audit_log)
 
 
 # ------------------------------------------------------------------------------------------ errors

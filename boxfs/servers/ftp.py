@@ -30,6 +30,7 @@ from pyftpdlib.servers import ThreadedFTPServer
 
 from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
 from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
+from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
     SessionResources,
@@ -182,6 +183,8 @@ class BoxFTPFS(AbstractedFS):
         self.fs = cmd_channel.filesystems.for_user(user)
         self.ns = Namespace(self.fs)  # literal names: never a pattern
         self.resources = SessionResources()
+        self.audit: AuditLog = getattr(cmd_channel, "audit", None) or AuditLog(None)
+        self.actor = Actor("ftp", user.login, user.box_user, f"{cmd_channel.remote_ip}:{cmd_channel.remote_port}")
         self.files = self.resources.open_files_for(self.fs)  # upload spools (the layer's)
         # Listing cache: LIST/MLSD stat every entry right after listing the folder; serving those
         # stats from the listing avoids one Box request per entry. Cleared by every change.
@@ -241,6 +244,14 @@ class BoxFTPFS(AbstractedFS):
             raise ftp_error(exc, path) from None
 
     def open(self, filename: str, mode: str) -> Any:
+        """A transfer's file; a refused open is audited here, a transfer by ``log_transfer``."""
+        try:
+            return self._open(filename, mode)
+        except Exception as exc:
+            self.audit.record(self.actor, "download" if mode == "rb" else "upload", filename, error=exc)
+            raise
+
+    def _open(self, filename: str, mode: str) -> Any:
         self._changed()
         try:
             if mode == "rb":
@@ -271,6 +282,10 @@ class BoxFTPFS(AbstractedFS):
         self.cwd = path
 
     def mkdir(self, path: str) -> None:
+        with self.audit.action(self.actor, "mkdir", path):
+            self._mkdir(path)
+
+    def _mkdir(self, path: str) -> None:
         self._changed()
         self._require("mkdir", path)
         self._check_new_name(path)
@@ -282,6 +297,10 @@ class BoxFTPFS(AbstractedFS):
             raise ftp_error(exc, path) from None
 
     def listdir(self, path: str) -> list[str]:
+        with self.audit.action(self.actor, "list", path):
+            return self._listdir(path)
+
+    def _listdir(self, path: str) -> list[str]:
         self._require("list", path)
         try:
             # refresh: a client listing a folder expects to see changes made outside this server
@@ -305,31 +324,34 @@ class BoxFTPFS(AbstractedFS):
 
     def rmdir(self, path: str) -> None:
         self._changed()
-        self._require("delete", path)
-        try:
-            self.ns.remove_folder(self._backend(path))
-        except Exception as exc:
-            raise ftp_error(exc, path) from None
+        with self.audit.action(self.actor, "delete", path):
+            self._require("delete", path)
+            try:
+                self.ns.remove_folder(self._backend(path))
+            except Exception as exc:
+                raise ftp_error(exc, path) from None
 
     def remove(self, path: str) -> None:
         self._changed()
-        self._require("delete", path)
-        try:
-            self.ns.remove_file(self._backend(path))
-        except Exception as exc:
-            raise ftp_error(exc, path) from None
+        with self.audit.action(self.actor, "delete", path):
+            self._require("delete", path)
+            try:
+                self.ns.remove_file(self._backend(path))
+            except Exception as exc:
+                raise ftp_error(exc, path) from None
         logger.info("ftp %s deleted %s", self.user.login, path)
 
     def rename(self, src: str, dst: str) -> None:
         """RNFR/RNTO: another case of the same name is a rename; an existing other target is refused
         (550 File exists) rather than replaced, as most FTP servers' clients expect."""
         self._changed()
-        self._require("rename", src)
-        self._check_new_name(dst)
-        try:
-            self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
-        except Exception as exc:
-            raise ftp_error(exc, f"{src} -> {dst}") from None
+        with self.audit.action(self.actor, "rename", f"{src} -> {dst}"):
+            self._require("rename", src)
+            self._check_new_name(dst)
+            try:
+                self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
+            except Exception as exc:
+                raise ftp_error(exc, f"{src} -> {dst}") from None
         logger.info("ftp %s renamed %s to %s", self.user.login, src, dst)
 
     def chmod(self, path: str, mode: int) -> None:
@@ -347,11 +369,12 @@ class BoxFTPFS(AbstractedFS):
 
     def utime(self, path: str, timeval: float) -> None:
         self._changed()
-        self._require("overwrite", path)  # Box sets a time only with a new upload of the content
-        try:
-            set_mtime(self.fs, self._backend(path), timeval)
-        except Exception as exc:
-            raise ftp_error(exc, path) from None
+        with self.audit.action(self.actor, "set_mtime", path):
+            self._require("overwrite", path)  # Box sets a time only with a new upload of the content
+            try:
+                set_mtime(self.fs, self._backend(path), timeval)
+            except Exception as exc:
+                raise ftp_error(exc, path) from None
         logger.info("ftp %s set modification time of %s", self.user.login, path)
 
     def readlink(self, path: str) -> str:
@@ -512,6 +535,10 @@ class BoxFTPHandler(FTPHandler):
             bytes,
             elapsed,
         )
+        fs = self.fs
+        if isinstance(fs, BoxFTPFS):
+            failed = None if completed else OSError(errno.EIO, "transfer incomplete")
+            fs.audit.record(fs.actor, "upload" if receive else "download", filename, nbytes=bytes, error=failed)
 
 
 def _tls_handler_classes() -> tuple[type, type]:
@@ -563,6 +590,7 @@ def make_ftp_server(
     allow_loose_users_file: bool = False,
     spool_clean_interval: float = 3600.0,
     spool_max_age: float | None = None,
+    audit_log: AuditLog | None = None,
 ) -> ThreadedFTPServer:
     """Build (without starting) a threaded FTP server over the given per-Box-user filesystems.
 
@@ -585,6 +613,7 @@ def make_ftp_server(
         "timeout": timeout,
         "passive_ports": list(passive_ports) if passive_ports else None,
         "masquerade_address": masquerade_address,
+        "audit": audit_log or AuditLog(None),
     }
     if certfile:
         base, _dtp = _tls_handler_classes()

@@ -47,6 +47,7 @@ from asyncssh import (
 from boxfs.frontend import Namespace, OpenFiles, PendingLimitError, errno_of, log_failure, reason_of
 from boxfs.frontend.cleaning import SpoolCleaner
 from boxfs.frontend.stat import info_is_dir, info_to_stat
+from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
     SessionLimitError,
@@ -78,8 +79,10 @@ class _ServerState:
         max_workers: int = 32,
         session_limits: SessionLimits | None = None,
         login_throttle: ThrottlePolicy | None = None,
+        audit: AuditLog | None = None,
     ):
         self.users = users
+        self.audit = audit or AuditLog(None)
         self.filesystems = filesystems
         self.session_limits = session_limits or SessionLimits()
         self.throttle = LoginThrottle(login_throttle or users.throttle)
@@ -258,6 +261,9 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         self._ns: Namespace | None = None
         self._resources = SessionResources(state.session_limits)
         self._files: OpenFiles | None = None  # this session's write spools (the layer's)
+        peer = chan.get_extra_info("peername")
+        self.audit: AuditLog = state.audit
+        self.actor = Actor("sftp", user.login, user.box_user, f"{peer[0]}:{peer[1]}" if peer else "?")
 
     def __repr__(self) -> str:
         return f"BoxSFTPServer(login={self.user.login!r})"
@@ -342,12 +348,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         if attrs.size is not None and attrs.size != int(info.get("size") or 0):
             raise SFTPOpUnsupported("Box files cannot be truncated in place")
         if attrs.mtime is not None:
-            self._check_writable(virtual)
-            self._require("overwrite", virtual)  # Box sets a time only with a new upload of the content
-            if info_is_dir(info):
-                raise SFTPOpUnsupported("Box folders have no settable modification time")
-            fs = await self._filesystem()
-            await self._call(virtual, set_mtime, fs, self._backend(virtual), float(attrs.mtime))
+            with self.audit.action(self.actor, "set_mtime", virtual):
+                self._check_writable(virtual)
+                self._require("overwrite", virtual)  # Box sets a time only with a new upload of the content
+                if info_is_dir(info):
+                    raise SFTPOpUnsupported("Box folders have no settable modification time")
+                fs = await self._filesystem()
+                await self._call(virtual, set_mtime, fs, self._backend(virtual), float(attrs.mtime))
             logger.info("sftp %s set modification time of %s", self.user.login, virtual)
         # Permissions, owners and access times do not exist in Box: accepted and ignored so
         # that clients preserving attributes do not fail.
@@ -375,6 +382,15 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     # --- files
 
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Any:
+        """A transfer's file; a refused open is audited here, a transfer at its close."""
+        try:
+            return await self._open(path, pflags)
+        except Exception as exc:
+            action = "upload" if pflags & FXF_WRITE else "download"
+            self.audit.record(self.actor, action, self._virtual(path), error=exc)
+            raise
+
+    async def _open(self, path: bytes, pflags: int) -> Any:
         virtual = self._virtual(path)
         fs = await self._filesystem()
         ns = await self._namespace()
@@ -440,11 +456,14 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                 file_obj.bytes_written,
             )
             await self._run(file_obj.discard)
+            self.audit.record(self.actor, "upload", file_obj.name, nbytes=file_obj.bytes_written,
+                              error=OSError(errno.EIO, "upload abandoned"))
             return
         if isinstance(file_obj, UploadFile):
             try:
                 await self._run(file_obj.close)
             except Exception as exc:
+                self.audit.record(self.actor, "upload", file_obj.name, nbytes=file_obj.bytes_written, error=exc)
                 code = errno_of(exc)
                 logger.warning(
                     "sftp %s upload failed %s: %s (%s: %s)",
@@ -455,6 +474,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                     exc,
                 )
                 raise _SFTP_STATUS.get(code, SFTPFailure)(f"Upload failed: {reason_of(code)}") from None
+            self.audit.record(self.actor, "upload", file_obj.name, nbytes=file_obj.bytes_written)
             logger.info(
                 "sftp %s upload completed %s: %d bytes",
                 self.user.login,
@@ -463,6 +483,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             )
         elif isinstance(file_obj, DownloadFile):
             await self._run(file_obj.close)
+            self.audit.record(self.actor, "download", file_obj.name, nbytes=file_obj.bytes_read)
             logger.info(
                 "sftp %s download closed %s: %d bytes", self.user.login, file_obj.name, file_obj.bytes_read
             )
@@ -474,6 +495,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         virtual = self._virtual(path)
+        with self.audit.action(self.actor, "list", virtual):
+            names = [name async for name in self._scandir(virtual)]
+        for name in names:
+            yield name
+
+    async def _scandir(self, virtual: str) -> AsyncIterator[SFTPName]:
         self._require("list", virtual)
         ns = await self._namespace()
         info = await self._info(virtual)
@@ -493,6 +520,10 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         virtual = self._virtual(path)
+        with self.audit.action(self.actor, "mkdir", virtual):
+            await self._mkdir(virtual)
+
+    async def _mkdir(self, virtual: str) -> None:
         self._check_writable(virtual)
         self._require("mkdir", virtual)
         ns = await self._namespace()
@@ -505,6 +536,10 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def rmdir(self, path: bytes) -> None:
         virtual = self._virtual(path)
+        with self.audit.action(self.actor, "delete", virtual):
+            await self._rmdir(virtual)
+
+    async def _rmdir(self, virtual: str) -> None:
         self._check_writable(virtual)
         self._require("delete", virtual)
         if virtual == "/":
@@ -515,6 +550,10 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def remove(self, path: bytes) -> None:
         virtual = self._virtual(path)
+        with self.audit.action(self.actor, "delete", virtual):
+            await self._remove(virtual)
+
+    async def _remove(self, virtual: str) -> None:
         self._check_writable(virtual)
         self._require("delete", virtual)
         ns = await self._namespace()
@@ -526,6 +565,10 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         another file Box's safe replace (the new file in place before the old one goes)."""
         src = self._virtual(oldpath)
         dst = self._virtual(newpath)
+        with self.audit.action(self.actor, "rename", f"{src} -> {dst}"):
+            await self._rename_checked(src, dst, overwrite)
+
+    async def _rename_checked(self, src: str, dst: str, overwrite: bool) -> None:
         self._check_writable(src)
         self._require("rename", src)
         if src == "/" or dst == "/":
@@ -616,6 +659,7 @@ async def create_sftp_server(
     allow_loose_users_file: bool = False,
     spool_clean_interval: float = 3600.0,
     spool_max_age: float | None = None,
+    audit_log: AuditLog | None = None,
 ) -> asyncssh.SSHAcceptor:
     """Start serving SFTP on the running event loop; returns the asyncssh acceptor.
 
@@ -627,7 +671,7 @@ async def create_sftp_server(
     users_db = load_users(users, allow_loose_users_file)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
-    state = _ServerState(users_db, filesystems, max_workers, session_limits, login_throttle)
+    state = _ServerState(users_db, filesystems, max_workers, session_limits, login_throttle, audit_log)
     key = load_host_key(host_key, state_dir)
     acceptor = await asyncssh.create_server(
         functools.partial(BoxSSHServer, state),

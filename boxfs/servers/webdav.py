@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlparse
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -57,6 +57,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
 from boxfs.frontend.stat import info_is_dir, info_mtime
+from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
     SessionResources,
@@ -98,10 +99,16 @@ HTTP_STATUS: dict[int, int] = {
 AUTH_CACHE_SECONDS = 300.0
 
 
+#: The filesystem exception behind this thread's current request's error, for its audit line
+#: (cheroot serves one request at a time per thread; wsgidav turns the error into a response).
+_request_failure = threading.local()
+
+
 def dav_error(exc: BaseException, virtual: str) -> DAVError:
     """The DAVError a client gets for ``exc``: status from the errno, the layer's safe reason."""
     if isinstance(exc, DAVError):
         return exc
+    _request_failure.exc = exc
     log_failure(logger, "webdav", virtual, exc)
     code = errno_of(exc)
     return DAVError(HTTP_STATUS.get(code, HTTP_BAD_GATEWAY), f"{reason_of(code)}: {virtual}")
@@ -322,6 +329,7 @@ class BoxFile(DAVNonCollection):
         upload, self._upload = self._upload, None
         if upload is None:
             return
+        self.environ["boxfs.bytes"] = upload.bytes_written  # for the audit line (chunked bodies have no length)
         if with_errors:
             upload.discard()
             return
@@ -516,13 +524,78 @@ class BoxDAVProvider(DAVProvider):
         return _resource(path, environ, self._session(environ))
 
 
+#: What each method does, in the audit log's words (OPTIONS, HEAD, PROPFIND depth 0: lookups, not logged).
+_AUDITED_METHODS = {
+    "GET": "download", "PUT": "upload", "DELETE": "delete", "MKCOL": "mkdir", "MOVE": "rename",
+    "COPY": "copy", "PROPFIND": "list", "PROPPATCH": "set_properties", "LOCK": "lock", "UNLOCK": "unlock",
+}
+
+
+class AuditMiddleware:
+    """One audit line per WebDAV request that acts (see :mod:`boxfs.servers.audit`), written when its
+    response has been sent, with the bytes that crossed and the result."""
+
+    def __init__(self, app: Any, audit: AuditLog):
+        self.app = app
+        self.audit = audit
+
+    def __repr__(self) -> str:
+        return f"AuditMiddleware({self.audit!r})"
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        _request_failure.exc = None
+        seen: dict[str, Any] = {"status": 500}
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen["status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info)
+
+        sent = 0
+        inner = self.app(environ, recording_start_response)
+        try:
+            for chunk in inner:
+                sent += len(chunk)
+                yield chunk
+        finally:
+            close = getattr(inner, "close", None)
+            if callable(close):
+                close()  # wsgidav's file iterators let go of the Box download here
+            if self.audit.enabled:
+                self._record(environ, seen["status"], sent)
+
+    def _record(self, environ: dict[str, Any], status: int, sent: int) -> None:
+        user: User | None = environ.get("boxfs.user")
+        method = environ.get("REQUEST_METHOD", "")
+        action = _AUDITED_METHODS.get(method)
+        if user is None or action is None or (method == "PROPFIND" and environ.get("HTTP_DEPTH") == "0"):
+            return
+        path = environ.get("PATH_INFO", "")
+        if method in ("MOVE", "COPY"):
+            path = f"{path} -> {urlparse(environ.get('HTTP_DESTINATION', '')).path}"
+        if method == "PUT" and status == 204:
+            action = "overwrite"
+        nbytes = sent if method == "GET" else environ.get("boxfs.bytes") if method == "PUT" else None
+        error: BaseException | None = None
+        if status >= 400:
+            error = getattr(_request_failure, "exc", None) or OSError(_ERRNO_OF_STATUS.get(status, errno.EIO), "")
+        remote = f"{environ.get('REMOTE_ADDR', '?')}:{environ.get('REMOTE_PORT', '?')}"
+        self.audit.record(Actor("webdav", user.login, user.box_user, remote), action, path, nbytes=nbytes, error=error)
+        _request_failure.exc = None
+
+
+#: A status wsgidav decided by itself (no filesystem exception behind it), as the errno for its reason.
+_ERRNO_OF_STATUS = {HTTP_NOT_FOUND: errno.ENOENT, HTTP_FORBIDDEN: errno.EACCES, HTTP_CONFLICT: errno.ENOENT,
+                    HTTP_PRECONDITION_FAILED: errno.EEXIST, 423: errno.EACCES}
+
+
 def make_webdav_app(
     users: str | os.PathLike[str] | UsersDB,
     filesystems: UserFilesystems | Callable[[str], Any],
     *,
     login_throttle: ThrottlePolicy | None = None,
     allow_loose_users_file: bool = False,
-) -> WsgiDAVApp:
+    audit_log: AuditLog | None = None,
+) -> Any:
     """The WSGI application: wsgidav over the users' Box trees (serve it with any WSGI server)."""
     users_db = load_users(users, allow_loose_users_file)
     if not isinstance(filesystems, UserFilesystems):
@@ -545,7 +618,7 @@ def make_webdav_app(
         "verbose": 1,
         "logging": {"enable": False},
     }
-    app = WsgiDAVApp(config)
+    app = AuditMiddleware(WsgiDAVApp(config), audit_log or AuditLog(None))
     app.boxfs_state = state
     return app
 
