@@ -4,18 +4,25 @@ serving the same users behind one (imagined) TCP load balancer, with nothing sha
 
 from __future__ import annotations
 
+import asyncio
+import ftplib
 import hashlib
+import io
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import asyncssh
 import pytest
 from test_servers_cli import free_port, stop
 from webdav4.client import Client
 
+from boxfs import BoxFileSystem
 from boxfs.servers.users import hash_password
 
 pytestmark = [
@@ -46,14 +53,11 @@ def box(tmp_path_factory):
         yield emu, tmp
 
 
-def start(box, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
-    import socket
-    import time
-
+def start(box, *args: str, env: dict[str, str], protocol: str = "webdav") -> tuple[subprocess.Popen, int]:
     emu, tmp = box
     port = free_port()
     proc = subprocess.Popen(
-        [BOXFS, "serve", "webdav", "--users", str(tmp / "users.toml"), "--host", "127.0.0.1", "--port", str(port),
+        [BOXFS, "serve", protocol, "--users", str(tmp / "users.toml"), "--host", "127.0.0.1", "--port", str(port),
          *args],
         env={**os.environ, "BOXFS_BASE_URL": emu.url, **env},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
@@ -101,8 +105,6 @@ def test_ccg_fields(box):
     finally:
         output = stop(proc)
     assert secret not in output
-    from boxfs import BoxFileSystem
-
     fs = BoxFileSystem(jwt_config=(tmp / "app.json").read_text(), as_user="alice@example.com",
                        base_urls=emu.base_urls, skip_instance_cache=True)
     assert fs.cat_file("dav/ccg.txt") == b"via ccg"
@@ -143,3 +145,106 @@ def test_two_processes_serve_the_same_users(box):
         for proc in (first, second):
             proc.send_signal(signal.SIGINT)
         stop(first), stop(second)
+
+
+def test_sighup_adds_a_login_while_a_transfer_runs(box):
+    emu, tmp = box
+    users = tmp / "users.toml"
+    original = users.read_text()
+    proc, port = start(box, env={"BOXFS_JWT_CONFIG": str(tmp / "app.json")})
+    url = f"http://127.0.0.1:{port}"
+    data = os.urandom(3 * 1024 * 1024)
+    (tmp / "slow.bin").write_bytes(data)
+    try:
+        upload = subprocess.Popen(  # about 4 s at this rate: the reloads happen during it
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "800K", "-u", f"al:{PASSWORD}",
+             "-T", str(tmp / "slow.bin"), f"{url}/slow.bin"], stdout=subprocess.PIPE, text=True)
+
+        def propfind(login: str, password: str) -> int:
+            result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{login}:{password}",
+                                     "-X", "PROPFIND", "-H", "Depth: 0", f"{url}/"],
+                                    capture_output=True, text=True, timeout=60, check=True)
+            return int(result.stdout)
+
+        assert propfind("newbie", "newbie-pw-9") == 401
+        users.write_text(original + f'\n[users.newbie]\npassword = "{hash_password("newbie-pw-9")}"\n'
+                                    'box_user = "alice@example.com"\nhome = "/newbie"\n')
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while propfind("newbie", "newbie-pw-9") != 207:
+            assert time.monotonic() < deadline, "the new login was not taken"
+            time.sleep(0.2)
+        assert upload.poll() is None, "the transfer should still be running (raise the file size)"
+
+        users.write_text("[users.broken\n")  # invalid TOML: refused, the previous logins kept
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert propfind("newbie", "newbie-pw-9") == 207 and propfind("al", PASSWORD) == 207
+
+        assert upload.communicate(timeout=60)[0] == "201"
+    finally:
+        users.write_text(original)
+        output = stop(proc)
+    assert "reloaded: 2 logins, added ['newbie']" in output
+    assert "not reloaded" in output
+    fs = BoxFileSystem(jwt_config=(tmp / "app.json").read_text(), as_user="alice@example.com",
+                       base_urls=emu.base_urls, skip_instance_cache=True)
+    assert hashlib.sha1(fs.cat_file("dav/slow.bin")).hexdigest() == hashlib.sha1(data).hexdigest()
+
+
+@pytest.mark.parametrize("protocol", ["ftp", "sftp"])
+def test_sighup_reloads_ftp_and_sftp_users(box, protocol):
+    """The same reload in the other two servers: a login added by SIGHUP works; the session opened
+    before it goes on; a broken file is refused."""
+    _emu, tmp = box
+    users = tmp / "users.toml"
+    original = users.read_text()
+    extra = ["--state-dir", str(tmp / "state")] if protocol == "sftp" else []
+    proc, port = start(box, *extra, env={"BOXFS_JWT_CONFIG": str(tmp / "app.json")}, protocol=protocol)
+
+    def login_works(login: str, password: str) -> bool:
+        if protocol == "ftp":
+            ftp = ftplib.FTP()
+            ftp.connect("127.0.0.1", port, timeout=30)
+            try:
+                ftp.login(login, password)
+                return True
+            except ftplib.error_perm:
+                return False
+            finally:
+                ftp.close()
+
+        async def attempt() -> bool:
+            try:
+                async with asyncssh.connect("127.0.0.1", port, username=login, password=password, client_keys=None,
+                                            known_hosts=None):
+                    return True
+            except asyncssh.PermissionDenied:
+                return False
+
+        return asyncio.run(attempt())
+
+    try:
+        first = ftplib.FTP() if protocol == "ftp" else None
+        if first is not None:
+            first.connect("127.0.0.1", port, timeout=30)
+            first.login("al", PASSWORD)
+        assert not login_works("newbie", "newbie-pw-9")
+        users.write_text(original + f'\n[users.newbie]\npassword = "{hash_password("newbie-pw-9")}"\n'
+                                    'box_user = "alice@example.com"\nhome = "/newbie"\n')
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while not login_works("newbie", "newbie-pw-9"):
+            assert time.monotonic() < deadline, "the new login was not taken"
+            time.sleep(0.3)
+        users.write_text("[users.broken\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert login_works("al", PASSWORD) and login_works("newbie", "newbie-pw-9")
+        if first is not None:  # the session opened before the reloads is still served
+            first.storbinary("STOR before-reload.txt", io.BytesIO(b"still here"))
+            first.quit()
+    finally:
+        users.write_text(original)
+        output = stop(proc)
+    assert "added ['newbie']" in output and "not reloaded" in output

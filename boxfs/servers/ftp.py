@@ -43,7 +43,15 @@ from boxfs.servers.common import (
 from boxfs.servers.permissions import ActionDenied, require
 from boxfs.servers.safety import warn_ftp_setup
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
-from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
+from boxfs.servers.users import (
+    User,
+    UserFilesystems,
+    UsersDB,
+    backend_path,
+    load_users,
+    reload_on_sighup,
+    virtual_norm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -708,6 +716,12 @@ def run_ftp(
     """
     enable_server_logging()
     server = make_ftp_server(users_file, box_filesystem_factory(config, base_urls, **(fs_options or {})), host, port, **options)
+    authorizer: BoxAuthorizer = server.handler.authorizer
+
+    def use(users: UsersDB) -> None:
+        authorizer.users = users  # sessions already logged in keep their User
+
+    reload_on_sighup(users_file, lambda: authorizer.users, use, options.get("allow_loose_users_file", False))
     tls = "S" if options.get("certfile") else ""
     logger.info("FTP%s server for Box listening on %s:%d", tls, *server.address[:2])
     if server.boxfs_cleaner is not None:

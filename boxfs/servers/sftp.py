@@ -62,7 +62,15 @@ from boxfs.servers.common import (
 from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.safety import UnsafeSetupError, default_state_dir, private_dir, warn_if_loose
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
-from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
+from boxfs.servers.users import (
+    User,
+    UserFilesystems,
+    UsersDB,
+    backend_path,
+    load_users,
+    reload_on_sighup,
+    virtual_norm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,19 +96,28 @@ class _ServerState:
         self.throttle = LoginThrottle(login_throttle or users.throttle)
         self.cleaner: SpoolCleaner | None = None
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="boxfs-sftp")
-        # Authorized keys parsed once; a malformed key in the users file fails at start-up.
         self.keys: dict[str, list[bytes]] = {}
+        self.set_users(users)
+
+    def set_users(self, users: UsersDB) -> None:
+        """Use ``users`` for the next logins (a reload); sessions already open keep their login.
+
+        Authorized keys are parsed here, before anything changes: a malformed key fails at
+        start-up, or refuses the reload.
+        """
+        keys: dict[str, list[bytes]] = {}
         for login in users.logins():
             user = users.get(login)
             assert user is not None
-            self.keys[login] = []
+            keys[login] = []
             for number, text in enumerate(user.ssh_keys, 1):
                 try:
-                    self.keys[login].append(asyncssh.import_public_key(text).public_data)
+                    keys[login].append(asyncssh.import_public_key(text).public_data)
                 except (asyncssh.KeyImportError, ValueError):
                     raise ValueError(
                         f"users.{login}.ssh_keys: key {number} is not an OpenSSH public key"
                     ) from None
+        self.users, self.keys = users, keys
 
     def __repr__(self) -> str:
         return f"_ServerState({self.users!r})"
@@ -807,6 +824,8 @@ def run_sftp(
         )
         bound = acceptor.sockets[0].getsockname()
         logger.info("SFTP server for Box listening on %s:%d", bound[0], bound[1])
+        state: _ServerState = acceptor._boxfs_state  # type: ignore[attr-defined]
+        reload_on_sighup(users_file, lambda: state.users, state.set_users, options.get("allow_loose_users_file", False))
         try:
             await acceptor.wait_closed()
         finally:

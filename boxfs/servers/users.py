@@ -25,6 +25,7 @@ import logging
 import os
 import posixpath
 import re
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -50,6 +51,8 @@ __all__ = [
     "verify_password",
     "normalize_home",
     "load_users",
+    "reload_on_sighup",
+    "reload_users",
 ]
 
 # scrypt cost: n=2**14, r=8 uses 16 MiB and ~50 ms per check: cheap for a login, costly for a
@@ -287,6 +290,41 @@ def load_users(users_file: str | os.PathLike[str] | UsersDB, allow_loose: bool =
     db = UsersDB.from_dict(data)
     logger.info("loaded %d server users from %s", len(db), users_file)
     return db
+
+
+def reload_users(
+    users_file: str | os.PathLike[str], current: UsersDB, apply: Callable[[UsersDB], None],
+    allow_loose: bool = False,
+) -> bool:
+    """Read the users file again and hand it to ``apply`` (SIGHUP); True if the new file is in use.
+
+    A file that does not load (unreadable, invalid TOML, an invalid entry, loose permissions, or one
+    ``apply`` refuses) is refused and logged: the server keeps serving with ``current``. Sessions
+    already logged in keep their login either way; only new logins see the change.
+    """
+    try:
+        new = load_users(users_file, allow_loose)
+        apply(new)
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        logger.error("users file %s not reloaded (%s: %s): still serving the %d logins loaded before",
+                     users_file, type(exc).__name__, exc, len(current))
+        return False
+    added = sorted(set(new.logins()) - set(current.logins()))
+    removed = sorted(set(current.logins()) - set(new.logins()))
+    logger.warning("users file %s reloaded: %d logins, added %s, removed %s", users_file, len(new), added, removed)
+    return True
+
+
+def reload_on_sighup(
+    users_file: str | os.PathLike[str], current: Callable[[], UsersDB], apply: Callable[[UsersDB], None],
+    allow_loose: bool = False,
+) -> None:
+    """Reload the users file on SIGHUP (see :func:`reload_users`); for a server run in the foreground."""
+
+    def on_hangup(signum: int, frame: Any) -> None:
+        reload_users(users_file, current(), apply, allow_loose)
+
+    signal.signal(signal.SIGHUP, on_hangup)
 
 
 class UserFilesystems:

@@ -68,7 +68,15 @@ from boxfs.servers.common import (
 )
 from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
-from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
+from boxfs.servers.users import (
+    User,
+    UserFilesystems,
+    UsersDB,
+    backend_path,
+    load_users,
+    reload_on_sighup,
+    virtual_norm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +177,12 @@ class ServerState:
 
     def __repr__(self) -> str:
         return f"ServerState({self.users!r})"
+
+    def set_users(self, users: UsersDB) -> None:
+        """Use ``users`` from the next request on (a reload): remembered passwords are forgotten, so
+        a removed login or a changed password takes effect at once."""
+        self.users = users
+        self.auth_cache.clear()
 
     def resources(self, login: str) -> SessionResources:
         """One login's open-file count (HTTP has no sessions: all its requests count together)."""
@@ -720,6 +734,8 @@ def run_webdav(
     """Run the WebDAV server in the foreground until interrupted (what ``boxfs serve webdav`` calls)."""
     enable_server_logging()
     server = make_webdav_server(users_file, box_filesystem_factory(config, base_urls, **(fs_options or {})), host, port, **options)
+    state: ServerState = server.boxfs_state
+    reload_on_sighup(users_file, lambda: state.users, state.set_users, options.get("allow_loose_users_file", False))
     server.prepare()
     scheme = "https" if options.get("certfile") else "http"
     logger.info("WebDAV server for Box listening on %s://%s:%d", scheme, *server.bind_addr[:2])
