@@ -9,6 +9,7 @@ import ftplib
 import io
 import shutil
 import subprocess
+import time
 from urllib.parse import quote
 
 import asyncssh
@@ -175,3 +176,81 @@ def test_no_overwrite_delete_or_rename(env, protocol):
             do(server, "keeper", op, name, b"second")
     fs = box(backend)
     assert fs.cat_file(f"keep/{name}") == b"first" and not fs.exists(f"keep/{name}.renamed")
+
+
+# ------------------------------------------------------------------ per-login session limit
+@pytest.fixture(scope="module")
+def solo(tmp_path_factory):
+    """``solo`` may hold one session at a time (max_sessions = 1) on each server."""
+    tmp = tmp_path_factory.mktemp("solo")
+    with make_backend(tmp) as backend:
+        if backend.kind != "emulator":
+            pytest.skip("needs the Box emulator")
+        users = tmp / "users.toml"
+        users.write_text("\n".join([
+            "[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), "",
+            "[users.solo]", f'password = "{password_hash("bob")}"', f'box_user = "{backend.box_users["bob"]}"',
+            'home = "/solo"', "max_sessions = 1", "",
+        ]))
+        with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
+                start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
+                start_webdav_server(users, backend.factory) as dav:
+            yield backend, {"ftp": ftp, "sftp": sftp, "webdav": dav}, tmp
+
+
+def test_max_sessions_ftp(solo):
+    _backend, servers, _tmp = solo
+    server = servers["ftp"]
+    first = ftplib.FTP()
+    first.connect(server.host, server.port, timeout=30)
+    first.login("solo", PASSWORDS["bob"])
+    second = ftplib.FTP()
+    second.connect(server.host, server.port, timeout=30)
+    with pytest.raises(ftplib.error_perm, match="Too many sessions"):
+        second.login("solo", PASSWORDS["bob"])
+    second.close()
+    first.quit()
+    assert ftp_do(server, "solo", "list", "") is not None  # the slot was given back
+
+
+def test_max_sessions_sftp(solo):
+    _backend, servers, _tmp = solo
+    server = servers["sftp"]
+    known = asyncssh.import_known_hosts(f"[{server.host}]:{server.port} {server.host_key.export_public_key().decode()}")
+
+    def connect():
+        return asyncssh.connect(server.host, server.port, username="solo", password=PASSWORDS["bob"],
+                                client_keys=None, known_hosts=known)
+
+    async def scenario() -> None:
+        async with connect():
+            with pytest.raises(asyncssh.PermissionDenied):
+                async with connect():
+                    pass
+        await asyncio.sleep(0.3)  # the server sees the first connection go
+        async with connect() as conn, conn.start_sftp_client() as sftp:
+            await sftp.listdir(".")
+
+    asyncio.run(scenario())
+
+
+def test_max_sessions_webdav_counts_requests_at_once(solo):
+    backend, servers, tmp = solo
+    server = servers["webdav"]
+    (tmp / "slow.bin").write_bytes(b"x" * 600_000)
+    slow = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "200K",
+                             "-u", f"solo:{PASSWORDS['bob']}", "-T", str(tmp / "slow.bin"), server.url + "/slow.bin"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        refused = None
+        while refused is None and time.monotonic() < deadline:
+            code = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u",
+                                   f"solo:{PASSWORDS['bob']}", "-X", "PROPFIND", "-H", "Depth: 0", server.url + "/"],
+                                  capture_output=True, text=True, timeout=30, check=True).stdout
+            refused = code if code == "503" else None
+        assert refused == "503"
+    finally:
+        assert slow.communicate(timeout=60)[0] == "201"
+    assert box(backend).cat_file("solo/slow.bin") == b"x" * 600_000
+    assert dav_do(server, "solo", "download", "slow.bin") == b"x" * 600_000  # the slot was given back

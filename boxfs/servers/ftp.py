@@ -44,6 +44,7 @@ from boxfs.servers.permissions import ActionDenied, require
 from boxfs.servers.safety import warn_ftp_setup
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import (
+    LoginSessions,
     User,
     UserFilesystems,
     UsersDB,
@@ -77,6 +78,7 @@ class BoxAuthorizer:
     def __init__(self, users: UsersDB, login_throttle: ThrottlePolicy | None = None):
         self.users = users
         self.throttle = LoginThrottle(login_throttle or users.throttle)
+        self.sessions = LoginSessions()
 
     def __repr__(self) -> str:
         return f"BoxAuthorizer({self.users!r})"
@@ -112,6 +114,12 @@ class BoxAuthorizer:
                 exc,
             )
             raise AuthenticationFailed("Box account unavailable.") from None
+        previous: User | None = getattr(handler, "boxfs_user", None)
+        if previous is not None:  # a second USER/PASS on one connection: its first session ends
+            self.sessions.release(previous.login)
+            handler.boxfs_user = None
+        if not self.sessions.acquire(user):
+            raise AuthenticationFailed("Too many sessions for this login: close one first.")
         handler.boxfs_user = user
 
     def get_home_dir(self, username: str) -> str:
@@ -530,6 +538,11 @@ class BoxFTPHandler(FTPHandler):
 
     def on_logout(self, username: str) -> None:
         logger.info("ftp logout %s", username)
+
+    def on_disconnect(self) -> None:
+        user, self.boxfs_user = self.boxfs_user, None
+        if user is not None:
+            self.authorizer.sessions.release(user.login)
 
     def log_transfer(
         self, cmd: str, filename: str, receive: bool, completed: bool, elapsed: float, bytes: int

@@ -63,6 +63,7 @@ from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.safety import UnsafeSetupError, default_state_dir, private_dir, warn_if_loose
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import (
+    LoginSessions,
     User,
     UserFilesystems,
     UsersDB,
@@ -91,6 +92,7 @@ class _ServerState:
     ):
         self.users = users
         self.audit = audit or AuditLog(None)
+        self.sessions = LoginSessions()
         self.filesystems = filesystems
         self.session_limits = session_limits or SessionLimits()
         self.throttle = LoginThrottle(login_throttle or users.throttle)
@@ -132,6 +134,7 @@ class BoxSSHServer(asyncssh.SSHServer):
         self._address = "?"
         self._login = ""
         self._method = ""
+        self._session_of: str | None = None  # the login whose session slot this connection holds
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
@@ -198,7 +201,16 @@ class BoxSSHServer(asyncssh.SSHServer):
                 exc,
             )
             return False
+        if self._session_of is None:  # a key login is validated twice: count it once
+            if not self._state.sessions.acquire(user):
+                return False
+            self._session_of = user.login
         return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        login, self._session_of = self._session_of, None
+        if login is not None:
+            self._state.sessions.release(login)
 
     def public_key_auth_supported(self) -> bool:
         return True

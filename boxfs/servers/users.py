@@ -47,6 +47,7 @@ __all__ = [
     "User",
     "UsersDB",
     "UserFilesystems",
+    "LoginSessions",
     "hash_password",
     "verify_password",
     "normalize_home",
@@ -159,6 +160,8 @@ class User:
     ssh_keys: tuple[str, ...] = field(default_factory=tuple)
     #: What the login may do (:mod:`boxfs.servers.permissions`); None: from ``read_only``.
     permissions: frozenset[str] | None = None
+    #: Sessions this login may have open at once in one server process (WebDAV: requests); 0: no limit.
+    max_sessions: int = 0
 
     def __post_init__(self) -> None:
         if self.permissions is None:
@@ -238,7 +241,8 @@ class UsersDB:
         for login, entry in section.items():
             if not isinstance(entry, dict):
                 raise ValueError(f"users.{login} must be a table")
-            unknown = set(entry) - {"password", "ssh_keys", "box_user", "home", "read_only", "permissions"}
+            unknown = set(entry) - {"password", "ssh_keys", "box_user", "home", "read_only", "permissions",
+                                    "max_sessions"}
             if unknown:
                 raise ValueError(f"users.{login}: unknown keys {sorted(unknown)}")
             password = entry.get("password")
@@ -262,6 +266,9 @@ class UsersDB:
                 parse_permissions(entry["permissions"], f"users.{login}.permissions")
                 if "permissions" in entry else None
             )
+            max_sessions = entry.get("max_sessions", 0)
+            if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 0:
+                raise ValueError(f"users.{login}.max_sessions must be a whole number >= 0 (0: no limit)")
             users.append(
                 User(
                     login=str(login),
@@ -271,6 +278,7 @@ class UsersDB:
                     read_only=bool(entry.get("read_only", False)),
                     ssh_keys=tuple(str(k).strip() for k in keys),
                     permissions=permissions,
+                    max_sessions=max_sessions,
                 )
             )
         return cls(users, throttle)
@@ -325,6 +333,43 @@ def reload_on_sighup(
         reload_users(users_file, current(), apply, allow_loose)
 
     signal.signal(signal.SIGHUP, on_hangup)
+
+
+class LoginSessions:
+    """How many sessions each login has open in this server process, against its ``max_sessions``.
+
+    One login shared by a whole department, or a client opening connections in a loop, would
+    otherwise take every connection the server has.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"LoginSessions({self._open!r})"
+
+    def acquire(self, user: User) -> bool:
+        """Count one more session of ``user``; False (and nothing counted) past its limit."""
+        with self._lock:
+            count = self._open.get(user.login, 0)
+            if user.max_sessions and count >= user.max_sessions:
+                logger.warning("login %s refused: %d sessions open, its limit (max_sessions)", user.login, count)
+                return False
+            self._open[user.login] = count + 1
+            return True
+
+    def release(self, login: str) -> None:
+        with self._lock:
+            count = self._open.get(login, 0) - 1
+            if count > 0:
+                self._open[login] = count
+            else:
+                self._open.pop(login, None)
+
+    def count(self, login: str) -> int:
+        with self._lock:
+            return self._open.get(login, 0)
 
 
 class UserFilesystems:

@@ -49,6 +49,7 @@ from wsgidav.dav_error import (
     HTTP_NOT_FOUND,
     HTTP_NOT_IMPLEMENTED,
     HTTP_PRECONDITION_FAILED,
+    HTTP_SERVICE_UNAVAILABLE,
     DAVError,
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
@@ -69,6 +70,7 @@ from boxfs.servers.common import (
 from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import (
+    LoginSessions,
     User,
     UserFilesystems,
     UsersDB,
@@ -172,6 +174,7 @@ class ServerState:
         self.filesystems = filesystems
         self.throttle = LoginThrottle(login_throttle or users.throttle)
         self.auth_cache = _AuthCache()
+        self.sessions = LoginSessions()
         self._resources: dict[str, SessionResources] = {}
         self._lock = threading.Lock()
 
@@ -218,7 +221,7 @@ class BoxDomainController(BaseDomainController):
         user = state.users.get(user_name)
         if user is not None and state.auth_cache.hit(user_name, password):
             state.throttle.succeeded(address, user_name)
-            environ["boxfs.user"] = user
+            self._begin(user, environ)
             return True
         try:
             state.throttle.check(address, user_name)
@@ -240,8 +243,15 @@ class BoxDomainController(BaseDomainController):
             return False
         logger.info("webdav login %s from %s (Box user %s)", user_name, address, user.box_user)
         state.auth_cache.remember(user_name, password)
-        environ["boxfs.user"] = user
+        self._begin(user, environ)
         return True
+
+    def _begin(self, user: User, environ: dict[str, Any]) -> None:
+        """This request counts as one of the login's sessions until it is answered (``max_sessions``)."""
+        if not self.state.sessions.acquire(user):
+            raise DAVError(HTTP_SERVICE_UNAVAILABLE, "too many requests of this login at once: try again")
+        environ["boxfs.user"] = user
+        environ["boxfs.session"] = self.state.sessions
 
 
 @dataclass
@@ -547,7 +557,8 @@ _AUDITED_METHODS = {
 
 class AuditMiddleware:
     """One audit line per WebDAV request that acts (see :mod:`boxfs.servers.audit`), written when its
-    response has been sent, with the bytes that crossed and the result."""
+    response has been sent, with the bytes that crossed and the result; and the end of the request's
+    session slot (``max_sessions``), whatever happened."""
 
     def __init__(self, app: Any, audit: AuditLog):
         self.app = app
@@ -574,6 +585,9 @@ class AuditMiddleware:
             close = getattr(inner, "close", None)
             if callable(close):
                 close()  # wsgidav's file iterators let go of the Box download here
+            sessions: LoginSessions | None = environ.pop("boxfs.session", None)
+            if sessions is not None:
+                sessions.release(environ["boxfs.user"].login)
             if self.audit.enabled:
                 self._record(environ, seen["status"], sent)
 
