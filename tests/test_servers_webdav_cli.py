@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from test_servers_cli import free_port, stop
+from test_servers_cli import box, free_port, stop  # noqa: F401 - box: the emulator fixture test_servers_cli uses
 from webdav4.client import Client
 
 from boxfs import BoxFileSystem
@@ -35,26 +35,14 @@ PASSWORD = "al-password-7"
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    from boxfs.emulator import BoxEmulator
-
-    tmp = tmp_path_factory.mktemp("serve-webdav")
-    with BoxEmulator() as emu:
-        emu.create_user("alice@example.com", name="Alice")
-        cfg = emu.create_jwt_app(
-            scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
-        )
-        (tmp / "app.json").write_text(cfg)
-        (tmp / "app.json").chmod(0o600)
-        (tmp / "users.toml").write_text(
-            f'[users.al]\npassword = "{hash_password(PASSWORD)}"\n'
-            'box_user = "alice@example.com"\nhome = "/dav"\n'
-        )
-        yield emu, tmp
+def served(box):  # noqa: F811 - the imported fixture, asked for by name
+    """The emulator and folder of test_servers_cli's fixture: alice@example.com, app.json, users.toml
+    (login ``al`` at /transfer)."""
+    return box
 
 
-def start(box, *args: str, env: dict[str, str], protocol: str = "webdav") -> tuple[subprocess.Popen, int]:
-    emu, tmp = box
+def start(served, *args: str, env: dict[str, str], protocol: str = "webdav") -> tuple[subprocess.Popen, int]:
+    emu, tmp = served
     port = free_port()
     proc = subprocess.Popen(
         [BOXFS, "serve", protocol, "--users", str(tmp / "users.toml"), "--host", "127.0.0.1", "--port", str(port),
@@ -73,10 +61,10 @@ def start(box, *args: str, env: dict[str, str], protocol: str = "webdav") -> tup
     raise AssertionError(f"server did not start: {proc.communicate()[0]}")
 
 
-def test_jwt_config_from_environment_with_spool_dir(box):
-    emu, tmp = box
+def test_jwt_config_from_environment_with_spool_dir(served):
+    emu, tmp = served
     spool = tmp / "spool"
-    proc, port = start(box, "--spool-dir", str(spool), "--spool-threshold", "100000",
+    proc, port = start(served, "--spool-dir", str(spool), "--spool-threshold", "100000",
                        env={"BOXFS_JWT_CONFIG": str(tmp / "app.json")})
     try:
         client = Client(f"http://127.0.0.1:{port}", auth=("al", PASSWORD))
@@ -93,10 +81,10 @@ def test_jwt_config_from_environment_with_spool_dir(box):
     assert "webdav login al" in output and PASSWORD not in output
 
 
-def test_ccg_fields(box):
-    emu, tmp = box
+def test_ccg_fields(served):
+    emu, tmp = served
     client_id, secret = emu.create_ccg_app(scopes=("root_readwrite", "manage_managed_users"))
-    proc, port = start(box, "--client-id", client_id, "--enterprise-id", emu.enterprise_id,
+    proc, port = start(served, "--client-id", client_id, "--enterprise-id", emu.enterprise_id,
                        env={"BOXFS_SERVE_CLIENT_SECRET": secret, "BOXFS_JWT_CONFIG": ""})
     try:
         client = Client(f"http://127.0.0.1:{port}", auth=("al", PASSWORD))
@@ -107,11 +95,11 @@ def test_ccg_fields(box):
     assert secret not in output
     fs = BoxFileSystem(jwt_config=(tmp / "app.json").read_text(), as_user="alice@example.com",
                        base_urls=emu.base_urls, skip_instance_cache=True)
-    assert fs.cat_file("dav/ccg.txt") == b"via ccg"
+    assert fs.cat_file("transfer/ccg.txt") == b"via ccg"
 
 
-def test_missing_credentials_fail_at_start(box):
-    _emu, tmp = box
+def test_missing_credentials_fail_at_start(served):
+    _emu, tmp = served
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
     result = subprocess.run(
         [BOXFS, "serve", "webdav", "--users", str(tmp / "users.toml"), "--port", str(free_port())],
@@ -121,13 +109,13 @@ def test_missing_credentials_fail_at_start(box):
     assert "credentials" in (result.stderr + result.stdout).lower()
 
 
-def test_two_processes_serve_the_same_users(box):
+def test_two_processes_serve_the_same_users(served):
     """Nothing shared but Box: a file written through one process is read, replaced and deleted
     through the other."""
-    emu, tmp = box
+    emu, tmp = served
     env = {"BOXFS_JWT_CONFIG": str(tmp / "app.json")}
-    first, port1 = start(box, env=env)
-    second, port2 = start(box, env=env)
+    first, port1 = start(served, env=env)
+    second, port2 = start(served, env=env)
     try:
         one = Client(f"http://127.0.0.1:{port1}", auth=("al", PASSWORD))
         two = Client(f"http://127.0.0.1:{port2}", auth=("al", PASSWORD))
@@ -140,18 +128,18 @@ def test_two_processes_serve_the_same_users(box):
             reader.download_file("shared.bin", str(out))
             assert hashlib.sha1(out.read_bytes()).hexdigest() == hashlib.sha1(data).hexdigest()
         two.remove("shared.bin")
-        assert "dav/shared.bin" not in {e["name"] for e in one.ls("/", detail=True)}
+        assert "transfer/shared.bin" not in {e["name"] for e in one.ls("/", detail=True)}
     finally:
         for proc in (first, second):
             proc.send_signal(signal.SIGINT)
         stop(first), stop(second)
 
 
-def test_sighup_adds_a_login_while_a_transfer_runs(box):
-    emu, tmp = box
+def test_sighup_adds_a_login_while_a_transfer_runs(served):
+    emu, tmp = served
     users = tmp / "users.toml"
     original = users.read_text()
-    proc, port = start(box, env={"BOXFS_JWT_CONFIG": str(tmp / "app.json")})
+    proc, port = start(served, env={"BOXFS_JWT_CONFIG": str(tmp / "app.json")})
     url = f"http://127.0.0.1:{port}"
     data = os.urandom(3 * 1024 * 1024)
     (tmp / "slow.bin").write_bytes(data)
@@ -189,18 +177,18 @@ def test_sighup_adds_a_login_while_a_transfer_runs(box):
     assert "not reloaded" in output
     fs = BoxFileSystem(jwt_config=(tmp / "app.json").read_text(), as_user="alice@example.com",
                        base_urls=emu.base_urls, skip_instance_cache=True)
-    assert hashlib.sha1(fs.cat_file("dav/slow.bin")).hexdigest() == hashlib.sha1(data).hexdigest()
+    assert hashlib.sha1(fs.cat_file("transfer/slow.bin")).hexdigest() == hashlib.sha1(data).hexdigest()
 
 
 @pytest.mark.parametrize("protocol", ["ftp", "sftp"])
-def test_sighup_reloads_ftp_and_sftp_users(box, protocol):
+def test_sighup_reloads_ftp_and_sftp_users(served, protocol):
     """The same reload in the other two servers: a login added by SIGHUP works; the session opened
     before it goes on; a broken file is refused."""
-    _emu, tmp = box
+    _emu, tmp = served
     users = tmp / "users.toml"
     original = users.read_text()
     extra = ["--state-dir", str(tmp / "state")] if protocol == "sftp" else []
-    proc, port = start(box, *extra, env={"BOXFS_JWT_CONFIG": str(tmp / "app.json")}, protocol=protocol)
+    proc, port = start(served, *extra, env={"BOXFS_JWT_CONFIG": str(tmp / "app.json")}, protocol=protocol)
 
     def login_works(login: str, password: str) -> bool:
         if protocol == "ftp":

@@ -74,6 +74,19 @@ def box_filesystem_factory(
     return factory
 
 
+def server_filesystems(
+    filesystems: UserFilesystems | Callable[[str], Any] | None,
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
+    base_urls: Mapping[str, str] | None = None,
+) -> UserFilesystems | Callable[[str], Any]:
+    """What a ``start_*_server`` serves: the ``filesystems`` given, or Box filesystems from ``config``."""
+    if filesystems is not None:
+        return filesystems
+    if config is None:
+        raise ValueError("give filesystems or a Box app config")
+    return box_filesystem_factory(config, base_urls)
+
+
 def set_mtime(fs: Any, path: str, epoch: float) -> None:
     """Set a file's modification time.
 

@@ -37,6 +37,7 @@ from boxfs.servers.common import (
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
+    server_filesystems,
     set_mtime,
     spool_cleaner,
 )
@@ -687,10 +688,7 @@ def start_ftp_server(
     (+ ``base_urls`` for the emulator). ``port=0`` picks a free port (see ``handle.port``).
     Other options are those of :func:`make_ftp_server`.
     """
-    if filesystems is None:
-        if config is None:
-            raise ValueError("give filesystems or a Box app config")
-        filesystems = box_filesystem_factory(config, base_urls)
+    filesystems = server_filesystems(filesystems, config, base_urls)
     server = make_ftp_server(users, filesystems, host, port, **options)
     bound_host, bound_port = server.address[:2]
     stop = threading.Event()

@@ -56,6 +56,7 @@ from boxfs.servers.common import (
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
+    server_filesystems,
     set_mtime,
     spool_cleaner,
 )
@@ -783,10 +784,7 @@ def start_sftp_server(
     ``handle.host_key`` is the server key clients should trust: ``host_key``, else the one kept in
     ``state_dir``, else (neither given) a temporary one.
     """
-    if filesystems is None:
-        if config is None:
-            raise ValueError("give filesystems or a Box app config")
-        filesystems = box_filesystem_factory(config, base_urls)
+    filesystems = server_filesystems(filesystems, config, base_urls)
     key = load_host_key(host_key, state_dir, ephemeral=True)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="boxfs-sftp", daemon=True)

@@ -65,6 +65,7 @@ from boxfs.servers.common import (
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
+    server_filesystems,
     spool_cleaner,
 )
 from boxfs.servers.permissions import ActionDenied, allows, require
@@ -720,10 +721,7 @@ def start_webdav_server(
     **options: Any,
 ) -> WebDAVServerHandle:
     """Start a WebDAV server in a background thread; returns once it accepts connections."""
-    if filesystems is None:
-        if config is None:
-            raise ValueError("give filesystems or a Box app config")
-        filesystems = box_filesystem_factory(config, base_urls)
+    filesystems = server_filesystems(filesystems, config, base_urls)
     server = make_webdav_server(users, filesystems, host, port, **options)
     server.prepare()
     bound_host, bound_port = server.bind_addr[:2]
