@@ -671,7 +671,11 @@ def make_webdav_server(
     if not certfile and host not in ("127.0.0.1", "::1", "localhost"):
         logger.warning("WebDAV on %s without TLS: passwords and files cross the network in clear "
                        "(give --cert/--key)", host)
-    server = wsgi.Server((host, port), app, numthreads=threads, server_name="boxfs")
+    # Desktop clients keep connections open between requests, and a busy server has many at once:
+    # cheroot's defaults (5 pending connections, 10 idle kept-alive ones) reset the rest.
+    server = wsgi.Server((host, port), app, numthreads=threads, server_name="boxfs",
+                         request_queue_size=max(128, threads), timeout=60)
+    server.keep_alive_conn_limit = max(256, 4 * threads)
     if certfile:
         server.ssl_adapter = BuiltinSSLAdapter(os.fspath(certfile), os.fspath(keyfile or certfile))
     server.boxfs_state = state
