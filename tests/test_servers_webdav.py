@@ -315,3 +315,30 @@ def test_home_by_folder_id_survives_renaming_that_folder(tmp_path):
             assert not fs.exists("Projects/Acme")
 
             assert status(curl(dav, "bad", "-X", "PROPFIND", "-H", "Depth: 0", path="/")) == 401
+
+
+def test_api_calls_per_request(env):
+    """What each WebDAV request costs in Box API calls, from the emulator's request log (the change
+    watcher's own event polls left out)."""
+    backend, server, _users, _tmp = env
+    log = backend.emulator.request_log
+
+    def calls(*args: str, path: str) -> list[tuple[str, str]]:
+        before = len(log.records)
+        result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-u", f"bob:{PASSWORDS['bob']}", *args,
+                                 server.url + path], input=b"hello", capture_output=True, timeout=60, check=True)
+        assert not result.stderr
+        return [(r.method, r.path) for r in log.records[before:]
+                if "/events" not in r.path and "/realtime" not in r.path and r.method != "OPTIONS"]
+
+    calls("-X", "MKCOL", path="/count")
+    new = calls("-T", "-", path="/count/a.txt")
+    assert [m for m, _ in new] == ["POST"] and new[0][1].endswith("/files/content")  # one upload, no lookup
+    again = calls("-T", "-", path="/count/a.txt")
+    assert [m for m, _ in again] == ["POST"]  # a new version, in one request
+    listing = calls("-X", "PROPFIND", "-H", "Depth: 1", path="/count/")
+    assert len(listing) == 1 and listing[0][1].endswith("/items")  # one listing, no request per entry
+    get = calls(path="/count/a.txt")
+    # the size and etag come from Box (one listing), and DownloadFile re-reads the entry (a second one)
+    assert sum(p.endswith("/items") for _, p in get) <= 2 and sum("/content" in p for _, p in get) == 1
+    assert [m for m, _ in calls("-X", "DELETE", path="/count/a.txt")] == ["DELETE"]
