@@ -816,6 +816,17 @@ def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> 
     if box.get("spool_threshold"):
         options["spool_threshold"] = box["spool_threshold"]
     base_urls = {"base_url": state.base_url.rstrip("/")} if state.base_url else None
+    if not fields and not state.config:
+        from boxfs.config import BoxConfigError, resolve_credentials
+
+        try:
+            resolve_credentials()  # the library's BOXFS_* lookup, checked now rather than at the first login
+        except BoxConfigError:
+            raise click.UsageError(
+                "serve needs the Box app's credentials: --config FILE (or BOXFS_JWT_CONFIG), "
+                "--client-id/--client-secret/--enterprise-id (CCG, or JWT with --public-key-id and "
+                "--private-key-file), or BOXFS_CLIENT_ID/BOXFS_CLIENT_SECRET"
+            ) from None
     # explicit fields win over a config from the environment; neither: the library's BOXFS_* lookup
     return (None if fields else state.config), base_urls, options
 
