@@ -62,9 +62,11 @@ class Row:
     status: str  # ok | failed | wrong | skipped
     seconds: float | None = None
     throughput: str = ""
-    calls: int | None = None
+    calls: int | None = None  # API requests (api and upload hosts): what Box's per-user rate limit counts
+    download_calls: int | None = None  # requests to the download host
     token_calls: int | None = None
     peak_rss_mib: float | None = None
+    cpu_seconds: float | None = None  # user + system of the tool's process
     note: str = ""
     routes: dict[str, int] = field(default_factory=dict)  # "METHOD route" -> calls, for the analysis
 
@@ -77,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tools", default=",".join(ALL_TOOLS), help=f"comma-separated, from {','.join(ALL_TOOLS)}")
     p.add_argument("--workloads", default="", help="comma-separated workload keys or prefixes (default: all)")
     p.add_argument("--latency-ms", type=float, default=20.0, help="latency the emulator adds to every request")
+    p.add_argument("--bandwidth", type=float, default=50.0,
+                   help="MB/s per TCP connection and direction, paced by the emulator (a WAN link); 0: unlimited")
     p.add_argument("--work-dir", default=str(DEFAULT_WORK), help="local test data, downloads, logs, JSON results")
     p.add_argument("--json", dest="json_out", default=None, help="also write the rows here (default: in work dir)")
     p.add_argument("--fresh", action="store_true", help="seed the emulator again even if an earlier run did")
@@ -87,10 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 class Bench:
     """One run: the emulator, the seeded trees and the tools."""
 
-    def __init__(self, scale: Scale, tools: list[str], latency: float, work: Path) -> None:
+    def __init__(self, scale: Scale, tools: list[str], latency: float, work: Path, bandwidth: float = 0.0) -> None:
         self.scale = scale
         self.tool_names = tools
         self.latency = latency
+        self.bandwidth = bandwidth  # bytes per second per connection; 0: unlimited
         self.work = work
         self.plugins: dict[str, Any] = {}
         self.rows: list[Row] = []
@@ -190,7 +195,7 @@ class Bench:
                     "local_dir": str(out_dir / "get-small")}
         if w.op == "find":
             return {"remote_path": self.ids["tree"]["path"], "folder_id": self.ids["tree"]["id"]}
-        if w.op == "ranged":
+        if w.op in ("ranged", "ranges"):
             f = self.ids["files"][str(self.scale.ranged_source)]
             return {"remote_path": f["path"], "file_id": f["id"], "offsets": ranged_offsets(self.scale),
                     "length": self.scale.ranged_length}
@@ -238,7 +243,7 @@ class Bench:
         if w.op == "find":
             want = s.tree_items - s.tree_folders
             return None if result == want else f"found {result} files, expected {want}"
-        if w.op == "ranged":
+        if w.op in ("ranged", "ranges"):
             want = expected_digests(self.data.files[s.ranged_source], args["offsets"], args["length"])
             bad = sum(1 for a, b in zip(result or [], want, strict=False) if a != b) + abs(len(result or []) - len(want))
             return None if bad == 0 else f"{bad} of {len(want)} ranged reads returned wrong bytes"
@@ -269,13 +274,17 @@ class Bench:
         def go() -> None:
             self.emu.request_log.clear()
             self.emu.set_latency(self.latency)
+            self.emu.set_bandwidth(self.bandwidth)
 
         log_path = self.tmp / "out" / f"{tool}.log"
         out: Outcome = plugin.run(w.op, args, self.conn, self.scale.timeout, go, log_path)
         self.emu.set_latency(0.0)
+        self.emu.set_bandwidth(None)  # checks and seeding run unshaped
         records = self._settled_log()
-        row.calls = sum(1 for r in records if r.host != "oauth2")
+        row.calls = sum(1 for r in records if r.host not in ("oauth2", "download"))
+        row.download_calls = sum(1 for r in records if r.host == "download")
         row.token_calls = sum(1 for r in records if r.host == "oauth2")
+        row.cpu_seconds = out.cpu_seconds
         row.routes = dict(Counter(f"{r.method} {r.route}" for r in records if r.host != "oauth2").most_common())
         row.seconds = out.seconds
         row.note = out.note
@@ -317,8 +326,8 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 def render_table(rows: list[Row]) -> str:
     """One Markdown table; ratios are tool / boxfs on the same workload (above 1: more than boxfs)."""
-    head = ("| Workload | Tool | Wall (s) | Throughput | API calls | Peak RSS (MiB) "
-            "| Time vs boxfs | Calls vs boxfs | RSS vs boxfs | Notes |")
+    head = ("| Workload | Tool | Wall (s) | Throughput | CPU (s) | API calls | Download reqs | Peak RSS (MiB) "
+            "| Time vs boxfs | CPU vs boxfs | Calls vs boxfs | RSS vs boxfs | Notes |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     base = {r.workload: r for r in rows if r.tool == "boxfs" and r.status == "ok"}
     for r in rows:
@@ -326,13 +335,16 @@ def render_table(rows: list[Row]) -> str:
         ok = r.status == "ok"
         secs = f"{r.seconds:.2f}" if ok and r.seconds is not None else "—"
         calls = f"{r.calls:,}" if r.calls is not None and r.status != "skipped" else "—"
+        downloads = f"{r.download_calls:,}" if r.download_calls is not None and r.status != "skipped" else "—"
+        cpu = f"{r.cpu_seconds:.2f}" if ok and r.cpu_seconds is not None else "—"
         rss = f"{r.peak_rss_mib:.0f}" if r.peak_rss_mib else "—"
         note = r.note if r.status == "ok" else f"**{r.status}**: {r.note}"
         if ok and r.token_calls and r.token_calls > 1:
             note = (note + "; " if note else "") + f"+{r.token_calls} token calls"
         lines.append(
-            f"| {r.title} | {r.tool} | {secs} | {r.throughput or '—'} | {calls} | {rss} "
+            f"| {r.title} | {r.tool} | {secs} | {r.throughput or '—'} | {cpu} | {calls} | {downloads} | {rss} "
             f"| {_ratio(r.seconds, b.seconds) if ok and b else ''} "
+            f"| {_ratio(r.cpu_seconds, b.cpu_seconds) if ok and b else ''} "
             f"| {_ratio(r.calls, b.calls) if ok and b else ''} "
             f"| {_ratio(r.peak_rss_mib, b.peak_rss_mib) if ok and b else ''} | {note.replace('|', '/')} |"
         )
@@ -377,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         selected = [w for w in selected if any(w.key.startswith(x) for x in wanted)]
     work = Path(args.work_dir).resolve()
     started = time.monotonic()
-    bench = Bench(scale, tools, args.latency_ms / 1000.0, work)
+    bench = Bench(scale, tools, args.latency_ms / 1000.0, work, bandwidth=args.bandwidth * 1e6)
     try:
         bench.setup(fresh=args.fresh)
         rows = bench.run(selected)
@@ -386,18 +398,21 @@ def main(argv: list[str] | None = None) -> int:
             bench.close()
     elapsed = time.monotonic() - started
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    header = (f"boxfs benchmarks — scale {scale.name}, {args.latency_ms:g} ms latency per request, "
+    link = f"{args.bandwidth:g} MB/s per connection" if args.bandwidth else "no bandwidth limit"
+    header = (f"boxfs benchmarks — scale {scale.name}, {args.latency_ms:g} ms latency per request, {link}, "
               f"{machine()}; total run {elapsed:.0f} s; load average at the end {load} (1/5/15 min)")
     print(header)
     print()
     print(render_table(rows))
     print()
-    print("API calls: requests the emulator answered while the tool's clock ran, OAuth token requests "
-          "excluded (each fresh process makes one). Ratios: tool / boxfs. Peak RSS: VmHWM of the tool's "
-          "own process (GNU time for rclone).")
+    print("API calls: requests to Box's API and upload hosts the emulator answered while the tool's clock ran, "
+          "OAuth token requests excluded (each fresh process makes one); download reqs: those to the download "
+          "host. CPU: user + system seconds of the tool's own process while it ran (GNU time for rclone). "
+          "Ratios: tool / boxfs. Peak RSS: VmHWM of the tool's own process (GNU time for rclone).")
     out = Path(args.json_out) if args.json_out else work / f"results-{scale.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"header": header, "scale": scale.name, "latency_ms": args.latency_ms,
+                               "bandwidth_mb_s": args.bandwidth,
                                "rows": [asdict(r) for r in rows]}, indent=2))
     log.info("rows written to %s", out)
     return 0 if all(r.status in ("ok", "skipped") for r in rows) else 1

@@ -57,5 +57,10 @@ class Tool:
         path = self._p(remote_path)
         return [hashlib.sha1(self.fs.cat_file(path, start=off, end=off + length)).hexdigest() for off in offsets]
 
+    def ranges(self, remote_path: str, file_id: str, offsets: list[int], length: int) -> list[str]:
+        path = self._p(remote_path)  # fsspec's generic cat_ranges (one range after another)
+        got = self.fs.cat_ranges([path] * len(offsets), offsets, [off + length for off in offsets], on_error="raise")
+        return [hashlib.sha1(data).hexdigest() for data in got]
+
     def ls(self, remote_path: str, folder_id: str) -> int:
         return len(self.fs.ls(self._p(remote_path), detail=True))

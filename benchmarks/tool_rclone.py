@@ -1,7 +1,7 @@
 """Adapter: rclone's Box backend (Debian's ``rclone`` package), driven as a command-line user would.
 
 rclone's Box URLs are compiled in, so it reaches the emulator through
-:class:`boxfs.emulator.tlsproxy.ConnectProxy`: ``HTTPS_PROXY`` points at the proxy and ``--ca-cert``
+:class:`benchmarks.tlsproxy.ConnectProxy`: ``HTTPS_PROXY`` points at the proxy and ``--ca-cert``
 at its generated CA. It authenticates with a static access token for the same service account the
 other tools act as (``--box-access-token``; rclone's JWT mode has Box's token URL compiled in too, and
 the token request is not what is being measured). Each workload is one ``rclone`` command with
@@ -33,6 +33,15 @@ REMOTE = "boxbench"
 TIME = "/usr/bin/time"
 
 
+def _time_figures(path: Path) -> tuple[int, float | None]:
+    """Peak RSS (KiB) and user + system CPU seconds from GNU time's ``%M %U %S`` line (0, None if absent)."""
+    try:
+        rss, user, system = path.read_text().strip().splitlines()[-1].split()[-3:]
+        return int(rss), float(user) + float(system)
+    except (OSError, ValueError, IndexError):
+        return 0, None
+
+
 class RcloneTool:
     name = "rclone"
     label = "rclone (Box backend)"
@@ -45,6 +54,7 @@ class RcloneTool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proxy: Any = None
         self.timeout = 600.0
+        self.cpu: float | None = None
         self.env: dict[str, str] = {}
         self.client_id = json.loads(config_path.read_text())["boxAppSettings"]["clientID"]
 
@@ -54,7 +64,7 @@ class RcloneTool:
         if not os.access(TIME, os.X_OK):
             return f"{TIME} (GNU time) missing: rclone's peak RSS could not be measured"
         if self.proxy is None:
-            from boxfs.emulator.tlsproxy import ConnectProxy
+            from benchmarks.tlsproxy import ConnectProxy
 
             self.proxy = ConnectProxy(self.emu.url, self.workdir / "tls").start()
             self.config = self.workdir / "rclone.conf"
@@ -69,6 +79,8 @@ class RcloneTool:
         return None
 
     def supports(self, op: str) -> str | None:
+        if op == "ranges":
+            return "no call that reads many ranges at once (its reads one by one: the row above)"
         return None
 
     def stop(self) -> None:
@@ -77,16 +89,14 @@ class RcloneTool:
             self.proxy = None
 
     def _cmd(self, *args: str) -> tuple[str, int]:
-        """Run one rclone command; return its stdout and peak RSS (KiB, from GNU time)."""
+        """Run one rclone command; return its stdout and peak RSS (KiB, from GNU time, which also gives
+        the process's user and system CPU seconds: kept in ``self.cpu``)."""
         rss_file = self.workdir / "rss.txt"
-        argv = [TIME, "-f", "%M", "-o", str(rss_file), str(self.binary), *args, "--retries", "1", "--config", str(self.config),
+        argv = [TIME, "-f", "%M %U %S", "-o", str(rss_file), str(self.binary), *args, "--retries", "1", "--config", str(self.config),
                 "--ca-cert", str(self.proxy.ca_path)]
         proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, cwd=self.workdir,
                               timeout=self.timeout)
-        try:
-            rss = int(rss_file.read_text().strip().splitlines()[-1])
-        except (OSError, ValueError, IndexError):
-            rss = 0
+        rss, self.cpu = _time_figures(rss_file)
         if proc.returncode != 0:
             err = [line for line in proc.stderr.splitlines() if "ERROR" in line or "Failed" in line]
             raise RuntimeError((err[-1] if err else proc.stderr.strip()[-300:]).split(" : ", 1)[-1])
@@ -96,6 +106,7 @@ class RcloneTool:
             on_go: Callable[[], None], log_path: Path) -> Outcome:
         peak = 0
         self.timeout = timeout
+        self.cpu = None
         if op == "ranged":
             return self.run_ranged(args, on_go)
         on_go()
@@ -104,7 +115,7 @@ class RcloneTool:
             result, peak = getattr(self, op)(**args)
         except Exception as exc:  # noqa: BLE001 - reported in the table
             return Outcome(seconds=time.perf_counter() - started, error=self._explain(str(exc)))
-        return Outcome(seconds=time.perf_counter() - started, result=result, peak_rss_kib=peak)
+        return Outcome(seconds=time.perf_counter() - started, result=result, peak_rss_kib=peak, cpu_seconds=self.cpu)
 
     @staticmethod
     def _explain(error: str) -> str:
@@ -154,7 +165,7 @@ class RcloneTool:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         rss_file = self.workdir / "rss-serve.txt"
-        argv = [TIME, "-f", "%M", "-o", str(rss_file), str(self.binary), "serve", "http", f"{REMOTE}:{remote_dir}",
+        argv = [TIME, "-f", "%M %U %S", "-o", str(rss_file), str(self.binary), "serve", "http", f"{REMOTE}:{remote_dir}",
                 "--addr", f"127.0.0.1:{port}", "--config", str(self.config), "--ca-cert", str(self.proxy.ca_path)]
         timer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env,
                                  cwd=self.workdir)
@@ -188,11 +199,9 @@ class RcloneTool:
             except subprocess.TimeoutExpired:
                 timer.kill()
                 timer.wait()
-        try:
-            peak = int(rss_file.read_text().split()[-1])
-        except (OSError, ValueError, IndexError):
-            peak = 0
-        return Outcome(seconds=seconds, result=digests, peak_rss_kib=peak, note="Range GETs to `rclone serve http`")
+        peak, cpu = _time_figures(rss_file)
+        return Outcome(seconds=seconds, result=digests, peak_rss_kib=peak, cpu_seconds=cpu,
+                       note="Range GETs to `rclone serve http` (CPU: the server's whole life)")
 
     def ls(self, remote_path: str, folder_id: str) -> tuple[int, int]:
         out, rss = self._cmd("lsf", f"{REMOTE}:{remote_path}")

@@ -12,7 +12,7 @@ Protocol (lines on stdout prefixed with ``@@bench``; anything else a library pri
 2. the worker imports the adapter and builds its client (not timed), then says ``ready``;
 3. the parent marks the emulator's request log and writes ``go``;
 4. the worker runs ``Tool.<op>(**args)`` under a monotonic clock and says ``done`` with the seconds,
-   the op's result and its peak RSS (``VmHWM`` of this process since ``exec``: exact, unlike a
+   the CPU seconds (user + system) the op used, the op's result and its peak RSS (``VmHWM`` of this process since ``exec``: exact, unlike a
    child's ``ru_maxrss``, which Linux seeds with the parent's RSS at ``exec`` time).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import resource
 import sys
 import time
 import traceback
@@ -40,6 +41,12 @@ def peak_rss_kib() -> int:
     return 0
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def emit(event: str, **fields: Any) -> None:
     sys.stdout.write(PREFIX + json.dumps({"event": event, **fields}) + "\n")
     sys.stdout.flush()
@@ -57,6 +64,7 @@ def main() -> int:
     emit("ready", rss_kib=peak_rss_kib())
     if sys.stdin.readline().strip() != "go":
         return 2
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     try:
         result = op(**job["args"])
@@ -66,7 +74,7 @@ def main() -> int:
              trace=traceback.format_exc(), peak_rss_kib=peak_rss_kib())
         return 1
     elapsed = time.perf_counter() - started
-    emit("done", seconds=elapsed, result=result, peak_rss_kib=peak_rss_kib())
+    emit("done", seconds=elapsed, cpu_seconds=cpu_seconds() - cpu_before, result=result, peak_rss_kib=peak_rss_kib())
     close = getattr(tool, "close", None)
     if close is not None:
         try:

@@ -89,6 +89,9 @@ def workloads(scale: Scale) -> list[Workload]:
                         "items", scale.tree_items))
     out.append(Workload("ranged-reads", f"{scale.ranged_count:,} random {human_size(scale.ranged_length).replace('65536 B', '64 KiB')}"
                         f" reads of {human_size(scale.ranged_source)}", "ranged", "items", scale.ranged_count))
+    out.append(Workload("cat-ranges", f"{scale.ranged_count:,} random {human_size(scale.ranged_length).replace('65536 B', '64 KiB')}"
+                        f" ranges of {human_size(scale.ranged_source)} in one call", "ranges", "items",
+                        scale.ranged_count))
     out.append(Workload("ls-wide", f"ls of a folder of {scale.wide_count:,} items", "ls", "items", scale.wide_count))
     return out
 

@@ -5,12 +5,19 @@ existing one) -> upload the parts Box asked for (``part_size``, the last one sho
 ``fs.upload_workers`` threads, each part with its ``Digest: sha=<base64 SHA1>`` -> commit with the parts
 list and the whole file's SHA1, polling while Box answers 202 + ``Retry-After``.
 
-Memory stays bounded: a part is read from disk twice in 1 MiB blocks (once for its digest, once while it
-is sent), never held whole; ``put_file`` reads parts straight from the source file (no spool copy).
+Every byte is read once: each worker reads its part whole into its own buffer (``os.preadv``, no ``bytes``
+objects in between), hashes it for the part's ``Digest`` and sends it from that buffer (a retried PUT
+sends the same buffer). When the whole file's SHA1 is not known yet (``put_file`` of a large file: no
+pass over the file before the session), it is folded from the same buffers, in file order, as parts are
+read (:class:`_PartFeed`); a source whose size or mtime changed by the end is refused before the commit.
+Memory is bounded by ``upload_workers`` x ``part_size`` (4 x 8 MiB by default; Box picks larger parts
+only for much larger files); ``put_file`` reads parts straight from the source file (no spool copy).
 
-Resume: the session, the content's SHA1 and the parts done are kept in a state file in the acting user's
-spool folder (:mod:`boxfs.spool`), keyed by destination and content. Running the same upload again (same
-destination, same bytes) finds it, asks Box which parts it has (``GET .../parts``) and sends the rest.
+Resume: the session, the content's SHA1 (when known) and the parts done are kept in a state file in the
+acting user's spool folder (:mod:`boxfs.spool`), keyed by destination and size. Running the same upload
+again (same destination, same bytes) finds it, asks Box which parts it has (``GET .../parts``) and sends
+the rest; when the SHA1 is being folded, the parts Box has are read again for it and must match the
+digests Box reports (else the upload starts over with a new session).
 The state is untrusted: every session URL is built from the configured upload host and the session id
 (:func:`boxfs.spool.session_url`); a state made for another host, or whose session Box no longer knows,
 is discarded and the upload starts over.
@@ -40,7 +47,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from boxfs.api.errors import BoxAPIError, conflicts_of, exists, is_a_directory
+from boxfs.api.errors import BoxAPIError, conflicts_of, exists_error, is_a_directory_error
 from boxfs.names import check_name, same_name
 from boxfs.spool import (
     LOCK_SUFFIX,
@@ -59,7 +66,7 @@ from boxfs.spool import (
     user_spool_dir,
     write_state,
 )
-from boxfs.upload import box_time, preflight, upload_small
+from boxfs.upload import box_time, preflight, sha1_of, upload_small
 
 if TYPE_CHECKING:
     from boxfs.core import BoxFileSystem
@@ -114,33 +121,71 @@ class PartSource:
             except (AttributeError, OSError, ValueError):
                 self._fd = None
 
-    def read(self, offset: int, length: int) -> bytes:
-        """``length`` bytes at ``offset`` (relative to ``start``); OSError when the source ends early."""
+    def readinto(self, offset: int, view: memoryview) -> None:
+        """Fill ``view`` with the bytes at ``offset`` (relative to ``start``); OSError when the source ends
+        early. One copy, from the page cache into the caller's buffer: no ``bytes`` objects in between."""
         pos = self.start + offset
+        length = len(view)
+        got = 0
         if self._fd is not None:
-            chunks = []
-            got = 0
             while got < length:
-                chunk = os.pread(self._fd, length - got, pos + got)
-                if not chunk:
+                n = os.preadv(self._fd, [view[got:]], pos + got)
+                if not n:
                     break
-                chunks.append(chunk)
-                got += len(chunk)
-            data = b"".join(chunks)
+                got += n
         else:
             with self._lock:
                 self._fileobj.seek(pos)
-                data = self._fileobj.read(length)
-        if len(data) != length:
-            raise OSError(f"upload source ended {length - len(data)} bytes early (was it changed while uploading?)")
-        return data
+                while got < length:
+                    block = self._fileobj.read(length - got)
+                    if not block:
+                        break
+                    view[got:got + len(block)] = block
+                    got += len(block)
+        if got != length:
+            raise OSError(f"upload source ended {length - got} bytes early (was it changed while uploading?)")
 
-    def blocks(self, offset: int, length: int) -> Iterator[bytes]:
-        done = 0
-        while done < length:
-            n = min(_BLOCK, length - done)
-            yield self.read(offset + done, n)
-            done += n
+
+class _ResumedPartDiffers(ValueError):
+    """A part Box holds from the interrupted upload is not what the source holds now: start over."""
+
+
+class _PartFeed:
+    """Hands the parts to the workers in offset order, each read once into the asking worker's buffer.
+
+    Why one feed: Box needs the whole file's SHA-1 at commit, and SHA-1 can only be folded in order. The
+    part a worker is given is read (and, when the whole SHA-1 is still unknown, folded into it) under
+    the feed's lock, so the reads happen in file order while the other workers hash and send their parts
+    from their own buffers. A part Box already has (a resumed session) is read only when the whole SHA-1
+    needs it, and must then match the digest Box reports for it.
+    """
+
+    def __init__(self, source: PartSource, part_size: int, size: int, done: dict[int, dict[str, Any]],
+                 whole: Any | None) -> None:
+        self._source = source
+        self._part_size = part_size
+        self._size = size
+        self._done = done
+        self.whole = whole
+        self._offsets = iter(range(0, size, part_size))
+        self._lock = threading.Lock()
+
+    def next_part(self, buf: bytearray) -> tuple[int, memoryview] | None:
+        """The next part to send, read into ``buf``; None when every part is handed out."""
+        with self._lock:
+            for offset in self._offsets:
+                known = self._done.get(offset)
+                if known is not None and self.whole is None:
+                    continue  # on Box already, and not needed for the whole SHA-1
+                view = memoryview(buf)[: min(self._part_size, self._size - offset)]
+                self._source.readinto(offset, view)
+                if self.whole is not None:
+                    self.whole.update(view)
+                if known is None:
+                    return offset, view
+                if hashlib.sha1(view).hexdigest() != known.get("sha1"):
+                    raise _ResumedPartDiffers(f"the part at {offset} is not the one the interrupted upload sent")
+            return None
 
 
 class _Progress:
@@ -165,42 +210,26 @@ class _Cancelled(Exception):
     """Raised inside a part's body when another part failed: not an OSError, so no layer retries it."""
 
 
-class _SourceError(Exception):
-    """A read error of the source while a part streams; carried out of requests unwrapped and unretried."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class _PartBody:
-    """One part as a streamed request body with a known length (requests sends Content-Length)."""
+    """One part as a request body with a known length (requests sends Content-Length), sent from the
+    worker's buffer in 1 MiB slices (no copies) so that progress and cancellation stay fine-grained."""
 
-    def __init__(self, source: PartSource, offset: int, length: int, progress: _Progress, stop: threading.Event) -> None:
-        self._source = source
+    def __init__(self, view: memoryview, offset: int, progress: _Progress, stop: threading.Event) -> None:
+        self._view = view
         self._offset = offset
-        self._length = length
         self._progress = progress
         self._stop = stop
 
     def __len__(self) -> int:
-        return self._length
+        return len(self._view)
 
-    def __iter__(self) -> Iterator[bytes]:
-        sent = 0
-        blocks = self._source.blocks(self._offset, self._length)
-        while True:
+    def __iter__(self) -> Iterator[memoryview]:
+        for sent in range(0, len(self._view), _BLOCK):
             if self._stop.is_set():
                 raise _Cancelled("another part failed")
-            try:
-                block = next(blocks)
-            except StopIteration:
-                return
-            except OSError as exc:
-                raise _SourceError(exc) from exc
+            block = self._view[sent:sent + _BLOCK]
             yield block
-            sent += len(block)
-            self._progress.advance(self._offset, sent)
+            self._progress.advance(self._offset, sent + len(block))
 
 
 def _fatal(exc: BaseException) -> bool:
@@ -234,7 +263,7 @@ def preflight_writer(fs: BoxFileSystem, path: str, size: int) -> None:
             return  # a file where a folder should be: the upload reports it
         conflict = preflight(fs, parent_id=info["id"], name=parts[depth], size=size, file_id=None)
         if conflict is not None and conflict.get("type") != "file" and depth == len(parts) - 1:
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         return
 
 
@@ -245,7 +274,7 @@ def upload_large(
     name: str,
     fileobj: BinaryIO,
     size: int,
-    sha1: str,
+    sha1: str | None,
     file_id: str | None = None,
     etag: str | None = None,
     modified: datetime | None = None,
@@ -254,8 +283,12 @@ def upload_large(
 ) -> dict[str, Any]:
     """Upload above ``spool_threshold``: a chunked session (one request when under Box's 20 MB minimum).
 
-    Keeps a writer's spool file after a failure (the error says where); see the module docstring.
+    ``sha1`` None: the whole file's SHA-1 is folded from the parts as they are read and sent (a regular
+    file; anything else is hashed first). Keeps a writer's spool file after a failure (the error says
+    where); see the module docstring.
     """
+    if sha1 is None and size < MIN_SESSION_SIZE:
+        sha1 = sha1_of(fileobj)[0]
     spool = fileobj if isinstance(fileobj, SpoolReader) and fileobj.name else None
     if progress is None and isinstance(fileobj, SpoolReader) and size >= MIN_SESSION_SIZE:
         progress = fileobj.progress  # a writer's callback: parts are read with pread, not through read()
@@ -273,9 +306,9 @@ def upload_large(
     conflict = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=file_id)
     if conflict is not None:
         if conflict.get("type") != "file":
-            raise is_a_directory(name)
+            raise is_a_directory_error(name)
         if not overwrite:
-            raise exists(name)
+            raise exists_error(name)
         file_id, etag = str(conflict["id"]), conflict.get("etag")
         logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
     auto_clean(fs)
@@ -293,7 +326,7 @@ def upload_large(
             winner = _winner(fs, exc, parent_id=parent_id, name=name, size=size)
             if winner is None:
                 raise
-            file_id, etag = str(winner["id"]), winner.get("etag")
+            file_id, etag, sha1 = str(winner["id"]), winner.get("etag"), upload.sha1
             logger.info("%s was created by another upload while this one ran; uploading again as a new "
                         "version of file %s", name, file_id)
             fileobj.seek(start)
@@ -312,14 +345,34 @@ def _winner(fs: BoxFileSystem, exc: FileExistsError, *, parent_id: str, name: st
     if not taken:
         return None
     if taken[0].get("type") != "file":
-        raise is_a_directory(name) from None
+        raise is_a_directory_error(name) from None
     return taken[0]
+
+
+def file_stamp(fileobj: BinaryIO) -> str | None:
+    """A regular file's identity and last change (device, inode, size, mtime in ns); None for anything else.
+
+    Compared before and after the parts are read: a source changed meanwhile would upload a mix of two
+    versions of it (each part is read once, so no digest could tell), and is refused instead.
+    """
+    try:
+        st = os.fstat(fileobj.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return f"{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}"
+
+
+#: A resume state is found by destination and size (the whole SHA-1 may not be known before the parts are
+#: read); this stands for the SHA-1 in its key, and in a state whose upload folds it from the parts.
+FOLDED = "folded-from-parts"
 
 
 class ChunkedUpload:
     """One chunked upload, resumable through its state file."""
 
-    def __init__(self, fs: BoxFileSystem, *, parent_id: str, name: str, fileobj: BinaryIO, size: int, sha1: str,
+    def __init__(self, fs: BoxFileSystem, *, parent_id: str, name: str, fileobj: BinaryIO, size: int, sha1: str | None,
                  file_id: str | None, etag: str | None, modified: datetime | None,
                  progress: Callable[[int], None] | None) -> None:
         self.fs = fs
@@ -327,11 +380,14 @@ class ChunkedUpload:
         self.parent_id = parent_id
         self.name = name
         self.size = size
+        #: None until folded from the parts (put_file of a large file: the file is read once, while sent)
         self.sha1 = sha1
         self.file_id = file_id
         self.etag = etag
         self.modified = modified
         self.source = PartSource(fileobj, fileobj.tell(), size)
+        self.stamp = file_stamp(fileobj)
+        self._fileobj = fileobj
         self.progress = _Progress(progress)
         name_attr = getattr(fileobj, "name", None)
         self.content_path = (os.path.abspath(name_attr) if isinstance(name_attr, str) and os.path.isfile(name_attr)
@@ -340,7 +396,8 @@ class ChunkedUpload:
         #: the content's entry in the spool folder (a writer's spool file, or a kept one given to put_file)
         self.spool_name = (fileobj.spool_name if isinstance(fileobj, SpoolReader)
                            else spool_name_of({"spool": self.folder.name_of(self.content_path)}))
-        self.key = state_key(user_id=fs.user_id, parent_id=parent_id, name=name, file_id=file_id, size=size, sha1=sha1)
+        self.key = state_key(user_id=fs.user_id, parent_id=parent_id, name=name, file_id=file_id, size=size,
+                             sha1=FOLDED)
         self.lock = PathLock(self.folder, f"{self.key}{LOCK_SUFFIX}")
         self.state: dict[str, Any] = {}
         self.parts: dict[int, dict[str, Any]] = {}
@@ -380,7 +437,7 @@ class ChunkedUpload:
             "part_size": int(session["part_size"]),
             "total_parts": int(session["total_parts"]),
             "size": self.size,
-            "sha1": self.sha1,
+            "sha1": self.sha1 or FOLDED,
             "destination": {"parent_id": self.parent_id, "name": self.name, "file_id": self.file_id},
             "source": self.content_path,
             "spool": self.spool_name,
@@ -403,8 +460,10 @@ class ChunkedUpload:
                            "configured upload host %s; starting over", self.name, self.state_path,
                            self.t.endpoints.upload_url)
             return None
-        if state.get("size") != self.size or state.get("sha1") != self.sha1:
+        if state.get("size") != self.size:
             return None
+        if self.sha1 is not None and state.get("sha1") != self.sha1:
+            return None  # another content's session (our SHA-1 unknown: the parts are checked as read)
         try:
             part_size, total = int(state["part_size"]), int(state["total_parts"])
             expires_at = float(state["expires_at"])
@@ -446,18 +505,11 @@ class ChunkedUpload:
             if not entries or offset >= int(data.get("total_count") or 0):
                 return found
 
-    def _part_sha1(self, offset: int, length: int) -> str:
-        digest = hashlib.sha1()
-        for block in self.source.blocks(offset, length):
-            digest.update(block)
-        return digest.hexdigest()
-
-    def _upload_part(self, offset: int, stop: threading.Event) -> bool:
-        """PUT one part; False when Box says it already has it (an earlier attempt's answer was lost)."""
-        if stop.is_set():
-            return True
-        length = min(self.state["part_size"], self.size - offset)
-        part_sha1 = self._part_sha1(offset, length)
+    def _upload_part(self, offset: int, view: memoryview, stop: threading.Event) -> bool:
+        """PUT one part from its buffer; False when Box says it already has it (an earlier attempt's answer
+        was lost). A retried attempt sends the same buffer again: nothing is read twice."""
+        length = len(view)
+        part_sha1 = hashlib.sha1(view).hexdigest()
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-Range": f"bytes {offset}-{offset + length - 1}/{self.size}",
@@ -467,15 +519,12 @@ class ChunkedUpload:
         def body() -> _PartBody:
             if stop.is_set():
                 raise _Cancelled("another part failed")
-            return _PartBody(self.source, offset, length, self.progress, stop)
+            return _PartBody(view, offset, self.progress, stop)
 
-        try:
-            resp = self.t.request(
-                "PUT", self._url(), headers=headers, data=body,
-                ok_statuses=(409,), path=self.name, action=f"upload part at {offset}",
-            )
-        except _SourceError as exc:
-            raise exc.error from None
+        resp = self.t.request(
+            "PUT", self._url(), headers=headers, data=body,
+            ok_statuses=(409,), path=self.name, action=f"upload part at {offset}",
+        )
         assert not isinstance(resp, dict)
         if resp.status_code == 409:
             from boxfs.api.errors import error_from_response
@@ -492,17 +541,31 @@ class ChunkedUpload:
         self._save()
         return True
 
+    def _worker(self, feed: _PartFeed, stop: threading.Event) -> bool:
+        """Send parts from the feed until none is left; one buffer of ``part_size`` per worker is the
+        memory an upload holds (``upload_workers`` x ``part_size``)."""
+        buf = bytearray(self.state["part_size"])
+        all_new = True
+        while not stop.is_set():
+            job = feed.next_part(buf)
+            if job is None:
+                break
+            all_new = self._upload_part(job[0], job[1], stop) and all_new
+        return all_new
+
     def _upload_missing(self) -> None:
         part_size = self.state["part_size"]
-        offsets = [o for o in range(0, self.size, part_size) if o not in self.parts]
+        missing = [o for o in range(0, self.size, part_size) if o not in self.parts]
         for o, p in self.parts.items():
             self.progress.advance(o, p["size"])
-        if not offsets:
+        if not missing and self.sha1 is not None:
             return
+        feed = _PartFeed(self.source, part_size, self.size, dict(self.parts),
+                         hashlib.sha1() if self.sha1 is None else None)
         stop = threading.Event()
-        workers = max(1, min(int(self.fs.upload_workers), len(offsets)))
+        workers = max(1, min(int(self.fs.upload_workers), len(missing)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="boxfs-part") as pool:
-            futures = [pool.submit(self._upload_part, o, stop) for o in offsets]
+            futures = [pool.submit(self._worker, feed, stop) for _ in range(workers)]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
             if failed:
@@ -512,6 +575,12 @@ class ChunkedUpload:
                 wait(futures)
                 raise failed[0].exception()  # type: ignore[misc]
             results = [f.result() for f in futures]
+        if self.stamp is not None and file_stamp(self._fileobj) != self.stamp:
+            raise ValueError(f"{self.name}: the source changed while it was being uploaded, so no digest could "
+                             "describe one version of it; upload aborted (nothing was committed)")
+        if feed.whole is not None:
+            self.sha1 = feed.whole.hexdigest()  # folded from the parts in file order, as they were read
+            logger.debug("%s: SHA-1 %s folded from the parts", self.name, self.sha1)
         if not all(results):  # some part was already there: learn its id from Box
             for o, p in self._list_parts().items():
                 self.parts.setdefault(o, p)
@@ -622,6 +691,14 @@ class ChunkedUpload:
                     self._save()
                 self._upload_missing()
                 entry = self._commit()
+            except _ResumedPartDiffers as exc:
+                if attempt == 2:
+                    self._fail(exc)
+                    raise
+                logger.info("%s: %s (the source changed since); starting over with a new session", self.name, exc)
+                self._abort()
+                self.state, self.parts, previous = {}, {}, None
+                continue
             except FileNotFoundError as exc:
                 if attempt == 1 and getattr(exc, "box_status", None) == 404 and self._session_gone():
                     logger.info("%s: upload session expired during the upload; starting over once", self.name)

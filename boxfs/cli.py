@@ -945,8 +945,9 @@ def login_cmd(state: CliState, client_id: str, client_secret: str | None, token_
     Then use that account with: boxfs --oauth-token-file FILE ..., BOXFS_OAUTH_TOKEN_FILE, or
     BoxFileSystem(oauth_token_file=FILE). Refreshed tokens are saved back to the file.
     """
+    from boxfs.auth.login import DEFAULT_REDIRECT_URI, login
+    from boxfs.auth.tokenfile import default_token_file
     from boxfs.config import resolve_endpoints
-    from boxfs.oauth_login import DEFAULT_REDIRECT_URI, default_token_file, login
 
     if not client_secret:
         client_secret = click.prompt("Client secret", hide_input=True, err=True)
@@ -1061,7 +1062,7 @@ def unmount_cmd(mountpoint: str) -> None:
 
 @cli.group("serve", cls=BoxfsGroup)
 def serve_group() -> None:
-    """Run an FTP(S) or SFTP server whose users' files live in Box (see docs/servers.md)."""
+    """Run an FTP(S), SFTP or WebDAV server whose users' files live in Box (see docs/servers.md)."""
 
 
 _CONFIG_OPTION = click.option("--config", "config", default=None,
@@ -1076,12 +1077,75 @@ def _server_safety_options(command: Any) -> Any:
                         help="Start even if other accounts can write the users file (warns).")(command)
 
 
-def _server_config(state: CliState, config: str | None = None) -> tuple[str, dict[str, str] | None]:
+def _server_box_options(command: Any) -> Any:
+    """The Box credential forms and spool options every server takes (like every other command: the
+    global --config and the BOXFS_* environment work too)."""
+    for option in reversed([
+        click.option("--client-id", default=None, help="Box app client id (CCG, or JWT with the key fields)."),
+        click.option("--client-secret", envvar="BOXFS_SERVE_CLIENT_SECRET", show_envvar=True, default=None,
+                     help="Box app client secret (better from the environment than the command line)."),
+        click.option("--enterprise-id", default=None, help="Enterprise id (CCG or JWT fields)."),
+        click.option("--public-key-id", default=None, help="JWT key id (JWT fields)."),
+        click.option("--private-key-file", default=None, type=click.Path(dir_okay=False, exists=True),
+                     help="JWT private key, PEM (JWT fields)."),
+        click.option("--passphrase", envvar="BOXFS_JWT_PASSPHRASE", show_envvar=True, default=None,
+                     help="Passphrase of the JWT private key."),
+        click.option("--spool-dir", default=None, type=click.Path(file_okay=False),
+                     help="Private folder for upload spool files (default: the temp folder)."),
+        click.option("--spool-threshold", type=click.IntRange(min=1), default=None, metavar="BYTES",
+                     help="Uploads up to this size go to Box in one request; larger ones in chunks."),
+        click.option("--audit-log", default=None, metavar="FILE|-",
+                     help="Append one JSON line per action to FILE (- for stdout); see docs/servers.md."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _audit_log(box: dict[str, Any]) -> Any:
+    """The --audit-log of a serve command (None when not given)."""
+    if not box.get("audit_log"):
+        return None
+    from boxfs.servers.audit import AuditLog
+
+    return AuditLog(box["audit_log"])
+
+
+def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> tuple[
+        str | None, dict[str, str] | None, dict[str, Any]]:
+    """``(jwt config or None, base_urls, filesystem options)`` from the global and the serve options."""
+    box.pop("audit_log", None)  # not a filesystem option: see _audit_log
+    fields = {key: box.pop(key) for key in ("client_id", "client_secret", "enterprise_id", "public_key_id",
+                                             "private_key_file", "passphrase") if box.get(key) is not None}
+    key_file = fields.pop("private_key_file", None)
+    if key_file:
+        from boxfs.servers.safety import warn_if_loose
+
+        warn_if_loose(key_file, "JWT private key")
+        with open(key_file, encoding="utf-8") as fh:
+            fields["private_key"] = fh.read()
     if config:
         state.config = config
-    if not state.config:
-        raise click.UsageError("serve needs the Box app's JWT config: --config FILE or BOXFS_JWT_CONFIG")
-    return state.config, ({"base_url": state.base_url.rstrip("/")} if state.base_url else None)
+    options: dict[str, Any] = dict(fields)
+    if box.get("spool_dir"):
+        from boxfs.servers.safety import private_dir
+
+        options["spool_dir"] = str(private_dir(box["spool_dir"]))
+    if box.get("spool_threshold"):
+        options["spool_threshold"] = box["spool_threshold"]
+    base_urls = {"base_url": state.base_url.rstrip("/")} if state.base_url else None
+    if not fields and not state.config:
+        from boxfs.config import BoxConfigError, resolve_credentials
+
+        try:
+            resolve_credentials()  # the library's BOXFS_* lookup, checked now rather than at the first login
+        except BoxConfigError:
+            raise click.UsageError(
+                "serve needs the Box app's credentials: --config FILE (or BOXFS_JWT_CONFIG), "
+                "--client-id/--client-secret/--enterprise-id (CCG, or JWT with --public-key-id and "
+                "--private-key-file), or BOXFS_CLIENT_ID/BOXFS_CLIENT_SECRET"
+            ) from None
+    # explicit fields win over a config from the environment; neither: the library's BOXFS_* lookup
+    return (None if fields else state.config), base_urls, options
 
 
 @serve_group.command("ftp")
@@ -1094,17 +1158,19 @@ def _server_config(state: CliState, config: str | None = None) -> tuple[str, dic
 @click.option("--passive-ports", default=None, metavar="FIRST-LAST", help="Passive port range, e.g. 60000-60100.")
 @click.option("--masquerade-address", default=None, help="Address announced for passive mode (behind NAT).")
 @_server_safety_options
+@_server_box_options
 @_CONFIG_OPTION
 @pass_state
 def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
               tls_required: bool, passive_ports: str | None, masquerade_address: str | None,
-              config: str | None, allow_loose_users_file: bool, spool_max_age: float | None) -> None:
+              config: str | None, allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
     """FTP/FTPS server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.ftp import run_ftp
     except ImportError as exc:
         raise click.ClickException(f"serve ftp needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
-    config, base_urls = _server_config(state, config)
+    audit_log = _audit_log(box)
+    config, base_urls, fs_options = _server_config(state, config, box)
     ports = None
     if passive_ports:
         try:
@@ -1112,9 +1178,9 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
         except ValueError:
             raise click.BadParameter("expected FIRST-LAST, e.g. 60000-60100", param_hint="--passive-ports") from None
         ports = range(first, last + 1)
-    run_ftp(users_file, config, host, port, base_urls=base_urls, certfile=certfile, keyfile=keyfile,
+    run_ftp(users_file, config, host, port, base_urls=base_urls, fs_options=fs_options, certfile=certfile, keyfile=keyfile,
             tls_required=tls_required, passive_ports=ports, masquerade_address=masquerade_address,
-            allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)
+            allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age, audit_log=audit_log)
 
 
 @serve_group.command("sftp")
@@ -1125,18 +1191,48 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
               help="SSH host private key (default: one generated once into --state-dir and reused).")
 @click.option("--state-dir", default=None, help="Private folder for the host key (default: $XDG_STATE_HOME/boxfs).")
 @_server_safety_options
+@_server_box_options
 @_CONFIG_OPTION
 @pass_state
 def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None, state_dir: str | None,
-               config: str | None, allow_loose_users_file: bool, spool_max_age: float | None) -> None:
+               config: str | None, allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
     """SFTP server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.sftp import run_sftp
     except ImportError as exc:
         raise click.ClickException(f"serve sftp needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
-    config, base_urls = _server_config(state, config)
+    audit_log = _audit_log(box)
+    config, base_urls, fs_options = _server_config(state, config, box)
     run_sftp(users_file, config, host, port, host_key=host_key, state_dir=state_dir,
-             base_urls=base_urls, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age)
+             base_urls=base_urls, fs_options=fs_options, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age,
+             audit_log=audit_log)
+
+
+@serve_group.command("webdav")
+@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--cert", "certfile", default=None, help="TLS certificate (PEM): serves HTTPS.")
+@click.option("--key", "keyfile", default=None, help="TLS private key (PEM).")
+@click.option("--threads", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Requests served at once.")
+@_server_safety_options
+@_server_box_options
+@_CONFIG_OPTION
+@pass_state
+def serve_webdav(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
+                 threads: int, config: str | None, allow_loose_users_file: bool, spool_max_age: float | None,
+                 **box: Any) -> None:
+    """WebDAV server, HTTPS with --cert (foreground, until Ctrl-C)."""
+    try:
+        from boxfs.servers.webdav import run_webdav
+    except ImportError as exc:
+        raise click.ClickException(f"serve webdav needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
+    audit_log = _audit_log(box)
+    config, base_urls, fs_options = _server_config(state, config, box)
+    run_webdav(users_file, config, host, port, base_urls=base_urls, fs_options=fs_options, certfile=certfile,
+               keyfile=keyfile, threads=threads, allow_loose_users_file=allow_loose_users_file,
+               spool_max_age=spool_max_age, audit_log=audit_log)
 
 
 # ------------------------------------------------------------------------------------------ errors

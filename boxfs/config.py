@@ -336,6 +336,11 @@ def _s(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def _oauth_credentials(token_file: Any) -> BoxCredentials:
+    """Credentials naming a ``boxfs login`` token file; boxfs.auth reads and checks the file itself."""
+    return BoxCredentials(kind="oauth", token_file=os.fspath(token_file))
+
+
 def resolve_credentials(
     *,
     jwt_config: Any = None,
@@ -369,9 +374,7 @@ def resolve_credentials(
     if not given:
         env = os.environ if environ is None else environ
         if env.get("BOXFS_OAUTH_TOKEN_FILE"):
-            from boxfs.oauth_login import oauth_credentials
-
-            return oauth_credentials(env["BOXFS_OAUTH_TOKEN_FILE"]), True
+            return _oauth_credentials(env["BOXFS_OAUTH_TOKEN_FILE"]), True
         if env.get("BOXFS_TOKEN"):
             return BoxCredentials(kind="token", token=_token_value(env["BOXFS_TOKEN"], "BOXFS_TOKEN")), True
         if env.get("BOXFS_JWT_CONFIG"):
@@ -390,9 +393,7 @@ def resolve_credentials(
             "or set BOXFS_JWT_CONFIG, BOXFS_CLIENT_ID/BOXFS_CLIENT_SECRET or BOXFS_TOKEN"
         )
     if oauth_token_file not in (None, ""):
-        from boxfs.oauth_login import oauth_credentials
-
-        return oauth_credentials(oauth_token_file), False
+        return _oauth_credentials(oauth_token_file), False
     if app_token not in (None, ""):
         return _app_token_credentials(app_token, client_id), False
     if token not in (None, ""):

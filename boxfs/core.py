@@ -34,10 +34,17 @@ from fsspec.spec import AbstractFileSystem, _Cached
 from fsspec.utils import stringify_path
 
 from boxfs import preview
-from boxfs.api.errors import BoxAuthError, exists, is_a_directory, not_a_directory, not_found
+from boxfs.api.errors import (
+    BoxAuthError,
+    exists_error,
+    is_a_directory_error,
+    not_a_directory_error,
+    not_found_error,
+)
 from boxfs.api.fields import ITEM_FIELDS, item_from_entry, root_item
-from boxfs.api.transport import BoxTransport
-from boxfs.auth import cached_user_id, get_provider, remember_user_id
+from boxfs.api.transport import PARALLEL_DOWNLOAD_MIN, BoxTransport
+from boxfs.auth.downscoped import DownscopedTokenProvider
+from boxfs.auth.registry import cached_user_id, get_provider, remember_user_id
 from boxfs.config import (
     FSSPEC_OPTIONS,
     BoxConfigError,
@@ -54,6 +61,7 @@ from boxfs.dircache import BoxDirCache
 from boxfs.file import APPEND_REFUSAL, BoxFile
 from boxfs.names import BoxNameError, check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
+from boxfs.sign import signed_url
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
 from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
@@ -237,6 +245,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self.upload_workers = int(upload_workers)
         self.auto_mkdir = bool(auto_mkdir)
         self.provider = get_provider(creds, self.endpoints, self.policy)
+        self.credentials = self.provider.creds  # completed from the token file for oauth
         self.transport = BoxTransport(self.endpoints, self.provider, self.policy, max_connections=self.max_connections)
         # fsspec's standard listing-cache options: how long what we learned from Box is trusted
         expiry = kwargs.get("listings_expiry_time")
@@ -257,8 +266,6 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self.scopes = tuple(scopes.split() if isinstance(scopes, str) else scopes) if scopes else None
         self.resource = resource
         if self.scopes:  # token exchange, after as_user was resolved with the full token
-            from boxfs.oauth_login import DownscopedTokenProvider
-
             self.provider = self.transport.provider = DownscopedTokenProvider(self.provider, self.scopes, resource)
 
     # ------------------------------------------------------------------------------ identity, repr
@@ -418,15 +425,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if item_id is not None:
             return self._info_by_id(path, item_id, _kinds)
         if self.cache.known_missing(path):
-            raise not_found(path)
+            raise not_found_error(path)
         parent, name = _split(path)
         pinfo = self._info(parent, _FOLDER_ONLY)
         if pinfo["type"] != "directory":
-            raise not_found(path)
+            raise not_found_error(path)
         for child in self._listing(parent, pinfo):
             if same_name(_split(child["name"])[1], name):
                 return child
-        raise not_found(path)
+        raise not_found_error(path)
 
     def _info_for_read(self, path: str) -> dict[str, Any]:
         """``_info`` for operations that need the item (open for reading, cat, get).
@@ -471,7 +478,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             item = self._item(path, entry)
             self.cache.put(path, item)
             return item
-        raise not_found(path)
+        raise not_found_error(path)
 
     def _is_pattern(self, path: Any) -> bool:
         """Whether ``path`` is a glob pattern: it holds ``*``, ``?`` or ``[`` and no item has exactly that
@@ -627,29 +634,60 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         path = self._strip_protocol(path)
         info = self._info_for_read(path)
         if info["type"] != "file":
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         size = info["size"]
         start = 0 if start is None else (max(0, size + start) if start < 0 else min(start, size))
         end = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
         if end <= start:
             return b""
         return self._read_range(path, info["id"], start, end, whole=(start == 0 and end == size),
-                                version=info.get("version"))
+                                version=info.get("version"), tag=info.get("sha1"))
 
     def _content_url(self, file_id: str, version: str | None) -> str:
         """The download URL of a file, pinned to one version when known: a read that takes several
         requests (ranges, a resumed download) then never mixes the bytes of two versions."""
-        url = self.transport.api(f"/files/{file_id}/content")
-        return f"{url}?version={version}" if version else url
+        return self.transport.content_url(file_id, version)
 
     def _read_range(self, path: str, file_id: str, start: int, end: int, whole: bool = False,
-                    version: str | None = None) -> bytes:
-        url = self._content_url(file_id, version)
+                    version: str | None = None, tag: str | None = None) -> bytes:
+        """Bytes ``[start, end)`` in one GET on the file's download URL, reused for the same version
+        (``version`` pinned, else ``tag``: the content's SHA-1 the caller knows); see
+        BoxTransport.read_content."""
         if whole:
-            resp = self.transport.request("GET", url, path=path, action="download")
-            assert not isinstance(resp, dict)
-            return resp.content
-        return self.transport.download_range(url, start, end, path=path)
+            return self.transport.read_content(file_id, version=version, tag=tag, path=path)
+        return self.transport.read_content(file_id, start, end, version=version, tag=tag, path=path)
+
+    def cat_ranges(self, paths: list[str], starts: Any, ends: Any, max_gap: int | None = None,
+                   on_error: str = "return", **kwargs: Any) -> list[Any]:
+        """Byte ranges of files, fetched on ``max_connections`` threads.
+
+        fsspec's own ``cat_ranges`` reads one range after another, so 1,000 ranges (zarr chunks, parquet
+        column pages) pay Box's latency 1,000 times. Here they go out together; each file's download URL
+        is fetched once and reused, so a range costs one request to the download host. Arguments and
+        ``on_error`` as in fsspec.
+        """
+        if max_gap is not None:
+            raise NotImplementedError("max_gap is not supported: every range is fetched on its own")
+        if not isinstance(paths, list):
+            raise TypeError(f"paths must be a list, not {type(paths).__name__}")
+        starts = starts if isinstance(starts, list) else [starts] * len(paths)
+        ends = ends if isinstance(ends, list) else [ends] * len(paths)
+        if len(starts) != len(paths) or len(ends) != len(paths):
+            raise ValueError(f"cat_ranges: {len(paths)} paths but {len(starts)} starts and {len(ends)} ends")
+
+        def one(job: tuple[str, int | None, int | None]) -> bytes | Exception:
+            try:
+                return self.cat_file(*job, **kwargs)
+            except Exception as exc:
+                if on_error == "return":
+                    return exc
+                raise
+
+        jobs = list(zip(paths, starts, ends, strict=True))
+        if len(jobs) <= 1:
+            return [one(job) for job in jobs]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.max_connections, len(jobs)))) as pool:
+            return list(pool.map(one, jobs))
 
     def cat(self, path: Any, recursive: bool = False, on_error: str = "raise", **kwargs: Any) -> Any:
         """Contents of several files, downloaded concurrently (at most ``max_connections`` at a time).
@@ -683,13 +721,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     def _collecting(self) -> list[tuple[Any, ...]] | None:
         return getattr(self._transfers, "jobs", None)
 
-    def _in_parallel(self, run: Any, plan: Any, check: Any = None) -> None:
+    def _in_parallel(self, run: Any, plan: Any, check: Any = None, prepare: Any = None) -> None:
         """Let fsspec's ``put``/``get`` work out the path pairs (``plan``), but instead of transferring
         one file after the other, collect the pairs and run them on ``max_connections`` threads.
 
-        Folders are made first, in order; files then go in parallel. Every transfer is attempted; the
-        first failure is raised at the end. ``check(dst)``, when given, sees every destination before the
-        first transfer: a tree holding one name Box would refuse is refused whole, nothing half-copied.
+        Folders are made first, in order, then ``prepare(files)`` (``put``: the files' parent folders,
+        each once, so that the threads do not race to create them); files then go in parallel. Every
+        transfer is attempted; the first failure is raised at the end. ``check(dst)``, when given, sees
+        every destination before the first transfer: a tree holding one name Box would refuse is refused
+        whole, nothing half-copied.
         """
         if self._collecting() is not None:  # already collecting (nested): plan directly
             plan()
@@ -705,6 +745,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         files = [j for j in jobs if j[0] != "dir"]
         for _kind, src, dst, kwargs in folders:
             run(src, dst, **kwargs)
+        if prepare is not None and files:
+            prepare(files)
         errors: list[BaseException] = []
         if files:
             with ThreadPoolExecutor(max_workers=max(1, min(8, self.max_connections))) as pool:
@@ -730,7 +772,21 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             lambda: super(BoxFileSystem, self).put(lpath, rpath, recursive=recursive, callback=cb,
                                                    maxdepth=maxdepth, **kwargs),
             check=lambda dst: check_path_names(self._strip_protocol(dst)),
+            prepare=self._ensure_parents,
         )
+
+    def _ensure_parents(self, files: list[tuple[Any, ...]]) -> None:
+        """Create the distinct parent folders of ``put``'s destinations once, before the threads start.
+
+        A parent that cannot be made is left to each file's own upload to report (with its path).
+        """
+        parents = sorted({_split(self._strip_protocol(dst))[0] for _kind, _src, dst, _kw in files},
+                         key=lambda p: (p.count("/"), p))
+        for parent in parents:
+            try:
+                self._ensure_folder(parent)
+            except Exception as exc:  # noqa: BLE001 - reported by the files' uploads
+                logger.debug("%s: parent folder not prepared (%s); left to the uploads", parent, exc)
 
     def get(self, rpath: Any, lpath: Any, recursive: bool = False, callback: Any = None,
             maxdepth: int | None = None, **kwargs: Any) -> None:
@@ -776,6 +832,11 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         parent = os.path.dirname(os.path.abspath(lpath))
         os.makedirs(parent, exist_ok=True)
         with open(lpath, "wb") as fh:
+            if info["size"] >= PARALLEL_DOWNLOAD_MIN:  # ranges on several connections at once
+                self.transport.download_ranges(info["id"], fh.fileno(), info["size"], version=info.get("version"),
+                                               tag=info.get("sha1"), streams=max(1, min(8, self.max_connections)), path=rpath,
+                                               progress=progress)
+                return
             self.transport.download_to(url, fh, path=rpath, progress=progress)
 
     # ------------------------------------------------------------------------------ fsspec: writing
@@ -784,46 +845,46 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         info = self._try_info(path)
         if info is None:
             if not self.auto_mkdir:
-                raise not_found(path)
+                raise not_found_error(path)
             self.makedirs(path, exist_ok=True)
             info = self._info(path)
         if info["type"] != "directory":
-            raise not_a_directory(path)
+            raise not_a_directory_error(path)
         return info
 
     def _check_writable(self, path: str, exclusive: bool = False) -> None:
         """Local checks before a writer accepts data: name rules, not a folder, parent usable."""
         path = self._strip_protocol(path)
         if path == "":
-            raise is_a_directory("")
+            raise is_a_directory_error("")
         check_path_names(path)
         self._check_new_name(*_split(path))
         existing = self.cache.get(path)
         if existing is not None:
             if existing["type"] == "directory":
-                raise is_a_directory(path)
+                raise is_a_directory_error(path)
             if exclusive:
-                    raise exists(path)
+                    raise exists_error(path)
         if not self.auto_mkdir:
             parent = self._info(_split(path)[0])
             if parent["type"] != "directory":
-                raise not_a_directory(parent["name"])
+                raise not_a_directory_error(parent["name"])
 
-    def _upload(self, path: str, fileobj: BinaryIO, size: int, sha1: str, *, modified: datetime | None = None,
+    def _upload(self, path: str, fileobj: BinaryIO, size: int, sha1: str | None, *, modified: datetime | None = None,
                 exclusive: bool = False, progress: Any = None) -> dict[str, Any]:
         """Upload content to ``path`` (new file or new version) and record the result in the cache."""
         path = self._strip_protocol(path)
         if path == "":
-            raise is_a_directory("")
+            raise is_a_directory_error("")
         check_path_names(path)
         parent, name = _split(path)
         self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
         existing = self.cache.get(path)
         if existing is not None and existing["type"] == "directory":
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         if existing is not None and exclusive:
-            raise exists(path)
+            raise exists_error(path)
         kwargs = dict(parent_id=pinfo["id"], name=name, fileobj=fileobj, size=size, sha1=sha1,
                       file_id=existing["id"] if existing else None, etag=existing.get("etag") if existing else None,
                       modified=modified, overwrite=not exclusive, progress=progress)
@@ -867,7 +928,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             return
         modified = kwargs.get("modified") or datetime.fromtimestamp(os.stat(lpath).st_mtime, tz=timezone.utc)
         with open(lpath, "rb") as fh:
-            sha1, size = sha1_of(fh)
+            size = os.fstat(fh.fileno()).st_size
+            # a large file's SHA-1 is folded from its parts as they are sent: the file is read once
+            sha1 = sha1_of(fh)[0] if size <= self.spool_threshold else None
             if callback is not None:
                 callback.set_size(size)
             progress = callback.relative_update if callback is not None else None
@@ -899,7 +962,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         path = self._strip_protocol(path)
         info = self._info(path)
         if info["type"] != "file":
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         with tempfile.TemporaryFile() as tmp:
             url = self.transport.api(f"/files/{info['id']}/content")
             self.transport.download_to(url, tmp, path=path)
@@ -933,13 +996,13 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             check_path_names(path)  # a name Box would refuse is refused before any request
             self._check_new_name(*_split(path))
         if path == "" or self._try_info(path) is not None:
-            raise exists(path)
+            raise exists_error(path)
         parent, name = _split(path)
         if create_parents:
             self.makedirs(parent, exist_ok=True)
         pinfo = self._info(parent)
         if pinfo["type"] != "directory":
-            raise not_a_directory(parent)
+            raise not_a_directory_error(parent)
         self._create_folder(pinfo["name"], pinfo["id"], name)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
@@ -947,16 +1010,16 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if path == "":
             if exist_ok:
                 return
-            raise exists("")
+            raise exists_error("")
         check_path_names(path)
         parts = path.split("/")
         current, start = self._root_item(), 0
         if self._id_anchor(parts[0]) is not None:  # a folder by id: it exists, or nothing is created
             current, start = self._info(parts[0], _FOLDER_FIRST), 1
             if current["type"] != "directory":
-                raise not_a_directory(parts[0])
+                raise not_a_directory_error(parts[0])
             if len(parts) == 1 and not exist_ok:
-                raise exists(path)
+                raise exists_error(path)
         for i, part in enumerate(parts[start:], start):
             sub = "/".join(parts[: i + 1])
             info = self._try_info(sub)
@@ -970,9 +1033,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                     if info["type"] != "directory" or (i == len(parts) - 1 and not exist_ok):
                         raise
             elif info["type"] != "directory":
-                raise not_a_directory(sub)
+                raise not_a_directory_error(sub)
             elif i == len(parts) - 1 and not exist_ok:
-                    raise exists(path)
+                    raise exists_error(path)
             current = info
 
     def rmdir(self, path: str) -> None:
@@ -982,7 +1045,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             raise PermissionError(f"refusing to delete the root folder (id {self.root_folder_id})")
         info = self._info(path)
         if info["type"] != "directory":
-            raise not_a_directory(path)
+            raise not_a_directory_error(path)
         try:
             self.transport.request("DELETE", self.transport.api(f"/folders/{info['id']}"),
                                    params={"recursive": "false"}, path=path, action="delete folder")
@@ -1006,7 +1069,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         path = self._strip_protocol(path)
         info = self._info(path)
         if info["type"] == "directory":
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         self._delete(path, info)
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
@@ -1026,12 +1089,12 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                 if info is None:
                     continue
                 if info["type"] == "directory" and not recursive:
-                    raise is_a_directory(p)
+                    raise is_a_directory_error(p)
                 self._delete(p, info)
             return
         info = self._info(path)
         if info["type"] == "directory" and not recursive:
-            raise is_a_directory(path)
+            raise is_a_directory_error(path)
         self._delete(path, info)
 
     # ------------------------------------------------------------------------- server-side ops
@@ -1076,9 +1139,9 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             dinfo = self._try_info(dst)
         if dinfo is not None and dinfo["id"] != sinfo["id"]:
             if dinfo["type"] == "directory":
-                    raise exists(dst)
+                    raise exists_error(dst)
             if sinfo["type"] == "directory":
-                raise not_a_directory(dst)
+                raise not_a_directory_error(dst)
             # fsspec semantics: a file target is replaced
             self._replace_file(dst, dinfo, lambda beside: self._move(src, beside),
                                undo=lambda beside: self._move(beside, src))
@@ -1182,7 +1245,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             if dinfo["id"] == sinfo["id"]:
                 return
             if dinfo["type"] == "directory":
-                raise is_a_directory(dst)
+                raise is_a_directory_error(dst)
             self._replace_file(dst, dinfo, lambda beside: self._copy_file(src, sinfo, beside),
                                undo=lambda beside: self._delete(beside, self._info(beside)))
             return
@@ -1214,10 +1277,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         Up to 15 minutes it is Box's own download URL (what ``GET /files/{id}/content`` redirects to;
         Box keeps it valid about 15 minutes whatever is asked). For a longer ``expiration`` (seconds) the
         file gets an open shared link that Box removes after that time, and its direct download URL is
-        returned. See :func:`boxfs.oauth_login.signed_url`.
+        returned. See :func:`boxfs.sign.signed_url`.
         """
-        from boxfs.oauth_login import signed_url
-
         return signed_url(self, self._strip_protocol(path), int(expiration))
 
     def embed_url(self, path: str | None = None, *, file_id: str | int | None = None) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile
 
-from boxfs.api.errors import is_a_directory
+from boxfs.api.errors import is_a_directory_error
 from boxfs.upload import make_write_buffer
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class BoxFile(AbstractBufferedFile):
         if mode == "rb":
             info = dict(fs._info_for_read(path))  # re-checks Box if only the cache says "missing"
             if info["type"] != "file":
-                raise is_a_directory(path)
+                raise is_a_directory_error(path)
             self._box_id = info["id"]  # before fsspec's __init__: cache_type="all" reads the file there
             super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options,
                              size=info["size"], **kwargs)
@@ -74,7 +74,8 @@ class BoxFile(AbstractBufferedFile):
     # -------------------------------------------------------------------------------------- reading
     def _fetch_range(self, start: int, end: int) -> bytes:
         # every range of one open handle comes from the version it was opened on (see _content_url)
-        return self.fs._read_range(self.path, self._box_id, start, end, version=self.details.get("version"))
+        return self.fs._read_range(self.path, self._box_id, start, end, version=self.details.get("version"),
+                                   tag=self.details.get("sha1"))
 
     # -------------------------------------------------------------------------------------- writing
     def _initiate_upload(self) -> None:

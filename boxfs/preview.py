@@ -21,14 +21,12 @@ from typing import Any
 
 import jwt
 
-from boxfs.api.errors import BoxAPIError, is_a_directory
+from boxfs.api.errors import BoxAPIError, is_a_directory_error
+from boxfs.auth.endpoint import ACCESS_TOKEN_TYPE, EXCHANGE_GRANT, token_request
 from boxfs.config import BoxConfigError
-from boxfs.oauth_login import _token_request
 
 logger = logging.getLogger("boxfs")
 
-EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 TOKEN_AUDIENCE = "https://api.box.com/oauth2/token"
 MAX_EXTERNAL_ID = 48  # Box refuses a longer annotator id ("sub")
@@ -47,7 +45,7 @@ def resolve_file(fs: Any, path: str | None, file_id: str | int | None) -> tuple[
     stripped = fs._strip_protocol(path)
     info = fs.info(stripped)
     if info["type"] != "file":
-        raise is_a_directory(stripped)
+        raise is_a_directory_error(stripped)
     return str(info["id"]), stripped
 
 
@@ -96,6 +94,6 @@ def annotator_token(fs: Any, path: str | None = None, *, external_id: str, displ
             "subject_token_type": ACCESS_TOKEN_TYPE, "scope": "item_preview",
             "resource": f"{fs.endpoints.base_url}/2.0/files/{fid}",
             "actor_token": actor, "actor_token_type": ID_TOKEN_TYPE}
-    body = _token_request(fs.endpoints, form, fs.policy, f"an annotator token for {where}")
+    body = token_request(fs.endpoints, form, fs.policy, f"an annotator token for {where}")
     logger.info("issued an annotator token for %s (external user %r)", where, external_id)
     return str(body["access_token"])

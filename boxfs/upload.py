@@ -7,9 +7,13 @@ where the large-upload work (issue 5: spooling, chunked upload sessions, resume)
 Writers buffer through :func:`make_write_buffer`; the in-memory :class:`WriteBuffer` computes the SHA1
 as bytes arrive (Box wants it in ``content-md5``), and is the seam where a spooling buffer replaces it.
 
+Small uploads send no preflight: one POST per new file, and a 409 naming the file in the way turns into a
+new version of it (see :func:`upload_small`).
+
 Idempotency: a multipart POST that failed ambiguously (5xx, dropped connection) is repeated only after
-checking whether the earlier attempt landed: for a new file a preflight that reports a conflicting file
-with our SHA1 means it did; for a new version, the file's etag having moved on to content with our SHA1.
+checking whether the earlier attempt landed: for a new file a preflight (only then) that reports a
+conflicting file with our SHA1 means it did; for a new version, the file's etag having moved on to content
+with our SHA1.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from boxfs.api.errors import conflicts_of, is_a_directory
+from boxfs.api.errors import conflicts_of, is_a_directory_error
 from boxfs.names import check_name, same_name
 
 if TYPE_CHECKING:
@@ -181,19 +185,16 @@ def upload_small(
     overwrite: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Preflight, then one multipart POST (new file, or new version of ``file_id``); returns Box's file."""
+    """One multipart POST (new file, or new version of ``file_id``); returns Box's file.
+
+    No preflight: a preflight costs a round trip and a call against the user's rate limit for every file,
+    while a name already taken is rare and Box's 409 names the file in the way (``context_info.conflicts``,
+    one object or a list). With ``overwrite`` the content then becomes that file's new version (a second
+    POST); a folder in the way, or ``overwrite=False``, is refused. Other refusals (name rules, quota,
+    permissions) come back from the POST itself as the mapped error.
+    """
     check_name(name)
     t = fs.transport
-    conflict = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=file_id)
-    if conflict is not None:
-        if conflict.get("type") != "file":
-            raise is_a_directory(name)
-        if not overwrite:
-            from boxfs.api.errors import exists
-
-            raise exists(name)
-        file_id, etag = str(conflict["id"]), conflict.get("etag")
-        logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
     start = fileobj.tell()
     attributes: dict[str, Any] = {"name": name}
     if file_id is None:
@@ -231,13 +232,16 @@ def upload_small(
         data = t.json("POST", url, params=params, data=make, headers=headers, recover=recover,
                       path=name, action="upload")
     except FileExistsError as exc:
-        # Someone created the name between our preflight and our upload: overwrite semantics make our
-        # content its new version (once; a folder in the way is reported as such).
+        # The name is taken (known to us or not): overwrite semantics make our content its new version
+        # (once; a folder in the way is reported as such).
         taken = conflicts_of(exc)
-        if file_id is not None or not overwrite or not taken:
+        if file_id is not None or not taken:
             raise
         if taken[0].get("type") != "file":
-            raise is_a_directory(name) from None
+            raise is_a_directory_error(name) from None
+        if not overwrite:
+            raise
+        logger.debug("%s exists on Box as file %s: uploading a new version", name, taken[0].get("id"))
         fileobj.seek(start)
         return upload_small(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
                             file_id=str(taken[0]["id"]), etag=taken[0].get("etag"), modified=modified,

@@ -38,7 +38,7 @@ import requests
 
 from boxfs.api.errors import BoxAuthError
 from boxfs.api.transport import BoxTransport
-from boxfs.auth import TokenProvider
+from boxfs.auth.provider import TokenProvider
 from boxfs.config import BoxEndpoints
 from boxfs.dircache import BoxDirCache
 from boxfs.names import name_key
@@ -48,6 +48,9 @@ logger = logging.getLogger("boxfs")
 
 #: seconds to wait after a long poll says "new_change", so that a burst of changes costs one GET /events
 COALESCE = 0.2
+#: at most one GET /events per this many seconds while changes keep coming (a process uploading
+#: thousands of files would otherwise pay a GET and a long poll for every few of its own uploads)
+CATCH_UP_INTERVAL = 1.0
 #: events fetched per GET /events (Box's maximum)
 PAGE = 500
 #: after a failure, wait this long (doubling up to BACKOFF_MAX) before trying again
@@ -82,6 +85,7 @@ class ChangeWatcher:
         self._thread: threading.Thread | None = None
         self._position: Any = None
         self._healthy = False
+        self._caught_up_at = 0.0  # monotonic time of the last complete catch-up (paces GET /events)
         self._since: float | None = None
         self.disabled_until = 0.0
         self.error: str | None = None
@@ -160,7 +164,7 @@ class ChangeWatcher:
                 polls += 1
                 message = self._long_poll(server)
                 if message == "new_change":
-                    time.sleep(COALESCE)
+                    time.sleep(max(COALESCE, self._caught_up_at + CATCH_UP_INTERVAL - time.monotonic()))
                     self._catch_up()
                 elif message == "reconnect":
                     pass
@@ -219,6 +223,7 @@ class ChangeWatcher:
             self._position = data.get("next_stream_position", self._position)
             if len(entries) < PAGE:
                 break
+        self._caught_up_at = time.monotonic()
         self._healthy = True
 
     def _deliver(self, entries: list[dict[str, Any]]) -> None:

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check boxfs tests benchmarks
+.venv/bin/lint-imports --no-cache  # the layer contracts in pyproject.toml ([tool.importlinter])
 site=$(mktemp -d "${TMPDIR:-/tmp}/boxfs-site-XXXXXX")
 trap 'rm -rf "$site"' EXIT
 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import admin_app
 
 from boxfs.emulator import BoxEmulator
 
@@ -54,9 +55,7 @@ def emulator() -> Iterator[BoxEmulator]:
 @pytest.fixture(scope="session")
 def jwt_config(emulator: BoxEmulator) -> str:
     """A JWT app able to impersonate any managed user (as-user header, enterprise access)."""
-    return emulator.create_jwt_app(
-        scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
-    )
+    return admin_app(emulator)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from support import admin_app
 
 from boxfs.api.errors import BoxAuthError
 from boxfs.emulator import BoxEmulator
@@ -136,7 +137,7 @@ def test_login_refused_when_the_user_denies_or_the_file_is_missing(emu: BoxEmula
 
 
 def _login_in_process(emu: BoxEmulator, app: dict[str, str], token_file: Path, user: str) -> None:
-    from boxfs.oauth_login import login
+    from boxfs.auth.login import login
 
     result: dict[str, Any] = {}
 
@@ -226,8 +227,7 @@ def test_a_spent_refresh_token_is_reported_clearly(emu: BoxEmulator, oauth_app: 
 # ------------------------------------------------------------------------------------------ token exchange
 @pytest.fixture(scope="module")
 def jwt_app(emu: BoxEmulator) -> str:
-    return emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
-                              enterprise_access=True)
+    return admin_app(emu)
 
 
 def test_downscoped_filesystem_reads_but_cannot_write(emu: BoxEmulator, jwt_app: str, dana: tuple[str, str]) -> None:

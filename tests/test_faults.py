@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import admin_app, injected_faults
 
 from boxfs.emulator import BoxEmulator
 
@@ -201,12 +202,9 @@ def test_chunked_upload_100mb_under_mixed_faults(emulator: BoxEmulator, make_fs:
             digest.update(block)
             fh.write(block)
     mark = Mark(emulator)
-    emulator.inject_faults(rate=0.15, kinds=("500", "503", "429", "drop", "drop_after"), seed=100, retry_after=0)
-    try:
+    with injected_faults(emulator, rate=0.15, kinds=("500", "503", "429", "drop", "drop_after"), seed=100, retry_after=0):
         fs = make_fs(as_user=uid, retry=FAST, spool_dir=str(tmp_path / "spool"))
         fs.put_file(str(local), "hundred/big.bin")
-    finally:
-        emulator.clear_faults()
     assert mark.disturbed("mixed") > 0
     assert len(mark.landed_uploads(uid)) == 1
     assert remote_state(make_fs, uid, "hundred") == {"big.bin": ("file", 100 * MB, digest.hexdigest())}
@@ -353,8 +351,7 @@ def test_emulator_restarted_mid_workload(tmp_path: Path) -> None:
     files = make_tree(tmp_path / "src", 120, 3, seed=120)
     emu = BoxEmulator(data_dir=data_dir, port=port).start()
     try:
-        cfg = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
-                                 enterprise_access=True)
+        cfg = admin_app(emu)
         uid = emu.create_user("restart@example.com", name="restart")
         retry = RESTART_RETRY
         fs = BoxFileSystem(jwt_config=cfg, base_urls=emu.base_urls, as_user=uid, skip_instance_cache=True,
@@ -586,13 +583,10 @@ def _records_since(emulator: BoxEmulator, start: int) -> list[Any]:
 def test_429_waits_what_retry_after_says(emulator: BoxEmulator, fs: Any) -> None:
     fs.ls("")
     start = len(emulator.request_log)
-    emulator.inject_faults(rate=1.0, kinds=("429",), route=r"/folders/0/items$", retry_after=1, count=1)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("429",), route=r"/folders/0/items$", retry_after=1, count=1):
         t = time.monotonic()
         fs.ls("", refresh=True)
         elapsed = time.monotonic() - t
-    finally:
-        emulator.clear_faults()
     sent = [r for r in _records_since(emulator, start) if r.route == "/folders/{folder_id}/items"]
     assert [r.status for r in sent] == [429, 200]
     assert elapsed >= 1.0  # it waited what Retry-After said (no upper bound: the machine may be busy)
@@ -604,12 +598,10 @@ def test_5xx_backoff_grows_and_attempts_are_limited(emulator: BoxEmulator, make_
     fs = make_fs(as_user=fs_user[0], retry={"max_attempts": 4, "backoff_base": 0.1, "backoff_max": 5})
     fs.ls("")
     start = len(emulator.request_log)
-    emulator.inject_faults(rate=1.0, kinds=("502",), route=r"/folders/0/items$")
-    try:
-        with caplog.at_level(logging.INFO, logger="boxfs"), pytest.raises(OSError) as info:
+    with caplog.at_level(logging.INFO, logger="boxfs"), \
+            injected_faults(emulator, rate=1.0, kinds=("502",), route=r"/folders/0/items$"):
+        with pytest.raises(OSError) as info:
             fs.ls("", refresh=True)
-    finally:
-        emulator.clear_faults()
     sent = [r for r in _records_since(emulator, start) if r.route == "/folders/{folder_id}/items"]
     assert [r.status for r in sent] == [502] * 4, "exactly max_attempts attempts"
     # full jitter between half and all of 0.1, 0.2, 0.4 s: the waits the policy chose (from its log) ...
@@ -648,12 +640,9 @@ def test_401_gets_exactly_one_refresh_and_resend(emulator: BoxEmulator, make_fs:
     fs = make_fs(as_user=fs_user[0], retry=FAST)
     fs.ls("")
     start = len(emulator.request_log)
-    emulator.inject_faults(rate=1.0, kinds=("expire",), route=r"/folders/0/items$")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("expire",), route=r"/folders/0/items$"):
         with pytest.raises(PermissionError) as info:
             fs.ls("", refresh=True)
-    finally:
-        emulator.clear_faults()
     sent = _records_since(emulator, start)
     assert [(r.route, r.status) for r in sent] == [("/folders/{folder_id}/items", 401), ("/oauth2/token", 200),
                                                    ("/folders/{folder_id}/items", 401)]
@@ -664,12 +653,9 @@ def test_a_post_that_cannot_be_made_safe_is_not_repeated(emulator: BoxEmulator, 
     """Without a way to check whether it took effect, a POST cut off is reported, not blindly re-sent."""
     fs.ls("")
     start = len(emulator.request_log)
-    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/2\.0/folders$", method="POST", count=1)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("drop_after",), route=r"/2\.0/folders$", method="POST", count=1):
         with pytest.raises(OSError, match="not repeated because it may have taken effect"):
             fs.transport.json("POST", fs.transport.api("/folders"), json={"name": "once", "parent": {"id": "0"}})
-    finally:
-        emulator.clear_faults()
     posts = [r for r in _records_since(emulator, start) if r.method == "POST"]
     assert len(posts) == 1
     assert fs.ls("", refresh=True, detail=False) == ["once"]
@@ -781,8 +767,7 @@ def test_emulator_restarted_mid_chunked_upload(tmp_path: Path) -> None:
     src.write_bytes(data)
     emu = BoxEmulator(data_dir=data_dir, port=port).start()
     try:
-        cfg = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"), as_user_header=True,
-                                 enterprise_access=True)
+        cfg = admin_app(emu)
         uid = emu.create_user("restart-chunked@example.com", name="restart")
         fs = BoxFileSystem(jwt_config=cfg, base_urls=emu.base_urls, as_user=uid, skip_instance_cache=True,
                            spool_dir=str(tmp_path / "spool"), upload_workers=2,
@@ -886,8 +871,8 @@ def oauth_fs(emulator: BoxEmulator, new_user: Any, tmp_path: Path) -> Any:
     import requests as http
 
     from boxfs import BoxFileSystem
+    from boxfs.auth.login import login
     from boxfs.config import resolve_endpoints
-    from boxfs.oauth_login import login
 
     _, email = new_user("oauth")
     redirect = f"http://127.0.0.1:{_free_port()}/callback"
@@ -913,11 +898,8 @@ def oauth_fs(emulator: BoxEmulator, new_user: Any, tmp_path: Path) -> Any:
 def test_an_oauth_refresh_answered_429_waits_retry_after(emulator: BoxEmulator, oauth_fs: Any) -> None:
     emulator.expire_tokens()
     start = len(emulator.request_log)
-    emulator.inject_faults(rate=1.0, kinds=("429",), route=r"/oauth2/token$", retry_after=1, count=1)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("429",), route=r"/oauth2/token$", retry_after=1, count=1):
         oauth_fs.ls("", refresh=True)
-    finally:
-        emulator.clear_faults()
     tokens = [r for r in _records_since(emulator, start) if r.route == "/oauth2/token"]
     assert [r.status for r in tokens] == [429, 200]
     assert tokens[1].started - tokens[0].finished >= 0.95
@@ -927,12 +909,9 @@ def test_an_oauth_token_endpoint_that_keeps_failing_is_a_clear_oserror(emulator:
     from boxfs.api.errors import BoxAPIError
 
     emulator.expire_tokens()
-    emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/oauth2/token$", retry_after=0)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("503",), route=r"/oauth2/token$", retry_after=0):
         with pytest.raises(BoxAPIError, match="HTTP 503"):
             oauth_fs.ls("", refresh=True)
-    finally:
-        emulator.clear_faults()
 
 
 def test_an_oauth_refresh_whose_answer_is_lost_asks_to_log_in_again(emulator: BoxEmulator, oauth_fs: Any) -> None:
@@ -942,10 +921,7 @@ def test_an_oauth_refresh_whose_answer_is_lost_asks_to_log_in_again(emulator: Bo
     path = oauth_fs.provider.file.path
     before = open(path).read()
     emulator.expire_tokens()
-    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/oauth2/token$", count=1)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("drop_after",), route=r"/oauth2/token$", count=1):
         with pytest.raises(PermissionError, match=r"no longer valid .*invalid_grant.*run 'boxfs login' again"):
             oauth_fs.ls("", refresh=True)
-    finally:
-        emulator.clear_faults()
     assert open(path).read() == before

@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncssh
 import pytest
-from test_servers_support import PASSWORDS, make_backend, write_users_file
+from servers_support import PASSWORDS, make_backend, write_users_file
 from test_sync import _write
 
 from boxfs.servers.ftp import start_ftp_server

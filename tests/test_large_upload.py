@@ -105,7 +105,8 @@ def test_boundary_path_round_trip_and_spool_folder(emulator: Any, make_fs: Any, 
     assert mark.count("POST", COMMIT) == (1 if chunked else 0)
     assert mark.count("PUT", PART) == (4 if chunked else 0)  # 8 MiB parts
     assert mark.count("POST", CONTENT) == (0 if chunked else 1)
-    assert mark.count("OPTIONS", CONTENT) >= 1  # the preflight
+    # the preflight of a spilling writer and a chunked upload; a small upload sends none (issue 20)
+    assert (mark.count("OPTIONS", CONTENT) >= 1) if chunked else (mark.count("OPTIONS", CONTENT) == 0)
     fresh = make_fs(as_user=uid)
     assert fresh.cat_file("b/file.bin") == data
     assert fresh.info("b/file.bin")["sha1"] == hashlib.sha1(data).hexdigest()
@@ -560,11 +561,12 @@ def test_source_truncated_during_upload_stops_at_once_and_keeps_session(emulator
     assert mark.count("PUT", PART) <= 2
     assert isinstance(info.value.__cause__, OSError)
     assert not fs.exists("t/src.bin")
-    # the content restored, the same put resumes the session and sends the rest
+    # the content restored, the same put resumes the session and sends the rest: each part is read whole
+    # before it is sent (issue 20), so parts 1 and 2 went out and part 3 is what the source lacked
     src.write_bytes(data)
     mark = Mark(emulator, uid)
     fs.put_file(str(src), "t/src.bin")
-    assert mark.count("POST", SESSIONS) == 0 and mark.count("PUT", PART, 200) == 2
+    assert mark.count("POST", SESSIONS) == 0 and mark.count("PUT", PART, 200) == 1
     assert fs.cat_file("t/src.bin") == data
 
 

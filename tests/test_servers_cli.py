@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from support import admin_app
 
 from boxfs.servers.users import hash_password
 
@@ -30,9 +31,7 @@ def box(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     with BoxEmulator() as emu:
         emu.create_user("alice@example.com", name="Alice")
-        cfg = emu.create_jwt_app(
-            scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
-        )
+        cfg = admin_app(emu)
         (tmp / "app.json").write_text(cfg)
         (tmp / "users.toml").write_text(
             f'[users.al]\npassword = "{hash_password("al-password-7")}"\n'

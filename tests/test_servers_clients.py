@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from test_servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
+from servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
 
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.sftp import start_sftp_server

@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncssh
 import pytest
-from test_servers_support import PASSWORDS, Backend, write_users_file
+from servers_support import PASSWORDS, Backend, write_users_file
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator

@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from test_servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
+from servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
 
 from boxfs.frontend.stat import info_mtime
 from boxfs.servers.ftp import start_ftp_server

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from test_servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
+from servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
 
 from boxfs.servers.common import box_filesystem_factory, spool_cleaner
 from boxfs.servers.ftp import start_ftp_server

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import asyncssh
 import paramiko
 import pytest
-from test_servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
+from servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
 
 from boxfs.frontend.stat import info_mtime
 from boxfs.servers.sftp import start_sftp_server

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import injected_faults
 
-from boxfs.chunked import MIN_SESSION_SIZE, UploadIncomplete
+from boxfs.chunked import FOLDED, MIN_SESSION_SIZE, UploadIncomplete
 from boxfs.spool import clean_spool, state_key, user_spool_dir
 
 MB = 1 << 20
@@ -223,8 +224,7 @@ def test_attack_chain_of_another_account_fails_at_its_first_step(emulator: Any, 
         os.chown(p, victim.uid, victim.uid)
     size = MIN_SESSION_SIZE + MB
     data = bytes([7]) * size
-    key = state_key(user_id=box_user, parent_id="0", name="big.bin", file_id=None, size=size,
-                    sha1=hashlib.sha1(data).hexdigest())
+    key = state_key(user_id=box_user, parent_id="0", name="big.bin", file_id=None, size=size, sha1=FOLDED)
     session = "F971964745A5CD0C001BBE4E58196BFD"
     planted = {
         "version": 2, "session_id": session, "upload_url": listener.url + "/api", "expires_at": 4e9,
@@ -298,12 +298,9 @@ def _interrupted_upload(emulator: Any, fs: Any, tmp_path: Path) -> tuple[bytes, 
     data = os.urandom(MIN_SESSION_SIZE + MB)
     src = tmp_path / "big.bin"
     src.write_bytes(data)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete) as info:
             fs.put_file(str(src), "big.bin")
-    finally:
-        emulator.clear_faults()
     state_path = Path(str(info.value.state_path))
     return data, src, state_path, json.loads(state_path.read_text())
 

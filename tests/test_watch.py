@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support import admin_app
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -35,7 +36,7 @@ def emu() -> Iterator[BoxEmulator]:
 
 @pytest.fixture(scope="module")
 def app(emu: BoxEmulator) -> str:
-    return emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"))
+    return admin_app(emu)
 
 
 @pytest.fixture

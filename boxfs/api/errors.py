@@ -108,21 +108,21 @@ def error_from_response(resp: requests.Response, path: str | None = None, action
     return _decorate(exc, status, body, rid)
 
 
-def is_a_directory(path: str) -> IsADirectoryError:
+def is_a_directory_error(path: str) -> IsADirectoryError:
     """The error for a file operation aimed at a folder."""
     return IsADirectoryError(errno.EISDIR, "Is a folder on Box, not a file", path)
 
 
-def not_a_directory(path: str) -> NotADirectoryError:
+def not_a_directory_error(path: str) -> NotADirectoryError:
     """The error for a folder operation aimed at a file."""
     return NotADirectoryError(errno.ENOTDIR, "Is a file on Box, not a folder", path)
 
 
-def not_found(path: str) -> FileNotFoundError:
+def not_found_error(path: str) -> FileNotFoundError:
     """The error for a path that does not exist (found locally, from cached listings)."""
     return FileNotFoundError(errno.ENOENT, "No such file or folder on Box", path)
 
 
-def exists(path: str) -> FileExistsError:
+def exists_error(path: str) -> FileExistsError:
     """The error for creating something where an item already is."""
     return FileExistsError(errno.EEXIST, "Already exists on Box", path)

@@ -20,18 +20,23 @@ copy). Without either, an ambiguous failure of a POST is reported, never blindly
 
 from __future__ import annotations
 
+import http.client
 import logging
+import os
+import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, BinaryIO
-from urllib.parse import urlsplit
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from boxfs.api.errors import BoxAPIError, conflicts_of, error_from_response, request_id_of
 from boxfs.api.reach import unreachable
-from boxfs.auth import TokenProvider
+from boxfs.api.tokens import TokenSource
 from boxfs.config import BoxEndpoints
 from boxfs.retry import CONNECTION_ERRORS, RetryableResponse, RetryPolicy, retrying
 
@@ -39,8 +44,79 @@ logger = logging.getLogger("boxfs")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 DOWNLOAD_CHUNK = 1 << 20
+#: Box documents its download URLs as valid for about 15 minutes; one is reused for at most this long
+DOWNLOAD_URL_REUSE = 600.0
+#: what a download host answers for a URL that expired or was withdrawn: fetch a new URL and try once more
+URL_REFUSALS = frozenset({401, 403, 404, 410})
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+#: ``get_file`` of a file this large runs ranged downloads on several connections at once, each range
+#: at least PARALLEL_PART_MIN (a WAN link gives each TCP connection a bounded share of its bandwidth)
+PARALLEL_DOWNLOAD_MIN = 64 << 20
+PARALLEL_PART_MIN = 16 << 20
 
 Recovered = dict[str, Any]
+T = TypeVar("T")
+#: a download URL's key: file id and the version it serves (a pinned version id, or the content's SHA-1)
+URLKey = tuple[str, str]
+
+
+def shown_path(url: str, anonymous: bool = False) -> str:
+    """The path of ``url`` as logs and error messages show it. A download URL (sent ``anonymous``) is a
+    credential: whoever holds it can read the file until it expires, so only its host is shown."""
+    parts = urlsplit(url)
+    return f"<download URL on {parts.hostname}>" if anonymous else parts.path
+
+
+class DownloadURLs:
+    """Download URLs by file and version, reused within :data:`DOWNLOAD_URL_REUSE` seconds.
+
+    Why: every read through the API costs two requests (``GET /files/{id}/content`` answers with a
+    redirect, then the download host serves the bytes), and the first counts against the user's rate
+    limit. The URL serves one version, so the key names the version; a URL older than the reuse window,
+    or refused by the download host, is fetched again. Bounded (least recently used first out).
+    """
+
+    def __init__(self, reuse: float = DOWNLOAD_URL_REUSE, limit: int = 4096) -> None:
+        self.reuse = reuse
+        self.limit = limit
+        self._urls: OrderedDict[URLKey, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._fetching: dict[URLKey, threading.Lock] = {}
+
+    def get(self, key: URLKey) -> str | None:
+        with self._lock:
+            hit = self._urls.get(key)
+            if hit is None:
+                return None
+            if time.monotonic() - hit[1] >= self.reuse:
+                del self._urls[key]
+                return None
+            self._urls.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: URLKey, url: str) -> None:
+        with self._lock:
+            self._urls[key] = (url, time.monotonic())
+            self._urls.move_to_end(key)
+            while len(self._urls) > self.limit:
+                self._urls.popitem(last=False)
+
+    def drop(self, key: URLKey, url: str) -> None:
+        """Forget ``url`` for ``key`` (unless another thread already replaced it)."""
+        with self._lock:
+            hit = self._urls.get(key)
+            if hit is not None and hit[0] == url:
+                del self._urls[key]
+
+    def fetch_lock(self, key: URLKey) -> threading.Lock:
+        """One lock per key, so that threads reading one file together fetch its URL once."""
+        with self._lock:
+            return self._fetching.setdefault(key, threading.Lock())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._urls.clear()
 
 
 class BoxTransport:
@@ -49,7 +125,7 @@ class BoxTransport:
     def __init__(
         self,
         endpoints: BoxEndpoints,
-        provider: TokenProvider,
+        provider: TokenSource,
         policy: RetryPolicy,
         *,
         max_connections: int = 16,
@@ -64,6 +140,7 @@ class BoxTransport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "boxfs"
+        self.download_urls = DownloadURLs()
 
     def _unreachable(self, url: str, exc: BaseException, describe: str) -> str:
         """The words for a connection failure that outlasted every attempt (host, cause, what to check)."""
@@ -97,13 +174,18 @@ class BoxTransport:
         stream: bool,
         allow_redirects: bool,
         act_as_user: bool,
+        anonymous: bool = False,
     ) -> requests.Response:
-        """One request, re-sent once with a fresh token when Box says 401 (expired or revoked token)."""
+        """One request, re-sent once with a fresh token when Box says 401 (expired or revoked token).
+
+        ``anonymous``: no credentials at all (a download URL carries its own authorisation, and the token
+        must not travel to another host).
+        """
         refreshed = False
         while True:
-            token = self.provider.token()
-            hdrs = {"Authorization": f"Bearer {token}"}
-            if act_as_user and self.as_user_id:
+            token = "" if anonymous else self.provider.token()
+            hdrs = {} if anonymous else {"Authorization": f"Bearer {token}"}
+            if act_as_user and self.as_user_id and not anonymous:
                 hdrs["As-User"] = self.as_user_id
             if headers:
                 hdrs.update(headers)
@@ -122,18 +204,18 @@ class BoxTransport:
                     timeout=(self.policy.connect_timeout, self.policy.read_timeout),
                 )
             except CONNECTION_ERRORS as exc:
-                logger.debug("%s %s -> %s after %.1f ms", method, urlsplit(url).path, type(exc).__name__,
+                logger.debug("%s %s -> %s after %.1f ms", method, shown_path(url, anonymous), type(exc).__name__,
                              (time.monotonic() - started) * 1000)
                 raise
             logger.debug(
                 "%s %s -> %d (request id %s) %.1f ms",
                 method,
-                urlsplit(url).path,
+                shown_path(url, anonymous),
                 resp.status_code,
                 request_id_of(resp, {}) if resp.status_code < 400 else request_id_of(resp),
                 (time.monotonic() - started) * 1000,
             )
-            if resp.status_code == 401 and self.provider.refreshable and not refreshed:
+            if resp.status_code == 401 and not anonymous and self.provider.refreshable and not refreshed:
                 resp.close()
                 logger.info("HTTP 401 from %s %s: refreshing the access token once", method, urlsplit(url).path)
                 self.provider.invalidate(token)
@@ -157,6 +239,7 @@ class BoxTransport:
         ok_statuses: Iterable[int] = (),
         allow_redirects: bool = True,
         act_as_user: bool = True,
+        anonymous: bool = False,
         path: str | None = None,
         action: str | None = None,
     ) -> requests.Response | Recovered:
@@ -170,7 +253,7 @@ class BoxTransport:
         safe = idempotent if idempotent is not None else method in IDEMPOTENT_METHODS
         repeatable = safe or recover is not None or conflict_ok is not None
         ok = set(ok_statuses)
-        route = urlsplit(url).path
+        route = shown_path(url, anonymous)
         describe = f"{method} {route}"
         ambiguous = False
         acting = self.as_user_id if act_as_user else None
@@ -186,6 +269,7 @@ class BoxTransport:
                         resp = self._send_once(
                             method, url, params=params, json=json, data=data, headers=headers,
                             stream=stream, allow_redirects=allow_redirects, act_as_user=act_as_user,
+                            anonymous=anonymous,
                         )
                     except CONNECTION_ERRORS as exc:
                         if not repeatable:
@@ -236,16 +320,114 @@ class BoxTransport:
         return data if isinstance(data, dict) else {"entries": data}
 
     # ----------------------------------------------------------------------------------- downloads
-    def download_range(self, url: str, start: int, end: int, *, path: str | None = None) -> bytes:
+    def download_range(self, url: str, start: int, end: int, *, path: str | None = None,
+                       anonymous: bool = False) -> bytes:
         """Bytes ``[start, end)`` in one ranged GET (retried as a whole: GET is idempotent)."""
         if end <= start:
             return b""
-        resp = self.request("GET", url, headers={"Range": f"bytes={start}-{end - 1}"}, path=path, action="download")
+        resp = self.request("GET", url, headers={"Range": f"bytes={start}-{end - 1}"}, anonymous=anonymous,
+                            path=path, action="download")
         assert isinstance(resp, requests.Response)
         data = resp.content
         if resp.status_code == 200 and len(data) > end - start:
             data = data[start:end]  # a server that ignored Range
         return data
+
+    def content_url(self, file_id: str, version: str | None = None) -> str:
+        """The API URL of a file's content (Box answers it with a redirect to a download URL)."""
+        url = self.api(f"/files/{file_id}/content")
+        return f"{url}?{urlencode({'version': version})}" if version else url
+
+    def read_content(self, file_id: str, start: int | None = None, end: int | None = None, *,
+                     version: str | None = None, tag: str | None = None, path: str | None = None) -> bytes:
+        """Bytes ``[start, end)`` of a file (all of it when ``start`` is None), through a reused download URL.
+
+        ``version`` pins a file version (Box's ``?version=``); without it ``tag`` (the content's SHA-1 as
+        the caller knows it) names the version a reused URL must serve. With neither, nothing is reused:
+        the read goes through the API's redirect as before.
+        """
+        def fetch(url: str, anonymous: bool) -> bytes:
+            if start is None or end is None:
+                resp = self.request("GET", url, anonymous=anonymous, path=path, action="download")
+                assert isinstance(resp, requests.Response)
+                return resp.content
+            return self.download_range(url, start, end, path=path, anonymous=anonymous)
+
+        return self.through_download_url(file_id, fetch, version=version, tag=tag, path=path)
+
+    def through_download_url(self, file_id: str, fetch: Callable[[str, bool], T], *, version: str | None = None,
+                             tag: str | None = None, path: str | None = None) -> T:
+        """``fetch(url, anonymous)`` on the file's reused download URL; once more on a fresh one if the
+        download host refuses it (expired, withdrawn); through the API's redirect when none can be had."""
+        api_url = self.content_url(file_id, version)
+        if not (version or tag):
+            return fetch(api_url, False)
+        key: URLKey = (str(file_id), f"version:{version}" if version else f"sha1:{tag}")
+        url = self._download_url(key, file_id, version, path)
+        if url is None:
+            return fetch(api_url, False)
+        try:
+            return fetch(url, True)
+        except Exception as exc:
+            if getattr(exc, "box_status", None) not in URL_REFUSALS:
+                raise
+            logger.debug("the download URL of file %s was refused (HTTP %s): fetching a new one", file_id,
+                         getattr(exc, "box_status", None))
+            self.download_urls.drop(key, url)
+        url = self._download_url(key, file_id, version, path)
+        return fetch(api_url, False) if url is None else fetch(url, True)
+
+    def _download_url(self, key: URLKey, file_id: str, version: str | None, path: str | None) -> str | None:
+        """The reusable download URL for ``key``: known, else asked of the API (one request per key even
+        when threads ask together); None when the API serves the content itself instead of redirecting."""
+        known = self.download_urls.get(key)
+        if known is not None:
+            return known
+        lock = self.download_urls.fetch_lock(key)
+        with lock:
+            known = self.download_urls.get(key)
+            if known is not None:
+                return known
+            api_url = self.content_url(file_id, version)
+            resp = self.request("GET", api_url, allow_redirects=False, stream=True, path=path, action="download")
+            assert isinstance(resp, requests.Response)
+            with resp:
+                location = resp.headers.get("Location") if resp.status_code in _REDIRECTS else None
+            if not location:
+                return None
+            url = urljoin(api_url, location)
+            self.download_urls.put(key, url)
+            return url
+
+    def download_ranges(self, file_id: str, fd: int, size: int, *, streams: int, version: str | None = None,
+                        tag: str | None = None, path: str | None = None,
+                        progress: Callable[[int], None] | None = None) -> None:
+        """All ``size`` bytes of a file into the regular file ``fd``, in ranges on ``streams`` connections.
+
+        Each range is written where it belongs (``os.pwrite``), resumes on its own after a dropped
+        connection, and comes from the file's one reused download URL. Every response must describe a
+        file of ``size`` bytes: a file that changed on Box since its size was learned is an error, not a
+        mix of two versions.
+        """
+        step = max(PARALLEL_PART_MIN, -(-size // max(1, streams)))
+        ranges = [(o, min(o + step, size)) for o in range(0, size, step)]
+        lock = threading.Lock()
+
+        def report(n: int) -> None:
+            assert progress is not None
+            with lock:
+                progress(n)
+
+        def one(rng: tuple[int, int]) -> None:
+            def fetch(url: str, anonymous: bool) -> int:
+                return self.download_to(url, _OffsetSink(fd, rng[0]), start=rng[0], end=rng[1], path=path,
+                                        progress=report if progress is not None else None, anonymous=anonymous,
+                                        total=size)
+            self.through_download_url(file_id, fetch, version=version, tag=tag, path=path)
+
+        with ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="boxfs-range") as pool:
+            for future in [pool.submit(one, r) for r in ranges]:
+                future.result()
 
     def download_to(
         self,
@@ -256,15 +438,20 @@ class BoxTransport:
         end: int | None = None,
         path: str | None = None,
         progress: Callable[[int], None] | None = None,
+        anonymous: bool = False,
+        total: int | None = None,
     ) -> int:
         """Stream ``[start, end)`` into ``sink``; after a dropped connection resume where it stopped.
 
         One retry loop covers both the request and the body: an attempt that fails mid-body resumes with
-        a ``Range`` from the first byte not yet written.
+        a ``Range`` from the first byte not yet written. The body is read into one reused buffer
+        (:func:`_body_into`), not as a ``bytes`` object per chunk. ``total``: the file's size the caller
+        expects; a ranged answer for another size is refused (the file changed on Box).
         """
         written = 0
-        describe = f"GET {urlsplit(url).path}"
+        describe = f"GET {shown_path(url, anonymous)}"
         acting = self.as_user_id
+        buf = bytearray(DOWNLOAD_CHUNK)
         try:
             for attempt in retrying(self.policy, describe):
                 with attempt:
@@ -274,7 +461,7 @@ class BoxTransport:
                     rng = f"bytes={offset}-" if end is None else f"bytes={offset}-{end - 1}"
                     headers = {"Range": rng} if offset > 0 or end is not None else None
                     resp = self._send_once("GET", url, params=None, json=None, data=None, headers=headers,
-                                           stream=True, allow_redirects=True, act_as_user=True)
+                                           stream=True, allow_redirects=True, act_as_user=True, anonymous=anonymous)
                     status = resp.status_code
                     if status in (429, 500, 502, 503, 504) or (status == 202 and "Retry-After" in resp.headers):
                         resp.close()
@@ -282,8 +469,10 @@ class BoxTransport:
                     if status >= 400:
                         raise error_from_response(resp, path, "download", acting)
                     with resp:
+                        if total is not None and status == 206:
+                            _check_total(resp, total, path)
                         skip = offset if (status == 200 and offset > 0) else 0  # server ignored Range
-                        for chunk in resp.iter_content(DOWNLOAD_CHUNK):
+                        for chunk in _body_into(resp, buf):
                             if skip:
                                 cut = min(skip, len(chunk))
                                 chunk, skip = chunk[cut:], skip - cut
@@ -301,3 +490,59 @@ class BoxTransport:
                 f"{path + ': ' if path else ''}download failed: {self._unreachable(url, exc, describe)}"
             ) from None
         return written
+
+
+class _OffsetSink:
+    """A ``write``-able view of a file descriptor from ``offset`` on (``os.pwrite``: no shared position,
+    so the ranges of one download are written by several threads at once)."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self._fd = fd
+        self._offset = offset
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._fd, view[done:], self._offset + done)
+        self._offset += done
+        return done
+
+
+def _check_total(resp: requests.Response, total: int, path: str | None) -> None:
+    """Refuse a ranged answer (``Content-Range: bytes a-b/N``) for a file of another size than ``total``."""
+    found = resp.headers.get("Content-Range", "").rpartition("/")[2]
+    if found.isdigit() and int(found) != total:
+        raise BoxAPIError(f"{path + ': ' if path else ''}the file changed on Box during the download "
+                          f"(now {int(found):,} bytes, expected {total:,}); none of its bytes were written: try again")
+
+
+def _body_into(resp: requests.Response, buf: bytearray) -> Iterator[memoryview]:
+    """A streamed response's body as views of ``buf``, refilled for each (valid until the next one).
+
+    Why: ``iter_content`` makes a new ``bytes`` per chunk and urllib3 copies each block two or three times
+    on its way; an uncompressed body (Box's downloads are) is read straight from the socket into one
+    buffer with ``readinto`` of the standard library's response under urllib3's. A body cut short, by
+    its Content-Length, is a connection error (the caller resumes it). Anything else goes through urllib3.
+    """
+    raw = resp.raw
+    fp = getattr(raw, "_fp", None)
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if encoded or not hasattr(fp, "readinto"):
+        for chunk in resp.iter_content(len(buf)):
+            yield memoryview(chunk)
+        return
+    expected = resp.headers.get("Content-Length")
+    view = memoryview(buf)
+    got = 0
+    while True:
+        try:
+            n = fp.readinto(view)  # type: ignore[union-attr]
+        except (OSError, http.client.HTTPException) as exc:
+            raise requests.exceptions.ConnectionError(f"download cut after {got} bytes: {exc}") from exc
+        if not n:
+            break
+        got += n
+        yield view[:n]
+    if expected is not None and expected.isdigit() and got < int(expected):
+        raise requests.exceptions.ChunkedEncodingError(f"download cut after {got} of {expected} bytes")

@@ -198,6 +198,11 @@ class BoxEmulator:
         self.app.latency = seconds
         self.app.jitter = jitter
 
+    def set_bandwidth(self, bytes_per_second: float | None) -> None:
+        """Pace every TCP connection to this many bytes per second each way (a WAN link's share per
+        connection); None or 0 removes the limit."""
+        self.app.bandwidth = float(bytes_per_second or 0.0)
+
     def set_rate_limit(self, per_second: float, burst: float | None = None) -> None:
         """Limit each acting user (whatever token they use) as Box does; over it: 429 + Retry-After.
         ``per_second`` 0 removes the limit."""

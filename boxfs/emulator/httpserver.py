@@ -34,10 +34,33 @@ HOST_PREFIXES = (("/api/2.0", "upload"), ("/2.0", "api"), ("/oauth2", "oauth2"),
                  ("/preview", "app"), ("/realtime", "realtime"))
 
 
+class Pacer:
+    """Paces one direction of one TCP connection to ``app.bandwidth`` bytes per second (0: unpaced).
+
+    Why: on loopback every client is bounded by this machine's CPU, so the number of connections a client
+    opens and the bytes it moves would not show; a WAN link to Box gives each connection a bounded rate.
+    The bytes go out (or are taken in) at once, then the connection waits until they would have crossed
+    a link of that rate; an idle connection earns no burst.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._free_at = 0.0
+
+    def __call__(self, n: int) -> None:
+        rate = self._app.bandwidth
+        if not rate or n <= 0:
+            return
+        now = time.monotonic()
+        self._free_at = max(now, self._free_at) + n / rate
+        time.sleep(self._free_at - now)
+
+
 class BodyReader:
     """A file-like reader over a request body that never reads past its end."""
 
-    def __init__(self, rfile: Any, length: int | None, chunked: bool) -> None:
+    def __init__(self, rfile: Any, length: int | None, chunked: bool, pace: Callable[[int], None] | None = None) -> None:
+        self._pace = pace
         self._rfile = rfile
         self._remaining = length if length is not None else 0
         self._chunked = chunked
@@ -82,6 +105,8 @@ class BodyReader:
             if self._remaining == 0:
                 self._done = True
         self.bytes_read += len(data)
+        if self._pace is not None:
+            self._pace(len(data))
         return data
 
     def readline(self, limit: int = 65536) -> bytes:
@@ -252,6 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _dispatch(self) -> None:
+        if not hasattr(self, "pace_in"):  # one pair per connection (this handler lives as long as it)
+            self.pace_in, self.pace_out = Pacer(self.server.app), Pacer(self.server.app)
         self.server.app.handle(self)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = do_PATCH = _dispatch
@@ -266,6 +293,7 @@ class HttpApp:
         self.request_log = request_log
         self.latency = 0.0
         self.jitter = 0.0
+        self.bandwidth = 0.0  # bytes per second per connection and direction; 0: unlimited (see Pacer)
         self.rate_limiter = RateLimiter()
         self._inflight = 0
         self._inflight_cond = threading.Condition()
@@ -329,7 +357,7 @@ class HttpApp:
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         te = (h.headers.get("Transfer-Encoding") or "").lower()
         length_header = h.headers.get("Content-Length")
-        body = BodyReader(h.rfile, int(length_header) if length_header else None, "chunked" in te)
+        body = BodyReader(h.rfile, int(length_header) if length_header else None, "chunked" in te, h.pace_in)
         request_id = secrets.token_hex(8)
         route, params, known = self.router.match(h.command, host, path)
         template = route.template if route else path
@@ -475,6 +503,7 @@ class HttpApp:
         if payload is not None:
             h.wfile.write(payload)
             record.bytes_out = len(payload)
+            h.pace_out(len(payload))
         else:
             assert resp.stream is not None
             sent = 0
@@ -483,6 +512,7 @@ class HttpApp:
                 for chunk in iterator:
                     h.wfile.write(chunk)
                     sent += len(chunk)
+                    h.pace_out(len(chunk))
             finally:
                 close = getattr(iterator, "close", None)
                 if close:

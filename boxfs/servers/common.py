@@ -38,33 +38,55 @@ def enable_server_logging() -> None:
 
 
 def box_filesystem_factory(
-    config: str | os.PathLike[str] | Mapping[str, Any],
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
     base_urls: Mapping[str, str] | None = None,
     **fs_kwargs: Any,
 ) -> Callable[[str], Any]:
     """Return ``factory(box_user) -> BoxFileSystem`` acting as that user with one app config.
 
     The config (JWT JSON text, path or dict) is read once here so that a missing or malformed
-    file fails at server start, not at the first login. Token sharing between the per-user
-    filesystems is the filesystem's business (they are all built from the same app config).
+    file fails at server start, not at the first login. Without one, the credentials are the
+    library's other forms (JWT or CCG fields in ``fs_kwargs``, else the ``BOXFS_*`` environment),
+    checked here once for the same reason. Token sharing between the per-user filesystems is the
+    filesystem's business (they are all built from the same app config).
     """
-    from boxfs import BoxFileSystem  # imported lazily: the servers also run over other filesystems
+    # imported lazily: the servers also run over other filesystems
+    from boxfs import BoxFileSystem
+    from boxfs.config import resolve_credentials
 
-    if isinstance(config, os.PathLike) or (isinstance(config, str) and not config.lstrip().startswith("{")):
+    if config is None:
+        fields = ("client_id", "client_secret", "enterprise_id", "public_key_id", "private_key", "passphrase")
+        resolve_credentials(**{key: fs_kwargs[key] for key in fields if key in fs_kwargs})
+    elif isinstance(config, os.PathLike) or (isinstance(config, str) and not config.lstrip().startswith("{")):
         warn_if_loose(config, "Box app config (holds the app's private key)")
         with open(config, encoding="utf-8") as fh:
             config = fh.read()
 
     def factory(box_user: str) -> Any:
-        # id_paths off: a name a client gives is a name (``RETR id:5`` must not read item 5 elsewhere)
-        kwargs: dict[str, Any] = {"jwt_config": config, "as_user": box_user, "skip_instance_cache": True,
-                                  "id_paths": False}
+        # id paths stay on for homes given as ``id:<folder id>``; a client's own top-level names never
+        # become ids (users.backend_path reaches them through the root's id)
+        kwargs: dict[str, Any] = {"as_user": box_user, "skip_instance_cache": True}
+        if config is not None:
+            kwargs["jwt_config"] = config
         if base_urls:
             kwargs["base_urls"] = dict(base_urls)
         kwargs.update(fs_kwargs)
         return BoxFileSystem(**kwargs)
 
     return factory
+
+
+def server_filesystems(
+    filesystems: UserFilesystems | Callable[[str], Any] | None,
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
+    base_urls: Mapping[str, str] | None = None,
+) -> UserFilesystems | Callable[[str], Any]:
+    """What a ``start_*_server`` serves: the ``filesystems`` given, or Box filesystems from ``config``."""
+    if filesystems is not None:
+        return filesystems
+    if config is None:
+        raise ValueError("give filesystems or a Box app config")
+    return box_filesystem_factory(config, base_urls)
 
 
 def set_mtime(fs: Any, path: str, epoch: float) -> None:

@@ -32,18 +32,30 @@ from pyftpdlib.servers import ThreadedFTPServer
 
 from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
 from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
+from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
     SessionResources,
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
+    server_filesystems,
     set_mtime,
     spool_cleaner,
 )
+from boxfs.servers.permissions import ActionDenied, require
 from boxfs.servers.safety import warn_ftp_setup
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
-from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
+from boxfs.servers.users import (
+    LoginSessions,
+    User,
+    UserFilesystems,
+    UsersDB,
+    backend_path,
+    load_users,
+    reload_on_sighup,
+    virtual_norm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +78,7 @@ class BoxAuthorizer:
     def __init__(self, users: UsersDB, login_throttle: ThrottlePolicy | None = None):
         self.users = users
         self.throttle = LoginThrottle(login_throttle or users.throttle)
+        self.sessions = LoginSessions()
 
     def __repr__(self) -> str:
         return f"BoxAuthorizer({self.users!r})"
@@ -101,6 +114,12 @@ class BoxAuthorizer:
                 exc,
             )
             raise AuthenticationFailed("Box account unavailable.") from None
+        previous: User | None = getattr(handler, "boxfs_user", None)
+        if previous is not None:  # a second USER/PASS on one connection: its first session ends
+            self.sessions.release(previous.login)
+            handler.boxfs_user = None
+        if not self.sessions.acquire(user):
+            raise AuthenticationFailed("Too many sessions for this login: close one first.")
         handler.boxfs_user = user
 
     def get_home_dir(self, username: str) -> str:
@@ -180,6 +199,8 @@ class BoxFTPFS(AbstractedFS):
         self.fs = cmd_channel.filesystems.for_user(user)
         self.ns = Namespace(self.fs)  # literal names: never a pattern
         self.resources = SessionResources()
+        self.audit: AuditLog = getattr(cmd_channel, "audit", None) or AuditLog(None)
+        self.actor = Actor("ftp", user.login, user.box_user, f"{cmd_channel.remote_ip}:{cmd_channel.remote_port}")
         self.files = self.resources.open_files_for(self.fs)  # upload spools (the layer's)
 
     def __repr__(self) -> str:
@@ -222,15 +243,34 @@ class BoxFTPFS(AbstractedFS):
 
     # --- file objects
 
+    def _require(self, action: str, path: str) -> None:
+        """The login's permissions (:mod:`boxfs.servers.permissions`), checked before any request."""
+        try:
+            require(self.user, action, path, "ftp")
+        except ActionDenied as exc:
+            raise ftp_error(exc, path) from None
+
     def open(self, filename: str, mode: str) -> Any:
+        """A transfer's file; a refused open is audited here, a transfer by ``log_transfer``."""
+        try:
+            return self._open(filename, mode)
+        except Exception as exc:
+            self.audit.record(self.actor, "download" if mode == "rb" else "upload", filename, error=exc)
+            raise
+
+    def _open(self, filename: str, mode: str) -> Any:
         try:
             if mode == "rb":
+                self._require("download", filename)
                 return DownloadFile(self.fs, self._backend(filename), filename, self.resources)
             if mode == "wb":
-                if self.isdir(filename):
-                    raise IsADirectoryError(filename)
                 self._check_new_name(filename)
-                self.ns.check_parent(self._backend(filename))
+                existing = self.ns.try_info(self._backend(filename))
+                if existing is not None and info_is_dir(existing):
+                    raise IsADirectoryError(filename)
+                self._require("upload" if existing is None else "overwrite", filename)
+                if existing is None:
+                    self.ns.check_parent(self._backend(filename))
                 return UploadFile(self.files, self._backend(filename), filename, self.resources)
         except FilesystemError:
             raise
@@ -250,6 +290,11 @@ class BoxFTPFS(AbstractedFS):
         self.cwd = path
 
     def mkdir(self, path: str) -> None:
+        with self.audit.action(self.actor, "mkdir", path):
+            self._mkdir(path)
+
+    def _mkdir(self, path: str) -> None:
+        self._require("mkdir", path)
         self._check_new_name(path)
         try:
             if self.ns.exists(self._backend(path)):
@@ -259,6 +304,11 @@ class BoxFTPFS(AbstractedFS):
             raise ftp_error(exc, path) from None
 
     def listdir(self, path: str) -> list[str]:
+        with self.audit.action(self.actor, "list", path):
+            return self._listdir(path)
+
+    def _listdir(self, path: str) -> list[str]:
+        self._require("list", path)
         try:
             # no refresh: the filesystem's cache is kept true by Box's event stream (or expires
             # quickly without it), so changes made elsewhere show up (docs/coherence.md)
@@ -277,26 +327,32 @@ class BoxFTPFS(AbstractedFS):
         return self.listdir(path)
 
     def rmdir(self, path: str) -> None:
-        try:
-            self.ns.remove_folder(self._backend(path))
-        except Exception as exc:
-            raise ftp_error(exc, path) from None
+        with self.audit.action(self.actor, "delete", path):
+            self._require("delete", path)
+            try:
+                self.ns.remove_folder(self._backend(path))
+            except Exception as exc:
+                raise ftp_error(exc, path) from None
 
     def remove(self, path: str) -> None:
-        try:
-            self.ns.remove_file(self._backend(path))
-        except Exception as exc:
-            raise ftp_error(exc, path) from None
+        with self.audit.action(self.actor, "delete", path):
+            self._require("delete", path)
+            try:
+                self.ns.remove_file(self._backend(path))
+            except Exception as exc:
+                raise ftp_error(exc, path) from None
         logger.info("ftp %s deleted %s", self.user.login, path)
 
     def rename(self, src: str, dst: str) -> None:
         """RNFR/RNTO: another case of the same name is a rename; an existing other target is refused
         (550 File exists) rather than replaced, as most FTP servers' clients expect."""
-        self._check_new_name(dst)
-        try:
-            self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
-        except Exception as exc:
-            raise ftp_error(exc, f"{src} -> {dst}") from None
+        with self.audit.action(self.actor, "rename", f"{src} -> {dst}"):
+            self._require("rename", src)
+            self._check_new_name(dst)
+            try:
+                self.ns.rename(self._backend(src), self._backend(dst), overwrite=False)
+            except Exception as exc:
+                raise ftp_error(exc, f"{src} -> {dst}") from None
         logger.info("ftp %s renamed %s to %s", self.user.login, src, dst)
 
     def chmod(self, path: str, mode: int) -> None:
@@ -313,10 +369,12 @@ class BoxFTPFS(AbstractedFS):
     lstat = stat
 
     def utime(self, path: str, timeval: float) -> None:
-        try:
-            set_mtime(self.fs, self._backend(path), timeval)
-        except Exception as exc:
-            raise ftp_error(exc, path) from None
+        with self.audit.action(self.actor, "set_mtime", path):
+            self._require("overwrite", path)  # Box sets a time only with a new upload of the content
+            try:
+                set_mtime(self.fs, self._backend(path), timeval)
+            except Exception as exc:
+                raise ftp_error(exc, path) from None
         logger.info("ftp %s set modification time of %s", self.user.login, path)
 
     def readlink(self, path: str) -> str:
@@ -491,6 +549,11 @@ class BoxFTPHandler(FTPHandler):
     def on_logout(self, username: str) -> None:
         logger.info("ftp logout %s", username)
 
+    def on_disconnect(self) -> None:
+        user, self.boxfs_user = self.boxfs_user, None
+        if user is not None:
+            self.authorizer.sessions.release(user.login)
+
     def log_transfer(
         self, cmd: str, filename: str, receive: bool, completed: bool, elapsed: float, bytes: int
     ) -> None:  # noqa: A002
@@ -503,6 +566,10 @@ class BoxFTPHandler(FTPHandler):
             bytes,
             elapsed,
         )
+        fs = self.fs
+        if isinstance(fs, BoxFTPFS):
+            failed = None if completed else OSError(errno.EIO, "transfer incomplete")
+            fs.audit.record(fs.actor, "upload" if receive else "download", filename, nbytes=bytes, error=failed)
 
 
 def _tls_handler_classes() -> tuple[type, type]:
@@ -554,6 +621,7 @@ def make_ftp_server(
     allow_loose_users_file: bool = False,
     spool_clean_interval: float = 3600.0,
     spool_max_age: float | None = None,
+    audit_log: AuditLog | None = None,
 ) -> ThreadedFTPServer:
     """Build (without starting) a threaded FTP server over the given per-Box-user filesystems.
 
@@ -576,6 +644,7 @@ def make_ftp_server(
         "timeout": timeout,
         "passive_ports": list(passive_ports) if passive_ports else None,
         "masquerade_address": masquerade_address,
+        "audit": audit_log or AuditLog(None),
     }
     if certfile:
         base, _dtp = _tls_handler_classes()
@@ -628,10 +697,7 @@ def start_ftp_server(
     (+ ``base_urls`` for the emulator). ``port=0`` picks a free port (see ``handle.port``).
     Other options are those of :func:`make_ftp_server`.
     """
-    if filesystems is None:
-        if config is None:
-            raise ValueError("give filesystems or a Box app config")
-        filesystems = box_filesystem_factory(config, base_urls)
+    filesystems = server_filesystems(filesystems, config, base_urls)
     server = make_ftp_server(users, filesystems, host, port, **options)
     bound_host, bound_port = server.address[:2]
     stop = threading.Event()
@@ -656,11 +722,12 @@ def start_ftp_server(
 
 def run_ftp(
     users_file: str | os.PathLike[str],
-    config: str | os.PathLike[str] | Mapping[str, Any],
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
     host: str = "0.0.0.0",
     port: int = 2121,
     *,
     base_urls: Mapping[str, str] | None = None,
+    fs_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> None:
     """Run the FTP(S) server in the foreground until interrupted (what ``boxfs serve ftp`` calls).
@@ -668,7 +735,13 @@ def run_ftp(
     ``options`` are :func:`make_ftp_server`'s (certfile, keyfile, tls_required, passive_ports...).
     """
     enable_server_logging()
-    server = make_ftp_server(users_file, box_filesystem_factory(config, base_urls), host, port, **options)
+    server = make_ftp_server(users_file, box_filesystem_factory(config, base_urls, **(fs_options or {})), host, port, **options)
+    authorizer: BoxAuthorizer = server.handler.authorizer
+
+    def use(users: UsersDB) -> None:
+        authorizer.users = users  # sessions already logged in keep their User
+
+    reload_on_sighup(users_file, lambda: authorizer.users, use, options.get("allow_loose_users_file", False))
     tls = "S" if options.get("certfile") else ""
     logger.info("FTP%s server for Box listening on %s:%d", tls, *server.address[:2])
     if server.boxfs_cleaner is not None:

@@ -47,6 +47,7 @@ from asyncssh import (
 from boxfs.frontend import Namespace, OpenFiles, PendingLimitError, errno_of, log_failure, reason_of
 from boxfs.frontend.cleaning import SpoolCleaner
 from boxfs.frontend.stat import info_is_dir, info_to_stat
+from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
     SessionLimitError,
@@ -55,12 +56,23 @@ from boxfs.servers.common import (
     UploadFile,
     box_filesystem_factory,
     enable_server_logging,
+    server_filesystems,
     set_mtime,
     spool_cleaner,
 )
+from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.safety import UnsafeSetupError, default_state_dir, private_dir, warn_if_loose
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
-from boxfs.servers.users import User, UserFilesystems, UsersDB, backend_path, load_users, virtual_norm
+from boxfs.servers.users import (
+    LoginSessions,
+    User,
+    UserFilesystems,
+    UsersDB,
+    backend_path,
+    load_users,
+    reload_on_sighup,
+    virtual_norm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,26 +89,38 @@ class _ServerState:
         max_workers: int = 32,
         session_limits: SessionLimits | None = None,
         login_throttle: ThrottlePolicy | None = None,
+        audit: AuditLog | None = None,
     ):
         self.users = users
+        self.audit = audit or AuditLog(None)
+        self.sessions = LoginSessions()
         self.filesystems = filesystems
         self.session_limits = session_limits or SessionLimits()
         self.throttle = LoginThrottle(login_throttle or users.throttle)
         self.cleaner: SpoolCleaner | None = None
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="boxfs-sftp")
-        # Authorized keys parsed once; a malformed key in the users file fails at start-up.
         self.keys: dict[str, list[bytes]] = {}
+        self.set_users(users)
+
+    def set_users(self, users: UsersDB) -> None:
+        """Use ``users`` for the next logins (a reload); sessions already open keep their login.
+
+        Authorized keys are parsed here, before anything changes: a malformed key fails at
+        start-up, or refuses the reload.
+        """
+        keys: dict[str, list[bytes]] = {}
         for login in users.logins():
             user = users.get(login)
             assert user is not None
-            self.keys[login] = []
+            keys[login] = []
             for number, text in enumerate(user.ssh_keys, 1):
                 try:
-                    self.keys[login].append(asyncssh.import_public_key(text).public_data)
+                    keys[login].append(asyncssh.import_public_key(text).public_data)
                 except (asyncssh.KeyImportError, ValueError):
                     raise ValueError(
                         f"users.{login}.ssh_keys: key {number} is not an OpenSSH public key"
                     ) from None
+        self.users, self.keys = users, keys
 
     def __repr__(self) -> str:
         return f"_ServerState({self.users!r})"
@@ -111,6 +135,7 @@ class BoxSSHServer(asyncssh.SSHServer):
         self._address = "?"
         self._login = ""
         self._method = ""
+        self._session_of: str | None = None  # the login whose session slot this connection holds
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
@@ -177,7 +202,16 @@ class BoxSSHServer(asyncssh.SSHServer):
                 exc,
             )
             return False
+        if self._session_of is None:  # a key login is validated twice: count it once
+            if not self._state.sessions.acquire(user):
+                return False
+            self._session_of = user.login
         return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        login, self._session_of = self._session_of, None
+        if login is not None:
+            self._state.sessions.release(login)
 
     def public_key_auth_supported(self) -> bool:
         return True
@@ -257,6 +291,9 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         self._ns: Namespace | None = None
         self._resources = SessionResources(state.session_limits)
         self._files: OpenFiles | None = None  # this session's write spools (the layer's)
+        peer = chan.get_extra_info("peername")
+        self.audit: AuditLog = state.audit
+        self.actor = Actor("sftp", user.login, user.box_user, f"{peer[0]}:{peer[1]}" if peer else "?")
 
     def __repr__(self) -> str:
         return f"BoxSFTPServer(login={self.user.login!r})"
@@ -302,6 +339,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         if self.user.read_only:
             raise SFTPPermissionDenied(f"read-only account: {virtual}")
 
+    def _require(self, action: str, virtual: str) -> None:
+        """The login's permissions (:mod:`boxfs.servers.permissions`), checked before any request."""
+        try:
+            require(self.user, action, virtual, "sftp")
+        except ActionDenied as exc:
+            raise sftp_error(exc, virtual) from None
+
     async def _call(self, virtual: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return await self._run(func, *args, **kwargs)
@@ -334,11 +378,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         if attrs.size is not None and attrs.size != int(info.get("size") or 0):
             raise SFTPOpUnsupported("Box files cannot be truncated in place")
         if attrs.mtime is not None:
-            self._check_writable(virtual)
-            if info_is_dir(info):
-                raise SFTPOpUnsupported("Box folders have no settable modification time")
-            fs = await self._filesystem()
-            await self._call(virtual, set_mtime, fs, self._backend(virtual), float(attrs.mtime))
+            with self.audit.action(self.actor, "set_mtime", virtual):
+                self._check_writable(virtual)
+                self._require("overwrite", virtual)  # Box sets a time only with a new upload of the content
+                if info_is_dir(info):
+                    raise SFTPOpUnsupported("Box folders have no settable modification time")
+                fs = await self._filesystem()
+                await self._call(virtual, set_mtime, fs, self._backend(virtual), float(attrs.mtime))
             logger.info("sftp %s set modification time of %s", self.user.login, virtual)
         # Permissions, owners and access times do not exist in Box: accepted and ignored so
         # that clients preserving attributes do not fail.
@@ -366,6 +412,15 @@ class BoxSFTPServer(asyncssh.SFTPServer):
     # --- files
 
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Any:
+        """A transfer's file; a refused open is audited here, a transfer at its close."""
+        try:
+            return await self._open(path, pflags)
+        except Exception as exc:
+            action = "upload" if pflags & FXF_WRITE else "download"
+            self.audit.record(self.actor, action, self._virtual(path), error=exc)
+            raise
+
+    async def _open(self, path: bytes, pflags: int) -> Any:
         virtual = self._virtual(path)
         fs = await self._filesystem()
         ns = await self._namespace()
@@ -379,6 +434,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                 if not pflags & FXF_CREAT:
                     raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
                 refuse_bad_name(ns, backend)
+                self._require("upload", virtual)
                 await self._call(virtual, ns.check_parent, backend)
             else:
                 if info_is_dir(info):
@@ -387,11 +443,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                     raise SFTPFileAlreadyExists(f"File exists: {virtual}")
                 if not pflags & FXF_TRUNC:
                     raise SFTPOpUnsupported("Box files cannot be modified in place: open with truncate")
+                self._require("overwrite", virtual)
             if self._files is None:
                 self._files = self._resources.open_files_for(fs)
             upload = await self._call(virtual, UploadFile, self._files, backend, virtual, self._resources)
             logger.info("sftp %s upload started %s", self.user.login, virtual)
             return upload
+        self._require("download", virtual)
         info = await self._info(virtual)
         if info_is_dir(info):
             raise SFTPFileIsADirectory(f"Is a directory: {virtual}")
@@ -429,11 +487,14 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                 file_obj.bytes_written,
             )
             await self._run(file_obj.discard)
+            self.audit.record(self.actor, "upload", file_obj.name, nbytes=file_obj.bytes_written,
+                              error=OSError(errno.EIO, "upload abandoned"))
             return
         if isinstance(file_obj, UploadFile):
             try:
                 await self._run(file_obj.close)
             except Exception as exc:
+                self.audit.record(self.actor, "upload", file_obj.name, nbytes=file_obj.bytes_written, error=exc)
                 code = errno_of(exc)
                 logger.warning(
                     "sftp %s upload failed %s: %s (%s: %s)",
@@ -444,6 +505,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                     exc,
                 )
                 raise _SFTP_STATUS.get(code, SFTPFailure)(f"Upload failed: {reason_of(code)}") from None
+            self.audit.record(self.actor, "upload", file_obj.name, nbytes=file_obj.bytes_written)
             logger.info(
                 "sftp %s upload completed %s: %d bytes",
                 self.user.login,
@@ -452,6 +514,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             )
         elif isinstance(file_obj, DownloadFile):
             await self._run(file_obj.close)
+            self.audit.record(self.actor, "download", file_obj.name, nbytes=file_obj.bytes_read)
             logger.info(
                 "sftp %s download closed %s: %d bytes", self.user.login, file_obj.name, file_obj.bytes_read
             )
@@ -463,6 +526,13 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         virtual = self._virtual(path)
+        with self.audit.action(self.actor, "list", virtual):
+            names = [name async for name in self._scandir(virtual)]
+        for name in names:
+            yield name
+
+    async def _scandir(self, virtual: str) -> AsyncIterator[SFTPName]:
+        self._require("list", virtual)
         ns = await self._namespace()
         info = await self._info(virtual)
         if not info_is_dir(info):
@@ -481,7 +551,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         virtual = self._virtual(path)
+        with self.audit.action(self.actor, "mkdir", virtual):
+            await self._mkdir(virtual)
+
+    async def _mkdir(self, virtual: str) -> None:
         self._check_writable(virtual)
+        self._require("mkdir", virtual)
         ns = await self._namespace()
         backend = self._backend(virtual)
         refuse_bad_name(ns, backend)
@@ -492,7 +567,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def rmdir(self, path: bytes) -> None:
         virtual = self._virtual(path)
+        with self.audit.action(self.actor, "delete", virtual):
+            await self._rmdir(virtual)
+
+    async def _rmdir(self, virtual: str) -> None:
         self._check_writable(virtual)
+        self._require("delete", virtual)
         if virtual == "/":
             raise SFTPPermissionDenied("cannot remove the home folder")
         ns = await self._namespace()
@@ -501,7 +581,12 @@ class BoxSFTPServer(asyncssh.SFTPServer):
 
     async def remove(self, path: bytes) -> None:
         virtual = self._virtual(path)
+        with self.audit.action(self.actor, "delete", virtual):
+            await self._remove(virtual)
+
+    async def _remove(self, virtual: str) -> None:
         self._check_writable(virtual)
+        self._require("delete", virtual)
         ns = await self._namespace()
         await self._call(virtual, ns.remove_file, self._backend(virtual))
         logger.info("sftp %s deleted %s", self.user.login, virtual)
@@ -511,11 +596,18 @@ class BoxSFTPServer(asyncssh.SFTPServer):
         another file Box's safe replace (the new file in place before the old one goes)."""
         src = self._virtual(oldpath)
         dst = self._virtual(newpath)
+        with self.audit.action(self.actor, "rename", f"{src} -> {dst}"):
+            await self._rename_checked(src, dst, overwrite)
+
+    async def _rename_checked(self, src: str, dst: str, overwrite: bool) -> None:
         self._check_writable(src)
+        self._require("rename", src)
         if src == "/" or dst == "/":
             raise SFTPPermissionDenied("cannot rename the home folder")
         ns = await self._namespace()
         refuse_bad_name(ns, self._backend(dst))
+        if overwrite and not allows(self.user, "overwrite") and await self._call(dst, ns.exists, self._backend(dst)):
+            self._require("overwrite", dst)
         await self._call(f"{src} -> {dst}", ns.rename, self._backend(src), self._backend(dst), overwrite=overwrite)
         logger.info("sftp %s renamed %s to %s", self.user.login, src, dst)
 
@@ -598,6 +690,7 @@ async def create_sftp_server(
     allow_loose_users_file: bool = False,
     spool_clean_interval: float = 3600.0,
     spool_max_age: float | None = None,
+    audit_log: AuditLog | None = None,
 ) -> asyncssh.SSHAcceptor:
     """Start serving SFTP on the running event loop; returns the asyncssh acceptor.
 
@@ -609,7 +702,7 @@ async def create_sftp_server(
     users_db = load_users(users, allow_loose_users_file)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
-    state = _ServerState(users_db, filesystems, max_workers, session_limits, login_throttle)
+    state = _ServerState(users_db, filesystems, max_workers, session_limits, login_throttle, audit_log)
     key = load_host_key(host_key, state_dir)
     acceptor = await asyncssh.create_server(
         functools.partial(BoxSSHServer, state),
@@ -692,10 +785,7 @@ def start_sftp_server(
     ``handle.host_key`` is the server key clients should trust: ``host_key``, else the one kept in
     ``state_dir``, else (neither given) a temporary one.
     """
-    if filesystems is None:
-        if config is None:
-            raise ValueError("give filesystems or a Box app config")
-        filesystems = box_filesystem_factory(config, base_urls)
+    filesystems = server_filesystems(filesystems, config, base_urls)
     key = load_host_key(host_key, state_dir, ephemeral=True)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="boxfs-sftp", daemon=True)
@@ -716,13 +806,14 @@ def start_sftp_server(
 
 def run_sftp(
     users_file: str | os.PathLike[str],
-    config: str | os.PathLike[str] | Mapping[str, Any],
+    config: str | os.PathLike[str] | Mapping[str, Any] | None,
     host: str = "0.0.0.0",
     port: int = 2222,
     *,
     host_key: str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     base_urls: Mapping[str, str] | None = None,
+    fs_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> None:
     """Run the SFTP server in the foreground until interrupted (what ``boxfs serve sftp`` calls).
@@ -735,7 +826,7 @@ def run_sftp(
     async def main() -> None:
         acceptor = await create_sftp_server(
             users_file,
-            box_filesystem_factory(config, base_urls),
+            box_filesystem_factory(config, base_urls, **(fs_options or {})),
             host,
             port,
             host_key=host_key,
@@ -744,6 +835,8 @@ def run_sftp(
         )
         bound = acceptor.sockets[0].getsockname()
         logger.info("SFTP server for Box listening on %s:%d", bound[0], bound[1])
+        state: _ServerState = acceptor._boxfs_state  # type: ignore[attr-defined]
+        reload_on_sighup(users_file, lambda: state.users, state.set_users, options.get("allow_loose_users_file", False))
         try:
             await acceptor.wait_closed()
         finally:

@@ -7,8 +7,8 @@ client uses::
     password = "scrypt$16384$8$1$<salt>$<hash>"     # from `python -m boxfs.servers.users hash`
     ssh_keys = ["ssh-ed25519 AAAAC3Nza... alice@laptop"]   # optional, SFTP only
     box_user = "alice@example.com"                  # Box login email or user id to act as
-    home = "/"                                      # folder in that Box user's tree
-    read_only = false
+    home = "/"                                      # folder in that Box user's tree, or "id:12345"
+    permissions = "full"                            # or "read_only", "upload_only", a list of actions
 
 Passwords are never stored in clear: only salted scrypt hashes, compared in constant time.
 An unknown login costs the same scrypt work as a known one so that response timing does not
@@ -24,12 +24,15 @@ import hmac
 import logging
 import os
 import posixpath
+import re
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from boxfs.servers.permissions import PRESETS, WRITE_ACTIONS, parse_permissions
 from boxfs.servers.safety import check_users_file
 from boxfs.servers.throttle import ThrottlePolicy
 
@@ -44,10 +47,13 @@ __all__ = [
     "User",
     "UsersDB",
     "UserFilesystems",
+    "LoginSessions",
     "hash_password",
     "verify_password",
     "normalize_home",
     "load_users",
+    "reload_on_sighup",
+    "reload_users",
 ]
 
 # scrypt cost: n=2**14, r=8 uses 16 MiB and ~50 ms per check: cheap for a login, costly for a
@@ -113,13 +119,31 @@ def _dummy_hash() -> str:
         return _DUMMY_HASH
 
 
+#: ``home = "id:12345"``: the home is the Box folder with that id, wherever it is and whatever it
+#: is called (people rename and move folders; the id stays).
+_HOME_ID = re.compile(r"id:(\d+)")
+#: a top-level name the filesystem would take as an item id (any case, ASCII digits: as boxfs.core reads it)
+_ID_NAME = re.compile(r"(?i)id:[0-9]+")
+
+
+def home_folder_id(home: str) -> str | None:
+    """The Box folder id of a home given as ``id:<digits>``, else None."""
+    match = _HOME_ID.fullmatch(home)
+    return match.group(1) if match else None
+
+
 def normalize_home(home: str) -> str:
-    """Return ``home`` as an absolute, normalized POSIX path inside the Box user's tree.
+    """Return ``home`` as an absolute, normalized POSIX path inside the Box user's tree, or as
+    ``id:<digits>`` (a Box folder id, kept as is: the filesystem addresses it by id).
 
     ``..`` components in a configured home are refused outright rather than resolved: a
     configuration that tries to climb is a mistake worth failing loudly on.
     """
     home = (home or "/").strip()
+    if home_folder_id(home) is not None:
+        return home
+    if home.startswith("id:"):
+        raise ValueError(f"home {home!r}: a Box folder id is written id:<digits>, e.g. id:12345")
     parts = [p for p in home.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ValueError(f"home folder may not contain '..': {home!r}")
@@ -136,12 +160,22 @@ class User:
     home: str = "/"
     read_only: bool = False
     ssh_keys: tuple[str, ...] = field(default_factory=tuple)
+    #: What the login may do (:mod:`boxfs.servers.permissions`); None: from ``read_only``.
+    permissions: frozenset[str] | None = None
+    #: Sessions this login may have open at once in one server process (WebDAV: requests); 0: no limit.
+    max_sessions: int = 0
+
+    def __post_init__(self) -> None:
+        if self.permissions is None:
+            object.__setattr__(self, "permissions", PRESETS["read_only" if self.read_only else "full"])
+        # read_only stays the one-word answer the protocols' attribute displays use
+        object.__setattr__(self, "read_only", not (self.permissions & WRITE_ACTIONS))
 
     def __repr__(self) -> str:
         # The hash is not a secret in the strict sense, but it is never useful in a log either.
         return (
             f"User(login={self.login!r}, box_user={self.box_user!r}, home={self.home!r}, "
-            f"read_only={self.read_only!r}, ssh_keys={len(self.ssh_keys)})"
+            f"permissions={sorted(self.permissions or ())!r}, ssh_keys={len(self.ssh_keys)})"
         )
 
     def check_password(self, password: str) -> bool:
@@ -209,7 +243,8 @@ class UsersDB:
         for login, entry in section.items():
             if not isinstance(entry, dict):
                 raise ValueError(f"users.{login} must be a table")
-            unknown = set(entry) - {"password", "ssh_keys", "box_user", "home", "read_only"}
+            unknown = set(entry) - {"password", "ssh_keys", "box_user", "home", "read_only", "permissions",
+                                    "max_sessions"}
             if unknown:
                 raise ValueError(f"users.{login}: unknown keys {sorted(unknown)}")
             password = entry.get("password")
@@ -227,6 +262,15 @@ class UsersDB:
             box_user = entry.get("box_user")
             if not box_user:
                 raise ValueError(f"users.{login}.box_user is required (Box login email or user id)")
+            if "permissions" in entry and "read_only" in entry:
+                raise ValueError(f"users.{login}: give permissions or read_only, not both")
+            permissions = (
+                parse_permissions(entry["permissions"], f"users.{login}.permissions")
+                if "permissions" in entry else None
+            )
+            max_sessions = entry.get("max_sessions", 0)
+            if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 0:
+                raise ValueError(f"users.{login}.max_sessions must be a whole number >= 0 (0: no limit)")
             users.append(
                 User(
                     login=str(login),
@@ -235,6 +279,8 @@ class UsersDB:
                     home=normalize_home(str(entry.get("home", "/"))),
                     read_only=bool(entry.get("read_only", False)),
                     ssh_keys=tuple(str(k).strip() for k in keys),
+                    permissions=permissions,
+                    max_sessions=max_sessions,
                 )
             )
         return cls(users, throttle)
@@ -254,6 +300,78 @@ def load_users(users_file: str | os.PathLike[str] | UsersDB, allow_loose: bool =
     db = UsersDB.from_dict(data)
     logger.info("loaded %d server users from %s", len(db), users_file)
     return db
+
+
+def reload_users(
+    users_file: str | os.PathLike[str], current: UsersDB, apply: Callable[[UsersDB], None],
+    allow_loose: bool = False,
+) -> bool:
+    """Read the users file again and hand it to ``apply`` (SIGHUP); True if the new file is in use.
+
+    A file that does not load (unreadable, invalid TOML, an invalid entry, loose permissions, or one
+    ``apply`` refuses) is refused and logged: the server keeps serving with ``current``. Sessions
+    already logged in keep their login either way; only new logins see the change.
+    """
+    try:
+        new = load_users(users_file, allow_loose)
+        apply(new)
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        logger.error("users file %s not reloaded (%s: %s): still serving the %d logins loaded before",
+                     users_file, type(exc).__name__, exc, len(current))
+        return False
+    added = sorted(set(new.logins()) - set(current.logins()))
+    removed = sorted(set(current.logins()) - set(new.logins()))
+    logger.warning("users file %s reloaded: %d logins, added %s, removed %s", users_file, len(new), added, removed)
+    return True
+
+
+def reload_on_sighup(
+    users_file: str | os.PathLike[str], current: Callable[[], UsersDB], apply: Callable[[UsersDB], None],
+    allow_loose: bool = False,
+) -> None:
+    """Reload the users file on SIGHUP (see :func:`reload_users`); for a server run in the foreground."""
+
+    def on_hangup(signum: int, frame: Any) -> None:
+        reload_users(users_file, current(), apply, allow_loose)
+
+    signal.signal(signal.SIGHUP, on_hangup)
+
+
+class LoginSessions:
+    """How many sessions each login has open in this server process, against its ``max_sessions``.
+
+    One login shared by a whole department, or a client opening connections in a loop, would
+    otherwise take every connection the server has.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"LoginSessions({self._open!r})"
+
+    def acquire(self, user: User) -> bool:
+        """Count one more session of ``user``; False (and nothing counted) past its limit."""
+        with self._lock:
+            count = self._open.get(user.login, 0)
+            if user.max_sessions and count >= user.max_sessions:
+                logger.warning("login %s refused: %d sessions open, its limit (max_sessions)", user.login, count)
+                return False
+            self._open[user.login] = count + 1
+            return True
+
+    def release(self, login: str) -> None:
+        with self._lock:
+            count = self._open.get(login, 0) - 1
+            if count > 0:
+                self._open[login] = count
+            else:
+                self._open.pop(login, None)
+
+    def count(self, login: str) -> int:
+        with self._lock:
+            return self._open.get(login, 0)
 
 
 class UserFilesystems:
@@ -293,7 +411,11 @@ class UserFilesystems:
         key = (user.box_user, user.home)
         if user.home != "/" and key not in self._homes_ready:
             path = backend_path(user.home, "/")
-            if not fs.exists(path):
+            if home_folder_id(user.home) is not None:
+                # a folder given by id is never created: it must exist, as a folder, for this Box user
+                if fs.info(path).get("type") != "directory":
+                    raise NotADirectoryError(f"home {user.home} of {user.login} is not a folder")
+            elif not fs.exists(path):
                 logger.info("creating home folder %s for Box user %s", user.home, user.box_user)
                 fs.makedirs(path, exist_ok=True)
             self._homes_ready.add(key)
@@ -328,8 +450,12 @@ def backend_path(home: str, virtual: str) -> str:
 
     Backend paths carry no leading slash (fsspec convention; the root is ``""``).
     """
-    joined = posixpath.join(home, virtual.lstrip("/"))
-    return joined.strip("/")
+    joined = posixpath.join(home, virtual.lstrip("/")).strip("/")
+    if not home.strip("/") and _ID_NAME.fullmatch(joined.split("/", 1)[0]):
+        # at the Box root, a client's name like ``id:5`` is a name: reached through the root's own id
+        # (``RETR id:5`` must never read item 5 elsewhere; a home given as ``id:<digits>`` is what uses ids)
+        return f"id:0/{joined}"
+    return joined
 
 
 def _main(argv: list[str] | None = None) -> int:

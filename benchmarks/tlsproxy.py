@@ -1,17 +1,16 @@
-"""Opt-in TLS front for the emulator: a generated CA and an HTTP CONNECT proxy for Box's host names.
+"""A TLS front for the emulator: a throw-away CA and an HTTP CONNECT proxy for Box's host names.
 
 Some Box clients (rclone's Box backend, for one) have Box's URLs compiled in: ``https://api.box.com``,
 ``https://upload.box.com``, ``https://account.box.com``. They can still be run against the emulator
-without touching DNS: they honour ``HTTPS_PROXY`` and accept an extra CA (rclone: ``--ca-cert``). This
-module provides both halves:
+without touching DNS: they honour ``HTTPS_PROXY`` and accept an extra CA (rclone: ``--ca-cert``).
+Benchmark and test support only (the rclone benchmark, tests/test_rclone.py): it is not in the wheel.
 
-* :func:`make_certificates` writes a throw-away CA and a server certificate for Box's host names,
-  signed by it (ECDSA P-256, valid for a day);
-* :class:`ConnectProxy` accepts ``CONNECT host:443`` for those names, terminates TLS with that
-  certificate and forwards the decrypted HTTP/1.1 requests to the emulator. Only the ``Host`` header is
-  rewritten (to the emulator's address, so the download URLs it hands out point back at itself) and
-  ``account.box.com``'s ``/api/oauth2/...`` becomes ``/oauth2/...`` (the emulator's layout). A
-  ``CONNECT`` to any other host is refused with 403: nothing leaves the machine.
+:class:`ConnectProxy` makes a throw-away CA with ``trustme`` (only its certificate is written, as
+``ca.pem``; no key touches the disk), accepts ``CONNECT host:443`` for those names, terminates TLS with
+a certificate that CA issued and forwards the decrypted HTTP/1.1 requests to the emulator. Only the
+``Host`` header is rewritten (to the emulator's address, so the download URLs it hands out point back
+at itself) and ``account.box.com``'s ``/api/oauth2/...`` becomes ``/oauth2/...`` (the emulator's
+layout). A ``CONNECT`` to any other host is refused with 403: nothing leaves the machine.
 
 Requests and responses are framed (``Content-Length``, chunked coding) so that keep-alive connections
 carrying several exchanges are rewritten request by request; bodies are relayed byte for byte.
@@ -24,8 +23,6 @@ Usage::
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import logging
 import socket
 import socketserver
@@ -35,60 +32,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-log = logging.getLogger("boxfs.emulator.tlsproxy")
+import trustme
+
+log = logging.getLogger("benchmarks.tlsproxy")
 
 BOX_HOSTS = ("api.box.com", "upload.box.com", "account.box.com", "dl.boxcloud.com")
 MAX_HEAD = 64 * 1024
 BUF = 256 * 1024
-
-
-def make_certificates(directory: str | Path, hosts: tuple[str, ...] = BOX_HOSTS) -> tuple[Path, Path, Path]:
-    """Write ``ca.pem``, ``server.pem`` and ``server.key`` into ``directory``; return their paths.
-
-    The CA key is never written: it only signs the one server certificate and is then dropped.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "boxfs emulator test CA")])
-    ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName(h) for h in hosts]
-    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_path.read_bytes())
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return ca_path, cert_path, key_path
 
 
 class _Conn:
@@ -284,9 +234,12 @@ class ConnectProxy:
         parts = urlsplit(emulator_url)
         self.target = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.hosts = tuple(h.lower() for h in hosts)
-        self.ca_path, cert_path, key_path = make_certificates(workdir, self.hosts)
+        ca = trustme.CA(organization_name="boxfs emulator test CA")
+        self.ca_path = Path(workdir) / "ca.pem"
+        self.ca_path.parent.mkdir(parents=True, exist_ok=True)
+        ca.cert_pem.write_to_path(str(self.ca_path))
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(cert_path, key_path)
+        ca.issue_cert(*self.hosts, "127.0.0.1").configure_cert(self.context)
         self._server: _ProxyServer | None = None
 
     def start(self) -> ConnectProxy:

@@ -18,6 +18,7 @@ from typing import Any
 
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
+from support import admin_app
 
 from boxfs.servers.users import hash_password
 
@@ -82,9 +83,7 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
         with BoxEmulator() as emu:
             alice_id = emu.create_user("alice@example.com", name="Alice")
             bob_id = emu.create_user("bob@example.com", name="Bob")
-            cfg = emu.create_jwt_app(
-                scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
-            )
+            cfg = admin_app(emu)
             factory = box_filesystem_factory(cfg, emu.base_urls)
             # bob by login email, alice by user id: both forms the users file allows.
             users = {"alice": alice_id, "bob": "bob@example.com", "carol": alice_id}

@@ -1,0 +1,41 @@
+"""Access tokens for boxfs: one module per concern.
+
+* :mod:`~boxfs.auth.provider`: the shared shape (a cached token renewed under a lock);
+* :mod:`~boxfs.auth.sdk` (JWT, CCG, ready-made token, through box_sdk_gen), :mod:`~boxfs.auth.apptoken`
+  (App Tokens), :mod:`~boxfs.auth.oauth` (a person's tokens from the token file),
+  :mod:`~boxfs.auth.downscoped` (token exchange): the providers;
+* :mod:`~boxfs.auth.endpoint`: Box's token endpoint and the one retry loop of token requests;
+* :mod:`~boxfs.auth.tokenfile`: the file ``boxfs login`` writes; :mod:`~boxfs.auth.login`: that login;
+* :mod:`~boxfs.auth.registry`: one provider per app and subject per process.
+
+The names below are what users import from ``boxfs.auth``; boxfs itself imports from the modules.
+"""
+
+from __future__ import annotations
+
+from boxfs.auth.apptoken import AppTokenProvider
+from boxfs.auth.downscoped import DownscopedTokenProvider
+from boxfs.auth.endpoint import REFRESH_MARGIN
+from boxfs.auth.login import DEFAULT_REDIRECT_URI, login
+from boxfs.auth.oauth import OAuthFileTokenProvider
+from boxfs.auth.provider import TokenProvider
+from boxfs.auth.registry import clear_registry, get_provider
+from boxfs.auth.sdk import SDKTokenProvider
+from boxfs.auth.tokenfile import TokenFile, default_token_file
+from boxfs.retry import RetryableResponse
+
+__all__ = [
+    "AppTokenProvider",
+    "DEFAULT_REDIRECT_URI",
+    "DownscopedTokenProvider",
+    "OAuthFileTokenProvider",
+    "REFRESH_MARGIN",
+    "RetryableResponse",
+    "SDKTokenProvider",
+    "TokenFile",
+    "TokenProvider",
+    "clear_registry",
+    "default_token_file",
+    "get_provider",
+    "login",
+]

@@ -1,0 +1,101 @@
+"""Box's token endpoint: the one retry loop every token request goes through, and the plain form POST.
+
+box_sdk_gen's JWT/CCG requests (:mod:`boxfs.auth.sdk`) and our own form POSTs (OAuth refresh, token
+exchange, annotator tokens) fail the same ways: a 429 or 5xx or a dropped connection is worth another
+attempt under :mod:`boxfs.retry`'s policy, anything else is a refusal (:class:`BoxAuthError`). Both raise
+:class:`TransientTokenError` for the first kind and share :func:`retry_token_request`.
+
+Nothing here logs or puts in an exception a secret: the form holds them, and it is never shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import requests
+
+from boxfs.api.errors import BoxAPIError, BoxAuthError
+from boxfs.api.reach import unreachable
+from boxfs.config import BoxEndpoints
+from boxfs.retry import RetryPolicy, parse_retry_after, retrying
+
+T = TypeVar("T")
+
+#: Refresh this many seconds before Box says the token expires (clock skew, long requests in flight);
+#: for short-lived tokens a quarter of their lifetime instead.
+REFRESH_MARGIN = 60.0
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+class TransientTokenError(Exception):
+    """A token request that failed in a way worth retrying (connection, 429, 5xx)."""
+
+    retry_after: float | None = None  # seconds from the answer's Retry-After, honoured by boxfs.retry
+    connection_error: BaseException | None = None  # the requests exception, when nothing answered
+    url: str = ""  # where the request went (named in the final error: host, cause and fix)
+
+    @classmethod
+    def unanswered(cls, url: str, cause: BaseException) -> TransientTokenError:
+        """Nothing answered ``url`` (refused, unresolvable, timed out...): ``cause`` says why."""
+        transient = cls(type(cause).__name__)
+        transient.connection_error, transient.url = cause, url
+        return transient
+
+
+def retry_token_request(policy: RetryPolicy, describe: str, request: Callable[[], T], *,
+                        failure: str | None = None) -> T:
+    """``request()`` under the retry policy; a transient failure after the last attempt is an OSError.
+
+    ``describe`` names the request in retry log lines; ``failure`` starts the final error's message
+    (default: "<describe> failed"). When nothing ever answered, the message names the host, the cause and
+    the fix (:func:`boxfs.api.reach.unreachable`) instead of a bare exception name.
+    """
+    try:
+        for attempt in retrying(policy, describe, extra=(TransientTokenError,)):
+            with attempt:
+                return request()
+    except TransientTokenError as exc:
+        failure = failure or f"{describe} failed"
+        if exc.connection_error is not None:
+            why = unreachable(exc.url, exc.connection_error, attempts=policy.max_attempts, what="token request",
+                              connect_timeout=policy.connect_timeout, read_timeout=policy.read_timeout)
+            raise BoxAPIError(f"{failure}: {why}") from None
+        raise BoxAPIError(f"{failure} after {policy.max_attempts} attempts: {exc}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def token_request(endpoints: BoxEndpoints, form: dict[str, str], policy: RetryPolicy, describe: str) -> dict[str, Any]:
+    """POST ``form`` to Box's token endpoint; refusals become BoxAuthError (no secrets in it)."""
+    url = f"{endpoints.base_url}/oauth2/token"
+
+    def once() -> dict[str, Any]:
+        try:
+            resp = requests.post(url, data=form, timeout=(policy.connect_timeout, policy.read_timeout))
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise TransientTokenError.unanswered(url, exc) from None
+        if resp.status_code == 429 or resp.status_code >= 500:
+            transient = TransientTokenError(f"HTTP {resp.status_code}")
+            transient.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            raise transient
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        if resp.status_code >= 400 or "access_token" not in body:
+            code = body.get("error") or "unknown"
+            text = body.get("error_description") or resp.reason or ""
+            err = BoxAuthError(f"{describe} refused: {code}: {text} (HTTP {resp.status_code})")
+            err.box_status, err.box_code = resp.status_code, code  # type: ignore[attr-defined]
+            raise err
+        return dict(body)
+
+    return retry_token_request(policy, describe, once)
+
+
+def expiry(body: Mapping[str, Any], started: float) -> float:
+    """When a token Box granted at ``started`` (same clock) should be replaced, from its ``expires_in``."""
+    lifetime = float(body.get("expires_in") or 3600)
+    # never refresh more often than every few seconds even if Box hands out very short tokens
+    return started + lifetime - min(REFRESH_MARGIN, lifetime / 4)

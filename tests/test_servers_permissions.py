@@ -1,0 +1,256 @@
+"""Permissions as a set of actions, enforced alike by FTP (ftplib), SFTP (asyncssh) and WebDAV (curl):
+an ``upload_only`` drop box can upload and cannot list, read or delete; a login without
+``overwrite``/``delete``/``rename`` cannot replace, delete or rename. Box is checked behind the server."""
+
+from __future__ import annotations
+
+import asyncio
+import ftplib
+import io
+import shutil
+import subprocess
+import time
+from urllib.parse import quote
+
+import asyncssh
+import pytest
+from servers_support import LENIENT_THROTTLE, PASSWORDS, make_backend, password_hash
+
+from boxfs.servers.ftp import start_ftp_server
+from boxfs.servers.permissions import ACTIONS, PRESETS, parse_permissions
+from boxfs.servers.sftp import start_sftp_server
+from boxfs.servers.users import UsersDB, normalize_home
+from boxfs.servers.webdav import start_webdav_server
+
+pytestmark = [
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed (scripts/setup.sh)"),
+]
+
+# drop: upload_only into bob's /drop; keeper: may add and read, never replace, delete or rename.
+LOGINS = {"drop": ('"upload_only"', "/drop"), "keeper": ('["list", "download", "upload", "mkdir"]', "/keep")}
+
+
+def test_presets_and_sets_parse():
+    assert parse_permissions("full") == ACTIONS
+    assert parse_permissions(["read_only", "upload"]) == {"list", "download", "upload"}
+    with pytest.raises(ValueError, match="unknown action or preset 'erase'"):
+        parse_permissions(["list", "erase"])
+    with pytest.raises(ValueError, match="non-empty"):
+        parse_permissions([])
+    entry = {"password": password_hash("bob"), "box_user": "b"}
+    db = UsersDB.from_dict({"users": {"r": {**entry, "read_only": True}, "u": {**entry, "permissions": "upload_only"}}})
+    assert db.get("r").permissions == PRESETS["read_only"] and db.get("r").read_only
+    assert db.get("u").permissions == {"upload"} and not db.get("u").read_only
+    assert normalize_home(" id:123 ") == "id:123" and normalize_home("/a/./b/") == "/a/b"
+    with pytest.raises(ValueError, match="id:<digits>"):
+        normalize_home("id:abc")
+    with pytest.raises(ValueError, match="not both"):
+        UsersDB.from_dict({"users": {"x": {**entry, "read_only": True, "permissions": "full"}}})
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("perms")
+    with make_backend(tmp) as backend:
+        if backend.kind != "emulator":
+            pytest.skip("needs the Box emulator")
+        lines = ["[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), ""]
+        for login, (perms, home) in LOGINS.items():
+            lines += [f"[users.{login}]", f'password = "{password_hash("bob")}"',
+                      f'box_user = "{backend.box_users["bob"]}"', f'home = "{home}"', f"permissions = {perms}", ""]
+        users = tmp / "users.toml"
+        users.write_text("\n".join(lines))
+        fs = backend.inspect(backend.box_users["bob"])
+        fs.makedirs("drop", exist_ok=True)
+        fs.makedirs("keep", exist_ok=True)
+        with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
+                start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
+                start_webdav_server(users, backend.factory) as dav:
+            yield backend, {"ftp": ftp, "sftp": sftp, "webdav": dav}
+
+
+def box(backend):
+    return backend.inspect(backend.box_users["bob"])
+
+
+# ------------------------------------------------------------------ one client per protocol
+def ftp_do(server, login: str, op: str, name: str, data: bytes = b"") -> bytes | None:
+    ftp = ftplib.FTP()
+    ftp.connect(server.host, server.port, timeout=60)
+    ftp.login(login, PASSWORDS["bob"])
+    try:
+        if op == "upload":
+            ftp.storbinary(f"STOR {name}", io.BytesIO(data))
+        elif op == "download":
+            out = io.BytesIO()
+            ftp.retrbinary(f"RETR {name}", out.write)
+            return out.getvalue()
+        elif op == "list":
+            return "\n".join(ftp.nlst()).encode()
+        elif op == "delete":
+            ftp.delete(name)
+        elif op == "rename":
+            ftp.rename(name, name + ".renamed")
+        return None
+    finally:
+        ftp.close()
+
+
+def sftp_do(server, login: str, op: str, name: str, data: bytes = b"") -> bytes | None:
+    async def scenario() -> bytes | None:
+        known = asyncssh.import_known_hosts(
+            f"[{server.host}]:{server.port} {server.host_key.export_public_key().decode()}")
+        async with asyncssh.connect(server.host, server.port, username=login, password=PASSWORDS["bob"],
+                                    client_keys=None, known_hosts=known) as conn, conn.start_sftp_client() as sftp:
+            if op == "upload":
+                async with sftp.open(name, "wb") as fh:
+                    await fh.write(data)
+            elif op == "download":
+                async with sftp.open(name, "rb") as fh:
+                    return await fh.read()
+            elif op == "list":
+                return "\n".join(await sftp.listdir(".")).encode()
+            elif op == "delete":
+                await sftp.remove(name)
+            elif op == "rename":
+                await sftp.posix_rename(name, name + ".renamed")
+            return None
+
+    return asyncio.run(scenario())
+
+
+class Refused(Exception):
+    pass
+
+
+def dav_do(server, login: str, op: str, name: str, data: bytes = b"") -> bytes | None:
+    url = server.url + "/" + quote(name)
+    args = {
+        "upload": ["-T", "-"], "download": [], "list": ["-X", "PROPFIND", "-H", "Depth: 1"],
+        "delete": ["-X", "DELETE"], "rename": ["-X", "MOVE", "-H", f"Destination: {url}.renamed"],
+    }[op]
+    if op == "list":
+        url = server.url + "/"
+    result = subprocess.run(["curl", "-sS", "-u", f"{login}:{PASSWORDS['bob']}", "-w", "\n%{http_code}", *args, url],
+                            input=data, capture_output=True, timeout=60, check=True)
+    body, code = result.stdout.rsplit(b"\n", 1)
+    if int(code) == 403:
+        raise Refused(body)
+    assert int(code) < 300, (op, code, body)
+    return body
+
+
+CLIENTS = {"ftp": (ftp_do, ftplib.error_perm), "sftp": (sftp_do, asyncssh.SFTPPermissionDenied),
+           "webdav": (dav_do, Refused)}
+
+
+@pytest.mark.parametrize("protocol", sorted(CLIENTS))
+def test_upload_only_can_upload_and_cannot_list_read_or_delete(env, protocol):
+    backend, servers = env
+    do, refused = CLIENTS[protocol]
+    server = servers[protocol]
+    name = f"dropped-{protocol}.txt"
+    do(server, "drop", "upload", name, b"for the drop box")
+    assert box(backend).cat_file(f"drop/{name}") == b"for the drop box"
+    box(backend).pipe_file("drop/secret.txt", b"not for the sender")
+    for op, target in (("list", ""), ("download", "secret.txt"), ("download", name), ("delete", name),
+                       ("rename", name), ("upload", name)):  # the last: replacing is overwrite
+        with pytest.raises(refused):
+            do(server, "drop", op, target, b"again")
+    fs = box(backend)
+    assert fs.cat_file(f"drop/{name}") == b"for the drop box" and fs.exists("drop/secret.txt")
+
+
+@pytest.mark.parametrize("protocol", sorted(CLIENTS))
+def test_no_overwrite_delete_or_rename(env, protocol):
+    backend, servers = env
+    do, refused = CLIENTS[protocol]
+    server = servers[protocol]
+    name = f"kept-{protocol}.txt"
+    do(server, "keeper", "upload", name, b"first")
+    assert name.encode() in do(server, "keeper", "list", "")
+    assert do(server, "keeper", "download", name) == b"first"
+    for op in ("upload", "delete", "rename"):
+        with pytest.raises(refused):
+            do(server, "keeper", op, name, b"second")
+    fs = box(backend)
+    assert fs.cat_file(f"keep/{name}") == b"first" and not fs.exists(f"keep/{name}.renamed")
+
+
+# ------------------------------------------------------------------ per-login session limit
+@pytest.fixture(scope="module")
+def solo(tmp_path_factory):
+    """``solo`` may hold one session at a time (max_sessions = 1) on each server."""
+    tmp = tmp_path_factory.mktemp("solo")
+    with make_backend(tmp) as backend:
+        if backend.kind != "emulator":
+            pytest.skip("needs the Box emulator")
+        users = tmp / "users.toml"
+        users.write_text("\n".join([
+            "[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), "",
+            "[users.solo]", f'password = "{password_hash("bob")}"', f'box_user = "{backend.box_users["bob"]}"',
+            'home = "/solo"', "max_sessions = 1", "",
+        ]))
+        with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
+                start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
+                start_webdav_server(users, backend.factory) as dav:
+            yield backend, {"ftp": ftp, "sftp": sftp, "webdav": dav}, tmp
+
+
+def test_max_sessions_ftp(solo):
+    _backend, servers, _tmp = solo
+    server = servers["ftp"]
+    first = ftplib.FTP()
+    first.connect(server.host, server.port, timeout=30)
+    first.login("solo", PASSWORDS["bob"])
+    second = ftplib.FTP()
+    second.connect(server.host, server.port, timeout=30)
+    with pytest.raises(ftplib.error_perm, match="Too many sessions"):
+        second.login("solo", PASSWORDS["bob"])
+    second.close()
+    first.quit()
+    assert ftp_do(server, "solo", "list", "") is not None  # the slot was given back
+
+
+def test_max_sessions_sftp(solo):
+    _backend, servers, _tmp = solo
+    server = servers["sftp"]
+    known = asyncssh.import_known_hosts(f"[{server.host}]:{server.port} {server.host_key.export_public_key().decode()}")
+
+    def connect():
+        return asyncssh.connect(server.host, server.port, username="solo", password=PASSWORDS["bob"],
+                                client_keys=None, known_hosts=known)
+
+    async def scenario() -> None:
+        async with connect():
+            with pytest.raises(asyncssh.PermissionDenied):
+                async with connect():
+                    pass
+        await asyncio.sleep(0.3)  # the server sees the first connection go
+        async with connect() as conn, conn.start_sftp_client() as sftp:
+            await sftp.listdir(".")
+
+    asyncio.run(scenario())
+
+
+def test_max_sessions_webdav_counts_requests_at_once(solo):
+    backend, servers, tmp = solo
+    server = servers["webdav"]
+    (tmp / "slow.bin").write_bytes(b"x" * 600_000)
+    slow = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "200K",
+                             "-u", f"solo:{PASSWORDS['bob']}", "-T", str(tmp / "slow.bin"), server.url + "/slow.bin"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        refused = None
+        while refused is None and time.monotonic() < deadline:
+            code = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u",
+                                   f"solo:{PASSWORDS['bob']}", "-X", "PROPFIND", "-H", "Depth: 0", server.url + "/"],
+                                  capture_output=True, text=True, timeout=30, check=True).stdout
+            refused = code if code == "503" else None
+        assert refused == "503"
+    finally:
+        assert slow.communicate(timeout=60)[0] == "201"
+    assert box(backend).cat_file("solo/slow.bin") == b"x" * 600_000
+    assert dav_do(server, "solo", "download", "slow.bin") == b"x" * 600_000  # the slot was given back
