@@ -1156,20 +1156,24 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         Box cannot move or copy onto an existing name, so the new file goes beside the old one under a
         temporary name first; only then is the old one deleted and the new one renamed. A failure before
         the delete leaves ``dst`` as it was (and ``undo(path)`` takes the new one back: a moved source
-        goes home, a copy is removed); one after it leaves the new file under the temporary name.
+        goes home, a copy is removed), and so does a failure of the last rename (another client's file
+        took the name meanwhile); an old file already gone is what the delete was for.
         """
         parent, name = _split(dst)
         beside = _join(parent, f".boxfs-{uuid.uuid4().hex[:12]}-{name}"[:255].rstrip(" "))
         place(beside)
         try:
-            self._delete(dst, dinfo)
+            try:
+                self._delete(dst, dinfo)
+            except FileNotFoundError:
+                pass  # another client's replace or delete got there first: the name is free all the same
+            self._move(beside, dst)
         except BaseException:
             try:
                 undo(beside)
-            except Exception:  # the delete's own error is the one to report
+            except Exception:  # the delete's or move's own error is the one to report
                 logger.warning("%s: the replacing file was left at %s after a failed replace", dst, beside)
             raise
-        self._move(beside, dst)
 
     def copy(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
              on_error: str | None = None, **kwargs: Any) -> None:

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "Action", "BoxSide", "CheckReport", "Entry", "FileFilter", "HashCache", "LocalSide", "SyncReport",
-    "check", "endpoint", "execute", "has_magic", "pattern_regex", "plan_sync", "sync",
+    "case_clashes", "check", "endpoint", "execute", "has_magic", "pattern_regex", "plan_sync", "sync",
 ]
 
 #: Characters that make an argument a wildcard pattern (fsspec's and the shell's).
@@ -182,6 +182,9 @@ class Entry:
     size: int = 0
     sha1: str | None = None  # Box: from the listing; local: filled in when hashed
     mtime_ns: int = 0
+    #: Why this file cannot be copied (a FIFO, a symlink loop, a name clash on Box): it fails alone,
+    #: is never read, and holds deletions back like any failed copy.
+    problem: str = ""
 
 
 class LocalSide:
@@ -203,9 +206,13 @@ class LocalSide:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return None
+            return None  # gone, or a dangling symlink: nothing to copy
+        except OSError as exc:  # a symlink loop, a folder we may not enter: this item fails, not the sync
+            return Entry(path, "file", problem=exc.strerror or str(exc))
         if statmod.S_ISDIR(st.st_mode):
             return Entry(path, "directory")
+        if not statmod.S_ISREG(st.st_mode):  # reading a FIFO blocks forever, a device never ends
+            return Entry(path, "file", problem="not a regular file (a pipe, socket or device): not copied")
         return Entry(path, "file", st.st_size, None, st.st_mtime_ns)
 
     def scan(self, root: str) -> dict[str, Entry]:
@@ -216,7 +223,11 @@ class LocalSide:
             prefix = "" if rel_folder == "." else rel_folder.replace(os.sep, "/") + "/"
             dirs.sort()
             for d in dirs:
-                out[prefix + d] = Entry(os.path.join(folder, d), "directory")
+                path = os.path.join(folder, d)
+                if os.path.islink(path):  # not followed (loops); never an empty folder that --delete empties
+                    out[prefix + d] = Entry(path, "file", problem="a symbolic link to a folder: not followed")
+                else:
+                    out[prefix + d] = Entry(path, "directory")
             for f in sorted(files):
                 if f.startswith(PARTIAL_PREFIX):
                     continue
@@ -334,12 +345,27 @@ def endpoint(arg: str, fs: Any = None, hashes: HashCache | None = None) -> tuple
 
 def same_content(src: Side, s: Entry, dst: Side, d: Entry, size_only: bool = False) -> bool:
     """Whether ``d`` already holds what ``s`` holds: same size and (unless ``size_only``) same SHA-1."""
-    if s.kind != "file" or d.kind != "file" or s.size != d.size:
+    if s.kind != "file" or d.kind != "file" or s.problem or d.problem or s.size != d.size:
         return False
     if size_only:
         return True
-    a, b = src.sha1(s), dst.sha1(d)
+    try:
+        a, b = src.sha1(s), dst.sha1(d)
+    except OSError:  # unreadable here: the copy (or check) reports it for this one file
+        return False
     return bool(a) and a == b
+
+
+def case_clashes(items: dict[str, Entry], fold: bool) -> list[str]:
+    """The files of one tree whose paths differ only in letter case (``A.txt`` and ``a.txt``): on Box
+    they would be one file, so copying both would silently keep only the last one."""
+    if not fold:
+        return []
+    groups: dict[str, list[str]] = {}
+    for rel, entry in items.items():
+        if entry.kind == "file":
+            groups.setdefault(name_key(rel), []).append(rel)
+    return sorted(rel for group in groups.values() if len(group) > 1 for rel in group)
 
 
 # ------------------------------------------------------------------------------------------ plans
@@ -403,6 +429,8 @@ def plan_sync(src: Side, src_root: str, dst: Side, dst_root: str, *, delete: boo
     filters = filters or FileFilter()
     fold = src.is_box or dst.is_box
     src_items = src.scan(src_root)
+    for rel in case_clashes(src_items, fold):
+        src_items[rel].problem = "another file's name differs from it only in letter case; Box keeps one: not copied"
     dst_entry = dst.entry(dst_root)
     if dst_entry is not None and dst_entry.kind != "directory":
         raise NotADirectoryError(f"{dst.show(dst_root)} is a file; sync needs a folder there")
@@ -486,6 +514,8 @@ class _FileProgress:
 
 def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProgress) -> None:
     """Copy one file; the destination is replaced in one step or left as it was."""
+    if s.problem:
+        raise OSError(errno.EINVAL, s.problem, src.show(s.path))
     if dst.is_box:
         check_path_names(dst_path)  # refused before any request, with the rule it breaks
     if src.is_box and dst.is_box:
@@ -493,11 +523,17 @@ def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProg
         progress.relative_update(s.size)
     elif dst.is_box:
         dst.fs.put_file(s.path, dst_path, callback=progress)
+        # written to while being read, Box may hold bytes of two versions: say so, hold --delete back
+        now = src.entry(s.path)
+        if now is None or (now.size, now.mtime_ns) != (s.size, s.mtime_ns):
+            raise OSError(errno.EAGAIN, "changed while being copied (Box keeps the previous version too): "
+                          "sync again", src.show(s.path))
         src.remember(s.path, dst.fs.info(dst_path).get("sha1"), expect=s)  # Box checked it: no re-read next time
     else:
         folder, name = os.path.split(dst_path)
         os.makedirs(folder or ".", exist_ok=True)
-        partial = os.path.join(folder, PARTIAL_PREFIX + name)
+        # a name of its own length, not the target's: a 250-character Box name must still fit in 255 bytes
+        partial = os.path.join(folder, PARTIAL_PREFIX + hashlib.sha1(os.fsencode(name)).hexdigest()[:20])
         try:
             src.fs.get_file(s.path, partial, callback=progress)
             got = dst.hash_file(partial)
@@ -660,9 +696,16 @@ def check(src: Side, src_root: str, dst: Side, dst_root: str, *, filters: FileFi
             raise FileNotFoundError(2, "No such file or directory", side.show(root))
         if entry.kind != "directory":
             raise NotADirectoryError(20, "check compares folders", side.show(root))
-    a = {_key(r, fold): (r, e) for r, e in src.scan(src_root).items() if e.kind == "file" and filters.wants_file(r)}
-    b = {_key(r, fold): (r, e) for r, e in dst.scan(dst_root).items() if e.kind == "file" and filters.wants_file(r)}
+    src_items, dst_items = src.scan(src_root), dst.scan(dst_root)
+    a = {_key(r, fold): (r, e) for r, e in src_items.items() if e.kind == "file" and filters.wants_file(r)}
+    b = {_key(r, fold): (r, e) for r, e in dst_items.items() if e.kind == "file" and filters.wants_file(r)}
     report = CheckReport()
+    # names differing only in case: at most one of them can be the file of that name on the other side
+    report.differ.extend(r for r in case_clashes(src_items, fold) + case_clashes(dst_items, fold)
+                         if filters.wants_file(r))
+    for key in {_key(r, fold) for r in report.differ}:
+        a.pop(key, None)
+        b.pop(key, None)
     for key, (rel, s) in sorted(a.items()):
         if key not in b:
             report.only_src.append(rel)

@@ -29,7 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import oserror
 from boxfs.frontend.stat import info_is_dir, info_to_stat
-from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name
+from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name, name_key
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,20 @@ class Namespace:
         except BoxNameError as exc:
             code = errno.ENAMETOOLONG if len(name) > MAX_NAME_LENGTH else errno.EINVAL
             raise oserror(code, path, str(exc)) from None
+
+    def check_parent(self, path: str) -> None:
+        """ENOENT/ENOTDIR unless the folder that would hold ``path`` exists: as ``open(O_CREAT)`` and
+        ``rename(2)``, a new name never brings its folders into being (the filesystem's ``mv`` and
+        uploads would make them, so a client's typo became a tree of new folders)."""
+        parent = posixpath.dirname(path.strip("/"))
+        if not parent:
+            return
+        info = self.try_info(parent)
+        if info is None:  # another client may have made it since we listed: ask Box before saying ENOENT
+            self.fs.ls(posixpath.dirname(parent), detail=False, refresh=True)
+            info = self.info(parent)
+        if not info_is_dir(info):
+            raise oserror(errno.ENOTDIR, parent)
 
     # ------------------------------------------------------------------ reading
     def info(self, path: str) -> dict[str, Any]:
@@ -130,6 +144,10 @@ class Namespace:
         if src.rstrip("/") == dst.rstrip("/"):
             return  # rename onto itself: nothing to do, and nothing may be lost
         self.check_new_name(dst)
+        if info_is_dir(sinfo) and self._below(dst, src):
+            # POSIX EINVAL, and before anything: an empty folder at dst would otherwise be removed first
+            raise oserror(errno.EINVAL, dst, "a folder cannot be moved into itself or one of its subfolders")
+        self.check_parent(dst)
         dinfo = self.try_info(dst)
         if dinfo is not None and self.same_item(sinfo, dinfo):
             if basename(dst) == basename(str(sinfo["name"])):
@@ -149,6 +167,13 @@ class Namespace:
                     raise oserror(errno.ENOTEMPTY, dst)
                 self.fs.rmdir(dst)  # an empty folder holds no data; the move needs its name free
         self._move(src, dst, info_is_dir(sinfo))
+
+    def _below(self, path: str, folder: str) -> bool:
+        """Whether ``path`` is strictly inside ``folder`` (Box: names compared case-insensitively)."""
+        path, folder = path.strip("/"), folder.strip("/")
+        if self.box_names:
+            path, folder = name_key(path), name_key(folder)
+        return folder == "" or path.startswith(folder + "/")
 
     def _move(self, src: str, dst: str, is_dir: bool) -> None:
         """Move exactly ``src`` to ``dst`` (free, or a file the filesystem replaces safely)."""

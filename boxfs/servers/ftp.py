@@ -16,6 +16,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -267,6 +269,8 @@ class BoxFTPFS(AbstractedFS):
                 if existing is not None and info_is_dir(existing):
                     raise IsADirectoryError(filename)
                 self._require("upload" if existing is None else "overwrite", filename)
+                if existing is None:
+                    self.ns.check_parent(self._backend(filename))
                 return UploadFile(self.files, self._backend(filename), filename, self.resources)
         except FilesystemError:
             raise
@@ -431,7 +435,9 @@ class _UploadResultMixin:
     def close(self) -> None:
         file_obj = getattr(self, "file_obj", None)
         if not getattr(self, "_closed", True) and file_obj is not None and not file_obj.closed:
-            if getattr(self, "receive", False) and not getattr(self, "transfer_finished", False):
+            if getattr(self, "receive", False) and (
+                not getattr(self, "transfer_finished", False) or self._client_gone()
+            ):
                 # ABOR or a broken connection: never store a truncated file in Box.
                 logger.warning("upload of %s aborted; nothing stored", file_obj.name)
                 file_obj.discard()
@@ -445,6 +451,30 @@ class _UploadResultMixin:
                 self._resp = (f"{reply if reply != 550 else 451} Upload failed: {reason}.", logger.warning)
                 self.transfer_finished = False
         super().close()  # type: ignore[misc]
+
+    #: How long a finished upload waits to see whether the client closed its control connection too.
+    client_gone_wait = 0.1
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its control connection too: the end of an upload's data is only
+        a closed data connection, which a killed client (curl, lftp) also sends, the control
+        connection's close following within microseconds. A client that means it keeps the control
+        connection open and waits for the reply: it costs that client ``client_gone_wait``."""
+        cmd = getattr(self, "cmd_channel", None)
+        fileno = cmd.socket.fileno() if cmd is not None and getattr(cmd, "socket", None) is not None else -1
+        if fileno < 0:
+            return True
+        raw = socket.socket(fileno=os.dup(fileno))  # the TCP stream itself, also under TLS
+        try:
+            if not select.select([raw], [], [], self.client_gone_wait)[0]:
+                return False  # nothing, not even an end: the client is waiting for the reply
+            return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""  # EOF: the client is gone
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True  # reset
+        finally:
+            raw.close()
 
     def handle_error(self) -> None:
         """A read or write of the transfer failed (a full spool disk): say so with its reply code.

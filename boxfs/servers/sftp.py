@@ -435,6 +435,7 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                     raise SFTPNoSuchFile(f"No such file or directory: {virtual}")
                 refuse_bad_name(ns, backend)
                 self._require("upload", virtual)
+                await self._call(virtual, ns.check_parent, backend)
             else:
                 if info_is_dir(info):
                     raise SFTPFileIsADirectory(f"Is a directory: {virtual}")

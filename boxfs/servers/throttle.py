@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,13 +85,22 @@ class _Record:
 
 
 class LoginThrottle:
-    """Failure counts per address and per login, shared by every session of one server."""
+    """Failure counts per address and per login, shared by every session of one server.
 
-    def __init__(self, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.monotonic):
+    At most ``max_tracked`` records are kept, least recently failed first out: addresses and logins
+    are the client's to choose (an IPv6 /64, a made-up login per guess), and memory must not be.
+    """
+
+    #: Default bound on records; evicting one takes as long as the guesser needed for 100,000 failures.
+    MAX_TRACKED = 100_000
+
+    def __init__(self, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.monotonic,
+                 max_tracked: int = MAX_TRACKED):
         self.policy = policy or ThrottlePolicy()
         self._clock = clock
         self._lock = threading.Lock()
-        self._records: dict[tuple[str, str], _Record] = {}
+        self.max_tracked = max(2, max_tracked)
+        self._records: OrderedDict[tuple[str, str], _Record] = OrderedDict()  # least recently failed first
 
     def __repr__(self) -> str:
         return f"LoginThrottle({self.policy!r}, tracked={len(self._records)})"
@@ -99,19 +109,19 @@ class LoginThrottle:
         record = self._records.get((kind, key))
         if record is None or (now - record.last > self.policy.forget_after and record.locked_until <= now):
             record = self._records[(kind, key)] = _Record()
+        self._records.move_to_end((kind, key))  # the order stays "least recently failed first"
         return record
 
     def _prune(self, now: float) -> None:
-        """Forget stale records so a scan of many addresses cannot grow memory without bound."""
-        if len(self._records) < 10_000:
-            return
-        stale = [
-            key
-            for key, rec in self._records.items()
-            if now - rec.last > self.policy.forget_after and rec.locked_until <= now
-        ]
-        for key in stale:
-            del self._records[key]
+        """Forget stale records, and the least recently failed ones past ``max_tracked``, from the
+        front of the order: each failure costs O(1), however many addresses a scan uses."""
+        records = self._records
+        while records:
+            key, oldest = next(iter(records.items()))
+            stale = now - oldest.last > self.policy.forget_after and oldest.locked_until <= now
+            if not stale and len(records) < self.max_tracked - 1:
+                return
+            del records[key]
 
     def check(self, address: str, login: str) -> None:
         """Raise :class:`LoginLocked` when this address or this login is locked out now."""
