@@ -191,7 +191,7 @@ def test_workers_within_the_per_user_rate_limit(client: Any, data_env: dict[str,
     retry, and the job's result is complete."""
     ddf = dd.read_csv("box://data/*.csv", storage_options=data_env["options"])  # listed here, unthrottled
     emulator.request_log.clear()
-    emulator.set_rate_limit(2, burst=1)
+    emulator.set_rate_limit(0.5, burst=1)  # one request per 2 s: 4 downloads over 2 workers meet it
     try:
         result = ddf.compute()
     finally:

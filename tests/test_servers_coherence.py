@@ -228,7 +228,9 @@ def test_one_long_poll_per_active_box_user(world: World) -> None:
             await sc.listdir(".")
             await asyncio.to_thread(eventually, lambda: len(held_long_polls(world)) == 2, "two held long polls")
             users = {world.box_ids["alice"], world.box_ids["bob"]}
-            watchers = [w for w in active_watchers() if w.transport.as_user_id in users]
+            # this emulator's watchers only: other tests' emulators number their users the same way
+            watchers = [w for w in active_watchers() if w.transport.as_user_id in users
+                        and w.transport.endpoints.base_url == world.emu.base_urls["base_url"]]
             assert len(watchers) == 2 and all(w.running for w in watchers)
             assert len(world.filesystems.all()) == 2  # one filesystem per Box user, shared by both servers
             for _ in range(10):  # and it stays so (re-sent polls replace, never add)
