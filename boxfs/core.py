@@ -1154,25 +1154,35 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Replace the file ``dst`` with one that ``place(path)`` puts at ``path``, never losing either.
 
         Box cannot move or copy onto an existing name, so the new file goes beside the old one under a
-        temporary name first; only then is the old one deleted and the new one renamed. A failure before
-        the delete leaves ``dst`` as it was (and ``undo(path)`` takes the new one back: a moved source
-        goes home, a copy is removed), and so does a failure of the last rename (another client's file
-        took the name meanwhile); an old file already gone is what the delete was for.
+        temporary name first; only then is the old one deleted and the new one renamed. A failed delete
+        leaves ``dst`` as it was and ``undo(path)`` takes the new one back (a moved source goes home, a
+        copy is removed). When the last rename finds the name taken by another client's file (two
+        replaces racing), that file stays and ours is taken back the same way (FileExistsError). Any other
+        failure of the last rename leaves the new content under the temporary name, logged, never thrown
+        away. An old file already gone is what the delete was for (``_delete`` takes that as done).
         """
         parent, name = _split(dst)
         beside = _join(parent, f".boxfs-{uuid.uuid4().hex[:12]}-{name}"[:255].rstrip(" "))
         place(beside)
-        try:
-            try:
-                self._delete(dst, dinfo)
-            except FileNotFoundError:
-                pass  # another client's replace or delete got there first: the name is free all the same
-            self._move(beside, dst)
-        except BaseException:
+
+        def take_back() -> None:
             try:
                 undo(beside)
             except Exception:  # the delete's or move's own error is the one to report
                 logger.warning("%s: the replacing file was left at %s after a failed replace", dst, beside)
+
+        try:
+            self._delete(dst, dinfo)
+        except BaseException:
+            take_back()
+            raise
+        try:
+            self._move(beside, dst)
+        except FileExistsError:
+            take_back()
+            raise
+        except BaseException:
+            logger.warning("%s: the new content is at %s: the last rename of a replace failed", dst, beside)
             raise
 
     def copy(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,

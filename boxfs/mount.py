@@ -372,12 +372,13 @@ class BoxFuseOperations:
         """Delete exactly this file; one still being written uploads nothing any more."""
         self._check_writable()
         remote = self.remote(path)
-        spool = self.files.removed(remote)
         try:
             self.names.remove_file(remote)
         except FileNotFoundError:
-            if spool is None:  # neither remote nor pending: a real ENOENT
+            if self.files.removed(remote) is None:  # neither remote nor pending: a real ENOENT
                 raise
+        else:  # gone from Box: a handle still writing it uploads nothing any more (a failed delete keeps it)
+            self.files.removed(remote)
         finally:
             self._changed()
         return 0

@@ -465,8 +465,10 @@ def remove_spool_file(folder: SpoolFolder, name: str) -> bool:
     """
     try:
         fd = folder.open_file(name)
-    except OSError:
-        folder.unlink(name)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EPERM):  # out of descriptors, I/O error...: the lock
+            return False  # cannot be checked, so a live writer's file is kept
+        folder.unlink(name)  # not ours (a link, a FIFO, another account's file): the entry goes
         return True
     if fd is None:
         return True

@@ -169,10 +169,16 @@ def test_confinement_and_read_only(env, tmp_path):
 
 def test_wrong_password_refused_and_throttled(env):
     backend, server, _users, _tmp = env
+    assert status(curl(server, "bob", "-X", "PROPFIND", "-H", "Depth: 0", path="/")) == 207  # bob's password checked
     assert status(curl(server, "bob", password="wrong", path="/")) == 401
     assert status(curl(server, "nobody", password="wrong", path="/")) == 401
     assert server.state.throttle._records[("login", "bob")].failures >= 1
-    # a success clears the count
+    # a request answered from the cache of checked passwords does not clear it (a client polling with its
+    # password must not wipe out a guesser's failures against the same login) ...
+    assert status(curl(server, "bob", "-X", "PROPFIND", "-H", "Depth: 0", path="/")) == 207
+    assert server.state.throttle._records[("login", "bob")].failures >= 1
+    # ... a real password check does
+    server.state.auth_cache.clear()
     assert status(curl(server, "bob", "-X", "PROPFIND", "-H", "Depth: 0", path="/")) == 207
     assert ("login", "bob") not in server.state.throttle._records
 
@@ -342,3 +348,54 @@ def test_api_calls_per_request(env):
     # the size and etag come from Box (one listing), and DownloadFile re-reads the entry (a second one)
     assert sum(p.endswith("/items") for _, p in get) <= 2 and sum("/content" in p for _, p in get) == 1
     assert [m for m, _ in calls("-X", "DELETE", path="/count/a.txt")] == ["DELETE"]
+
+
+def test_a_put_cut_short_stores_nothing_and_keeps_the_old_version(env):
+    """cheroot ends a Content-Length body early without an error when the client goes away: the server
+    must compare what arrived with what was announced, or a truncated file replaces the good one."""
+    import base64
+    import socket
+    import time
+
+    backend, server, _users, _tmp = env
+    old = os.urandom(50_000)
+    box(backend, "bob").pipe_file("cut.bin", old)
+    auth = base64.b64encode(f"bob:{PASSWORDS['bob']}".encode()).decode()
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall((f"PUT /cut.bin HTTP/1.1\r\nHost: {server.host}\r\nAuthorization: Basic {auth}\r\n"
+                      f"Content-Length: 100000\r\n\r\n").encode() + os.urandom(40_000))
+        time.sleep(0.5)
+        sock.shutdown(socket.SHUT_WR)  # the client goes away after 40,000 of the 100,000 bytes
+        sock.settimeout(30)
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+    time.sleep(1.0)  # let the server finish the request it was handling
+    assert sha1(box(backend, "bob").cat_file("cut.bin")) == sha1(old)
+
+
+def test_copy_onto_an_existing_file_failing_at_box_keeps_the_destination(env):
+    """wsgidav's own COPY deletes the destination first; a copy that then fails must not lose it."""
+    import time
+
+    backend, server, _users, _tmp = env
+    fs = box(backend, "bob")
+    fs.pipe_file("copy-src.txt", b"new content")
+    fs.pipe_file("copy-dst.txt", b"precious")
+    dest = server.url + "/copy-dst.txt"
+    for _ in range(100):  # the server sees another client's files once its cached listing expires
+        if all(status(curl(server, "bob", "-I", path=p)) == 200 for p in ("/copy-src.txt", "/copy-dst.txt")):
+            break
+        time.sleep(0.2)
+    backend.emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/files/\d+/copy$")
+    try:
+        failed = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {dest}", path="/copy-src.txt")
+    finally:
+        backend.emulator.clear_faults()
+    assert status(failed) >= 400
+    assert box(backend, "bob").cat_file("copy-dst.txt") == b"precious"
+    done = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {dest}", path="/copy-src.txt")
+    assert status(done) in (201, 204)
+    assert box(backend, "bob").cat_file("copy-dst.txt") == b"new content"

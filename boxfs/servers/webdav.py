@@ -221,7 +221,8 @@ class BoxDomainController(BaseDomainController):
         address = str(environ.get("REMOTE_ADDR", "?"))
         user = state.users.get(user_name)
         if user is not None and state.auth_cache.hit(user_name, password):
-            state.throttle.succeeded(address, user_name)
+            # no throttle.succeeded() here: a client polling with a cached password must not keep
+            # clearing the failures a guesser piles up against the same login
             self._begin(user, environ)
             return True
         try:
@@ -347,7 +348,8 @@ class BoxFile(DAVNonCollection):
         with dav_errors(self.path):
             self.session.ns.check_new_name(backend)
             files = self.session.resources.open_files_for(self.session.fs)
-            self._upload = _CheckedUpload(files, backend, self.path, self.session.resources)
+            self._upload = _CheckedUpload(files, backend, self.path, self.session.resources,
+                                          expected=_declared_length(self.environ))
         return self._upload
 
     def end_write(self, *, with_errors: bool) -> None:
@@ -371,20 +373,45 @@ class BoxFile(DAVNonCollection):
     def handle_move(self, dest_path: str) -> bool:
         return _move(self, dest_path)
 
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY of a file, done here: wsgidav's own COPY deletes an existing destination before copying,
+        so a copy failing at Box would lose it; the filesystem's copy places the new file first."""
+        self.copy_move_single(dest_path, is_move=False)
+        return True
+
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
-        """COPY of a file: read it and upload the copy through the layer (MOVE is ``handle_move``)."""
+        """COPY of a file: one server-side copy (MOVE is ``handle_move``)."""
         session = self.session
-        session.require("upload", dest_path)
         dest = session.backend(dest_path)
         with dav_errors(dest_path):
             session.ns.check_new_name(dest)
-            session.fs.copy(session.backend(self.path), dest)
+            session.require("overwrite" if session.ns.exists(dest) else "upload", dest_path)
+            session.fs.cp_file(session.backend(self.path), dest)
+
+
+def _declared_length(environ: dict[str, Any]) -> int | None:
+    """The body length a PUT announced (Content-Length), or None for a chunked body."""
+    if "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower():
+        return None
+    try:
+        return int(environ["CONTENT_LENGTH"])
+    except (KeyError, ValueError):
+        return None
 
 
 class _CheckedUpload(UploadFile):
-    """An upload whose failure at close is already a DAVError with the errno's status."""
+    """An upload whose failure at close is already a DAVError with the errno's status, and that is never
+    stored short: cheroot ends a Content-Length body early, without an error, when the client goes away."""
+
+    def __init__(self, *args: Any, expected: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.expected = expected
 
     def close(self) -> None:
+        if self.expected is not None and not self.closed and self.bytes_written != self.expected:
+            got = self.bytes_written
+            self.discard()
+            raise DAVError(HTTP_BAD_REQUEST, f"the body ended after {got} of {self.expected} bytes: nothing stored")
         with dav_errors(self.name):
             super().close()
 
@@ -501,9 +528,6 @@ def _move(res: BoxFile | BoxFolder, dest_path: str) -> bool:
     return True
 
 
-#: Requests whose answer carries the resource's size and etag: those must come from Box, not from a
-#: listing cached before another client (or another server process) replaced the file.
-_FRESH_METHODS = frozenset({"GET", "HEAD"})
 
 
 def _resource(path: str, environ: dict[str, Any], session: _Session) -> BoxFile | BoxFolder | None:
@@ -512,9 +536,7 @@ def _resource(path: str, environ: dict[str, Any], session: _Session) -> BoxFile 
         return None
     backend = session.backend(virtual)
     with dav_errors(virtual):
-        if environ.get("REQUEST_METHOD") in _FRESH_METHODS:
-            session.fs.invalidate_cache(backend)
-        info = session.ns.try_info(backend)
+        info = session.ns.try_info(backend)  # kept true by the filesystem's change watcher (coherence.md)
     if info is None:
         return None
     return (BoxFolder if info_is_dir(info) else BoxFile)(virtual, environ, session, info)
