@@ -77,7 +77,9 @@ def test_jwt_config_from_environment_with_spool_dir(served):
     finally:
         output = stop(proc)
     assert spool.is_dir() and (spool.stat().st_mode & 0o077) == 0
-    assert list(spool.iterdir()) == []  # the spool file was removed once uploaded
+    # the spool holds only the Box user's private (0700) folder, empty: the spool file went once uploaded
+    leftovers = [p for folder in spool.iterdir() for p in folder.iterdir()]
+    assert leftovers == [] and all((f.stat().st_mode & 0o077) == 0 for f in spool.iterdir())
     assert "webdav login al" in output and PASSWORD not in output
 
 

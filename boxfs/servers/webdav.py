@@ -530,13 +530,21 @@ def _move(res: BoxFile | BoxFolder, dest_path: str) -> bool:
 
 
 
+#: Requests whose answer carries the resource's size and etag: those must come from Box, not from a
+#: listing cached before another client (or another server process behind the same load balancer)
+#: replaced the file; the change watcher would tell within about a second, a GET cannot wait for it.
+_FRESH_METHODS = frozenset({"GET", "HEAD"})
+
+
 def _resource(path: str, environ: dict[str, Any], session: _Session) -> BoxFile | BoxFolder | None:
     virtual = virtual_norm(path)
     if virtual is None:
         return None
     backend = session.backend(virtual)
     with dav_errors(virtual):
-        info = session.ns.try_info(backend)  # kept true by the filesystem's change watcher (coherence.md)
+        if environ.get("REQUEST_METHOD") in _FRESH_METHODS:
+            session.fs.invalidate_cache(backend)
+        info = session.ns.try_info(backend)
     if info is None:
         return None
     return (BoxFolder if info_is_dir(info) else BoxFile)(virtual, environ, session, info)
