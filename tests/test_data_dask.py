@@ -186,18 +186,19 @@ def test_token_expiring_mid_job(client: Any, data_env: dict[str, Any], emulator:
     same_rows(dd.read_parquet(f"box://{unique}/after-expiry", storage_options=opts).compute(), expected())
 
 
-def _fresh_filesystems() -> None:
-    """In a worker: drop the filesystems earlier tasks made (and the download URLs they keep)."""
+def _forget_download_urls() -> None:
+    """In a worker: drop the download URLs its filesystems keep from earlier tests (their listings stay)."""
     from boxfs import BoxFileSystem
 
-    BoxFileSystem.clear_instance_cache()
+    for fs in list(BoxFileSystem._cache.values()):
+        fs.transport.download_urls.clear()
 
 
 def test_workers_within_the_per_user_rate_limit(client: Any, data_env: dict[str, Any], emulator: Any) -> None:
     """Over Box's per-user rate limit the workers' requests are answered 429 + Retry-After; they wait and
     retry, and the job's result is complete."""
     ddf = dd.read_csv("box://data/*.csv", storage_options=data_env["options"])  # listed here, unthrottled
-    client.run(_fresh_filesystems)  # no download URL cached by an earlier test: each file costs a request
+    client.run(_forget_download_urls)  # no download URL cached by an earlier test: each file costs a request
     emulator.request_log.clear()
     emulator.set_rate_limit(0.5, burst=1)  # one request per 2 s: 4 downloads over 2 workers meet it
     try:

@@ -243,6 +243,8 @@ def test_max_sessions_webdav_counts_requests_at_once(solo):
                             stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 10
+        while not server.state.sessions._open.get("solo") and time.monotonic() < deadline:
+            time.sleep(0.02)  # the slow PUT holds the login's one slot before the PROPFINDs start
         refused = None
         while refused is None and time.monotonic() < deadline:
             code = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u",
