@@ -91,6 +91,8 @@ class FileFilter:
 
     @staticmethod
     def _hits(rules: Iterable[tuple[bool, re.Pattern[str]]], rel: str) -> bool:
+        if not rules:  # no patterns (the usual case): nothing to split for each of the files
+            return False
         parts = rel.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         for anchored, regex in rules:
