@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,9 @@ class Runner:
             self.emu.set_latency(0.0)
         sent = self.emu.request_log.records[start:]
         return {"seconds": seconds, "cpu": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime,
-                "requests": len(sent), "uploads": sum(1 for r in sent if r.method == "POST" and r.route in UPLOADS)}
+                "requests": len(sent), "uploads": sum(1 for r in sent if r.method == "POST" and r.route in UPLOADS),
+                # where the requests went (in --json): what a change in the count is made of
+                "routes": dict(Counter(f"{r.method} {r.route} {r.status}" for r in sent))}
 
     def boxfs_cmd(self, *args: str, variant: str = "boxfs") -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.boxfs, *args], env=self.envs[variant], capture_output=True, text=True,
