@@ -28,6 +28,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -43,6 +45,8 @@ from boxfs.retry import CONNECTION_ERRORS, RetryableResponse, RetryPolicy, retry
 logger = logging.getLogger("boxfs")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: methods that change nothing on Box (any other request may be an event in the user's stream)
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DOWNLOAD_CHUNK = 1 << 20
 #: Box documents its download URLs as valid for about 15 minutes; one is reused for at most this long
 DOWNLOAD_URL_REUSE = 600.0
@@ -61,11 +65,30 @@ T = TypeVar("T")
 URLKey = tuple[str, str]
 
 
+#: (API base URL, acting user) -> monotonic time this process last sent that user's Box a request that may
+#: change something: the change watcher waits for a burst of the process's own writes to pause
+_last_writes: dict[tuple[str, str | None], float] = {}
+
+
+def last_write(base_url: str, as_user_id: str | None) -> float:
+    """When (``time.monotonic()``) this process last sent this user a request that may change something on
+    this Box (-inf: never)."""
+    return _last_writes.get((base_url, as_user_id), float("-inf"))
+
+
 def shown_path(url: str, anonymous: bool = False) -> str:
     """The path of ``url`` as logs and error messages show it. A download URL (sent ``anonymous``) is a
     credential: whoever holds it can read the file until it expires, so only its host is shown."""
     parts = urlsplit(url)
     return f"<download URL on {parts.hostname}>" if anonymous else parts.path
+
+
+@dataclass
+class _KeyLock:
+    """One key's fetch lock and how many threads hold or wait for it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
 
 
 class DownloadURLs:
@@ -82,7 +105,7 @@ class DownloadURLs:
         self.limit = limit
         self._urls: OrderedDict[URLKey, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
-        self._fetching: dict[URLKey, threading.Lock] = {}
+        self._fetching: dict[URLKey, _KeyLock] = {}
 
     def get(self, key: URLKey) -> str | None:
         with self._lock:
@@ -109,10 +132,31 @@ class DownloadURLs:
             if hit is not None and hit[0] == url:
                 del self._urls[key]
 
-    def fetch_lock(self, key: URLKey) -> threading.Lock:
-        """One lock per key, so that threads reading one file together fetch its URL once."""
+    @contextmanager
+    def fetching(self, key: URLKey) -> Iterator[None]:
+        """Held while fetching the URL of ``key``: threads reading one file together fetch its URL once.
+
+        The per-key lock lives only while some thread holds or waits for it (a count of its users), so a
+        long-lived filesystem reading many files keeps no lock per file it ever read.
+        """
         with self._lock:
-            return self._fetching.setdefault(key, threading.Lock())
+            entry = self._fetching.get(key)
+            if entry is None:
+                entry = self._fetching[key] = _KeyLock()
+            entry.users += 1
+        try:
+            with entry.lock:
+                yield
+        finally:
+            with self._lock:
+                entry.users -= 1
+                if not entry.users:
+                    del self._fetching[key]
+
+    def fetches_in_flight(self) -> int:
+        """Keys whose URL some thread is fetching or waiting for (what :meth:`fetching` holds)."""
+        with self._lock:
+            return len(self._fetching)
 
     def clear(self) -> None:
         with self._lock:
@@ -215,6 +259,8 @@ class BoxTransport:
                 request_id_of(resp, {}) if resp.status_code < 400 else request_id_of(resp),
                 (time.monotonic() - started) * 1000,
             )
+            if method not in READ_METHODS and not anonymous:
+                _last_writes[(self.endpoints.base_url, self.as_user_id)] = time.monotonic()
             if resp.status_code == 401 and not anonymous and self.provider.refreshable and not refreshed:
                 resp.close()
                 logger.info("HTTP 401 from %s %s: refreshing the access token once", method, urlsplit(url).path)
@@ -383,8 +429,7 @@ class BoxTransport:
         known = self.download_urls.get(key)
         if known is not None:
             return known
-        lock = self.download_urls.fetch_lock(key)
-        with lock:
+        with self.download_urls.fetching(key):
             known = self.download_urls.get(key)
             if known is not None:
                 return known
@@ -393,6 +438,8 @@ class BoxTransport:
             assert isinstance(resp, requests.Response)
             with resp:
                 location = resp.headers.get("Location") if resp.status_code in _REDIRECTS else None
+                if location:
+                    _ = resp.content  # the redirect's small body read: its connection goes back to the pool
             if not location:
                 return None
             url = urljoin(api_url, location)
@@ -546,3 +593,6 @@ def _body_into(resp: requests.Response, buf: bytearray) -> Iterator[memoryview]:
         yield view[:n]
     if expected is not None and expected.isdigit() and got < int(expected):
         raise requests.exceptions.ChunkedEncodingError(f"download cut after {got} of {expected} bytes")
+    # read to its end behind urllib3's back, so urllib3 would close the connection with the response: hand
+    # it back to the pool instead (the next range or file then skips a TCP and TLS handshake)
+    raw.release_conn()
