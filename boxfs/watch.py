@@ -52,10 +52,10 @@ COALESCE = 0.2
 #: at most one GET /events per this many seconds while changes keep coming from elsewhere
 CATCH_UP_INTERVAL = 1.0
 #: while this process itself keeps writing (each write is an event that ends the long poll), the GET /events
-#: waits until its writes pause for COALESCE, but at most this long after the poll returned: a burst of
-#: 1,000 uploads then costs a few watcher requests instead of two a second. A change made elsewhere during
-#: such a burst is seen within this bound, which is what a cache without a watcher guarantees anyway
-#: (:data:`boxfs.dircache.UNWATCHED_EXPIRY`)
+#: waits until its writes pause for COALESCE, but at most this long; while they go on, the next fetch comes
+#: this long after (a long poll would end at once): a burst of 1,000 uploads then costs a few watcher
+#: requests instead of two a second. A change made elsewhere during such a burst is seen within this bound,
+#: which is what a cache without a watcher guarantees anyway (:data:`boxfs.dircache.UNWATCHED_EXPIRY`)
 BURST_WAIT_MAX = UNWATCHED_EXPIRY
 #: events fetched per GET /events (Box's maximum)
 PAGE = 500
@@ -191,6 +191,9 @@ class ChangeWatcher:
                 if message == "new_change":
                     self._settle()
                     self._catch_up()
+                    while self._writing():  # a poll now would end at our next write: fetch again instead
+                        self._settle()
+                        self._catch_up()
                 elif message == "reconnect":
                     pass
                 else:  # "max_retries" or anything unknown: ask for a new server
@@ -212,19 +215,23 @@ class ChangeWatcher:
                 time.sleep(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
+    def _writing(self) -> bool:
+        """Whether this process is writing as this user (a write in flight, or one within COALESCE)."""
+        return time.monotonic() < last_write(self.transport.endpoints.base_url, self.transport.as_user_id) + COALESCE
+
     def _settle(self) -> None:
         """Wait, after a long poll announced changes, for the burst they belong to: COALESCE seconds (at most
         one fetch a CATCH_UP_INTERVAL), and while this process keeps writing as this user until its writes
-        pause for COALESCE, but no longer than BURST_WAIT_MAX after the poll returned."""
-        returned = time.monotonic()
-        time.sleep(max(COALESCE, self._caught_up_at + CATCH_UP_INTERVAL - returned))
-        until = returned + BURST_WAIT_MAX
+        pause for COALESCE, but no longer than BURST_WAIT_MAX in all."""
+        begun = time.monotonic()
+        time.sleep(max(COALESCE, self._caught_up_at + CATCH_UP_INTERVAL - begun))
+        until = begun + BURST_WAIT_MAX
         while True:
             now = time.monotonic()
             quiet_at = last_write(self.transport.endpoints.base_url, self.transport.as_user_id) + COALESCE
             if now >= quiet_at or now >= until:
                 return
-            time.sleep(min(quiet_at, until) - now)
+            time.sleep(min(quiet_at, until, now + COALESCE) - now)  # a write in flight reads as "now"
 
     def _realtime_server(self) -> dict[str, Any]:
         data = self.transport.json("OPTIONS", self.transport.api("/events"), action="finding the long-poll server")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import gc
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import admin_app
-from test_watch import elsewhere, eventually  # noqa: F401 - the fixture and helper of the coherence tests
+from test_watch import elsewhere, eventually, filesystems, new_user  # noqa: F401 - fixture and helpers
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -32,22 +31,13 @@ def emu() -> Iterator[BoxEmulator]:
 
 
 @pytest.fixture
-def app(emu: BoxEmulator) -> str:
-    return admin_app(emu)
-
-
-@pytest.fixture
 def user(emu: BoxEmulator) -> str:
-    return emu.create_user(f"c-{uuid.uuid4().hex[:10]}@example.com")
+    return new_user(emu)
 
 
 @pytest.fixture
-def make(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
-    def build(**options: Any) -> BoxFileSystem:
-        options.setdefault("watch_events", True)  # the test session turns the default off (conftest)
-        return BoxFileSystem(jwt_config=app, base_urls=emu.base_urls, skip_instance_cache=True, **options)
-
-    return build
+def make(emu: BoxEmulator) -> Callable[..., BoxFileSystem]:
+    return filesystems(emu, admin_app(emu))
 
 
 def watcher_calls(emu: BoxEmulator, since: float, until: float | None = None) -> list[Any]:

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -65,15 +65,45 @@ T = TypeVar("T")
 URLKey = tuple[str, str]
 
 
-#: (API base URL, acting user) -> monotonic time this process last sent that user's Box a request that may
-#: change something: the change watcher waits for a burst of the process's own writes to pause
-_last_writes: dict[tuple[str, str | None], float] = {}
+class WriteActivity:
+    """When this process last wrote to Box as each user, counting a write in flight as writing now.
+
+    Why: every write is an event in the user's stream, which ends the change watcher's long poll; the
+    watcher (:mod:`boxfs.watch`) waits for a burst of the process's own writes to pause before it reads
+    the events. Keyed by (API base URL, acting user); the watcher asks :func:`last_write`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: dict[tuple[str, str | None], int] = {}
+        self._last: dict[tuple[str, str | None], float] = {}
+
+    @contextmanager
+    def writing(self, key: tuple[str, str | None]) -> Iterator[None]:
+        with self._lock:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[key] -= 1
+                self._last[key] = time.monotonic()
+
+    def last(self, key: tuple[str, str | None]) -> float:
+        """Now while a write is in flight, else when the last one ended (-inf: never)."""
+        with self._lock:
+            if self._in_flight.get(key):
+                return time.monotonic()
+            return self._last.get(key, float("-inf"))
+
+
+_writes = WriteActivity()
 
 
 def last_write(base_url: str, as_user_id: str | None) -> float:
-    """When (``time.monotonic()``) this process last sent this user a request that may change something on
-    this Box (-inf: never)."""
-    return _last_writes.get((base_url, as_user_id), float("-inf"))
+    """When (``time.monotonic()``) this process last wrote to this Box as this user: now while a request
+    that may change something is in flight, -inf if none ever was."""
+    return _writes.last((base_url, as_user_id))
 
 
 def shown_path(url: str, anonymous: bool = False) -> str:
@@ -235,18 +265,21 @@ class BoxTransport:
                 hdrs.update(headers)
             body = data() if callable(data) else data
             started = time.monotonic()
+            writes: AbstractContextManager[None] = nullcontext() if method in READ_METHODS or anonymous \
+                else _writes.writing((self.endpoints.base_url, self.as_user_id))
             try:
-                resp = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    data=body,
-                    headers=hdrs,
-                    stream=stream,
-                    allow_redirects=allow_redirects,
-                    timeout=(self.policy.connect_timeout, self.policy.read_timeout),
-                )
+                with writes:
+                    resp = self.session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        data=body,
+                        headers=hdrs,
+                        stream=stream,
+                        allow_redirects=allow_redirects,
+                        timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+                    )
             except CONNECTION_ERRORS as exc:
                 logger.debug("%s %s -> %s after %.1f ms", method, shown_path(url, anonymous), type(exc).__name__,
                              (time.monotonic() - started) * 1000)
@@ -259,8 +292,6 @@ class BoxTransport:
                 request_id_of(resp, {}) if resp.status_code < 400 else request_id_of(resp),
                 (time.monotonic() - started) * 1000,
             )
-            if method not in READ_METHODS and not anonymous:
-                _last_writes[(self.endpoints.base_url, self.as_user_id)] = time.monotonic()
             if resp.status_code == 401 and not anonymous and self.provider.refreshable and not refreshed:
                 resp.close()
                 logger.info("HTTP 401 from %s %s: refreshing the access token once", method, urlsplit(url).path)
