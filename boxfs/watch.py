@@ -190,10 +190,10 @@ class ChangeWatcher:
                 message = self._long_poll(server)
                 if message == "new_change":
                     self._settle()
-                    self._catch_up()
-                    while self._writing():  # a poll now would end at our next write: fetch again instead
+                    fetched = self._catch_up()
+                    while fetched and self._writing():  # a poll would end at our next write: fetch again
                         self._settle()
-                        self._catch_up()
+                        fetched = self._catch_up()
                 elif message == "reconnect":
                     pass
                 else:  # "max_retries" or anything unknown: ask for a new server
@@ -255,8 +255,11 @@ class ChangeWatcher:
         except ValueError:
             return ""
 
-    def _catch_up(self) -> None:
-        """Fetch every event after our position and hand them out; trusted again once caught up."""
+    def _catch_up(self) -> int:
+        """Fetch every event after our position and hand them out; trusted again once caught up. Returns
+        how many events there were (none: whatever this process is writing makes no events, e.g. the
+        parts of a large upload, and the long poll can wait for the next one)."""
+        count = 0
         while True:
             data = self.transport.json(
                 "GET", self.transport.api("/events"),
@@ -264,6 +267,7 @@ class ChangeWatcher:
                 action="reading the event stream",
             )
             entries = data.get("entries") or []
+            count += len(entries)
             if entries:
                 self._deliver(entries)
             self._position = data.get("next_stream_position", self._position)
@@ -271,6 +275,7 @@ class ChangeWatcher:
                 break
         self._caught_up_at = time.monotonic()
         self._healthy = True
+        return count
 
     def _deliver(self, entries: list[dict[str, Any]]) -> None:
         with self._lock:
