@@ -39,18 +39,27 @@ def app(emu: BoxEmulator) -> str:
     return admin_app(emu)
 
 
-@pytest.fixture
-def user(emu: BoxEmulator) -> str:
+def new_user(emu: BoxEmulator) -> str:
     return emu.create_user(f"w-{uuid.uuid4().hex[:10]}@example.com")
 
 
-@pytest.fixture
-def make(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
+def filesystems(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
+    """Makes filesystems of ``app`` on ``emu``, watching Box's event stream unless told otherwise."""
     def build(**options: Any) -> BoxFileSystem:
         options.setdefault("watch_events", True)  # the test session turns the default off (conftest)
         return BoxFileSystem(jwt_config=app, base_urls=emu.base_urls, skip_instance_cache=True, **options)
 
     return build
+
+
+@pytest.fixture
+def user(emu: BoxEmulator) -> str:
+    return new_user(emu)
+
+
+@pytest.fixture
+def make(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
+    return filesystems(emu, app)
 
 
 @pytest.fixture
