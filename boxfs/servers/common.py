@@ -203,16 +203,20 @@ class UploadFile:
 
     The bytes go to a private spool file (any order, within the session's limits) and reach Box in
     one upload at :meth:`close`, which raises when that fails (nothing is then stored);
-    :meth:`discard` abandons the upload (an aborted transfer, a client gone).
+    :meth:`discard` abandons the upload (an aborted transfer, a client gone). ``create_only`` (a login
+    without ``overwrite``, an SFTP ``O_EXCL`` open): the upload creates the file or fails with
+    FileExistsError, leaving a file another client created under the name meanwhile untouched; the
+    check at open alone would let the upload land as a new version of that file.
     """
 
-    def __init__(self, files: OpenFiles, path: str, name: str, resources: SessionResources):
+    def __init__(self, files: OpenFiles, path: str, name: str, resources: SessionResources, *,
+                 create_only: bool = False):
         self.name = name  # the client-visible path: what the protocol libraries log
         self.path = path
         self._resources = resources
         resources.open_file()
         try:
-            self._handle: WriteHandle = files.open(path, truncate=True)
+            self._handle: WriteHandle = files.open(path, truncate=True, create_only=create_only)
         except BaseException:
             resources.close_file()
             raise

@@ -43,7 +43,7 @@ from boxfs.servers.common import (
     set_mtime,
     spool_cleaner,
 )
-from boxfs.servers.permissions import ActionDenied, require
+from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.safety import warn_ftp_setup
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import (
@@ -271,7 +271,10 @@ class BoxFTPFS(AbstractedFS):
                 self._require("upload" if existing is None else "overwrite", filename)
                 if existing is None:
                     self.ns.check_parent(self._backend(filename))
-                return UploadFile(self.files, self._backend(filename), filename, self.resources)
+                # without ``overwrite`` the upload creates or fails: a file another client creates
+                # under the name while this one is open is refused at close, never replaced
+                return UploadFile(self.files, self._backend(filename), filename, self.resources,
+                                  create_only=not allows(self.user, "overwrite"))
         except FilesystemError:
             raise
         except Exception as exc:
@@ -448,7 +451,9 @@ class _UploadResultMixin:
             except Exception as exc:  # noqa: BLE001 - any failure means the file is not stored
                 log_failure(logger, "ftp upload", file_obj.name, exc)
                 reply, reason = ftp_reply(exc)
-                self._resp = (f"{reply if reply != 550 else 451} Upload failed: {reason}.", logger.warning)
+                if reply == 550 and errno_of(exc) != errno.EEXIST:
+                    reply = 451  # worth retrying; a name taken meanwhile (create-only upload) is not
+                self._resp = (f"{reply} Upload failed: {reason}.", logger.warning)
                 self.transfer_finished = False
         super().close()  # type: ignore[misc]
 

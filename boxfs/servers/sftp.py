@@ -446,7 +446,11 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                 self._require("overwrite", virtual)
             if self._files is None:
                 self._files = self._resources.open_files_for(fs)
-            upload = await self._call(virtual, UploadFile, self._files, backend, virtual, self._resources)
+            # O_EXCL, or a login without ``overwrite``: the upload creates or fails at close (a name
+            # another client takes while this one is open is refused, never replaced)
+            create_only = bool(pflags & FXF_EXCL) or not allows(self.user, "overwrite")
+            upload = await self._call(virtual, UploadFile, self._files, backend, virtual, self._resources,
+                                      create_only=create_only)
             logger.info("sftp %s upload started %s", self.user.login, virtual)
             return upload
         self._require("download", virtual)

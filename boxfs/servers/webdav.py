@@ -345,11 +345,15 @@ class BoxFile(DAVNonCollection):
         """
         self.session.require("upload" if self.info is None else "overwrite", self.path)
         backend = self.session.backend(self.path)
+        # a new file, for a login without ``overwrite`` or a client that asked ``If-None-Match: *``:
+        # the upload creates or fails (412), never replacing a file another client created meanwhile
+        create_only = self.info is None and (
+            not allows(self.session.user, "overwrite") or self.environ.get("HTTP_IF_NONE_MATCH") == "*")
         with dav_errors(self.path):
             self.session.ns.check_new_name(backend)
             files = self.session.resources.open_files_for(self.session.fs)
             self._upload = _CheckedUpload(files, backend, self.path, self.session.resources,
-                                          expected=_declared_length(self.environ))
+                                          expected=_declared_length(self.environ), create_only=create_only)
         return self._upload
 
     def end_write(self, *, with_errors: bool) -> None:
@@ -386,7 +390,7 @@ class BoxFile(DAVNonCollection):
         with dav_errors(dest_path):
             session.ns.check_new_name(dest)
             session.require("overwrite" if session.ns.exists(dest) else "upload", dest_path)
-            session.fs.cp_file(session.backend(self.path), dest)
+            session.ns.copy(session.backend(self.path), dest)
 
 
 def _declared_length(environ: dict[str, Any]) -> int | None:
@@ -478,7 +482,9 @@ class BoxFolder(DAVCollection):
             session.ns.check_new_name(backend)
             if self.environ.get("REQUEST_METHOD") != "LOCK":
                 return BoxFile(path, self.environ, session, None)
-            _CheckedUpload(session.resources.open_files_for(session.fs), backend, path, session.resources).close()
+            # the empty file is created, never written over one another client made meanwhile
+            _CheckedUpload(session.resources.open_files_for(session.fs), backend, path, session.resources,
+                           create_only=True).close()
             return BoxFile(path, self.environ, session, session.ns.info(backend))
 
     def create_collection(self, name: str) -> None:
@@ -497,12 +503,34 @@ class BoxFolder(DAVCollection):
         if self.path.strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "the home folder cannot be deleted")
         with dav_errors(self.path):
-            session.fs.rm(session.backend(self.path), recursive=True)
+            session.ns.remove_tree(session.backend(self.path))  # literal: the name is never a pattern
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
 
     def handle_move(self, dest_path: str) -> bool:
         return _move(self, dest_path)
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY of a folder to a free name, done here through the layer's literal copy (Box: one
+        request for the whole tree); onto an existing folder wsgidav merges member by member
+        (RFC 4918 9.8.4), through :meth:`copy_move_single` and the members' literal operations."""
+        session = self.session
+        dest = virtual_norm(dest_path)
+        if dest is None:
+            raise DAVError(HTTP_FORBIDDEN, "outside the home folder")
+        session.require("mkdir", dest)
+        if depth_infinity:
+            session.require("upload", dest)  # the folder's files are new files at the destination
+        with dav_errors(dest):
+            backend = session.backend(dest)
+            session.ns.check_new_name(backend)
+            if session.ns.exists(backend):
+                return False
+            if depth_infinity:
+                session.ns.copy(session.backend(self.path), backend)
+            else:
+                session.ns.mkdir(backend)  # Depth: 0 copies the collection, not its members
+        return True
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         """COPY of a folder, one level: wsgidav then copies the members one by one."""
