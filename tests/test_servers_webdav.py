@@ -7,6 +7,7 @@ filesystem, and compares content by SHA-1.
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import hashlib
 import io
@@ -16,8 +17,11 @@ import subprocess
 from urllib.parse import quote
 
 import pytest
+from fsspec.implementations.dirfs import DirFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 from servers_support import (
     PASSWORDS,
+    Backend,
     emulator_factory,
     make_backend,
     password_hash,
@@ -399,3 +403,66 @@ def test_copy_onto_an_existing_file_failing_at_box_keeps_the_destination(env):
     done = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {dest}", path="/copy-src.txt")
     assert status(done) in (201, 204)
     assert box(backend, "bob").cat_file("copy-dst.txt") == b"new content"
+
+
+# ------------------------------------------------------------------ folder DELETE and COPY: names, never patterns
+def memory_backend(tmp_path) -> Backend:
+    """Each Box user's tree as a folder of fsspec's in-memory filesystem: a filesystem whose ``rm`` and
+    ``copy`` expand ``*?[`` as patterns at every call (BoxFileSystem's only once no item has the name)."""
+    memory, root = MemoryFileSystem(), f"/{tmp_path.name}"
+
+    def factory(box_user: str) -> DirFileSystem:
+        memory.makedirs(f"{root}/{box_user}", exist_ok=True)
+        return DirFileSystem(path=f"{root}/{box_user}", fs=memory)
+
+    return Backend("memory", factory, {"alice": "alice", "bob": "bob", "carol": "alice"}, factory)
+
+
+@pytest.fixture(scope="module", params=["emulator", "memory"])
+def literal_env(request, tmp_path_factory):
+    """A WebDAV server over Box (the emulator) and over another fsspec filesystem."""
+    tmp = tmp_path_factory.mktemp(f"literal-{request.param}")
+    with contextlib.ExitStack() as stack:
+        backend = memory_backend(tmp) if request.param == "memory" else stack.enter_context(make_backend(tmp))
+        if backend.kind != request.param:
+            pytest.skip("needs the Box emulator")
+        users = write_users_file(tmp / "users.toml", backend)
+        with start_webdav_server(users, backend.factory) as server:
+            yield backend, server
+
+
+def test_folder_delete_and_copy_take_hostile_names_literally(literal_env):
+    backend, server = literal_env
+    fs = box(backend, "bob")
+    fs.makedirs("lit/[a]*", exist_ok=True)
+    fs.pipe_file("lit/[a]*/inside?.txt", b"inside")
+    for sibling in ("a1", "ab"):  # both match the pattern [a]*; neither is the folder named
+        fs.makedirs(f"lit/{sibling}", exist_ok=True)
+        fs.pipe_file(f"lit/{sibling}/keep.txt", sibling.encode())
+    copied = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {server.url}{quote('/lit/copy [a]*')}",
+                  path="/lit/[a]*")
+    assert status(copied) in (201, 204), body(copied)  # wsgidav answers 204 for a copy it let us make
+    deleted = curl(server, "bob", "-X", "DELETE", path="/lit/[a]*")
+    assert status(deleted) == 204, body(deleted)
+    fs = box(backend, "bob")
+    assert {e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls("lit", detail=False)} == {"a1", "ab", "copy [a]*"}
+    assert [e.rsplit("/", 1)[-1] for e in fs.ls("lit/copy [a]*", detail=False)] == ["inside?.txt"]
+    assert fs.cat_file("lit/copy [a]*/inside?.txt") == b"inside"
+    assert fs.cat_file("lit/a1/keep.txt") == b"a1" and fs.cat_file("lit/ab/keep.txt") == b"ab"
+
+
+def test_folder_copy_is_one_server_side_copy(env):
+    """COPY of a folder to a new name: one ``POST /folders/{id}/copy``, not a folder and a copy per file."""
+    backend, server, _users, _tmp = env
+    fs = box(backend, "bob")
+    for i in range(3):
+        fs.pipe_file(f"tree/sub/f{i}.txt", f"file {i}".encode())
+    assert status(curl(server, "bob", "-X", "PROPFIND", "-H", "Depth: 1", path="/tree/")) == 207
+    log = backend.emulator.request_log
+    before = len(log.records)
+    result = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {server.url}/tree-copy", path="/tree")
+    assert status(result) in (201, 204), body(result)
+    posts = [r.route for r in log.records[before:] if r.method == "POST"]
+    assert posts == ["/folders/{folder_id}/copy"], posts
+    assert box(backend, "bob").cat_file("tree-copy/sub/f2.txt") == b"file 2"
+    assert box(backend, "bob").cat_file("tree/sub/f2.txt") == b"file 2"
