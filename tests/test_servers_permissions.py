@@ -256,3 +256,79 @@ def test_max_sessions_webdav_counts_requests_at_once(solo):
         assert slow.communicate(timeout=60)[0] == "201"
     assert box(backend).cat_file("solo/slow.bin") == b"x" * 600_000
     assert dav_do(server, "solo", "download", "slow.bin") == b"x" * 600_000  # the slot was given back
+
+
+# ------------------------------------------------------------------ a name taken while an upload is open
+RACED = "raced [1]*?.txt"  # hostile characters; no other name in the folder matches them as a pattern
+THEIRS = b"theirs: another client's file, not to be replaced"
+
+
+def taken_meanwhile(backend, name: str) -> dict:
+    """Another client (Bob's own Box session, outside the server) creates ``keep/<name>`` now."""
+    fs = box(backend)
+    fs.pipe_file(f"keep/{name}", THEIRS)
+    return fs.info(f"keep/{name}")
+
+
+def assert_untouched(backend, name: str, before: dict) -> None:
+    fs = box(backend)
+    after = fs.info(f"keep/{name}")
+    assert fs.cat_file(f"keep/{name}") == THEIRS
+    assert (after["id"], after.get("sha1"), after.get("etag")) == (before["id"], before.get("sha1"), before.get("etag"))
+
+
+def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_ftp(env):
+    backend, servers = env
+    server, name = servers["ftp"], f"ftp {RACED}"
+    ftp = ftplib.FTP()
+    ftp.connect(server.host, server.port, timeout=60)
+    ftp.login("keeper", PASSWORDS["bob"])
+    try:
+        data = ftp.transfercmd(f"STOR {name}")  # the server found the name free and opened the upload
+        before = taken_meanwhile(backend, name)
+        data.sendall(b"mine " * 1000)
+        data.close()
+        with pytest.raises(ftplib.error_perm, match="^550 Upload failed: File exists"):
+            ftp.voidresp()
+    finally:
+        ftp.close()
+    assert_untouched(backend, name, before)
+
+
+def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_sftp(env):
+    backend, servers = env
+    server, name = servers["sftp"], f"sftp {RACED}"
+
+    async def scenario() -> dict:
+        known = asyncssh.import_known_hosts(
+            f"[{server.host}]:{server.port} {server.host_key.export_public_key().decode()}")
+        async with asyncssh.connect(server.host, server.port, username="keeper", password=PASSWORDS["bob"],
+                                    client_keys=None, known_hosts=known) as conn, conn.start_sftp_client() as sftp:
+            fh = await sftp.open(name, "wb")
+            await fh.write(b"mine " * 1000)
+            before = await asyncio.to_thread(taken_meanwhile, backend, name)
+            with pytest.raises(asyncssh.SFTPError, match="File exists"):
+                await fh.close()
+            return before
+
+    assert_untouched(backend, name, asyncio.run(scenario()))
+
+
+def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_webdav(env):
+    backend, servers = env
+    server, name = servers["webdav"], f"dav {RACED}"
+    put = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"keeper:{PASSWORDS['bob']}",
+                            "-T", "-", server.url + "/" + quote(name)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        put.stdin.write(b"mine " * 1000)
+        put.stdin.flush()
+        deadline = time.monotonic() + 30
+        while server.state.resources("keeper").open_files == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the PUT found the name free and holds its upload open
+        assert server.state.resources("keeper").open_files == 1
+        before = taken_meanwhile(backend, name)
+    finally:
+        put.stdin.close()
+    assert put.stdout.read() == b"412"  # Precondition Failed: the name is taken
+    put.wait(60)
+    assert_untouched(backend, name, before)
