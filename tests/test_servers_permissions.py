@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import asyncssh
 import pytest
+from asyncssh.public_key import SSHLocalKeyPair
 from servers_support import LENIENT_THROTTLE, PASSWORDS, make_backend, password_hash
 
 from boxfs.servers.ftp import start_ftp_server
@@ -179,6 +180,8 @@ def test_no_overwrite_delete_or_rename(env, protocol):
 
 
 # ------------------------------------------------------------------ per-login session limit
+SOLO_KEY = asyncssh.generate_private_key("ssh-ed25519")  # solo's SSH key (the private half is solo's alone)
+
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory):
     """``solo`` may hold one session at a time (max_sessions = 1) on each server."""
@@ -190,7 +193,7 @@ def solo(tmp_path_factory):
         users.write_text("\n".join([
             "[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), "",
             "[users.solo]", f'password = "{password_hash("bob")}"', f'box_user = "{backend.box_users["bob"]}"',
-            'home = "/solo"', "max_sessions = 1", "",
+            'home = "/solo"', "max_sessions = 1", f'ssh_keys = ["{SOLO_KEY.export_public_key().decode().strip()}"]', "",
         ]))
         with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
                 start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
@@ -230,6 +233,61 @@ def test_max_sessions_sftp(solo):
         await asyncio.sleep(0.3)  # the server sees the first connection go
         async with connect() as conn, conn.start_sftp_client() as sftp:
             await sftp.listdir(".")
+
+    asyncio.run(scenario())
+
+
+class PublicKeyOnly(SSHLocalKeyPair):
+    """What an attacker holding only a user's public key can do: offer it (the server answers "this key
+    would do") and never sign, keeping the connection at that point until the login timeout."""
+
+    def __init__(self, public_key: asyncssh.SSHKey, offered: asyncio.Event):
+        super().__init__(public_key, None, None, None)
+        self.offered = offered
+
+    async def sign_async(self, data: bytes) -> bytes:
+        self.offered.set()  # the server accepted the key query
+        await asyncio.Event().wait()  # no private key: no signature, ever
+        raise AssertionError("unreachable")
+
+
+def test_max_sessions_sftp_counts_only_proven_logins(solo):
+    """Public-key queries prove nothing: N probes holding connections open take none of solo's one
+    session slot, solo then logs in (key or password), and a second proven session is refused."""
+    _backend, servers, _tmp = solo
+    server = servers["sftp"]
+    known = asyncssh.import_known_hosts(f"[{server.host}]:{server.port} {server.host_key.export_public_key().decode()}")
+    public = asyncssh.import_public_key(SOLO_KEY.export_public_key())
+
+    async def probe(offered: asyncio.Event) -> None:
+        async with asyncssh.connect(server.host, server.port, username="solo", known_hosts=known, password=None,
+                                    client_keys=[PublicKeyOnly(public, offered)], preferred_auth="publickey"):
+            raise AssertionError("a key query alone logged in")
+
+    async def scenario() -> None:
+        offered = [asyncio.Event() for _ in range(3)]
+        probes = [asyncio.create_task(probe(event)) for event in offered]
+        try:
+            for event, task in zip(offered, probes, strict=True):  # each probe is answered "key ok", or refused
+                waiter = asyncio.create_task(event.wait())
+                await asyncio.wait([waiter, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            # before proof no slot is taken: every probe got past the key query (not one, then refusals)
+            assert [event.is_set() and not task.done() for event, task in zip(offered, probes, strict=True)] == [True] * 3
+            async with asyncssh.connect(server.host, server.port, username="solo", known_hosts=known,
+                                        client_keys=[SOLO_KEY], preferred_auth="publickey") as conn, \
+                    conn.start_sftp_client() as sftp:
+                await sftp.listdir(".")
+                with pytest.raises(asyncssh.PermissionDenied):  # the one slot is taken by a proven login
+                    async with asyncssh.connect(server.host, server.port, username="solo", known_hosts=known,
+                                                password=PASSWORDS["bob"], client_keys=None):
+                        pass
+        finally:
+            for task in probes:
+                task.cancel()
+            await asyncio.gather(*probes, return_exceptions=True)
+        await asyncio.sleep(0.3)  # the server sees the connections go
+        assert server.state.sessions.count("solo") == 0
 
     asyncio.run(scenario())
 

@@ -136,8 +136,10 @@ class BoxSSHServer(asyncssh.SSHServer):
         self._login = ""
         self._method = ""
         self._session_of: str | None = None  # the login whose session slot this connection holds
+        self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self._address = str(peer[0]) if peer else "?"
@@ -147,9 +149,22 @@ class BoxSSHServer(asyncssh.SSHServer):
         return True  # authentication is always required
 
     def auth_completed(self) -> None:
+        """The login is proven: only now does it take one of its ``max_sessions`` slots.
+
+        A public-key query (``validate_public_key`` without a signature) proves nothing: an attacker
+        holding only a user's public key would otherwise fill that user's sessions. The validators
+        refuse a login whose slots are full (the usual answer, "authentication failed"); two proven
+        logins racing for the last slot are settled here, the loser disconnected before any channel.
+        """
         user = self._state.users.get(self._login)
         if user is None:  # pragma: no cover - asyncssh only completes after a validate_* success
             return
+        if self._session_of is None:
+            if not self._state.sessions.acquire(user):
+                if self._conn is not None:
+                    self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "Too many sessions for this login")
+                return
+            self._session_of = user.login
         logger.info(
             "sftp login %s from %s (Box user %s, home %s%s, %s)",
             user.login,
@@ -202,13 +217,13 @@ class BoxSSHServer(asyncssh.SSHServer):
                 exc,
             )
             return False
-        if self._session_of is None:  # a key login is validated twice: count it once
-            if not self._state.sessions.acquire(user):
-                return False
-            self._session_of = user.login
+        if not self._state.sessions.has_room(user):  # counted in auth_completed, once proven
+            logger.warning("sftp login refused for %r from %s: too many sessions", user.login, self._peer)
+            return False
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._conn = None
         login, self._session_of = self._session_of, None
         if login is not None:
             self._state.sessions.release(login)
