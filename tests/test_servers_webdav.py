@@ -14,6 +14,7 @@ import io
 import os
 import shutil
 import subprocess
+import time
 from urllib.parse import quote
 
 import pytest
@@ -30,6 +31,7 @@ from servers_support import (
 )
 from webdav4.client import Client
 
+from boxfs.servers.common import SessionLimits
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.webdav import start_webdav_server
 
@@ -466,3 +468,26 @@ def test_folder_copy_is_one_server_side_copy(env):
     assert posts == ["/folders/{folder_id}/copy"], posts
     assert box(backend, "bob").cat_file("tree-copy/sub/f2.txt") == b"file 2"
     assert box(backend, "bob").cat_file("tree/sub/f2.txt") == b"file 2"
+
+
+def test_session_limits_apply_to_a_logins_requests(env, tmp_path):
+    """The server's session limits hold for WebDAV too, over all of a login's requests at once: with one
+    file open (a slow PUT), a GET is refused with 503 saying which limit, and the PUT still lands."""
+    backend, _server, users, _tmp = env
+    box(backend, "bob").pipe_file("limited/readme.txt", b"read me")
+    (tmp_path / "slow.bin").write_bytes(b"s" * 400_000)
+    with start_webdav_server(users, backend.factory, session_limits=SessionLimits(max_open_files=1)) as server:
+        slow = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "200K",
+                                 "-u", f"bob:{PASSWORDS['bob']}", "-T", str(tmp_path / "slow.bin"),
+                                 server.url + "/limited/slow.bin"], stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while server.state.resources("bob").open_files == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the PUT holds the login's one open file
+            refused = curl(server, "bob", path="/limited/readme.txt")
+            assert status(refused) == 503
+            assert b"too many open files in this session (limit 1)" in body(refused)
+        finally:
+            assert slow.communicate(timeout=60)[0] == "201"
+        assert status(curl(server, "bob", path="/limited/readme.txt")) == 200
+    assert box(backend, "bob").cat_file("limited/slow.bin") == b"s" * 400_000

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from boxfs.frontend.cleaning import SpoolCleaner
+from boxfs.frontend.errors import PendingLimitError, reason_of
 from boxfs.frontend.handles import OpenFiles, WriteHandle
 from boxfs.servers.safety import warn_if_loose
 from boxfs.servers.users import UserFilesystems
@@ -142,6 +143,14 @@ SEEK_HOLE = getattr(os, "SEEK_HOLE", 4)
 
 class SessionLimitError(OSError):
     """A session went past one of its :class:`SessionLimits`; the message says which and how to raise it."""
+
+
+def client_reason(exc: BaseException, code: int) -> str:
+    """The reason a client is told for ``exc`` (errno ``code``): a session limit's own message, which
+    says which limit and what to do, else the errno's short generic text (never a path or a Box id)."""
+    if isinstance(exc, (SessionLimitError, PendingLimitError)):
+        return str(exc.strerror)
+    return reason_of(code)
 
 
 @dataclass(frozen=True)

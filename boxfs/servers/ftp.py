@@ -30,14 +30,16 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
-from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend import Namespace, errno_of, log_failure
 from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
 from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
+    SessionLimits,
     SessionResources,
     UploadFile,
     box_filesystem_factory,
+    client_reason,
     enable_server_logging,
     server_filesystems,
     set_mtime,
@@ -162,13 +164,14 @@ _FTP_REPLY: dict[int, int] = {
     errno.EIO: 451,  # local error in processing: worth retrying
     errno.ETIMEDOUT: 451,
     errno.ENOMEM: 451,
+    errno.EMFILE: 451,  # a session limit (too many files open at once): later, or after closing some
 }
 
 
 def ftp_reply(exc: BaseException) -> tuple[int, str]:
     """``(reply code, short safe reason)`` for a filesystem exception."""
     code = errno_of(exc)
-    return _FTP_REPLY.get(code, 550), reason_of(code)
+    return _FTP_REPLY.get(code, 550), client_reason(exc, code)
 
 
 class BoxFilesystemError(FilesystemError):
@@ -198,7 +201,7 @@ class BoxFTPFS(AbstractedFS):
         self.home = user.home
         self.fs = cmd_channel.filesystems.for_user(user)
         self.ns = Namespace(self.fs)  # literal names: never a pattern
-        self.resources = SessionResources()
+        self.resources = SessionResources(cmd_channel.session_limits)  # the server's, as SFTP's
         self.audit: AuditLog = getattr(cmd_channel, "audit", None) or AuditLog(None)
         self.actor = Actor("ftp", user.login, user.box_user, f"{cmd_channel.remote_ip}:{cmd_channel.remote_port}")
         self.files = self.resources.open_files_for(self.fs)  # upload spools (the layer's)
@@ -510,7 +513,29 @@ class BoxFTPHandler(FTPHandler):
     use_sendfile = False
     banner = "boxfs FTP server ready."
     filesystems: UserFilesystems  # set on the per-server subclass
+    session_limits: SessionLimits | None = None  # each connection's (None: the defaults)
     boxfs_user: User | None = None
+
+    def _drop_queued_upload(self) -> None:
+        """Abandon an upload whose STOR is waiting for its data connection: nothing is stored.
+
+        pyftpdlib closes such a file when the client goes away (for an upload: store it, empty) and
+        forgets it when another STOR comes; either way no byte of it was sent.
+        """
+        queued = getattr(self, "_in_dtp_queue", None)
+        if queued is not None and isinstance(queued[0], UploadFile):
+            logger.info("ftp %s upload of %s abandoned before its data connection: nothing stored",
+                        self.username, queued[0].name)
+            queued[0].discard()
+            self._in_dtp_queue = None
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> Any:
+        self._drop_queued_upload()
+        return super().ftp_STOR(file, mode)
+
+    def close(self) -> None:
+        self._drop_queued_upload()
+        super().close()
 
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
         super().handle_auth_success(home, password, msg_login)
@@ -627,6 +652,7 @@ def make_ftp_server(
     spool_clean_interval: float = 3600.0,
     spool_max_age: float | None = None,
     audit_log: AuditLog | None = None,
+    session_limits: SessionLimits | None = None,
 ) -> ThreadedFTPServer:
     """Build (without starting) a threaded FTP server over the given per-Box-user filesystems.
 
@@ -635,6 +661,7 @@ def make_ftp_server(
     logins and transfers over plain connections. ``login_throttle`` overrides the users file's
     ``[login_throttle]`` table; ``auth_failed_delay`` is a minimum wait before any failed login.
     Plain FTP on a non-loopback address, or a certificate without ``tls_required``, is warned about.
+    ``session_limits`` caps what each connection holds (open files, bytes ahead of a gap), as for SFTP.
     ``server.boxfs_cleaner`` (started by :func:`start_ftp_server` and :func:`run_ftp`) removes, every
     ``spool_clean_interval`` seconds, spool files older than ``spool_max_age`` no upload uses.
     """
@@ -650,6 +677,7 @@ def make_ftp_server(
         "passive_ports": list(passive_ports) if passive_ports else None,
         "masquerade_address": masquerade_address,
         "audit": audit_log or AuditLog(None),
+        "session_limits": session_limits,
     }
     if certfile:
         base, _dtp = _tls_handler_classes()

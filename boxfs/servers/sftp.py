@@ -55,6 +55,7 @@ from boxfs.servers.common import (
     SessionResources,
     UploadFile,
     box_filesystem_factory,
+    client_reason,
     enable_server_logging,
     server_filesystems,
     set_mtime,
@@ -279,7 +280,7 @@ def sftp_error(exc: BaseException, virtual: str) -> SFTPError:
         return exc
     code = log_failure(logger, "sftp", virtual, exc)
     if isinstance(exc, (SessionLimitError, PendingLimitError)):
-        return SFTPFailure(exc.strerror)  # says which limit, and what to do
+        return SFTPFailure(client_reason(exc, code))  # says which limit, and what to do
     return _SFTP_STATUS.get(code, SFTPFailure)(f"{reason_of(code)}: {virtual}")
 
 

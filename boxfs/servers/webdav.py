@@ -56,14 +56,16 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from wsgidav.dc.base_dc import BaseDomainController
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend import Namespace, errno_of, log_failure
 from boxfs.frontend.stat import info_is_dir, info_mtime
 from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
+    SessionLimits,
     SessionResources,
     UploadFile,
     box_filesystem_factory,
+    client_reason,
     enable_server_logging,
     server_filesystems,
     spool_cleaner,
@@ -122,7 +124,7 @@ def dav_error(exc: BaseException, virtual: str) -> DAVError:
     _request_failure.exc = exc
     log_failure(logger, "webdav", virtual, exc)
     code = errno_of(exc)
-    return DAVError(HTTP_STATUS.get(code, HTTP_BAD_GATEWAY), f"{reason_of(code)}: {virtual}")
+    return DAVError(HTTP_STATUS.get(code, HTTP_BAD_GATEWAY), f"{client_reason(exc, code)}: {virtual}")
 
 
 @contextmanager
@@ -170,8 +172,10 @@ class _AuthCache:
 class ServerState:
     """What every request of one WebDAV server shares: users, filesystems, throttle, sessions."""
 
-    def __init__(self, users: UsersDB, filesystems: UserFilesystems, login_throttle: ThrottlePolicy | None = None):
+    def __init__(self, users: UsersDB, filesystems: UserFilesystems, login_throttle: ThrottlePolicy | None = None,
+                 session_limits: SessionLimits | None = None):
         self.users = users
+        self.session_limits = session_limits
         self.filesystems = filesystems
         self.throttle = LoginThrottle(login_throttle or users.throttle)
         self.auth_cache = _AuthCache()
@@ -189,11 +193,12 @@ class ServerState:
         self.auth_cache.clear()
 
     def resources(self, login: str) -> SessionResources:
-        """One login's open-file count (HTTP has no sessions: all its requests count together)."""
+        """One login's open files, against the server's :class:`SessionLimits` (HTTP has no sessions:
+        all the login's requests count together)."""
         with self._lock:
             res = self._resources.get(login)
             if res is None:
-                res = self._resources[login] = SessionResources()
+                res = self._resources[login] = SessionResources(self.session_limits)
             return res
 
 
@@ -682,12 +687,15 @@ def make_webdav_app(
     login_throttle: ThrottlePolicy | None = None,
     allow_loose_users_file: bool = False,
     audit_log: AuditLog | None = None,
+    session_limits: SessionLimits | None = None,
 ) -> Any:
-    """The WSGI application: wsgidav over the users' Box trees (serve it with any WSGI server)."""
+    """The WSGI application: wsgidav over the users' Box trees (serve it with any WSGI server).
+
+    ``session_limits`` caps what each login holds at once over all its requests (open files)."""
     users_db = load_users(users, allow_loose_users_file)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
-    state = ServerState(users_db, filesystems, login_throttle)
+    state = ServerState(users_db, filesystems, login_throttle, session_limits)
     config = {
         "provider_mapping": {"/": BoxDAVProvider(state)},
         "boxfs": state,
