@@ -10,6 +10,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,6 +118,17 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
     yield Backend("local", factory, users, factory)
 
 
+@contextlib.contextmanager
+def emulator_backend(tmp_path: Path) -> Iterator[Backend]:
+    """:func:`make_backend` over the Box emulator; the calling test (or fixture) is skipped without it."""
+    import pytest
+
+    with make_backend(tmp_path) as backend:
+        if backend.kind != "emulator":
+            pytest.skip("needs the Box emulator")
+        yield backend
+
+
 # Tests share servers and fail logins on purpose from 127.0.0.1: short delays, no lockouts, except
 # where a test is about them.
 LENIENT_THROTTLE = {"base_delay": 0.01, "max_delay": 0.05, "address_lockout_after": 0, "login_lockout_after": 0}
@@ -214,3 +230,37 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+# ------------------------------------------------------------------ ``boxfs serve`` as a separate process
+BOXFS = str(Path(sys.executable).parent / "boxfs")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_server(argv: list[str], port: int, *, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """Run ``argv`` (a ``boxfs ... serve`` command listening on ``port``); return once the port accepts."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.communicate()[0]}")
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """Ctrl-C the server (killed if it does not stop); its output."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]

@@ -5,6 +5,7 @@ an ``upload_only`` drop box can upload and cannot list, read or delete; a login 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ftplib
 import io
 import shutil
@@ -15,7 +16,7 @@ from urllib.parse import quote
 import asyncssh
 import pytest
 from asyncssh.public_key import SSHLocalKeyPair
-from servers_support import LENIENT_THROTTLE, PASSWORDS, make_backend, password_hash
+from servers_support import LENIENT_THROTTLE, PASSWORDS, emulator_backend, password_hash
 
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.permissions import ACTIONS, PRESETS, parse_permissions
@@ -50,25 +51,37 @@ def test_presets_and_sets_parse():
         UsersDB.from_dict({"users": {"x": {**entry, "read_only": True, "permissions": "full"}}})
 
 
+def users_file(tmp, backend, logins: dict[str, list[str]]):
+    """A users file whose logins (name -> extra lines) all act as Bob's Box user with Bob's password."""
+    lines = ["[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), ""]
+    for login, extra in logins.items():
+        lines += [f"[users.{login}]", f'password = "{password_hash("bob")}"',
+                  f'box_user = "{backend.box_users["bob"]}"', *extra, ""]
+    users = tmp / "users.toml"
+    users.write_text("\n".join(lines))
+    return users
+
+
+@contextlib.contextmanager
+def three_servers(users, backend, tmp):
+    """FTP, SFTP and WebDAV over the same users file and Box users, by protocol name."""
+    with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
+            start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
+            start_webdav_server(users, backend.factory) as dav:
+        yield {"ftp": ftp, "sftp": sftp, "webdav": dav}
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("perms")
-    with make_backend(tmp) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
-        lines = ["[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), ""]
-        for login, (perms, home) in LOGINS.items():
-            lines += [f"[users.{login}]", f'password = "{password_hash("bob")}"',
-                      f'box_user = "{backend.box_users["bob"]}"', f'home = "{home}"', f"permissions = {perms}", ""]
-        users = tmp / "users.toml"
-        users.write_text("\n".join(lines))
+    with emulator_backend(tmp) as backend:
+        users = users_file(tmp, backend, {login: [f'home = "{home}"', f"permissions = {perms}"]
+                                          for login, (perms, home) in LOGINS.items()})
         fs = backend.inspect(backend.box_users["bob"])
         fs.makedirs("drop", exist_ok=True)
         fs.makedirs("keep", exist_ok=True)
-        with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
-                start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
-                start_webdav_server(users, backend.factory) as dav:
-            yield backend, {"ftp": ftp, "sftp": sftp, "webdav": dav}
+        with three_servers(users, backend, tmp) as servers:
+            yield backend, servers
 
 
 def box(backend):
@@ -186,19 +199,11 @@ SOLO_KEY = asyncssh.generate_private_key("ssh-ed25519")  # solo's SSH key (the p
 def solo(tmp_path_factory):
     """``solo`` may hold one session at a time (max_sessions = 1) on each server."""
     tmp = tmp_path_factory.mktemp("solo")
-    with make_backend(tmp) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
-        users = tmp / "users.toml"
-        users.write_text("\n".join([
-            "[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), "",
-            "[users.solo]", f'password = "{password_hash("bob")}"', f'box_user = "{backend.box_users["bob"]}"',
-            'home = "/solo"', "max_sessions = 1", f'ssh_keys = ["{SOLO_KEY.export_public_key().decode().strip()}"]', "",
-        ]))
-        with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
-                start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
-                start_webdav_server(users, backend.factory) as dav:
-            yield backend, {"ftp": ftp, "sftp": sftp, "webdav": dav}, tmp
+    with emulator_backend(tmp) as backend:
+        users = users_file(tmp, backend, {"solo": [
+            'home = "/solo"', "max_sessions = 1", f'ssh_keys = ["{SOLO_KEY.export_public_key().decode().strip()}"]']})
+        with three_servers(users, backend, tmp) as servers:
+            yield backend, servers, tmp
 
 
 def test_max_sessions_ftp(solo):

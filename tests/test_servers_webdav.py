@@ -23,8 +23,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 from servers_support import (
     PASSWORDS,
     Backend,
+    emulator_backend,
     emulator_factory,
-    make_backend,
     password_hash,
     self_signed_cert,
     write_users_file,
@@ -44,9 +44,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webdav")
-    with make_backend(tmp) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp) as backend:
         users = write_users_file(tmp / "users.toml", backend)
         with start_webdav_server(users, backend.factory) as server:
             yield backend, server, users, tmp
@@ -190,9 +188,7 @@ def test_wrong_password_refused_and_throttled(env):
 
 
 def test_lockout_after_repeated_failures(tmp_path):
-    with make_backend(tmp_path) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp_path) as backend:
         throttle = {"base_delay": 0.01, "max_delay": 0.02, "address_lockout_after": 3, "login_lockout_after": 0}
         users = write_users_file(tmp_path / "users.toml", backend, throttle=throttle)
         with start_webdav_server(users, backend.factory) as server:
@@ -242,9 +238,7 @@ def test_webdav4_client_and_60mb_by_sha1(env, tmp_path):
 
 
 def test_https_with_certificate(tmp_path):
-    with make_backend(tmp_path) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp_path) as backend:
         cert, key = self_signed_cert(tmp_path)
         users = write_users_file(tmp_path / "users.toml", backend)
         with start_webdav_server(users, backend.factory, certfile=cert, keyfile=key) as server:
@@ -282,9 +276,7 @@ def test_lock_unlock_like_desktop_clients(env, tmp_path):
 def test_home_by_folder_id_survives_renaming_that_folder(tmp_path):
     """``home = "id:<folder id>"``: after the folder is renamed and moved in Box, the login still
     lands in it (WebDAV and FTP), and a home id that is not a folder refuses the login."""
-    with make_backend(tmp_path) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp_path) as backend:
         fs = box(backend, "bob")
         fs.makedirs("Projects/Acme", exist_ok=True)
         folder_id = fs.info("Projects/Acme")["id"]
@@ -425,9 +417,7 @@ def literal_env(request, tmp_path_factory):
     """A WebDAV server over Box (the emulator) and over another fsspec filesystem."""
     tmp = tmp_path_factory.mktemp(f"literal-{request.param}")
     with contextlib.ExitStack() as stack:
-        backend = memory_backend(tmp) if request.param == "memory" else stack.enter_context(make_backend(tmp))
-        if backend.kind != request.param:
-            pytest.skip("needs the Box emulator")
+        backend = memory_backend(tmp) if request.param == "memory" else stack.enter_context(emulator_backend(tmp))
         users = write_users_file(tmp / "users.toml", backend)
         with start_webdav_server(users, backend.factory) as server:
             yield backend, server

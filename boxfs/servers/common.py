@@ -7,14 +7,15 @@ layer (:mod:`boxfs.frontend`: literal paths, errno by type, stat), so they run u
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from boxfs.frontend.cleaning import SpoolCleaner
 from boxfs.frontend.errors import PendingLimitError, reason_of
@@ -135,6 +136,35 @@ class AllUsersSpool:
 def spool_cleaner(filesystems: UserFilesystems, interval: float, max_age: float | None) -> SpoolCleaner | None:
     """The layer's periodic cleaner over every user's spool, not started; None when ``interval`` is 0."""
     return SpoolCleaner(AllUsersSpool(filesystems), interval, max_age) if interval > 0 else None
+
+
+@contextlib.contextmanager
+def cleaning(cleaner: SpoolCleaner | None) -> Iterator[None]:
+    """Run a server's spool cleaner (None: there is none) for as long as the server serves."""
+    if cleaner is not None:
+        cleaner.start()
+    try:
+        yield
+    finally:
+        if cleaner is not None:
+            cleaner.stop()
+
+
+_Handle = TypeVar("_Handle", bound="ServerHandle")
+
+
+class ServerHandle:
+    """A server running in a background thread (tests, embedding): :meth:`stop` it, or use the handle as
+    a context manager. Each server's handle says how it stops; the rest is this one piece."""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Handle) -> _Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # os.SEEK_DATA/SEEK_HOLE are Linux/BSD-only names; the values are the same everywhere they exist.

@@ -35,10 +35,12 @@ from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
 from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
+    ServerHandle,
     SessionLimits,
     SessionResources,
     UploadFile,
     box_filesystem_factory,
+    cleaning,
     client_reason,
     enable_server_logging,
     server_filesystems,
@@ -693,8 +695,8 @@ def make_ftp_server(
 
 
 @dataclass
-class FTPServerHandle:
-    """A server running in a background thread (tests, embedding)."""
+class FTPServerHandle(ServerHandle):
+    """An FTP server running in a background thread (tests, embedding)."""
 
     server: ThreadedFTPServer
     thread: threading.Thread
@@ -706,12 +708,6 @@ class FTPServerHandle:
         """Stop accepting, close every session and wait for the thread."""
         self._stop.set()
         self.thread.join(timeout)
-
-    def __enter__(self) -> FTPServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_ftp_server(
@@ -736,18 +732,15 @@ def start_ftp_server(
     stop = threading.Event()
 
     def loop() -> None:
-        try:
-            while not stop.is_set():
-                server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
-                time.sleep(0.005)
-        finally:
-            if server.boxfs_cleaner is not None:
-                server.boxfs_cleaner.stop()
-            server.close_all()
+        with cleaning(server.boxfs_cleaner):
+            try:
+                while not stop.is_set():
+                    server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+                    time.sleep(0.005)
+            finally:
+                server.close_all()
 
     thread = threading.Thread(target=loop, name=f"boxfs-ftp-{bound_port}", daemon=True)
-    if server.boxfs_cleaner is not None:
-        server.boxfs_cleaner.start()
     thread.start()
     logger.info("FTP server listening on %s:%d", bound_host, bound_port)
     return FTPServerHandle(server, thread, bound_host, bound_port, stop)
@@ -777,11 +770,8 @@ def run_ftp(
     reload_on_sighup(users_file, lambda: authorizer.users, use, options.get("allow_loose_users_file", False))
     tls = "S" if options.get("certfile") else ""
     logger.info("FTP%s server for Box listening on %s:%d", tls, *server.address[:2])
-    if server.boxfs_cleaner is not None:
-        server.boxfs_cleaner.start()
-    try:
-        server.serve_forever(timeout=1.0, blocking=True, handle_exit=True)
-    finally:
-        if server.boxfs_cleaner is not None:
-            server.boxfs_cleaner.stop()
-        server.close_all()
+    with cleaning(server.boxfs_cleaner):
+        try:
+            server.serve_forever(timeout=1.0, blocking=True, handle_exit=True)
+        finally:
+            server.close_all()

@@ -50,6 +50,7 @@ from boxfs.frontend.stat import info_is_dir, info_to_stat
 from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
+    ServerHandle,
     SessionLimitError,
     SessionLimits,
     SessionResources,
@@ -750,7 +751,7 @@ def _shutdown_state(acceptor: asyncssh.SSHAcceptor) -> None:
 
 
 @dataclass
-class SFTPServerHandle:
+class SFTPServerHandle(ServerHandle):
     """An SFTP server running on its own event loop in a background thread (tests, embedding)."""
 
     acceptor: asyncssh.SSHAcceptor
@@ -778,12 +779,6 @@ class SFTPServerHandle:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
             _shutdown_state(self.acceptor)
-
-    def __enter__(self) -> SFTPServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_sftp_server(

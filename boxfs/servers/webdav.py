@@ -61,10 +61,12 @@ from boxfs.frontend.stat import info_is_dir, info_mtime
 from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
+    ServerHandle,
     SessionLimits,
     SessionResources,
     UploadFile,
     box_filesystem_factory,
+    cleaning,
     client_reason,
     enable_server_logging,
     server_filesystems,
@@ -750,7 +752,7 @@ def make_webdav_server(
 
 
 @dataclass
-class WebDAVServerHandle:
+class WebDAVServerHandle(ServerHandle):
     """A WebDAV server running in a background thread (tests, embedding)."""
 
     server: wsgi.Server
@@ -768,16 +770,9 @@ class WebDAVServerHandle:
         return f"{scheme}://{self.host}:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving (the spool cleaner with it) and wait for the thread."""
         self.server.stop()
         self.thread.join(timeout)
-        if self.server.boxfs_cleaner is not None:
-            self.server.boxfs_cleaner.stop()
-
-    def __enter__(self) -> WebDAVServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_webdav_server(
@@ -795,9 +790,12 @@ def start_webdav_server(
     server = make_webdav_server(users, filesystems, host, port, **options)
     server.prepare()
     bound_host, bound_port = server.bind_addr[:2]
-    thread = threading.Thread(target=server.serve, name=f"boxfs-webdav-{bound_port}", daemon=True)
-    if server.boxfs_cleaner is not None:
-        server.boxfs_cleaner.start()
+
+    def serve() -> None:
+        with cleaning(server.boxfs_cleaner):
+            server.serve()  # returns once stopped
+
+    thread = threading.Thread(target=serve, name=f"boxfs-webdav-{bound_port}", daemon=True)
     thread.start()
     logger.info("WebDAV server listening on %s:%d", bound_host, bound_port)
     return WebDAVServerHandle(server, thread, bound_host, bound_port)
@@ -821,13 +819,10 @@ def run_webdav(
     server.prepare()
     scheme = "https" if options.get("certfile") else "http"
     logger.info("WebDAV server for Box listening on %s://%s:%d", scheme, *server.bind_addr[:2])
-    if server.boxfs_cleaner is not None:
-        server.boxfs_cleaner.start()
-    try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        if server.boxfs_cleaner is not None:
-            server.boxfs_cleaner.stop()
+    with cleaning(server.boxfs_cleaner):
+        try:
+            server.serve()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
