@@ -627,9 +627,11 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             raise SFTPPermissionDenied("cannot rename the home folder")
         ns = await self._namespace()
         refuse_bad_name(ns, self._backend(dst))
-        if overwrite and not allows(self.user, "overwrite") and await self._call(dst, ns.exists, self._backend(dst)):
+        may_replace = overwrite and allows(self.user, "overwrite")
+        if overwrite and not may_replace and await self._call(dst, ns.exists, self._backend(dst)):
             self._require("overwrite", dst)
-        await self._call(f"{src} -> {dst}", ns.rename, self._backend(src), self._backend(dst), overwrite=overwrite)
+        # without ``overwrite`` a target another client creates meanwhile is EEXIST, never replaced
+        await self._call(f"{src} -> {dst}", ns.rename, self._backend(src), self._backend(dst), overwrite=may_replace)
         logger.info("sftp %s renamed %s to %s", self.user.login, src, dst)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:

@@ -557,9 +557,10 @@ def _move(res: BoxFile | BoxFolder, dest_path: str) -> bool:
     if dest is None:
         raise DAVError(HTTP_FORBIDDEN, "outside the home folder")
     with dav_errors(dest_path):
-        if not allows(session.user, "overwrite") and session.ns.exists(session.backend(dest)):
+        may_replace = allows(session.user, "overwrite")
+        if not may_replace and session.ns.exists(session.backend(dest)):
             session.require("overwrite", dest)
-        session.ns.rename(session.backend(res.path), session.backend(dest))
+        session.ns.rename(session.backend(res.path), session.backend(dest), overwrite=may_replace)
     return True
 
 
