@@ -15,11 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
@@ -264,3 +264,32 @@ def stop(proc: subprocess.Popen) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.communicate()[0]
+
+
+T = TypeVar("T")
+
+
+def put_while_open(server: Any, login: str, password: str, path: str, during: Callable[[], T],
+                   headers: Sequence[str] = ()) -> tuple[bytes, T]:
+    """curl PUTs a body to the WebDAV ``server`` and, while the server holds that upload open (the name
+    checked, the body still coming), runs ``during()``; returns the PUT's status code and its result."""
+    from urllib.parse import quote
+
+    put = subprocess.Popen(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{login}:{password}",
+         *(arg for header in headers for arg in ("-H", header)), "-T", "-", server.url + quote(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert put.stdin is not None and put.stdout is not None
+    try:
+        put.stdin.write(b"mine " * 1000)
+        put.stdin.flush()
+        deadline = time.monotonic() + 30
+        while server.state.resources(login).open_files == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.state.resources(login).open_files == 1, "the PUT never opened its upload"
+        result = during()
+    finally:
+        put.stdin.close()
+    code = put.stdout.read()
+    put.wait(60)
+    return code, result

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import asyncssh
 import pytest
 from asyncssh.public_key import SSHLocalKeyPair
-from servers_support import LENIENT_THROTTLE, PASSWORDS, emulator_backend, password_hash
+from servers_support import LENIENT_THROTTLE, PASSWORDS, emulator_backend, password_hash, put_while_open
 
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.permissions import ACTIONS, PRESETS, parse_permissions
@@ -380,18 +380,7 @@ def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_sftp(e
 def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_webdav(env):
     backend, servers = env
     server, name = servers["webdav"], f"dav {RACED}"
-    put = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"keeper:{PASSWORDS['bob']}",
-                            "-T", "-", server.url + "/" + quote(name)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        put.stdin.write(b"mine " * 1000)
-        put.stdin.flush()
-        deadline = time.monotonic() + 30
-        while server.state.resources("keeper").open_files == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)  # the PUT found the name free and holds its upload open
-        assert server.state.resources("keeper").open_files == 1
-        before = taken_meanwhile(backend, name)
-    finally:
-        put.stdin.close()
-    assert put.stdout.read() == b"412"  # Precondition Failed: the name is taken
-    put.wait(60)
+    code, before = put_while_open(server, "keeper", PASSWORDS["bob"], f"/{name}",
+                                  lambda: taken_meanwhile(backend, name))
+    assert code == b"412"  # Precondition Failed: the name is taken
     assert_untouched(backend, name, before)

@@ -26,6 +26,7 @@ from servers_support import (
     emulator_backend,
     emulator_factory,
     password_hash,
+    put_while_open,
     self_signed_cert,
     write_users_file,
 )
@@ -484,3 +485,22 @@ def test_session_limits_apply_to_a_logins_requests(env, tmp_path):
             assert slow.communicate(timeout=60)[0] == "201"
         assert status(curl(server, "bob", path="/limited/readme.txt")) == 200
     assert box(backend, "bob").cat_file("limited/slow.bin") == b"s" * 400_000
+
+
+def test_put_if_none_match_star_never_replaces_a_file_created_meanwhile(env):
+    """``If-None-Match: *`` asks for a new file: wsgidav checks it when the PUT starts, the upload itself
+    is create-only, so a file another client creates while the body comes is left as it is (412)."""
+    backend, server, _users, _tmp = env
+    name = "if-none-match [*].txt"
+
+    def taken_meanwhile() -> dict:
+        fs = box(backend, "bob")
+        fs.pipe_file(name, b"theirs")
+        return fs.info(name)
+
+    code, before = put_while_open(server, "bob", PASSWORDS["bob"], f"/{name}", taken_meanwhile,
+                                  headers=["If-None-Match: *"])
+    assert code == b"412"
+    fs = box(backend, "bob")
+    assert fs.cat_file(name) == b"theirs" and fs.info(name)["sha1"] == before["sha1"]
+    assert fs.info(name).get("etag") == before.get("etag")
