@@ -504,3 +504,18 @@ def test_put_if_none_match_star_never_replaces_a_file_created_meanwhile(env):
     fs = box(backend, "bob")
     assert fs.cat_file(name) == b"theirs" and fs.info(name)["sha1"] == before["sha1"]
     assert fs.info(name).get("etag") == before.get("etag")
+
+
+def test_folder_copy_over_a_file_is_refused_and_keeps_the_file(env):
+    """wsgidav deletes a file in the way before copying a folder there; refused instead (409, as MOVE)."""
+    backend, server, _users, _tmp = env
+    fs = box(backend, "bob")
+    fs.pipe_file("cf-src/inner.txt", b"inner")
+    fs.pipe_file("cf-file.txt", b"precious")
+    for _ in range(100):  # the server sees another client's files once its cached listing expires
+        if all(status(curl(server, "bob", "-I", path=p)) == 200 for p in ("/cf-src/inner.txt", "/cf-file.txt")):
+            break
+        time.sleep(0.2)
+    result = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {server.url}/cf-file.txt", path="/cf-src")
+    assert status(result) == 409, body(result)
+    assert box(backend, "bob").cat_file("cf-file.txt") == b"precious"

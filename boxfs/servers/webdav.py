@@ -520,7 +520,8 @@ class BoxFolder(DAVCollection):
     def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
         """COPY of a folder to a free name, done here through the layer's literal copy (Box: one
         request for the whole tree); onto an existing folder wsgidav merges member by member
-        (RFC 4918 9.8.4), through :meth:`copy_move_single` and the members' literal operations."""
+        (RFC 4918 9.8.4), through :meth:`copy_move_single` and the members' literal operations; onto a
+        file 409 (wsgidav would delete the file first, and a copy failing then would lose it)."""
         session = self.session
         dest = virtual_norm(dest_path)
         if dest is None:
@@ -531,7 +532,11 @@ class BoxFolder(DAVCollection):
         with dav_errors(dest):
             backend = session.backend(dest)
             session.ns.check_new_name(backend)
-            if session.ns.exists(backend):
+            existing = session.ns.try_info(backend)
+            if existing is not None and not info_is_dir(existing):
+                # wsgidav would delete the file before copying: refused, as MOVE refuses it (ENOTDIR)
+                raise DAVError(HTTP_CONFLICT, "a folder cannot be copied over a file: delete the file first")
+            if existing is not None:
                 return False
             if depth_infinity:
                 session.ns.copy(session.backend(self.path), backend)
