@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import pytest
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from support import admin_app
@@ -121,8 +123,6 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
 @contextlib.contextmanager
 def emulator_backend(tmp_path: Path) -> Iterator[Backend]:
     """:func:`make_backend` over the Box emulator; the calling test (or fixture) is skipped without it."""
-    import pytest
-
     with make_backend(tmp_path) as backend:
         if backend.kind != "emulator":
             pytest.skip("needs the Box emulator")
@@ -273,8 +273,6 @@ def put_while_open(server: Any, login: str, password: str, path: str, during: Ca
                    headers: Sequence[str] = ()) -> tuple[bytes, T]:
     """curl PUTs a body to the WebDAV ``server`` and, while the server holds that upload open (the name
     checked, the body still coming), runs ``during()``; returns the PUT's status code and its result."""
-    from urllib.parse import quote
-
     put = subprocess.Popen(
         ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{login}:{password}",
          *(arg for header in headers for arg in ("-H", header)), "-T", "-", server.url + quote(path)],
