@@ -131,7 +131,7 @@ class ChunkedRoutes:
             raise bad_request("folder_id is required", "missing_destination")
         name = check_name(body.get("file_name"), "file")
         try:
-            self.state.item(p, str(folder_id), "folder")
+            self.state.item(p, str(folder_id), "folder", "upload")
         except ApiError as exc:
             if exc.status == 404:
                 raise ApiError(404, "invalid_parameter", "The folder_id does not name a folder you can access") from None
@@ -144,7 +144,7 @@ class ChunkedRoutes:
     def create_for_file(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("item_upload", "item_content_upload", write=True)
-        row = self.state.item(p, req.params["file_id"], "file")
+        row = self.state.item(p, req.params["file_id"], "file", "edit")
         body = req.json()
         name = body.get("file_name")
         if name:

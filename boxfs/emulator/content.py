@@ -55,7 +55,7 @@ class ContentRoutes:
         with self.store.tx() as db:
             if file_id is None:
                 assert parent_id is not None and name is not None
-                self.state.item(p, parent_id, "folder")
+                parent = self.state.item(p, parent_id, "folder", "upload")
                 conflict = self.state.conflict(p.user_id, parent_id, name)
                 if conflict is not None:
                     raise conflict_error(self.rep, conflict, single=True)
@@ -63,12 +63,12 @@ class ContentRoutes:
                 db.execute(
                     "INSERT INTO items (id, type, owner_id, parent_id, name, name_key, created_at, modified_at, "
                     "content_created_at, content_modified_at, created_by, modified_by) VALUES (?, 'file', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (file_id, p.user_id, parent_id, name, name_key(name), now, now,
+                    (file_id, parent["owner_id"], parent_id, name, name_key(name), now, now,
                      content_created_at or content_modified_at or now, content_modified_at or now, p.user_id, p.user_id),
                 )
                 final_name = name
             else:
-                row = self.state.item(p, file_id, "file")
+                row = self.state.item(p, file_id, "file", "edit")
                 if if_match is not None and if_match.strip('"') != str(row["sequence_id"]):
                     raise ApiError(412, "precondition_failed", "The resource has been modified. Please retrieve the resource again and retry")
                 final_name = name or row["name"]
@@ -112,7 +112,7 @@ class ContentRoutes:
         if size is not None and (not isinstance(size, int) or size < 0):
             raise bad_request("size must be a non-negative integer")
         if file_id is not None:
-            row = self.state.item(p, file_id, "file")
+            row = self.state.item(p, file_id, "file", "edit")
             name = body.get("name")
             if name is not None:
                 check_name(name, "file")
@@ -124,7 +124,7 @@ class ContentRoutes:
             parent = body.get("parent") or {}
             if not isinstance(parent, dict) or "id" not in parent:
                 raise bad_request("parent.id is required")
-            self.state.item(p, str(parent["id"]), "folder")
+            self.state.item(p, str(parent["id"]), "folder", "upload")
             conflict = self.state.conflict(p.user_id, str(parent["id"]), name)
             if conflict is not None:
                 raise conflict_error(self.rep, conflict, single=True)
@@ -138,7 +138,7 @@ class ContentRoutes:
         p.require("item_upload", "item_content_upload", write=True)
         file_id = req.params.get("file_id")
         if file_id is not None:
-            existing = self.state.item(p, file_id, "file")
+            existing = self.state.item(p, file_id, "file", "edit")
             check_if_match(req, existing)
         try:
             reader = MultipartReader(req.body, boundary_of(req.header("Content-Type")))
@@ -206,7 +206,7 @@ class ContentRoutes:
         parent = attributes.get("parent")
         if not isinstance(parent, dict) or "id" not in parent:
             raise bad_request("attributes.parent.id is required")
-        self.state.item(p, str(parent["id"]), "folder")
+        self.state.item(p, str(parent["id"]), "folder", "upload")
         conflict = self.state.conflict(p.user_id, str(parent["id"]), attributes["name"])
         if conflict is not None:
             raise conflict_error(self.rep, conflict, single=True)
@@ -230,7 +230,7 @@ class ContentRoutes:
     def download_redirect(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("item_download")
-        row = self.state.item(p, req.params["file_id"], "file")
+        row = self.state.item(p, req.params["file_id"], "file", "download")
         version_id = req.query.get("version") or row["version_id"]
         v = self.store.one("SELECT * FROM versions WHERE id=? AND file_id=?", version_id, row["id"])
         if v is None:
