@@ -194,6 +194,8 @@ class EventLog:
     def subscribe(self, req: Request) -> Response:
         """The real-time server: hold the request until the user's stream moves past the position."""
         with self._cond:
+            if self._closing:  # the server is stopping (its database may be closed already)
+                return Response.json({"message": "reconnect"})
             channel = self._channels.get(req.query.get("channel", ""))
             if channel is None or channel.expires < time.monotonic() or channel.polls >= CHANNEL_MAX_RETRIES:
                 return Response.json({"message": "max_retries"})
@@ -205,10 +207,12 @@ class EventLog:
         deadline = time.monotonic() + self.hold
         with self._cond:
             while True:
+                if self._closing:
+                    return Response.json({"message": "reconnect"})
                 if self._latest(channel.user_id) > position:
                     return Response.json({"message": "new_change"})
                 left = deadline - time.monotonic()
-                if left <= 0 or self._closing:
+                if left <= 0:
                     return Response.json({"message": "reconnect"})
                 self._cond.wait(min(left, 1.0))
 

@@ -7,6 +7,7 @@ representation here keeps the routes from drifting apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from boxfs.emulator.state import MAX_UPLOAD_SIZE, ROLE_CAPS, ROOT, BoxState
@@ -88,9 +89,19 @@ class Representer:
         is_file = row["type"] == "file"
         default = (FILE_MINI if mini else FILE_STANDARD) if is_file else (FOLDER_MINI if mini else FOLDER_STANDARD)
         keys = pick(default, fields)
-        return {k: v for k in keys if (v := self._field(row, k, is_file)) is not _MISSING}
+        chain: list[Any] = []
+        walked = False
 
-    def _field(self, row: Any, key: str, is_file: bool) -> Any:
+        def ancestors() -> list[Any]:
+            """The viewer's path to the item, walked once for ``parent`` and ``path_collection``."""
+            nonlocal chain, walked
+            if not walked:
+                chain, walked = ([] if row["id"] == ROOT else self.state.ancestors(row)), True
+            return chain
+
+        return {k: v for k in keys if (v := self._field(row, k, is_file, ancestors)) is not _MISSING}
+
+    def _field(self, row: Any, key: str, is_file: bool, ancestors: Callable[[], list[Any]]) -> Any:
         state = self.state
         root = row["id"] == ROOT
         if key == "type":
@@ -118,10 +129,10 @@ class Representer:
         if key == "owned_by":
             return self.user_mini(row["owner_id"])
         if key == "parent":
-            chain = [] if root else state.ancestors(row)
+            chain = ancestors()
             return self.folder_mini(chain[-1]) if chain else None
         if key == "path_collection":
-            chain = [] if root else state.ancestors(row)
+            chain = ancestors()
             return {"total_count": len(chain), "entries": [self.folder_mini(r) for r in chain]}
         if key == "size":
             return self._size(row, is_file)
