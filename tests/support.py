@@ -2,13 +2,16 @@
 
 - :func:`admin_app`: the JWT app most tests act through, able to impersonate any managed user;
 - :func:`injected_faults`: faults injected into the emulator for the length of a ``with`` block, and
-  cleared when it ends however it ends (a failed assertion must not leave faults for the next test).
+  cleared when it ends however it ends (a failed assertion must not leave faults for the next test);
+- :func:`eventually`: wait for a change made elsewhere to be seen, failing after a generous deadline
+  (tests assert what is seen, never how fast).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from boxfs.emulator import BoxEmulator
@@ -30,3 +33,16 @@ def injected_faults(emu: BoxEmulator, **rule: Any) -> Iterator[Any]:
         yield emu.inject_faults(**rule)
     finally:
         emu.clear_faults()
+
+
+#: seconds a change made elsewhere may take to be seen before a test fails (benchmarks measure the time)
+EVENTUALLY = 15.0
+
+
+def eventually(check: Callable[[], bool], what: str = "a change made elsewhere was not seen in time",
+               deadline: float = EVENTUALLY) -> None:
+    """Poll ``check`` every 50 ms until it is true; fail with ``what`` after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < end, what
+        time.sleep(0.05)

@@ -22,12 +22,11 @@ from typing import Any
 
 import pytest
 import requests
-from support import admin_app
+from support import admin_app, eventually
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
 
-DEADLINE = 15.0  # seconds a change may take to be seen before the test fails (no timing is asserted)
 #: a hostile folder name: pattern characters and brackets are literal names
 TEAM = "team [1] *?"
 
@@ -109,11 +108,23 @@ def elsewhere(emu: BoxEmulator, app: str, tmp_path: Path) -> Callable[[str, str]
     return run
 
 
-def eventually(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        assert time.monotonic() < deadline, "a change made by the other user was not seen in time"
-        time.sleep(0.05)
+def at_once(make: Callable[..., BoxFileSystem], users: tuple[str, ...],
+            action: Callable[[BoxFileSystem, str], None]) -> None:
+    """Run ``action(fs, user)`` for each user in a thread of its own, released together once every
+    filesystem has listed TEAM (so both start from the same view)."""
+    barrier = threading.Barrier(len(users))
+
+    def run(user: str) -> None:
+        fs = make(user)
+        fs.ls(TEAM)
+        barrier.wait()
+        action(fs, user)
+
+    threads = [threading.Thread(target=run, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
 
 
 def calls_of(emu: BoxEmulator, user: str, since: float, route: str) -> int:
@@ -176,22 +187,14 @@ def test_one_name_written_by_both_at_once_is_one_file(
     path = f"{TEAM}/both.txt"
     payloads = {alice: b"alice's version " * 100, bob: b"bob's version " * 100}
     errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
 
-    def write(user: str) -> None:
-        fs = make(user)
-        fs.ls(TEAM)
-        barrier.wait()
+    def write(fs: BoxFileSystem, user: str) -> None:
         try:
             fs.pipe_file(path, payloads[user])
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    at_once(make, users, write)
     assert errors == []  # overwrite semantics: the later write is a new version, not an error
     view = make(alice)
     assert view.ls(TEAM, detail=False) == [f"{TEAM}/a.txt", path]
@@ -200,12 +203,8 @@ def test_one_name_written_by_both_at_once_is_one_file(
     # exclusive creation: one of the two wins, the other gets a clear FileExistsError
     exclusive = f"{TEAM}/exclusive.txt"
     outcomes: dict[str, str] = {}
-    barrier = threading.Barrier(2)
 
-    def create(user: str) -> None:
-        fs = make(user)
-        fs.ls(TEAM)
-        barrier.wait()
+    def create(fs: BoxFileSystem, user: str) -> None:
         try:
             with fs.open(exclusive, "xb") as f:
                 f.write(payloads[user])
@@ -213,11 +212,7 @@ def test_one_name_written_by_both_at_once_is_one_file(
         except FileExistsError as exc:
             outcomes[user] = f"exists: {exc}"
 
-    threads = [threading.Thread(target=create, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    at_once(make, users, create)
     assert sorted(v.split(":")[0] for v in outcomes.values()) == ["created", "exists"], outcomes
     winner = next(u for u, v in outcomes.items() if v == "created")
     assert make(bob).cat_file(exclusive) == payloads[winner]
