@@ -105,7 +105,8 @@ class ChunkedRoutes:
             raise bad_request("file_size must be a non-negative integer", "invalid_file_size")
         if size < MIN_FILE_SIZE:
             raise bad_request(f"file_size is below the minimum of {MIN_FILE_SIZE} bytes for chunked uploads", "file_size_too_small")
-        self.content.check_quota(p, size)
+        destination = self.state.item(p, folder_id, "folder") if folder_id else self.state.item(p, str(file_id), "file")
+        self.content.check_quota(destination, size)
         part_size = part_size_for(size)
         session_id = secrets.token_hex(16).upper()
         now = time.time()

@@ -116,7 +116,7 @@ def test_a_viewer_cannot_change_anything(alice: BoxClient, bob: BoxClient, bob_i
     api_error(lambda: bob.files.delete_file_by_id(a.id), 403, denied)
     api_error(lambda: bob.folders.create_folder("sub", CreateFolderParent(id=workdir.id)), 403, denied)
     api_error(lambda: bob.folders.delete_folder_by_id(workdir.id, recursive=True), 403, denied)
-    api_error(lambda: share(bob, workdir.id, bob_id), 400 if role == "editor" else 403)
+    api_error(lambda: share(bob, workdir.id, bob_id), 403, denied)
     if role == "viewer":
         assert b"".join(bob.downloads.download_file(a.id)) == b"keep me"
     else:
@@ -233,3 +233,36 @@ def test_bad_requests_are_refused(emu: BoxEmulator, alice: BoxClient, bob: BoxCl
     answer = http.post(emu.url + "/2.0/collaborations", headers={"Authorization": f"Bearer {carol_token}"},
                        json={"item": item, "accessible_by": {"type": "user", "id": carol}, "role": "editor"})
     assert answer.status_code == 404
+
+
+@pytest.mark.parametrize("role", ["uploader", "previewer uploader", "viewer uploader"])
+def test_uploader_roles(alice: BoxClient, bob: BoxClient, alice_id: str, bob_id: str, workdir: FolderFull,
+                        role: str) -> None:
+    a = upload(alice, workdir.id, "a.txt", b"a")
+    share(alice, workdir.id, bob_id, role)
+    mine = upload(bob, workdir.id, f"{role}.txt", b"dropped off")
+    assert mine.owned_by.id == alice_id and mine.created_by.id == bob_id
+    denied = "access_denied_insufficient_permissions"
+    api_error(lambda: bob.files.delete_file_by_id(a.id), 403, denied)
+    if role == "uploader":  # upload only: the folder's content stays hidden
+        api_error(lambda: bob.folders.get_folder_items(workdir.id), 403, denied)
+        api_error(lambda: bob.downloads.download_file(a.id), 403, denied)
+    else:
+        assert names_in(bob, workdir.id) == {"a.txt", f"{role}.txt"}
+    if role == "viewer uploader":  # may edit (rename, new version), not delete
+        assert bob.files.update_file_by_id(a.id, name="b.txt").name == "b.txt"
+        assert b"".join(bob.downloads.download_file(a.id)) == b"a"
+    else:
+        api_error(lambda: bob.files.update_file_by_id(a.id, name="b.txt"), 403, denied)
+    assert names_in(alice, workdir.id) >= {f"{role}.txt"}
+
+
+def test_a_collaborators_upload_counts_against_the_owners_space(
+        emu: BoxEmulator, admin: BoxClient, bob: BoxClient, bob_id: str) -> None:
+    small = emu.create_user(f"small-{uuid.uuid4().hex[:8]}@example.com", space_amount=10)
+    owner = admin.with_as_user_header(small)
+    folder = owner.folders.create_folder("full", CreateFolderParent(id="0"))
+    share(owner, folder.id, bob_id)
+    api_error(lambda: upload(bob, folder.id, "big.txt", b"more than ten bytes"), 403, "storage_limit_exceeded")
+    assert upload(bob, folder.id, "fits.txt", b"0123456789").size == 10
+    assert names_in(owner, folder.id) == {"fits.txt"}
