@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from boxfs.emulator.errors import ApiError, bad_request, not_found
+from boxfs.emulator.errors import bad_request, not_found
 from boxfs.emulator.httpserver import Request, Response, Router
 from boxfs.emulator.representations import Representer
 from boxfs.emulator.state import ROLES, ROOT, BoxState, Principal
@@ -59,8 +59,9 @@ class CollaborationRoutes:
     def _role(value: Any) -> str:
         if value == "owner":
             raise bad_request("Transferring ownership (role owner) is not provided by the emulator", "bad_request")
-        if value not in ROLES:
-            raise bad_request(f"Invalid value for role: {value!r}; one of {', '.join(ROLES)}", "bad_request")
+        if value not in ROLES:  # Box's shape: bad_request, the field named in context_info.errors
+            raise bad_request(f"Invalid value for role: {value!r}; one of {', '.join(ROLES)}", "bad_request",
+                              errors=[{"reason": "invalid_parameter", "name": "role", "message": f"Invalid value '{value}'."}])
         return str(value)
 
     def _grantee(self, accessible_by: Any) -> Any:
@@ -105,19 +106,19 @@ class CollaborationRoutes:
             raise bad_request("The body must be a JSON object")
         target = body.get("item")
         if not isinstance(target, dict) or target.get("type") not in ("folder", "file") or not target.get("id"):
-            raise bad_request("item is required: {\"type\": \"folder\" or \"file\", \"id\": ...}")
+            raise bad_request("item is required: {\"type\": \"folder\" or \"file\", \"id\": ...}", "invalid_collaboration_item")
         if body.get("is_access_only") or body.get("can_view_path"):
             raise bad_request("is_access_only and can_view_path are not provided by the emulator")
         role = self._role(body.get("role"))
         user = self._grantee(body.get("accessible_by"))
         if str(target["id"]) == ROOT:
-            raise ApiError(403, "access_denied_insufficient_permissions", "The root folder cannot be shared")
+            raise bad_request("Root folder cannot be collaborated", "collaborations_not_available_on_root_folder")
         item = self.state.item(p, str(target["id"]), str(target["type"]), "invite")
         now = now_iso()
         with self.store.tx() as db:
             taken = db.execute("SELECT 1 FROM collaborations WHERE item_id=? AND user_id=?", (item["id"], user["id"])).fetchone()
             if taken is not None or user["id"] == item["owner_id"]:
-                raise bad_request("The user is already a collaborator on the item", "user_already_collaborator")
+                raise bad_request("User is already a collaborator", "user_already_collaborator")
             cid = self.store.next_id("collaboration", 700000001)
             # Managed users of one enterprise are collaborated at once (no invitation to accept).
             db.execute(
@@ -143,7 +144,7 @@ class CollaborationRoutes:
         if unknown:
             raise bad_request(f"Not provided by the emulator: {', '.join(sorted(unknown))}")
         if body.get("status", "accepted") != "accepted":
-            raise bad_request("Only pending collaborations can be accepted or rejected; this one is accepted")
+            raise bad_request("You can change the status only if the collaboration is pending", "invalid_status")
         c = self._collaboration(p, req.params["collaboration_id"], self_ok="role" not in body)
         if "role" in body and body["role"] != c["role"]:
             role = self._role(body["role"])

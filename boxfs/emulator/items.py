@@ -111,6 +111,14 @@ class ItemRoutes:
                     stack.append(child["id"])
         return out
 
+    def _check_owner_change(self, row: Any) -> None:
+        """Box refuses to move shared content into another user's tree without naming a new owner."""
+        ids = [row["id"], *self.descendants(row["owner_id"], row["id"])]
+        marks = ",".join("?" * len(ids))
+        if self.store.one(f"SELECT 1 FROM collaborations WHERE item_id IN ({marks})", *ids) is not None:
+            raise bad_request("Cannot move a collaborated subfolder to a private folder unless the new owner is "
+                              "explicitly specified", "cannot_make_collaborated_subfolder_private")
+
     # -- folders ----------------------------------------------------------------------------------------
     def get_folder(self, req: Request) -> Response:
         p = self.state.principal(req)
@@ -250,6 +258,8 @@ class ItemRoutes:
             new_parent = parent["id"]
             changes["parent_id"] = new_parent
             new_owner = parent["owner_id"]
+            if new_owner != row["owner_id"]:
+                self._check_owner_change(row)
         else:
             new_owner = row["owner_id"]
         new_name = row["name"]

@@ -25,6 +25,7 @@ from box_sdk_gen import (
     CreateFolderParent,
     FolderFull,
     UpdateFileByIdParent,
+    UpdateFolderByIdParent,
     UploadFileVersionAttributes,
 )
 
@@ -126,7 +127,7 @@ def test_a_viewer_cannot_change_anything(alice: BoxClient, bob: BoxClient, bob_i
     assert names_in(alice, workdir.id) == {"a.txt"}
 
 
-def test_the_owner_owns_what_moves_in(alice: BoxClient, bob: BoxClient, alice_id: str, bob_id: str,
+def test_the_owner_owns_what_moves_in(emu: BoxEmulator, alice: BoxClient, bob: BoxClient, alice_id: str, bob_id: str,
                                       workdir: FolderFull) -> None:
     share(alice, workdir.id, bob_id)
     mine = bob.folders.create_folder(f"bob-{uuid.uuid4().hex[:8]}", CreateFolderParent(id="0"))
@@ -137,6 +138,12 @@ def test_the_owner_owns_what_moves_in(alice: BoxClient, bob: BoxClient, alice_id
     back = bob.files.update_file_by_id(f.id, parent=UpdateFileByIdParent(id=mine.id))
     assert back.owned_by.id == bob_id
     api_error(lambda: alice.files.get_file_by_id(f.id), 404, "not_found")
+    # shared content does not change owner by a move: Box asks for the new owner to be named
+    sub = alice.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
+    share(alice, sub.id, emu.create_user(f"carol-{uuid.uuid4().hex[:8]}@example.com"), "viewer")
+    api_error(lambda: bob.folders.update_folder_by_id(sub.id, parent=UpdateFolderByIdParent(id=mine.id)), 400,
+              "cannot_make_collaborated_subfolder_private")
+    assert names_in(alice, workdir.id) == {"sub"}
 
 
 def test_events_reach_both_users_each_with_their_own_path(
@@ -210,19 +217,25 @@ def test_bad_requests_are_refused(emu: BoxEmulator, alice: BoxClient, bob: BoxCl
 
     item = {"type": "folder", "id": workdir.id}
     bob_ref = {"type": "user", "id": bob_id}
-    for body, status, needle in (
-            ({"item": item, "accessible_by": bob_ref, "role": "boss"}, 400, "role"),
-            ({"item": item, "accessible_by": bob_ref, "role": "owner"}, 400, "ownership"),
-            ({"item": item, "accessible_by": bob_ref}, 400, "role"),
-            ({"item": item, "accessible_by": {"type": "group", "id": "1"}, "role": "editor"}, 400, "Group"),
-            ({"item": item, "accessible_by": {"type": "user", "login": "nobody@example.com"}, "role": "editor"}, 404, "user"),
-            ({"accessible_by": bob_ref, "role": "editor"}, 400, "item"),
-            ({"item": {"type": "folder", "id": "0"}, "accessible_by": bob_ref, "role": "editor"}, 403, "root"),
-            ({"item": item, "accessible_by": {"type": "user", "id": alice_id}, "role": "editor"}, 400, "already"),
-            ({"item": item, "accessible_by": bob_ref, "role": "editor", "is_access_only": True}, 400, "is_access_only")):
+    for body, status, code, needle in (
+            ({"item": item, "accessible_by": bob_ref, "role": "boss"}, 400, "bad_request", "role"),
+            ({"item": item, "accessible_by": bob_ref, "role": "owner"}, 400, "bad_request", "ownership"),
+            ({"item": item, "accessible_by": bob_ref}, 400, "bad_request", "role"),
+            ({"item": item, "accessible_by": {"type": "group", "id": "1"}, "role": "editor"}, 400, "bad_request", "Group"),
+            ({"item": item, "accessible_by": {"type": "user", "login": "nobody@example.com"}, "role": "editor"}, 404,
+             "not_found", "user"),
+            ({"accessible_by": bob_ref, "role": "editor"}, 400, "invalid_collaboration_item", "item"),
+            ({"item": {"type": "folder", "id": "0"}, "accessible_by": bob_ref, "role": "editor"}, 400,
+             "collaborations_not_available_on_root_folder", "Root"),
+            ({"item": item, "accessible_by": {"type": "user", "id": alice_id}, "role": "editor"}, 400,
+             "user_already_collaborator", "already"),
+            ({"item": item, "accessible_by": bob_ref, "role": "editor", "is_access_only": True}, 400, "bad_request",
+             "is_access_only")):
         answer = post(body)
         assert answer.status_code == status, (body, answer.text)
-        assert needle in answer.json()["message"], answer.text
+        assert answer.json()["code"] == code and needle in answer.json()["message"], answer.text
+    invalid_role = post({"item": item, "accessible_by": bob_ref, "role": "boss"}).json()
+    assert invalid_role["context_info"]["errors"][0]["name"] == "role"
     by_login = post({"item": item, "accessible_by": {"type": "user", "login": "BOB@example.com"}, "role": "viewer"})
     assert by_login.status_code == 201 and by_login.json()["accessible_by"]["id"] == bob_id
     again = post({"item": item, "accessible_by": bob_ref, "role": "editor"})
