@@ -186,7 +186,25 @@ class CollaborationRoutes:
         return Response.json({"entries": [self.render(c) for c in page], "limit": limit, "next_marker": nxt,
                               "prev_marker": None})
 
+    def pending(self, req: Request) -> Response:
+        """``GET /collaborations?status=pending``: the invitations awaiting the user. Every emulated user is
+        a managed user of the one enterprise, collaborated at once, so there are none."""
+        p = self.state.principal(req)
+        p.require("read")
+        if req.query.get("status") != "pending":
+            raise bad_request("status=pending is required", "bad_request")
+        try:
+            offset = int(req.query.get("offset", "0"))
+            limit = min(int(req.query.get("limit", str(DEFAULT_LIMIT))), MAX_LIMIT)
+        except ValueError:
+            raise bad_request("offset and limit must be integers", "invalid_parameter") from None
+        rows = self.store.all("SELECT * FROM collaborations WHERE user_id=? AND status='pending' ORDER BY CAST(id AS INTEGER)",
+                              p.user_id)
+        return Response.json({"total_count": len(rows), "entries": [self.render(c) for c in rows[offset:offset + limit]],
+                              "offset": offset, "limit": limit})
+
     def register(self, router: Router) -> None:
+        router.add("GET", "api", "/collaborations", self.pending)
         router.add("POST", "api", "/collaborations", self.create)
         router.add("GET", "api", "/collaborations/{collaboration_id}", self.get)
         router.add("PUT", "api", "/collaborations/{collaboration_id}", self.update)

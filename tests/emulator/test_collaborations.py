@@ -24,6 +24,7 @@ from box_sdk_gen import (
     CreateCollaborationRole,
     CreateFolderParent,
     FolderFull,
+    GetCollaborationsStatus,
     UpdateFileByIdParent,
     UpdateFolderByIdParent,
     UploadFileVersionAttributes,
@@ -86,6 +87,7 @@ def test_an_editor_sees_reads_and_writes_the_shared_folder(
 
     listing = alice.list_collaborations.get_folder_collaborations(workdir.id)
     assert [c.id for c in listing.entries] == [collab.id]
+    assert alice.list_collaborations.get_file_collaborations(a.id).entries == []  # inherited ones are not listed
     assert bob.user_collaborations.get_collaboration_by_id(collab.id).role.value == "editor"
 
 
@@ -279,3 +281,10 @@ def test_a_collaborators_upload_counts_against_the_owners_space(
     api_error(lambda: upload(bob, folder.id, "big.txt", b"more than ten bytes"), 403, "storage_limit_exceeded")
     assert upload(bob, folder.id, "fits.txt", b"0123456789").size == 10
     assert names_in(owner, folder.id) == {"fits.txt"}
+
+
+def test_no_invitations_are_pending_within_the_enterprise(alice: BoxClient, bob: BoxClient, bob_id: str,
+                                                          workdir: FolderFull) -> None:
+    share(alice, workdir.id, bob_id)
+    pending = bob.list_collaborations.get_collaborations(GetCollaborationsStatus.PENDING)
+    assert pending.total_count == 0 and pending.entries == []
