@@ -263,6 +263,22 @@ def test_a_viewer_is_refused_every_write_and_nothing_changes(
     assert owner.cat_file(f"{TEAM}/a.txt") == b"alice's first"
 
 
+def test_a_new_share_appears_in_the_collaborators_listing_through_the_event_stream(
+        emu: BoxEmulator, make: Callable[..., BoxFileSystem], users: tuple[str, str],
+        shared: Callable[[str], str]) -> None:
+    alice, bob = users
+    theirs = make(bob, watch_events=True)
+    theirs.ls("")  # starts the watcher
+    eventually(lambda: theirs._watcher is not None and theirs._watcher.trusted_since is not None)
+    theirs.invalidate_cache()
+    assert theirs.ls("", detail=False) == []  # learned while the stream vouches: kept until an event
+    start = time.monotonic()
+    shared("viewer")
+    eventually(lambda: theirs.ls("", detail=False) == [TEAM])
+    assert calls_of(emu, bob, start, "/folders/{folder_id}/items") <= 1
+    assert theirs.cat_file(f"{TEAM}/a.txt") == b"alice's first"
+
+
 def test_revoking_the_collaboration_ends_the_collaborators_access(
         make: Callable[..., BoxFileSystem], users: tuple[str, str], shared: Callable[[str], str],
         api: Callable[..., requests.Response]) -> None:
