@@ -8,7 +8,6 @@ as an application would make it, with ``POST /collaborations`` on alice's behalf
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -21,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from support import admin_app, eventually
+from support import admin_app, box_api, eventually, share_folder
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -60,21 +58,8 @@ def make(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
 
 
 @pytest.fixture
-def api(emu: BoxEmulator, app: str) -> Callable[..., requests.Response]:
-    """Box's API as a user, for what boxfs has no call for (creating and removing collaborations)."""
-    client_id = json.loads(app)["boxAppSettings"]["clientID"]
-
-    def call(user: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-        token = emu.developer_token(client_id, user)
-        return requests.request(method, emu.url + "/2.0" + path, headers={"Authorization": f"Bearer {token}"},
-                                timeout=30, **kwargs)
-
-    return call
-
-
-@pytest.fixture
-def shared(make: Callable[..., BoxFileSystem], users: tuple[str, str],
-           api: Callable[..., requests.Response]) -> Callable[[str], str]:
+def shared(emu: BoxEmulator, app: str, make: Callable[..., BoxFileSystem],
+           users: tuple[str, str]) -> Callable[[str], str]:
     """``shared(role)``: alice's folder TEAM (with ``a.txt``) shared with bob in that role; the
     collaboration's id."""
 
@@ -82,11 +67,7 @@ def shared(make: Callable[..., BoxFileSystem], users: tuple[str, str],
         alice, bob = users
         owner = make(alice)
         owner.pipe_file(f"{TEAM}/a.txt", b"alice's first")
-        folder_id = owner.info(TEAM)["id"]
-        answer = api(alice, "POST", "/collaborations", json={
-            "item": {"type": "folder", "id": folder_id}, "accessible_by": {"type": "user", "id": bob}, "role": role})
-        assert answer.status_code == 201, answer.text
-        return str(answer.json()["id"])
+        return share_folder(emu, app, alice, owner.info(TEAM)["id"], bob, role)
 
     return share
 
@@ -98,7 +79,7 @@ def elsewhere(emu: BoxEmulator, app: str, tmp_path: Path) -> Callable[[str, str]
     def run(user: str, code: str) -> None:
         script = tmp_path / f"other-{uuid.uuid4().hex[:6]}.py"
         (tmp_path / "app.json").write_text(app)
-        script.write_text("import json\nfrom boxfs import BoxFileSystem\n"
+        script.write_text("from boxfs import BoxFileSystem\n"
                           f"fs = BoxFileSystem(jwt_config=open({str(tmp_path / 'app.json')!r}).read(), as_user={user!r},"
                           f" base_urls={emu.base_urls!r}, watch_events=False, skip_instance_cache=True)\n"
                           + textwrap.dedent(code))
@@ -280,30 +261,30 @@ def test_a_new_share_appears_in_the_collaborators_listing_through_the_event_stre
 
 
 def test_revoking_the_collaboration_ends_the_collaborators_access(
-        make: Callable[..., BoxFileSystem], users: tuple[str, str], shared: Callable[[str], str],
-        api: Callable[..., requests.Response]) -> None:
+        emu: BoxEmulator, app: str, make: Callable[..., BoxFileSystem], users: tuple[str, str],
+        shared: Callable[[str], str]) -> None:
     alice, bob = users
     collaboration = shared("editor")
     watching, plain = make(bob, watch_events=True), make(bob)
     for fs in (watching, plain):
         assert fs.ls("", detail=False) == [TEAM]
         assert fs.cat_file(f"{TEAM}/a.txt") == b"alice's first"
-    assert api(alice, "DELETE", f"/collaborations/{collaboration}").status_code == 204
+    assert box_api(emu, app, alice, "DELETE", f"/collaborations/{collaboration}").status_code == 204
 
-    def gone(fs: BoxFileSystem) -> bool:
+    def gone(call: Callable[[], Any]) -> bool:
         try:
-            fs.ls(TEAM)
+            call()
         except FileNotFoundError:
             return True
         return False
 
-    eventually(lambda: gone(watching))  # told by the event stream
+    eventually(lambda: gone(lambda: watching.ls(TEAM)))  # told by the event stream
     assert watching.ls("", detail=False) == []
     with pytest.raises(FileNotFoundError):
         watching.cat_file(f"{TEAM}/a.txt")
-    # a filesystem without the watcher finds out once what it learned expires (seconds, not forever)
-    eventually(lambda: gone(plain))
-    with pytest.raises(FileNotFoundError):
-        plain.cat_file(f"{TEAM}/a.txt")
+    # a filesystem without the watcher finds out once what it learned expires (seconds, not forever);
+    # each item it learned expires on its own clock, the file's after the folder's listing
+    eventually(lambda: gone(lambda: plain.ls(TEAM)))
+    eventually(lambda: gone(lambda: plain.cat_file(f"{TEAM}/a.txt")))
     assert plain.ls("", detail=False) == []
     assert make(alice).cat_file(f"{TEAM}/a.txt") == b"alice's first"
