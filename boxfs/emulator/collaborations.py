@@ -97,13 +97,19 @@ class CollaborationRoutes:
         self.state.item(p, c["item_id"], None, "invite")
         return c
 
-    # -- routes --------------------------------------------------------------------------------------------
-    def create(self, req: Request) -> Response:
+    def _change(self, req: Request) -> tuple[Principal, dict[str, Any]]:
+        """Who asks to create or change a collaboration (a write needing ``item_share``), and the JSON
+        object they sent."""
         p = self.state.principal(req)
         p.require("item_share", write=True)
         body = req.json()
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object")
+        return p, body
+
+    # -- routes --------------------------------------------------------------------------------------------
+    def create(self, req: Request) -> Response:
+        p, body = self._change(req)
         target = body.get("item")
         if not isinstance(target, dict) or target.get("type") not in ("folder", "file") or not target.get("id"):
             raise bad_request("item is required: {\"type\": \"folder\" or \"file\", \"id\": ...}", "invalid_collaboration_item")
@@ -135,11 +141,7 @@ class CollaborationRoutes:
         return Response.json(self.render(self._collaboration(p, req.params["collaboration_id"], self_ok=True)))
 
     def update(self, req: Request) -> Response:
-        p = self.state.principal(req)
-        p.require("item_share", write=True)
-        body = req.json()
-        if not isinstance(body, dict):
-            raise bad_request("The body must be a JSON object")
+        p, body = self._change(req)
         unknown = set(body) - {"role", "status"}
         if unknown:
             raise bad_request(f"Not provided by the emulator: {', '.join(sorted(unknown))}")
