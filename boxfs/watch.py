@@ -292,6 +292,9 @@ class ChangeWatcher:
 CHANGE_TYPES = {"ITEM_CREATE": "created", "ITEM_UPLOAD": "uploaded", "ITEM_COPY": "copied", "ITEM_MOVE": "moved",
                 "ITEM_RENAME": "moved", "ITEM_TRASH": "deleted", "ITEM_UNDELETE_VIA_TRASH": "restored"}
 KINDS = {"file": "file", "folder": "directory"}
+#: events that change who sees an item (a collaboration added, changed, removed), not the item: its etag
+#: stays the same, so the cache forgets the place whatever etag it holds
+ACCESS_EVENTS = frozenset({"COLLAB_ADD_COLLABORATOR", "COLLAB_ROLE_CHANGE", "COLLAB_REMOVE_COLLABORATOR"})
 KNOWN_PATHS = 10_000
 
 
@@ -391,7 +394,7 @@ class CacheFeed:
             if old is not None:
                 self.cache.changed_elsewhere(old)
             return
-        if old is not None and name_key(old) == name_key(path):
+        if old is not None and name_key(old) == name_key(path) and change["event_type"] not in ACCESS_EVENTS:
             cached = self.cache.get(old) or {}
             have, new = _sequence(cached.get("etag")), _sequence(change["etag"])
             if cached.get("id") == change["id"] and have is not None and new is not None and have >= new:

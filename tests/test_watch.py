@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import admin_app
+from support import admin_app, eventually
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -76,13 +76,6 @@ def elsewhere(emu: BoxEmulator, tmp_path: Any) -> Callable[[str, str], None]:
         subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=120)
 
     return run
-
-
-def eventually(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        assert time.monotonic() < deadline, "a change made elsewhere was not seen in time"
-        time.sleep(0.05)
 
 
 def calls_of(emu: BoxEmulator, user_id: str, since: float) -> list[Any]:
