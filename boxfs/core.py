@@ -62,7 +62,13 @@ from boxfs.file import APPEND_REFUSAL, BoxFile
 from boxfs.names import BoxNameError, check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.sign import signed_url
-from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
+from boxfs.upload import (
+    DEFAULT_SPOOL_THRESHOLD,
+    WriteBuffer,
+    clean_spool,
+    sha1_of,
+    upload_file,
+)
 from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
 logger = logging.getLogger("boxfs")
@@ -1350,8 +1356,6 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
         Files of uploads or writers still running (in any process) are never touched; ``older_than``
         (seconds, default one day, ``0`` for everything not in use) also gives up resumable uploads
-        that old. See :mod:`boxfs.spool`.
+        that old. See :mod:`boxfs.upload.cleaning`.
         """
-        from boxfs.spool import clean_spool
-
         return clean_spool(self, older_than=older_than)

@@ -50,7 +50,7 @@ elif cfg["mode"] == "rss":
             for _ in range(size // MB):
                 fh.write(block)
     fs.pipe_file("warm-up.txt", b"imports, token and connection pool are part of the baseline")
-    import boxfs.chunked, boxfs.spool  # noqa: F401
+    import boxfs.upload  # noqa: F401
     peak = [0]
     stop = threading.Event()
     def sample():

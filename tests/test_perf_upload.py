@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-import boxfs.chunked as chunked
 import boxfs.core as core
-from boxfs.chunked import MIN_SESSION_SIZE, UploadIncomplete
+import boxfs.upload.parts as chunked
+from boxfs.upload import MIN_SESSION_SIZE, UploadIncomplete
 
 MB = 1 << 20
 SESSIONS = "/files/upload_sessions"
@@ -106,3 +106,4 @@ def test_a_resumed_upload_checks_the_parts_box_has_against_the_source(big_fs: An
     assert routes[("DELETE", PART)] == 1  # the stale session aborted
     assert routes[("POST", "/files/{file_id}/upload_sessions")] == 1 and routes[("POST", COMMIT)] == 1
     assert big_fs.cat_file("resume/src.bin") == bytes(new)
+

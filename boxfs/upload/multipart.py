@@ -1,25 +1,16 @@
-"""Uploads to Box: one multipart request up to ``spool_threshold``, the chunked path above it.
+"""The simple upload: one multipart ``POST`` (``/files/content``, or ``/files/{id}/content`` for a new
+version), for content up to ``spool_threshold``.
 
-``upload_file`` is the single entry point the filesystem uses (``pipe_file``, ``put_file``, writers,
-``set_modified``). It picks the path by size: :func:`upload_small` here, or :func:`upload_large`, the seam
-where the large-upload work (issue 5: spooling, chunked upload sessions, resume) plugs in.
-
-Writers buffer through :func:`make_write_buffer`; the in-memory :class:`WriteBuffer` computes the SHA1
-as bytes arrive (Box wants it in ``content-md5``), and is the seam where a spooling buffer replaces it.
-
-Small uploads send no preflight: one POST per new file, and a 409 naming the file in the way turns into a
-new version of it (see :func:`upload_small`).
-
-Idempotency: a multipart POST that failed ambiguously (5xx, dropped connection) is repeated only after
-checking whether the earlier attempt landed: for a new file a preflight (only then) that reports a
-conflicting file with our SHA1 means it did; for a new version, the file's etag having moved on to content
-with our SHA1.
+No preflight: one POST per new file, and a 409 naming the file in the way turns into a new version of it
+(see :func:`upload_small`). Idempotency: a POST that failed ambiguously (5xx, dropped connection) is
+repeated only after checking whether the earlier attempt landed: for a new file a preflight (only then)
+that reports a conflicting file with our SHA1 means it did; for a new version, the file's etag having
+moved on to content with our SHA1.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import uuid
@@ -29,13 +20,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from boxfs.api.errors import conflicts_of, is_a_directory_error
 from boxfs.names import check_name, same_name
+from boxfs.upload.preflight import preflight
 
 if TYPE_CHECKING:
     from boxfs.core import BoxFileSystem
 
 logger = logging.getLogger("boxfs")
 
-DEFAULT_SPOOL_THRESHOLD = 26_214_400  # 25 MiB, Box's limit for single-request uploads is 50 MB
 _READ_BLOCK = 1 << 20
 
 
@@ -59,43 +50,6 @@ def sha1_of(fileobj: BinaryIO) -> tuple[str, int]:
         size += len(block)
     fileobj.seek(start)
     return digest.hexdigest(), size
-
-
-class WriteBuffer:
-    """Collects what a writer writes, with its SHA1 computed on the way in.
-
-    In memory; the large-upload work replaces :func:`make_write_buffer` to spill past the threshold.
-    """
-
-    def __init__(self) -> None:
-        self._buf = io.BytesIO()
-        self._sha1 = hashlib.sha1()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._buf.write(data)
-        self._sha1.update(data)
-        self.size += len(data)
-        return len(data)
-
-    @property
-    def sha1(self) -> str:
-        return self._sha1.hexdigest()
-
-    def reader(self) -> BinaryIO:
-        """The buffered content, positioned at its start."""
-        self._buf.seek(0)
-        return self._buf
-
-    def close(self) -> None:
-        self._buf = io.BytesIO()
-
-
-def make_write_buffer(fs: BoxFileSystem, path: str) -> WriteBuffer:
-    """The buffer a writer for ``path`` uses: memory up to the threshold, then a spool file (boxfs.spool)."""
-    from boxfs.spool import SpoolingBuffer
-
-    return SpoolingBuffer(fs, path)
 
 
 class _MultipartBody:
@@ -143,32 +97,6 @@ class _MultipartBody:
                 self._progress(len(block))
             yield block
         yield self._tail
-
-
-def preflight(fs: BoxFileSystem, *, parent_id: str, name: str, size: int, file_id: str | None) -> dict[str, Any] | None:
-    """``OPTIONS /files/content``: None when Box would accept the upload, else the conflicting item.
-
-    Other refusals (name rules, quota, permissions) raise the mapped error right away, before any data
-    is sent.
-    """
-    t = fs.transport
-    if file_id is None:
-        body: dict[str, Any] = {"name": name, "parent": {"id": parent_id}, "size": size}
-        route = "/files/content"
-    else:
-        body = {"size": size}
-        route = f"/files/{file_id}/content"
-    resp = t.request("OPTIONS", t.api(route), json=body, ok_statuses=(409,), path=name, action="upload preflight")
-    assert not isinstance(resp, dict)
-    if resp.status_code != 409:
-        return None
-    from boxfs.api.errors import error_from_response
-
-    exc = error_from_response(resp, name, "upload preflight")
-    found = conflicts_of(exc)
-    if not found:
-        raise exc
-    return found[0]
 
 
 def upload_small(
@@ -250,17 +178,3 @@ def upload_small(
     if not entries:
         raise OSError(f"{name}: Box accepted the upload but returned no file")
     return entries[0]
-
-
-def upload_large(fs: BoxFileSystem, **kwargs: Any) -> dict[str, Any]:
-    """Uploads above ``spool_threshold`` go through Box chunked upload sessions (boxfs.chunked)."""
-    from boxfs.chunked import upload_large as chunked_upload_large
-
-    return chunked_upload_large(fs, **kwargs)
-
-
-def upload_file(fs: BoxFileSystem, *, size: int, **kwargs: Any) -> dict[str, Any]:
-    """Upload by the path the size calls for; the keyword arguments are those of :func:`upload_small`."""
-    if size > fs.spool_threshold:
-        return upload_large(fs, size=size, **kwargs)
-    return upload_small(fs, size=size, **kwargs)
