@@ -64,6 +64,7 @@ from boxfs.retry import RetryPolicy
 from boxfs.sign import signed_url
 from boxfs.upload import (
     DEFAULT_SPOOL_THRESHOLD,
+    RELIST_MIN_SIZE,
     WriteBuffer,
     clean_spool,
     sha1_of,
@@ -887,6 +888,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
         existing = self.cache.get(path)
+        if existing is None and RELIST_MIN_SIZE <= size <= self.spool_threshold and self.cache.listing(parent) is None:
+            existing = self._try_info(path)  # one listing of the folder: cheaper than sending the body twice
         if existing is not None and existing["type"] == "directory":
             raise is_a_directory_error(path)
         if existing is not None and exclusive:

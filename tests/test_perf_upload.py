@@ -107,3 +107,59 @@ def test_a_resumed_upload_checks_the_parts_box_has_against_the_source(big_fs: An
     assert routes[("POST", "/files/{file_id}/upload_sessions")] == 1 and routes[("POST", COMMIT)] == 1
     assert big_fs.cat_file("resume/src.bin") == bytes(new)
 
+
+# ------------------------------------------------------------- a simple upload onto a name in an unlisted folder
+CONTENT = "/files/content"
+NEW_VERSION = "/files/{file_id}/content"
+LIST = "/folders/{folder_id}/items"
+
+
+def uploads_and_listings(emulator: Any, start: int, user_id: str) -> Counter[tuple[str, str, int]]:
+    return Counter((r.method, r.route, r.status) for r in emulator.request_log.records[start:]
+                   if r.user_id == user_id and r.route in (CONTENT, NEW_VERSION, LIST))
+
+
+@pytest.mark.parametrize("how", ["pipe_file", "open", "put_file"])
+def test_a_simple_upload_onto_an_existing_name_sends_its_body_once(make_fs: Any, fs_user: tuple[str, str],
+                                                                   emulator: Any, tmp_path: Path, how: str) -> None:
+    """A filesystem that has not listed the folder cannot tell the name is taken: sending the body and
+    then, on Box's 409, sending it again as a new version moves it twice. From RELIST_MIN_SIZE on, the
+    folder is listed first (one request; its other names are known after), and the body goes once."""
+    uid = fs_user[0]
+    make_fs(as_user=uid).pipe_file("d/e/taken.bin", b"old")
+    data = os.urandom(2 * MB)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    fs = make_fs(as_user=uid)  # knows nothing of d/e
+    start = len(emulator.request_log)
+    if how == "pipe_file":
+        fs.pipe_file("d/e/taken.bin", data)
+    elif how == "open":
+        with fs.open("d/e/taken.bin", "wb") as f:
+            f.write(data)
+    else:
+        fs.put_file(str(src), "d/e/taken.bin")
+    calls = uploads_and_listings(emulator, start, uid)
+    assert calls == Counter({("GET", LIST, 200): 3,  # All Files, d, and d/e (the one listing added)
+                             ("POST", NEW_VERSION, 200): 1})  # the body, once, as the new version
+    # the listing serves the folder's other names: a new file next to it costs its upload only
+    start = len(emulator.request_log)
+    fs.pipe_file("d/e/new.bin", data)
+    assert uploads_and_listings(emulator, start, uid) == Counter({("POST", CONTENT, 201): 1})
+    fresh = make_fs(as_user=uid)
+    assert fresh.cat_file("d/e/taken.bin") == data and fresh.cat_file("d/e/new.bin") == data
+    assert fresh.ls("d/e", detail=False) == ["d/e/new.bin", "d/e/taken.bin"]
+
+
+def test_a_tiny_upload_onto_an_existing_name_keeps_the_409_path(make_fs: Any, fs_user: tuple[str, str],
+                                                                 emulator: Any) -> None:
+    """Below RELIST_MIN_SIZE a second POST costs less than a listing that a new file would pay for too."""
+    uid = fs_user[0]
+    make_fs(as_user=uid).pipe_file("d/e/taken.txt", b"old")
+    fs = make_fs(as_user=uid)
+    start = len(emulator.request_log)
+    fs.pipe_file("d/e/taken.txt", b"new")
+    assert uploads_and_listings(emulator, start, uid) == Counter({
+        ("GET", LIST, 200): 2,  # All Files and d: d/e itself is not listed
+        ("POST", CONTENT, 409): 1, ("POST", NEW_VERSION, 200): 1})
+    assert make_fs(as_user=uid).cat_file("d/e/taken.txt") == b"new"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from boxfs.upload.buffers import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, make_write_buffer
 from boxfs.upload.cleaning import clean_spool
-from boxfs.upload.multipart import sha1_of, upload_small
+from boxfs.upload.multipart import RELIST_MIN_SIZE, sha1_of, upload_small
 from boxfs.upload.session import MIN_SESSION_SIZE, UploadIncomplete, upload_large
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SPOOL_THRESHOLD",
     "MIN_SESSION_SIZE",
+    "RELIST_MIN_SIZE",
     "UploadIncomplete",
     "WriteBuffer",
     "clean_spool",

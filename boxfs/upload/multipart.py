@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("boxfs")
 
 _READ_BLOCK = 1 << 20
+#: A simple upload onto a name the filesystem cannot tell is taken (its folder not listed) sends the body
+#: and, on 409, sends it again as a new version. From this size on, listing the folder first (one request,
+#: and its siblings are known after) costs less than sending the body twice; below it, the 409 is cheaper.
+RELIST_MIN_SIZE = 1 << 20
 
 
 def box_time(dt: datetime) -> str:
