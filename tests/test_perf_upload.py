@@ -16,6 +16,8 @@ import pytest
 
 import boxfs.core as core
 import boxfs.upload.parts as chunked
+import boxfs.upload.session as session
+from boxfs.api.errors import BoxPreconditionError
 from boxfs.upload import MIN_SESSION_SIZE, UploadIncomplete
 
 MB = 1 << 20
@@ -163,3 +165,61 @@ def test_a_tiny_upload_onto_an_existing_name_keeps_the_409_path(make_fs: Any, fs
         ("GET", LIST, 200): 2,  # All Files and d: d/e itself is not listed
         ("POST", CONTENT, 409): 1, ("POST", NEW_VERSION, 200): 1})
     assert make_fs(as_user=uid).cat_file("d/e/taken.txt") == b"new"
+
+
+# ------------------------------------------------------------------ workers past the upload's memory budget
+def test_workers_past_the_memory_budget_read_their_part_twice_in_small_pieces(
+        big_fs: Any, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three workers, a budget of one 8 MiB part: one worker reads its parts once into a part-sized
+    buffer, the others hash theirs in 1 MiB pieces and read them again to send them. The buffers come to
+    8 + 1 + 1 MiB, not 3 x 8; the file on Box is the source, whole. (The process's peak RSS for 1 GB is
+    measured in tests/test_large_upload_proc.py.)"""
+    data = os.urandom(MIN_SESSION_SIZE + 3 * MB + 5)  # parts of 8, 8, 7 MiB and a bit
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    monkeypatch.setattr(big_fs, "upload_workers", 3, raising=False)
+    monkeypatch.setattr(big_fs, "upload_memory", 8 * MB, raising=False)
+    buffers: list[int] = []
+    real_worker = session.ChunkedUpload._worker
+
+    def worker(self: Any, feed: Any, stop: Any, buffer_size: int) -> bool:
+        buffers.append(buffer_size)
+        return real_worker(self, feed, stop, buffer_size)
+
+    monkeypatch.setattr(session.ChunkedUpload, "_worker", worker)
+    reads = ReadCounter(monkeypatch)
+    start = len(emulator.request_log)
+    big_fs.put_file(str(src), "budget/big.bin")
+    assert sorted(buffers) == [MB, MB, 8 * MB]  # what the upload's workers hold: 10 MiB, not 3 x 8
+    assert len(data) < reads.total < 2 * len(data)  # the streamed parts twice, the whole one once
+    routes = Counter((r.method, r.route, r.status) for r in emulator.request_log.records[start:])
+    assert routes[("PUT", PART, 200)] == 3 and routes[("POST", COMMIT, 201)] == 1
+    assert big_fs.info("budget/big.bin")["sha1"] == hashlib.sha1(data).hexdigest()
+
+
+def test_a_part_that_changes_between_its_hash_and_its_sending_is_refused(
+        big_fs: Any, make_fs: Any, fs_user: tuple[str, str], emulator: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part read twice (no whole-part buffer) whose bytes differ the second time: Box checks the part
+    against the digest of the first read and refuses it; the session is aborted and nothing is stored."""
+    data = os.urandom(MIN_SESSION_SIZE + MB)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    monkeypatch.setattr(big_fs, "upload_memory", 0, raising=False)
+    seen: Counter[int] = Counter()
+    real = chunked.PartSource.readinto
+
+    def readinto(self: Any, offset: int, view: memoryview) -> None:
+        real(self, offset, view)
+        seen[offset] += 1
+        if offset == 0 and seen[offset] == 2:  # the first piece, read again to be sent: changed meanwhile
+            view[0] ^= 0xFF
+
+    monkeypatch.setattr(chunked.PartSource, "readinto", readinto)
+    start = len(emulator.request_log)
+    with pytest.raises(BoxPreconditionError, match="SHA1 digest of the part"):  # a refusal: nothing to resume
+        big_fs.put_file(str(src), "changed/big.bin")
+    routes = Counter((r.method, r.route, r.status) for r in emulator.request_log.records[start:])
+    assert routes[("PUT", PART, 412)] == 1 and routes[("POST", COMMIT, 201)] == 0
+    assert sum(n for (method, route, _), n in routes.items() if (method, route) == ("DELETE", PART)) == 1
+    assert not make_fs(as_user=fs_user[0]).exists("changed/big.bin")

@@ -15,12 +15,14 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from boxfs.api.errors import conflicts_of, is_a_directory_error
-from boxfs.names import check_name, same_name
-from boxfs.upload.preflight import preflight
+from boxfs.names import check_name
+from boxfs.upload.job import UploadJob
+from boxfs.upload.preflight import landed
 
 if TYPE_CHECKING:
     from boxfs.core import BoxFileSystem
@@ -103,21 +105,8 @@ class _MultipartBody:
         yield self._tail
 
 
-def upload_small(
-    fs: BoxFileSystem,
-    *,
-    parent_id: str,
-    name: str,
-    fileobj: BinaryIO,
-    size: int,
-    sha1: str,
-    file_id: str | None = None,
-    etag: str | None = None,
-    modified: datetime | None = None,
-    overwrite: bool = True,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """One multipart POST (new file, or new version of ``file_id``); returns Box's file.
+def upload_small(fs: BoxFileSystem, job: UploadJob) -> dict[str, Any]:
+    """One multipart POST (a new file, or a new version of ``job.file_id``); returns Box's file.
 
     No preflight: a preflight costs a round trip and a call against the user's rate limit for every file,
     while a name already taken is rare and Box's 409 names the file in the way (``context_info.conflicts``,
@@ -125,41 +114,32 @@ def upload_small(
     POST); a folder in the way, or ``overwrite=False``, is refused. Other refusals (name rules, quota,
     permissions) come back from the POST itself as the mapped error.
     """
+    name, fileobj, file_id = job.name, job.fileobj, job.file_id
+    if job.sha1 is None:
+        raise ValueError(f"{name}: a simple upload needs the content's SHA-1")
     check_name(name)
     t = fs.transport
     start = fileobj.tell()
     attributes: dict[str, Any] = {"name": name}
     if file_id is None:
-        attributes["parent"] = {"id": parent_id}
-    if modified is not None:
-        attributes["content_modified_at"] = box_time(modified)
+        attributes["parent"] = {"id": job.parent_id}
+    if job.modified is not None:
+        attributes["content_modified_at"] = box_time(job.modified)
     boundary = uuid.uuid4().hex
 
     def make() -> _MultipartBody:
         # a fresh body per attempt (it re-seeks the source), always with the boundary of the header
-        return _MultipartBody(attributes, name, fileobj, start, size, progress, boundary)
+        return _MultipartBody(attributes, name, fileobj, start, job.size, job.progress, boundary)
+
+    def recover() -> dict[str, Any] | None:
+        item = landed(fs, parent_id=job.parent_id, name=name, size=job.size, sha1=job.sha1, file_id=file_id,
+                      etag=job.etag)
+        return None if item is None else {"entries": [item]}
 
     first = make()
-    headers = {"Content-Type": first.content_type, "content-md5": sha1}
+    headers = {"Content-Type": first.content_type, "content-md5": job.sha1}
     params = {"fields": fs.FIELDS}
-    if file_id is None:
-        url = t.upload_api("/files/content")
-
-        def recover() -> dict[str, Any] | None:
-            again = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=None)
-            if again is not None and again.get("type") == "file" and same_name(again.get("name", name), name):
-                item = fs._get_item("file", str(again["id"]))
-                if item.get("sha1") == sha1:
-                    return {"entries": [item]}
-            return None
-    else:
-        url = t.upload_api(f"/files/{file_id}/content")
-        def recover() -> dict[str, Any] | None:
-            item = fs._get_item("file", str(file_id))
-            if item.get("sha1") == sha1 and item.get("etag") != etag:
-                return {"entries": [item]}
-            return None
-
+    url = t.upload_api("/files/content" if file_id is None else f"/files/{file_id}/content")
     try:
         data = t.json("POST", url, params=params, data=make, headers=headers, recover=recover,
                       path=name, action="upload")
@@ -171,13 +151,11 @@ def upload_small(
             raise
         if taken[0].get("type") != "file":
             raise is_a_directory_error(name) from None
-        if not overwrite:
+        if not job.overwrite:
             raise
         logger.debug("%s exists on Box as file %s: uploading a new version", name, taken[0].get("id"))
         fileobj.seek(start)
-        return upload_small(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
-                            file_id=str(taken[0]["id"]), etag=taken[0].get("etag"), modified=modified,
-                            overwrite=True, progress=progress)
+        return upload_small(fs, replace(job, file_id=str(taken[0]["id"]), etag=taken[0].get("etag")))
     entries = data.get("entries") or []
     if not entries:
         raise OSError(f"{name}: Box accepted the upload but returned no file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from boxfs.api.errors import conflicts_of, error_from_response, is_a_directory_error
-from boxfs.names import check_name
+from boxfs.names import check_name, same_name
 
 if TYPE_CHECKING:
     from boxfs.core import BoxFileSystem
@@ -38,6 +38,24 @@ def preflight(fs: BoxFileSystem, *, parent_id: str, name: str, size: int, file_i
     if not found:
         raise exc
     return found[0]
+
+
+def landed(fs: BoxFileSystem, *, parent_id: str, name: str, size: int, sha1: str | None, file_id: str | None,
+           etag: str | None) -> dict[str, Any] | None:
+    """After the last request of an upload (a POST, a commit) failed ambiguously: Box's file when that
+    attempt landed nevertheless, else None (then sending again creates no duplicate).
+
+    A new file landed when a preflight finds a file of that name carrying our SHA-1; a new version of
+    ``file_id`` when the file's etag moved on from ``etag`` to content with our SHA-1.
+    """
+    if file_id is None:
+        again = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=None)
+        if again is None or again.get("type") != "file" or not same_name(again.get("name", name), name):
+            return None
+        item = fs._get_item("file", str(again["id"]))
+        return item if item.get("sha1") == sha1 else None
+    item = fs._get_item("file", str(file_id))
+    return item if item.get("sha1") == sha1 and item.get("etag") != etag else None
 
 
 

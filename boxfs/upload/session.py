@@ -5,10 +5,12 @@ existing one) -> upload the parts Box asked for (``part_size``, the last one sho
 ``fs.upload_workers`` threads, each part with its ``Digest: sha=<base64 SHA1>`` -> commit with the parts
 list and the whole file's SHA1, polling while Box answers 202 + ``Retry-After``.
 
-Every byte is read once (:mod:`boxfs.upload.parts`); when the whole file's SHA1 is folded from the parts,
-a source whose size or mtime changed by the end is refused before the commit.
-Memory is bounded by ``upload_workers`` x ``part_size`` (4 x 8 MiB by default; Box picks larger parts
-only for much larger files); ``put_file`` reads parts straight from the source file (no spool copy).
+Parts are read into the workers' buffers (:mod:`boxfs.upload.parts`): whole, read once, for the workers
+within the memory budget (``PART_MEMORY``, 24 MiB: 3 of 8 MiB parts), in 1 MiB pieces, read twice (to
+hash, then to send) for the others. So memory is bounded by the budget + 1 MiB a worker (24 + 5 MiB with
+the default 8 workers), whatever part size Box picks, and more parts travel at once than the budget
+holds. When the whole file's SHA1 is folded from the parts, a source whose size or mtime changed by the
+end is refused before the commit. ``put_file`` reads parts straight from the source file (no spool copy).
 
 Resume: the session, the content's SHA1 (when known) and the parts done are kept in a state file in the
 acting user's spool folder (:mod:`boxfs.upload.resume`), keyed by destination and size. Running the same upload
@@ -38,8 +40,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -50,13 +52,17 @@ from boxfs.api.errors import (
     exists_error,
     is_a_directory_error,
 )
-from boxfs.names import check_name, same_name
+from boxfs.names import check_name
 from boxfs.retry import parse_retry_after
 from boxfs.upload.buffers import SpoolReader
 from boxfs.upload.cleaning import auto_clean
+from boxfs.upload.job import UploadJob
 from boxfs.upload.multipart import box_time, sha1_of, upload_small
 from boxfs.upload.parts import (
+    PART_MEMORY,
+    SMALL_BUFFER,
     Cancelled,
+    Part,
     PartBody,
     PartFeed,
     PartSource,
@@ -64,7 +70,7 @@ from boxfs.upload.parts import (
     ResumedPartDiffers,
     digest_header,
 )
-from boxfs.upload.preflight import preflight
+from boxfs.upload.preflight import landed, preflight
 from boxfs.upload.resume import (
     FOLDED,
     STATE_SUFFIX,
@@ -118,35 +124,23 @@ def _fatal(exc: BaseException) -> bool:
     return True
 
 
-def upload_large(
-    fs: BoxFileSystem,
-    *,
-    parent_id: str,
-    name: str,
-    fileobj: BinaryIO,
-    size: int,
-    sha1: str | None,
-    file_id: str | None = None,
-    etag: str | None = None,
-    modified: datetime | None = None,
-    overwrite: bool = True,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+def upload_large(fs: BoxFileSystem, job: UploadJob) -> dict[str, Any]:
     """Upload above ``spool_threshold``: a chunked session (one request when under Box's 20 MB minimum).
 
-    ``sha1`` None: the whole file's SHA-1 is folded from the parts as they are read and sent (a regular
-    file; anything else is hashed first). Keeps a writer's spool file after a failure (the error says
-    where); see the module docstring.
+    ``job.sha1`` None: the whole file's SHA-1 is folded from the parts as they are read and sent (a
+    regular file; anything else is hashed first). Keeps a writer's spool file after a failure (the error
+    says where); see the module docstring.
     """
-    if sha1 is None and size < MIN_SESSION_SIZE:
-        sha1 = sha1_of(fileobj)[0]
+    fileobj, name = job.fileobj, job.name
+    if job.sha1 is None and job.size < MIN_SESSION_SIZE:
+        job = replace(job, sha1=sha1_of(fileobj)[0])
     spool = fileobj if isinstance(fileobj, SpoolReader) and fileobj.name else None
-    if progress is None and isinstance(fileobj, SpoolReader) and size >= MIN_SESSION_SIZE:
-        progress = fileobj.progress  # a writer's callback: parts are read with pread, not through read()
-    if size < MIN_SESSION_SIZE:
+    if job.progress is None and isinstance(fileobj, SpoolReader) and job.size >= MIN_SESSION_SIZE:
+        # a writer's callback: parts are read with pread, not through read()
+        job = replace(job, progress=fileobj.progress)
+    if job.size < MIN_SESSION_SIZE:
         try:
-            return upload_small(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
-                                file_id=file_id, etag=etag, modified=modified, overwrite=overwrite, progress=progress)
+            return upload_small(fs, job)
         except BoxAPIError as exc:
             if spool is not None:
                 spool.keep_for_resume()
@@ -154,32 +148,31 @@ def upload_large(
                                        state_path=None, session_id=None) from exc
             raise
     check_name(name)
-    conflict = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=file_id)
+    conflict = preflight(fs, parent_id=job.parent_id, name=name, size=job.size, file_id=job.file_id)
     if conflict is not None:
         if conflict.get("type") != "file":
             raise is_a_directory_error(name)
-        if not overwrite:
+        if not job.overwrite:
             raise exists_error(name)
-        file_id, etag = str(conflict["id"]), conflict.get("etag")
-        logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
+        job = replace(job, file_id=str(conflict["id"]), etag=conflict.get("etag"))
+        logger.debug("%s exists on Box as file %s: uploading a new version", name, job.file_id)
     auto_clean(fs)
     start = fileobj.tell()
     for attempt in (1, 2):
-        upload = ChunkedUpload(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
-                               file_id=file_id, etag=etag, modified=modified, progress=progress)
+        upload = ChunkedUpload(fs, job)
         try:
             return upload.run()
         except FileExistsError as exc:
             # Someone created the name while we uploaded (Box refuses our session or our commit): overwrite
             # semantics make our content its new version, sent again from the spool we still hold (once).
-            if attempt == 2 or file_id is not None or not overwrite:
+            if attempt == 2 or job.file_id is not None or not job.overwrite:
                 raise
-            winner = _winner(fs, exc, parent_id=parent_id, name=name, size=size)
+            winner = _winner(fs, exc, parent_id=job.parent_id, name=name, size=job.size)
             if winner is None:
                 raise
-            file_id, etag, sha1 = str(winner["id"]), winner.get("etag"), upload.sha1
+            job = replace(job, file_id=str(winner["id"]), etag=winner.get("etag"), sha1=upload.sha1)
             logger.info("%s was created by another upload while this one ran; uploading again as a new "
-                        "version of file %s", name, file_id)
+                        "version of file %s", name, job.file_id)
             fileobj.seek(start)
         except BaseException as exc:
             # kept when running the upload again can resume it; a refusal (the session was aborted) is final
@@ -218,20 +211,19 @@ def file_stamp(fileobj: BinaryIO) -> str | None:
 class ChunkedUpload:
     """One chunked upload, resumable through its state file."""
 
-    def __init__(self, fs: BoxFileSystem, *, parent_id: str, name: str, fileobj: BinaryIO, size: int, sha1: str | None,
-                 file_id: str | None, etag: str | None, modified: datetime | None,
-                 progress: Callable[[int], None] | None) -> None:
+    def __init__(self, fs: BoxFileSystem, job: UploadJob) -> None:
         self.fs = fs
         self.t = fs.transport
-        self.parent_id = parent_id
-        self.name = name
-        self.size = size
+        fileobj, progress = job.fileobj, job.progress
+        self.parent_id = job.parent_id
+        self.name = job.name
+        self.size = job.size
         #: None until folded from the parts (put_file of a large file: the file is read once, while sent)
-        self.sha1 = sha1
-        self.file_id = file_id
-        self.etag = etag
-        self.modified = modified
-        self.source = PartSource(fileobj, fileobj.tell(), size)
+        self.sha1 = job.sha1
+        self.file_id = job.file_id
+        self.etag = job.etag
+        self.modified = job.modified
+        self.source = PartSource(fileobj, fileobj.tell(), self.size)
         self.stamp = file_stamp(fileobj)
         self._fileobj = fileobj
         self.progress = Progress(progress)
@@ -242,8 +234,8 @@ class ChunkedUpload:
         #: the content's entry in the spool folder (a writer's spool file, or a kept one given to put_file)
         self.spool_name = (fileobj.spool_name if isinstance(fileobj, SpoolReader)
                            else spool_name_of({"spool": self.folder.name_of(self.content_path)}))
-        self.key = state_key(user_id=fs.user_id, parent_id=parent_id, name=name, file_id=file_id, size=size,
-                             sha1=FOLDED)
+        self.key = state_key(user_id=fs.user_id, parent_id=self.parent_id, name=self.name, file_id=self.file_id,
+                             size=self.size, sha1=FOLDED)
         self.lock = PathLock(self.folder, f"{self.key}{LOCK_SUFFIX}")
         self.state: dict[str, Any] = {}
         self.parts: dict[int, dict[str, Any]] = {}
@@ -351,11 +343,11 @@ class ChunkedUpload:
             if not entries or offset >= int(data.get("total_count") or 0):
                 return found
 
-    def _upload_part(self, offset: int, view: memoryview, stop: threading.Event) -> bool:
-        """PUT one part from its buffer; False when Box says it already has it (an earlier attempt's answer
-        was lost). A retried attempt sends the same buffer again: nothing is read twice."""
-        length = len(view)
-        part_sha1 = hashlib.sha1(view).hexdigest()
+    def _upload_part(self, part: Part, buf: bytearray, stop: threading.Event) -> bool:
+        """PUT one part; False when Box says it already has it (an earlier attempt's answer was lost). A
+        retried attempt sends the same buffer again, or reads the part again when the buffer is small."""
+        offset, length = part.offset, part.length
+        part_sha1 = part.digest()
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-Range": f"bytes {offset}-{offset + length - 1}/{self.size}",
@@ -365,7 +357,7 @@ class ChunkedUpload:
         def body() -> PartBody:
             if stop.is_set():
                 raise Cancelled("another part failed")
-            return PartBody(view, offset, self.progress, stop)
+            return PartBody(part, self.source, buf, self.progress, stop)
 
         resp = self.t.request(
             "PUT", self._url(), headers=headers, data=body,
@@ -378,23 +370,23 @@ class ChunkedUpload:
                 raise exc
             self.progress.advance(offset, length)
             return False
-        part = resp.json()["part"]
+        answer = resp.json()["part"]
         with self._state_lock:
-            self.parts[offset] = {"part_id": part["part_id"], "offset": int(part["offset"]), "size": int(part["size"]),
-                                  "sha1": part.get("sha1", part_sha1)}
+            self.parts[offset] = {"part_id": answer["part_id"], "offset": int(answer["offset"]),
+                                  "size": int(answer["size"]), "sha1": answer.get("sha1", part_sha1)}
         self._save()
         return True
 
-    def _worker(self, feed: PartFeed, stop: threading.Event) -> bool:
-        """Send parts from the feed until none is left; one buffer of ``part_size`` per worker is the
-        memory an upload holds (``upload_workers`` x ``part_size``)."""
-        buf = bytearray(self.state["part_size"])
+    def _worker(self, feed: PartFeed, stop: threading.Event, buffer_size: int) -> bool:
+        """Send parts from the feed until none is left, from one buffer: ``part_size`` for the workers
+        within the upload's memory budget, 1 MiB for the others (see :data:`PART_MEMORY`)."""
+        buf = bytearray(buffer_size)
         all_new = True
         while not stop.is_set():
-            job = feed.next_part(buf)
-            if job is None:
+            part = feed.next_part(buf)
+            if part is None:
                 break
-            all_new = self._upload_part(job[0], job[1], stop) and all_new
+            all_new = self._upload_part(part, buf, stop) and all_new
         return all_new
 
     def _upload_missing(self) -> None:
@@ -408,8 +400,10 @@ class ChunkedUpload:
                          hashlib.sha1() if self.sha1 is None else None)
         stop = threading.Event()
         workers = max(1, min(int(self.fs.upload_workers), len(missing)))
+        whole = int(getattr(self.fs, "upload_memory", PART_MEMORY)) // part_size  # workers holding a whole part
+        sizes = [part_size if i < whole else SMALL_BUFFER for i in range(workers)]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="boxfs-part") as pool:
-            futures = [pool.submit(self._worker, feed, stop) for _ in range(workers)]
+            futures = [pool.submit(self._worker, feed, stop, size) for size in sizes]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
             if failed:
@@ -467,17 +461,9 @@ class ChunkedUpload:
             return None  # the session is still open: the commit did not happen
         except FileNotFoundError:
             pass
-        if self.file_id is None:
-            again = preflight(self.fs, parent_id=self.parent_id, name=self.name, size=self.size, file_id=None)
-            if again is not None and again.get("type") == "file" and same_name(again.get("name", self.name), self.name):
-                item = self.fs._get_item("file", str(again["id"]))
-                if item.get("sha1") == self.sha1:
-                    return {"entries": [item]}
-            return None
-        item = self.fs._get_item("file", str(self.file_id))
-        if item.get("sha1") == self.sha1 and item.get("etag") != self.etag:
-            return {"entries": [item]}
-        return None
+        item = landed(self.fs, parent_id=self.parent_id, name=self.name, size=self.size, sha1=self.sha1,
+                      file_id=self.file_id, etag=self.etag)
+        return None if item is None else {"entries": [item]}
 
     def _abort(self) -> None:
         if not self.state.get("session_id"):
