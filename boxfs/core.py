@@ -62,7 +62,14 @@ from boxfs.file import APPEND_REFUSAL, BoxFile
 from boxfs.names import BoxNameError, check_name, check_path_names, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.sign import signed_url
-from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
+from boxfs.upload import (
+    DEFAULT_SPOOL_THRESHOLD,
+    RELIST_MIN_SIZE,
+    WriteBuffer,
+    clean_spool,
+    sha1_of,
+    upload_file,
+)
 from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
 logger = logging.getLogger("boxfs")
@@ -191,7 +198,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         retry: RetryPolicy | dict[str, Any] | int | None = None,
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
         spool_dir: str | None = None,
-        upload_workers: int = 4,
+        upload_workers: int = 8,
         auto_mkdir: bool = True,
         watch_events: bool | None = None,
         credentials: BoxCredentials | None = None,
@@ -882,6 +889,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
         existing = self.cache.get(path)
+        if existing is None and RELIST_MIN_SIZE <= size <= self.spool_threshold and self.cache.listing(parent) is None:
+            existing = self._try_info(path)  # one listing of the folder: cheaper than sending the body twice
         if existing is not None and existing["type"] == "directory":
             raise is_a_directory_error(path)
         if existing is not None and exclusive:
@@ -1353,8 +1362,6 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
         Files of uploads or writers still running (in any process) are never touched; ``older_than``
         (seconds, default one day, ``0`` for everything not in use) also gives up resumable uploads
-        that old. See :mod:`boxfs.spool`.
+        that old. See :mod:`boxfs.upload.cleaning`.
         """
-        from boxfs.spool import clean_spool
-
         return clean_spool(self, older_than=older_than)

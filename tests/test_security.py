@@ -27,9 +27,8 @@ from support import injected_faults
 
 from boxfs import BoxFileSystem
 from boxfs.api.errors import BoxAuthError
-from boxfs.chunked import MIN_SESSION_SIZE, UploadIncomplete
 from boxfs.emulator import BoxEmulator
-from boxfs.spool import clean_spool
+from boxfs.upload import MIN_SESSION_SIZE, UploadIncomplete, clean_spool
 
 MB = 1 << 20
 SCOPES = ("root_readwrite", "manage_managed_users")

@@ -43,7 +43,7 @@ from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import PendingLimitError, oserror
 from boxfs.frontend.ranges import RangeSet
 from boxfs.names import name_key
-from boxfs.spool import SpoolFolder, create_spool_file
+from boxfs.upload.spoolfolder import SpoolFolder, create_spool_file
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Spool:
         self.file: Any
         if files.spool_dir is None and isinstance(files.fs, BoxFileSystem):
             # in the acting user's private spool folder, locked while open: what a killed process
-            # leaves there is removed by clean_spool and the periodic cleaners (boxfs.spool)
+            # leaves there is removed by clean_spool and the periodic cleaners (boxfs.upload.cleaning)
             self._folder, self._entry, self.file = create_spool_file(files.fs)
             self.name = self._folder.show(self._entry)
         else:  # a folder the caller chose (or another filesystem's): the caller's to clean
@@ -377,7 +377,7 @@ class OpenFiles:
     """The spools of the paths open for writing on one filesystem (paths are filesystem paths).
 
     ``spool_dir``: where spool files live (default: the acting user's private spool folder on a
-    BoxFileSystem, see :mod:`boxfs.spool`; the temp dir for other filesystems). ``max_pending``: cap on bytes held
+    BoxFileSystem, see :mod:`boxfs.upload.spoolfolder`; the temp dir for other filesystems). ``max_pending``: cap on bytes held
     past a hole per file (None: no cap, the spool is on disk). ``holes_allowed``: whether a file with a
     never-written range may be uploaded (zeros) or fails. ``on_upload(path)``: called after every upload
     attempt (the mount forgets its quota there). ``case_insensitive`` (default: on a BoxFileSystem): two
