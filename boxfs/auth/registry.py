@@ -51,6 +51,11 @@ def get_provider(creds: BoxCredentials, endpoints: BoxEndpoints, policy: RetryPo
         provider = _registry.get(key)
         if provider is None or provider.creds != creds:
             provider = _registry[key] = _make_provider(creds, endpoints, policy)
+        elif policy.max_attempts > provider.policy.max_attempts:
+            # The token is shared, so its requests follow the most patient filesystem that uses it: a
+            # filesystem built with retry=1 first must not leave a later default one failing on the
+            # first 5xx of a token refresh.
+            provider.policy = policy
         return provider
 
 
