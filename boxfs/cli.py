@@ -37,11 +37,12 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 import click
+from click.core import ParameterSource
+from fsspec.callbacks import Callback
 
 from boxfs.frontend.errors import exit_status_of
-from boxfs.names import check_path_names, name_key
+from boxfs.names import check_path_names, has_magic, is_pattern, name_key, pattern_regex
 from boxfs.sync import (
-    Action,
     BoxSide,
     Entry,
     FileFilter,
@@ -50,9 +51,6 @@ from boxfs.sync import (
     check,
     describe,
     endpoint,
-    execute,
-    has_magic,
-    pattern_regex,
     same_content,
     sync,
 )
@@ -174,7 +172,7 @@ def box_targets(fs: Any, arg: str, literal: bool = False) -> tuple[list[str], bo
     FileNotFoundError.
     """
     path = box_path(arg)
-    if literal or not has_magic(path) or fs.exists(path):
+    if literal or not is_pattern(path, fs.exists):
         return [path], False
     parts = path.split("/")
     fixed = next(i for i, part in enumerate(parts) if has_magic(part))
@@ -212,6 +210,26 @@ class ByteRate(click.ParamType):
 
 
 # Options several commands share, declared once.
+def _into_state(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Where a connection option lands, given globally (``boxfs --config F ls``) or after the command
+    that also takes it (``boxfs mount --config F ...``): one :class:`CliState`. After the command only
+    what was typed there overrides; its environment value already reached the global option."""
+    state = ctx.ensure_object(CliState)
+    typed = ctx.get_parameter_source(str(param.name)) is ParameterSource.COMMANDLINE
+    if value is not None and (ctx.parent is None or typed):
+        setattr(state, str(param.name), value)
+    return value
+
+
+CONFIG_OPTION = click.option("--config", "config", metavar="FILE", envvar="BOXFS_JWT_CONFIG", show_envvar=True,
+                             expose_value=False, callback=_into_state,
+                             help="JWT app config: the JSON file from the Box developer console (or its text).")
+AS_USER_OPTION = click.option("--as-user", "as_user", metavar="LOGIN", envvar="BOXFS_AS_USER", show_envvar=True,
+                              expose_value=False, callback=_into_state,
+                              help="Act as this enterprise user (login email or user id) via the As-User header.")
+SPOOL_DIR_OPTION = click.option("--spool-dir", default=None, type=click.Path(file_okay=False),
+                                help="Private folder where files being written are staged before upload "
+                                     "(default: the temp folder).")
 LITERAL_OPTION = click.option("--literal", is_flag=True,
                               help="Names are never patterns, even where no item has that name ('*?[' are characters).")
 PROGRESS_OPTION = click.option("--progress/--no-progress", default=None,
@@ -319,10 +337,8 @@ class BoxfsGroup(click.Group):
 
 
 @click.group(cls=BoxfsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--config", "config", metavar="FILE", envvar="BOXFS_JWT_CONFIG", show_envvar=True,
-              help="JWT app config: the JSON file from the Box developer console (or its text).")
-@click.option("--as-user", "as_user", metavar="LOGIN", envvar="BOXFS_AS_USER", show_envvar=True,
-              help="Act as this enterprise user (login email or user id) via the As-User header.")
+@CONFIG_OPTION
+@AS_USER_OPTION
 @click.option("--base-url", "base_url", metavar="URL", envvar="BOXFS_BASE_URL", show_envvar=True,
               help="Box API root (default https://api.box.com); the emulator's URL for local use.")
 @click.option("--oauth-token-file", "oauth_token_file", metavar="FILE", envvar="BOXFS_OAUTH_TOKEN_FILE",
@@ -336,8 +352,7 @@ class BoxfsGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Log every request at DEBUG level; print tracebacks on errors.")
 @click.version_option(package_name=DISTRIBUTION, prog_name="boxfs")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: str | None,
-        oauth_token_file: str | None, timeout: float | None, retries: int | None, as_json: bool,
+def cli(ctx: click.Context, base_url: str | None, oauth_token_file: str | None, timeout: float | None, retries: int | None, as_json: bool,
         debug: bool) -> None:
     """Box (box.com) storage from the command line.
 
@@ -357,8 +372,9 @@ def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: s
         _RetryNotice.install()
     global _debug
     _debug = debug
-    ctx.obj = CliState(config=config, as_user=as_user, base_url=base_url, oauth_token_file=oauth_token_file,
-                       as_json=as_json, debug=debug, timeout=timeout, retries=retries)
+    state = ctx.ensure_object(CliState)  # --config and --as-user are in it already (_into_state)
+    state.base_url, state.oauth_token_file, state.timeout, state.retries = base_url, oauth_token_file, timeout, retries
+    state.as_json, state.debug = as_json, debug
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -609,39 +625,40 @@ def _side_of(state: CliState, arg: str) -> tuple[LocalSide | BoxSide, str]:
     return endpoint(arg, fs=state.fs() if is_remote(arg) else None)
 
 
-def _cp_plan(src: LocalSide | BoxSide, sources: list[str], dst: LocalSide | BoxSide, target: str,
-             dst_is_dir: bool, recursive: bool) -> list[Action]:
-    """fsspec put/get/copy's (and cp(1)'s) path rules: a source lands at DST, or inside DST under its
-    own name when DST is a folder or there are several sources; a folder's tree is kept below that,
-    and a folder written with a trailing slash ("src/") has its contents copied into DST."""
-    plan: list[Action] = []
-    for source in sources:
-        entry = src.entry(source)
-        if entry is None:
-            raise FileNotFoundError(2, "No such file or directory", src.show(source))
-        into = dst_is_dir and not (entry.kind == "directory" and source.endswith(("/", os.sep)))
-        base = dst.join(target, _basename(source) or "box") if into else target  # "dir/": its contents
-        if entry.kind == "file":
-            plan.append(Action("copy", _basename(source), entry, base, entry.size))
-            continue
-        if not recursive:
-            raise click.UsageError(f"{src.show(source)} is a folder (use -r to copy it with its contents)")
-        plan.append(Action("mkdir", _basename(source), None, base))
-        for rel, item in sorted(src.scan(source).items()):
-            op = "copy" if item.kind == "file" else "mkdir"
-            plan.append(Action(op, rel, item if op == "copy" else None, dst.join(base, rel), item.size))
-    return plan
+class _BarCallback(Callback):
+    """fsspec's callback for ``fs.put``/``fs.get``: the top level counts files (not shown); each file's
+    branch reports its bytes to the one shared bar."""
+
+    def __init__(self, bar: _Bar) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def branched(self, path_1: str, path_2: str, **kwargs: Any) -> Callback:
+        return _FileBytes(self.bar)
 
 
-def _refuse_collisions(plan: list[Action], dst: LocalSide | BoxSide) -> None:
+class _FileBytes(Callback):
+    """One file's bytes, fed to the shared bar (from the transfer's threads; the bar locks)."""
+
+    def __init__(self, bar: _Bar) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.bar(inc)
+
+
+Job = tuple[str, str, str, dict[str, Any]]  # (kind, source, destination, kwargs): BoxFileSystem.planned_transfers
+
+
+def _refuse_collisions(jobs: list[Job], dst: LocalSide | BoxSide) -> None:
     """Two sources landing on one destination name (Box: in any letter case) are refused up front,
     before anything is written: one would silently overwrite the other."""
     landing: dict[str, list[str]] = {}
-    for action in plan:
-        if action.op == "copy":
-            assert action.src is not None
-            key = name_key(action.dst_path) if dst.is_box else os.path.normpath(action.dst_path)
-            landing.setdefault(key, []).append(action.src.path)
+    for kind, source, target, _kw in jobs:
+        if kind == "file":
+            key = name_key(target) if dst.is_box else os.path.normpath(os.path.abspath(target))
+            landing.setdefault(key, []).append(source)
     clashes = {k: v for k, v in landing.items() if len(v) > 1}
     if clashes:
         key, srcs = next(iter(clashes.items()))
@@ -649,88 +666,89 @@ def _refuse_collisions(plan: list[Action], dst: LocalSide | BoxSide) -> None:
                                f"{dst.show(key)} from {', '.join(srcs[:3])}; nothing was copied")
 
 
-def _copy_whole_folder(fs: Any, source: str, target: str, dst_is_dir: bool) -> str | None:
-    """Box -> Box of one folder to a name not taken: one server-side request for the whole tree.
-    Returns where it went, or None when this does not apply (a file, a pattern-like name, a merge)."""
-    info = fs.info(source)
-    if info["type"] != "directory" or has_magic(source) or source == "":
-        return None
-    base = posixpath.join(target, _basename(source)) if dst_is_dir and target else (
-        _basename(source) if dst_is_dir else target)
-    if fs.exists(base):
-        return None
-    check_path_names(base)
-    fs.copy(source, base, recursive=True)
-    return base
-
-
-def _skip_identical(plan: list[Action], src: LocalSide | BoxSide, dst: LocalSide | BoxSide) -> None:
-    """Turn the copies whose destination already holds the same content (size and SHA-1) into skips:
-    no new Box version of an unchanged file."""
-    for i, action in enumerate(plan):
-        if action.op == "copy" and action.src is not None:
-            there = dst.entry(action.dst_path)
-            if there is not None and same_content(src, action.src, dst, there):
-                plan[i] = Action("skip", action.rel, action.src, action.dst_path, action.size, "identical", there)
+def _identical(jobs: list[Job], src: LocalSide | BoxSide, dst: LocalSide | BoxSide) -> list[Job]:
+    """The file jobs whose destination already holds the same content (size and SHA-1): left alone,
+    so no new Box version of an unchanged file. Box's side costs its folder's listing, nothing more."""
+    same: list[Job] = []
+    for job in jobs:
+        if job[0] == "file":
+            there = dst.entry(job[2])
+            entry = src.entry(job[1]) if there is not None else None
+            if entry is not None and there is not None and same_content(src, entry, dst, there):
+                same.append(job)
+    return same
 
 
 @cli.command("cp")
 @click.argument("paths", nargs=-1, required=True, metavar="SOURCES... DST")
 @click.option("-r", "--recursive", is_flag=True, help="Copy folders with their contents.")
 @PROGRESS_OPTION
-@TRANSFERS_OPTION
 @LITERAL_OPTION
 @pass_state
-def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: bool | None,
-           transfers: int, literal: bool) -> None:
+def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: bool | None, literal: bool) -> None:
     """Copy files: local to Box, Box to local, or Box to Box (server side).
 
     Only arguments starting with box:// are Box paths; everything else is local (./x, /tmp/x, x).
-    Box sources may be patterns (box://reports/*.csv; quote them), expanded as in ls. With several
-    sources, or a DST that is an existing folder or ends with '/', each source is copied into DST under
-    its own name. A file whose content DST already holds is not copied again (no new Box version).
+    Box sources may be patterns (box://reports/*.csv; quote them), expanded as in ls. Path rules are
+    fsspec's put/get/copy: each source lands inside DST under its own name when DST is an existing
+    folder or ends with '/' (a folder written 'src/': its contents), else at DST. A file whose content
+    DST already holds is not copied again (no new Box version).
     """
     if len(paths) < 2:
         raise click.UsageError(f"cp needs a destination after {paths[0]}: boxfs cp SOURCES... DST "
                                "(e.g. boxfs cp box://reports/q3.csv . or boxfs cp ./q3.csv box://reports/)")
-    *listed, dst = paths
-    sources = tuple(listed)
+    *sources, dst = paths
     if len({is_remote(s) for s in sources}) > 1:
         raise click.UsageError("all sources must be on the same side (all box://... or all local)")
     if not is_remote(sources[0]) and not is_remote(dst):
         raise click.UsageError("neither side is on Box: prefix Box paths with box:// (use cp(1) for local copies)")
+    fs = state.fs()
     src, _ = _side_of(state, sources[0])
     dst_side, target = _side_of(state, dst)
-    named = [t for s in sources for t in box_targets(state.fs(), s, literal)[0]] if src.is_box else list(sources)
+    named: list[str] = []  # as fsspec takes them: a name as written (its trailing slash counts), or each match
+    for arg in sources:
+        matches, expanded = box_targets(fs, arg, literal) if src.is_box else ([arg], False)
+        named.extend(matches if expanded else [arg])
+    kinds = {}
+    for source in named:
+        entry = src.entry(box_path(source) if src.is_box else source)
+        if entry is None:
+            raise FileNotFoundError(2, "No such file or directory", src.show(source))
+        if entry.kind == "directory" and not recursive:
+            raise click.UsageError(f"{src.show(source)} is a folder (use -r to copy it with its contents)")
+        kinds[source] = entry.kind
     existing = dst_side.entry(target)
-    dst_is_dir = dst.endswith(("/", os.sep)) or target == "" or (existing is not None and existing.kind == "directory")
-    if len(named) > 1 and not dst_is_dir:
+    if len(named) > 1 and not (dst.endswith(("/", os.sep)) or target == "" or (
+            existing is not None and existing.kind == "directory")):
         raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst}")
-    if src.is_box and dst_side.is_box and recursive and len(named) == 1:
-        copied = _copy_whole_folder(state.fs(), named[0], target, dst_is_dir)
-        if copied is not None:
-            if state.as_json:
-                emit_json([{"src": BOX_PREFIX + named[0], "dst": BOX_PREFIX + copied, "status": "copied"}])
-            return
-    plan = _cp_plan(src, named, dst_side, target, dst_is_dir, recursive)
-    _refuse_collisions(plan, dst_side)
+    transfer = fs.copy if src.is_box and dst_side.is_box else fs.get if src.is_box else fs.put
+    with fs.planned_transfers() as jobs:  # fsspec's path rules decide every pair; nothing is written yet
+        for source in named:
+            transfer(source, dst, recursive=kinds[source] == "directory")
+    _refuse_collisions(jobs, dst_side)
     if dst_side.is_box:
-        for action in plan:  # a name Box would refuse stops the copy before anything is written
-            check_path_names(action.dst_path)
-    _skip_identical(plan, src, dst_side)
-    report = SyncReport(", ".join(sources), dst)
-    with progress_bar(state, progress, sum(a.size for a in plan if a.op == "copy")) as bar:
-        execute(plan, src, dst_side, report, transfers=transfers, advance=bar)
+        for job in jobs:  # a name Box would refuse stops the copy before anything is written
+            check_path_names(job[2])
+    same = _identical(jobs, src, dst_side)
+    todo = [job for job in jobs if job not in same]
+    server_side = src.is_box and dst_side.is_box
+    sizes = {job[1]: (src.entry(job[1]) or Entry(job[1], "file")).size for job in jobs if job[0] == "file"}
+    total = None if server_side else sum(sizes[job[1]] for job in todo if job[0] == "file")
+    with progress_bar(state, progress, total) as bar:
+        for _kind, source, target_path, _kw in (job for job in todo if job[0] == "tree"):
+            fs.copy(source, target_path, recursive=True)  # a whole folder to a new name: one request
+        pairs = [job for job in todo if job[0] != "tree"]
+        if pairs:
+            extra = {} if server_side else {"callback": _BarCallback(bar)}
+            transfer([job[1] for job in pairs], [job[2] for job in pairs], **extra)
     _close_hashes(src, dst_side)
     if state.as_json:
-        done = [{"src": src.show(a.src.path if a.src else ""), "dst": dst_side.show(a.dst_path), "size": a.size,
-                 "status": status} for status, acts in (("copied", report.copied), ("identical", report.skipped))
-                for a in acts]
-        emit_json(done + [{"dst": p, "status": "failed", "error": e} for p, e in report.failed])
+        emit_json([{"src": src.show(job[1]), "dst": dst_side.show(job[2]), "size": sizes.get(job[1], 0),
+                    "status": "identical" if job in same else "copied"}
+                   for job in jobs if job[0] != "dir"])
     else:
-        for a in report.skipped:
-            click.echo(f"identical, not copied: {dst_side.show(a.dst_path)}")
-    _raise_failures(report.failed)
+        for job in same:
+            click.echo(f"identical, not copied: {dst_side.show(job[2])}")
 
 
 def _raise_failures(failed: list[tuple[str, str]]) -> None:
@@ -982,15 +1000,14 @@ def emulator_cmd(args: tuple[str, ...]) -> None:
 @cli.command("mount")
 @click.argument("remote")
 @click.argument("mountpoint", type=click.Path(file_okay=False))
-@click.option("--as-user", "as_user", default=None, help="Act as this Box user (login email or id).")
-@click.option("--config", "config", default=None, help="The Box app's JWT config (path or JSON text).")
+@AS_USER_OPTION
+@CONFIG_OPTION
 @click.option("--foreground", is_flag=True, help="Serve in this process until unmounted or Ctrl-C.")
 @click.option("--read-only", is_flag=True, help="Refuse every change.")
 @click.option("--allow-other", is_flag=True, help="Let other local users see the mount (libfuse allow_other).")
-@click.option("--spool-dir", default=None, help="Where files being written are staged before upload.")
+@SPOOL_DIR_OPTION
 @pass_state
-def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None, config: str | None,
-              foreground: bool, read_only: bool, allow_other: bool, spool_dir: str | None) -> None:
+def mount_cmd(state: CliState, remote: str, mountpoint: str, foreground: bool, read_only: bool, allow_other: bool, spool_dir: str | None) -> None:
     """Mount the Box folder REMOTE (box://path; box:// for All Files) at MOUNTPOINT (FUSE).
 
     Without --foreground the mount is served by a background process and this command returns once
@@ -1004,10 +1021,6 @@ def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None
         raise click.ClickException(f"mount needs the FUSE extra: pip install '{DISTRIBUTION}[mount]' ({exc})") from None
     except OSError as exc:  # mfusepy loads libfuse when imported
         raise click.ClickException(f"mount needs libfuse3 (Debian/Ubuntu: apt-get install fuse3): {exc}") from None
-    if as_user:
-        state.as_user = as_user
-    if config:
-        state.config = config
     if not foreground:
         _mount_in_background(mountpoint)
         return
@@ -1065,8 +1078,22 @@ def serve_group() -> None:
     """Run an FTP(S), SFTP or WebDAV server whose users' files live in Box (see docs/servers.md)."""
 
 
-_CONFIG_OPTION = click.option("--config", "config", default=None,
-                              help="The Box app's JWT config (path or JSON text); same as the global --config.")
+def _server_listen_options(port: int) -> Callable[[Any], Any]:
+    """--users, --host and --port (``port``: the server's default) of every serve command."""
+    def apply(command: Any) -> Any:
+        command = click.option("--port", type=int, default=port, show_default=True)(command)
+        command = click.option("--host", default="0.0.0.0", show_default=True)(command)
+        return click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False),
+                            help="users.toml")(command)
+    return apply
+
+
+def _server_tls_options(what: str) -> Callable[[Any], Any]:
+    """--cert and --key; ``what`` a certificate turns on (FTPS, HTTPS)."""
+    def apply(command: Any) -> Any:
+        command = click.option("--key", "keyfile", default=None, help="TLS private key (PEM).")(command)
+        return click.option("--cert", "certfile", default=None, help=f"TLS certificate (PEM): {what}.")(command)
+    return apply
 
 
 def _server_safety_options(command: Any) -> Any:
@@ -1090,8 +1117,7 @@ def _server_box_options(command: Any) -> Any:
                      help="JWT private key, PEM (JWT fields)."),
         click.option("--passphrase", envvar="BOXFS_JWT_PASSPHRASE", show_envvar=True, default=None,
                      help="Passphrase of the JWT private key."),
-        click.option("--spool-dir", default=None, type=click.Path(file_okay=False),
-                     help="Private folder for upload spool files (default: the temp folder)."),
+        SPOOL_DIR_OPTION,
         click.option("--spool-threshold", type=click.IntRange(min=1), default=None, metavar="BYTES",
                      help="Uploads up to this size go to Box in one request; larger ones in chunks."),
         click.option("--audit-log", default=None, metavar="FILE|-",
@@ -1110,7 +1136,7 @@ def _audit_log(box: dict[str, Any]) -> Any:
     return AuditLog(box["audit_log"])
 
 
-def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> tuple[
+def _server_config(state: CliState, box: dict[str, Any]) -> tuple[
         str | None, dict[str, str] | None, dict[str, Any]]:
     """``(jwt config or None, base_urls, filesystem options)`` from the global and the serve options."""
     box.pop("audit_log", None)  # not a filesystem option: see _audit_log
@@ -1123,8 +1149,6 @@ def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> 
         warn_if_loose(key_file, "JWT private key")
         with open(key_file, encoding="utf-8") as fh:
             fields["private_key"] = fh.read()
-    if config:
-        state.config = config
     options: dict[str, Any] = dict(fields)
     if box.get("spool_dir"):
         from boxfs.servers.safety import private_dir
@@ -1149,28 +1173,25 @@ def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> 
 
 
 @serve_group.command("ftp")
-@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=2121, show_default=True)
-@click.option("--cert", "certfile", default=None, help="TLS certificate (PEM): enables explicit FTPS.")
-@click.option("--key", "keyfile", default=None, help="TLS private key (PEM).")
+@_server_listen_options(port=2121)
+@_server_tls_options("enables explicit FTPS")
 @click.option("--tls-required", is_flag=True, help="Refuse logins and transfers without TLS.")
 @click.option("--passive-ports", default=None, metavar="FIRST-LAST", help="Passive port range, e.g. 60000-60100.")
 @click.option("--masquerade-address", default=None, help="Address announced for passive mode (behind NAT).")
 @_server_safety_options
 @_server_box_options
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @pass_state
 def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
               tls_required: bool, passive_ports: str | None, masquerade_address: str | None,
-              config: str | None, allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
+              allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
     """FTP/FTPS server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.ftp import run_ftp
     except ImportError as exc:
         raise click.ClickException(f"serve ftp needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
     audit_log = _audit_log(box)
-    config, base_urls, fs_options = _server_config(state, config, box)
+    config, base_urls, fs_options = _server_config(state, box)
     ports = None
     if passive_ports:
         try:
@@ -1184,44 +1205,39 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
 
 
 @serve_group.command("sftp")
-@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=2222, show_default=True)
+@_server_listen_options(port=2222)
 @click.option("--host-key", default=None,
               help="SSH host private key (default: one generated once into --state-dir and reused).")
 @click.option("--state-dir", default=None, help="Private folder for the host key (default: $XDG_STATE_HOME/boxfs).")
 @_server_safety_options
 @_server_box_options
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @pass_state
 def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None, state_dir: str | None,
-               config: str | None, allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
+               allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
     """SFTP server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.sftp import run_sftp
     except ImportError as exc:
         raise click.ClickException(f"serve sftp needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
     audit_log = _audit_log(box)
-    config, base_urls, fs_options = _server_config(state, config, box)
+    config, base_urls, fs_options = _server_config(state, box)
     run_sftp(users_file, config, host, port, host_key=host_key, state_dir=state_dir,
              base_urls=base_urls, fs_options=fs_options, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age,
              audit_log=audit_log)
 
 
 @serve_group.command("webdav")
-@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--cert", "certfile", default=None, help="TLS certificate (PEM): serves HTTPS.")
-@click.option("--key", "keyfile", default=None, help="TLS private key (PEM).")
+@_server_listen_options(port=8080)
+@_server_tls_options("serves HTTPS")
 @click.option("--threads", type=click.IntRange(min=1), default=16, show_default=True,
               help="Requests served at once.")
 @_server_safety_options
 @_server_box_options
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @pass_state
 def serve_webdav(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
-                 threads: int, config: str | None, allow_loose_users_file: bool, spool_max_age: float | None,
+                 threads: int, allow_loose_users_file: bool, spool_max_age: float | None,
                  **box: Any) -> None:
     """WebDAV server, HTTPS with --cert (foreground, until Ctrl-C)."""
     try:
@@ -1229,7 +1245,7 @@ def serve_webdav(state: CliState, users_file: str, host: str, port: int, certfil
     except ImportError as exc:
         raise click.ClickException(f"serve webdav needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
     audit_log = _audit_log(box)
-    config, base_urls, fs_options = _server_config(state, config, box)
+    config, base_urls, fs_options = _server_config(state, box)
     run_webdav(users_file, config, host, port, base_urls=base_urls, fs_options=fs_options, certfile=certfile,
                keyfile=keyfile, threads=threads, allow_loose_users_file=allow_loose_users_file,
                spool_max_age=spool_max_age, audit_log=audit_log)
