@@ -11,8 +11,11 @@ else (``./x``, ``/tmp/x``, ``x``) is local.
 
 Name rule (:func:`box_targets`, the same for ``ls``, ``cat``, ``cp``, ``rm``, ``find``, ``mv``): a name is a
 pattern only when it has ``* ? [`` and no item of exactly that name exists; ``--literal`` never expands;
-patterns match case-insensitively, as Box compares names. Transfers (``cp``, ``sync``) run on the engine
-of :mod:`boxfs.sync`, which never re-uploads content Box already holds.
+patterns match case-insensitively, as Box compares names (the one definition: :mod:`boxfs.names`).
+``cp`` runs on the filesystem's own ``put``/``get``/``copy`` (fsspec's path rules, files in parallel):
+it asks them for their plan first (:meth:`~boxfs.core.BoxFileSystem.planned_transfers`), refuses colliding
+names and names Box would refuse before any write, and leaves out files whose content is already there.
+``sync`` and ``check`` run on :mod:`boxfs.sync`.
 
 Exit codes: 0 success, 1 the operation failed (Box or the local disk said no), 2 usage or configuration
 error or a name refused before any request (nothing was attempted; from the frontend layer's errno
@@ -23,6 +26,7 @@ logging of every HTTP request (never a secret: the library does not log them).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -78,6 +82,7 @@ class CliState:
     debug: bool = False
     timeout: float | None = None
     retries: int | None = None
+    max_connections: int | None = None  # cp --transfers: the filesystem's parallelism
     _fs: Any = field(default=None, repr=False)
 
     def fs_options(self) -> dict[str, Any]:
@@ -89,6 +94,8 @@ class CliState:
             options["jwt_config"] = self.config
         if self.as_user:
             options["as_user"] = self.as_user
+        if self.max_connections:
+            options["max_connections"] = self.max_connections
         if self.base_url:
             options["base_urls"] = {"base_url": self.base_url.rstrip("/")}
         retry: dict[str, Any] = {}
@@ -679,13 +686,31 @@ def _identical(jobs: list[Job], src: LocalSide | BoxSide, dst: LocalSide | BoxSi
     return same
 
 
+def _literal_folder(src: LocalSide | BoxSide, source: str, dst: LocalSide | BoxSide, dst_arg: str, target: str,
+                    dst_is_dir: bool) -> tuple[str, str]:
+    """``(source, destination)`` for ``fs.put/get/copy`` of a folder whose path holds ``* ? [``.
+
+    fsspec would glob such a path (``dir [1]`` copies ``dir 1``!) or, once it is taken literally, place
+    the folder as if it were a pattern. So the local path is escaped for fsspec's glob (the filesystem
+    takes an existing Box name literally already) and the landing place is named: inside DST under the
+    folder's own name, as fsspec's rule says for a plain name, or its contents at DST ("src/", or a DST
+    that does not exist)."""
+    literal = source if src.is_box else glob.escape(source)
+    if not dst_is_dir or source.endswith(("/", os.sep)):
+        return literal, dst_arg
+    name = _basename(box_path(source) if src.is_box else source.rstrip(os.sep))
+    return literal, (posixpath.join(target, name) if dst.is_box else os.path.join(dst_arg, name))
+
+
 @cli.command("cp")
 @click.argument("paths", nargs=-1, required=True, metavar="SOURCES... DST")
 @click.option("-r", "--recursive", is_flag=True, help="Copy folders with their contents.")
 @PROGRESS_OPTION
+@TRANSFERS_OPTION
 @LITERAL_OPTION
 @pass_state
-def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: bool | None, literal: bool) -> None:
+def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: bool | None, transfers: int,
+           literal: bool) -> None:
     """Copy files: local to Box, Box to local, or Box to Box (server side).
 
     Only arguments starting with box:// are Box paths; everything else is local (./x, /tmp/x, x).
@@ -702,6 +727,7 @@ def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: b
         raise click.UsageError("all sources must be on the same side (all box://... or all local)")
     if not is_remote(sources[0]) and not is_remote(dst):
         raise click.UsageError("neither side is on Box: prefix Box paths with box:// (use cp(1) for local copies)")
+    state.max_connections = transfers  # fs.put/get/copy run on the filesystem's threads
     fs = state.fs()
     src, _ = _side_of(state, sources[0])
     dst_side, target = _side_of(state, dst)
@@ -718,13 +744,16 @@ def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: b
             raise click.UsageError(f"{src.show(source)} is a folder (use -r to copy it with its contents)")
         kinds[source] = entry.kind
     existing = dst_side.entry(target)
-    if len(named) > 1 and not (dst.endswith(("/", os.sep)) or target == "" or (
-            existing is not None and existing.kind == "directory")):
+    dst_is_dir = dst.endswith(("/", os.sep)) or target == "" or (existing is not None and existing.kind == "directory")
+    if len(named) > 1 and not dst_is_dir:
         raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst}")
     transfer = fs.copy if src.is_box and dst_side.is_box else fs.get if src.is_box else fs.put
     with fs.planned_transfers() as jobs:  # fsspec's path rules decide every pair; nothing is written yet
         for source in named:
-            transfer(source, dst, recursive=kinds[source] == "directory")
+            if kinds[source] == "directory" and has_magic(source):
+                transfer(*_literal_folder(src, source, dst_side, dst, target, dst_is_dir), recursive=True)
+            else:
+                transfer(source, dst, recursive=kinds[source] == "directory")
     _refuse_collisions(jobs, dst_side)
     if dst_side.is_box:
         for job in jobs:  # a name Box would refuse stops the copy before anything is written
