@@ -673,16 +673,17 @@ def _refuse_collisions(jobs: list[Job], dst: LocalSide | BoxSide) -> None:
                                f"{dst.show(key)} from {', '.join(srcs[:3])}; nothing was copied")
 
 
-def _identical(jobs: list[Job], src: LocalSide | BoxSide, dst: LocalSide | BoxSide) -> list[Job]:
+def _identical(jobs: list[Job], found: dict[str, Entry | None], src: LocalSide | BoxSide,
+               dst: LocalSide | BoxSide) -> list[Job]:
     """The file jobs whose destination already holds the same content (size and SHA-1): left alone,
-    so no new Box version of an unchanged file. Box's side costs its folder's listing, nothing more."""
+    so no new Box version of an unchanged file. Box's side costs its folder's listing, nothing more.
+    ``found``: each source's entry."""
     same: list[Job] = []
     for job in jobs:
-        if job[0] == "file":
-            there = dst.entry(job[2])
-            entry = src.entry(job[1]) if there is not None else None
-            if entry is not None and there is not None and same_content(src, entry, dst, there):
-                same.append(job)
+        entry = found.get(job[1]) if job[0] == "file" else None
+        there = dst.entry(job[2]) if entry is not None else None
+        if entry is not None and there is not None and same_content(src, entry, dst, there):
+            same.append(job)
     return same
 
 
@@ -758,10 +759,14 @@ def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: b
     if dst_side.is_box:
         for job in jobs:  # a name Box would refuse stops the copy before anything is written
             check_path_names(job[2])
-    same = _identical(jobs, src, dst_side)
-    todo = [job for job in jobs if job not in same]
+    found = {job[1]: src.entry(job[1]) for job in jobs if job[0] == "file"}
+    # a pipe, a device, a symlink loop, a file gone since: fails alone, never opened (a FIFO blocks forever)
+    unfit = {id(job): (found[job[1]] or Entry(job[1], "file", problem="No such file or directory")).problem
+             for job in jobs if job[0] == "file" and (found[job[1]] is None or found[job[1]].problem)}
+    same = {id(job) for job in _identical([j for j in jobs if id(j) not in unfit], found, src, dst_side)}
+    todo = [job for job in jobs if id(job) not in same and id(job) not in unfit]
     server_side = src.is_box and dst_side.is_box
-    sizes = {job[1]: (src.entry(job[1]) or Entry(job[1], "file")).size for job in jobs if job[0] == "file"}
+    sizes = {path: entry.size if entry else 0 for path, entry in found.items()}
     total = None if server_side else sum(sizes[job[1]] for job in todo if job[0] == "file")
     with progress_bar(state, progress, total) as bar:
         for _kind, source, target_path, _kw in (job for job in todo if job[0] == "tree"):
@@ -771,13 +776,17 @@ def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: b
             extra = {} if server_side else {"callback": _BarCallback(bar)}
             transfer([job[1] for job in pairs], [job[2] for job in pairs], **extra)
     _close_hashes(src, dst_side)
+    failed = [(src.show(job[1]), unfit[id(job)]) for job in jobs if id(job) in unfit]
     if state.as_json:
+        status = {**{key: "identical" for key in same}, **{key: "failed" for key in unfit}}
         emit_json([{"src": src.show(job[1]), "dst": dst_side.show(job[2]), "size": sizes.get(job[1], 0),
-                    "status": "identical" if job in same else "copied"}
+                    "status": status.get(id(job), "copied"), **({"error": unfit[id(job)]} if id(job) in unfit else {})}
                    for job in jobs if job[0] != "dir"])
     else:
-        for job in same:
-            click.echo(f"identical, not copied: {dst_side.show(job[2])}")
+        for job in jobs:
+            if id(job) in same:
+                click.echo(f"identical, not copied: {dst_side.show(job[2])}")
+    _raise_failures(failed)
 
 
 def _raise_failures(failed: list[tuple[str, str]]) -> None:

@@ -1211,7 +1211,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
         Everything else (globs, lists, ``maxdepth``, copying a folder's contents with a trailing slash,
         merging into an existing folder) goes through fsspec's file-by-file logic, still server-side per
-        file (:meth:`cp_file`).
+        file (:meth:`cp_file`), the files in parallel as in ``put``/``get``.
         """
         from fsspec.implementations.local import trailing_sep
 
@@ -1249,7 +1249,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                     raise
 
         self._in_parallel(run, lambda: super(BoxFileSystem, self).copy(
-            path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs))
+            path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs),
+            prepare=self._ensure_parents)
         return None
 
     def _copy_folder(self, src: str, sinfo: dict[str, Any], dst: str) -> dict[str, Any]:

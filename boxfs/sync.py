@@ -505,7 +505,8 @@ def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProg
         src.remember(s.path, dst.fs.info(dst_path).get("sha1"), expect=s)  # Box checked it: no re-read next time
     else:
         src.fs.get_file(s.path, dst_path, callback=progress)  # replaced whole, checked against Box's SHA-1
-        dst.remember(dst_path, s.sha1)
+        # remembered only if what it was checked against is still what the listing said (not changed since)
+        dst.remember(dst_path, s.sha1 if src.fs.info(s.path).get("sha1") == s.sha1 else None)
     if progress.seen < s.size:  # a transfer that did not report (server side, small file)
         progress.relative_update(s.size - progress.seen)
 

@@ -623,3 +623,15 @@ def test_cp_copies_a_folder_named_like_a_pattern_not_its_look_alike(cli: Cli, bo
     cli("cp", "-r", f"box://{top}/up/dir [1]", f"box://{top}/copies")
     box.invalidate_cache()
     assert sorted(box.find(f"{top}/copies")) == [f"{top}/copies/dir [1]/a*.txt", f"{top}/copies/dir [1]/sub/b?.txt"]
+
+
+def test_cp_of_a_tree_holding_a_pipe_copies_the_rest_and_fails(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
+    """A FIFO would block the upload forever: it fails alone, with its reason; the rest arrives; exit 1."""
+    src = _local_tree(tmp_path / "src", {"a.txt": b"a"})
+    os.mkfifo(src / "pipe")
+    proc = cli("--json", "cp", "-r", str(src), f"box://{top}/p", code=1)
+    rows = {Path(d["src"]).name: d for d in json.loads(proc.stdout)}
+    assert rows["a.txt"]["status"] == "copied" and rows["pipe"]["status"] == "failed"
+    assert "not a regular file" in one_line_error(proc)
+    box.invalidate_cache()
+    assert box.find(f"{top}/p") == [f"{top}/p/a.txt"]
