@@ -703,6 +703,50 @@ def _literal_folder(src: LocalSide | BoxSide, source: str, dst: LocalSide | BoxS
     return literal, (posixpath.join(target, name) if dst.is_box else os.path.join(dst_arg, name))
 
 
+def _cp_sources(fs: Any, src: LocalSide | BoxSide, sources: list[str], literal: bool,
+                recursive: bool) -> dict[str, str]:
+    """Each source as fsspec will take it (a name as written, its trailing slash counting, or each
+    match of a Box pattern) with its kind; a missing one, or a folder without ``-r``, stops cp here."""
+    kinds: dict[str, str] = {}
+    for arg in sources:
+        matches, expanded = box_targets(fs, arg, literal) if src.is_box else ([arg], False)
+        for source in matches if expanded else [arg]:
+            entry = src.entry(box_path(source) if src.is_box else source)
+            if entry is None:
+                raise FileNotFoundError(2, "No such file or directory", src.show(source))
+            if entry.kind == "directory" and not recursive:
+                raise click.UsageError(f"{src.show(source)} is a folder (use -r to copy it with its contents)")
+            kinds[source] = entry.kind
+    return kinds
+
+
+def _cp_plan(fs: Any, src: LocalSide | BoxSide, kinds: dict[str, str], dst: LocalSide | BoxSide,
+             dst_arg: str) -> list[Job]:
+    """What ``fs.put``/``get``/``copy`` would do for these sources, by fsspec's path rules, checked
+    whole before anything is written: colliding destinations and names Box would refuse stop cp here.
+    Box paths in the jobs are the filesystem's (no ``box://``)."""
+    target = box_path(dst_arg) if dst.is_box else dst_arg
+    existing = dst.entry(target)
+    dst_is_dir = dst_arg.endswith(("/", os.sep)) or target == "" or (
+        existing is not None and existing.kind == "directory")
+    if len(kinds) > 1 and not dst_is_dir:
+        raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst_arg}")
+    transfer = fs.copy if src.is_box and dst.is_box else fs.get if src.is_box else fs.put
+    with fs.planned_transfers() as planned:  # nothing is written in here
+        for source, kind in kinds.items():
+            if kind == "directory" and has_magic(source):
+                transfer(*_literal_folder(src, source, dst, dst_arg, target, dst_is_dir), recursive=True)
+            else:
+                transfer(source, dst_arg, recursive=kind == "directory")
+    jobs = [(kind, box_path(a) if src.is_box else a, box_path(b) if dst.is_box else b, kw)
+            for kind, a, b, kw in planned]
+    _refuse_collisions(jobs, dst)
+    if dst.is_box:
+        for job in jobs:  # a name Box would refuse stops the copy before anything is written
+            check_path_names(job[2])
+    return jobs
+
+
 @cli.command("cp")
 @click.argument("paths", nargs=-1, required=True, metavar="SOURCES... DST")
 @click.option("-r", "--recursive", is_flag=True, help="Copy folders with their contents.")
@@ -731,34 +775,8 @@ def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: b
     state.max_connections = transfers  # fs.put/get/copy run on the filesystem's threads
     fs = state.fs()
     src, _ = _side_of(state, sources[0])
-    dst_side, target = _side_of(state, dst)
-    named: list[str] = []  # as fsspec takes them: a name as written (its trailing slash counts), or each match
-    for arg in sources:
-        matches, expanded = box_targets(fs, arg, literal) if src.is_box else ([arg], False)
-        named.extend(matches if expanded else [arg])
-    kinds = {}
-    for source in named:
-        entry = src.entry(box_path(source) if src.is_box else source)
-        if entry is None:
-            raise FileNotFoundError(2, "No such file or directory", src.show(source))
-        if entry.kind == "directory" and not recursive:
-            raise click.UsageError(f"{src.show(source)} is a folder (use -r to copy it with its contents)")
-        kinds[source] = entry.kind
-    existing = dst_side.entry(target)
-    dst_is_dir = dst.endswith(("/", os.sep)) or target == "" or (existing is not None and existing.kind == "directory")
-    if len(named) > 1 and not dst_is_dir:
-        raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst}")
-    transfer = fs.copy if src.is_box and dst_side.is_box else fs.get if src.is_box else fs.put
-    with fs.planned_transfers() as jobs:  # fsspec's path rules decide every pair; nothing is written yet
-        for source in named:
-            if kinds[source] == "directory" and has_magic(source):
-                transfer(*_literal_folder(src, source, dst_side, dst, target, dst_is_dir), recursive=True)
-            else:
-                transfer(source, dst, recursive=kinds[source] == "directory")
-    _refuse_collisions(jobs, dst_side)
-    if dst_side.is_box:
-        for job in jobs:  # a name Box would refuse stops the copy before anything is written
-            check_path_names(job[2])
+    dst_side, _ = _side_of(state, dst)
+    jobs = _cp_plan(fs, src, _cp_sources(fs, src, sources, literal, recursive), dst_side, dst)
     found = {job[1]: src.entry(job[1]) for job in jobs if job[0] == "file"}
     # a pipe, a device, a symlink loop, a file gone since: fails alone, never opened (a FIFO blocks forever)
     unfit = {id(job): (found[job[1]] or Entry(job[1], "file", problem="No such file or directory")).problem
@@ -766,6 +784,7 @@ def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: b
     same = {id(job) for job in _identical([j for j in jobs if id(j) not in unfit], found, src, dst_side)}
     todo = [job for job in jobs if id(job) not in same and id(job) not in unfit]
     server_side = src.is_box and dst_side.is_box
+    transfer = fs.copy if server_side else fs.get if src.is_box else fs.put
     sizes = {path: entry.size if entry else 0 for path, entry in found.items()}
     total = None if server_side else sum(sizes[job[1]] for job in todo if job[0] == "file")
     with progress_bar(state, progress, total) as bar:

@@ -16,9 +16,9 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["PARTIAL_PREFIX", "file_sha1", "replace_when_complete"]
+__all__ = ["PARTIAL_PREFIX", "PartialFile", "file_sha1", "replace_when_complete"]
 
 #: Downloads in progress are written under this prefix in the target's folder (sync's scans skip them).
 PARTIAL_PREFIX = ".boxfs-partial-"
@@ -34,8 +34,31 @@ def file_sha1(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+class PartialFile:
+    """The file being written: ``write`` appends and hashes as it goes; ``fileno`` is for writers at
+    offsets (``os.pwrite`` from several threads), whose content is hashed by reading it back."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._digest: Any = hashlib.sha1()  # None once written out of order
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._digest is not None:
+            self._digest.update(data)
+        return self._fh.write(data)
+
+    def fileno(self) -> int:
+        self._fh.flush()
+        self._digest = None
+        return self._fh.fileno()
+
+    def sha1(self, path: str) -> str:
+        """The content's SHA-1: from the writes, or read back from ``path`` after writes at offsets."""
+        return self._digest.hexdigest() if self._digest is not None else file_sha1(path)
+
+
 @contextlib.contextmanager
-def replace_when_complete(path: str, sha1: str | None = None, shown: str | None = None) -> Iterator[BinaryIO]:
+def replace_when_complete(path: str, sha1: str | None = None, shown: str | None = None) -> Iterator[PartialFile]:
     """Yield a new file beside ``path``; when the block ends without error, put it at ``path``.
 
     ``sha1``: what the content must hash to (Box's SHA-1 of the file); a mismatch is ``OSError(EIO)``
@@ -49,11 +72,12 @@ def replace_when_complete(path: str, sha1: str | None = None, shown: str | None 
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            yield fh
+            writer = PartialFile(fh)
+            yield writer
             fh.flush()
             os.fsync(fh.fileno())
         if sha1:
-            got = file_sha1(partial)
+            got = writer.sha1(partial)
             if got != sha1:  # every byte checked: a bad download never replaces a file
                 raise OSError(errno.EIO, f"downloaded content does not match Box's SHA-1 ({got} != {sha1})",
                               shown or path)

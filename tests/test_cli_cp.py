@@ -40,6 +40,14 @@ def test_replace_when_complete_keeps_the_old_file_unless_whole_and_checked(tmp_p
         os.umask(umask)
     assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["f.txt"]
     assert target.stat().st_mode & 0o777 == 0o644  # as open(path, "wb") makes it, not a private temp file
+    # ranges written at offsets (parallel downloads) are checked by reading the file back
+    with pytest.raises(OSError), replace_when_complete(str(target), hashlib.sha1(b"ranged").hexdigest()) as fh:
+        os.pwrite(fh.fileno(), b"RANGED", 0)
+    assert target.read_bytes() == b"new"
+    with replace_when_complete(str(target), hashlib.sha1(b"ranged").hexdigest()) as fh:
+        os.pwrite(fh.fileno(), b"ged", 3)
+        os.pwrite(fh.fileno(), b"ran", 0)
+    assert target.read_bytes() == b"ranged" and os.listdir(tmp_path) == ["f.txt"]
 
 
 def test_fs_get_never_leaves_a_truncated_or_partial_file(emulator: BoxEmulator, make_fs: Callable[..., Any],
