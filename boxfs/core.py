@@ -402,6 +402,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if cached is not None:
             return cached
         key = path.casefold()
+        self._ensure_watching()  # its first request outside the lock: other threads' listings do not wait for it
         with self._listing_locks_guard:
             lock = self._listing_locks.setdefault(key, threading.Lock())
         with lock:  # single flight: a second thread waits for the first one's listing
@@ -1344,17 +1345,19 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                                        file_id=file_id)
 
     # --------------------------------------------------------------------------------- coherence
-    def _ensure_watching(self) -> ChangeWatcher | None:
-        """Subscribe this filesystem to its user's change watcher (shared by the process) and start it."""
+    def _ensure_watching(self, wait: bool = False) -> ChangeWatcher | None:
+        """Subscribe this filesystem to its user's change watcher (shared by the process) and start it
+        (outside our lock: see ChangeWatcher.start for ``wait``)."""
         if not self.watch_events:
             return None
         with self._watch_lock:
             if self._watcher is None:
                 self._watcher = self._feed.watcher = watcher_for(self.endpoints, self.provider, self.policy,
                                                                  self.as_user_id)
-            self._watcher.subscribe(self._feed)  # idempotent; again if it stopped for lack of users
-            self._watcher.start()
-            return self._watcher
+            watcher = self._watcher
+        watcher.subscribe(self._feed)  # idempotent; again if it stopped for lack of users
+        watcher.start(wait=wait)
+        return watcher
 
     def watch(self, path: str = "", timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """An iterator of the changes made on Box at or below ``path`` from now on, by anyone who changes
@@ -1368,7 +1371,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         read (``watch_events=False``, or a token Box does not let read it).
         """
         path = self._strip_protocol(path)
-        watcher = self._ensure_watching()
+        watcher = self._ensure_watching(wait=True)
         if watcher is None:
             raise OSError("fs.watch needs the change watcher: this filesystem was made with watch_events=False")
         if watcher.trusted_since is None:

@@ -73,6 +73,8 @@ class FileFilter:
 
     @staticmethod
     def _hits(rules: Iterable[tuple[bool, re.Pattern[str]]], rel: str) -> bool:
+        if not rules:  # no patterns (the usual case): nothing to split for each of the files
+            return False
         parts = rel.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         for anchored, regex in rules:
@@ -102,12 +104,15 @@ class HashCache:
 
     An SQLite file, 0600 in a 0700 folder. What is read back is untrusted: a value that is not a SHA-1
     is ignored, and an unreadable database disables the cache (with a warning) rather than the sync.
-    ``path=None`` keeps the cache in memory only.
+    ``path=None`` keeps the cache in memory only. A sync reads the rows below its source folder in one
+    query first (:meth:`warm`): a re-sync then looks each file up in memory, not with a query per file.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._lock = threading.Lock()
         self._pending = 0
+        self._warm_prefixes: list[str] = []  # folders whose rows are all in _rows
+        self._rows: dict[str, tuple[Any, Any, Any]] = {}
         target = ":memory:"
         if path is not None:
             try:
@@ -126,11 +131,26 @@ class HashCache:
             logger.warning("the hash cache %s is unusable (%s); hashing without it", target, exc)
             self._db = None
 
+    def warm(self, folder: str) -> None:
+        """Read every row below the absolute path ``folder`` in one query, for the lookups that follow."""
+        if self._db is None:
+            return
+        prefix = os.path.join(folder, "")
+        # every path starting with "<folder>/" sorts between it and "<folder>0" ('0' follows '/')
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        with self._lock:
+            rows = self._db.execute("SELECT path, size, mtime_ns, sha1 FROM sha1 WHERE path >= ? AND path < ?",
+                                    (prefix, upper)).fetchall()
+            self._rows.update((r[0], r[1:]) for r in rows)
+            self._warm_prefixes.append(prefix)
+
     def get(self, path: str, size: int, mtime_ns: int) -> str | None:
         if self._db is None:
             return None
         with self._lock:
-            row = self._db.execute("SELECT size, mtime_ns, sha1 FROM sha1 WHERE path = ?", (path,)).fetchone()
+            row = self._rows.get(path)
+            if row is None and not any(path.startswith(p) for p in self._warm_prefixes):
+                row = self._db.execute("SELECT size, mtime_ns, sha1 FROM sha1 WHERE path = ?", (path,)).fetchone()
         if row and row[0] == size and row[1] == mtime_ns and isinstance(row[2], str) and _SHA1.fullmatch(row[2]):
             return row[2]
         return None
@@ -140,6 +160,7 @@ class HashCache:
             return
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO sha1 VALUES (?, ?, ?, ?)", (path, size, mtime_ns, sha1))
+            self._rows[path] = (size, mtime_ns, sha1)
             self._pending += 1
             if self._pending >= 200:
                 self._db.commit()
@@ -199,6 +220,7 @@ class LocalSide:
 
     def scan(self, root: str) -> dict[str, Entry]:
         """Every file and folder below ``root`` by relative path (downloads in progress left out)."""
+        self.hashes.warm(os.path.abspath(root))
         out: dict[str, Entry] = {}
         for folder, dirs, files in os.walk(root):
             rel_folder = os.path.relpath(folder, root)
