@@ -141,7 +141,7 @@ class Namespace:
             raise oserror(errno.EPERM, path, "the root folder is not deleted")
         if not info_is_dir(self.info(path)):
             raise oserror(errno.ENOTDIR, path)
-        if not GLOB_CHARS.intersection(path):
+        if not has_magic(path):
             self.fs.rm(path, recursive=True)
             return
         for child in self.fs.ls(path, detail=True):
@@ -172,7 +172,7 @@ class Namespace:
         if not is_dir:
             if dinfo is None or not self.same_item(sinfo, dinfo):
                 self.fs.cp_file(src, dst)
-        elif GLOB_CHARS.intersection(src + dst):
+        elif has_magic(src + dst):
             self._copy_tree(src, dst)
         else:
             self.fs.copy(src, dst, recursive=True)
