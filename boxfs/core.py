@@ -16,6 +16,7 @@ Configuration, tokens, the retry policy and error mapping live in :mod:`boxfs.co
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -59,7 +60,8 @@ from boxfs.config import (
 )
 from boxfs.dircache import BoxDirCache
 from boxfs.file import APPEND_REFUSAL, BoxFile
-from boxfs.names import BoxNameError, check_name, check_path_names, same_name
+from boxfs.localfile import replace_when_complete
+from boxfs.names import BoxNameError, check_name, check_path_names, has_magic, is_pattern, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.sign import signed_url
 from boxfs.upload import (
@@ -73,8 +75,6 @@ from boxfs.upload import (
 from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
 logger = logging.getLogger("boxfs")
-
-_GLOB_CHARS = ("*", "?", "[")
 
 
 def _join(parent: str, name: str) -> str:
@@ -109,7 +109,7 @@ def _literal_file(path: Any, is_file: Callable[[], bool]) -> bool:
     """Whether ``path`` holds glob characters yet names one existing file (``is_file()``, asked only
     then): fsspec's ``put``/``get``/``copy`` would take it for a pattern and put the file *inside* the
     target, so it is transferred as the one file it is."""
-    return isinstance(path, str) and any(c in path for c in _GLOB_CHARS) and is_file()
+    return isinstance(path, str) and has_magic(path) and is_file()
 
 
 def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
@@ -492,8 +492,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Whether ``path`` is a glob pattern: it holds ``*``, ``?`` or ``[`` and no item has exactly that
         path. A name that exists is that item, never a pattern: ``rm("t/[a]*?")`` deletes the file called
         ``[a]*?``, not ``t/ab`` and ``t/abc`` (a name a program gives is a literal name)."""
-        p = self._strip_protocol(path)
-        return any(c in p for c in _GLOB_CHARS) and self._try_info(p) is None
+        return is_pattern(self._strip_protocol(path), lambda p: self._try_info(p) is not None)
 
     def _one_file_target(self, path2: str, name: str) -> str:
         """Where one file called ``name`` lands when uploaded or copied to ``path2``: inside it when it is
@@ -515,7 +514,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         (Done here rather than with fsspec's ``assume_literal``, which fsspec 2024.6 does not have.)"""
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         named = [self._strip_protocol(p) for p in paths
-                 if any(c in str(p) for c in _GLOB_CHARS) and (assume_literal or not self._is_pattern(p))]
+                 if has_magic(str(p)) and (assume_literal or not self._is_pattern(p))]
         out = set(named)
         for p in named:
             if recursive and self.isdir(p):
@@ -729,6 +728,22 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     def _collecting(self) -> list[tuple[Any, ...]] | None:
         return getattr(self._transfers, "jobs", None)
 
+    @contextlib.contextmanager
+    def planned_transfers(self) -> Iterator[list[tuple[str, str, str, dict[str, Any]]]]:
+        """Inside the block, ``put``, ``get`` and ``copy`` (in this thread) transfer nothing: they list
+        what they would do, by fsspec's path rules, as ``(kind, source, destination, kwargs)`` jobs;
+        kind ``dir`` (a folder to make), ``file``, or ``tree`` (``copy``: a whole folder to a new name,
+        one server-side request). Listings are still read. For callers that check a whole plan before
+        the first write (the command line's ``cp``: colliding names, unchanged content), then hand the
+        pairs back as lists: ``fs.put([sources], [destinations])``."""
+        if self._collecting() is not None:
+            raise RuntimeError("transfers are already being planned in this thread")
+        self._transfers.jobs = jobs = []
+        try:
+            yield jobs
+        finally:
+            self._transfers.jobs = None
+
     def _in_parallel(self, run: Any, plan: Any, check: Any = None, prepare: Any = None) -> None:
         """Let fsspec's ``put``/``get`` work out the path pairs (``plan``), but instead of transferring
         one file after the other, collect the pairs and run them on ``max_connections`` threads.
@@ -814,11 +829,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         )
 
     def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
-        """Stream a file to a local path (resuming by range after a dropped connection)."""
+        """Stream a file to a local path (resuming by range after a dropped connection).
+
+        The path is replaced only by the whole file, checked against Box's SHA-1
+        (:func:`~boxfs.localfile.replace_when_complete`): a failed download leaves the old file as it was.
+        """
         jobs = self._collecting()
         if jobs is not None and outfile is None:
             kind = "dir" if self._info_for_read(self._strip_protocol(rpath))["type"] == "directory" else "file"
-            jobs.append((kind, rpath, lpath, kwargs))
+            jobs.append((kind, rpath, lpath, dict(kwargs, callback=callback)))
             return
         rpath = self._strip_protocol(rpath)
         info = self._info_for_read(rpath)
@@ -839,7 +858,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             return
         parent = os.path.dirname(os.path.abspath(lpath))
         os.makedirs(parent, exist_ok=True)
-        with open(lpath, "wb") as fh:
+        with replace_when_complete(lpath, info.get("sha1"), shown=f"box://{rpath}") as fh:
             if info["size"] >= PARALLEL_DOWNLOAD_MIN:  # ranges on several connections at once
                 self.transport.download_ranges(info["id"], fh.fileno(), info["size"], version=info.get("version"),
                                                tag=info.get("sha1"), streams=max(1, min(8, self.max_connections)), path=rpath,
@@ -931,7 +950,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Upload a local file (streamed from disk; ``content_modified_at`` is its mtime)."""
         jobs = self._collecting()
         if jobs is not None:
-            jobs.append(("dir" if os.path.isdir(lpath) else "file", lpath, rpath, dict(kwargs, mode=mode)))
+            jobs.append(("dir" if os.path.isdir(lpath) else "file", lpath, rpath,
+                         dict(kwargs, mode=mode, callback=callback)))
             return
         if os.path.isdir(lpath):
             self.makedirs(rpath, exist_ok=True)
@@ -1201,7 +1221,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
         Everything else (globs, lists, ``maxdepth``, copying a folder's contents with a trailing slash,
         merging into an existing folder) goes through fsspec's file-by-file logic, still server-side per
-        file (:meth:`cp_file`).
+        file (:meth:`cp_file`), the files in parallel as in ``put``/``get``.
         """
         from fsspec.implementations.local import trailing_sep
 
@@ -1223,9 +1243,25 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                     dst = _join(dst, _split(src)[1])
                     dinfo = self._try_info(dst)
                 if dinfo is None and dst != "":
+                    jobs = self._collecting()
+                    if jobs is not None:  # planned (see planned_transfers): one job for the whole tree
+                        jobs.append(("tree", src, dst, kwargs))
+                        return None
                     self._copy_folder(src, sinfo, dst)
                     return None
-        return super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
+        ignore_missing = on_error == "ignore" or (on_error is None and recursive)  # fsspec's default
+
+        def run(src: str, dst: str, **kw: Any) -> None:
+            try:
+                self.cp_file(src, dst, **kw)
+            except FileNotFoundError:
+                if not ignore_missing:
+                    raise
+
+        self._in_parallel(run, lambda: super(BoxFileSystem, self).copy(
+            path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs),
+            prepare=self._ensure_parents)
+        return None
 
     def _copy_folder(self, src: str, sinfo: dict[str, Any], dst: str) -> dict[str, Any]:
         """``POST /folders/{id}/copy``: the whole tree in one request."""
@@ -1251,6 +1287,10 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Server-side copy (``POST /files/{id}/copy``); folders are created, not copied, here."""
         src = self._strip_protocol(path1)
         dst = self._strip_protocol(path2)
+        jobs = self._collecting()
+        if jobs is not None:
+            jobs.append(("dir" if self._info(src)["type"] == "directory" else "file", src, dst, kwargs))
+            return
         if dst:
             check_path_names(dst)  # a target Box would refuse is refused before any request
         sinfo = self._info(src)

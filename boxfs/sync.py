@@ -8,8 +8,8 @@ costs no request beyond the listing (one per folder); the local side is hashed o
 small cache keyed by path, size and mtime (:class:`HashCache`), so a re-sync does not re-read everything.
 ``size_only`` compares sizes alone; ``checksum`` re-hashes local files instead of trusting the cache.
 
-Nothing is lost: uploads land as a new Box version in one step (Box keeps the old one), a download goes
-to a temporary name in the target folder and is renamed over the old file only once complete, a Box ->
+Nothing is lost: uploads land as a new Box version in one step (Box keeps the old one), a download
+replaces the old file only once complete and checked (``BoxFileSystem.get_file``), a Box ->
 Box copy replaces through the filesystem's safe replace, and deletions (``delete=True``) run only after
 every copy, with Box deletions going to the owner's trash. A sync that is interrupted and run again
 finds what already arrived identical and copies only the rest (large uploads resume their session).
@@ -22,7 +22,6 @@ file before any request, with a message saying why; the rest of the sync goes on
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import posixpath
@@ -38,38 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fsspec.utils import glob_translate
-
 from boxfs.frontend.errors import error_reason
-from boxfs.names import check_path_names, name_key
+from boxfs.localfile import PARTIAL_PREFIX, file_sha1
+from boxfs.names import check_path_names, has_magic, name_key, pattern_regex
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Action", "BoxSide", "CheckReport", "Entry", "FileFilter", "HashCache", "LocalSide", "SyncReport",
-    "case_clashes", "check", "endpoint", "execute", "has_magic", "pattern_regex", "plan_sync", "sync",
+    "case_clashes", "check", "endpoint", "execute", "plan_sync", "sync",
 ]
 
-#: Characters that make an argument a wildcard pattern (fsspec's and the shell's).
-GLOB_CHARS = frozenset("*?[")
-#: Downloads are written under this prefix in the target folder and renamed when complete.
-PARTIAL_PREFIX = ".boxfs-partial-"
-_READ_BLOCK = 1 << 20
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
-# ------------------------------------------------------------------------------------------ patterns
-def has_magic(text: str) -> bool:
-    """Whether ``text`` contains a wildcard character."""
-    return any(c in GLOB_CHARS for c in text)
-
-
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """The one wildcard rule of every command: shell-style ``* ? [..]``, ``**`` across folders, matched
-    case-insensitively because Box compares names that way."""
-    return re.compile(glob_translate(pattern.strip("/")), re.IGNORECASE | re.DOTALL)
-
-
+# ------------------------------------------------------------------------------------------ filters
 @dataclass(frozen=True)
 class FileFilter:
     """``--include``/``--exclude``: which relative paths a sync or check looks at.
@@ -258,20 +240,12 @@ class LocalSide:
                     out[prefix + f] = found
         return out
 
-    @staticmethod
-    def hash_file(path: str) -> str:
-        digest = hashlib.sha1()
-        with open(path, "rb") as fh:
-            while block := fh.read(_READ_BLOCK):
-                digest.update(block)
-        return digest.hexdigest()
-
     def sha1(self, entry: Entry) -> str:
         if entry.sha1 is None:
             path = os.path.abspath(entry.path)
             cached = None if self.rehash else self.hashes.get(path, entry.size, entry.mtime_ns)
             if cached is None:
-                cached = self.hash_file(path)
+                cached = file_sha1(path)
                 self.hashes.put(path, entry.size, entry.mtime_ns, cached)
             entry.sha1 = cached
         return entry.sha1
@@ -552,24 +526,9 @@ def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProg
                           "sync again", src.show(s.path))
         src.remember(s.path, dst.fs.info(dst_path).get("sha1"), expect=s)  # Box checked it: no re-read next time
     else:
-        folder, name = os.path.split(dst_path)
-        os.makedirs(folder or ".", exist_ok=True)
-        # a name of its own length, not the target's: a 250-character Box name must still fit in 255 bytes
-        partial = os.path.join(folder, PARTIAL_PREFIX + hashlib.sha1(os.fsencode(name)).hexdigest()[:20])
-        try:
-            src.fs.get_file(s.path, partial, callback=progress)
-            got = dst.hash_file(partial)
-            if s.sha1 and got != s.sha1:  # every byte checked: a bad download never replaces a file
-                raise OSError(errno.EIO, f"downloaded content does not match Box's SHA-1 ({got} != {s.sha1})",
-                              src.show(s.path))
-            os.replace(partial, dst_path)
-            dst.remember(dst_path, got)
-        except BaseException:
-            try:
-                os.remove(partial)
-            except OSError:
-                pass
-            raise
+        src.fs.get_file(s.path, dst_path, callback=progress)  # replaced whole, checked against Box's SHA-1
+        # remembered only if what it was checked against is still what the listing said (not changed since)
+        dst.remember(dst_path, s.sha1 if src.fs.info(s.path).get("sha1") == s.sha1 else None)
     if progress.seen < s.size:  # a transfer that did not report (server side, small file)
         progress.relative_update(s.size - progress.seen)
 

@@ -29,14 +29,11 @@ from fsspec.implementations.local import LocalFileSystem
 from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import oserror
 from boxfs.frontend.stat import info_is_dir, info_to_stat
-from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name, name_key
+from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name, has_magic, name_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GLOB_CHARS", "Namespace", "basename"]
-
-#: Characters fsspec expands as glob patterns.
-GLOB_CHARS = frozenset("*?[")
+__all__ = ["Namespace", "basename"]
 
 
 def basename(path: str) -> str:
@@ -144,7 +141,7 @@ class Namespace:
             raise oserror(errno.EPERM, path, "the root folder is not deleted")
         if not info_is_dir(self.info(path)):
             raise oserror(errno.ENOTDIR, path)
-        if not GLOB_CHARS.intersection(path):
+        if not has_magic(path):
             self.fs.rm(path, recursive=True)
             return
         for child in self.fs.ls(path, detail=True):
@@ -175,7 +172,7 @@ class Namespace:
         if not is_dir:
             if dinfo is None or not self.same_item(sinfo, dinfo):
                 self.fs.cp_file(src, dst)
-        elif GLOB_CHARS.intersection(src + dst):
+        elif has_magic(src + dst):
             self._copy_tree(src, dst)
         else:
             self.fs.copy(src, dst, recursive=True)
@@ -238,7 +235,7 @@ class Namespace:
         literal = getattr(self.fs, "mv_literal", None)
         if callable(literal):
             literal(src, dst)
-        elif isinstance(self.fs, LocalFileSystem) or not GLOB_CHARS.intersection(src):
+        elif isinstance(self.fs, LocalFileSystem) or not has_magic(src):
             self.fs.mv(src, dst, recursive=is_dir)  # LocalFileSystem.mv is literal (shutil.move)
         elif not is_dir:
             self.fs.cp_file(src, dst)  # fsspec's literal primitives, for filesystems without a move

@@ -1,0 +1,88 @@
+"""A local file replaced in one step: what a download writes into.
+
+Why its own module: ``BoxFileSystem.get_file`` (and so ``fs.get``, ``boxfs cp`` and ``boxfs sync``) must
+never leave a truncated file where a user expects one, nor destroy the previous version when a
+download fails. So the bytes go to a temporary name beside the target (same folder: the final rename
+stays on one filesystem and is atomic), are checked against Box's SHA-1 when one is known, reach the
+disk (fsync), and only then replace the target with ``os.replace``. On any failure the temporary file
+is removed and the target is as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+__all__ = ["PARTIAL_PREFIX", "PartialFile", "file_sha1", "replace_when_complete"]
+
+#: Downloads in progress are written under this prefix in the target's folder (sync's scans skip them).
+PARTIAL_PREFIX = ".boxfs-partial-"
+_READ_BLOCK = 1 << 20
+
+
+def file_sha1(path: str | os.PathLike[str]) -> str:
+    """The SHA-1 of a local file's content, read in blocks (never the whole file in memory)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while block := fh.read(_READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PartialFile:
+    """The file being written: ``write`` appends and hashes as it goes; ``fileno`` is for writers at
+    offsets (``os.pwrite`` from several threads), whose content is hashed by reading it back."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._digest: Any = hashlib.sha1()  # None once written out of order
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._digest is not None:
+            self._digest.update(data)
+        return self._fh.write(data)
+
+    def fileno(self) -> int:
+        self._fh.flush()
+        self._digest = None
+        return self._fh.fileno()
+
+    def sha1(self, path: str) -> str:
+        """The content's SHA-1: from the writes, or read back from ``path`` after writes at offsets."""
+        return self._digest.hexdigest() if self._digest is not None else file_sha1(path)
+
+
+@contextlib.contextmanager
+def replace_when_complete(path: str, sha1: str | None = None, shown: str | None = None) -> Iterator[PartialFile]:
+    """Yield a new file beside ``path``; when the block ends without error, put it at ``path``.
+
+    ``sha1``: what the content must hash to (Box's SHA-1 of the file); a mismatch is ``OSError(EIO)``
+    naming ``shown`` (the source, for the message) and the target stays as it was. The temporary name
+    has a fixed short length, so a 255-byte target name still fits, and is unique, so two downloads
+    to one target never write into each other's bytes. Created like ``open(path, "wb")`` would (the
+    umask decides its mode).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    partial = os.path.join(folder, PARTIAL_PREFIX + uuid.uuid4().hex[:16])
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer = PartialFile(fh)
+            yield writer
+            fh.flush()
+            os.fsync(fh.fileno())
+        if sha1:
+            got = writer.sha1(partial)
+            if got != sha1:  # every byte checked: a bad download never replaces a file
+                raise OSError(errno.EIO, f"downloaded content does not match Box's SHA-1 ({got} != {sha1})",
+                              shown or path)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
