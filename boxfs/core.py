@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import hashlib
 import inspect
 import logging
@@ -110,6 +111,30 @@ def _literal_file(path: Any, is_file: Callable[[], bool]) -> bool:
     then): fsspec's ``put``/``get``/``copy`` would take it for a pattern and put the file *inside* the
     target, so it is transferred as the one file it is."""
     return isinstance(path, str) and has_magic(path) and is_file()
+
+
+def _literal_local_sources(lpath: Any, rpath: Any, recursive: bool,
+                           named_target: Callable[[], str]) -> tuple[Any, Any]:
+    """``put``'s local sources with every existing path that holds glob characters escaped, so fsspec's
+    local glob finds that path and not its look-alikes (``[x] *.txt`` must not upload ``x .txt``).
+
+    A folder given alone (``put("dir [1]", "box/", recursive=True)``) would then be placed as a pattern's
+    match is (its contents straight into the target); it lands where a plain name would: inside an
+    existing target folder under its own name (``named_target()``), or at the target itself when that is
+    new or the folder is written ``dir [1]/``.
+    """
+    def escaped(p: Any) -> Any:
+        text = stringify_path(p)
+        return glob.escape(text) if has_magic(text) and os.path.lexists(text) else p
+
+    if isinstance(lpath, (list, tuple)):  # a list of targets too is taken pair by pair, never expanded
+        return ([escaped(p) for p in lpath] if not isinstance(rpath, (list, tuple)) else lpath), rpath
+    text = stringify_path(lpath)
+    if not (recursive and isinstance(rpath, str) and has_magic(text) and os.path.isdir(text)):
+        return lpath, rpath
+    if text.endswith(("/", os.sep)):
+        return glob.escape(text), rpath
+    return glob.escape(text), named_target()
 
 
 def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
@@ -790,6 +815,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if isinstance(rpath, str) and not recursive and _literal_file(lpath, lambda: os.path.isfile(lpath)):
             return self.put_file(lpath, self._one_file_target(rpath, os.path.basename(lpath)), callback=cb,
                                  **kwargs)
+        lpath, rpath = _literal_local_sources(lpath, rpath, recursive, lambda: self._one_file_target(
+            rpath, os.path.basename(os.path.normpath(lpath))))
         self._in_parallel(
             lambda src, dst, **kw: self.put_file(src, dst, **kw),
             lambda: super(BoxFileSystem, self).put(lpath, rpath, recursive=recursive, callback=cb,
