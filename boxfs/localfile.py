@@ -14,6 +14,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -64,14 +65,26 @@ def replace_when_complete(path: str, sha1: str | None = None, shown: str | None 
     ``sha1``: what the content must hash to (Box's SHA-1 of the file); a mismatch is ``OSError(EIO)``
     naming ``shown`` (the source, for the message) and the target stays as it was. The temporary name
     has a fixed short length, so a 255-byte target name still fits, and is unique, so two downloads
-    to one target never write into each other's bytes. Created like ``open(path, "wb")`` would (the
-    umask decides its mode).
+    to one target never write into each other's bytes.
+
+    What ``open(path, "wb")`` would have kept is kept: a symbolic link at ``path`` is followed (the file it
+    names is replaced, the link stays), and an existing file's mode (and, for root, its owner) carry over
+    to the new one; a new file gets the umask's mode. A hard link to the old file keeps the old content
+    (the price of never truncating it in place). The folder is synced after the rename, so the new name
+    survives a crash.
     """
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
     partial = os.path.join(folder, PARTIAL_PREFIX + uuid.uuid4().hex[:16])
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except PermissionError as exc:
+        raise PermissionError(exc.errno, f"cannot create a temporary file in {folder} (a download is written "
+                              f"there, then renamed over the target): {exc.strerror}", shown or path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
+            _keep_mode_of(path, fh.fileno())
             writer = PartialFile(fh)
             yield writer
             fh.flush()
@@ -82,7 +95,33 @@ def replace_when_complete(path: str, sha1: str | None = None, shown: str | None 
                 raise OSError(errno.EIO, f"downloaded content does not match Box's SHA-1 ({got} != {sha1})",
                               shown or path)
         os.replace(partial, path)
+        _sync_folder(folder)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(partial)
         raise
+
+
+def _keep_mode_of(path: str, fd: int) -> None:
+    """Give the new file the mode (and, when run as root, the owner) of the file it will replace."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        os.fchown(fd, st.st_uid, st.st_gid)
+
+
+def _sync_folder(folder: str) -> None:
+    """fsync a folder (POSIX), so a rename into it is on the disk; where folders cannot be opened, skip."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename itself has happened
+        pass
+    finally:
+        os.close(dfd)

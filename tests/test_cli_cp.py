@@ -50,6 +50,34 @@ def test_replace_when_complete_keeps_the_old_file_unless_whole_and_checked(tmp_p
     assert target.read_bytes() == b"ranged" and os.listdir(tmp_path) == ["f.txt"]
 
 
+def test_a_download_over_a_file_keeps_what_open_wb_would_have_kept(emulator: BoxEmulator,
+                                                                    make_fs: Callable[..., Any],
+                                                                    new_user: Callable[..., tuple[str, str]],
+                                                                    tmp_path: Path) -> None:
+    """The new file takes the old one's mode (a 0600 file must not become world-readable), and a symbolic
+    link at the target is followed: the file it names gets the content, the link stays a link."""
+    uid, _login = new_user("keep")
+    fs = make_fs(as_user=uid)
+    fs.pipe("f.txt", b"from box")
+    private = tmp_path / "private.txt"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    fs.get_file("f.txt", str(private))
+    assert private.read_bytes() == b"from box" and private.stat().st_mode & 0o777 == 0o600
+    script = tmp_path / "run.sh"
+    script.write_bytes(b"old")
+    script.chmod(0o750)
+    fs.get("f.txt", str(script))
+    assert script.stat().st_mode & 0o777 == 0o750
+    real = tmp_path / "real.txt"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    fs.get_file("f.txt", str(link))
+    assert link.is_symlink() and real.read_bytes() == b"from box"
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(PARTIAL_PREFIX)]
+
+
 def test_fs_get_never_leaves_a_truncated_or_partial_file(emulator: BoxEmulator, make_fs: Callable[..., Any],
                                                          new_user: Callable[..., tuple[str, str]],
                                                          tmp_path: Path) -> None:
