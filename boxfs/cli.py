@@ -711,11 +711,12 @@ def _cp_sources(fs: Any, src: LocalSide | BoxSide, sources: list[str], literal: 
     for arg in sources:
         matches, expanded = box_targets(fs, arg, literal) if src.is_box else ([arg], False)
         for source in matches if expanded else [arg]:
-            entry = src.entry(box_path(source) if src.is_box else source)
+            path = box_path(source) if src.is_box else source
+            entry = src.entry(path)
             if entry is None:
-                raise FileNotFoundError(2, "No such file or directory", src.show(source))
+                raise FileNotFoundError(2, "No such file or directory", src.show(path))
             if entry.kind == "directory" and not recursive:
-                raise click.UsageError(f"{src.show(source)} is a folder (use -r to copy it with its contents)")
+                raise click.UsageError(f"{src.show(path)} is a folder (use -r to copy it with its contents)")
             kinds[source] = entry.kind
     return kinds
 

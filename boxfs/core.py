@@ -799,11 +799,14 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if files:
             with ThreadPoolExecutor(max_workers=max(1, min(8, self.max_connections))) as pool:
                 futures = [pool.submit(run, src, dst, **kwargs) for _kind, src, dst, kwargs in files]
-                for future in futures:
+                for (_kind, src, dst, _kw), future in zip(files, futures, strict=True):
                     exc = future.exception()
                     if exc is not None:
                         errors.append(exc)
+                        logger.warning("transfer failed: %s -> %s: %s", src, dst, exc)
         if errors:
+            if len(errors) > 1:  # the first is raised (its type maps to the caller's error); all are logged
+                logger.warning("%d of %d transfers failed; the first is raised", len(errors), len(files))
             raise errors[0]
 
     def put(self, lpath: Any, rpath: Any, recursive: bool = False, callback: Any = None,

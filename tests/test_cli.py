@@ -277,6 +277,14 @@ def test_cp_missing_local_source_fails(cli: Cli, top: str) -> None:
     assert "no-such-file" in err
 
 
+def test_cp_names_a_missing_or_folder_box_source_once(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
+    box.mkdir(f"{top}/folder")
+    err = one_line_error(cli("cp", f"box://{top}/missing.txt", str(tmp_path), code=1))
+    assert f"box://{top}/missing.txt" in err and "box://box://" not in err
+    err = cli("cp", f"box://{top}/folder", str(tmp_path), code=2).stderr.decode()
+    assert f"box://{top}/folder is a folder" in err and "box://box://" not in err
+
+
 # ---------------------------------------------------------------------------------- users
 def test_whoami_as_user_and_as_service_account(cli: Cli, emulator: BoxEmulator) -> None:
     me = json.loads(cli("--json", "whoami").stdout)

@@ -10,6 +10,7 @@ JWT or CCG provider is made, so a CLI command run with a token file or a ready-m
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -52,10 +53,11 @@ def get_provider(creds: BoxCredentials, endpoints: BoxEndpoints, policy: RetryPo
         if provider is None or provider.creds != creds:
             provider = _registry[key] = _make_provider(creds, endpoints, policy)
         elif policy.max_attempts > provider.policy.max_attempts:
-            # The token is shared, so its requests follow the most patient filesystem that uses it: a
-            # filesystem built with retry=1 first must not leave a later default one failing on the
-            # first 5xx of a token refresh.
-            provider.policy = policy
+            # The token is shared, so its requests take as many attempts as the most patient filesystem
+            # using it allows: one built with retry=1 first must not leave a later default one failing on
+            # the first 5xx of a token refresh. Only the count changes (one attribute swap, atomic: a
+            # refresh running now reads the old policy or the new one whole).
+            provider.policy = dataclasses.replace(provider.policy, max_attempts=policy.max_attempts)
         return provider
 
 
