@@ -892,7 +892,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             if info["size"] >= PARALLEL_DOWNLOAD_MIN:  # ranges on several connections at once
                 self.transport.download_ranges(info["id"], fh.fileno(), info["size"], version=info.get("version"),
                                                tag=info.get("sha1"), streams=max(1, min(8, self.max_connections)), path=rpath,
-                                               progress=progress)
+                                               progress=progress, done=fh.written)
                 return
             self.transport.download_to(url, fh, path=rpath, progress=progress)
 
