@@ -1341,6 +1341,20 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             return
         self._copy_file(src, sinfo, dst)
 
+    def cp_file_exclusive(self, path1: str, path2: str) -> None:
+        """Server-side copy of the file ``path1`` to exactly ``path2``, which must be free: FileExistsError
+        when it is taken (Box's 409), whoever took it and however recently, and never a replace. For a
+        frontend whose login may not overwrite: a check then :meth:`cp_file` would replace a file another
+        client created between the two."""
+        src = self._strip_protocol(path1)
+        dst = self._strip_protocol(path2)
+        if dst:
+            check_path_names(dst)
+        sinfo = self._info(src)
+        if sinfo["type"] == "directory":
+            raise is_a_directory_error(src)
+        self._copy_file(src, sinfo, dst)
+
     def _copy_file(self, src: str, sinfo: dict[str, Any], dst: str) -> None:
         """``POST /files/{id}/copy`` to ``dst``, a name not taken."""
         parent, name = _split(dst)
