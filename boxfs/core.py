@@ -947,13 +947,16 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         kwargs = dict(parent_id=pinfo["id"], name=name, fileobj=fileobj, size=size, sha1=sha1,
                       file_id=existing["id"] if existing else None, etag=existing.get("etag") if existing else None,
                       modified=modified, overwrite=not exclusive, progress=progress)
+        start = fileobj.tell()
         try:
             entry = upload_file(self, **kwargs)
         except FileNotFoundError:
             if existing is None:
                 raise
-            # our cache knew a file that someone else deleted: upload it as a new file instead
+            # our cache knew a file that someone else deleted: upload it as a new file instead, from the
+            # same start (the refused attempt may have read the source to its end)
             self.cache.removed(path)
+            fileobj.seek(start)
             kwargs.update(file_id=None, etag=None)
             entry = upload_file(self, **kwargs)
         item = self._item(_join(pinfo["name"], entry.get("name") or name), entry)

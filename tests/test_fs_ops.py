@@ -374,3 +374,18 @@ def test_parallel_put_reports_every_failed_transfer(make_fs: Any, fs_user: Any, 
     failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("transfer failed")]
     assert sorted(m.split(" -> ")[0].rsplit("/", 1)[1] for m in failed) == names
     assert any("3 of 3 transfers failed" in r.getMessage() for r in caplog.records)
+
+
+def test_upload_onto_a_cached_name_deleted_elsewhere_creates_it(make_fs: Any, fs_user: Any, tmp_path: Any) -> None:
+    """Our cache still knows a file another client deleted: the new-version upload is refused (404), and
+    the upload is made again as a new file from the start of the source (it used to send an empty body
+    and fail every retry with 'upload source ended early')."""
+    mine, theirs = make_fs(as_user=fs_user[0]), make_fs(as_user=fs_user[0])
+    mine.pipe_file("gone.txt", b"one")
+    mine.ls("")
+    theirs.rm("gone.txt")
+    src = tmp_path / "two.txt"
+    src.write_bytes(b"two")
+    mine.put_file(str(src), "gone.txt")
+    theirs.invalidate_cache()
+    assert theirs.cat_file("gone.txt") == b"two"

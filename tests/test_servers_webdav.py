@@ -127,6 +127,28 @@ def test_move_onto_existing_keeps_target_until_replaced(env, tmp_path):
     assert fs.cat_file("mv-old.txt") == b"new" and not fs.exists("mv-new.txt")
 
 
+@pytest.mark.parametrize("method", ["MOVE", "COPY"])
+@pytest.mark.parametrize("target", ["keep?.txt", "keep;v.txt"])
+def test_copy_or_move_to_a_name_with_question_mark_or_semicolon_is_refused(env, tmp_path, method, target):
+    """wsgidav decodes Destination before parsing it as a URL: ``keep%3F.txt`` became ``keep`` and
+    ``keep%3Bv.txt`` ``keep``, so the request acted on another name (a MOVE could replace it). Refused.
+    (Each run deletes its files through Box behind the server's back: the next run's PUTs land on names
+    the server still has cached.)"""
+    backend, server, _users, _tmp = env
+    (tmp_path / "src").write_bytes(b"src")
+    (tmp_path / "keep").write_bytes(b"keep")
+    assert status(curl(server, "bob", "-T", str(tmp_path / "src"), path="/dq-src.txt")) in (201, 204)
+    assert status(curl(server, "bob", "-T", str(tmp_path / "keep"), path="/keep")) in (201, 204)
+    before = box(backend, "bob").info("keep")
+    dest = server.url + "/" + quote(target, safe="")
+    refused = curl(server, "bob", "-X", method, "-H", f"Destination: {dest}", path="/dq-src.txt")
+    assert status(refused) == 400 and b"cannot take in a Destination header" in body(refused)
+    fs = box(backend, "bob")
+    assert fs.cat_file("keep") == b"keep" and fs.info("keep")["id"] == before["id"]
+    assert fs.cat_file("dq-src.txt") == b"src" and not fs.exists(target)
+    fs.rm(["dq-src.txt", "keep"])
+
+
 @pytest.mark.parametrize("name", ["report [1].txt", "what?.txt", "star*.txt", "100%.txt", "hash#tag.txt"])
 def test_hostile_names_are_literal(env, tmp_path, name):
     backend, server, _users, _tmp = env

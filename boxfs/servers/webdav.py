@@ -387,6 +387,7 @@ class BoxFile(DAVNonCollection):
     def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
         """COPY of a file, done here: wsgidav's own COPY deletes an existing destination before copying,
         so a copy failing at Box would lose it; the filesystem's copy places the new file first."""
+        _check_destination(self.environ)
         self.copy_move_single(dest_path, is_move=False)
         return True
 
@@ -523,6 +524,7 @@ class BoxFolder(DAVCollection):
         request for the whole tree); onto an existing folder wsgidav merges member by member
         (RFC 4918 9.8.4), through :meth:`copy_move_single` and the members' literal operations; onto a
         file 409 (wsgidav would delete the file first, and a copy failing then would lose it)."""
+        _check_destination(self.environ)
         session = self.session
         dest = virtual_norm(dest_path)
         if dest is None:
@@ -554,9 +556,22 @@ class BoxFolder(DAVCollection):
                 self.session.ns.mkdir(dest)
 
 
+def _check_destination(environ: dict[str, Any]) -> None:
+    """Refuse a COPY/MOVE whose Destination names ``?`` or ``;`` percent-encoded: wsgidav decodes the
+    header before parsing it as a URL, so ``a%3Fb.txt`` would be taken as ``a`` (the rest a query) and
+    ``x%3By.txt`` as ``x``: the request would act on, and could replace, another name."""
+    raw = environ.get("HTTP_DESTINATION", "")
+    meant = unquote(urlparse(raw, allow_fragments=False).path)
+    taken = urlparse(unquote(raw), allow_fragments=False).path
+    if meant != taken:
+        raise DAVError(HTTP_BAD_REQUEST, f"the destination {meant!r} holds '?' or ';', which this WebDAV "
+                       "server cannot take in a Destination header; choose a name without them")
+
+
 def _move(res: BoxFile | BoxFolder, dest_path: str) -> bool:
     """MOVE through the layer's POSIX rename (a replaced target is removed only once the new name is
     in place); wsgidav has already refused Overwrite: F onto an existing target."""
+    _check_destination(res.environ)
     session = res.session
     session.require("rename", res.path)
     dest = virtual_norm(dest_path)
