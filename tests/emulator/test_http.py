@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from box_sdk_gen import BoxCCGAuth, BoxClient, CCGConfig, FolderFull, PreflightFileUploadCheckParent
+from support import faults_cleared, injected_faults
 
 from boxfs.emulator import BoxEmulator
 
@@ -34,8 +35,8 @@ def private_emu() -> Iterator[BoxEmulator]:
 @pytest.fixture
 def emu2(private_emu: BoxEmulator) -> Iterator[BoxEmulator]:
     """The private emulator, reset to normal behaviour after each test."""
-    yield private_emu
-    private_emu.clear_faults()
+    with faults_cleared(private_emu):
+        yield private_emu
     private_emu.set_latency(0.0)
     private_emu.set_token_ttl(3600)
 
@@ -184,9 +185,8 @@ def test_fault_500_and_drop(emu2: BoxEmulator) -> None:
 
 def test_faults_are_seeded(emu2: BoxEmulator) -> None:
     def pattern() -> list[int]:
-        emu2.clear_faults()
-        emu2.inject_faults(rate=0.5, kinds=("500", "503"), route=r"/users/me", seed=42)
-        with checked_session() as session:
+        with (injected_faults(emu2, rate=0.5, kinds=("500", "503"), route=r"/users/me", seed=42),
+              checked_session() as session):
             return [
                 session.get(emu2.url + "/2.0/users/me", headers=auth(token)).status_code for _ in range(30)
             ]
