@@ -11,8 +11,11 @@ else (``./x``, ``/tmp/x``, ``x``) is local.
 
 Name rule (:func:`box_targets`, the same for ``ls``, ``cat``, ``cp``, ``rm``, ``find``, ``mv``): a name is a
 pattern only when it has ``* ? [`` and no item of exactly that name exists; ``--literal`` never expands;
-patterns match case-insensitively, as Box compares names. Transfers (``cp``, ``sync``) run on the engine
-of :mod:`boxfs.sync`, which never re-uploads content Box already holds.
+patterns match case-insensitively, as Box compares names (the one definition: :mod:`boxfs.names`).
+``cp`` runs on the filesystem's own ``put``/``get``/``copy`` (fsspec's path rules, files in parallel):
+it asks them for their plan first (:meth:`~boxfs.core.BoxFileSystem.planned_transfers`), refuses colliding
+names and names Box would refuse before any write, and leaves out files whose content is already there.
+``sync`` and ``check`` run on :mod:`boxfs.sync`.
 
 Exit codes: 0 success, 1 the operation failed (Box or the local disk said no), 2 usage or configuration
 error or a name refused before any request (nothing was attempted; from the frontend layer's errno
@@ -23,6 +26,7 @@ logging of every HTTP request (never a secret: the library does not log them).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -37,11 +41,12 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 import click
+from click.core import ParameterSource
+from fsspec.callbacks import Callback
 
 from boxfs.frontend.errors import exit_status_of
-from boxfs.names import check_path_names, name_key
+from boxfs.names import check_path_names, has_magic, is_pattern, name_key, pattern_regex
 from boxfs.sync import (
-    Action,
     BoxSide,
     Entry,
     FileFilter,
@@ -50,9 +55,6 @@ from boxfs.sync import (
     check,
     describe,
     endpoint,
-    execute,
-    has_magic,
-    pattern_regex,
     same_content,
     sync,
 )
@@ -80,6 +82,7 @@ class CliState:
     debug: bool = False
     timeout: float | None = None
     retries: int | None = None
+    max_connections: int | None = None  # cp --transfers: the filesystem's parallelism
     _fs: Any = field(default=None, repr=False)
 
     def fs_options(self) -> dict[str, Any]:
@@ -91,6 +94,8 @@ class CliState:
             options["jwt_config"] = self.config
         if self.as_user:
             options["as_user"] = self.as_user
+        if self.max_connections:
+            options["max_connections"] = self.max_connections
         if self.base_url:
             options["base_urls"] = {"base_url": self.base_url.rstrip("/")}
         retry: dict[str, Any] = {}
@@ -174,7 +179,7 @@ def box_targets(fs: Any, arg: str, literal: bool = False) -> tuple[list[str], bo
     FileNotFoundError.
     """
     path = box_path(arg)
-    if literal or not has_magic(path) or fs.exists(path):
+    if literal or not is_pattern(path, fs.exists):
         return [path], False
     parts = path.split("/")
     fixed = next(i for i, part in enumerate(parts) if has_magic(part))
@@ -212,6 +217,26 @@ class ByteRate(click.ParamType):
 
 
 # Options several commands share, declared once.
+def _into_state(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Where a connection option lands, given globally (``boxfs --config F ls``) or after the command
+    that also takes it (``boxfs mount --config F ...``): one :class:`CliState`. After the command only
+    what was typed there overrides; its environment value already reached the global option."""
+    state = ctx.ensure_object(CliState)
+    typed = ctx.get_parameter_source(str(param.name)) is ParameterSource.COMMANDLINE
+    if value is not None and (ctx.parent is None or typed):
+        setattr(state, str(param.name), value)
+    return value
+
+
+CONFIG_OPTION = click.option("--config", "config", metavar="FILE", envvar="BOXFS_JWT_CONFIG", show_envvar=True,
+                             expose_value=False, callback=_into_state,
+                             help="JWT app config: the JSON file from the Box developer console (or its text).")
+AS_USER_OPTION = click.option("--as-user", "as_user", metavar="LOGIN", envvar="BOXFS_AS_USER", show_envvar=True,
+                              expose_value=False, callback=_into_state,
+                              help="Act as this enterprise user (login email or user id) via the As-User header.")
+SPOOL_DIR_OPTION = click.option("--spool-dir", default=None, type=click.Path(file_okay=False),
+                                help="Private folder where files being written are staged before upload "
+                                     "(default: the temp folder).")
 LITERAL_OPTION = click.option("--literal", is_flag=True,
                               help="Names are never patterns, even where no item has that name ('*?[' are characters).")
 PROGRESS_OPTION = click.option("--progress/--no-progress", default=None,
@@ -319,10 +344,8 @@ class BoxfsGroup(click.Group):
 
 
 @click.group(cls=BoxfsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--config", "config", metavar="FILE", envvar="BOXFS_JWT_CONFIG", show_envvar=True,
-              help="JWT app config: the JSON file from the Box developer console (or its text).")
-@click.option("--as-user", "as_user", metavar="LOGIN", envvar="BOXFS_AS_USER", show_envvar=True,
-              help="Act as this enterprise user (login email or user id) via the As-User header.")
+@CONFIG_OPTION
+@AS_USER_OPTION
 @click.option("--base-url", "base_url", metavar="URL", envvar="BOXFS_BASE_URL", show_envvar=True,
               help="Box API root (default https://api.box.com); the emulator's URL for local use.")
 @click.option("--oauth-token-file", "oauth_token_file", metavar="FILE", envvar="BOXFS_OAUTH_TOKEN_FILE",
@@ -336,8 +359,7 @@ class BoxfsGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Log every request at DEBUG level; print tracebacks on errors.")
 @click.version_option(package_name=DISTRIBUTION, prog_name="boxfs")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: str | None,
-        oauth_token_file: str | None, timeout: float | None, retries: int | None, as_json: bool,
+def cli(ctx: click.Context, base_url: str | None, oauth_token_file: str | None, timeout: float | None, retries: int | None, as_json: bool,
         debug: bool) -> None:
     """Box (box.com) storage from the command line.
 
@@ -357,8 +379,9 @@ def cli(ctx: click.Context, config: str | None, as_user: str | None, base_url: s
         _RetryNotice.install()
     global _debug
     _debug = debug
-    ctx.obj = CliState(config=config, as_user=as_user, base_url=base_url, oauth_token_file=oauth_token_file,
-                       as_json=as_json, debug=debug, timeout=timeout, retries=retries)
+    state = ctx.ensure_object(CliState)  # --config and --as-user are in it already (_into_state)
+    state.base_url, state.oauth_token_file, state.timeout, state.retries = base_url, oauth_token_file, timeout, retries
+    state.as_json, state.debug = as_json, debug
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -609,39 +632,40 @@ def _side_of(state: CliState, arg: str) -> tuple[LocalSide | BoxSide, str]:
     return endpoint(arg, fs=state.fs() if is_remote(arg) else None)
 
 
-def _cp_plan(src: LocalSide | BoxSide, sources: list[str], dst: LocalSide | BoxSide, target: str,
-             dst_is_dir: bool, recursive: bool) -> list[Action]:
-    """fsspec put/get/copy's (and cp(1)'s) path rules: a source lands at DST, or inside DST under its
-    own name when DST is a folder or there are several sources; a folder's tree is kept below that,
-    and a folder written with a trailing slash ("src/") has its contents copied into DST."""
-    plan: list[Action] = []
-    for source in sources:
-        entry = src.entry(source)
-        if entry is None:
-            raise FileNotFoundError(2, "No such file or directory", src.show(source))
-        into = dst_is_dir and not (entry.kind == "directory" and source.endswith(("/", os.sep)))
-        base = dst.join(target, _basename(source) or "box") if into else target  # "dir/": its contents
-        if entry.kind == "file":
-            plan.append(Action("copy", _basename(source), entry, base, entry.size))
-            continue
-        if not recursive:
-            raise click.UsageError(f"{src.show(source)} is a folder (use -r to copy it with its contents)")
-        plan.append(Action("mkdir", _basename(source), None, base))
-        for rel, item in sorted(src.scan(source).items()):
-            op = "copy" if item.kind == "file" else "mkdir"
-            plan.append(Action(op, rel, item if op == "copy" else None, dst.join(base, rel), item.size))
-    return plan
+class _BarCallback(Callback):
+    """fsspec's callback for ``fs.put``/``fs.get``: the top level counts files (not shown); each file's
+    branch reports its bytes to the one shared bar."""
+
+    def __init__(self, bar: _Bar) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def branched(self, path_1: str, path_2: str, **kwargs: Any) -> Callback:
+        return _FileBytes(self.bar)
 
 
-def _refuse_collisions(plan: list[Action], dst: LocalSide | BoxSide) -> None:
+class _FileBytes(Callback):
+    """One file's bytes, fed to the shared bar (from the transfer's threads; the bar locks)."""
+
+    def __init__(self, bar: _Bar) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.bar(inc)
+
+
+Job = tuple[str, str, str, dict[str, Any]]  # (kind, source, destination, kwargs): BoxFileSystem.planned_transfers
+
+
+def _refuse_collisions(jobs: list[Job], dst: LocalSide | BoxSide) -> None:
     """Two sources landing on one destination name (Box: in any letter case) are refused up front,
     before anything is written: one would silently overwrite the other."""
     landing: dict[str, list[str]] = {}
-    for action in plan:
-        if action.op == "copy":
-            assert action.src is not None
-            key = name_key(action.dst_path) if dst.is_box else os.path.normpath(action.dst_path)
-            landing.setdefault(key, []).append(action.src.path)
+    for kind, source, target, _kw in jobs:
+        if kind == "file":
+            key = name_key(target) if dst.is_box else os.path.normpath(os.path.abspath(target))
+            landing.setdefault(key, []).append(source)
     clashes = {k: v for k, v in landing.items() if len(v) > 1}
     if clashes:
         key, srcs = next(iter(clashes.items()))
@@ -649,29 +673,79 @@ def _refuse_collisions(plan: list[Action], dst: LocalSide | BoxSide) -> None:
                                f"{dst.show(key)} from {', '.join(srcs[:3])}; nothing was copied")
 
 
-def _copy_whole_folder(fs: Any, source: str, target: str, dst_is_dir: bool) -> str | None:
-    """Box -> Box of one folder to a name not taken: one server-side request for the whole tree.
-    Returns where it went, or None when this does not apply (a file, a pattern-like name, a merge)."""
-    info = fs.info(source)
-    if info["type"] != "directory" or has_magic(source) or source == "":
-        return None
-    base = posixpath.join(target, _basename(source)) if dst_is_dir and target else (
-        _basename(source) if dst_is_dir else target)
-    if fs.exists(base):
-        return None
-    check_path_names(base)
-    fs.copy(source, base, recursive=True)
-    return base
+def _identical(jobs: list[Job], found: dict[str, Entry | None], src: LocalSide | BoxSide,
+               dst: LocalSide | BoxSide) -> list[Job]:
+    """The file jobs whose destination already holds the same content (size and SHA-1): left alone,
+    so no new Box version of an unchanged file. Box's side costs its folder's listing, nothing more.
+    ``found``: each source's entry."""
+    same: list[Job] = []
+    for job in jobs:
+        entry = found.get(job[1]) if job[0] == "file" else None
+        there = dst.entry(job[2]) if entry is not None else None
+        if entry is not None and there is not None and same_content(src, entry, dst, there):
+            same.append(job)
+    return same
 
 
-def _skip_identical(plan: list[Action], src: LocalSide | BoxSide, dst: LocalSide | BoxSide) -> None:
-    """Turn the copies whose destination already holds the same content (size and SHA-1) into skips:
-    no new Box version of an unchanged file."""
-    for i, action in enumerate(plan):
-        if action.op == "copy" and action.src is not None:
-            there = dst.entry(action.dst_path)
-            if there is not None and same_content(src, action.src, dst, there):
-                plan[i] = Action("skip", action.rel, action.src, action.dst_path, action.size, "identical", there)
+def _literal_folder(src: LocalSide | BoxSide, source: str, dst: LocalSide | BoxSide, dst_arg: str, target: str,
+                    dst_is_dir: bool) -> tuple[str, str]:
+    """``(source, destination)`` for ``fs.put/get/copy`` of a folder whose path holds ``* ? [``.
+
+    fsspec would glob such a path (``dir [1]`` copies ``dir 1``!) or, once it is taken literally, place
+    the folder as if it were a pattern. So the local path is escaped for fsspec's glob (the filesystem
+    takes an existing Box name literally already) and the landing place is named: inside DST under the
+    folder's own name, as fsspec's rule says for a plain name, or its contents at DST ("src/", or a DST
+    that does not exist)."""
+    literal = source if src.is_box else glob.escape(source)
+    if not dst_is_dir or source.endswith(("/", os.sep)):
+        return literal, dst_arg
+    name = _basename(box_path(source) if src.is_box else source.rstrip(os.sep))
+    return literal, (posixpath.join(target, name) if dst.is_box else os.path.join(dst_arg, name))
+
+
+def _cp_sources(fs: Any, src: LocalSide | BoxSide, sources: list[str], literal: bool,
+                recursive: bool) -> dict[str, str]:
+    """Each source as fsspec will take it (a name as written, its trailing slash counting, or each
+    match of a Box pattern) with its kind; a missing one, or a folder without ``-r``, stops cp here."""
+    kinds: dict[str, str] = {}
+    for arg in sources:
+        matches, expanded = box_targets(fs, arg, literal) if src.is_box else ([arg], False)
+        for source in matches if expanded else [arg]:
+            path = box_path(source) if src.is_box else source
+            entry = src.entry(path)
+            if entry is None:
+                raise FileNotFoundError(2, "No such file or directory", src.show(path))
+            if entry.kind == "directory" and not recursive:
+                raise click.UsageError(f"{src.show(path)} is a folder (use -r to copy it with its contents)")
+            kinds[source] = entry.kind
+    return kinds
+
+
+def _cp_plan(fs: Any, src: LocalSide | BoxSide, kinds: dict[str, str], dst: LocalSide | BoxSide,
+             dst_arg: str) -> list[Job]:
+    """What ``fs.put``/``get``/``copy`` would do for these sources, by fsspec's path rules, checked
+    whole before anything is written: colliding destinations and names Box would refuse stop cp here.
+    Box paths in the jobs are the filesystem's (no ``box://``)."""
+    target = box_path(dst_arg) if dst.is_box else dst_arg
+    existing = dst.entry(target)
+    dst_is_dir = dst_arg.endswith(("/", os.sep)) or target == "" or (
+        existing is not None and existing.kind == "directory")
+    if len(kinds) > 1 and not dst_is_dir:
+        raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst_arg}")
+    transfer = fs.copy if src.is_box and dst.is_box else fs.get if src.is_box else fs.put
+    with fs.planned_transfers() as planned:  # nothing is written in here
+        for source, kind in kinds.items():
+            if kind == "directory" and has_magic(source):
+                transfer(*_literal_folder(src, source, dst, dst_arg, target, dst_is_dir), recursive=True)
+            else:
+                transfer(source, dst_arg, recursive=kind == "directory")
+    jobs = [(kind, box_path(a) if src.is_box else a, box_path(b) if dst.is_box else b, kw)
+            for kind, a, b, kw in planned]
+    _refuse_collisions(jobs, dst)
+    if dst.is_box:
+        for job in jobs:  # a name Box would refuse stops the copy before anything is written
+            check_path_names(job[2])
+    return jobs
 
 
 @cli.command("cp")
@@ -681,56 +755,58 @@ def _skip_identical(plan: list[Action], src: LocalSide | BoxSide, dst: LocalSide
 @TRANSFERS_OPTION
 @LITERAL_OPTION
 @pass_state
-def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: bool | None,
-           transfers: int, literal: bool) -> None:
+def cp_cmd(state: CliState, paths: tuple[str, ...], recursive: bool, progress: bool | None, transfers: int,
+           literal: bool) -> None:
     """Copy files: local to Box, Box to local, or Box to Box (server side).
 
     Only arguments starting with box:// are Box paths; everything else is local (./x, /tmp/x, x).
-    Box sources may be patterns (box://reports/*.csv; quote them), expanded as in ls. With several
-    sources, or a DST that is an existing folder or ends with '/', each source is copied into DST under
-    its own name. A file whose content DST already holds is not copied again (no new Box version).
+    Box sources may be patterns (box://reports/*.csv; quote them), expanded as in ls. Path rules are
+    fsspec's put/get/copy: each source lands inside DST under its own name when DST is an existing
+    folder or ends with '/' (a folder written 'src/': its contents), else at DST. A file whose content
+    DST already holds is not copied again (no new Box version).
     """
     if len(paths) < 2:
         raise click.UsageError(f"cp needs a destination after {paths[0]}: boxfs cp SOURCES... DST "
                                "(e.g. boxfs cp box://reports/q3.csv . or boxfs cp ./q3.csv box://reports/)")
-    *listed, dst = paths
-    sources = tuple(listed)
+    *sources, dst = paths
     if len({is_remote(s) for s in sources}) > 1:
         raise click.UsageError("all sources must be on the same side (all box://... or all local)")
     if not is_remote(sources[0]) and not is_remote(dst):
         raise click.UsageError("neither side is on Box: prefix Box paths with box:// (use cp(1) for local copies)")
+    state.max_connections = transfers  # fs.put/get/copy run on the filesystem's threads
+    fs = state.fs()
     src, _ = _side_of(state, sources[0])
-    dst_side, target = _side_of(state, dst)
-    named = [t for s in sources for t in box_targets(state.fs(), s, literal)[0]] if src.is_box else list(sources)
-    existing = dst_side.entry(target)
-    dst_is_dir = dst.endswith(("/", os.sep)) or target == "" or (existing is not None and existing.kind == "directory")
-    if len(named) > 1 and not dst_is_dir:
-        raise click.UsageError(f"copying several sources needs DST to be an existing folder: {dst}")
-    if src.is_box and dst_side.is_box and recursive and len(named) == 1:
-        copied = _copy_whole_folder(state.fs(), named[0], target, dst_is_dir)
-        if copied is not None:
-            if state.as_json:
-                emit_json([{"src": BOX_PREFIX + named[0], "dst": BOX_PREFIX + copied, "status": "copied"}])
-            return
-    plan = _cp_plan(src, named, dst_side, target, dst_is_dir, recursive)
-    _refuse_collisions(plan, dst_side)
-    if dst_side.is_box:
-        for action in plan:  # a name Box would refuse stops the copy before anything is written
-            check_path_names(action.dst_path)
-    _skip_identical(plan, src, dst_side)
-    report = SyncReport(", ".join(sources), dst)
-    with progress_bar(state, progress, sum(a.size for a in plan if a.op == "copy")) as bar:
-        execute(plan, src, dst_side, report, transfers=transfers, advance=bar)
+    dst_side, _ = _side_of(state, dst)
+    jobs = _cp_plan(fs, src, _cp_sources(fs, src, sources, literal, recursive), dst_side, dst)
+    found = {job[1]: src.entry(job[1]) for job in jobs if job[0] == "file"}
+    # a pipe, a device, a symlink loop, a file gone since: fails alone, never opened (a FIFO blocks forever)
+    unfit = {id(job): (found[job[1]] or Entry(job[1], "file", problem="No such file or directory")).problem
+             for job in jobs if job[0] == "file" and (found[job[1]] is None or found[job[1]].problem)}
+    same = {id(job) for job in _identical([j for j in jobs if id(j) not in unfit], found, src, dst_side)}
+    todo = [job for job in jobs if id(job) not in same and id(job) not in unfit]
+    server_side = src.is_box and dst_side.is_box
+    transfer = fs.copy if server_side else fs.get if src.is_box else fs.put
+    sizes = {path: entry.size if entry else 0 for path, entry in found.items()}
+    total = None if server_side else sum(sizes[job[1]] for job in todo if job[0] == "file")
+    with progress_bar(state, progress, total) as bar:
+        for _kind, source, target_path, _kw in (job for job in todo if job[0] == "tree"):
+            fs.copy(source, target_path, recursive=True)  # a whole folder to a new name: one request
+        pairs = [job for job in todo if job[0] != "tree"]
+        if pairs:
+            extra = {} if server_side else {"callback": _BarCallback(bar)}
+            transfer([job[1] for job in pairs], [job[2] for job in pairs], **extra)
     _close_hashes(src, dst_side)
+    failed = [(src.show(job[1]), unfit[id(job)]) for job in jobs if id(job) in unfit]
     if state.as_json:
-        done = [{"src": src.show(a.src.path if a.src else ""), "dst": dst_side.show(a.dst_path), "size": a.size,
-                 "status": status} for status, acts in (("copied", report.copied), ("identical", report.skipped))
-                for a in acts]
-        emit_json(done + [{"dst": p, "status": "failed", "error": e} for p, e in report.failed])
+        status = {**{key: "identical" for key in same}, **{key: "failed" for key in unfit}}
+        emit_json([{"src": src.show(job[1]), "dst": dst_side.show(job[2]), "size": sizes.get(job[1], 0),
+                    "status": status.get(id(job), "copied"), **({"error": unfit[id(job)]} if id(job) in unfit else {})}
+                   for job in jobs if job[0] != "dir"])
     else:
-        for a in report.skipped:
-            click.echo(f"identical, not copied: {dst_side.show(a.dst_path)}")
-    _raise_failures(report.failed)
+        for job in jobs:
+            if id(job) in same:
+                click.echo(f"identical, not copied: {dst_side.show(job[2])}")
+    _raise_failures(failed)
 
 
 def _raise_failures(failed: list[tuple[str, str]]) -> None:
@@ -982,15 +1058,14 @@ def emulator_cmd(args: tuple[str, ...]) -> None:
 @cli.command("mount")
 @click.argument("remote")
 @click.argument("mountpoint", type=click.Path(file_okay=False))
-@click.option("--as-user", "as_user", default=None, help="Act as this Box user (login email or id).")
-@click.option("--config", "config", default=None, help="The Box app's JWT config (path or JSON text).")
+@AS_USER_OPTION
+@CONFIG_OPTION
 @click.option("--foreground", is_flag=True, help="Serve in this process until unmounted or Ctrl-C.")
 @click.option("--read-only", is_flag=True, help="Refuse every change.")
 @click.option("--allow-other", is_flag=True, help="Let other local users see the mount (libfuse allow_other).")
-@click.option("--spool-dir", default=None, help="Where files being written are staged before upload.")
+@SPOOL_DIR_OPTION
 @pass_state
-def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None, config: str | None,
-              foreground: bool, read_only: bool, allow_other: bool, spool_dir: str | None) -> None:
+def mount_cmd(state: CliState, remote: str, mountpoint: str, foreground: bool, read_only: bool, allow_other: bool, spool_dir: str | None) -> None:
     """Mount the Box folder REMOTE (box://path; box:// for All Files) at MOUNTPOINT (FUSE).
 
     Without --foreground the mount is served by a background process and this command returns once
@@ -1004,10 +1079,6 @@ def mount_cmd(state: CliState, remote: str, mountpoint: str, as_user: str | None
         raise click.ClickException(f"mount needs the FUSE extra: pip install '{DISTRIBUTION}[mount]' ({exc})") from None
     except OSError as exc:  # mfusepy loads libfuse when imported
         raise click.ClickException(f"mount needs libfuse3 (Debian/Ubuntu: apt-get install fuse3): {exc}") from None
-    if as_user:
-        state.as_user = as_user
-    if config:
-        state.config = config
     if not foreground:
         _mount_in_background(mountpoint)
         return
@@ -1065,8 +1136,22 @@ def serve_group() -> None:
     """Run an FTP(S), SFTP or WebDAV server whose users' files live in Box (see docs/servers.md)."""
 
 
-_CONFIG_OPTION = click.option("--config", "config", default=None,
-                              help="The Box app's JWT config (path or JSON text); same as the global --config.")
+def _server_listen_options(port: int) -> Callable[[Any], Any]:
+    """--users, --host and --port (``port``: the server's default) of every serve command."""
+    def apply(command: Any) -> Any:
+        command = click.option("--port", type=int, default=port, show_default=True)(command)
+        command = click.option("--host", default="0.0.0.0", show_default=True)(command)
+        return click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False),
+                            help="users.toml")(command)
+    return apply
+
+
+def _server_tls_options(what: str) -> Callable[[Any], Any]:
+    """--cert and --key; ``what`` a certificate turns on (FTPS, HTTPS)."""
+    def apply(command: Any) -> Any:
+        command = click.option("--key", "keyfile", default=None, help="TLS private key (PEM).")(command)
+        return click.option("--cert", "certfile", default=None, help=f"TLS certificate (PEM): {what}.")(command)
+    return apply
 
 
 def _server_safety_options(command: Any) -> Any:
@@ -1090,8 +1175,7 @@ def _server_box_options(command: Any) -> Any:
                      help="JWT private key, PEM (JWT fields)."),
         click.option("--passphrase", envvar="BOXFS_JWT_PASSPHRASE", show_envvar=True, default=None,
                      help="Passphrase of the JWT private key."),
-        click.option("--spool-dir", default=None, type=click.Path(file_okay=False),
-                     help="Private folder for upload spool files (default: the temp folder)."),
+        SPOOL_DIR_OPTION,
         click.option("--spool-threshold", type=click.IntRange(min=1), default=None, metavar="BYTES",
                      help="Uploads up to this size go to Box in one request; larger ones in chunks."),
         click.option("--audit-log", default=None, metavar="FILE|-",
@@ -1110,7 +1194,7 @@ def _audit_log(box: dict[str, Any]) -> Any:
     return AuditLog(box["audit_log"])
 
 
-def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> tuple[
+def _server_config(state: CliState, box: dict[str, Any]) -> tuple[
         str | None, dict[str, str] | None, dict[str, Any]]:
     """``(jwt config or None, base_urls, filesystem options)`` from the global and the serve options."""
     box.pop("audit_log", None)  # not a filesystem option: see _audit_log
@@ -1123,8 +1207,6 @@ def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> 
         warn_if_loose(key_file, "JWT private key")
         with open(key_file, encoding="utf-8") as fh:
             fields["private_key"] = fh.read()
-    if config:
-        state.config = config
     options: dict[str, Any] = dict(fields)
     if box.get("spool_dir"):
         from boxfs.servers.safety import private_dir
@@ -1149,28 +1231,25 @@ def _server_config(state: CliState, config: str | None, box: dict[str, Any]) -> 
 
 
 @serve_group.command("ftp")
-@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=2121, show_default=True)
-@click.option("--cert", "certfile", default=None, help="TLS certificate (PEM): enables explicit FTPS.")
-@click.option("--key", "keyfile", default=None, help="TLS private key (PEM).")
+@_server_listen_options(port=2121)
+@_server_tls_options("enables explicit FTPS")
 @click.option("--tls-required", is_flag=True, help="Refuse logins and transfers without TLS.")
 @click.option("--passive-ports", default=None, metavar="FIRST-LAST", help="Passive port range, e.g. 60000-60100.")
 @click.option("--masquerade-address", default=None, help="Address announced for passive mode (behind NAT).")
 @_server_safety_options
 @_server_box_options
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @pass_state
 def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
               tls_required: bool, passive_ports: str | None, masquerade_address: str | None,
-              config: str | None, allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
+              allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
     """FTP/FTPS server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.ftp import run_ftp
     except ImportError as exc:
         raise click.ClickException(f"serve ftp needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
     audit_log = _audit_log(box)
-    config, base_urls, fs_options = _server_config(state, config, box)
+    config, base_urls, fs_options = _server_config(state, box)
     ports = None
     if passive_ports:
         try:
@@ -1184,44 +1263,39 @@ def serve_ftp(state: CliState, users_file: str, host: str, port: int, certfile: 
 
 
 @serve_group.command("sftp")
-@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=2222, show_default=True)
+@_server_listen_options(port=2222)
 @click.option("--host-key", default=None,
               help="SSH host private key (default: one generated once into --state-dir and reused).")
 @click.option("--state-dir", default=None, help="Private folder for the host key (default: $XDG_STATE_HOME/boxfs).")
 @_server_safety_options
 @_server_box_options
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @pass_state
 def serve_sftp(state: CliState, users_file: str, host: str, port: int, host_key: str | None, state_dir: str | None,
-               config: str | None, allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
+               allow_loose_users_file: bool, spool_max_age: float | None, **box: Any) -> None:
     """SFTP server (foreground, until Ctrl-C)."""
     try:
         from boxfs.servers.sftp import run_sftp
     except ImportError as exc:
         raise click.ClickException(f"serve sftp needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
     audit_log = _audit_log(box)
-    config, base_urls, fs_options = _server_config(state, config, box)
+    config, base_urls, fs_options = _server_config(state, box)
     run_sftp(users_file, config, host, port, host_key=host_key, state_dir=state_dir,
              base_urls=base_urls, fs_options=fs_options, allow_loose_users_file=allow_loose_users_file, spool_max_age=spool_max_age,
              audit_log=audit_log)
 
 
 @serve_group.command("webdav")
-@click.option("--users", "users_file", required=True, type=click.Path(dir_okay=False), help="users.toml")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--cert", "certfile", default=None, help="TLS certificate (PEM): serves HTTPS.")
-@click.option("--key", "keyfile", default=None, help="TLS private key (PEM).")
+@_server_listen_options(port=8080)
+@_server_tls_options("serves HTTPS")
 @click.option("--threads", type=click.IntRange(min=1), default=16, show_default=True,
               help="Requests served at once.")
 @_server_safety_options
 @_server_box_options
-@_CONFIG_OPTION
+@CONFIG_OPTION
 @pass_state
 def serve_webdav(state: CliState, users_file: str, host: str, port: int, certfile: str | None, keyfile: str | None,
-                 threads: int, config: str | None, allow_loose_users_file: bool, spool_max_age: float | None,
+                 threads: int, allow_loose_users_file: bool, spool_max_age: float | None,
                  **box: Any) -> None:
     """WebDAV server, HTTPS with --cert (foreground, until Ctrl-C)."""
     try:
@@ -1229,7 +1303,7 @@ def serve_webdav(state: CliState, users_file: str, host: str, port: int, certfil
     except ImportError as exc:
         raise click.ClickException(f"serve webdav needs the servers extra: pip install '{DISTRIBUTION}[servers]' ({exc})") from None
     audit_log = _audit_log(box)
-    config, base_urls, fs_options = _server_config(state, config, box)
+    config, base_urls, fs_options = _server_config(state, box)
     run_webdav(users_file, config, host, port, base_urls=base_urls, fs_options=fs_options, certfile=certfile,
                keyfile=keyfile, threads=threads, allow_loose_users_file=allow_loose_users_file,
                spool_max_age=spool_max_age, audit_log=audit_log)

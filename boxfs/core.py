@@ -16,7 +16,9 @@ Configuration, tokens, the retry policy and error mapping live in :mod:`boxfs.co
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import glob
 import hashlib
 import inspect
 import logging
@@ -59,15 +61,21 @@ from boxfs.config import (
 )
 from boxfs.dircache import BoxDirCache
 from boxfs.file import APPEND_REFUSAL, BoxFile
-from boxfs.names import BoxNameError, check_name, check_path_names, same_name
+from boxfs.localfile import replace_when_complete
+from boxfs.names import BoxNameError, check_name, check_path_names, has_magic, is_pattern, same_name
 from boxfs.retry import RetryPolicy
 from boxfs.sign import signed_url
-from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, WriteBuffer, sha1_of, upload_file
+from boxfs.upload import (
+    DEFAULT_SPOOL_THRESHOLD,
+    RELIST_MIN_SIZE,
+    WriteBuffer,
+    clean_spool,
+    sha1_of,
+    upload_file,
+)
 from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
 
 logger = logging.getLogger("boxfs")
-
-_GLOB_CHARS = ("*", "?", "[")
 
 
 def _join(parent: str, name: str) -> str:
@@ -102,7 +110,31 @@ def _literal_file(path: Any, is_file: Callable[[], bool]) -> bool:
     """Whether ``path`` holds glob characters yet names one existing file (``is_file()``, asked only
     then): fsspec's ``put``/``get``/``copy`` would take it for a pattern and put the file *inside* the
     target, so it is transferred as the one file it is."""
-    return isinstance(path, str) and any(c in path for c in _GLOB_CHARS) and is_file()
+    return isinstance(path, str) and has_magic(path) and is_file()
+
+
+def _literal_local_sources(lpath: Any, rpath: Any, recursive: bool,
+                           named_target: Callable[[], str]) -> tuple[Any, Any]:
+    """``put``'s local sources with every existing path that holds glob characters escaped, so fsspec's
+    local glob finds that path and not its look-alikes (``[x] *.txt`` must not upload ``x .txt``).
+
+    A folder given alone (``put("dir [1]", "box/", recursive=True)``) would then be placed as a pattern's
+    match is (its contents straight into the target); it lands where a plain name would: inside an
+    existing target folder under its own name (``named_target()``), or at the target itself when that is
+    new or the folder is written ``dir [1]/``.
+    """
+    def escaped(p: Any) -> Any:
+        text = stringify_path(p)
+        return glob.escape(text) if has_magic(text) and os.path.lexists(text) else p
+
+    if isinstance(lpath, (list, tuple)):  # a list of targets too is taken pair by pair, never expanded
+        return ([escaped(p) for p in lpath] if not isinstance(rpath, (list, tuple)) else lpath), rpath
+    text = stringify_path(lpath)
+    if not (recursive and isinstance(rpath, str) and has_magic(text) and os.path.isdir(text)):
+        return lpath, rpath
+    if text.endswith(("/", os.sep)):
+        return glob.escape(text), rpath
+    return glob.escape(text), named_target()
 
 
 def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
@@ -191,7 +223,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         retry: RetryPolicy | dict[str, Any] | int | None = None,
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
         spool_dir: str | None = None,
-        upload_workers: int = 4,
+        upload_workers: int = 8,
         auto_mkdir: bool = True,
         watch_events: bool | None = None,
         credentials: BoxCredentials | None = None,
@@ -402,6 +434,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if cached is not None:
             return cached
         key = path.casefold()
+        self._ensure_watching()  # its first request outside the lock: other threads' listings do not wait for it
         with self._listing_locks_guard:
             lock = self._listing_locks.setdefault(key, threading.Lock())
         with lock:  # single flight: a second thread waits for the first one's listing
@@ -484,8 +517,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Whether ``path`` is a glob pattern: it holds ``*``, ``?`` or ``[`` and no item has exactly that
         path. A name that exists is that item, never a pattern: ``rm("t/[a]*?")`` deletes the file called
         ``[a]*?``, not ``t/ab`` and ``t/abc`` (a name a program gives is a literal name)."""
-        p = self._strip_protocol(path)
-        return any(c in p for c in _GLOB_CHARS) and self._try_info(p) is None
+        return is_pattern(self._strip_protocol(path), lambda p: self._try_info(p) is not None)
 
     def _one_file_target(self, path2: str, name: str) -> str:
         """Where one file called ``name`` lands when uploaded or copied to ``path2``: inside it when it is
@@ -507,7 +539,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         (Done here rather than with fsspec's ``assume_literal``, which fsspec 2024.6 does not have.)"""
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         named = [self._strip_protocol(p) for p in paths
-                 if any(c in str(p) for c in _GLOB_CHARS) and (assume_literal or not self._is_pattern(p))]
+                 if has_magic(str(p)) and (assume_literal or not self._is_pattern(p))]
         out = set(named)
         for p in named:
             if recursive and self.isdir(p):
@@ -721,6 +753,22 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
     def _collecting(self) -> list[tuple[Any, ...]] | None:
         return getattr(self._transfers, "jobs", None)
 
+    @contextlib.contextmanager
+    def planned_transfers(self) -> Iterator[list[tuple[str, str, str, dict[str, Any]]]]:
+        """Inside the block, ``put``, ``get`` and ``copy`` (in this thread) transfer nothing: they list
+        what they would do, by fsspec's path rules, as ``(kind, source, destination, kwargs)`` jobs;
+        kind ``dir`` (a folder to make), ``file``, or ``tree`` (``copy``: a whole folder to a new name,
+        one server-side request). Listings are still read. For callers that check a whole plan before
+        the first write (the command line's ``cp``: colliding names, unchanged content), then hand the
+        pairs back as lists: ``fs.put([sources], [destinations])``."""
+        if self._collecting() is not None:
+            raise RuntimeError("transfers are already being planned in this thread")
+        self._transfers.jobs = jobs = []
+        try:
+            yield jobs
+        finally:
+            self._transfers.jobs = None
+
     def _in_parallel(self, run: Any, plan: Any, check: Any = None, prepare: Any = None) -> None:
         """Let fsspec's ``put``/``get`` work out the path pairs (``plan``), but instead of transferring
         one file after the other, collect the pairs and run them on ``max_connections`` threads.
@@ -751,11 +799,14 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if files:
             with ThreadPoolExecutor(max_workers=max(1, min(8, self.max_connections))) as pool:
                 futures = [pool.submit(run, src, dst, **kwargs) for _kind, src, dst, kwargs in files]
-                for future in futures:
+                for (_kind, src, dst, _kw), future in zip(files, futures, strict=True):
                     exc = future.exception()
                     if exc is not None:
                         errors.append(exc)
+                        logger.warning("transfer failed: %s -> %s: %s", src, dst, exc)
         if errors:
+            if len(errors) > 1:  # the first is raised (its type maps to the caller's error); all are logged
+                logger.warning("%d of %d transfers failed; the first is raised", len(errors), len(files))
             raise errors[0]
 
     def put(self, lpath: Any, rpath: Any, recursive: bool = False, callback: Any = None,
@@ -767,6 +818,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if isinstance(rpath, str) and not recursive and _literal_file(lpath, lambda: os.path.isfile(lpath)):
             return self.put_file(lpath, self._one_file_target(rpath, os.path.basename(lpath)), callback=cb,
                                  **kwargs)
+        lpath, rpath = _literal_local_sources(lpath, rpath, recursive, lambda: self._one_file_target(
+            rpath, os.path.basename(os.path.normpath(lpath))))
         self._in_parallel(
             lambda src, dst, **kw: self.put_file(src, dst, **kw),
             lambda: super(BoxFileSystem, self).put(lpath, rpath, recursive=recursive, callback=cb,
@@ -806,11 +859,15 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         )
 
     def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
-        """Stream a file to a local path (resuming by range after a dropped connection)."""
+        """Stream a file to a local path (resuming by range after a dropped connection).
+
+        The path is replaced only by the whole file, checked against Box's SHA-1
+        (:func:`~boxfs.localfile.replace_when_complete`): a failed download leaves the old file as it was.
+        """
         jobs = self._collecting()
         if jobs is not None and outfile is None:
             kind = "dir" if self._info_for_read(self._strip_protocol(rpath))["type"] == "directory" else "file"
-            jobs.append((kind, rpath, lpath, kwargs))
+            jobs.append((kind, rpath, lpath, dict(kwargs, callback=callback)))
             return
         rpath = self._strip_protocol(rpath)
         info = self._info_for_read(rpath)
@@ -831,7 +888,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             return
         parent = os.path.dirname(os.path.abspath(lpath))
         os.makedirs(parent, exist_ok=True)
-        with open(lpath, "wb") as fh:
+        with replace_when_complete(lpath, info.get("sha1"), shown=f"box://{rpath}") as fh:
             if info["size"] >= PARALLEL_DOWNLOAD_MIN:  # ranges on several connections at once
                 self.transport.download_ranges(info["id"], fh.fileno(), info["size"], version=info.get("version"),
                                                tag=info.get("sha1"), streams=max(1, min(8, self.max_connections)), path=rpath,
@@ -881,6 +938,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         self._check_new_name(parent, name)
         pinfo = self._ensure_folder(parent)
         existing = self.cache.get(path)
+        if existing is None and RELIST_MIN_SIZE <= size <= self.spool_threshold and self.cache.listing(parent) is None:
+            existing = self._try_info(path)  # one listing of the folder: cheaper than sending the body twice
         if existing is not None and existing["type"] == "directory":
             raise is_a_directory_error(path)
         if existing is not None and exclusive:
@@ -921,7 +980,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Upload a local file (streamed from disk; ``content_modified_at`` is its mtime)."""
         jobs = self._collecting()
         if jobs is not None:
-            jobs.append(("dir" if os.path.isdir(lpath) else "file", lpath, rpath, dict(kwargs, mode=mode)))
+            jobs.append(("dir" if os.path.isdir(lpath) else "file", lpath, rpath,
+                         dict(kwargs, mode=mode, callback=callback)))
             return
         if os.path.isdir(lpath):
             self.makedirs(rpath, exist_ok=True)
@@ -1191,7 +1251,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
         Everything else (globs, lists, ``maxdepth``, copying a folder's contents with a trailing slash,
         merging into an existing folder) goes through fsspec's file-by-file logic, still server-side per
-        file (:meth:`cp_file`).
+        file (:meth:`cp_file`), the files in parallel as in ``put``/``get``.
         """
         from fsspec.implementations.local import trailing_sep
 
@@ -1213,9 +1273,25 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                     dst = _join(dst, _split(src)[1])
                     dinfo = self._try_info(dst)
                 if dinfo is None and dst != "":
+                    jobs = self._collecting()
+                    if jobs is not None:  # planned (see planned_transfers): one job for the whole tree
+                        jobs.append(("tree", src, dst, kwargs))
+                        return None
                     self._copy_folder(src, sinfo, dst)
                     return None
-        return super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
+        ignore_missing = on_error == "ignore" or (on_error is None and recursive)  # fsspec's default
+
+        def run(src: str, dst: str, **kw: Any) -> None:
+            try:
+                self.cp_file(src, dst, **kw)
+            except FileNotFoundError:
+                if not ignore_missing:
+                    raise
+
+        self._in_parallel(run, lambda: super(BoxFileSystem, self).copy(
+            path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs),
+            prepare=self._ensure_parents)
+        return None
 
     def _copy_folder(self, src: str, sinfo: dict[str, Any], dst: str) -> dict[str, Any]:
         """``POST /folders/{id}/copy``: the whole tree in one request."""
@@ -1241,6 +1317,10 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         """Server-side copy (``POST /files/{id}/copy``); folders are created, not copied, here."""
         src = self._strip_protocol(path1)
         dst = self._strip_protocol(path2)
+        jobs = self._collecting()
+        if jobs is not None:
+            jobs.append(("dir" if self._info(src)["type"] == "directory" else "file", src, dst, kwargs))
+            return
         if dst:
             check_path_names(dst)  # a target Box would refuse is refused before any request
         sinfo = self._info(src)
@@ -1304,17 +1384,19 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                                        file_id=file_id)
 
     # --------------------------------------------------------------------------------- coherence
-    def _ensure_watching(self) -> ChangeWatcher | None:
-        """Subscribe this filesystem to its user's change watcher (shared by the process) and start it."""
+    def _ensure_watching(self, wait: bool = False) -> ChangeWatcher | None:
+        """Subscribe this filesystem to its user's change watcher (shared by the process) and start it
+        (outside our lock: see ChangeWatcher.start for ``wait``)."""
         if not self.watch_events:
             return None
         with self._watch_lock:
             if self._watcher is None:
                 self._watcher = self._feed.watcher = watcher_for(self.endpoints, self.provider, self.policy,
                                                                  self.as_user_id)
-            self._watcher.subscribe(self._feed)  # idempotent; again if it stopped for lack of users
-            self._watcher.start()
-            return self._watcher
+            watcher = self._watcher
+        watcher.subscribe(self._feed)  # idempotent; again if it stopped for lack of users
+        watcher.start(wait=wait)
+        return watcher
 
     def watch(self, path: str = "", timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """An iterator of the changes made on Box at or below ``path`` from now on, by anyone who changes
@@ -1328,7 +1410,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         read (``watch_events=False``, or a token Box does not let read it).
         """
         path = self._strip_protocol(path)
-        watcher = self._ensure_watching()
+        watcher = self._ensure_watching(wait=True)
         if watcher is None:
             raise OSError("fs.watch needs the change watcher: this filesystem was made with watch_events=False")
         if watcher.trusted_since is None:
@@ -1350,8 +1432,6 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
         Files of uploads or writers still running (in any process) are never touched; ``older_than``
         (seconds, default one day, ``0`` for everything not in use) also gives up resumable uploads
-        that old. See :mod:`boxfs.spool`.
+        that old. See :mod:`boxfs.upload.cleaning`.
         """
-        from boxfs.spool import clean_spool
-
         return clean_spool(self, older_than=older_than)

@@ -604,7 +604,7 @@ def mount(
     mount is usable (the Python process is never forked: that would break the filesystem's
     threads and connections).  ``ready`` is set as soon as the kernel has accepted the mount.
     ``spool_dir`` holds files being written until they are uploaded (default: the acting user's
-    private spool folder on a BoxFileSystem, see :mod:`boxfs.spool`; the temp dir otherwise);
+    private spool folder on a BoxFileSystem, see :mod:`boxfs.upload.spoolfolder`; the temp dir otherwise);
     ``read_block_size`` is the read-ahead of a file open for reading (each block one ranged GET of
     the version the handle opened);
     ``max_pending`` caps the bytes a file may hold past a hole (default: no cap, they are on disk);

@@ -19,11 +19,25 @@ descriptions of its OpenAPI spec and the 400 ``item_name_invalid`` error) and wh
 
 A broken rule raises :class:`BoxNameError`, a :class:`ValueError`: frontends map exactly this type to
 their "invalid argument" answer (``EINVAL`` in the mount, ``553`` in FTP).
+
+Wildcards live here too, the one definition every layer shares (the filesystem, the frontends, sync and
+the command line): ``* ? [`` make a pattern (:data:`GLOB_CHARS`), a name is a pattern only when no item
+has exactly that name (:func:`is_pattern`: a name a program gives is a literal name), and a pattern
+matches case-insensitively because Box compares names that way (:func:`pattern_regex`).
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_NAME_LENGTH", "BoxNameError", "check_name", "check_path_names", "name_key", "same_name"]
+import re
+from collections.abc import Callable
+
+from fsspec.utils import glob_translate
+
+__all__ = ["GLOB_CHARS", "MAX_NAME_LENGTH", "BoxNameError", "check_name", "check_path_names", "has_magic",
+           "is_pattern", "name_key", "pattern_regex", "same_name"]
+
+#: Characters that make a path a wildcard pattern (fsspec's and the shell's).
+GLOB_CHARS = frozenset("*?[")
 
 MAX_NAME_LENGTH = 255
 
@@ -83,3 +97,20 @@ def name_key(name: str) -> str:
 def same_name(a: str, b: str) -> bool:
     """True if Box treats ``a`` and ``b`` as the same name."""
     return name_key(a) == name_key(b)
+
+
+def has_magic(text: str) -> bool:
+    """Whether ``text`` holds a wildcard character (it may still be a literal name: :func:`is_pattern`)."""
+    return any(c in GLOB_CHARS for c in text)
+
+
+def is_pattern(path: str, exists: Callable[[str], bool]) -> bool:
+    """Whether ``path`` is a pattern: it holds ``* ? [`` and no item has exactly that path (``exists``
+    is asked only then). ``rm("t/[a]*?")`` deletes the file called ``[a]*?``, never ``t/ab``."""
+    return has_magic(path) and not exists(path)
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A pattern's regular expression: shell-style ``* ? [..]``, ``**`` across folders, matched
+    case-insensitively as Box compares names (``re.error`` for a malformed pattern)."""
+    return re.compile(glob_translate(pattern.strip("/")), re.IGNORECASE | re.DOTALL)

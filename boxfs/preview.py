@@ -19,8 +19,6 @@ import unicodedata
 import uuid
 from typing import Any
 
-import jwt
-
 from boxfs.api.errors import BoxAPIError, is_a_directory_error
 from boxfs.auth.endpoint import ACCESS_TOKEN_TYPE, EXCHANGE_GRANT, token_request
 from boxfs.config import BoxConfigError
@@ -71,6 +69,8 @@ def actor_token(client_id: str, external_id: str, display_name: str) -> str:
         raise BoxConfigError("display_name (shown with the user's annotations) must be a non-empty string")
     if any(unicodedata.category(c) == "Cc" for c in external_id + display_name):
         raise BoxConfigError("external_id and display_name may not contain control characters")
+    import jwt  # here, not at the top: PyJWT pulls in cryptography, which no CLI command but this needs
+
     now = int(time.time())
     claims = {"iss": client_id, "sub": external_id, "box_sub_type": "external", "aud": TOKEN_AUDIENCE,
               "jti": uuid.uuid4().hex, "exp": now + ACTOR_LIFETIME, "iat": now, "name": display_name}

@@ -8,8 +8,8 @@ costs no request beyond the listing (one per folder); the local side is hashed o
 small cache keyed by path, size and mtime (:class:`HashCache`), so a re-sync does not re-read everything.
 ``size_only`` compares sizes alone; ``checksum`` re-hashes local files instead of trusting the cache.
 
-Nothing is lost: uploads land as a new Box version in one step (Box keeps the old one), a download goes
-to a temporary name in the target folder and is renamed over the old file only once complete, a Box ->
+Nothing is lost: uploads land as a new Box version in one step (Box keeps the old one), a download
+replaces the old file only once complete and checked (``BoxFileSystem.get_file``), a Box ->
 Box copy replaces through the filesystem's safe replace, and deletions (``delete=True``) run only after
 every copy, with Box deletions going to the owner's trash. A sync that is interrupted and run again
 finds what already arrived identical and copies only the rest (large uploads resume their session).
@@ -22,7 +22,6 @@ file before any request, with a message saying why; the rest of the sync goes on
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import posixpath
@@ -38,38 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fsspec.utils import glob_translate
-
 from boxfs.frontend.errors import error_reason
-from boxfs.names import check_path_names, name_key
+from boxfs.localfile import PARTIAL_PREFIX, file_sha1
+from boxfs.names import check_path_names, has_magic, name_key, pattern_regex
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Action", "BoxSide", "CheckReport", "Entry", "FileFilter", "HashCache", "LocalSide", "SyncReport",
-    "case_clashes", "check", "endpoint", "execute", "has_magic", "pattern_regex", "plan_sync", "sync",
+    "case_clashes", "check", "endpoint", "execute", "plan_sync", "sync",
 ]
 
-#: Characters that make an argument a wildcard pattern (fsspec's and the shell's).
-GLOB_CHARS = frozenset("*?[")
-#: Downloads are written under this prefix in the target folder and renamed when complete.
-PARTIAL_PREFIX = ".boxfs-partial-"
-_READ_BLOCK = 1 << 20
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
-# ------------------------------------------------------------------------------------------ patterns
-def has_magic(text: str) -> bool:
-    """Whether ``text`` contains a wildcard character."""
-    return any(c in GLOB_CHARS for c in text)
-
-
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """The one wildcard rule of every command: shell-style ``* ? [..]``, ``**`` across folders, matched
-    case-insensitively because Box compares names that way."""
-    return re.compile(glob_translate(pattern.strip("/")), re.IGNORECASE | re.DOTALL)
-
-
+# ------------------------------------------------------------------------------------------ filters
 @dataclass(frozen=True)
 class FileFilter:
     """``--include``/``--exclude``: which relative paths a sync or check looks at.
@@ -91,6 +73,8 @@ class FileFilter:
 
     @staticmethod
     def _hits(rules: Iterable[tuple[bool, re.Pattern[str]]], rel: str) -> bool:
+        if not rules:  # no patterns (the usual case): nothing to split for each of the files
+            return False
         parts = rel.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         for anchored, regex in rules:
@@ -120,12 +104,15 @@ class HashCache:
 
     An SQLite file, 0600 in a 0700 folder. What is read back is untrusted: a value that is not a SHA-1
     is ignored, and an unreadable database disables the cache (with a warning) rather than the sync.
-    ``path=None`` keeps the cache in memory only.
+    ``path=None`` keeps the cache in memory only. A sync reads the rows below its source folder in one
+    query first (:meth:`warm`): a re-sync then looks each file up in memory, not with a query per file.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._lock = threading.Lock()
         self._pending = 0
+        self._warm_prefixes: list[str] = []  # folders whose rows are all in _rows
+        self._rows: dict[str, tuple[Any, Any, Any]] = {}
         target = ":memory:"
         if path is not None:
             try:
@@ -144,11 +131,26 @@ class HashCache:
             logger.warning("the hash cache %s is unusable (%s); hashing without it", target, exc)
             self._db = None
 
+    def warm(self, folder: str) -> None:
+        """Read every row below the absolute path ``folder`` in one query, for the lookups that follow."""
+        if self._db is None:
+            return
+        prefix = os.path.join(folder, "")
+        # every path starting with "<folder>/" sorts between it and "<folder>0" ('0' follows '/')
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        with self._lock:
+            rows = self._db.execute("SELECT path, size, mtime_ns, sha1 FROM sha1 WHERE path >= ? AND path < ?",
+                                    (prefix, upper)).fetchall()
+            self._rows.update((r[0], r[1:]) for r in rows)
+            self._warm_prefixes.append(prefix)
+
     def get(self, path: str, size: int, mtime_ns: int) -> str | None:
         if self._db is None:
             return None
         with self._lock:
-            row = self._db.execute("SELECT size, mtime_ns, sha1 FROM sha1 WHERE path = ?", (path,)).fetchone()
+            row = self._rows.get(path)
+            if row is None and not any(path.startswith(p) for p in self._warm_prefixes):
+                row = self._db.execute("SELECT size, mtime_ns, sha1 FROM sha1 WHERE path = ?", (path,)).fetchone()
         if row and row[0] == size and row[1] == mtime_ns and isinstance(row[2], str) and _SHA1.fullmatch(row[2]):
             return row[2]
         return None
@@ -158,6 +160,7 @@ class HashCache:
             return
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO sha1 VALUES (?, ?, ?, ?)", (path, size, mtime_ns, sha1))
+            self._rows[path] = (size, mtime_ns, sha1)
             self._pending += 1
             if self._pending >= 200:
                 self._db.commit()
@@ -217,6 +220,7 @@ class LocalSide:
 
     def scan(self, root: str) -> dict[str, Entry]:
         """Every file and folder below ``root`` by relative path (downloads in progress left out)."""
+        self.hashes.warm(os.path.abspath(root))
         out: dict[str, Entry] = {}
         for folder, dirs, files in os.walk(root):
             rel_folder = os.path.relpath(folder, root)
@@ -236,20 +240,12 @@ class LocalSide:
                     out[prefix + f] = found
         return out
 
-    @staticmethod
-    def hash_file(path: str) -> str:
-        digest = hashlib.sha1()
-        with open(path, "rb") as fh:
-            while block := fh.read(_READ_BLOCK):
-                digest.update(block)
-        return digest.hexdigest()
-
     def sha1(self, entry: Entry) -> str:
         if entry.sha1 is None:
             path = os.path.abspath(entry.path)
             cached = None if self.rehash else self.hashes.get(path, entry.size, entry.mtime_ns)
             if cached is None:
-                cached = self.hash_file(path)
+                cached = file_sha1(path)
                 self.hashes.put(path, entry.size, entry.mtime_ns, cached)
             entry.sha1 = cached
         return entry.sha1
@@ -530,24 +526,9 @@ def _copy_one(src: Side, s: Entry, dst: Side, dst_path: str, progress: _FileProg
                           "sync again", src.show(s.path))
         src.remember(s.path, dst.fs.info(dst_path).get("sha1"), expect=s)  # Box checked it: no re-read next time
     else:
-        folder, name = os.path.split(dst_path)
-        os.makedirs(folder or ".", exist_ok=True)
-        # a name of its own length, not the target's: a 250-character Box name must still fit in 255 bytes
-        partial = os.path.join(folder, PARTIAL_PREFIX + hashlib.sha1(os.fsencode(name)).hexdigest()[:20])
-        try:
-            src.fs.get_file(s.path, partial, callback=progress)
-            got = dst.hash_file(partial)
-            if s.sha1 and got != s.sha1:  # every byte checked: a bad download never replaces a file
-                raise OSError(errno.EIO, f"downloaded content does not match Box's SHA-1 ({got} != {s.sha1})",
-                              src.show(s.path))
-            os.replace(partial, dst_path)
-            dst.remember(dst_path, got)
-        except BaseException:
-            try:
-                os.remove(partial)
-            except OSError:
-                pass
-            raise
+        src.fs.get_file(s.path, dst_path, callback=progress)  # replaced whole, checked against Box's SHA-1
+        # remembered only if what it was checked against is still what the listing said (not changed since)
+        dst.remember(dst_path, s.sha1 if src.fs.info(s.path).get("sha1") == s.sha1 else None)
     if progress.seen < s.size:  # a transfer that did not report (server side, small file)
         progress.relative_update(s.size - progress.seen)
 

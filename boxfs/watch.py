@@ -17,8 +17,9 @@ moment stays valid until an event says otherwise; everything else expires after 
 Cost, per user and process: ``GET /events?stream_position=now`` once at start, one held long poll
 (re-sent when Box answers ``reconnect``, about every ten minutes), ``OPTIONS /events`` once per
 ``max_retries`` polls or ``ttl``, and one ``GET /events`` per burst of changes (changes made within
-:data:`COALESCE` seconds share it; the process's own changes are part of the stream too). An idle
-watcher makes no request beyond its long poll.
+:data:`COALESCE` seconds share it, at most one a :data:`CATCH_UP_INTERVAL`). The process's own changes are
+part of the stream too: while it keeps writing, the fetch waits for its writes to pause, up to
+:data:`BURST_WAIT_MAX` (see there). An idle watcher makes no request beyond its long poll.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from typing import Any, Protocol
 import requests
 
 from boxfs.api.errors import BoxAuthError
-from boxfs.api.transport import BoxTransport
+from boxfs.api.transport import BoxTransport, last_write
 from boxfs.auth.provider import TokenProvider
 from boxfs.config import BoxEndpoints
-from boxfs.dircache import BoxDirCache
+from boxfs.dircache import UNWATCHED_EXPIRY, BoxDirCache
 from boxfs.names import name_key
 from boxfs.retry import CONNECTION_ERRORS, RetryPolicy
 
@@ -48,9 +49,14 @@ logger = logging.getLogger("boxfs")
 
 #: seconds to wait after a long poll says "new_change", so that a burst of changes costs one GET /events
 COALESCE = 0.2
-#: at most one GET /events per this many seconds while changes keep coming (a process uploading
-#: thousands of files would otherwise pay a GET and a long poll for every few of its own uploads)
+#: at most one GET /events per this many seconds while changes keep coming from elsewhere
 CATCH_UP_INTERVAL = 1.0
+#: while this process itself keeps writing (each write is an event that ends the long poll), the GET /events
+#: waits until its writes pause for COALESCE, but at most this long; while they go on, the next fetch comes
+#: this long after (a long poll would end at once): a burst of 1,000 uploads then costs a few watcher
+#: requests instead of two a second. A change made elsewhere during such a burst is seen within this bound,
+#: which is what a cache without a watcher guarantees anyway (:data:`boxfs.dircache.UNWATCHED_EXPIRY`)
+BURST_WAIT_MAX = UNWATCHED_EXPIRY
 #: events fetched per GET /events (Box's maximum)
 PAGE = 500
 #: after a failure, wait this long (doubling up to BACKOFF_MAX) before trying again
@@ -82,6 +88,8 @@ class ChangeWatcher:
         self._poll_session.headers["User-Agent"] = "boxfs"
         self._subscribers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._starting = False  # a thread is learning the stream position (see start)
+        self._started = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._position: Any = None
         self._healthy = False
@@ -109,12 +117,24 @@ class ChangeWatcher:
         with self._lock:
             self._subscribers.discard(subscriber)
 
-    def start(self) -> None:
-        """Learn the current stream position (one request, here, so that trust starts now), then long-poll
-        on a daemon thread. Does nothing when already running or recently refused."""
+    def start(self, wait: bool = False) -> None:
+        """Learn the current stream position (one request, so that trust starts now), then long-poll on a
+        daemon thread. Does nothing when already running or recently refused.
+
+        No lock is held over the request: a listing of another folder, or another filesystem subscribing,
+        does not wait for it. A caller that finds another thread starting the watcher returns at once
+        (what it lists meanwhile is not yet vouched for and expires as without a watcher), unless ``wait``
+        (``fs.watch()``, which needs to know whether the stream can be read).
+        """
         with self._lock:
+            if self._starting:
+                if wait:
+                    self._started.wait_for(lambda: not self._starting)
+                return
             if self.running or time.monotonic() < self.disabled_until:
                 return
+            self._starting = True
+        try:
             with _registry_lock:  # a watcher that stopped for lack of users and is wanted again
                 _registry.setdefault(self.key, self)
             try:
@@ -129,13 +149,18 @@ class ChangeWatcher:
                 logger.warning("change watcher unavailable (caches will expire instead): %s", exc)
                 self.disabled_until = time.monotonic() + BACKOFF_MAX
                 return
-            self._position = data.get("next_stream_position")
-            self._since = time.monotonic()
-            self._healthy = True
-            self.error = None
-            self._thread = threading.Thread(target=self._run, name=f"boxfs-watch-{self.transport.as_user_id}",
-                                            daemon=True)
-            self._thread.start()
+            with self._lock:
+                self._position = data.get("next_stream_position")
+                self._since = time.monotonic()
+                self._healthy = True
+                self.error = None
+                self._thread = threading.Thread(target=self._run, name=f"boxfs-watch-{self.transport.as_user_id}",
+                                                daemon=True)
+                self._thread.start()
+        finally:
+            with self._lock:
+                self._starting = False
+                self._started.notify_all()
 
     def _disable(self, exc: BaseException) -> None:
         self._healthy = False
@@ -164,8 +189,11 @@ class ChangeWatcher:
                 polls += 1
                 message = self._long_poll(server)
                 if message == "new_change":
-                    time.sleep(max(COALESCE, self._caught_up_at + CATCH_UP_INTERVAL - time.monotonic()))
-                    self._catch_up()
+                    self._settle()
+                    fetched = self._catch_up()
+                    while fetched and self._writing():  # a poll would end at our next write: fetch again
+                        self._settle()
+                        fetched = self._catch_up()
                 elif message == "reconnect":
                     pass
                 else:  # "max_retries" or anything unknown: ask for a new server
@@ -186,6 +214,24 @@ class ChangeWatcher:
                             exc, backoff)
                 time.sleep(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
+
+    def _writing(self) -> bool:
+        """Whether this process is writing as this user (a write in flight, or one within COALESCE)."""
+        return time.monotonic() < last_write(self.transport.endpoints.base_url, self.transport.as_user_id) + COALESCE
+
+    def _settle(self) -> None:
+        """Wait, after a long poll announced changes, for the burst they belong to: COALESCE seconds (at most
+        one fetch a CATCH_UP_INTERVAL), and while this process keeps writing as this user until its writes
+        pause for COALESCE, but no longer than BURST_WAIT_MAX in all."""
+        begun = time.monotonic()
+        time.sleep(max(COALESCE, self._caught_up_at + CATCH_UP_INTERVAL - begun))
+        until = begun + BURST_WAIT_MAX
+        while True:
+            now = time.monotonic()
+            quiet_at = last_write(self.transport.endpoints.base_url, self.transport.as_user_id) + COALESCE
+            if now >= quiet_at or now >= until:
+                return
+            time.sleep(min(quiet_at, until, now + COALESCE) - now)  # a write in flight reads as "now"
 
     def _realtime_server(self) -> dict[str, Any]:
         data = self.transport.json("OPTIONS", self.transport.api("/events"), action="finding the long-poll server")
@@ -209,8 +255,11 @@ class ChangeWatcher:
         except ValueError:
             return ""
 
-    def _catch_up(self) -> None:
-        """Fetch every event after our position and hand them out; trusted again once caught up."""
+    def _catch_up(self) -> int:
+        """Fetch every event after our position and hand them out; trusted again once caught up. Returns
+        how many events there were (none: whatever this process is writing makes no events, e.g. the
+        parts of a large upload, and the long poll can wait for the next one)."""
+        count = 0
         while True:
             data = self.transport.json(
                 "GET", self.transport.api("/events"),
@@ -218,6 +267,7 @@ class ChangeWatcher:
                 action="reading the event stream",
             )
             entries = data.get("entries") or []
+            count += len(entries)
             if entries:
                 self._deliver(entries)
             self._position = data.get("next_stream_position", self._position)
@@ -225,6 +275,7 @@ class ChangeWatcher:
                 break
         self._caught_up_at = time.monotonic()
         self._healthy = True
+        return count
 
     def _deliver(self, entries: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -241,6 +292,9 @@ class ChangeWatcher:
 CHANGE_TYPES = {"ITEM_CREATE": "created", "ITEM_UPLOAD": "uploaded", "ITEM_COPY": "copied", "ITEM_MOVE": "moved",
                 "ITEM_RENAME": "moved", "ITEM_TRASH": "deleted", "ITEM_UNDELETE_VIA_TRASH": "restored"}
 KINDS = {"file": "file", "folder": "directory"}
+#: events that change who sees an item (a collaboration added, changed, removed), not the item: its etag
+#: stays the same, so the cache forgets the place whatever etag it holds
+ACCESS_EVENTS = frozenset({"COLLAB_ADD_COLLABORATOR", "COLLAB_ROLE_CHANGE", "COLLAB_REMOVE_COLLABORATOR"})
 KNOWN_PATHS = 10_000
 
 
@@ -277,7 +331,7 @@ class CacheFeed:
     def __init__(self, cache: BoxDirCache, root_folder_id: str) -> None:
         self.cache = cache
         self.root_folder_id = root_folder_id
-        self._listeners: list[tuple[str, queue.Queue[dict[str, Any]]]] = []
+        self._listeners: weakref.WeakSet[Changes] = weakref.WeakSet()
         self._lock = threading.Lock()
         #: where the stream last put each item (most recent KNOWN_PATHS): a move's old path when the
         #: cache never held the item
@@ -298,9 +352,8 @@ class CacheFeed:
                 continue
             with self._lock:
                 listeners = list(self._listeners)
-            for prefix, q in listeners:
-                if _under(change["path"], prefix) or _under(change.get("old_path"), prefix):
-                    q.put(change)
+            for listener in listeners:
+                listener.offer(change)
             self._apply(change, known.get(change["id"]))
 
     def change(self, event: dict[str, Any], known: dict[str, str]) -> dict[str, Any] | None:
@@ -341,7 +394,7 @@ class CacheFeed:
             if old is not None:
                 self.cache.changed_elsewhere(old)
             return
-        if old is not None and name_key(old) == name_key(path):
+        if old is not None and name_key(old) == name_key(path) and change["event_type"] not in ACCESS_EVENTS:
             cached = self.cache.get(old) or {}
             have, new = _sequence(cached.get("etag")), _sequence(change["etag"])
             if cached.get("id") == change["id"] and have is not None and new is not None and have >= new:
@@ -351,28 +404,58 @@ class CacheFeed:
         if path is not None and (old is None or name_key(old) != name_key(path)):
             self.cache.changed_elsewhere(path)
 
-    def listen(self, path: str, timeout: float | None) -> Iterator[dict[str, Any]]:
+    def listen(self, path: str, timeout: float | None) -> Changes:
         """An iterator of the changes at or below ``path`` from now on; it ends after ``timeout`` seconds
         without one (None: never). Registered at once, so nothing between this call and the first
-        ``next()`` is lost."""
-        q: queue.Queue[dict[str, Any]] = queue.Queue()
-        entry = (path, q)
+        ``next()`` is lost; held weakly, so an iterator dropped unstarted or half-way stops collecting."""
+        changes = Changes(self, path, timeout)
         with self._lock:
-            self._listeners.append(entry)
+            self._listeners.add(changes)
+        return changes
 
-        def changes() -> Iterator[dict[str, Any]]:
-            try:
-                while True:
-                    try:
-                        yield q.get(timeout=timeout)
-                    except queue.Empty:
-                        return
-            finally:
-                with self._lock:
-                    if entry in self._listeners:
-                        self._listeners.remove(entry)
+    def forget(self, changes: Changes) -> None:
+        with self._lock:
+            self._listeners.discard(changes)
 
-        return changes()
+    def listening(self) -> int:
+        """How many ``fs.watch()`` iterators receive this filesystem's changes."""
+        with self._lock:
+            return len(self._listeners)
+
+
+class Changes(Iterator[dict[str, Any]]):
+    """What ``fs.watch()`` returns: the changes under one path, queued from the moment it was made.
+
+    Why a class rather than a generator: a generator's clean-up runs only once it has started, so an
+    iterator made and dropped unstarted would stay registered and queue every change for ever. The feed
+    holds this weakly instead; :meth:`close` (or the timeout) unregisters it at once.
+    """
+
+    def __init__(self, feed: CacheFeed, prefix: str, timeout: float | None) -> None:
+        self.prefix = prefix
+        self._feed = feed
+        self._timeout = timeout
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._closed = False
+
+    def offer(self, change: dict[str, Any]) -> None:
+        """Queue ``change`` if it touches this iterator's path (its new or its old one)."""
+        if _under(change["path"], self.prefix) or _under(change.get("old_path"), self.prefix):
+            self._queue.put(change)
+
+    def __next__(self) -> dict[str, Any]:
+        if self._closed:
+            raise StopIteration
+        try:
+            return self._queue.get(timeout=self._timeout)
+        except queue.Empty:
+            self.close()
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Stop receiving changes (what was queued is dropped)."""
+        self._closed = True
+        self._feed.forget(self)
 
 
 def trust_of(feed: CacheFeed) -> Callable[[], float | None]:

@@ -10,12 +10,19 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-from collections.abc import Callable, Iterator
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
+import pytest
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from support import admin_app
@@ -111,6 +118,15 @@ def make_backend(tmp_path: Path) -> Iterator[Backend]:
 
     users = {"alice": "alice@example.com", "bob": "bob@example.com", "carol": "alice@example.com"}
     yield Backend("local", factory, users, factory)
+
+
+@contextlib.contextmanager
+def emulator_backend(tmp_path: Path) -> Iterator[Backend]:
+    """:func:`make_backend` over the Box emulator; the calling test (or fixture) is skipped without it."""
+    with make_backend(tmp_path) as backend:
+        if backend.kind != "emulator":
+            pytest.skip("needs the Box emulator")
+        yield backend
 
 
 # Tests share servers and fail logins on purpose from 127.0.0.1: short delays, no lockouts, except
@@ -214,3 +230,64 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+# ------------------------------------------------------------------ ``boxfs serve`` as a separate process
+BOXFS = str(Path(sys.executable).parent / "boxfs")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_server(argv: list[str], port: int, *, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """Run ``argv`` (a ``boxfs ... serve`` command listening on ``port``); return once the port accepts."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.communicate()[0]}")
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """Ctrl-C the server (killed if it does not stop); its output."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]
+
+
+T = TypeVar("T")
+
+
+def put_while_open(server: Any, login: str, password: str, path: str, during: Callable[[], T],
+                   headers: Sequence[str] = ()) -> tuple[bytes, T]:
+    """curl PUTs a body to the WebDAV ``server`` and, while the server holds that upload open (the name
+    checked, the body still coming), runs ``during()``; returns the PUT's status code and its result."""
+    put = subprocess.Popen(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{login}:{password}",
+         *(arg for header in headers for arg in ("-H", header)), "-T", "-", server.url + quote(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert put.stdin is not None and put.stdout is not None
+    try:
+        put.stdin.write(b"mine " * 1000)
+        put.stdin.flush()
+        deadline = time.monotonic() + 30
+        while server.state.resources(login).open_files == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.state.resources(login).open_files == 1, "the PUT never opened its upload"
+        result = during()
+    finally:
+        put.stdin.close()
+    code = put.stdout.read()
+    put.wait(60)
+    return code, result

@@ -1,4 +1,4 @@
-"""Write-handle spool files live in the acting user's private spool folder (boxfs.spool).
+"""Write-handle spool files live in the acting user's private spool folder (boxfs.upload.spoolfolder).
 
 Every frontend (mount, FTP, SFTP) stages a file being written in a spool file. On a BoxFileSystem that
 file is created 0600 in ``<spool root>/<Box user id>/`` (0700, checked) and locked while open, so a
@@ -22,7 +22,7 @@ from typing import Any
 
 from boxfs.emulator import BoxEmulator
 from boxfs.frontend.handles import OpenFiles
-from boxfs.spool import user_spool_dir
+from boxfs.upload.spoolfolder import user_spool_dir
 
 WRITER = textwrap.dedent("""
     import json, sys, time

@@ -357,3 +357,20 @@ def test_put_and_get_of_a_tree_transfer_files_in_parallel(fs: BoxFileSystem, emu
     fresh = BoxFileSystem(credentials=fs.credentials, base_urls=fs.endpoints, as_user=fs.as_user_id,
                           skip_instance_cache=True)
     assert sorted(fresh.find("tree")) == sorted(fs.find("tree"))
+
+
+def test_parallel_put_reports_every_failed_transfer(make_fs: Any, fs_user: Any, emulator: Any, tmp_path: Any,
+                                                    caplog: Any) -> None:
+    """put/get/copy run their files on threads and raise the first failure; the others are not hidden:
+    each is logged with its source and target, and the count is said."""
+    fs = make_fs(as_user=fs_user[0], retry=1)
+    names = [f"f{n}.txt" for n in range(3)]
+    for name in names:
+        (tmp_path / name).write_bytes(name.encode())
+    fs.mkdir("dst")
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/files/content", method="POST"), \
+            caplog.at_level("WARNING", logger="boxfs"), pytest.raises(OSError):
+        fs.put([str(tmp_path / n) for n in names], "dst/")
+    failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("transfer failed")]
+    assert sorted(m.split(" -> ")[0].rsplit("/", 1)[1] for m in failed) == names
+    assert any("3 of 3 transfers failed" in r.getMessage() for r in caplog.records)

@@ -177,3 +177,18 @@ def test_get_file_resumes_after_a_cut_download(make_fs: Any, fs_user: Any, emula
     downloads = [r for r in since(emulator, t) if r.route == "/download/{token}"]
     assert len(downloads) == 2
     assert sum(r.bytes_out for r in downloads) < len(data) * 1.2, "the second attempt resumed, not restarted"
+
+
+def test_a_shared_token_follows_the_most_patient_filesystem(emulator: Any, faults: Any) -> None:
+    """Filesystems of one app share one token provider; one built with ``retry=1`` first used to leave the
+    provider failing every later filesystem's token refresh on its first 5xx."""
+    cfg = emulator.create_jwt_app()  # a new app: a provider of its own
+    impatient = BoxFileSystem(jwt_config=cfg, base_urls=emulator.base_urls, skip_instance_cache=True, retry=1)
+    impatient.ls("")
+    patient = BoxFileSystem(jwt_config=cfg, base_urls=emulator.base_urls, skip_instance_cache=True, retry=FAST)
+    faults(rate=1.0, kinds=("expire",), route=r"/folders/0/items", method="GET", count=1)  # forces a refresh
+    faults(rate=1.0, kinds=("503",), route=r"/oauth2/token", count=2)  # which fails twice, then works
+    t = time.monotonic()
+    assert patient.ls("", refresh=True) == []
+    recs = since(emulator, t)
+    assert [r.status for r in recs if r.route == "/oauth2/token"] == [503, 503, 200]

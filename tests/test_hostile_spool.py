@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from boxfs.spool import read_state, user_spool_dir
+from boxfs.upload.resume import read_state
+from boxfs.upload.spoolfolder import user_spool_dir
 
 MB = 1 << 20
 KEY = "ab" * 16

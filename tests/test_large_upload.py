@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 from fsspec.callbacks import Callback
 
-import boxfs.spool as spool_module
-from boxfs.chunked import MIN_SESSION_SIZE, UploadIncomplete
-from boxfs.upload import DEFAULT_SPOOL_THRESHOLD
+import boxfs.upload.cleaning as spool_module
+from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, MIN_SESSION_SIZE, UploadIncomplete
 
 MB = 1 << 20
 SESSIONS = "/files/upload_sessions"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from fsspec.callbacks import Callback
 
-from boxfs.chunked import MIN_SESSION_SIZE, UploadIncomplete
+from boxfs.upload import MIN_SESSION_SIZE, UploadIncomplete
 
 MB = 1 << 20
 FAST = {"max_attempts": 2, "backoff_base": 0.005, "backoff_max": 0.02}

@@ -772,7 +772,7 @@ def test_round_trip_renames_and_deletes_under_faults(
 @needs_fuse
 def test_spool_is_cleaned_while_mounted(request: pytest.FixtureRequest, mounter: Callable[..., Mounted]) -> None:
     """The mount process removes old upload spool state periodically, and leaves fresh state alone."""
-    from boxfs.spool import SPOOL_SUFFIX, user_spool_dir
+    from boxfs.upload.spoolfolder import SPOOL_SUFFIX, user_spool_dir
 
     make_fs, new_user = _box_fixtures(request)
     user, _ = new_user("mntclean")

@@ -27,9 +27,8 @@ from support import ADMIN_APP_SCOPES, admin_app, injected_faults
 
 from boxfs import BoxFileSystem
 from boxfs.api.errors import BoxAuthError
-from boxfs.chunked import MIN_SESSION_SIZE, UploadIncomplete
 from boxfs.emulator import BoxEmulator
-from boxfs.spool import clean_spool
+from boxfs.upload import MIN_SESSION_SIZE, UploadIncomplete, clean_spool
 
 MB = 1 << 20
 FAST = {"max_attempts": 4, "backoff_base": 0.005, "backoff_max": 0.02}

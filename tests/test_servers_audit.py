@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import asyncssh
 import pytest
-from servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
+from servers_support import PASSWORDS, emulator_backend, emulator_factory, write_users_file
 
 from boxfs.servers.audit import AuditLog
 from boxfs.servers.ftp import start_ftp_server
@@ -33,9 +33,7 @@ FIELDS = {"time", "protocol", "login", "box_user", "remote", "action", "path", "
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("audit")
-    with make_backend(tmp) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp) as backend:
         users = write_users_file(tmp / "users.toml", backend)
         yield backend, users, tmp
 

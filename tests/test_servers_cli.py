@@ -6,23 +6,16 @@ import asyncio
 import ftplib
 import io
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import asyncssh
 import pytest
+from servers_support import BOXFS, free_port, launch_server, stop
 from support import admin_app
 
 from boxfs.servers.users import hash_password
 
 pytestmark = pytest.mark.timeout(120)
-
-BOXFS = str(Path(sys.executable).parent / "boxfs")
-
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
@@ -40,45 +33,15 @@ def box(tmp_path_factory):
         yield emu, tmp
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(box, protocol: str, *extra: str, config_after: bool = False) -> tuple[subprocess.Popen, int]:
     """Start ``boxfs serve``; the app config given globally (``boxfs --config F serve ...``) or, with
     ``config_after``, in the form issue 8 shows (``boxfs serve ... --config F``)."""
     emu, tmp = box
     port = free_port()
     config = ["--config", str(tmp / "app.json")]
-    proc = subprocess.Popen(
-        [BOXFS, *([] if config_after else config), "serve", protocol, "--users", str(tmp / "users.toml")]
-        + ["--host", "127.0.0.1", "--port", str(port), *extra, *(config if config_after else [])],
-        env=dict(os.environ, BOXFS_BASE_URL=emu.url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not start: {proc.communicate()[0]}")
-
-
-def stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.communicate(timeout=15)[0]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()[0]
+    argv = [BOXFS, *([] if config_after else config), "serve", protocol, "--users", str(tmp / "users.toml"),
+            "--host", "127.0.0.1", "--port", str(port), *extra, *(config if config_after else [])]
+    return launch_server(argv, port, env=dict(os.environ, BOXFS_BASE_URL=emu.url), cwd=tmp), port
 
 
 def test_serve_ftp(box):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
+from servers_support import PASSWORDS, emulator_backend, emulator_factory, write_users_file
 
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.sftp import start_sftp_server
@@ -31,9 +31,7 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not i
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clients")
-    with make_backend(tmp) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp) as backend:
         key = asyncssh.generate_private_key("ssh-ed25519")
         key_file = tmp / "id_ed25519"
         key.write_private_key(str(key_file))

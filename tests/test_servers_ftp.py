@@ -16,6 +16,7 @@ import pytest
 from servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
 
 from boxfs.frontend.stat import info_mtime
+from boxfs.servers.common import SessionLimits
 from boxfs.servers.ftp import start_ftp_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -464,3 +465,35 @@ def test_full_spool_disk_answers_452_and_stores_nothing(env, tmp_path, tiny_disk
     assert "too-big.bin" not in box_names(backend, "alice")
     assert not [p for p in tiny_disk.rglob("*") if p.is_file() and p.stat().st_size], "spool not freed"
     assert "426 None" not in caplog.text
+
+
+def test_session_limits_and_a_stor_whose_data_never_came(env, tmp_path):
+    """FTP applies the server's session limits as SFTP does (a connection queuing transfers it never
+    connects holds open files); a STOR the client left before its data connection stores nothing, not an
+    empty file over the previous version."""
+    backend, _plain, _tls = env
+    users = write_users_file(tmp_path / "users.toml", backend)
+    fs = backend.inspect(backend.box_users["bob"])
+    fs.pipe_file("limits [1]/precious.txt", b"precious")
+    with start_ftp_server(users, backend.factory, session_limits=SessionLimits(max_open_files=1)) as server:
+        ftp = connect(server, "bob")
+        ftp.sendcmd("TYPE I")
+        ftp.sendcmd("PASV")
+        assert ftp.sendcmd("RETR limits [1]/precious.txt").startswith("150")  # waits for a data connection
+        ftp.sendcmd("PASV")
+        with pytest.raises(ftplib.error_temp, match=r"^451 too many open files in this session \(limit 1\)"):
+            ftp.sendcmd("STOR limits [1]/new.txt")
+        ftp.close()
+        for name in ("precious.txt", "new.txt"):  # queued uploads, then the client goes away
+            ftp = connect(server, "bob")
+            ftp.sendcmd("TYPE I")
+            ftp.sendcmd("PASV")
+            assert ftp.sendcmd(f"STOR limits [1]/{name}").startswith("150")
+            ftp.close()
+        deadline = time.monotonic() + 30
+        while server.server.handler.authorizer.sessions.count("bob") and time.monotonic() < deadline:
+            time.sleep(0.02)  # the server saw every connection go
+        assert server.server.handler.authorizer.sessions.count("bob") == 0
+    fs = backend.inspect(backend.box_users["bob"])
+    assert fs.cat_file("limits [1]/precious.txt") == b"precious"
+    assert [e.rsplit("/", 1)[-1] for e in fs.ls("limits [1]", detail=False)] == ["precious.txt"]

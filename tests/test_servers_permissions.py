@@ -5,6 +5,7 @@ an ``upload_only`` drop box can upload and cannot list, read or delete; a login 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ftplib
 import io
 import shutil
@@ -14,7 +15,8 @@ from urllib.parse import quote
 
 import asyncssh
 import pytest
-from servers_support import LENIENT_THROTTLE, PASSWORDS, make_backend, password_hash
+from asyncssh.public_key import SSHLocalKeyPair
+from servers_support import LENIENT_THROTTLE, PASSWORDS, emulator_backend, password_hash, put_while_open
 
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.permissions import ACTIONS, PRESETS, parse_permissions
@@ -49,25 +51,37 @@ def test_presets_and_sets_parse():
         UsersDB.from_dict({"users": {"x": {**entry, "read_only": True, "permissions": "full"}}})
 
 
+def users_file(tmp, backend, logins: dict[str, list[str]]):
+    """A users file whose logins (name -> extra lines) all act as Bob's Box user with Bob's password."""
+    lines = ["[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), ""]
+    for login, extra in logins.items():
+        lines += [f"[users.{login}]", f'password = "{password_hash("bob")}"',
+                  f'box_user = "{backend.box_users["bob"]}"', *extra, ""]
+    users = tmp / "users.toml"
+    users.write_text("\n".join(lines))
+    return users
+
+
+@contextlib.contextmanager
+def three_servers(users, backend, tmp):
+    """FTP, SFTP and WebDAV over the same users file and Box users, by protocol name."""
+    with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
+            start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
+            start_webdav_server(users, backend.factory) as dav:
+        yield {"ftp": ftp, "sftp": sftp, "webdav": dav}
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("perms")
-    with make_backend(tmp) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
-        lines = ["[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), ""]
-        for login, (perms, home) in LOGINS.items():
-            lines += [f"[users.{login}]", f'password = "{password_hash("bob")}"',
-                      f'box_user = "{backend.box_users["bob"]}"', f'home = "{home}"', f"permissions = {perms}", ""]
-        users = tmp / "users.toml"
-        users.write_text("\n".join(lines))
+    with emulator_backend(tmp) as backend:
+        users = users_file(tmp, backend, {login: [f'home = "{home}"', f"permissions = {perms}"]
+                                          for login, (perms, home) in LOGINS.items()})
         fs = backend.inspect(backend.box_users["bob"])
         fs.makedirs("drop", exist_ok=True)
         fs.makedirs("keep", exist_ok=True)
-        with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
-                start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
-                start_webdav_server(users, backend.factory) as dav:
-            yield backend, {"ftp": ftp, "sftp": sftp, "webdav": dav}
+        with three_servers(users, backend, tmp) as servers:
+            yield backend, servers
 
 
 def box(backend):
@@ -179,23 +193,17 @@ def test_no_overwrite_delete_or_rename(env, protocol):
 
 
 # ------------------------------------------------------------------ per-login session limit
+SOLO_KEY = asyncssh.generate_private_key("ssh-ed25519")  # solo's SSH key (the private half is solo's alone)
+
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory):
     """``solo`` may hold one session at a time (max_sessions = 1) on each server."""
     tmp = tmp_path_factory.mktemp("solo")
-    with make_backend(tmp) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
-        users = tmp / "users.toml"
-        users.write_text("\n".join([
-            "[login_throttle]", *(f"{k} = {v}" for k, v in LENIENT_THROTTLE.items()), "",
-            "[users.solo]", f'password = "{password_hash("bob")}"', f'box_user = "{backend.box_users["bob"]}"',
-            'home = "/solo"', "max_sessions = 1", "",
-        ]))
-        with start_ftp_server(users, backend.factory, auth_failed_delay=0.01) as ftp, \
-                start_sftp_server(users, backend.factory, state_dir=tmp / "state") as sftp, \
-                start_webdav_server(users, backend.factory) as dav:
-            yield backend, {"ftp": ftp, "sftp": sftp, "webdav": dav}, tmp
+    with emulator_backend(tmp) as backend:
+        users = users_file(tmp, backend, {"solo": [
+            'home = "/solo"', "max_sessions = 1", f'ssh_keys = ["{SOLO_KEY.export_public_key().decode().strip()}"]']})
+        with three_servers(users, backend, tmp) as servers:
+            yield backend, servers, tmp
 
 
 def test_max_sessions_ftp(solo):
@@ -234,6 +242,61 @@ def test_max_sessions_sftp(solo):
     asyncio.run(scenario())
 
 
+class PublicKeyOnly(SSHLocalKeyPair):
+    """What an attacker holding only a user's public key can do: offer it (the server answers "this key
+    would do") and never sign, keeping the connection at that point until the login timeout."""
+
+    def __init__(self, public_key: asyncssh.SSHKey, offered: asyncio.Event):
+        super().__init__(public_key, None, None, None)
+        self.offered = offered
+
+    async def sign_async(self, data: bytes) -> bytes:
+        self.offered.set()  # the server accepted the key query
+        await asyncio.Event().wait()  # no private key: no signature, ever
+        raise AssertionError("unreachable")
+
+
+def test_max_sessions_sftp_counts_only_proven_logins(solo):
+    """Public-key queries prove nothing: N probes holding connections open take none of solo's one
+    session slot, solo then logs in (key or password), and a second proven session is refused."""
+    _backend, servers, _tmp = solo
+    server = servers["sftp"]
+    known = asyncssh.import_known_hosts(f"[{server.host}]:{server.port} {server.host_key.export_public_key().decode()}")
+    public = asyncssh.import_public_key(SOLO_KEY.export_public_key())
+
+    async def probe(offered: asyncio.Event) -> None:
+        async with asyncssh.connect(server.host, server.port, username="solo", known_hosts=known, password=None,
+                                    client_keys=[PublicKeyOnly(public, offered)], preferred_auth="publickey"):
+            raise AssertionError("a key query alone logged in")
+
+    async def scenario() -> None:
+        offered = [asyncio.Event() for _ in range(3)]
+        probes = [asyncio.create_task(probe(event)) for event in offered]
+        try:
+            for event, task in zip(offered, probes, strict=True):  # each probe is answered "key ok", or refused
+                waiter = asyncio.create_task(event.wait())
+                await asyncio.wait([waiter, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            # before proof no slot is taken: every probe got past the key query (not one, then refusals)
+            assert [event.is_set() and not task.done() for event, task in zip(offered, probes, strict=True)] == [True] * 3
+            async with asyncssh.connect(server.host, server.port, username="solo", known_hosts=known,
+                                        client_keys=[SOLO_KEY], preferred_auth="publickey") as conn, \
+                    conn.start_sftp_client() as sftp:
+                await sftp.listdir(".")
+                with pytest.raises(asyncssh.PermissionDenied):  # the one slot is taken by a proven login
+                    async with asyncssh.connect(server.host, server.port, username="solo", known_hosts=known,
+                                                password=PASSWORDS["bob"], client_keys=None):
+                        pass
+        finally:
+            for task in probes:
+                task.cancel()
+            await asyncio.gather(*probes, return_exceptions=True)
+        await asyncio.sleep(0.3)  # the server sees the connections go
+        assert server.state.sessions.count("solo") == 0
+
+    asyncio.run(scenario())
+
+
 def test_max_sessions_webdav_counts_requests_at_once(solo):
     backend, servers, tmp = solo
     server = servers["webdav"]
@@ -256,3 +319,68 @@ def test_max_sessions_webdav_counts_requests_at_once(solo):
         assert slow.communicate(timeout=60)[0] == "201"
     assert box(backend).cat_file("solo/slow.bin") == b"x" * 600_000
     assert dav_do(server, "solo", "download", "slow.bin") == b"x" * 600_000  # the slot was given back
+
+
+# ------------------------------------------------------------------ a name taken while an upload is open
+RACED = "raced [1]*?.txt"  # hostile characters; no other name in the folder matches them as a pattern
+THEIRS = b"theirs: another client's file, not to be replaced"
+
+
+def taken_meanwhile(backend, name: str) -> dict:
+    """Another client (Bob's own Box session, outside the server) creates ``keep/<name>`` now."""
+    fs = box(backend)
+    fs.pipe_file(f"keep/{name}", THEIRS)
+    return fs.info(f"keep/{name}")
+
+
+def assert_untouched(backend, name: str, before: dict) -> None:
+    fs = box(backend)
+    after = fs.info(f"keep/{name}")
+    assert fs.cat_file(f"keep/{name}") == THEIRS
+    assert (after["id"], after.get("sha1"), after.get("etag")) == (before["id"], before.get("sha1"), before.get("etag"))
+
+
+def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_ftp(env):
+    backend, servers = env
+    server, name = servers["ftp"], f"ftp {RACED}"
+    ftp = ftplib.FTP()
+    ftp.connect(server.host, server.port, timeout=60)
+    ftp.login("keeper", PASSWORDS["bob"])
+    try:
+        data = ftp.transfercmd(f"STOR {name}")  # the server found the name free and opened the upload
+        before = taken_meanwhile(backend, name)
+        data.sendall(b"mine " * 1000)
+        data.close()
+        with pytest.raises(ftplib.error_perm, match="^550 Upload failed: File exists"):
+            ftp.voidresp()
+    finally:
+        ftp.close()
+    assert_untouched(backend, name, before)
+
+
+def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_sftp(env):
+    backend, servers = env
+    server, name = servers["sftp"], f"sftp {RACED}"
+
+    async def scenario() -> dict:
+        known = asyncssh.import_known_hosts(
+            f"[{server.host}]:{server.port} {server.host_key.export_public_key().decode()}")
+        async with asyncssh.connect(server.host, server.port, username="keeper", password=PASSWORDS["bob"],
+                                    client_keys=None, known_hosts=known) as conn, conn.start_sftp_client() as sftp:
+            fh = await sftp.open(name, "wb")
+            await fh.write(b"mine " * 1000)
+            before = await asyncio.to_thread(taken_meanwhile, backend, name)
+            with pytest.raises(asyncssh.SFTPError, match="File exists"):
+                await fh.close()
+            return before
+
+    assert_untouched(backend, name, asyncio.run(scenario()))
+
+
+def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_webdav(env):
+    backend, servers = env
+    server, name = servers["webdav"], f"dav {RACED}"
+    code, before = put_while_open(server, "keeper", PASSWORDS["bob"], f"/{name}",
+                                  lambda: taken_meanwhile(backend, name))
+    assert code == b"412"  # Precondition Failed: the name is taken
+    assert_untouched(backend, name, before)

@@ -286,7 +286,7 @@ def test_serve_sftp_keeps_its_host_key_across_restarts(backend, tmp_path):
 
 # ------------------------------------------------------------------------------------------ spool cleaning
 def test_spool_cleaner_removes_old_spool_files_of_every_user(backend, tmp_path):
-    from boxfs.spool import SPOOL_SUFFIX, user_spool_dir
+    from boxfs.upload.spoolfolder import SPOOL_SUFFIX, user_spool_dir
 
     factory = emulator_factory(backend, spool_dir=str(tmp_path / "spool"))
     filesystems = UserFilesystems(factory)

@@ -7,25 +7,32 @@ filesystem, and compares content by SHA-1.
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import hashlib
 import io
 import os
 import shutil
 import subprocess
+import time
 from urllib.parse import quote
 
 import pytest
+from fsspec.implementations.dirfs import DirFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 from servers_support import (
     PASSWORDS,
+    Backend,
+    emulator_backend,
     emulator_factory,
-    make_backend,
     password_hash,
+    put_while_open,
     self_signed_cert,
     write_users_file,
 )
 from webdav4.client import Client
 
+from boxfs.servers.common import SessionLimits
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.webdav import start_webdav_server
 
@@ -38,9 +45,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webdav")
-    with make_backend(tmp) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp) as backend:
         users = write_users_file(tmp / "users.toml", backend)
         with start_webdav_server(users, backend.factory) as server:
             yield backend, server, users, tmp
@@ -184,9 +189,7 @@ def test_wrong_password_refused_and_throttled(env):
 
 
 def test_lockout_after_repeated_failures(tmp_path):
-    with make_backend(tmp_path) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp_path) as backend:
         throttle = {"base_delay": 0.01, "max_delay": 0.02, "address_lockout_after": 3, "login_lockout_after": 0}
         users = write_users_file(tmp_path / "users.toml", backend, throttle=throttle)
         with start_webdav_server(users, backend.factory) as server:
@@ -236,9 +239,7 @@ def test_webdav4_client_and_60mb_by_sha1(env, tmp_path):
 
 
 def test_https_with_certificate(tmp_path):
-    with make_backend(tmp_path) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp_path) as backend:
         cert, key = self_signed_cert(tmp_path)
         users = write_users_file(tmp_path / "users.toml", backend)
         with start_webdav_server(users, backend.factory, certfile=cert, keyfile=key) as server:
@@ -276,9 +277,7 @@ def test_lock_unlock_like_desktop_clients(env, tmp_path):
 def test_home_by_folder_id_survives_renaming_that_folder(tmp_path):
     """``home = "id:<folder id>"``: after the folder is renamed and moved in Box, the login still
     lands in it (WebDAV and FTP), and a home id that is not a folder refuses the login."""
-    with make_backend(tmp_path) as backend:
-        if backend.kind != "emulator":
-            pytest.skip("needs the Box emulator")
+    with emulator_backend(tmp_path) as backend:
         fs = box(backend, "bob")
         fs.makedirs("Projects/Acme", exist_ok=True)
         folder_id = fs.info("Projects/Acme")["id"]
@@ -399,3 +398,124 @@ def test_copy_onto_an_existing_file_failing_at_box_keeps_the_destination(env):
     done = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {dest}", path="/copy-src.txt")
     assert status(done) in (201, 204)
     assert box(backend, "bob").cat_file("copy-dst.txt") == b"new content"
+
+
+# ------------------------------------------------------------------ folder DELETE and COPY: names, never patterns
+def memory_backend(tmp_path) -> Backend:
+    """Each Box user's tree as a folder of fsspec's in-memory filesystem: a filesystem whose ``rm`` and
+    ``copy`` expand ``*?[`` as patterns at every call (BoxFileSystem's only once no item has the name)."""
+    memory, root = MemoryFileSystem(), f"/{tmp_path.name}"
+
+    def factory(box_user: str) -> DirFileSystem:
+        memory.makedirs(f"{root}/{box_user}", exist_ok=True)
+        return DirFileSystem(path=f"{root}/{box_user}", fs=memory)
+
+    return Backend("memory", factory, {"alice": "alice", "bob": "bob", "carol": "alice"}, factory)
+
+
+@pytest.fixture(scope="module", params=["emulator", "memory"])
+def literal_env(request, tmp_path_factory):
+    """A WebDAV server over Box (the emulator) and over another fsspec filesystem."""
+    tmp = tmp_path_factory.mktemp(f"literal-{request.param}")
+    with contextlib.ExitStack() as stack:
+        backend = memory_backend(tmp) if request.param == "memory" else stack.enter_context(emulator_backend(tmp))
+        users = write_users_file(tmp / "users.toml", backend)
+        with start_webdav_server(users, backend.factory) as server:
+            yield backend, server
+
+
+def test_folder_delete_and_copy_take_hostile_names_literally(literal_env):
+    backend, server = literal_env
+    fs = box(backend, "bob")
+    fs.makedirs("lit/[a]*", exist_ok=True)
+    fs.pipe_file("lit/[a]*/inside?.txt", b"inside")
+    for sibling in ("a1", "ab"):  # both match the pattern [a]*; neither is the folder named
+        fs.makedirs(f"lit/{sibling}", exist_ok=True)
+        fs.pipe_file(f"lit/{sibling}/keep.txt", sibling.encode())
+    copied = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {server.url}{quote('/lit/copy [a]*')}",
+                  path="/lit/[a]*")
+    assert status(copied) in (201, 204), body(copied)  # wsgidav answers 204 for a copy it let us make
+    deleted = curl(server, "bob", "-X", "DELETE", path="/lit/[a]*")
+    assert status(deleted) == 204, body(deleted)
+    fs = box(backend, "bob")
+    assert {e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls("lit", detail=False)} == {"a1", "ab", "copy [a]*"}
+    assert [e.rsplit("/", 1)[-1] for e in fs.ls("lit/copy [a]*", detail=False)] == ["inside?.txt"]
+    assert fs.cat_file("lit/copy [a]*/inside?.txt") == b"inside"
+    assert fs.cat_file("lit/a1/keep.txt") == b"a1" and fs.cat_file("lit/ab/keep.txt") == b"ab"
+
+
+def test_folder_copy_is_one_server_side_copy(env):
+    """COPY of a folder to a new name: one ``POST /folders/{id}/copy``, not a folder and a copy per file."""
+    backend, server, _users, _tmp = env
+    fs = box(backend, "bob")
+    for i in range(3):
+        fs.pipe_file(f"tree/sub/f{i}.txt", f"file {i}".encode())
+    for _ in range(100):  # the server sees another client's files once its cached listing expires
+        if status(curl(server, "bob", "-X", "PROPFIND", "-H", "Depth: 1", path="/tree/sub/")) == 207:
+            break
+        time.sleep(0.2)
+    log = backend.emulator.request_log
+    before = len(log.records)
+    result = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {server.url}/tree-copy", path="/tree")
+    assert status(result) in (201, 204), body(result)
+    posts = [r.route for r in log.records[before:] if r.method == "POST"]
+    assert posts == ["/folders/{folder_id}/copy"], posts
+    assert box(backend, "bob").cat_file("tree-copy/sub/f2.txt") == b"file 2"
+    assert box(backend, "bob").cat_file("tree/sub/f2.txt") == b"file 2"
+
+
+def test_session_limits_apply_to_a_logins_requests(env, tmp_path):
+    """The server's session limits hold for WebDAV too, over all of a login's requests at once: with one
+    file open (a slow PUT), a GET is refused with 503 saying which limit, and the PUT still lands."""
+    backend, _server, users, _tmp = env
+    box(backend, "bob").pipe_file("limited/readme.txt", b"read me")
+    (tmp_path / "slow.bin").write_bytes(b"s" * 400_000)
+    with start_webdav_server(users, backend.factory, session_limits=SessionLimits(max_open_files=1)) as server:
+        slow = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "200K",
+                                 "-u", f"bob:{PASSWORDS['bob']}", "-T", str(tmp_path / "slow.bin"),
+                                 server.url + "/limited/slow.bin"], stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while server.state.resources("bob").open_files == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the PUT holds the login's one open file
+            refused = curl(server, "bob", path="/limited/readme.txt")
+            assert status(refused) == 503
+            assert b"too many open files in this session (limit 1)" in body(refused)
+        finally:
+            assert slow.communicate(timeout=60)[0] == "201"
+        assert status(curl(server, "bob", path="/limited/readme.txt")) == 200
+    assert box(backend, "bob").cat_file("limited/slow.bin") == b"s" * 400_000
+
+
+def test_put_if_none_match_star_never_replaces_a_file_created_meanwhile(env):
+    """``If-None-Match: *`` asks for a new file: wsgidav checks it when the PUT starts, the upload itself
+    is create-only, so a file another client creates while the body comes is left as it is (412)."""
+    backend, server, _users, _tmp = env
+    name = "if-none-match [*].txt"
+
+    def taken_meanwhile() -> dict:
+        fs = box(backend, "bob")
+        fs.pipe_file(name, b"theirs")
+        return fs.info(name)
+
+    code, before = put_while_open(server, "bob", PASSWORDS["bob"], f"/{name}", taken_meanwhile,
+                                  headers=["If-None-Match: *"])
+    assert code == b"412"
+    fs = box(backend, "bob")
+    assert fs.cat_file(name) == b"theirs" and fs.info(name)["sha1"] == before["sha1"]
+    assert fs.info(name).get("etag") == before.get("etag")
+
+
+def test_folder_copy_over_a_file_is_refused_and_keeps_the_file(env):
+    """wsgidav deletes a file in the way before copying a folder there; refused instead (409, as MOVE)."""
+    backend, server, _users, _tmp = env
+    fs = box(backend, "bob")
+    fs.pipe_file("cf-src/inner.txt", b"inner")
+    fs.pipe_file("cf-file.txt", b"precious")
+    for _ in range(100):  # the server sees another client's files once its cached listing expires
+        if all(status(curl(server, "bob", "-I", path=p)) == 200 for p in ("/cf-src/inner.txt", "/cf-file.txt")):
+            break
+        time.sleep(0.2)
+    result = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {server.url}/cf-file.txt", path="/cf-src")
+    assert status(result) == 409, body(result)
+    assert box(backend, "bob").cat_file("cf-file.txt") == b"precious"

@@ -11,15 +11,13 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import asyncssh
 import pytest
-from test_servers_cli import box, free_port, stop  # noqa: F401 - box: the emulator fixture test_servers_cli uses
+from servers_support import BOXFS, free_port, launch_server, stop
+from test_servers_cli import box  # noqa: F401 - the emulator fixture test_servers_cli uses
 from webdav4.client import Client
 
 from boxfs import BoxFileSystem
@@ -30,7 +28,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed (scripts/setup.sh)"),
 ]
 
-BOXFS = str(Path(sys.executable).parent / "boxfs")
 PASSWORD = "al-password-7"
 
 
@@ -44,21 +41,9 @@ def served(box):  # noqa: F811 - the imported fixture, asked for by name
 def start(served, *args: str, env: dict[str, str], protocol: str = "webdav") -> tuple[subprocess.Popen, int]:
     emu, tmp = served
     port = free_port()
-    proc = subprocess.Popen(
-        [BOXFS, "serve", protocol, "--users", str(tmp / "users.toml"), "--host", "127.0.0.1", "--port", str(port),
-         *args],
-        env={**os.environ, "BOXFS_BASE_URL": emu.url, **env},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not start: {proc.communicate()[0]}")
+    argv = [BOXFS, "serve", protocol, "--users", str(tmp / "users.toml"), "--host", "127.0.0.1", "--port", str(port),
+            *args]
+    return launch_server(argv, port, env={**os.environ, "BOXFS_BASE_URL": emu.url, **env}, cwd=tmp), port
 
 
 def test_jwt_config_from_environment_with_spool_dir(served):

@@ -28,8 +28,10 @@ from typing import Any
 import pytest
 from support import injected_faults
 
-from boxfs.chunked import FOLDED, MIN_SESSION_SIZE, UploadIncomplete
-from boxfs.spool import clean_spool, state_key, user_spool_dir
+from boxfs.upload import MIN_SESSION_SIZE, UploadIncomplete
+from boxfs.upload.cleaning import clean_spool
+from boxfs.upload.resume import FOLDED, state_key
+from boxfs.upload.spoolfolder import user_spool_dir
 
 MB = 1 << 20
 FAST = {"max_attempts": 2, "backoff_base": 0.005, "backoff_max": 0.02}
@@ -143,7 +145,7 @@ if cfg["mode"] == "attacker":
     os.symlink(cfg["victim_file"], os.path.join(folder, "0123456789abcdef01234567.spool"))
 else:
     from boxfs import BoxFileSystem
-    from boxfs.spool import spool_root
+    from boxfs.upload.spoolfolder import spool_root
     fs = BoxFileSystem(cfg["jwt_config"], as_user=cfg["as_user"], base_urls=cfg["base_urls"],
                        spool_threshold=cfg["threshold"], retry=cfg["retry"], skip_instance_cache=True)
     root = spool_root(fs)

@@ -68,6 +68,32 @@ def _versions(fs: Any, root: str) -> dict[str, tuple[str, str]]:
     return {k: (v["id"], v.get("etag")) for k, v in fs.find(root, detail=True).items()}
 
 
+def test_hash_cache_warm_reads_a_folder_in_one_query(tmp_path: Path) -> None:
+    path = tmp_path / "w.sqlite3"
+    first = HashCache(path)
+    rows = {f"/data/tree/d{i % 3}/f{i}": (i, i * 10, f"{i:040x}") for i in range(300)}
+    rows["/data/tree2/x"] = (1, 1, "c" * 40)  # a sibling whose name starts like the folder: not below it
+    rows["/data/tree/bad"] = (1, 1, "not-a-sha1")
+    for p, (size, mtime, sha1) in rows.items():
+        first.put(p, size, mtime, sha1)
+    first.close()
+    cache = HashCache(path)
+    selects: list[str] = []
+    cache._db.set_trace_callback(lambda sql: selects.append(sql) if sql.startswith("SELECT") else None)
+    cache.warm("/data/tree")
+    for p, (size, mtime, sha1) in rows.items():
+        if p.startswith("/data/tree/") and p != "/data/tree/bad":
+            assert cache.get(p, size, mtime) == sha1
+            assert cache.get(p, size + 1, mtime) is None and cache.get(p, size, mtime + 1) is None
+    assert cache.get("/data/tree/bad", 1, 1) is None  # read back in bulk, still untrusted
+    assert cache.get("/data/tree/new", 1, 1) is None
+    assert len(selects) == 1  # every lookup below the warmed folder answered from memory
+    cache.put("/data/tree/new", 1, 1, "d" * 40)
+    assert cache.get("/data/tree/new", 1, 1) == "d" * 40
+    assert cache.get("/data/tree2/x", 1, 1) == "c" * 40 and len(selects) == 2  # outside: one query
+    cache.close()
+
+
 def test_sync_tree_first_noop_changed_dry_run_delete_and_check(
         emulator: BoxEmulator, make_fs: Callable[..., Any], new_user: Callable[..., tuple[str, str]],
         tmp_path: Path) -> None:
@@ -337,15 +363,24 @@ def test_large_upload_interrupted_resumes_its_session_on_rerun(
 
 
 def test_sync_benchmark_smoke(tmp_path: Path) -> None:
-    """benchmarks/sync_rclone.py runs end to end (boxfs only, tiny): its three rows, checked by SHA-1."""
+    """benchmarks/sync_rclone.py runs end to end (boxfs with a token and with JWT, tiny): its rows, checked
+    by SHA-1, with the CPU seconds of each command."""
     out = tmp_path / "rows.json"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.sync_rclone", "--files", "30", "--latency-ms", "0",
-                           "--tools", "boxfs", "--work-dir", str(tmp_path / "w"), "--json", str(out)],
+                           "--tools", "boxfs,boxfs-jwt", "--work-dir", str(tmp_path / "w"), "--json", str(out)],
                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["run"], r["uploads"]) for r in rows] == [("first sync", 30), ("no-op re-sync", 0), ("1% changed", 1)]
-    assert rows[1]["requests"] <= 5  # a token and one listing per folder on the way down
+    for tool in ("boxfs", "boxfs-jwt"):
+        mine = [r for r in rows if r["tool"] == tool]
+        assert [(r["run"], r["uploads"]) for r in mine] == [
+            ("first sync", 30), ("no-op re-sync", 0), ("1% changed", 1)]
+        assert all(r["cpu"] > 0 for r in mine)
+    by = {(r["tool"], r["run"]): r["requests"] for r in rows}
+    # one listing per folder on the way down (root, bench-sync, the target, its one folder) ...
+    assert by["boxfs", "no-op re-sync"] == 4 and by["boxfs", "1% changed"] == 5
+    # ... and with JWT one token request more per process
+    assert by["boxfs-jwt", "no-op re-sync"] == 5 and by["boxfs-jwt", "1% changed"] == 6
 
 
 def test_hash_cache_refuses_a_symlink_and_works_where_it_cannot_write(tmp_path: Path) -> None:

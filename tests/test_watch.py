@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import admin_app
+from support import admin_app, eventually
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -39,18 +39,27 @@ def app(emu: BoxEmulator) -> str:
     return admin_app(emu)
 
 
-@pytest.fixture
-def user(emu: BoxEmulator) -> str:
+def new_user(emu: BoxEmulator) -> str:
     return emu.create_user(f"w-{uuid.uuid4().hex[:10]}@example.com")
 
 
-@pytest.fixture
-def make(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
+def filesystems(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
+    """Makes filesystems of ``app`` on ``emu``, watching Box's event stream unless told otherwise."""
     def build(**options: Any) -> BoxFileSystem:
         options.setdefault("watch_events", True)  # the test session turns the default off (conftest)
         return BoxFileSystem(jwt_config=app, base_urls=emu.base_urls, skip_instance_cache=True, **options)
 
     return build
+
+
+@pytest.fixture
+def user(emu: BoxEmulator) -> str:
+    return new_user(emu)
+
+
+@pytest.fixture
+def make(emu: BoxEmulator, app: str) -> Callable[..., BoxFileSystem]:
+    return filesystems(emu, app)
 
 
 @pytest.fixture
@@ -67,13 +76,6 @@ def elsewhere(emu: BoxEmulator, tmp_path: Any) -> Callable[[str, str], None]:
         subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=120)
 
     return run
-
-
-def eventually(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        assert time.monotonic() < deadline, "a change made elsewhere was not seen in time"
-        time.sleep(0.05)
 
 
 def calls_of(emu: BoxEmulator, user_id: str, since: float) -> list[Any]:

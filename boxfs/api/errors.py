@@ -83,8 +83,10 @@ def error_from_response(resp: requests.Response, path: str | None = None, action
         text += ("; the access token does not hold the scope this needs (a token downscoped with scopes= or an "
                  "App Token allows only what it was given; else see the app's scopes)")
     if status == 403 and as_user:
-        text += (f"; the request acted as user {as_user} through the As-User header, which needs an app "
-                 "with the 'make API calls using the as-user header' feature and enterprise access")
+        text += (f"; the request acted as user {as_user} through the As-User header: either that user's role on "
+                 "this item does not allow it (a viewer or previewer collaboration, say), or, when every request "
+                 "as that user fails so, the app lacks the 'make API calls using the as-user header' feature or "
+                 "enterprise access")
     exc: OSError | ValueError
     if code == "folder_not_empty":
         exc = OSError(errno.ENOTEMPTY, text, path) if path else OSError(errno.ENOTEMPTY, text)

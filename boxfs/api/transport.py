@@ -28,6 +28,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -43,6 +45,8 @@ from boxfs.retry import CONNECTION_ERRORS, RetryableResponse, RetryPolicy, retry
 logger = logging.getLogger("boxfs")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: methods that change nothing on Box (any other request may be an event in the user's stream)
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DOWNLOAD_CHUNK = 1 << 20
 #: Box documents its download URLs as valid for about 15 minutes; one is reused for at most this long
 DOWNLOAD_URL_REUSE = 600.0
@@ -61,11 +65,60 @@ T = TypeVar("T")
 URLKey = tuple[str, str]
 
 
+class WriteActivity:
+    """When this process last wrote to Box as each user, counting a write in flight as writing now.
+
+    Why: every write is an event in the user's stream, which ends the change watcher's long poll; the
+    watcher (:mod:`boxfs.watch`) waits for a burst of the process's own writes to pause before it reads
+    the events. Keyed by (API base URL, acting user); the watcher asks :func:`last_write`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: dict[tuple[str, str | None], int] = {}
+        self._last: dict[tuple[str, str | None], float] = {}
+
+    @contextmanager
+    def writing(self, key: tuple[str, str | None]) -> Iterator[None]:
+        with self._lock:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[key] -= 1
+                self._last[key] = time.monotonic()
+
+    def last(self, key: tuple[str, str | None]) -> float:
+        """Now while a write is in flight, else when the last one ended (-inf: never)."""
+        with self._lock:
+            if self._in_flight.get(key):
+                return time.monotonic()
+            return self._last.get(key, float("-inf"))
+
+
+_writes = WriteActivity()
+
+
+def last_write(base_url: str, as_user_id: str | None) -> float:
+    """When (``time.monotonic()``) this process last wrote to this Box as this user: now while a request
+    that may change something is in flight, -inf if none ever was."""
+    return _writes.last((base_url, as_user_id))
+
+
 def shown_path(url: str, anonymous: bool = False) -> str:
     """The path of ``url`` as logs and error messages show it. A download URL (sent ``anonymous``) is a
     credential: whoever holds it can read the file until it expires, so only its host is shown."""
     parts = urlsplit(url)
     return f"<download URL on {parts.hostname}>" if anonymous else parts.path
+
+
+@dataclass
+class _KeyLock:
+    """One key's fetch lock and how many threads hold or wait for it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
 
 
 class DownloadURLs:
@@ -82,7 +135,7 @@ class DownloadURLs:
         self.limit = limit
         self._urls: OrderedDict[URLKey, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
-        self._fetching: dict[URLKey, threading.Lock] = {}
+        self._fetching: dict[URLKey, _KeyLock] = {}
 
     def get(self, key: URLKey) -> str | None:
         with self._lock:
@@ -109,10 +162,31 @@ class DownloadURLs:
             if hit is not None and hit[0] == url:
                 del self._urls[key]
 
-    def fetch_lock(self, key: URLKey) -> threading.Lock:
-        """One lock per key, so that threads reading one file together fetch its URL once."""
+    @contextmanager
+    def fetching(self, key: URLKey) -> Iterator[None]:
+        """Held while fetching the URL of ``key``: threads reading one file together fetch its URL once.
+
+        The per-key lock lives only while some thread holds or waits for it (a count of its users), so a
+        long-lived filesystem reading many files keeps no lock per file it ever read.
+        """
         with self._lock:
-            return self._fetching.setdefault(key, threading.Lock())
+            entry = self._fetching.get(key)
+            if entry is None:
+                entry = self._fetching[key] = _KeyLock()
+            entry.users += 1
+        try:
+            with entry.lock:
+                yield
+        finally:
+            with self._lock:
+                entry.users -= 1
+                if not entry.users:
+                    del self._fetching[key]
+
+    def fetches_in_flight(self) -> int:
+        """Keys whose URL some thread is fetching or waiting for (what :meth:`fetching` holds)."""
+        with self._lock:
+            return len(self._fetching)
 
     def clear(self) -> None:
         with self._lock:
@@ -191,18 +265,21 @@ class BoxTransport:
                 hdrs.update(headers)
             body = data() if callable(data) else data
             started = time.monotonic()
+            writes: AbstractContextManager[None] = nullcontext() if method in READ_METHODS or anonymous \
+                else _writes.writing((self.endpoints.base_url, self.as_user_id))
             try:
-                resp = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    data=body,
-                    headers=hdrs,
-                    stream=stream,
-                    allow_redirects=allow_redirects,
-                    timeout=(self.policy.connect_timeout, self.policy.read_timeout),
-                )
+                with writes:
+                    resp = self.session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        data=body,
+                        headers=hdrs,
+                        stream=stream,
+                        allow_redirects=allow_redirects,
+                        timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+                    )
             except CONNECTION_ERRORS as exc:
                 logger.debug("%s %s -> %s after %.1f ms", method, shown_path(url, anonymous), type(exc).__name__,
                              (time.monotonic() - started) * 1000)
@@ -383,8 +460,7 @@ class BoxTransport:
         known = self.download_urls.get(key)
         if known is not None:
             return known
-        lock = self.download_urls.fetch_lock(key)
-        with lock:
+        with self.download_urls.fetching(key):
             known = self.download_urls.get(key)
             if known is not None:
                 return known
@@ -393,6 +469,8 @@ class BoxTransport:
             assert isinstance(resp, requests.Response)
             with resp:
                 location = resp.headers.get("Location") if resp.status_code in _REDIRECTS else None
+                if location:
+                    _ = resp.content  # the redirect's small body read: its connection goes back to the pool
             if not location:
                 return None
             url = urljoin(api_url, location)
@@ -546,3 +624,6 @@ def _body_into(resp: requests.Response, buf: bytearray) -> Iterator[memoryview]:
         yield view[:n]
     if expected is not None and expected.isdigit() and got < int(expected):
         raise requests.exceptions.ChunkedEncodingError(f"download cut after {got} of {expected} bytes")
+    # read to its end behind urllib3's back, so urllib3 would close the connection with the response: hand
+    # it back to the pool instead (the next range or file then skips a TCP and TLS handshake)
+    raw.release_conn()

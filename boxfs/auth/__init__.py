@@ -1,17 +1,21 @@
 """Access tokens for boxfs: one module per concern.
 
 * :mod:`~boxfs.auth.provider`: the shared shape (a cached token renewed under a lock);
-* :mod:`~boxfs.auth.sdk` (JWT, CCG, ready-made token, through box_sdk_gen), :mod:`~boxfs.auth.apptoken`
-  (App Tokens), :mod:`~boxfs.auth.oauth` (a person's tokens from the token file),
+* :mod:`~boxfs.auth.sdk` (JWT, CCG, through box_sdk_gen), :mod:`~boxfs.auth.static` (a ready-made
+  token), :mod:`~boxfs.auth.apptoken` (App Tokens), :mod:`~boxfs.auth.oauth` (a person's tokens from the token file),
   :mod:`~boxfs.auth.downscoped` (token exchange): the providers;
 * :mod:`~boxfs.auth.endpoint`: Box's token endpoint and the one retry loop of token requests;
 * :mod:`~boxfs.auth.tokenfile`: the file ``boxfs login`` writes; :mod:`~boxfs.auth.login`: that login;
 * :mod:`~boxfs.auth.registry`: one provider per app and subject per process.
 
 The names below are what users import from ``boxfs.auth``; boxfs itself imports from the modules.
+``SDKTokenProvider`` is resolved on first access (PEP 562), so importing this package does not import
+box_sdk_gen.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from boxfs.auth.apptoken import AppTokenProvider
 from boxfs.auth.downscoped import DownscopedTokenProvider
@@ -20,7 +24,7 @@ from boxfs.auth.login import DEFAULT_REDIRECT_URI, login
 from boxfs.auth.oauth import OAuthFileTokenProvider
 from boxfs.auth.provider import TokenProvider
 from boxfs.auth.registry import clear_registry, get_provider
-from boxfs.auth.sdk import SDKTokenProvider
+from boxfs.auth.static import StaticTokenProvider
 from boxfs.auth.tokenfile import TokenFile, default_token_file
 from boxfs.retry import RetryableResponse
 
@@ -32,6 +36,7 @@ __all__ = [
     "REFRESH_MARGIN",
     "RetryableResponse",
     "SDKTokenProvider",
+    "StaticTokenProvider",
     "TokenFile",
     "TokenProvider",
     "clear_registry",
@@ -39,3 +44,12 @@ __all__ = [
     "get_provider",
     "login",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``SDKTokenProvider`` on first use: its module imports box_sdk_gen, which most processes never need."""
+    if name == "SDKTokenProvider":
+        from boxfs.auth.sdk import SDKTokenProvider
+
+        return SDKTokenProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,17 +3,21 @@
 A file-transfer server builds one filesystem per logged-in user of one app. Those filesystems share one
 :class:`~boxfs.auth.provider.TokenProvider` (keyed by app client id, token subject and endpoint): one
 service-account token, refreshed before it expires and after a 401, by one thread at a time.
+
+:mod:`boxfs.auth.sdk` (and with it box_sdk_gen, a third of a second to import) is imported only when a
+JWT or CCG provider is made, so a CLI command run with a token file or a ready-made token never loads it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
 from boxfs.auth.apptoken import AppTokenProvider
 from boxfs.auth.oauth import OAuthFileTokenProvider
 from boxfs.auth.provider import TokenProvider
-from boxfs.auth.sdk import SDKTokenProvider
+from boxfs.auth.static import StaticTokenProvider
 from boxfs.auth.tokenfile import oauth_credentials
 from boxfs.config import BoxCredentials, BoxEndpoints
 from boxfs.retry import RetryPolicy
@@ -28,6 +32,10 @@ def _make_provider(creds: BoxCredentials, endpoints: BoxEndpoints, policy: Retry
         return OAuthFileTokenProvider(creds, endpoints, policy)
     if creds.kind == "app_token":
         return AppTokenProvider(creds, endpoints, policy)
+    if creds.kind == "token":
+        return StaticTokenProvider(creds, endpoints, policy)
+    from boxfs.auth.sdk import SDKTokenProvider  # JWT, CCG: box_sdk_gen loads here, on first use
+
     return SDKTokenProvider(creds, endpoints, policy)
 
 
@@ -44,6 +52,12 @@ def get_provider(creds: BoxCredentials, endpoints: BoxEndpoints, policy: RetryPo
         provider = _registry.get(key)
         if provider is None or provider.creds != creds:
             provider = _registry[key] = _make_provider(creds, endpoints, policy)
+        elif policy.max_attempts > provider.policy.max_attempts:
+            # The token is shared, so its requests take as many attempts as the most patient filesystem
+            # using it allows: one built with retry=1 first must not leave a later default one failing on
+            # the first 5xx of a token refresh. Only the count changes (one attribute swap, atomic: a
+            # refresh running now reads the old policy or the new one whole).
+            provider.policy = dataclasses.replace(provider.policy, max_attempts=policy.max_attempts)
         return provider
 
 

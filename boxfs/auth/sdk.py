@@ -1,15 +1,18 @@
-"""JWT, Client Credentials Grant and ready-made tokens, obtained through box_sdk_gen.
+"""JWT and Client Credentials Grant tokens, obtained through box_sdk_gen.
 
 box_sdk_gen does the OAuth 2 work (signing the JWT assertion, the CCG client-credentials exchange); we
 call its ``refresh_token`` with a ``NetworkSession`` whose base URLs point at the configured endpoint and
 whose retry strategy is switched off, because :mod:`boxfs.retry` wraps token requests with the same
 single tenacity policy as every other request (:func:`boxfs.auth.endpoint.retry_token_request`).
+
+Importing box_sdk_gen takes a third of a second (more on a loaded machine), so nothing imports this module
+until a JWT or CCG token is wanted (:mod:`boxfs.auth.registry`); a ready-made token is
+:mod:`boxfs.auth.static`'s.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +21,6 @@ import requests
 from box_sdk_gen import (
     BaseUrls,
     BoxCCGAuth,
-    BoxDeveloperTokenAuth,
     BoxJWTAuth,
     CCGConfig,
     JWTConfig,
@@ -63,7 +65,7 @@ class _PreDecryptedKey(PrivateKeyDecryptor):
 
 
 class SDKTokenProvider(TokenProvider):
-    """A JWT or CCG service token refreshed through box_sdk_gen, or a ready-made (developer) token."""
+    """A JWT or CCG service token refreshed through box_sdk_gen."""
 
     def __init__(self, creds: BoxCredentials, endpoints: BoxEndpoints, policy: RetryPolicy) -> None:
         super().__init__(creds, endpoints, policy)
@@ -77,8 +79,6 @@ class SDKTokenProvider(TokenProvider):
 
     def _make_auth(self) -> Any:
         c = self.creds
-        if c.kind == "token":
-            return BoxDeveloperTokenAuth(token=c.token)
         if c.kind == "ccg":
             return BoxCCGAuth(
                 CCGConfig(client_id=c.client_id, client_secret=c.client_secret,
@@ -99,16 +99,7 @@ class SDKTokenProvider(TokenProvider):
             )
         raise ValueError(f"unknown credentials kind {c.kind!r}")
 
-    @property
-    def refreshable(self) -> bool:
-        """False for a ready-made token: nothing can be done about a 401 but to report it."""
-        return self.creds.kind != "token"
-
     def _renew_locked(self) -> None:
-        if self.creds.kind == "token":
-            assert self.creds.token is not None
-            self._token, self._expires_at = self.creds.token, math.inf
-            return
         started = self.clock()
         access = retry_token_request(self.policy, f"token request for app {self.creds.client_id}",
                                      self._request_token,

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from boxfs.emulator.chunked import ChunkedRoutes
+from boxfs.emulator.collaborations import CollaborationRoutes
 from boxfs.emulator.content import ContentRoutes
 from boxfs.emulator.embed import EmbedLinks
 from boxfs.emulator.events import EventLog
@@ -52,6 +53,7 @@ class BoxEmulator:
         self.embed.register(router)
         ItemRoutes(self.state, self.representer, self.embed).register(router)
         self.events.register(router)
+        CollaborationRoutes(self.state, self.representer).register(router)
         self.app = HttpApp(router, self.faults, self.request_log)
         self.app.identify = self._identify
         self.app.rate_key = self._acting_user

@@ -105,7 +105,8 @@ class ChunkedRoutes:
             raise bad_request("file_size must be a non-negative integer", "invalid_file_size")
         if size < MIN_FILE_SIZE:
             raise bad_request(f"file_size is below the minimum of {MIN_FILE_SIZE} bytes for chunked uploads", "file_size_too_small")
-        self.content.check_quota(p, size)
+        destination = self.state.item(p, folder_id, "folder") if folder_id else self.state.item(p, str(file_id), "file")
+        self.content.check_quota(destination, size)
         part_size = part_size_for(size)
         session_id = secrets.token_hex(16).upper()
         now = time.time()
@@ -131,7 +132,7 @@ class ChunkedRoutes:
             raise bad_request("folder_id is required", "missing_destination")
         name = check_name(body.get("file_name"), "file")
         try:
-            self.state.item(p, str(folder_id), "folder")
+            self.state.item(p, str(folder_id), "folder", "upload")
         except ApiError as exc:
             if exc.status == 404:
                 raise ApiError(404, "invalid_parameter", "The folder_id does not name a folder you can access") from None
@@ -144,7 +145,7 @@ class ChunkedRoutes:
     def create_for_file(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("item_upload", "item_content_upload", write=True)
-        row = self.state.item(p, req.params["file_id"], "file")
+        row = self.state.item(p, req.params["file_id"], "file", "edit")
         body = req.json()
         name = body.get("file_name")
         if name:

@@ -55,7 +55,7 @@ class ContentRoutes:
         with self.store.tx() as db:
             if file_id is None:
                 assert parent_id is not None and name is not None
-                self.state.item(p, parent_id, "folder")
+                parent = self.state.item(p, parent_id, "folder", "upload")
                 conflict = self.state.conflict(p.user_id, parent_id, name)
                 if conflict is not None:
                     raise conflict_error(self.rep, conflict, single=True)
@@ -63,12 +63,12 @@ class ContentRoutes:
                 db.execute(
                     "INSERT INTO items (id, type, owner_id, parent_id, name, name_key, created_at, modified_at, "
                     "content_created_at, content_modified_at, created_by, modified_by) VALUES (?, 'file', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (file_id, p.user_id, parent_id, name, name_key(name), now, now,
+                    (file_id, parent["owner_id"], parent_id, name, name_key(name), now, now,
                      content_created_at or content_modified_at or now, content_modified_at or now, p.user_id, p.user_id),
                 )
                 final_name = name
             else:
-                row = self.state.item(p, file_id, "file")
+                row = self.state.item(p, file_id, "file", "edit")
                 if if_match is not None and if_match.strip('"') != str(row["sequence_id"]):
                     raise ApiError(412, "precondition_failed", "The resource has been modified. Please retrieve the resource again and retry")
                 final_name = name or row["name"]
@@ -95,11 +95,14 @@ class ContentRoutes:
         self.state.events.record(p, "ITEM_UPLOAD", row)
         return row
 
-    def check_quota(self, p: Principal, size: int) -> None:
+    def check_quota(self, destination: Any, size: int) -> None:
+        """Refuse content that would not fit: the space is the owner's of the destination (the folder a
+        new file goes to, or the file a version is added to), whoever uploads it, as Box charges it."""
         if size > MAX_UPLOAD_SIZE:
             raise ApiError(403, "file_size_limit_exceeded", "File size exceeds the folder owner's file size limit")
-        user = self.store.one("SELECT space_amount FROM users WHERE id=?", p.user_id)
-        if user is not None and self.state.space_used(p.user_id) + size > user["space_amount"]:
+        owner = destination["owner_id"]
+        user = self.store.one("SELECT space_amount FROM users WHERE id=?", owner)
+        if user is not None and self.state.space_used(owner) + size > user["space_amount"]:
             raise ApiError(403, "storage_limit_exceeded", "Account storage limit reached")
 
     # -- preflight ----------------------------------------------------------------------------------------
@@ -112,7 +115,7 @@ class ContentRoutes:
         if size is not None and (not isinstance(size, int) or size < 0):
             raise bad_request("size must be a non-negative integer")
         if file_id is not None:
-            row = self.state.item(p, file_id, "file")
+            row = self.state.item(p, file_id, "file", "edit")
             name = body.get("name")
             if name is not None:
                 check_name(name, "file")
@@ -124,12 +127,12 @@ class ContentRoutes:
             parent = body.get("parent") or {}
             if not isinstance(parent, dict) or "id" not in parent:
                 raise bad_request("parent.id is required")
-            self.state.item(p, str(parent["id"]), "folder")
+            row = self.state.item(p, str(parent["id"]), "folder", "upload")
             conflict = self.state.conflict(p.user_id, str(parent["id"]), name)
             if conflict is not None:
                 raise conflict_error(self.rep, conflict, single=True)
         if size is not None:
-            self.check_quota(p, size)
+            self.check_quota(row, size)
         return Response.json({"upload_url": f"{req.base_url}/api/2.0/files/content", "upload_token": secrets.token_urlsafe(16)})
 
     # -- multipart uploads -------------------------------------------------------------------------------
@@ -137,9 +140,10 @@ class ContentRoutes:
         p = self.state.principal(req)
         p.require("item_upload", "item_content_upload", write=True)
         file_id = req.params.get("file_id")
+        destination: Any = None
         if file_id is not None:
-            existing = self.state.item(p, file_id, "file")
-            check_if_match(req, existing)
+            destination = self.state.item(p, file_id, "file", "edit")
+            check_if_match(req, destination)
         try:
             reader = MultipartReader(req.body, boundary_of(req.header("Content-Type")))
             attributes: dict[str, Any] | None = None
@@ -155,7 +159,7 @@ class ContentRoutes:
                         raise bad_request("attributes is not valid JSON") from None
                     if not isinstance(attributes, dict):
                         raise bad_request("attributes must be a JSON object")
-                    self._check_attributes(p, attributes, file_id)
+                    destination = self._check_attributes(p, attributes, file_id) or destination
                 else:
                     # Box documents the content part as "file" but takes it under any name (rclone
                     # sends "contents"): whatever is not the attributes is the file.
@@ -174,7 +178,7 @@ class ContentRoutes:
             expected = req.header("Content-MD5")
             if expected and expected.strip().lower() != sha1:
                 raise ApiError(400, "sha1_mismatch", "The specified Content-MD5 did not match what we received")
-            self.check_quota(p, size)
+            self.check_quota(destination, size)
             row = self.store_content(
                 p,
                 parent_id=str((attributes.get("parent") or {}).get("id")) if file_id is None else None,
@@ -194,22 +198,23 @@ class ContentRoutes:
         entry = self.rep.item(row, fields) if fields else self.rep.item(row, None)
         return Response.json({"total_count": 1, "entries": [entry]}, 201 if file_id is None else 200)
 
-    def _check_attributes(self, p: Principal, attributes: dict[str, Any], file_id: str | None) -> None:
-        """Refuse a doomed upload before its bytes are received."""
+    def _check_attributes(self, p: Principal, attributes: dict[str, Any], file_id: str | None) -> Any:
+        """Refuse a doomed upload before its bytes are received; the folder a new file goes to."""
         parse_time(attributes.get("content_modified_at"), "content_modified_at")
         parse_time(attributes.get("content_created_at"), "content_created_at")
         if file_id is not None:
             if attributes.get("name") is not None:
                 check_name(attributes["name"], "file")
-            return
+            return None
         check_name(attributes.get("name"), "file")
         parent = attributes.get("parent")
         if not isinstance(parent, dict) or "id" not in parent:
             raise bad_request("attributes.parent.id is required")
-        self.state.item(p, str(parent["id"]), "folder")
+        folder = self.state.item(p, str(parent["id"]), "folder", "upload")
         conflict = self.state.conflict(p.user_id, str(parent["id"]), attributes["name"])
         if conflict is not None:
             raise conflict_error(self.rep, conflict, single=True)
+        return folder
 
     def _receive(self, chunks: Any) -> tuple[str, int, Path]:
         out, path = self.store.new_temp()
@@ -230,7 +235,7 @@ class ContentRoutes:
     def download_redirect(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("item_download")
-        row = self.state.item(p, req.params["file_id"], "file")
+        row = self.state.item(p, req.params["file_id"], "file", "download")
         version_id = req.query.get("version") or row["version_id"]
         v = self.store.one("SELECT * FROM versions WHERE id=? AND file_id=?", version_id, row["id"])
         if v is None:

@@ -4,8 +4,10 @@ Why here, apart from the item routes: every route that changes what a user can s
 new version, move, rename, copy, trash) reports the change with one call, :meth:`EventLog.record`, and
 everything about streams lives in this module. Events are rows in the emulator's SQLite database, so
 every token and every process talking to the emulator produces them and a restarted emulator keeps its
-stream. An event goes to the stream of each user who can see the item (:meth:`EventLog.audience`: the
-owner; collaborators would join here), whoever caused it (another app, another token, ``As-User``).
+stream. An event goes to the stream of each user who can see the item (:meth:`BoxState.audience`: the
+owner and the collaborators on it or a folder above it), whoever caused it (another app, another token,
+``As-User``), with the item rendered as that user sees it (a collaborator's ``path_collection`` starts
+at their own "All Files").
 
 Stream positions are the events' row numbers: ``stream_position=P`` answers the events after ``P``
 (``0``: from the first, ``now``: none, just the current position) and ``next_stream_position`` is where
@@ -23,6 +25,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +44,8 @@ CREATE INDEX IF NOT EXISTS events_user ON events (user_id, position);
 
 #: event types a user stream carries (all of them change the file tree, so ``all`` = ``changes`` here)
 EVENT_TYPES = frozenset({"ITEM_CREATE", "ITEM_UPLOAD", "ITEM_MOVE", "ITEM_RENAME", "ITEM_COPY", "ITEM_TRASH",
-                         "ITEM_UNDELETE_VIA_TRASH", "ITEM_MODIFY"})
+                         "ITEM_UNDELETE_VIA_TRASH", "ITEM_MODIFY", "COLLAB_ADD_COLLABORATOR",
+                         "COLLAB_REMOVE_COLLABORATOR", "COLLAB_ROLE_CHANGE"})
 STREAM_TYPES = ("all", "changes", "sync")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -74,23 +78,33 @@ class EventLog:
         self._channels: dict[str, _Channel] = {}
 
     # -- recording (the hooks at the mutation points call this) -----------------------------------------
-    def audience(self, row: Any) -> list[str]:
-        """The users whose stream shows a change of this item: those who can see it."""
-        return [row["owner_id"]]
+    def sources(self, row: Any, users: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The item as each of ``users`` sees it now (an event's ``source``, rendered before a change
+        that takes it out of their sight)."""
+        out: dict[str, dict[str, Any]] = {}
+        for user_id in users:
+            with self.state.viewing(user_id):
+                out[user_id] = self.rep.item(row, None)
+        return out
 
-    def record(self, p: Principal, event_type: str, row: Any) -> None:
-        """Append an event about ``row`` (as it is now) to the stream of everyone who can see it."""
+    def record(self, p: Principal, event_type: str, row: Any, *, also: Iterable[str] = (),
+               sources: dict[str, dict[str, Any]] | None = None) -> None:
+        """Append an event about ``row`` (as it is now) to the stream of everyone who can see it, and of
+        ``also`` (those who saw it before the change: a move out of a shared folder tells them too, with
+        a source they cannot place). ``sources`` overrides the rendering for some users."""
         assert event_type in EVENT_TYPES, event_type
-        source = self.rep.item(row, None)
-        if event_type == "ITEM_TRASH":
-            source["item_status"] = "trashed"
-        text = json.dumps(source)
+        users = list(dict.fromkeys([*self.state.audience(row), *also, *(sources or {})]))
+        rendered = self.sources(row, [u for u in users if u not in (sources or {})]) | (sources or {})
         now = now_iso()
         with self.store.tx() as db:
-            for user_id in self.audience(row):
+            for user_id in users:
+                source = rendered[user_id]
+                if event_type == "ITEM_TRASH":
+                    source["item_status"] = "trashed"
                 db.execute(
                     "INSERT INTO events (event_id, user_id, event_type, created_at, created_by, source) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (uuid.uuid4().hex, user_id, event_type, now, p.user_id, text))
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (uuid.uuid4().hex, user_id, event_type, now, p.user_id, json.dumps(source)))
         with self._cond:
             self._cond.notify_all()
 
@@ -180,6 +194,8 @@ class EventLog:
     def subscribe(self, req: Request) -> Response:
         """The real-time server: hold the request until the user's stream moves past the position."""
         with self._cond:
+            if self._closing:  # the server is stopping (its database may be closed already)
+                return Response.json({"message": "reconnect"})
             channel = self._channels.get(req.query.get("channel", ""))
             if channel is None or channel.expires < time.monotonic() or channel.polls >= CHANNEL_MAX_RETRIES:
                 return Response.json({"message": "max_retries"})
@@ -191,10 +207,12 @@ class EventLog:
         deadline = time.monotonic() + self.hold
         with self._cond:
             while True:
+                if self._closing:
+                    return Response.json({"message": "reconnect"})
                 if self._latest(channel.user_id) > position:
                     return Response.json({"message": "new_change"})
                 left = deadline - time.monotonic()
-                if left <= 0 or self._closing:
+                if left <= 0:
                     return Response.json({"message": "reconnect"})
                 self._cond.wait(min(left, 1.0))
 

@@ -156,9 +156,9 @@ class TokenExchange:
             item: Any = self.state.root_row(subject["user_id"])
         else:
             item = self.store.one("SELECT * FROM items WHERE id=? AND type=? AND trashed_at IS NULL", item_id, kind)
-            # the subject's own item, or (a service account's token) an item of a user it may act as:
-            # the As-User header then applies when the new token is used
-            if item is None or (item["owner_id"] != subject["user_id"] and not self.state.can_act_as(
+            # an item the subject sees (owns, or is a collaborator on), or (a service account's token) an
+            # item of a user it may act as: the As-User header then applies when the new token is used
+            if item is None or (self.state.role_of(subject["user_id"], item) is None and not self.state.can_act_as(
                     subject["client_id"], subject["user_id"], item["owner_id"])):
                 raise _invalid_resource(f"no {kind} {item_id} is viewable with the subject token")
         if subject["resource"] and not self.state.within(subject["resource"], item):

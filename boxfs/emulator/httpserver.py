@@ -230,6 +230,7 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._active_lock:
             self.active.add(request)
+            self.app.connections_accepted += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -294,6 +295,8 @@ class HttpApp:
         self.latency = 0.0
         self.jitter = 0.0
         self.bandwidth = 0.0  # bytes per second per connection and direction; 0: unlimited (see Pacer)
+        #: TCP connections accepted since start: tests check that clients reuse their pooled connections
+        self.connections_accepted = 0
         self.rate_limiter = RateLimiter()
         self._inflight = 0
         self._inflight_cond = threading.Condition()

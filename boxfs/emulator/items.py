@@ -76,14 +76,14 @@ class ItemRoutes:
         if row is not None:
             raise conflict_error(self.rep, row, single=single)
 
-    def parent_of(self, p: Principal, body: dict[str, Any], required: bool = True) -> Any:
+    def parent_of(self, p: Principal, body: dict[str, Any], required: bool = True, need: str = "upload") -> Any:
         parent = body.get("parent")
         if parent is None and not required:
             return None
         if not isinstance(parent, dict) or not isinstance(parent.get("id"), (str, int)):
             raise bad_request("parent.id is required", "bad_request")
         try:
-            return self.state.item(p, str(parent["id"]), "folder")
+            return self.state.item(p, str(parent["id"]), "folder", need)
         except ApiError as exc:
             if exc.status == 404:
                 raise ApiError(404, "not_found", "Not Found: the parent folder could not be found") from None
@@ -111,16 +111,25 @@ class ItemRoutes:
                     stack.append(child["id"])
         return out
 
+    def _check_owner_change(self, row: Any) -> None:
+        """Box refuses to move shared content into another user's tree without naming a new owner."""
+        ids = [row["id"], *self.descendants(row["owner_id"], row["id"])]
+        marks = ",".join("?" * len(ids))
+        if self.store.one(f"SELECT 1 FROM collaborations WHERE item_id IN ({marks})", *ids) is not None:
+            raise bad_request("Cannot move a collaborated subfolder to a private folder unless the new owner is "
+                              "explicitly specified", "cannot_make_collaborated_subfolder_private")
+
     # -- folders ----------------------------------------------------------------------------------------
     def get_folder(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("read")
-        row = self.state.item(p, req.params["folder_id"], "folder")
+        fields = parse_fields(req.query.get("fields"))
+        listing = fields is None or "item_collection" in fields
+        row = self.state.item(p, req.params["folder_id"], "folder", "list" if listing else None)
         if not_modified(req, row):
             return Response(304)
-        fields = parse_fields(req.query.get("fields"))
         body = self.rep.item(row, fields)
-        if fields is None or "item_collection" in fields:
+        if listing:
             offset, limit = self._paging(req)
             entries, total = self._sorted_children(p, row["id"], req)
             body["item_collection"] = {
@@ -165,7 +174,7 @@ class ItemRoutes:
     def list_items(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("read")
-        folder = self.state.item(p, req.params["folder_id"], "folder")
+        folder = self.state.item(p, req.params["folder_id"], "folder", "list")
         fields = parse_fields(req.query.get("fields"))
         ordered, total = self._sorted_children(p, folder["id"], req)
         _, limit = self._paging(req)
@@ -222,7 +231,7 @@ class ItemRoutes:
             db.execute(
                 "INSERT INTO items (id, type, owner_id, parent_id, name, name_key, created_at, modified_at, "
                 "content_created_at, content_modified_at, created_by, modified_by) VALUES (?, 'folder', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (fid, p.user_id, parent["id"], name, name_key(name), now, now, now, now, p.user_id, p.user_id),
+                (fid, parent["owner_id"], parent["id"], name, name_key(name), now, now, now, now, p.user_id, p.user_id),
             )
             self.touch_folder(db, parent["id"])
         row = self.state.item(p, fid, "folder")
@@ -234,9 +243,11 @@ class ItemRoutes:
         item_id = req.params[f"{kind}_id"]
         if item_id == ROOT:
             raise ApiError(403, "access_denied_insufficient_permissions", "The root folder cannot be changed")
-        row = self.state.item(p, item_id, kind)
-        check_if_match(req, row)
         body = req.json()
+        edits = {"parent", "name", "description"} & set(body) if isinstance(body, dict) else set()
+        row = self.state.item(p, item_id, kind, "edit" if edits else ("share" if "shared_link" in body else None))
+        check_if_match(req, row)
+        audience_before = self.state.audience(row)
         changes: dict[str, Any] = {}
         new_parent = row["parent_id"]
         if "parent" in body:
@@ -246,6 +257,11 @@ class ItemRoutes:
                 raise bad_request("A folder cannot be moved into itself or one of its subfolders", "bad_request")
             new_parent = parent["id"]
             changes["parent_id"] = new_parent
+            new_owner = parent["owner_id"]
+            if new_owner != row["owner_id"]:
+                self._check_owner_change(row)
+        else:
+            new_owner = row["owner_id"]
         new_name = row["name"]
         if "name" in body:
             p.require("item_rename", write=True)
@@ -264,6 +280,9 @@ class ItemRoutes:
             with self.store.tx() as db:
                 self.ensure_no_conflict(p, new_parent, new_name, exclude=row["id"])
                 self.bump(db, row["id"], **changes)
+                if new_owner != row["owner_id"]:  # Box: an item belongs to the owner of the folder it is in
+                    moved_ids = [row["id"], *self.descendants(row["owner_id"], row["id"])]
+                    db.executemany("UPDATE items SET owner_id=? WHERE id=?", [(new_owner, i) for i in moved_ids])
                 if new_parent != row["parent_id"]:
                     self.touch_folder(db, row["parent_id"])
                     self.touch_folder(db, new_parent)
@@ -271,7 +290,7 @@ class ItemRoutes:
         renamed = changes.get("name", row["name"]) != row["name"]
         row = self.state.item(p, item_id, kind)
         if moved or renamed:
-            self.state.events.record(p, "ITEM_MOVE" if moved else "ITEM_RENAME", row)
+            self.state.events.record(p, "ITEM_MOVE" if moved else "ITEM_RENAME", row, also=audience_before)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))))
 
     def _set_shared_link(self, row: Any, link: Any) -> None:
@@ -306,10 +325,10 @@ class ItemRoutes:
         folder_id = req.params["folder_id"]
         if folder_id == ROOT:
             raise ApiError(403, "access_denied_insufficient_permissions", "The root folder cannot be deleted")
-        row = self.state.item(p, folder_id, "folder")
+        row = self.state.item(p, folder_id, "folder", "delete")
         check_if_match(req, row)
         with self.store.tx() as db:
-            below = self.descendants(p.user_id, row["id"])
+            below = self.descendants(row["owner_id"], row["id"])
             if below and not truthy(req.query.get("recursive")):
                 raise bad_request("Folder is not empty; use recursive=true to delete it with its content", "folder_not_empty")
             now = now_iso()
@@ -322,7 +341,7 @@ class ItemRoutes:
     def copy_folder(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("item_upload", write=True)
-        src = self.state.item(p, req.params["folder_id"], "folder")
+        src = self.state.item(p, req.params["folder_id"], "folder", "download")
         if src["id"] == ROOT:
             raise ApiError(403, "access_denied_insufficient_permissions", "The root folder cannot be copied")
         body = req.json()
@@ -332,12 +351,13 @@ class ItemRoutes:
         name = check_name(body["name"], "folder") if "name" in body else src["name"]
         with self.store.tx() as db:
             self.ensure_no_conflict(p, parent["id"], name, single=True)
-            new_id = self._copy_tree(db, p, src, parent["id"], name)
+            new_id = self._copy_tree(db, p, src, parent, name)
         row = self.state.item(p, new_id, "folder")
         self.state.events.record(p, "ITEM_COPY", row)
         return Response.json(self.rep.item(row, parse_fields(req.query.get("fields"))), 201)
 
-    def _copy_tree(self, db: Any, p: Principal, src: Any, parent_id: str, name: str) -> str:
+    def _copy_tree(self, db: Any, p: Principal, src: Any, parent: Any, name: str) -> str:
+        """Copy ``src`` (and what is below it) into ``parent``: the copy belongs to the parent's owner."""
         now = now_iso()
         new_id = self.store.next_id("item", 100000001)
         version_id = None
@@ -352,12 +372,12 @@ class ItemRoutes:
         db.execute(
             "INSERT INTO items (id, type, owner_id, parent_id, name, name_key, description, created_at, modified_at, "
             "content_created_at, content_modified_at, created_by, modified_by, version_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (new_id, src["type"], p.user_id, parent_id, name, name_key(name), src["description"], now, now,
+            (new_id, src["type"], parent["owner_id"], parent["id"], name, name_key(name), src["description"], now, now,
              src["content_created_at"], src["content_modified_at"], p.user_id, p.user_id, version_id),
         )
         if src["type"] == "folder":
             for child in self.state.children(src["owner_id"], src["id"]):
-                self._copy_tree(db, p, child, new_id, child["name"])
+                self._copy_tree(db, p, child, {"id": new_id, "owner_id": parent["owner_id"]}, child["name"])
         return new_id
 
     # -- files ------------------------------------------------------------------------------------------
@@ -376,7 +396,7 @@ class ItemRoutes:
     def delete_file(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("item_delete", write=True)
-        row = self.state.item(p, req.params["file_id"], "file")
+        row = self.state.item(p, req.params["file_id"], "file", "delete")
         check_if_match(req, row)
         with self.store.tx() as db:
             db.execute("UPDATE items SET trashed_at=?, trash_root=1, sequence_id=sequence_id+1 WHERE id=?", (now_iso(), row["id"]))
@@ -387,7 +407,7 @@ class ItemRoutes:
     def copy_file(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("item_upload", write=True)
-        src = self.state.item(p, req.params["file_id"], "file")
+        src = self.state.item(p, req.params["file_id"], "file", "download")
         body = req.json()
         parent = self.parent_of(p, body)
         name = check_name(body["name"], "file") if "name" in body else src["name"]
@@ -399,7 +419,7 @@ class ItemRoutes:
             src["version_id"] = v["id"]
         with self.store.tx() as db:
             self.ensure_no_conflict(p, parent["id"], name)
-            new_id = self._copy_tree(db, p, src, parent["id"], name)
+            new_id = self._copy_tree(db, p, src, parent, name)
             self.touch_folder(db, parent["id"])
         row = self.state.item(p, new_id, "file")
         self.state.events.record(p, "ITEM_COPY", row)
@@ -408,7 +428,7 @@ class ItemRoutes:
     def list_versions(self, req: Request) -> Response:
         p = self.state.principal(req)
         p.require("read")
-        row = self.state.item(p, req.params["file_id"], "file")
+        row = self.state.item(p, req.params["file_id"], "file", "preview")
         offset, limit = self._paging(req)
         # Box lists the previous versions, newest first; the current version is on the file itself.
         older = self.store.all(

@@ -7,9 +7,10 @@ representation here keeps the routes from drifting apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from boxfs.emulator.state import MAX_UPLOAD_SIZE, ROOT, BoxState
+from boxfs.emulator.state import MAX_UPLOAD_SIZE, ROLE_CAPS, ROOT, BoxState
 
 FILE_STANDARD = (
     "type", "id", "file_version", "sequence_id", "etag", "sha1", "name", "description", "size",
@@ -88,9 +89,19 @@ class Representer:
         is_file = row["type"] == "file"
         default = (FILE_MINI if mini else FILE_STANDARD) if is_file else (FOLDER_MINI if mini else FOLDER_STANDARD)
         keys = pick(default, fields)
-        return {k: v for k in keys if (v := self._field(row, k, is_file)) is not _MISSING}
+        chain: list[Any] = []
+        walked = False
 
-    def _field(self, row: Any, key: str, is_file: bool) -> Any:
+        def ancestors() -> list[Any]:
+            """The viewer's path to the item, walked once for ``parent`` and ``path_collection``."""
+            nonlocal chain, walked
+            if not walked:
+                chain, walked = ([] if row["id"] == ROOT else self.state.ancestors(row)), True
+            return chain
+
+        return {k: v for k in keys if (v := self._field(row, k, is_file, ancestors)) is not _MISSING}
+
+    def _field(self, row: Any, key: str, is_file: bool, ancestors: Callable[[], list[Any]]) -> Any:
         state = self.state
         root = row["id"] == ROOT
         if key == "type":
@@ -118,28 +129,17 @@ class Representer:
         if key == "owned_by":
             return self.user_mini(row["owner_id"])
         if key == "parent":
-            if root:
-                return None
-            if row["parent_id"] == ROOT:
-                return self.folder_mini(state.root_row(row["owner_id"]))
-            parent = state.store.one("SELECT * FROM items WHERE id=?", row["parent_id"])
-            return self.folder_mini(parent) if parent is not None else None
+            chain = ancestors()
+            return self.folder_mini(chain[-1]) if chain else None
         if key == "path_collection":
-            chain = [] if root else state.ancestors(row)
+            chain = ancestors()
             return {"total_count": len(chain), "entries": [self.folder_mini(r) for r in chain]}
         if key == "size":
             return self._size(row, is_file)
         if key == "has_collaborations":
-            return False
+            return not root and state.store.one("SELECT 1 FROM collaborations WHERE item_id=?", row["id"]) is not None
         if key == "permissions":
-            perms = {"can_delete": True, "can_download": True, "can_invite_collaborator": True, "can_rename": True,
-                     "can_set_share_access": True, "can_share": True}
-            if is_file:
-                perms.update(can_annotate=True, can_comment=True, can_preview=True, can_upload=True,
-                             can_view_annotations_all=True, can_view_annotations_self=True)
-            else:
-                perms.update(can_upload=True)
-            return perms
+            return self.permissions(row, is_file)
         if is_file:
             version = self._version(row)
             if key == "sha1":
@@ -158,6 +158,22 @@ class Representer:
         elif key == "item_collection":
             return _MISSING  # rendered by the folder route, which knows the paging parameters
         return _MISSING
+
+    def permissions(self, row: Any, is_file: bool) -> dict[str, bool]:
+        """What the viewer may do with the item, from their role (all of it for the owner)."""
+        viewer = self.state.viewer() or row["owner_id"]
+        role = "owner" if row["id"] == ROOT else self.state.role_of(viewer, row)
+        caps = ROLE_CAPS[role] if role is not None else frozenset()
+        perms = {"can_delete": "delete" in caps, "can_download": "download" in caps,
+                 "can_invite_collaborator": "invite" in caps, "can_rename": "edit" in caps,
+                 "can_set_share_access": "invite" in caps, "can_share": "share" in caps}
+        if is_file:
+            seen = "preview" in caps
+            perms.update(can_annotate=seen, can_comment=seen, can_preview=seen, can_upload="edit" in caps,
+                         can_view_annotations_all=seen, can_view_annotations_self=seen)
+        else:
+            perms.update(can_upload="upload" in caps)
+        return perms
 
     def shared_link(self, row: Any) -> dict[str, Any] | None:
         link = self.state.store.one("SELECT * FROM shared_links WHERE item_id=?", row["id"])

@@ -2,7 +2,13 @@
 
 Every API route starts by asking :meth:`BoxState.principal` who is calling and then reads or
 changes items only through the acting user's view, which is how Box keeps each user's root
-folder private.
+folder private. A user sees an item they own, or one at or below an item shared with them by an
+accepted collaboration; the collaboration's role limits what they may do there (:data:`ROLE_CAPS`).
+
+Why a context variable for the viewer: Box renders an item differently for each user who sees it
+(``path_collection`` starts at the viewer's own "All Files", ``permissions`` follow the viewer's role).
+:meth:`BoxState.principal` sets the acting user for the request's thread, and the event log renders the
+same item once per user it tells (:meth:`BoxState.viewing`), so no route passes the viewer around.
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +30,25 @@ from boxfs.emulator.store import Store
 ROOT = "0"
 DEFAULT_SPACE = 10 * 1024**4  # 10 TiB, an enterprise user's usual quota
 MAX_UPLOAD_SIZE = 150 * 1024**3
+
+#: What a collaborator may do, by role (Box's collaborator permission levels); ``owner`` is the item's owner.
+#: ``list`` = see a folder's content, ``edit`` = rename, move, upload a new version, ``invite`` = share the
+#: folder with others (collaborations).
+ALL_CAPS = frozenset({"list", "preview", "download", "upload", "edit", "delete", "share", "invite"})
+ROLE_CAPS: dict[str, frozenset[str]] = {
+    "owner": ALL_CAPS,
+    "co-owner": ALL_CAPS,
+    "editor": ALL_CAPS,
+    "viewer uploader": frozenset({"list", "preview", "download", "upload", "edit", "share"}),
+    "previewer uploader": frozenset({"list", "preview", "upload"}),
+    "viewer": frozenset({"list", "preview", "download", "share"}),
+    "previewer": frozenset({"list", "preview"}),
+    "uploader": frozenset({"upload"}),
+}
+#: the roles a collaboration may be created with (``owner`` only comes with the item)
+ROLES = tuple(r for r in ROLE_CAPS if r != "owner")
+
+_VIEWER: ContextVar[str | None] = ContextVar("box_emulator_viewer", default=None)
 
 # Scopes a downscoped token may carry, and which an operation needs.
 READ_SCOPES = {"item_preview", "item_read", "item_download", "base_preview", "base_explorer", "item_share",
@@ -105,6 +133,7 @@ class BoxState:
         if as_user:
             user_id = self._as_user(app, row["user_id"], as_user.strip())
         req.record.user_id = user_id
+        _VIEWER.set(user_id)
         return Principal(row["client_id"], row["user_id"], user_id, scopes, row["resource"], downscoped)
 
     def token_row(self, token: str) -> Any:
@@ -162,16 +191,64 @@ class BoxState:
         return target
 
     # -- items ------------------------------------------------------------------------------------------
-    def item(self, p: Principal, item_id: str, kind: str | None = None) -> Any:
-        """The item as the acting user sees it; 404 when absent, trashed, or someone else's."""
+    def item(self, p: Principal, item_id: str, kind: str | None = None, need: str | None = None) -> Any:
+        """The item as the acting user sees it; 404 when absent, trashed, or neither theirs nor shared with
+        them; 403 ``access_denied_insufficient_permissions`` when their role lacks ``need`` (a capability of
+        :data:`ROLE_CAPS`)."""
         if item_id == ROOT and kind in (None, "folder"):
             return self.root_row(p.user_id)
-        row = self.store.one("SELECT * FROM items WHERE id=? AND owner_id=? AND trashed_at IS NULL", item_id, p.user_id)
+        row = self.store.one("SELECT * FROM items WHERE id=? AND trashed_at IS NULL", item_id)
         if row is None or (kind is not None and row["type"] != kind):
+            raise not_found(kind or "item")
+        role = self.role_of(p.user_id, row)
+        if role is None:
             raise not_found(kind or "item")
         if p.resource and not self.within(p.resource, row):
             raise ApiError(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
+        if need is not None and need not in ROLE_CAPS[role]:
+            raise ApiError(403, "access_denied_insufficient_permissions",
+                           f"Access denied - insufficient permission: the {role} role may not {need} here")
         return row
+
+    # -- collaborations -----------------------------------------------------------------------------------
+    def role_of(self, user_id: str, row: Any) -> str | None:
+        """``owner``, the role of the user's nearest accepted collaboration on the item or a folder above
+        it, or None when the user cannot see the item."""
+        if row["id"] == ROOT or row["owner_id"] == user_id:
+            return "owner" if row["owner_id"] == user_id else None
+        current: Any = row
+        while current is not None:
+            grant = self.store.one("SELECT role FROM collaborations WHERE item_id=? AND user_id=? AND status='accepted'",
+                                   current["id"], user_id)
+            if grant is not None:
+                return str(grant["role"])
+            if current["parent_id"] in (ROOT, ""):
+                return None
+            current = self.store.one("SELECT * FROM items WHERE id=?", current["parent_id"])
+        return None
+
+    def audience(self, row: Any) -> list[str]:
+        """Every user who sees the item: its owner, then the collaborators on it or a folder above it."""
+        ids = [row["id"]] + [r["id"] for r in self._owner_chain(row)]
+        marks = ",".join("?" * len(ids))
+        users = self.store.all(f"SELECT DISTINCT user_id FROM collaborations WHERE status='accepted' AND item_id IN ({marks}) "
+                               "ORDER BY user_id", *ids)
+        return [row["owner_id"], *(u["user_id"] for u in users if u["user_id"] != row["owner_id"])]
+
+    @staticmethod
+    def viewer() -> str | None:
+        """The user the current request acts as (whose view items are rendered in)."""
+        return _VIEWER.get()
+
+    @staticmethod
+    @contextmanager
+    def viewing(user_id: str) -> Iterator[None]:
+        """Render items as ``user_id`` sees them within the block (an event told to each of its users)."""
+        token = _VIEWER.set(user_id)
+        try:
+            yield
+        finally:
+            _VIEWER.reset(token)
 
     def within(self, resource: str, row: Any) -> bool:
         """Whether an item is the resource (a file or folder API URL) or below it."""
@@ -195,8 +272,8 @@ class BoxState:
             "trashed_at": None, "trash_root": 0, "_user": user,
         }
 
-    def ancestors(self, row: Any) -> list[Any]:
-        """Parent folders from the root down (Box's path_collection)."""
+    def _owner_chain(self, row: Any) -> list[Any]:
+        """The folders above an item in its owner's tree, nearest first (the root not included)."""
         chain: list[Any] = []
         parent = row["parent_id"]
         while parent and parent != ROOT:
@@ -205,22 +282,49 @@ class BoxState:
                 break
             chain.append(r)
             parent = r["parent_id"]
-        if row["id"] != ROOT:
-            chain.append(self.root_row(row["owner_id"]))
-        chain.reverse()
         return chain
 
+    def ancestors(self, row: Any, viewer: str | None = None) -> list[Any]:
+        """Parent folders from the root down as ``viewer`` (default: the acting user) sees them: Box's
+        path_collection. A collaborator's path starts at their own "All Files" and goes on from the
+        highest folder shared with them; [] when the viewer cannot place the item (no longer shared)."""
+        if row["id"] == ROOT:
+            return []
+        chain = self._owner_chain(row)
+        chain.reverse()
+        viewer = viewer or self.viewer()
+        if viewer is None or viewer == row["owner_id"]:
+            return [self.root_row(row["owner_id"]), *chain]
+        ids = [r["id"] for r in chain] + [row["id"]]
+        marks = ",".join("?" * len(ids))
+        shared = {c["item_id"] for c in self.store.all(
+            f"SELECT item_id FROM collaborations WHERE user_id=? AND status='accepted' AND item_id IN ({marks})",
+            viewer, *ids)}
+        for i, item_id in enumerate(ids):
+            if item_id in shared:
+                return [self.root_row(viewer), *chain[i:]]
+        return []
+
     def children(self, owner: str, folder_id: str) -> list[Any]:
-        return self.store.all(
-            "SELECT * FROM items WHERE owner_id=? AND parent_id=? AND trashed_at IS NULL", owner, folder_id
-        )
+        """A folder's items; in a user's root (``owner``'s), also the highest items shared with them."""
+        if folder_id != ROOT:
+            return self.store.all("SELECT * FROM items WHERE parent_id=? AND trashed_at IS NULL", folder_id)
+        own = self.store.all("SELECT * FROM items WHERE owner_id=? AND parent_id=? AND trashed_at IS NULL", owner, ROOT)
+        shared = self.store.all(
+            "SELECT i.* FROM items i JOIN collaborations c ON c.item_id = i.id WHERE c.user_id=? AND c.status='accepted' "
+            "AND i.owner_id != ? AND i.trashed_at IS NULL", owner, owner)
+        return own + [r for r in shared if len(self.ancestors(r, owner)) == 1]
 
     def conflict(self, owner: str, folder_id: str, name: str, exclude: str | None = None) -> Any:
-        row = self.store.one(
+        """The item already named ``name`` in the folder (in ``owner``'s root when the folder is the
+        root); a folder shared by two users is one folder, so names clash across them."""
+        if folder_id != ROOT:
+            return self.store.one("SELECT * FROM items WHERE parent_id=? AND name_key=? AND trashed_at IS NULL AND id != ?",
+                                  folder_id, name_key(name), exclude or "")
+        return self.store.one(
             "SELECT * FROM items WHERE owner_id=? AND parent_id=? AND name_key=? AND trashed_at IS NULL AND id != ?",
             owner, folder_id, name_key(name), exclude or "",
         )
-        return row
 
     @staticmethod
     def link_expired(link: Any) -> bool:

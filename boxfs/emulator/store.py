@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS items (
     sequence_id INTEGER NOT NULL DEFAULT 0, version_id TEXT, trashed_at TEXT, trash_root INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS items_parent ON items (owner_id, parent_id, trashed_at);
 CREATE INDEX IF NOT EXISTS items_name ON items (owner_id, parent_id, name_key);
+CREATE INDEX IF NOT EXISTS items_in_folder ON items (parent_id, name_key);
 CREATE TABLE IF NOT EXISTS versions (
     id TEXT PRIMARY KEY, file_id TEXT NOT NULL, sha1 TEXT NOT NULL, size INTEGER NOT NULL,
     name TEXT NOT NULL, created_at TEXT NOT NULL, modified_at TEXT NOT NULL, uploader_id TEXT NOT NULL,
@@ -60,6 +61,12 @@ CREATE TABLE IF NOT EXISTS upload_sessions (
 CREATE TABLE IF NOT EXISTS shared_links (
     item_id TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE, access TEXT NOT NULL, unshared_at TEXT,
     can_download INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, download_count INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS collaborations (
+    id TEXT PRIMARY KEY, item_id TEXT NOT NULL, item_type TEXT NOT NULL, user_id TEXT NOT NULL,
+    role TEXT NOT NULL, status TEXT NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL,
+    modified_at TEXT NOT NULL, acknowledged_at TEXT);
+CREATE INDEX IF NOT EXISTS collaborations_item ON collaborations (item_id, user_id);
+CREATE INDEX IF NOT EXISTS collaborations_user ON collaborations (user_id, status);
 CREATE TABLE IF NOT EXISTS upload_parts (
     session_id TEXT NOT NULL, part_id TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL,
     sha1 TEXT NOT NULL, sha512 TEXT NOT NULL, PRIMARY KEY (session_id, offset));

@@ -1,7 +1,7 @@
 """Periodic removal of old upload spool state, for long-running frontends (a mount, a server).
 
 Large uploads leave resumable state and spool files under the acting user's spool folder
-(:mod:`boxfs.spool`); a process that runs for weeks would otherwise only clean them when it starts.
+(:mod:`boxfs.upload.spoolfolder`); a process that runs for weeks would otherwise only clean them when it starts.
 ``BoxFileSystem.clean_spool(older_than=...)`` never touches files an upload still holds, so running it
 from a background thread is safe.
 """

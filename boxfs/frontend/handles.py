@@ -43,7 +43,7 @@ from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import PendingLimitError, oserror
 from boxfs.frontend.ranges import RangeSet
 from boxfs.names import name_key
-from boxfs.spool import SpoolFolder, create_spool_file
+from boxfs.upload.spoolfolder import SpoolFolder, create_spool_file
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Spool:
         self.file: Any
         if files.spool_dir is None and isinstance(files.fs, BoxFileSystem):
             # in the acting user's private spool folder, locked while open: what a killed process
-            # leaves there is removed by clean_spool and the periodic cleaners (boxfs.spool)
+            # leaves there is removed by clean_spool and the periodic cleaners (boxfs.upload.cleaning)
             self._folder, self._entry, self.file = create_spool_file(files.fs)
             self.name = self._folder.show(self._entry)
         else:  # a folder the caller chose (or another filesystem's): the caller's to clean
@@ -88,6 +88,7 @@ class Spool:
         self.uploads = 0  # successful uploads
         self.failures = 0  # failed uploads
         self.mtime: float | None = None  # modification time to send with the upload
+        self.create_only = False  # the first upload must create the file, never replace one (EEXIST)
         self.changed_at = time.time()
         self.complete = 0  # bytes [0, complete) are all written (or loaded)
         self.pending = RangeSet()  # bytes written past ``complete``, with a hole before them
@@ -218,6 +219,8 @@ class Spool:
             kwargs: dict[str, Any] = {}
             if self.mtime is not None:
                 kwargs["modified"] = datetime.fromtimestamp(self.mtime, tz=timezone.utc)
+            if self.create_only and not self.uploads:
+                kwargs["mode"] = "create"  # a name taken since the open is refused, never replaced
             started = time.monotonic()
             try:
                 self.load()  # when only the time changed, the current content is sent again
@@ -374,7 +377,7 @@ class OpenFiles:
     """The spools of the paths open for writing on one filesystem (paths are filesystem paths).
 
     ``spool_dir``: where spool files live (default: the acting user's private spool folder on a
-    BoxFileSystem, see :mod:`boxfs.spool`; the temp dir for other filesystems). ``max_pending``: cap on bytes held
+    BoxFileSystem, see :mod:`boxfs.upload.spoolfolder`; the temp dir for other filesystems). ``max_pending``: cap on bytes held
     past a hole per file (None: no cap, the spool is on disk). ``holes_allowed``: whether a file with a
     never-written range may be uploaded (zeros) or fails. ``on_upload(path)``: called after every upload
     attempt (the mount forgets its quota there). ``case_insensitive`` (default: on a BoxFileSystem): two
@@ -406,15 +409,21 @@ class OpenFiles:
         return name_key(path) if self.case_insensitive else path
 
     # -------------------------------------------------------------- opening
-    def open(self, path: str, *, truncate: bool = False, append: bool = False) -> WriteHandle:
+    def open(self, path: str, *, truncate: bool = False, append: bool = False,
+             create_only: bool = False) -> WriteHandle:
         """A write handle on ``path`` (its spool shared with the other handles open on it).
 
         ``truncate`` empties the file (nothing fetched); otherwise the existing content is fetched when
         first needed. Opening alone changes nothing; a new file is created by the first flush after a
-        write or truncate (``touch``: open with ``truncate`` and close).
+        write or truncate (``touch``: open with ``truncate`` and close). ``create_only``: that first upload
+        is the filesystem's create-only put (``mode="create"``), so a file another client created under
+        the name meanwhile is refused (FileExistsError) and left as it is; later uploads are new
+        versions of the file it created.
         """
         spool = self.attach(path)
         try:
+            if create_only:
+                spool.create_only = True
             if truncate:
                 spool.reset()
         except BaseException:

@@ -29,14 +29,11 @@ from fsspec.implementations.local import LocalFileSystem
 from boxfs.core import BoxFileSystem
 from boxfs.frontend.errors import oserror
 from boxfs.frontend.stat import info_is_dir, info_to_stat
-from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name, name_key
+from boxfs.names import MAX_NAME_LENGTH, BoxNameError, check_name, has_magic, name_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GLOB_CHARS", "Namespace", "basename"]
-
-#: Characters fsspec expands as glob patterns.
-GLOB_CHARS = frozenset("*?[")
+__all__ = ["Namespace", "basename"]
 
 
 def basename(path: str) -> str:
@@ -132,6 +129,64 @@ class Namespace:
             raise oserror(errno.ENOTDIR, path)
         self.fs.rmdir(path)
 
+    def remove_tree(self, path: str) -> None:
+        """Delete exactly the folder ``path`` with everything in it (WebDAV DELETE; ENOTDIR for a file).
+
+        fsspec's recursive ``rm`` expands ``*?[`` as a pattern (BoxFileSystem's only once no item has
+        the name: a folder called ``[a]*`` deleted meanwhile took its siblings ``a1``, ``ab`` with it), so
+        only a path without them goes to ``rm`` (Box: one request); one with them is walked with the
+        literal primitives (``ls``, ``rm_file``, ``rmdir``: a request per item).
+        """
+        if not path.strip("/"):
+            raise oserror(errno.EPERM, path, "the root folder is not deleted")
+        if not info_is_dir(self.info(path)):
+            raise oserror(errno.ENOTDIR, path)
+        if not has_magic(path):
+            self.fs.rm(path, recursive=True)
+            return
+        for child in self.fs.ls(path, detail=True):
+            if info_is_dir(child):
+                self.remove_tree(str(child["name"]))
+            else:
+                self.fs.rm_file(str(child["name"]))
+        self.fs.rmdir(path)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy of exactly ``src`` to exactly ``dst`` (WebDAV COPY).
+
+        A file goes onto a free name or over a file (the filesystem's ``cp_file``; BoxFileSystem puts
+        the copy beside the old file before that one goes), EISDIR onto a folder. A folder is copied
+        with everything in it to a free name only (EEXIST otherwise): fsspec's recursive ``copy`` when
+        neither path holds ``*?[`` (Box: one request), else walked with ``ls``, ``mkdir`` and ``cp_file``
+        (``copy`` would take the name for a pattern, as ``rm`` does).
+        """
+        sinfo = self.info(src)
+        self.check_new_name(dst)
+        is_dir = info_is_dir(sinfo)
+        if is_dir and self._below(dst, src):
+            raise oserror(errno.EINVAL, dst, "a folder cannot be copied into itself or one of its subfolders")
+        self.check_parent(dst)
+        dinfo = self.try_info(dst)
+        if dinfo is not None and (is_dir or info_is_dir(dinfo)):
+            raise oserror(errno.EEXIST if is_dir else errno.EISDIR, dst)
+        if not is_dir:
+            if dinfo is None or not self.same_item(sinfo, dinfo):
+                self.fs.cp_file(src, dst)
+        elif has_magic(src + dst):
+            self._copy_tree(src, dst)
+        else:
+            self.fs.copy(src, dst, recursive=True)
+
+    def _copy_tree(self, src: str, dst: str) -> None:
+        """Copy the folder ``src`` to the free name ``dst`` item by item, with literal primitives only."""
+        self.fs.mkdir(dst, create_parents=False)
+        for child in self.fs.ls(src, detail=True):
+            target = posixpath.join(dst, basename(str(child["name"])))
+            if info_is_dir(child):
+                self._copy_tree(str(child["name"]), target)
+            else:
+                self.fs.cp_file(str(child["name"]), target)
+
     def same_item(self, a: dict[str, Any], b: dict[str, Any]) -> bool:
         """Whether two info dicts describe one item (its id on Box, its path elsewhere)."""
         if a.get("id") is not None and b.get("id") is not None:
@@ -180,7 +235,7 @@ class Namespace:
         literal = getattr(self.fs, "mv_literal", None)
         if callable(literal):
             literal(src, dst)
-        elif isinstance(self.fs, LocalFileSystem) or not GLOB_CHARS.intersection(src):
+        elif isinstance(self.fs, LocalFileSystem) or not has_magic(src):
             self.fs.mv(src, dst, recursive=is_dir)  # LocalFileSystem.mv is literal (shutil.move)
         elif not is_dir:
             self.fs.cp_file(src, dst)  # fsspec's literal primitives, for filesystems without a move

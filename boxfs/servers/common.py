@@ -7,16 +7,18 @@ layer (:mod:`boxfs.frontend`: literal paths, errno by type, stat), so they run u
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from boxfs.frontend.cleaning import SpoolCleaner
+from boxfs.frontend.errors import PendingLimitError, reason_of
 from boxfs.frontend.handles import OpenFiles, WriteHandle
 from boxfs.servers.safety import warn_if_loose
 from boxfs.servers.users import UserFilesystems
@@ -136,12 +138,49 @@ def spool_cleaner(filesystems: UserFilesystems, interval: float, max_age: float 
     return SpoolCleaner(AllUsersSpool(filesystems), interval, max_age) if interval > 0 else None
 
 
+@contextlib.contextmanager
+def cleaning(cleaner: SpoolCleaner | None) -> Iterator[None]:
+    """Run a server's spool cleaner (None: there is none) for as long as the server serves."""
+    if cleaner is not None:
+        cleaner.start()
+    try:
+        yield
+    finally:
+        if cleaner is not None:
+            cleaner.stop()
+
+
+_Handle = TypeVar("_Handle", bound="ServerHandle")
+
+
+class ServerHandle:
+    """A server running in a background thread (tests, embedding): :meth:`stop` it, or use the handle as
+    a context manager. Each server's handle says how it stops; the rest is this one piece."""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Handle) -> _Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 # os.SEEK_DATA/SEEK_HOLE are Linux/BSD-only names; the values are the same everywhere they exist.
 SEEK_DATA = getattr(os, "SEEK_DATA", 3)
 SEEK_HOLE = getattr(os, "SEEK_HOLE", 4)
 
 class SessionLimitError(OSError):
     """A session went past one of its :class:`SessionLimits`; the message says which and how to raise it."""
+
+
+def client_reason(exc: BaseException, code: int) -> str:
+    """The reason a client is told for ``exc`` (errno ``code``): a session limit's own message, which
+    says which limit and what to do, else the errno's short generic text (never a path or a Box id)."""
+    if isinstance(exc, (SessionLimitError, PendingLimitError)):
+        return str(exc.strerror)
+    return reason_of(code)
 
 
 @dataclass(frozen=True)
@@ -203,16 +242,20 @@ class UploadFile:
 
     The bytes go to a private spool file (any order, within the session's limits) and reach Box in
     one upload at :meth:`close`, which raises when that fails (nothing is then stored);
-    :meth:`discard` abandons the upload (an aborted transfer, a client gone).
+    :meth:`discard` abandons the upload (an aborted transfer, a client gone). ``create_only`` (a login
+    without ``overwrite``, an SFTP ``O_EXCL`` open): the upload creates the file or fails with
+    FileExistsError, leaving a file another client created under the name meanwhile untouched; the
+    check at open alone would let the upload land as a new version of that file.
     """
 
-    def __init__(self, files: OpenFiles, path: str, name: str, resources: SessionResources):
+    def __init__(self, files: OpenFiles, path: str, name: str, resources: SessionResources, *,
+                 create_only: bool = False):
         self.name = name  # the client-visible path: what the protocol libraries log
         self.path = path
         self._resources = resources
         resources.open_file()
         try:
-            self._handle: WriteHandle = files.open(path, truncate=True)
+            self._handle: WriteHandle = files.open(path, truncate=True, create_only=create_only)
         except BaseException:
             resources.close_file()
             raise

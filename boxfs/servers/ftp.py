@@ -30,20 +30,24 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
-from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend import Namespace, errno_of, log_failure
 from boxfs.frontend.stat import info_is_dir, info_mtime, info_to_stat
 from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
+    ServerHandle,
+    SessionLimits,
     SessionResources,
     UploadFile,
     box_filesystem_factory,
+    cleaning,
+    client_reason,
     enable_server_logging,
     server_filesystems,
     set_mtime,
     spool_cleaner,
 )
-from boxfs.servers.permissions import ActionDenied, require
+from boxfs.servers.permissions import ActionDenied, allows, require
 from boxfs.servers.safety import warn_ftp_setup
 from boxfs.servers.throttle import LoginLocked, LoginThrottle, ThrottlePolicy
 from boxfs.servers.users import (
@@ -162,13 +166,14 @@ _FTP_REPLY: dict[int, int] = {
     errno.EIO: 451,  # local error in processing: worth retrying
     errno.ETIMEDOUT: 451,
     errno.ENOMEM: 451,
+    errno.EMFILE: 451,  # a session limit (too many files open at once): later, or after closing some
 }
 
 
 def ftp_reply(exc: BaseException) -> tuple[int, str]:
     """``(reply code, short safe reason)`` for a filesystem exception."""
     code = errno_of(exc)
-    return _FTP_REPLY.get(code, 550), reason_of(code)
+    return _FTP_REPLY.get(code, 550), client_reason(exc, code)
 
 
 class BoxFilesystemError(FilesystemError):
@@ -198,7 +203,7 @@ class BoxFTPFS(AbstractedFS):
         self.home = user.home
         self.fs = cmd_channel.filesystems.for_user(user)
         self.ns = Namespace(self.fs)  # literal names: never a pattern
-        self.resources = SessionResources()
+        self.resources = SessionResources(cmd_channel.session_limits)  # the server's, as SFTP's
         self.audit: AuditLog = getattr(cmd_channel, "audit", None) or AuditLog(None)
         self.actor = Actor("ftp", user.login, user.box_user, f"{cmd_channel.remote_ip}:{cmd_channel.remote_port}")
         self.files = self.resources.open_files_for(self.fs)  # upload spools (the layer's)
@@ -271,7 +276,10 @@ class BoxFTPFS(AbstractedFS):
                 self._require("upload" if existing is None else "overwrite", filename)
                 if existing is None:
                     self.ns.check_parent(self._backend(filename))
-                return UploadFile(self.files, self._backend(filename), filename, self.resources)
+                # without ``overwrite`` the upload creates or fails: a file another client creates
+                # under the name while this one is open is refused at close, never replaced
+                return UploadFile(self.files, self._backend(filename), filename, self.resources,
+                                  create_only=not allows(self.user, "overwrite"))
         except FilesystemError:
             raise
         except Exception as exc:
@@ -448,7 +456,9 @@ class _UploadResultMixin:
             except Exception as exc:  # noqa: BLE001 - any failure means the file is not stored
                 log_failure(logger, "ftp upload", file_obj.name, exc)
                 reply, reason = ftp_reply(exc)
-                self._resp = (f"{reply if reply != 550 else 451} Upload failed: {reason}.", logger.warning)
+                if reply == 550 and errno_of(exc) != errno.EEXIST:
+                    reply = 451  # worth retrying; a name taken meanwhile (create-only upload) is not
+                self._resp = (f"{reply} Upload failed: {reason}.", logger.warning)
                 self.transfer_finished = False
         super().close()  # type: ignore[misc]
 
@@ -505,7 +515,29 @@ class BoxFTPHandler(FTPHandler):
     use_sendfile = False
     banner = "boxfs FTP server ready."
     filesystems: UserFilesystems  # set on the per-server subclass
+    session_limits: SessionLimits | None = None  # each connection's (None: the defaults)
     boxfs_user: User | None = None
+
+    def _drop_queued_upload(self) -> None:
+        """Abandon an upload whose STOR is waiting for its data connection: nothing is stored.
+
+        pyftpdlib closes such a file when the client goes away (for an upload: store it, empty) and
+        forgets it when another STOR comes; either way no byte of it was sent.
+        """
+        queued = getattr(self, "_in_dtp_queue", None)
+        if queued is not None and isinstance(queued[0], UploadFile):
+            logger.info("ftp %s upload of %s abandoned before its data connection: nothing stored",
+                        self.username, queued[0].name)
+            queued[0].discard()
+            self._in_dtp_queue = None
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> Any:
+        self._drop_queued_upload()
+        return super().ftp_STOR(file, mode)
+
+    def close(self) -> None:
+        self._drop_queued_upload()
+        super().close()
 
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
         super().handle_auth_success(home, password, msg_login)
@@ -622,6 +654,7 @@ def make_ftp_server(
     spool_clean_interval: float = 3600.0,
     spool_max_age: float | None = None,
     audit_log: AuditLog | None = None,
+    session_limits: SessionLimits | None = None,
 ) -> ThreadedFTPServer:
     """Build (without starting) a threaded FTP server over the given per-Box-user filesystems.
 
@@ -630,6 +663,7 @@ def make_ftp_server(
     logins and transfers over plain connections. ``login_throttle`` overrides the users file's
     ``[login_throttle]`` table; ``auth_failed_delay`` is a minimum wait before any failed login.
     Plain FTP on a non-loopback address, or a certificate without ``tls_required``, is warned about.
+    ``session_limits`` caps what each connection holds (open files, bytes ahead of a gap), as for SFTP.
     ``server.boxfs_cleaner`` (started by :func:`start_ftp_server` and :func:`run_ftp`) removes, every
     ``spool_clean_interval`` seconds, spool files older than ``spool_max_age`` no upload uses.
     """
@@ -645,6 +679,7 @@ def make_ftp_server(
         "passive_ports": list(passive_ports) if passive_ports else None,
         "masquerade_address": masquerade_address,
         "audit": audit_log or AuditLog(None),
+        "session_limits": session_limits,
     }
     if certfile:
         base, _dtp = _tls_handler_classes()
@@ -660,8 +695,8 @@ def make_ftp_server(
 
 
 @dataclass
-class FTPServerHandle:
-    """A server running in a background thread (tests, embedding)."""
+class FTPServerHandle(ServerHandle):
+    """An FTP server running in a background thread (tests, embedding)."""
 
     server: ThreadedFTPServer
     thread: threading.Thread
@@ -673,12 +708,6 @@ class FTPServerHandle:
         """Stop accepting, close every session and wait for the thread."""
         self._stop.set()
         self.thread.join(timeout)
-
-    def __enter__(self) -> FTPServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_ftp_server(
@@ -703,18 +732,15 @@ def start_ftp_server(
     stop = threading.Event()
 
     def loop() -> None:
-        try:
-            while not stop.is_set():
-                server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
-                time.sleep(0.005)
-        finally:
-            if server.boxfs_cleaner is not None:
-                server.boxfs_cleaner.stop()
-            server.close_all()
+        with cleaning(server.boxfs_cleaner):
+            try:
+                while not stop.is_set():
+                    server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+                    time.sleep(0.005)
+            finally:
+                server.close_all()
 
     thread = threading.Thread(target=loop, name=f"boxfs-ftp-{bound_port}", daemon=True)
-    if server.boxfs_cleaner is not None:
-        server.boxfs_cleaner.start()
     thread.start()
     logger.info("FTP server listening on %s:%d", bound_host, bound_port)
     return FTPServerHandle(server, thread, bound_host, bound_port, stop)
@@ -744,11 +770,8 @@ def run_ftp(
     reload_on_sighup(users_file, lambda: authorizer.users, use, options.get("allow_loose_users_file", False))
     tls = "S" if options.get("certfile") else ""
     logger.info("FTP%s server for Box listening on %s:%d", tls, *server.address[:2])
-    if server.boxfs_cleaner is not None:
-        server.boxfs_cleaner.start()
-    try:
-        server.serve_forever(timeout=1.0, blocking=True, handle_exit=True)
-    finally:
-        if server.boxfs_cleaner is not None:
-            server.boxfs_cleaner.stop()
-        server.close_all()
+    with cleaning(server.boxfs_cleaner):
+        try:
+            server.serve_forever(timeout=1.0, blocking=True, handle_exit=True)
+        finally:
+            server.close_all()

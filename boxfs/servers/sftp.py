@@ -50,11 +50,13 @@ from boxfs.frontend.stat import info_is_dir, info_to_stat
 from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
+    ServerHandle,
     SessionLimitError,
     SessionLimits,
     SessionResources,
     UploadFile,
     box_filesystem_factory,
+    client_reason,
     enable_server_logging,
     server_filesystems,
     set_mtime,
@@ -136,8 +138,10 @@ class BoxSSHServer(asyncssh.SSHServer):
         self._login = ""
         self._method = ""
         self._session_of: str | None = None  # the login whose session slot this connection holds
+        self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self._address = str(peer[0]) if peer else "?"
@@ -147,9 +151,22 @@ class BoxSSHServer(asyncssh.SSHServer):
         return True  # authentication is always required
 
     def auth_completed(self) -> None:
+        """The login is proven: only now does it take one of its ``max_sessions`` slots.
+
+        A public-key query (``validate_public_key`` without a signature) proves nothing: an attacker
+        holding only a user's public key would otherwise fill that user's sessions. The validators
+        refuse a login whose slots are full (the usual answer, "authentication failed"); two proven
+        logins racing for the last slot are settled here, the loser disconnected before any channel.
+        """
         user = self._state.users.get(self._login)
         if user is None:  # pragma: no cover - asyncssh only completes after a validate_* success
             return
+        if self._session_of is None:
+            if not self._state.sessions.acquire(user):
+                if self._conn is not None:
+                    self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "Too many sessions for this login")
+                return
+            self._session_of = user.login
         logger.info(
             "sftp login %s from %s (Box user %s, home %s%s, %s)",
             user.login,
@@ -202,13 +219,13 @@ class BoxSSHServer(asyncssh.SSHServer):
                 exc,
             )
             return False
-        if self._session_of is None:  # a key login is validated twice: count it once
-            if not self._state.sessions.acquire(user):
-                return False
-            self._session_of = user.login
+        if not self._state.sessions.has_room(user):  # counted in auth_completed, once proven
+            logger.warning("sftp login refused for %r from %s: too many sessions", user.login, self._peer)
+            return False
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._conn = None
         login, self._session_of = self._session_of, None
         if login is not None:
             self._state.sessions.release(login)
@@ -264,7 +281,7 @@ def sftp_error(exc: BaseException, virtual: str) -> SFTPError:
         return exc
     code = log_failure(logger, "sftp", virtual, exc)
     if isinstance(exc, (SessionLimitError, PendingLimitError)):
-        return SFTPFailure(exc.strerror)  # says which limit, and what to do
+        return SFTPFailure(client_reason(exc, code))  # says which limit, and what to do
     return _SFTP_STATUS.get(code, SFTPFailure)(f"{reason_of(code)}: {virtual}")
 
 
@@ -446,7 +463,11 @@ class BoxSFTPServer(asyncssh.SFTPServer):
                 self._require("overwrite", virtual)
             if self._files is None:
                 self._files = self._resources.open_files_for(fs)
-            upload = await self._call(virtual, UploadFile, self._files, backend, virtual, self._resources)
+            # O_EXCL, or a login without ``overwrite``: the upload creates or fails at close (a name
+            # another client takes while this one is open is refused, never replaced)
+            create_only = bool(pflags & FXF_EXCL) or not allows(self.user, "overwrite")
+            upload = await self._call(virtual, UploadFile, self._files, backend, virtual, self._resources,
+                                      create_only=create_only)
             logger.info("sftp %s upload started %s", self.user.login, virtual)
             return upload
         self._require("download", virtual)
@@ -606,9 +627,11 @@ class BoxSFTPServer(asyncssh.SFTPServer):
             raise SFTPPermissionDenied("cannot rename the home folder")
         ns = await self._namespace()
         refuse_bad_name(ns, self._backend(dst))
-        if overwrite and not allows(self.user, "overwrite") and await self._call(dst, ns.exists, self._backend(dst)):
+        may_replace = overwrite and allows(self.user, "overwrite")
+        if overwrite and not may_replace and await self._call(dst, ns.exists, self._backend(dst)):
             self._require("overwrite", dst)
-        await self._call(f"{src} -> {dst}", ns.rename, self._backend(src), self._backend(dst), overwrite=overwrite)
+        # without ``overwrite`` a target another client creates meanwhile is EEXIST, never replaced
+        await self._call(f"{src} -> {dst}", ns.rename, self._backend(src), self._backend(dst), overwrite=may_replace)
         logger.info("sftp %s renamed %s to %s", self.user.login, src, dst)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
@@ -730,7 +753,7 @@ def _shutdown_state(acceptor: asyncssh.SSHAcceptor) -> None:
 
 
 @dataclass
-class SFTPServerHandle:
+class SFTPServerHandle(ServerHandle):
     """An SFTP server running on its own event loop in a background thread (tests, embedding)."""
 
     acceptor: asyncssh.SSHAcceptor
@@ -758,12 +781,6 @@ class SFTPServerHandle:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
             _shutdown_state(self.acceptor)
-
-    def __enter__(self) -> SFTPServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_sftp_server(

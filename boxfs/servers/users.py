@@ -361,6 +361,11 @@ class LoginSessions:
             self._open[user.login] = count + 1
             return True
 
+    def has_room(self, user: User) -> bool:
+        """Whether ``user`` could open one more session now (nothing counted: a check before proof)."""
+        with self._lock:
+            return not user.max_sessions or self._open.get(user.login, 0) < user.max_sessions
+
     def release(self, login: str) -> None:
         with self._lock:
             count = self._open.get(login, 0) - 1

@@ -56,14 +56,18 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from wsgidav.dc.base_dc import BaseDomainController
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from boxfs.frontend import Namespace, errno_of, log_failure, reason_of
+from boxfs.frontend import Namespace, errno_of, log_failure
 from boxfs.frontend.stat import info_is_dir, info_mtime
 from boxfs.servers.audit import Actor, AuditLog
 from boxfs.servers.common import (
     DownloadFile,
+    ServerHandle,
+    SessionLimits,
     SessionResources,
     UploadFile,
     box_filesystem_factory,
+    cleaning,
+    client_reason,
     enable_server_logging,
     server_filesystems,
     spool_cleaner,
@@ -122,7 +126,7 @@ def dav_error(exc: BaseException, virtual: str) -> DAVError:
     _request_failure.exc = exc
     log_failure(logger, "webdav", virtual, exc)
     code = errno_of(exc)
-    return DAVError(HTTP_STATUS.get(code, HTTP_BAD_GATEWAY), f"{reason_of(code)}: {virtual}")
+    return DAVError(HTTP_STATUS.get(code, HTTP_BAD_GATEWAY), f"{client_reason(exc, code)}: {virtual}")
 
 
 @contextmanager
@@ -170,8 +174,10 @@ class _AuthCache:
 class ServerState:
     """What every request of one WebDAV server shares: users, filesystems, throttle, sessions."""
 
-    def __init__(self, users: UsersDB, filesystems: UserFilesystems, login_throttle: ThrottlePolicy | None = None):
+    def __init__(self, users: UsersDB, filesystems: UserFilesystems, login_throttle: ThrottlePolicy | None = None,
+                 session_limits: SessionLimits | None = None):
         self.users = users
+        self.session_limits = session_limits
         self.filesystems = filesystems
         self.throttle = LoginThrottle(login_throttle or users.throttle)
         self.auth_cache = _AuthCache()
@@ -189,11 +195,12 @@ class ServerState:
         self.auth_cache.clear()
 
     def resources(self, login: str) -> SessionResources:
-        """One login's open-file count (HTTP has no sessions: all its requests count together)."""
+        """One login's open files, against the server's :class:`SessionLimits` (HTTP has no sessions:
+        all the login's requests count together)."""
         with self._lock:
             res = self._resources.get(login)
             if res is None:
-                res = self._resources[login] = SessionResources()
+                res = self._resources[login] = SessionResources(self.session_limits)
             return res
 
 
@@ -345,11 +352,15 @@ class BoxFile(DAVNonCollection):
         """
         self.session.require("upload" if self.info is None else "overwrite", self.path)
         backend = self.session.backend(self.path)
+        # a new file, for a login without ``overwrite`` or a client that asked ``If-None-Match: *``:
+        # the upload creates or fails (412), never replacing a file another client created meanwhile
+        create_only = self.info is None and (
+            not allows(self.session.user, "overwrite") or self.environ.get("HTTP_IF_NONE_MATCH") == "*")
         with dav_errors(self.path):
             self.session.ns.check_new_name(backend)
             files = self.session.resources.open_files_for(self.session.fs)
             self._upload = _CheckedUpload(files, backend, self.path, self.session.resources,
-                                          expected=_declared_length(self.environ))
+                                          expected=_declared_length(self.environ), create_only=create_only)
         return self._upload
 
     def end_write(self, *, with_errors: bool) -> None:
@@ -386,7 +397,7 @@ class BoxFile(DAVNonCollection):
         with dav_errors(dest_path):
             session.ns.check_new_name(dest)
             session.require("overwrite" if session.ns.exists(dest) else "upload", dest_path)
-            session.fs.cp_file(session.backend(self.path), dest)
+            session.ns.copy(session.backend(self.path), dest)
 
 
 def _declared_length(environ: dict[str, Any]) -> int | None:
@@ -478,7 +489,9 @@ class BoxFolder(DAVCollection):
             session.ns.check_new_name(backend)
             if self.environ.get("REQUEST_METHOD") != "LOCK":
                 return BoxFile(path, self.environ, session, None)
-            _CheckedUpload(session.resources.open_files_for(session.fs), backend, path, session.resources).close()
+            # the empty file is created, never written over one another client made meanwhile
+            _CheckedUpload(session.resources.open_files_for(session.fs), backend, path, session.resources,
+                           create_only=True).close()
             return BoxFile(path, self.environ, session, session.ns.info(backend))
 
     def create_collection(self, name: str) -> None:
@@ -497,12 +510,39 @@ class BoxFolder(DAVCollection):
         if self.path.strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "the home folder cannot be deleted")
         with dav_errors(self.path):
-            session.fs.rm(session.backend(self.path), recursive=True)
+            session.ns.remove_tree(session.backend(self.path))  # literal: the name is never a pattern
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
 
     def handle_move(self, dest_path: str) -> bool:
         return _move(self, dest_path)
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY of a folder to a free name, done here through the layer's literal copy (Box: one
+        request for the whole tree); onto an existing folder wsgidav merges member by member
+        (RFC 4918 9.8.4), through :meth:`copy_move_single` and the members' literal operations; onto a
+        file 409 (wsgidav would delete the file first, and a copy failing then would lose it)."""
+        session = self.session
+        dest = virtual_norm(dest_path)
+        if dest is None:
+            raise DAVError(HTTP_FORBIDDEN, "outside the home folder")
+        session.require("mkdir", dest)
+        if depth_infinity:
+            session.require("upload", dest)  # the folder's files are new files at the destination
+        with dav_errors(dest):
+            backend = session.backend(dest)
+            session.ns.check_new_name(backend)
+            existing = session.ns.try_info(backend)
+            if existing is not None and not info_is_dir(existing):
+                # wsgidav would delete the file before copying: refused, as MOVE refuses it (ENOTDIR)
+                raise DAVError(HTTP_CONFLICT, "a folder cannot be copied over a file: delete the file first")
+            if existing is not None:
+                return False
+            if depth_infinity:
+                session.ns.copy(session.backend(self.path), backend)
+            else:
+                session.ns.mkdir(backend)  # Depth: 0 copies the collection, not its members
+        return True
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         """COPY of a folder, one level: wsgidav then copies the members one by one."""
@@ -522,9 +562,10 @@ def _move(res: BoxFile | BoxFolder, dest_path: str) -> bool:
     if dest is None:
         raise DAVError(HTTP_FORBIDDEN, "outside the home folder")
     with dav_errors(dest_path):
-        if not allows(session.user, "overwrite") and session.ns.exists(session.backend(dest)):
+        may_replace = allows(session.user, "overwrite")
+        if not may_replace and session.ns.exists(session.backend(dest)):
             session.require("overwrite", dest)
-        session.ns.rename(session.backend(res.path), session.backend(dest))
+        session.ns.rename(session.backend(res.path), session.backend(dest), overwrite=may_replace)
     return True
 
 
@@ -654,12 +695,15 @@ def make_webdav_app(
     login_throttle: ThrottlePolicy | None = None,
     allow_loose_users_file: bool = False,
     audit_log: AuditLog | None = None,
+    session_limits: SessionLimits | None = None,
 ) -> Any:
-    """The WSGI application: wsgidav over the users' Box trees (serve it with any WSGI server)."""
+    """The WSGI application: wsgidav over the users' Box trees (serve it with any WSGI server).
+
+    ``session_limits`` caps what each login holds at once over all its requests (open files)."""
     users_db = load_users(users, allow_loose_users_file)
     if not isinstance(filesystems, UserFilesystems):
         filesystems = UserFilesystems(filesystems)
-    state = ServerState(users_db, filesystems, login_throttle)
+    state = ServerState(users_db, filesystems, login_throttle, session_limits)
     config = {
         "provider_mapping": {"/": BoxDAVProvider(state)},
         "boxfs": state,
@@ -714,7 +758,7 @@ def make_webdav_server(
 
 
 @dataclass
-class WebDAVServerHandle:
+class WebDAVServerHandle(ServerHandle):
     """A WebDAV server running in a background thread (tests, embedding)."""
 
     server: wsgi.Server
@@ -732,16 +776,9 @@ class WebDAVServerHandle:
         return f"{scheme}://{self.host}:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving (the spool cleaner with it) and wait for the thread."""
         self.server.stop()
         self.thread.join(timeout)
-        if self.server.boxfs_cleaner is not None:
-            self.server.boxfs_cleaner.stop()
-
-    def __enter__(self) -> WebDAVServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_webdav_server(
@@ -759,9 +796,12 @@ def start_webdav_server(
     server = make_webdav_server(users, filesystems, host, port, **options)
     server.prepare()
     bound_host, bound_port = server.bind_addr[:2]
-    thread = threading.Thread(target=server.serve, name=f"boxfs-webdav-{bound_port}", daemon=True)
-    if server.boxfs_cleaner is not None:
-        server.boxfs_cleaner.start()
+
+    def serve() -> None:
+        with cleaning(server.boxfs_cleaner):
+            server.serve()  # returns once stopped
+
+    thread = threading.Thread(target=serve, name=f"boxfs-webdav-{bound_port}", daemon=True)
     thread.start()
     logger.info("WebDAV server listening on %s:%d", bound_host, bound_port)
     return WebDAVServerHandle(server, thread, bound_host, bound_port)
@@ -785,13 +825,10 @@ def run_webdav(
     server.prepare()
     scheme = "https" if options.get("certfile") else "http"
     logger.info("WebDAV server for Box listening on %s://%s:%d", scheme, *server.bind_addr[:2])
-    if server.boxfs_cleaner is not None:
-        server.boxfs_cleaner.start()
-    try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        if server.boxfs_cleaner is not None:
-            server.boxfs_cleaner.stop()
+    with cleaning(server.boxfs_cleaner):
+        try:
+            server.serve()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()

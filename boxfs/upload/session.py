@@ -1,25 +1,24 @@
-"""Box chunked upload sessions: the path for uploads above ``spool_threshold``.
+"""The chunked upload session: the path for uploads above ``spool_threshold``.
 
 One upload is: preflight (``OPTIONS /files/content``) -> create a session (new file, or new version of an
 existing one) -> upload the parts Box asked for (``part_size``, the last one shorter), by a pool of
 ``fs.upload_workers`` threads, each part with its ``Digest: sha=<base64 SHA1>`` -> commit with the parts
 list and the whole file's SHA1, polling while Box answers 202 + ``Retry-After``.
 
-Every byte is read once: each worker reads its part whole into its own buffer (``os.preadv``, no ``bytes``
-objects in between), hashes it for the part's ``Digest`` and sends it from that buffer (a retried PUT
-sends the same buffer). When the whole file's SHA1 is not known yet (``put_file`` of a large file: no
-pass over the file before the session), it is folded from the same buffers, in file order, as parts are
-read (:class:`_PartFeed`); a source whose size or mtime changed by the end is refused before the commit.
-Memory is bounded by ``upload_workers`` x ``part_size`` (4 x 8 MiB by default; Box picks larger parts
-only for much larger files); ``put_file`` reads parts straight from the source file (no spool copy).
+Parts are read into the workers' buffers (:mod:`boxfs.upload.parts`): whole, read once, for the workers
+within the memory budget (``PART_MEMORY``, 24 MiB: 3 of 8 MiB parts), in 1 MiB pieces, read twice (to
+hash, then to send) for the others. So memory is bounded by the budget + 1 MiB a worker (24 + 5 MiB with
+the default 8 workers), whatever part size Box picks, and more parts travel at once than the budget
+holds. When the whole file's SHA1 is folded from the parts, a source whose size or mtime changed by the
+end is refused before the commit. ``put_file`` reads parts straight from the source file (no spool copy).
 
 Resume: the session, the content's SHA1 (when known) and the parts done are kept in a state file in the
-acting user's spool folder (:mod:`boxfs.spool`), keyed by destination and size. Running the same upload
+acting user's spool folder (:mod:`boxfs.upload.resume`), keyed by destination and size. Running the same upload
 again (same destination, same bytes) finds it, asks Box which parts it has (``GET .../parts``) and sends
 the rest; when the SHA1 is being folded, the parts Box has are read again for it and must match the
 digests Box reports (else the upload starts over with a new session).
 The state is untrusted: every session URL is built from the configured upload host and the session id
-(:func:`boxfs.spool.session_url`); a state made for another host, or whose session Box no longer knows,
+(:func:`boxfs.upload.resume.session_url`); a state made for another host, or whose session Box no longer knows,
 is discarded and the upload starts over.
 
 Races: two uploads creating the same new path in overwrite mode both pass the preflight; Box lets the
@@ -34,7 +33,6 @@ content and the state are; refusals (400, 403, 412...) abort the session and rem
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import math
@@ -42,31 +40,50 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from boxfs.api.errors import BoxAPIError, conflicts_of, exists_error, is_a_directory_error
-from boxfs.names import check_name, same_name
-from boxfs.spool import (
-    LOCK_SUFFIX,
+from boxfs.api.errors import (
+    BoxAPIError,
+    conflicts_of,
+    error_from_response,
+    exists_error,
+    is_a_directory_error,
+)
+from boxfs.names import check_name
+from boxfs.retry import parse_retry_after
+from boxfs.upload.buffers import SpoolReader
+from boxfs.upload.cleaning import auto_clean
+from boxfs.upload.job import UploadJob
+from boxfs.upload.multipart import box_time, sha1_of, upload_small
+from boxfs.upload.parts import (
+    PART_MEMORY,
+    SMALL_BUFFER,
+    Cancelled,
+    Part,
+    PartBody,
+    PartFeed,
+    PartSource,
+    Progress,
+    ResumedPartDiffers,
+    digest_header,
+)
+from boxfs.upload.preflight import landed, preflight
+from boxfs.upload.resume import (
+    FOLDED,
     STATE_SUFFIX,
     STATE_VERSION,
-    PathLock,
-    SpoolReader,
-    auto_clean,
     read_state,
-    remove_spool_file,
     remove_state,
     session_of,
     session_url,
     spool_name_of,
     state_key,
-    user_spool_dir,
     write_state,
 )
-from boxfs.upload import box_time, preflight, sha1_of, upload_small
+from boxfs.upload.spoolfolder import LOCK_SUFFIX, PathLock, remove_spool_file, user_spool_dir
 
 if TYPE_CHECKING:
     from boxfs.core import BoxFileSystem
@@ -75,7 +92,6 @@ logger = logging.getLogger("boxfs")
 
 #: Box refuses upload sessions for files under 20 MB; smaller "large" uploads go in one request.
 MIN_SESSION_SIZE = 20_000_000
-_BLOCK = 1 << 20
 #: A session this close to its expiry is not worth resuming.
 _EXPIRY_MARGIN = 300.0
 #: How long to keep polling a commit Box answers with 202 (it is assembling the file).
@@ -96,142 +112,6 @@ class UploadIncomplete(BoxAPIError):
         self.session_id = session_id
 
 
-def _digest_header(sha1_hex: str) -> str:
-    return "sha=" + base64.b64encode(bytes.fromhex(sha1_hex)).decode()
-
-
-class PartSource:
-    """Random access to ``size`` bytes of a file object from ``start``, safe to use from many threads.
-
-    A real file is read with ``os.pread`` (each worker at its own offset, no shared position);
-    anything else (a BytesIO) through one lock around seek + read.
-    """
-
-    def __init__(self, fileobj: BinaryIO, start: int, size: int) -> None:
-        self._fileobj = fileobj
-        self.start = start
-        self.size = size
-        self._fd: int | None = None
-        self._lock = threading.Lock()
-        if hasattr(os, "pread"):
-            try:
-                fd = fileobj.fileno()
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    self._fd = fd
-            except (AttributeError, OSError, ValueError):
-                self._fd = None
-
-    def readinto(self, offset: int, view: memoryview) -> None:
-        """Fill ``view`` with the bytes at ``offset`` (relative to ``start``); OSError when the source ends
-        early. One copy, from the page cache into the caller's buffer: no ``bytes`` objects in between."""
-        pos = self.start + offset
-        length = len(view)
-        got = 0
-        if self._fd is not None:
-            while got < length:
-                n = os.preadv(self._fd, [view[got:]], pos + got)
-                if not n:
-                    break
-                got += n
-        else:
-            with self._lock:
-                self._fileobj.seek(pos)
-                while got < length:
-                    block = self._fileobj.read(length - got)
-                    if not block:
-                        break
-                    view[got:got + len(block)] = block
-                    got += len(block)
-        if got != length:
-            raise OSError(f"upload source ended {length - got} bytes early (was it changed while uploading?)")
-
-
-class _ResumedPartDiffers(ValueError):
-    """A part Box holds from the interrupted upload is not what the source holds now: start over."""
-
-
-class _PartFeed:
-    """Hands the parts to the workers in offset order, each read once into the asking worker's buffer.
-
-    Why one feed: Box needs the whole file's SHA-1 at commit, and SHA-1 can only be folded in order. The
-    part a worker is given is read (and, when the whole SHA-1 is still unknown, folded into it) under
-    the feed's lock, so the reads happen in file order while the other workers hash and send their parts
-    from their own buffers. A part Box already has (a resumed session) is read only when the whole SHA-1
-    needs it, and must then match the digest Box reports for it.
-    """
-
-    def __init__(self, source: PartSource, part_size: int, size: int, done: dict[int, dict[str, Any]],
-                 whole: Any | None) -> None:
-        self._source = source
-        self._part_size = part_size
-        self._size = size
-        self._done = done
-        self.whole = whole
-        self._offsets = iter(range(0, size, part_size))
-        self._lock = threading.Lock()
-
-    def next_part(self, buf: bytearray) -> tuple[int, memoryview] | None:
-        """The next part to send, read into ``buf``; None when every part is handed out."""
-        with self._lock:
-            for offset in self._offsets:
-                known = self._done.get(offset)
-                if known is not None and self.whole is None:
-                    continue  # on Box already, and not needed for the whole SHA-1
-                view = memoryview(buf)[: min(self._part_size, self._size - offset)]
-                self._source.readinto(offset, view)
-                if self.whole is not None:
-                    self.whole.update(view)
-                if known is None:
-                    return offset, view
-                if hashlib.sha1(view).hexdigest() != known.get("sha1"):
-                    raise _ResumedPartDiffers(f"the part at {offset} is not the one the interrupted upload sent")
-            return None
-
-
-class _Progress:
-    """Byte-granular progress from many workers; a part re-sent after a failure is not counted twice."""
-
-    def __init__(self, progress: Callable[[int], None] | None) -> None:
-        self._progress = progress
-        self._lock = threading.Lock()
-        self._reported: dict[int, int] = {}
-
-    def advance(self, part: int, sent: int) -> None:
-        if self._progress is None:
-            return
-        with self._lock:
-            before = self._reported.get(part, 0)
-            if sent > before:
-                self._reported[part] = sent
-                self._progress(sent - before)
-
-
-class _Cancelled(Exception):
-    """Raised inside a part's body when another part failed: not an OSError, so no layer retries it."""
-
-
-class _PartBody:
-    """One part as a request body with a known length (requests sends Content-Length), sent from the
-    worker's buffer in 1 MiB slices (no copies) so that progress and cancellation stay fine-grained."""
-
-    def __init__(self, view: memoryview, offset: int, progress: _Progress, stop: threading.Event) -> None:
-        self._view = view
-        self._offset = offset
-        self._progress = progress
-        self._stop = stop
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def __iter__(self) -> Iterator[memoryview]:
-        for sent in range(0, len(self._view), _BLOCK):
-            if self._stop.is_set():
-                raise _Cancelled("another part failed")
-            block = self._view[sent:sent + _BLOCK]
-            yield block
-            self._progress.advance(self._offset, sent + len(block))
-
-
 def _fatal(exc: BaseException) -> bool:
     """True for Box refusals that another attempt with the same session cannot overcome."""
     if not isinstance(exc, Exception) or isinstance(exc, UploadIncomplete):
@@ -244,58 +124,23 @@ def _fatal(exc: BaseException) -> bool:
     return True
 
 
-def preflight_writer(fs: BoxFileSystem, path: str, size: int) -> None:
-    """The preflight of a writer at the moment it spills to disk (size so far; the final size is unknown).
-
-    Name rules, a folder in the way, permissions and quota are refused here, before anything is spooled.
-    When the parent folder does not exist yet (``auto_mkdir`` creates it at upload time), Box is asked
-    about the first missing folder's name in the deepest existing one: that still checks permission and
-    quota, and no conflict is possible for a name just found missing.
-    """
-    path = fs._strip_protocol(path)
-    parts = path.split("/")
-    check_name(parts[-1])
-    for depth in range(len(parts) - 1, -1, -1):
-        info = fs._try_info("/".join(parts[:depth]))
-        if info is None:
-            continue
-        if info["type"] != "directory":
-            return  # a file where a folder should be: the upload reports it
-        conflict = preflight(fs, parent_id=info["id"], name=parts[depth], size=size, file_id=None)
-        if conflict is not None and conflict.get("type") != "file" and depth == len(parts) - 1:
-            raise is_a_directory_error(path)
-        return
-
-
-def upload_large(
-    fs: BoxFileSystem,
-    *,
-    parent_id: str,
-    name: str,
-    fileobj: BinaryIO,
-    size: int,
-    sha1: str | None,
-    file_id: str | None = None,
-    etag: str | None = None,
-    modified: datetime | None = None,
-    overwrite: bool = True,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+def upload_large(fs: BoxFileSystem, job: UploadJob) -> dict[str, Any]:
     """Upload above ``spool_threshold``: a chunked session (one request when under Box's 20 MB minimum).
 
-    ``sha1`` None: the whole file's SHA-1 is folded from the parts as they are read and sent (a regular
-    file; anything else is hashed first). Keeps a writer's spool file after a failure (the error says
-    where); see the module docstring.
+    ``job.sha1`` None: the whole file's SHA-1 is folded from the parts as they are read and sent (a
+    regular file; anything else is hashed first). Keeps a writer's spool file after a failure (the error
+    says where); see the module docstring.
     """
-    if sha1 is None and size < MIN_SESSION_SIZE:
-        sha1 = sha1_of(fileobj)[0]
+    fileobj, name = job.fileobj, job.name
+    if job.sha1 is None and job.size < MIN_SESSION_SIZE:
+        job = replace(job, sha1=sha1_of(fileobj)[0])
     spool = fileobj if isinstance(fileobj, SpoolReader) and fileobj.name else None
-    if progress is None and isinstance(fileobj, SpoolReader) and size >= MIN_SESSION_SIZE:
-        progress = fileobj.progress  # a writer's callback: parts are read with pread, not through read()
-    if size < MIN_SESSION_SIZE:
+    if job.progress is None and isinstance(fileobj, SpoolReader) and job.size >= MIN_SESSION_SIZE:
+        # a writer's callback: parts are read with pread, not through read()
+        job = replace(job, progress=fileobj.progress)
+    if job.size < MIN_SESSION_SIZE:
         try:
-            return upload_small(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
-                                file_id=file_id, etag=etag, modified=modified, overwrite=overwrite, progress=progress)
+            return upload_small(fs, job)
         except BoxAPIError as exc:
             if spool is not None:
                 spool.keep_for_resume()
@@ -303,32 +148,31 @@ def upload_large(
                                        state_path=None, session_id=None) from exc
             raise
     check_name(name)
-    conflict = preflight(fs, parent_id=parent_id, name=name, size=size, file_id=file_id)
+    conflict = preflight(fs, parent_id=job.parent_id, name=name, size=job.size, file_id=job.file_id)
     if conflict is not None:
         if conflict.get("type") != "file":
             raise is_a_directory_error(name)
-        if not overwrite:
+        if not job.overwrite:
             raise exists_error(name)
-        file_id, etag = str(conflict["id"]), conflict.get("etag")
-        logger.debug("%s exists on Box as file %s: uploading a new version", name, file_id)
+        job = replace(job, file_id=str(conflict["id"]), etag=conflict.get("etag"))
+        logger.debug("%s exists on Box as file %s: uploading a new version", name, job.file_id)
     auto_clean(fs)
     start = fileobj.tell()
     for attempt in (1, 2):
-        upload = ChunkedUpload(fs, parent_id=parent_id, name=name, fileobj=fileobj, size=size, sha1=sha1,
-                               file_id=file_id, etag=etag, modified=modified, progress=progress)
+        upload = ChunkedUpload(fs, job)
         try:
             return upload.run()
         except FileExistsError as exc:
             # Someone created the name while we uploaded (Box refuses our session or our commit): overwrite
             # semantics make our content its new version, sent again from the spool we still hold (once).
-            if attempt == 2 or file_id is not None or not overwrite:
+            if attempt == 2 or job.file_id is not None or not job.overwrite:
                 raise
-            winner = _winner(fs, exc, parent_id=parent_id, name=name, size=size)
+            winner = _winner(fs, exc, parent_id=job.parent_id, name=name, size=job.size)
             if winner is None:
                 raise
-            file_id, etag, sha1 = str(winner["id"]), winner.get("etag"), upload.sha1
+            job = replace(job, file_id=str(winner["id"]), etag=winner.get("etag"), sha1=upload.sha1)
             logger.info("%s was created by another upload while this one ran; uploading again as a new "
-                        "version of file %s", name, file_id)
+                        "version of file %s", name, job.file_id)
             fileobj.seek(start)
         except BaseException as exc:
             # kept when running the upload again can resume it; a refusal (the session was aborted) is final
@@ -364,31 +208,25 @@ def file_stamp(fileobj: BinaryIO) -> str | None:
     return f"{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}"
 
 
-#: A resume state is found by destination and size (the whole SHA-1 may not be known before the parts are
-#: read); this stands for the SHA-1 in its key, and in a state whose upload folds it from the parts.
-FOLDED = "folded-from-parts"
-
-
 class ChunkedUpload:
     """One chunked upload, resumable through its state file."""
 
-    def __init__(self, fs: BoxFileSystem, *, parent_id: str, name: str, fileobj: BinaryIO, size: int, sha1: str | None,
-                 file_id: str | None, etag: str | None, modified: datetime | None,
-                 progress: Callable[[int], None] | None) -> None:
+    def __init__(self, fs: BoxFileSystem, job: UploadJob) -> None:
         self.fs = fs
         self.t = fs.transport
-        self.parent_id = parent_id
-        self.name = name
-        self.size = size
+        fileobj, progress = job.fileobj, job.progress
+        self.parent_id = job.parent_id
+        self.name = job.name
+        self.size = job.size
         #: None until folded from the parts (put_file of a large file: the file is read once, while sent)
-        self.sha1 = sha1
-        self.file_id = file_id
-        self.etag = etag
-        self.modified = modified
-        self.source = PartSource(fileobj, fileobj.tell(), size)
+        self.sha1 = job.sha1
+        self.file_id = job.file_id
+        self.etag = job.etag
+        self.modified = job.modified
+        self.source = PartSource(fileobj, fileobj.tell(), self.size)
         self.stamp = file_stamp(fileobj)
         self._fileobj = fileobj
-        self.progress = _Progress(progress)
+        self.progress = Progress(progress)
         name_attr = getattr(fileobj, "name", None)
         self.content_path = (os.path.abspath(name_attr) if isinstance(name_attr, str) and os.path.isfile(name_attr)
                              else None)
@@ -396,8 +234,8 @@ class ChunkedUpload:
         #: the content's entry in the spool folder (a writer's spool file, or a kept one given to put_file)
         self.spool_name = (fileobj.spool_name if isinstance(fileobj, SpoolReader)
                            else spool_name_of({"spool": self.folder.name_of(self.content_path)}))
-        self.key = state_key(user_id=fs.user_id, parent_id=parent_id, name=name, file_id=file_id, size=size,
-                             sha1=FOLDED)
+        self.key = state_key(user_id=fs.user_id, parent_id=self.parent_id, name=self.name, file_id=self.file_id,
+                             size=self.size, sha1=FOLDED)
         self.lock = PathLock(self.folder, f"{self.key}{LOCK_SUFFIX}")
         self.state: dict[str, Any] = {}
         self.parts: dict[int, dict[str, Any]] = {}
@@ -505,21 +343,21 @@ class ChunkedUpload:
             if not entries or offset >= int(data.get("total_count") or 0):
                 return found
 
-    def _upload_part(self, offset: int, view: memoryview, stop: threading.Event) -> bool:
-        """PUT one part from its buffer; False when Box says it already has it (an earlier attempt's answer
-        was lost). A retried attempt sends the same buffer again: nothing is read twice."""
-        length = len(view)
-        part_sha1 = hashlib.sha1(view).hexdigest()
+    def _upload_part(self, part: Part, buf: bytearray, stop: threading.Event) -> bool:
+        """PUT one part; False when Box says it already has it (an earlier attempt's answer was lost). A
+        retried attempt sends the same buffer again, or reads the part again when the buffer is small."""
+        offset, length = part.offset, part.length
+        part_sha1 = part.digest()
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-Range": f"bytes {offset}-{offset + length - 1}/{self.size}",
-            "Digest": _digest_header(part_sha1),
+            "Digest": digest_header(part_sha1),
         }
 
-        def body() -> _PartBody:
+        def body() -> PartBody:
             if stop.is_set():
-                raise _Cancelled("another part failed")
-            return _PartBody(view, offset, self.progress, stop)
+                raise Cancelled("another part failed")
+            return PartBody(part, self.source, buf, self.progress, stop)
 
         resp = self.t.request(
             "PUT", self._url(), headers=headers, data=body,
@@ -527,30 +365,28 @@ class ChunkedUpload:
         )
         assert not isinstance(resp, dict)
         if resp.status_code == 409:
-            from boxfs.api.errors import error_from_response
-
             exc = error_from_response(resp, self.name, f"upload part at {offset}")
             if getattr(exc, "box_code", None) != "range_overlaps_existing_part":
                 raise exc
             self.progress.advance(offset, length)
             return False
-        part = resp.json()["part"]
+        answer = resp.json()["part"]
         with self._state_lock:
-            self.parts[offset] = {"part_id": part["part_id"], "offset": int(part["offset"]), "size": int(part["size"]),
-                                  "sha1": part.get("sha1", part_sha1)}
+            self.parts[offset] = {"part_id": answer["part_id"], "offset": int(answer["offset"]),
+                                  "size": int(answer["size"]), "sha1": answer.get("sha1", part_sha1)}
         self._save()
         return True
 
-    def _worker(self, feed: _PartFeed, stop: threading.Event) -> bool:
-        """Send parts from the feed until none is left; one buffer of ``part_size`` per worker is the
-        memory an upload holds (``upload_workers`` x ``part_size``)."""
-        buf = bytearray(self.state["part_size"])
+    def _worker(self, feed: PartFeed, stop: threading.Event, buffer_size: int) -> bool:
+        """Send parts from the feed until none is left, from one buffer: ``part_size`` for the workers
+        within the upload's memory budget, 1 MiB for the others (see :data:`PART_MEMORY`)."""
+        buf = bytearray(buffer_size)
         all_new = True
         while not stop.is_set():
-            job = feed.next_part(buf)
-            if job is None:
+            part = feed.next_part(buf)
+            if part is None:
                 break
-            all_new = self._upload_part(job[0], job[1], stop) and all_new
+            all_new = self._upload_part(part, buf, stop) and all_new
         return all_new
 
     def _upload_missing(self) -> None:
@@ -560,12 +396,14 @@ class ChunkedUpload:
             self.progress.advance(o, p["size"])
         if not missing and self.sha1 is not None:
             return
-        feed = _PartFeed(self.source, part_size, self.size, dict(self.parts),
+        feed = PartFeed(self.source, part_size, self.size, dict(self.parts),
                          hashlib.sha1() if self.sha1 is None else None)
         stop = threading.Event()
         workers = max(1, min(int(self.fs.upload_workers), len(missing)))
+        whole = int(getattr(self.fs, "upload_memory", PART_MEMORY)) // part_size  # workers holding a whole part
+        sizes = [part_size if i < whole else SMALL_BUFFER for i in range(workers)]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="boxfs-part") as pool:
-            futures = [pool.submit(self._worker, feed, stop) for _ in range(workers)]
+            futures = [pool.submit(self._worker, feed, stop, size) for size in sizes]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
             if failed:
@@ -596,15 +434,13 @@ class ChunkedUpload:
                                           for p in parts]}
         if self.modified is not None:
             body["attributes"] = {"content_modified_at": box_time(self.modified)}
-        headers = {"Digest": _digest_header(self.sha1)}
+        headers = {"Digest": digest_header(self.sha1)}
         deadline = time.monotonic() + COMMIT_TIMEOUT
         while True:
             resp = self.t.request("POST", commit_url, json=body, headers=headers, recover=self._commit_landed, path=self.name, action="commit upload")
             if isinstance(resp, dict):
                 data = resp
             elif resp.status_code == 202:
-                from boxfs.retry import parse_retry_after
-
                 delay = min(parse_retry_after(resp.headers.get("Retry-After")) or 1.0, self.fs.policy.max_retry_after)
                 if time.monotonic() + delay > deadline:
                     raise BoxAPIError(f"{self.name}: Box was still processing the commit after {COMMIT_TIMEOUT:.0f}s")
@@ -625,17 +461,9 @@ class ChunkedUpload:
             return None  # the session is still open: the commit did not happen
         except FileNotFoundError:
             pass
-        if self.file_id is None:
-            again = preflight(self.fs, parent_id=self.parent_id, name=self.name, size=self.size, file_id=None)
-            if again is not None and again.get("type") == "file" and same_name(again.get("name", self.name), self.name):
-                item = self.fs._get_item("file", str(again["id"]))
-                if item.get("sha1") == self.sha1:
-                    return {"entries": [item]}
-            return None
-        item = self.fs._get_item("file", str(self.file_id))
-        if item.get("sha1") == self.sha1 and item.get("etag") != self.etag:
-            return {"entries": [item]}
-        return None
+        item = landed(self.fs, parent_id=self.parent_id, name=self.name, size=self.size, sha1=self.sha1,
+                      file_id=self.file_id, etag=self.etag)
+        return None if item is None else {"entries": [item]}
 
     def _abort(self) -> None:
         if not self.state.get("session_id"):
@@ -691,7 +519,7 @@ class ChunkedUpload:
                     self._save()
                 self._upload_missing()
                 entry = self._commit()
-            except _ResumedPartDiffers as exc:
+            except ResumedPartDiffers as exc:
                 if attempt == 2:
                     self._fail(exc)
                     raise
