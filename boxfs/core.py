@@ -892,7 +892,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             if info["size"] >= PARALLEL_DOWNLOAD_MIN:  # ranges on several connections at once
                 self.transport.download_ranges(info["id"], fh.fileno(), info["size"], version=info.get("version"),
                                                tag=info.get("sha1"), streams=max(1, min(8, self.max_connections)), path=rpath,
-                                               progress=progress)
+                                               progress=progress, done=fh.written)
                 return
             self.transport.download_to(url, fh, path=rpath, progress=progress)
 
@@ -1339,6 +1339,20 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             self._replace_file(dst, dinfo, lambda beside: self._copy_file(src, sinfo, beside),
                                undo=lambda beside: self._delete(beside, self._info(beside)))
             return
+        self._copy_file(src, sinfo, dst)
+
+    def cp_file_exclusive(self, path1: str, path2: str) -> None:
+        """Server-side copy of the file ``path1`` to exactly ``path2``, which must be free: FileExistsError
+        when it is taken (Box's 409), whoever took it and however recently, and never a replace. For a
+        frontend whose login may not overwrite: a check then :meth:`cp_file` would replace a file another
+        client created between the two."""
+        src = self._strip_protocol(path1)
+        dst = self._strip_protocol(path2)
+        if dst:
+            check_path_names(dst)
+        sinfo = self._info(src)
+        if sinfo["type"] == "directory":
+            raise is_a_directory_error(src)
         self._copy_file(src, sinfo, dst)
 
     def _copy_file(self, src: str, sinfo: dict[str, Any], dst: str) -> None:

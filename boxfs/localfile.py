@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -37,25 +38,64 @@ def file_sha1(path: str | os.PathLike[str]) -> str:
 
 class PartialFile:
     """The file being written: ``write`` appends and hashes as it goes; ``fileno`` is for writers at
-    offsets (``os.pwrite`` from several threads), whose content is hashed by reading it back."""
+    offsets (``os.pwrite`` from several threads). Their ranges are hashed as soon as they join the part
+    already hashed (``written(start, end)``, read back while the page cache still holds them and other
+    ranges are still arriving); whatever is left is read back at the end."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
-        self._digest: Any = hashlib.sha1()  # None once written out of order
+        self._digest: Any = hashlib.sha1()
+        self._hashed = 0  # the first _hashed bytes of the file are folded into _digest, in order
+        self._ranges: dict[int, int] = {}  # start -> end of ranges written at offsets, not hashed yet
+        self._lock = threading.Lock()
+        self._folding = threading.Lock()
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        if self._digest is not None:
-            self._digest.update(data)
+        self._digest.update(data)
+        self._hashed += len(data)
         return self._fh.write(data)
 
     def fileno(self) -> int:
+        """The descriptor, for writes at offsets: from here on only ranges reported through ``written``
+        (or read back at the end) count towards the SHA-1."""
         self._fh.flush()
-        self._digest = None
+        with self._lock:
+            self._digest, self._hashed, self._ranges = hashlib.sha1(), 0, {}
         return self._fh.fileno()
 
+    def written(self, start: int, end: int) -> None:
+        """``[start, end)`` is written (with ``os.pwrite``): fold what now follows on from the hashed part."""
+        with self._lock:
+            self._ranges[start] = end
+        if not self._folding.acquire(blocking=False):
+            return  # the thread folding now takes this range too, or the end reads it back
+        try:
+            while True:
+                with self._lock:
+                    end = self._ranges.pop(self._hashed, None)
+                if end is None:
+                    return
+                self._fold(end)
+        finally:
+            self._folding.release()
+
+    def _fold(self, end: int) -> None:
+        fd = self._fh.fileno()
+        while self._hashed < end:
+            block = os.pread(fd, min(_READ_BLOCK, end - self._hashed), self._hashed)
+            if not block:
+                return  # shorter than said: the final check reads it and fails
+            self._digest.update(block)
+            self._hashed += len(block)
+
     def sha1(self, path: str) -> str:
-        """The content's SHA-1: from the writes, or read back from ``path`` after writes at offsets."""
-        return self._digest.hexdigest() if self._digest is not None else file_sha1(path)
+        """The content's SHA-1: what was hashed as it was written, then the rest of ``path`` read back."""
+        with self._folding, open(path, "rb") as fh:
+            fh.seek(self._hashed)
+            while block := fh.read(_READ_BLOCK):
+                self._digest.update(block)
+                self._hashed += len(block)
+        return self._digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -78,7 +118,8 @@ def replace_when_complete(path: str, sha1: str | None = None, shown: str | None 
     folder = os.path.dirname(os.path.abspath(path))
     partial = os.path.join(folder, PARTIAL_PREFIX + uuid.uuid4().hex[:16])
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        # read and write: ranges written at offsets are read back to be hashed (PartialFile.written)
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     except PermissionError as exc:
         raise PermissionError(exc.errno, f"cannot create a temporary file in {folder} (a download is written "
                               f"there, then renamed over the target): {exc.strerror}", shown or path) from None

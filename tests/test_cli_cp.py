@@ -50,6 +50,27 @@ def test_replace_when_complete_keeps_the_old_file_unless_whole_and_checked(tmp_p
     assert target.read_bytes() == b"ranged" and os.listdir(tmp_path) == ["f.txt"]
 
 
+def test_ranges_written_at_offsets_are_hashed_as_they_join_the_start(tmp_path: Path) -> None:
+    """A parallel download reports each finished range; once the ranges reach back to the start they are
+    hashed then (read back while other ranges still arrive), not all at the end."""
+    data = os.urandom(5 << 20)
+    target = tmp_path / "big.bin"
+    cuts = [(n << 20, (n + 1) << 20) for n in range(5)]
+    with replace_when_complete(str(target), hashlib.sha1(data).hexdigest()) as fh:
+        fd = fh.fileno()
+        for start, end in [cuts[2], cuts[1], cuts[4]]:  # out of order: nothing joins the start yet
+            os.pwrite(fd, data[start:end], start)
+            fh.written(start, end)
+        assert fh._hashed == 0
+        os.pwrite(fd, data[: 1 << 20], 0)
+        fh.written(*cuts[0])
+        assert fh._hashed == 3 << 20  # ranges 0, 1 and 2 folded; 4 waits for 3
+        os.pwrite(fd, data[3 << 20: 4 << 20], 3 << 20)
+        fh.written(*cuts[3])
+        assert fh._hashed == 5 << 20
+    assert target.read_bytes() == data
+
+
 def test_a_download_over_a_file_keeps_what_open_wb_would_have_kept(emulator: BoxEmulator,
                                                                     make_fs: Callable[..., Any],
                                                                     new_user: Callable[..., tuple[str, str]],

@@ -130,6 +130,34 @@ def test_rename_without_overwrite_touches_nothing(fs: Any, box_view: Callable[[]
     assert (box.cat_file("a.txt"), box.cat_file("b.txt")) == (b"a", b"b")
 
 
+def test_copy_without_overwrite_never_replaces(fs: Any, box_view: Callable[[], Any], emulator: Any,
+                                               fs_user: tuple[str, str]) -> None:
+    """copy(overwrite=False): a name it sees taken is EEXIST before any request; one it saw free but
+    another client took since (its listing is stale) meets Box's 409 on the copy itself: one POST, no
+    delete, no move, the other file as it was."""
+    fs.pipe_file("a [1].txt", b"a")
+    fs.pipe_file("b.txt", b"b")
+    ns = Namespace(fs)
+    before = changes(emulator, fs_user[0])
+    with pytest.raises(FileExistsError):
+        ns.copy("a [1].txt", "b.txt", overwrite=False)
+    assert changes(emulator, fs_user[0]) == before
+    fs.ls("", detail=False)  # listed: c.txt is free as far as fs knows
+    box_view().pipe_file("c.txt", b"theirs")  # another client takes the name
+    before = len(emulator.request_log.records)
+    with pytest.raises(OSError) as exc:
+        ns.copy("a [1].txt", "c.txt", overwrite=False)
+    assert errno_of(exc.value) == errno.EEXIST
+    made = [(r.method, r.route) for r in emulator.request_log.records[before:]
+            if r.user_id == fs_user[0] and r.method != "GET"]
+    assert made == [("POST", "/files/{file_id}/copy")], made
+    box = box_view()
+    assert (box.cat_file("b.txt"), box.cat_file("c.txt")) == (b"b", b"theirs")
+    assert names(box) == {"a [1].txt", "b.txt", "c.txt"}
+    ns.copy("a [1].txt", "d.txt", overwrite=False)  # a free name: copied
+    assert box_view().cat_file("d.txt") == b"a"
+
+
 def test_rename_kind_mismatches(fs: Any, box_view: Callable[[], Any]) -> None:
     ns = Namespace(fs)
     fs.pipe_file("f.txt", b"f")

@@ -18,6 +18,7 @@ from servers_support import PASSWORDS, emulator_factory, make_backend, self_sign
 from boxfs.frontend.stat import info_mtime
 from boxfs.servers.common import SessionLimits
 from boxfs.servers.ftp import start_ftp_server
+from boxfs.upload.spoolfolder import SPOOL_SUFFIX
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -497,3 +498,40 @@ def test_session_limits_and_a_stor_whose_data_never_came(env, tmp_path):
     fs = backend.inspect(backend.box_users["bob"])
     assert fs.cat_file("limits [1]/precious.txt") == b"precious"
     assert [e.rsplit("/", 1)[-1] for e in fs.ls("limits [1]", detail=False)] == ["precious.txt"]
+
+
+def test_rein_or_user_drops_a_stor_still_waiting_for_its_data(env, tmp_path):
+    """REIN and a new USER flush the session (pyftpdlib's ``flush_account``): a STOR still waiting for
+    its data connection is dropped with it, its spool file removed (not left open and locked), the
+    file's previous version untouched; the session then goes on."""
+    backend, _plain, _tls = env
+    users = write_users_file(tmp_path / "users.toml", backend)
+    spool = tmp_path / "spool"
+    fs = backend.inspect(backend.box_users["bob"])
+    fs.pipe_file("rein [1]/precious.txt", b"precious")
+
+    def spooled() -> list:
+        return list(spool.rglob(f"*{SPOOL_SUFFIX}"))
+
+    factory = emulator_factory(backend, spool_dir=str(spool))
+    with start_ftp_server(users, factory, session_limits=SessionLimits(max_open_files=1)) as server:
+        ftp = connect(server, "bob")
+        for flush in ("REIN", "USER bob"):
+            ftp.sendcmd("TYPE I")
+            ftp.sendcmd("PASV")
+            assert ftp.sendcmd("STOR rein [1]/precious.txt").startswith("150")  # waits for a data connection
+            assert len(spooled()) == 1, "the queued STOR holds a spool file"
+            answer = ftp.sendcmd(flush)
+            assert answer.startswith("331" if flush.startswith("USER") else "230"), answer
+            assert spooled() == [], f"{flush} left the queued upload's spool file"
+            if flush == "REIN":
+                ftp.login("bob", PASSWORDS["bob"])
+            else:
+                assert ftp.sendcmd(f"PASS {PASSWORDS['bob']}").startswith("230")
+        out = io.BytesIO()
+        ftp.retrbinary("RETR rein [1]/precious.txt", out.write)  # the one slot is free
+        assert out.getvalue() == b"precious"
+        ftp.quit()
+    fs = backend.inspect(backend.box_users["bob"])
+    assert fs.cat_file("rein [1]/precious.txt") == b"precious"
+    assert [e.rsplit("/", 1)[-1] for e in fs.ls("rein [1]", detail=False)] == ["precious.txt"]

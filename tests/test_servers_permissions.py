@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ftplib
 import io
+import posixpath
 import shutil
 import subprocess
 import time
@@ -18,6 +19,7 @@ import pytest
 from asyncssh.public_key import SSHLocalKeyPair
 from servers_support import LENIENT_THROTTLE, PASSWORDS, emulator_backend, password_hash, put_while_open
 
+from boxfs.frontend.paths import Namespace, basename
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.permissions import ACTIONS, PRESETS, parse_permissions
 from boxfs.servers.sftp import start_sftp_server
@@ -384,3 +386,39 @@ def test_upload_without_overwrite_never_replaces_a_file_created_meanwhile_webdav
                                   lambda: taken_meanwhile(backend, name))
     assert code == b"412"  # Precondition Failed: the name is taken
     assert_untouched(backend, name, before)
+
+
+@pytest.mark.parametrize("server_sees_it", [True, False], ids=["seen", "unseen"])
+def test_copy_without_overwrite_never_replaces_a_file_created_meanwhile_webdav(env, monkeypatch, server_sees_it):
+    """A COPY by a login without ``overwrite`` found the name free; another client takes it before the
+    copy is made. Whether the server has learnt of that file by then (its change watcher tells within
+    about a second: ``seen``) or not (``unseen``: Box's copy meets the taken name), the COPY is 412 and
+    their file stays. The other client acts at that moment through a hook on the server's parent check,
+    which runs after the permission check and before the copy."""
+    backend, servers = env
+    # no "?": wsgidav cuts a Destination header at it (it unquotes the URL before parsing it)
+    server, name = servers["webdav"], f"dav copy {server_sees_it} {RACED.replace('?', '')}"
+    source = f"copy source {server_sees_it}.txt"
+    dav_do(server, "keeper", "upload", source, b"mine")
+    raced: dict = {}
+    check_parent = Namespace.check_parent
+
+    def taken_after_the_check(self, path: str) -> None:
+        check_parent(self, path)
+        if basename(path) == name and not raced:
+            raced.update(taken_meanwhile(backend, name))
+            if server_sees_it:
+                self.fs.invalidate_cache(posixpath.dirname(path))  # what the watcher's event does
+
+    monkeypatch.setattr(Namespace, "check_parent", taken_after_the_check)
+    log = backend.emulator.request_log
+    start = len(log.records)
+    copied = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"keeper:{PASSWORDS['bob']}", "-X", "COPY",
+         "-H", f"Destination: {server.url}/{quote(name)}", server.url + "/" + quote(source)],
+        capture_output=True, timeout=60, check=True)
+    assert raced, ("the COPY never reached its copy", copied.stdout)
+    assert copied.stdout == b"412"
+    assert_untouched(backend, name, raced)
+    changes = [(r.method, r.route) for r in log.records[start:] if r.method != "GET"]
+    assert all(method == "POST" for method, _ in changes), changes  # their upload, at most our refused copy

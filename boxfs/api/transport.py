@@ -58,6 +58,9 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 #: at least PARALLEL_PART_MIN (a WAN link gives each TCP connection a bounded share of its bandwidth)
 PARALLEL_DOWNLOAD_MIN = 64 << 20
 PARALLEL_PART_MIN = 16 << 20
+#: the largest range of a parallel download: smaller ranges taken in order keep the written part of the
+#: file growing from its start (hashed while the rest arrives), at one more download request each
+PARALLEL_RANGE_MAX = 32 << 20
 
 Recovered = dict[str, Any]
 T = TypeVar("T")
@@ -479,15 +482,18 @@ class BoxTransport:
 
     def download_ranges(self, file_id: str, fd: int, size: int, *, streams: int, version: str | None = None,
                         tag: str | None = None, path: str | None = None,
-                        progress: Callable[[int], None] | None = None) -> None:
+                        progress: Callable[[int], None] | None = None,
+                        done: Callable[[int, int], None] | None = None) -> None:
         """All ``size`` bytes of a file into the regular file ``fd``, in ranges on ``streams`` connections.
 
         Each range is written where it belongs (``os.pwrite``), resumes on its own after a dropped
         connection, and comes from the file's one reused download URL. Every response must describe a
         file of ``size`` bytes: a file that changed on Box since its size was learned is an error, not a
-        mix of two versions.
+        mix of two versions. The ranges (at most :data:`PARALLEL_RANGE_MAX` each) are taken in file order
+        by the ``streams`` threads, so the written part grows from the start: ``done(start, end)``, called
+        as each range is complete, lets the caller hash the file while the rest is still arriving.
         """
-        step = max(PARALLEL_PART_MIN, -(-size // max(1, streams)))
+        step = max(PARALLEL_PART_MIN, min(PARALLEL_RANGE_MAX, -(-size // max(1, streams))))
         ranges = [(o, min(o + step, size)) for o in range(0, size, step)]
         lock = threading.Lock()
 
@@ -502,10 +508,19 @@ class BoxTransport:
                                         progress=report if progress is not None else None, anonymous=anonymous,
                                         total=size)
             self.through_download_url(file_id, fetch, version=version, tag=tag, path=path)
+            if done is not None:
+                done(*rng)
 
-        with ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="boxfs-range") as pool:
-            for future in [pool.submit(one, r) for r in ranges]:
-                future.result()
+        with ThreadPoolExecutor(max_workers=min(len(ranges), max(1, streams)),
+                                thread_name_prefix="boxfs-range") as pool:
+            futures = [pool.submit(one, r) for r in ranges]  # the pool's queue hands them out in order
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:  # a failed range ends the download: the queued ones are not sent
+                    future.cancel()
+                raise
 
     def download_to(
         self,

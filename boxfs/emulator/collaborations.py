@@ -8,7 +8,8 @@ collaboration grants its user access to the item and everything below it, within
 Box's rules followed here (its collaborations guide and API reference): ``POST /collaborations`` takes
 ``item`` (``folder`` or ``file`` and its ``id``), ``accessible_by`` (a ``user`` by ``id`` or ``login``)
 and ``role``; a managed user of the same enterprise is collaborated at once (``status: accepted``,
-no invitation to accept); only those who may invite (owner, co-owner, editor) may share; a user already
+no invitation to accept); only those who may invite (owner, co-owner, editor) may share, and only the
+owner or a co-owner may grant ``co-owner`` or change or remove a co-owner's collaboration; a user already
 on the item is ``400 user_already_collaborator``. The collaborated item appears in the collaborator's
 "All Files". Removing a collaboration (by whoever may invite, or by the collaborator leaving) takes the
 access away at once. Each change is an event (``COLLAB_ADD_COLLABORATOR``, ``COLLAB_ROLE_CHANGE``,
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from boxfs.emulator.errors import bad_request, not_found
+from boxfs.emulator.errors import ApiError, bad_request, not_found
 from boxfs.emulator.httpserver import Request, Response, Router
 from boxfs.emulator.representations import Representer
 from boxfs.emulator.state import ROLES, ROOT, BoxState, Principal
 from boxfs.emulator.store import now_iso
 
+#: the roles that may grant ``co-owner``, or change or remove a co-owner's collaboration
+CO_OWNER_MANAGERS = ("owner", "co-owner")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
@@ -97,6 +100,15 @@ class CollaborationRoutes:
         self.state.item(p, c["item_id"], None, "invite")
         return c
 
+    def _may_touch_co_owner(self, p: Principal, item: Any, *roles: str) -> None:
+        """Refuse an editor who grants ``co-owner`` or changes a co-owner's collaboration (``roles``: the
+        roles the change involves): on Box only the owner or a co-owner may, else an editor (who may
+        invite) could make itself co-owner. 403 as Box answers."""
+        if "co-owner" in roles and self.state.role_of(p.user_id, item) not in CO_OWNER_MANAGERS:
+            raise ApiError(403, "access_denied_insufficient_permissions",
+                           "Access denied - insufficient permission: only the owner or a co-owner may grant "
+                           "or change the co-owner role")
+
     def _change(self, req: Request) -> tuple[Principal, dict[str, Any]]:
         """Who asks to create or change a collaboration (a write needing ``item_share``), and the JSON
         object they sent."""
@@ -120,6 +132,7 @@ class CollaborationRoutes:
         if str(target["id"]) == ROOT:
             raise bad_request("Root folder cannot be collaborated", "collaborations_not_available_on_root_folder")
         item = self.state.item(p, str(target["id"]), str(target["type"]), "invite")
+        self._may_touch_co_owner(p, item, role)
         now = now_iso()
         with self.store.tx() as db:
             taken = db.execute("SELECT 1 FROM collaborations WHERE item_id=? AND user_id=?", (item["id"], user["id"])).fetchone()
@@ -150,8 +163,9 @@ class CollaborationRoutes:
         c = self._collaboration(p, req.params["collaboration_id"], self_ok="role" not in body)
         if "role" in body and body["role"] != c["role"]:
             role = self._role(body["role"])
-            self.store.execute("UPDATE collaborations SET role=?, modified_at=? WHERE id=?", role, now_iso(), c["id"])
             item = self.store.one("SELECT * FROM items WHERE id=?", c["item_id"])
+            self._may_touch_co_owner(p, item, role, c["role"])
+            self.store.execute("UPDATE collaborations SET role=?, modified_at=? WHERE id=?", role, now_iso(), c["id"])
             self.state.events.record(p, "COLLAB_ROLE_CHANGE", item)
         return Response.json(self.render(self.store.one("SELECT * FROM collaborations WHERE id=?", c["id"])))
 
@@ -162,6 +176,8 @@ class CollaborationRoutes:
         p.require("item_share", write=True)
         c = self._collaboration(p, req.params["collaboration_id"], self_ok=True)
         item = self.store.one("SELECT * FROM items WHERE id=?", c["item_id"])
+        if item is not None and c["user_id"] != p.user_id:  # leaving is always allowed
+            self._may_touch_co_owner(p, item, c["role"])
         before = self.state.events.sources(item, self.state.audience(item)) if item is not None else {}
         self.store.execute("DELETE FROM collaborations WHERE id=?", c["id"])
         if item is not None:

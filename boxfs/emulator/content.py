@@ -91,7 +91,9 @@ class ContentRoutes:
             db.execute("UPDATE items SET version_id=? WHERE id=?", (version_id, file_id))
             if parent_id and parent_id != "0":
                 db.execute("UPDATE items SET modified_at=? WHERE id=?", (now, parent_id))
-        row = self.state.item(p, file_id, "file")
+        # The row itself, not the uploader's view of it: an ``uploader`` may not see the file it just
+        # dropped off (BoxState.item answers 404), yet Box answers the upload with the file.
+        row = self.store.one("SELECT * FROM items WHERE id=?", file_id)
         self.state.events.record(p, "ITEM_UPLOAD", row)
         return row
 

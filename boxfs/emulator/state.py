@@ -192,8 +192,8 @@ class BoxState:
 
     # -- items ------------------------------------------------------------------------------------------
     def item(self, p: Principal, item_id: str, kind: str | None = None, need: str | None = None) -> Any:
-        """The item as the acting user sees it; 404 when absent, trashed, or neither theirs nor shared with
-        them; 403 ``access_denied_insufficient_permissions`` when their role lacks ``need`` (a capability of
+        """The item as the acting user sees it; 404 when absent, trashed, neither theirs nor shared with
+        them, or inside a folder their role may not look into (:meth:`_sees`); 403 ``access_denied_insufficient_permissions`` when their role lacks ``need`` (a capability of
         :data:`ROLE_CAPS`)."""
         if item_id == ROOT and kind in (None, "folder"):
             return self.root_row(p.user_id)
@@ -201,7 +201,7 @@ class BoxState:
         if row is None or (kind is not None and row["type"] != kind):
             raise not_found(kind or "item")
         role = self.role_of(p.user_id, row)
-        if role is None:
+        if role is None or not self._sees(p.user_id, role, row):
             raise not_found(kind or "item")
         if p.resource and not self.within(p.resource, row):
             raise ApiError(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
@@ -209,6 +209,15 @@ class BoxState:
             raise ApiError(403, "access_denied_insufficient_permissions",
                            f"Access denied - insufficient permission: the {role} role may not {need} here")
         return row
+
+    def _sees(self, user_id: str, role: str, row: Any) -> bool:
+        """Whether a role that may neither list nor preview (``uploader``) sees the item: only the item
+        shared with them, not what is in it (Box's uploader drops files into a folder it cannot look
+        into), so the folder's items are 404 to them, as Box hides what one cannot see."""
+        if ROLE_CAPS[role] & {"list", "preview"}:
+            return True
+        return self.store.one("SELECT 1 FROM collaborations WHERE item_id=? AND user_id=? AND status='accepted'",
+                              row["id"], user_id) is not None
 
     # -- collaborations -----------------------------------------------------------------------------------
     def role_of(self, user_id: str, row: Any) -> str | None:

@@ -151,11 +151,14 @@ class Namespace:
                 self.fs.rm_file(str(child["name"]))
         self.fs.rmdir(path)
 
-    def copy(self, src: str, dst: str) -> None:
+    def copy(self, src: str, dst: str, *, overwrite: bool = True) -> None:
         """Server-side copy of exactly ``src`` to exactly ``dst`` (WebDAV COPY).
 
         A file goes onto a free name or over a file (the filesystem's ``cp_file``; BoxFileSystem puts
-        the copy beside the old file before that one goes), EISDIR onto a folder. A folder is copied
+        the copy beside the old file before that one goes), EISDIR onto a folder. Without ``overwrite``
+        a file goes to a free name only, EEXIST otherwise: on Box create-only to the end
+        (``BoxFileSystem.cp_file_exclusive``: Box's copy refuses a taken name, nothing is replaced even
+        when another client takes the name after this check). A folder is copied
         with everything in it to a free name only (EEXIST otherwise): fsspec's recursive ``copy`` when
         neither path holds ``*?[`` (Box: one request), else walked with ``ls``, ``mkdir`` and ``cp_file``
         (``copy`` would take the name for a pattern, as ``rm`` does).
@@ -170,7 +173,12 @@ class Namespace:
         if dinfo is not None and (is_dir or info_is_dir(dinfo)):
             raise oserror(errno.EEXIST if is_dir else errno.EISDIR, dst)
         if not is_dir:
-            if dinfo is None or not self.same_item(sinfo, dinfo):
+            if dinfo is not None and not overwrite:
+                raise oserror(errno.EEXIST, dst)
+            exclusive = getattr(self.fs, "cp_file_exclusive", None)
+            if not overwrite and callable(exclusive):
+                exclusive(src, dst)
+            elif dinfo is None or not self.same_item(sinfo, dinfo):
                 self.fs.cp_file(src, dst)
         elif has_magic(src + dst):
             self._copy_tree(src, dst)

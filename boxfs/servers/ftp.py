@@ -535,6 +535,13 @@ class BoxFTPHandler(FTPHandler):
         self._drop_queued_upload()
         return super().ftp_STOR(file, mode)
 
+    def flush_account(self) -> None:
+        """REIN and a new USER (pyftpdlib's ``flush_account``) forget the queued transfers without
+        closing them: the upload is dropped first, so its open-file slot and its locked spool file go
+        with it, and the previous version of the file stays."""
+        self._drop_queued_upload()
+        super().flush_account()
+
     def close(self) -> None:
         self._drop_queued_upload()
         super().close()

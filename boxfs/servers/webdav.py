@@ -391,13 +391,14 @@ class BoxFile(DAVNonCollection):
         return True
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
-        """COPY of a file: one server-side copy (MOVE is ``handle_move``)."""
+        """COPY of a file: one server-side copy (MOVE is ``handle_move``). A login without ``overwrite``
+        copies create-only, so a file another client creates after the check stays (412)."""
         session = self.session
         dest = session.backend(dest_path)
         with dav_errors(dest_path):
             session.ns.check_new_name(dest)
             session.require("overwrite" if session.ns.exists(dest) else "upload", dest_path)
-            session.ns.copy(session.backend(self.path), dest)
+            session.ns.copy(session.backend(self.path), dest, overwrite=allows(session.user, "overwrite"))
 
 
 def _declared_length(environ: dict[str, Any]) -> int | None:

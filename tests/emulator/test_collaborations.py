@@ -51,6 +51,11 @@ def names_in(client: BoxClient, folder_id: str) -> set[str]:
     return {e.name for e in client.folders.get_folder_items(folder_id).entries}
 
 
+def role_of(collaboration: Any) -> str:
+    """A collaboration's role as text (box_sdk_gen leaves a role its enum lacks, such as co-owner, a str)."""
+    return str(getattr(collaboration.role, "value", collaboration.role))
+
+
 def events_of(client: BoxClient, position: Any) -> list[Any]:
     return client.events.get_events(stream_position=str(position), limit=500).entries
 
@@ -210,6 +215,29 @@ def test_role_change_takes_effect_at_once(alice_client: BoxClient, bob_client: B
     assert upload(bob_client, workdir.id, "x.txt", b"x").name == "x.txt"
 
 
+def test_only_an_owner_or_co_owner_grants_co_owner(emulator: BoxEmulator, admin_client: BoxClient, alice_client: BoxClient,
+                                                    bob_client: BoxClient, bob_id: str, workdir: FolderFull) -> None:
+    """An editor may invite, yet may not make itself or anyone co-owner, nor change or remove a co-owner:
+    on Box only the owner or a co-owner may (else an editor takes over the folder)."""
+    carol_id = emulator.create_user(f"carol-{uuid.uuid4().hex[:8]}@example.com")
+    carol = admin_client.with_as_user_header(carol_id)
+    mine = share(alice_client, workdir.id, bob_id, "editor")
+    denied = "access_denied_insufficient_permissions"
+    api_error(lambda: share(bob_client, workdir.id, carol_id, "co-owner"), 403, denied)
+    api_error(lambda: bob_client.user_collaborations.update_collaboration_by_id(mine.id, role="co-owner"), 403, denied)
+    theirs = share(bob_client, workdir.id, carol_id, "viewer")  # an editor may still invite with other roles
+    api_error(lambda: bob_client.user_collaborations.update_collaboration_by_id(theirs.id, role="co-owner"), 403, denied)
+    assert role_of(alice_client.user_collaborations.get_collaboration_by_id(mine.id)) == "editor"
+    assert role_of(alice_client.user_collaborations.get_collaboration_by_id(theirs.id)) == "viewer"
+
+    assert role_of(alice_client.user_collaborations.update_collaboration_by_id(theirs.id, role="co-owner")) == "co-owner"
+    api_error(lambda: bob_client.user_collaborations.update_collaboration_by_id(theirs.id, role="viewer"), 403, denied)
+    api_error(lambda: bob_client.user_collaborations.delete_collaboration_by_id(theirs.id), 403, denied)
+    assert role_of(alice_client.user_collaborations.get_collaboration_by_id(theirs.id)) == "co-owner"
+    # a co-owner may grant co-owner
+    assert role_of(carol.user_collaborations.update_collaboration_by_id(mine.id, role="co-owner")) == "co-owner"
+
+
 def test_bad_requests_are_refused(emulator: BoxEmulator, alice_client: BoxClient, bob_client: BoxClient, alice_id: str, bob_id: str,
                                   workdir: FolderFull, token_for: TokenFactory, http: requests.Session) -> None:
     token = token_for(alice_id)
@@ -254,21 +282,27 @@ def test_bad_requests_are_refused(emulator: BoxEmulator, alice_client: BoxClient
 def test_uploader_roles(alice_client: BoxClient, bob_client: BoxClient, alice_id: str, bob_id: str, workdir: FolderFull,
                         role: str) -> None:
     a = upload(alice_client, workdir.id, "a.txt", b"a")
+    sub = alice_client.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
     share(alice_client, workdir.id, bob_id, role)
-    mine = upload(bob_client, workdir.id, f"{role}.txt", b"dropped off")
-    assert mine.owned_by.id == alice_id and mine.created_by.id == bob_id
+    mine = upload(bob_client, workdir.id, f"{role}.txt", b"dropped off")  # the upload answers with the file
+    assert mine.owned_by.id == alice_id and mine.created_by.id == bob_id and mine.name == f"{role}.txt"
     denied = "access_denied_insufficient_permissions"
-    api_error(lambda: bob_client.files.delete_file_by_id(a.id), 403, denied)
-    if role == "uploader":  # upload only: the folder's content stays hidden
+    if role == "uploader":  # upload only: the shared folder is visible, what is in it is not (404)
+        assert bob_client.folders.get_folder_by_id(workdir.id, fields=["id", "name"]).name == workdir.name
         api_error(lambda: bob_client.folders.get_folder_items(workdir.id), 403, denied)
-        api_error(lambda: bob_client.downloads.download_file(a.id), 403, denied)
+        for hidden in (lambda: bob_client.files.get_file_by_id(a.id), lambda: bob_client.files.get_file_by_id(mine.id),
+                       lambda: bob_client.folders.get_folder_by_id(sub.id), lambda: bob_client.downloads.download_file(a.id),
+                       lambda: bob_client.files.delete_file_by_id(a.id)):
+            api_error(hidden, 404, "not_found")
     else:
-        assert names_in(bob_client, workdir.id) == {"a.txt", f"{role}.txt"}
+        assert names_in(bob_client, workdir.id) == {"a.txt", "sub", f"{role}.txt"}
+        assert bob_client.files.get_file_by_id(a.id).name == "a.txt"
+        api_error(lambda: bob_client.files.delete_file_by_id(a.id), 403, denied)
     if role == "viewer uploader":  # may edit (rename, new version), not delete
         assert bob_client.files.update_file_by_id(a.id, name="b.txt").name == "b.txt"
         assert b"".join(bob_client.downloads.download_file(a.id)) == b"a"
     else:
-        api_error(lambda: bob_client.files.update_file_by_id(a.id, name="b.txt"), 403, denied)
+        api_error(lambda: bob_client.files.update_file_by_id(a.id, name="b.txt"), 404 if role == "uploader" else 403)
     assert names_in(alice_client, workdir.id) >= {f"{role}.txt"}
 
 
