@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything from nothing, then lint, build the documentation site (a warning fails it), and run
-# the whole test suite against the embedded Box emulator.
+# the whole test suite against the embedded Box emulator, two tests at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,4 +9,7 @@ bash scripts/setup.sh
 site=$(mktemp -d "${TMPDIR:-/tmp}/boxfs-site-XXXXXX")
 trap 'rm -rf "$site"' EXIT
 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
-.venv/bin/python -m pytest -q "$@"
+# Two test processes (pytest-xdist; BOXFS_TEST_WORKERS to change): most tests wait on HTTP, FUSE, servers
+# and subprocesses rather than burn CPU. Each process has its own session emulator; a file's tests stay
+# in one process, in order (--dist loadfile).
+.venv/bin/python -m pytest -q -n "${BOXFS_TEST_WORKERS:-2}" --dist loadfile "$@"

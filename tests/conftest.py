@@ -1,14 +1,16 @@
-"""Shared fixtures: one Box emulator per test session and BoxFileSystems acting as its users.
+"""Shared fixtures: one Box emulator per test process and BoxFileSystems acting as its users.
 
 Everything talks to the emulator (:class:`boxfs.emulator.BoxEmulator`) over real HTTP on 127.0.0.1;
 nothing is mocked. Other test modules (servers, mount, data stack, reliability) reuse these fixtures;
-keep their names and meaning stable.
+keep their names and meaning stable. tests/emulator/conftest.py adds box_sdk_gen clients of the same
+emulator, app and users (``admin_client``, ``alice_client``, ``bob_client``); helpers that are not fixtures
+(the admin app, injected faults) are in tests/support.py.
 
-Session-scoped
+Session-scoped (one per pytest-xdist worker: a worker's tests run one at a time)
     ``emulator``       the running ``BoxEmulator`` (``emulator.url``, ``.base_urls``, ``.request_log``...).
-    ``jwt_config``     JSON text of a JWT app (developer-console format) with the as-user header feature,
-                       App + Enterprise access, ``root_readwrite`` + ``manage_managed_users`` scopes.
-    ``alice``, ``bob`` user ids of ``alice@example.com`` and ``bob@example.com``.
+    ``jwt_config``     JSON text of the admin JWT app (developer-console format, :func:`support.admin_app`):
+                       as-user header, App + Enterprise access, ``root_readwrite`` + ``manage_managed_users``.
+    ``alice_id``, ``bob_id``  user ids of ``alice@example.com`` and ``bob@example.com``.
 
 Function-scoped (a new filesystem instance each test: empty caches, ``skip_instance_cache=True``)
     ``fs``             acting as a brand-new user created for this test: an empty root, nothing to clean.
@@ -22,6 +24,8 @@ Function-scoped (a new filesystem instance each test: empty caches, ``skip_insta
     ``make_fs``        factory: ``make_fs(as_user=..., **options)`` -> BoxFileSystem for ``jwt_config``.
     ``new_user``       factory: ``new_user(prefix="u")`` -> ``(user_id, login)`` of a fresh user.
     ``unique``         a unique folder-safe name for this test (``t-<hex>``).
+    ``faults``         ``faults(**rule)`` -> ``emulator.inject_faults(**rule)``; every fault cleared when the test
+                       ends (to end them sooner, ``with support.injected_faults(...)``).
     ``tiny_disk``      an 8 MB tmpfs folder (a full local disk on demand); skips where tmpfs cannot be mounted.
 """
 
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import admin_app
+from support import admin_app, faults_cleared, openapi_summary
 
 from boxfs.emulator import BoxEmulator
 
@@ -43,6 +47,23 @@ from boxfs.emulator import BoxEmulator
 # requests would blur the per-operation API-call counts many tests assert. tests/test_watch*.py turn it on
 # with watch_events=True.
 os.environ.setdefault("BOXFS_WATCH_EVENTS", "0")
+
+#: responses tests/emulator's OpenAPI check validated in pytest-xdist workers: (all, JSON bodies)
+_OPENAPI_CHECKED = [0, 0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """A pytest-xdist worker finished: add up what its OpenAPI check validated (tests/emulator/conftest.py)."""
+    checked, json_checked = node.workeroutput.get("openapi_checked", (0, 0))
+    _OPENAPI_CHECKED[0] += checked
+    _OPENAPI_CHECKED[1] += json_checked
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Under pytest-xdist, the workers' OpenAPI check totals (run alone, tests/emulator/conftest.py says it)."""
+    if _OPENAPI_CHECKED[0]:
+        terminalreporter.write_line(openapi_summary(*_OPENAPI_CHECKED))
 
 
 @pytest.fixture(scope="session")
@@ -59,12 +80,12 @@ def jwt_config(emulator: BoxEmulator) -> str:
 
 
 @pytest.fixture(scope="session")
-def alice(emulator: BoxEmulator) -> str:
+def alice_id(emulator: BoxEmulator) -> str:
     return emulator.create_user("alice@example.com", name="Alice")
 
 
 @pytest.fixture(scope="session")
-def bob(emulator: BoxEmulator) -> str:
+def bob_id(emulator: BoxEmulator) -> str:
     return emulator.create_user("bob@example.com", name="Bob")
 
 
@@ -119,13 +140,20 @@ def box_view(make_fs: Callable[..., Any], fs_user: tuple[str, str]) -> Callable[
 
 
 @pytest.fixture
-def alice_fs(make_fs: Callable[..., Any], alice: str) -> Any:
+def alice_fs(make_fs: Callable[..., Any], alice_id: str) -> Any:
     return make_fs(as_user="alice@example.com")
 
 
 @pytest.fixture
-def bob_fs(make_fs: Callable[..., Any], bob: str) -> Any:
-    return make_fs(as_user=bob)
+def bob_fs(make_fs: Callable[..., Any], bob_id: str) -> Any:
+    return make_fs(as_user=bob_id)
+
+
+@pytest.fixture
+def faults(emulator: BoxEmulator) -> Iterator[Callable[..., Any]]:
+    """Inject faults into the session emulator for the rest of the test; cleared however it ends."""
+    with faults_cleared(emulator) as inject:
+        yield inject
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 - :func:`admin_app`: the JWT app most tests act through, able to impersonate any managed user;
 - :func:`injected_faults`: faults injected into the emulator for the length of a ``with`` block, and
   cleared when it ends however it ends (a failed assertion must not leave faults for the next test);
+  :func:`faults_cleared` the same for a block that injects several rules, or injects them as it goes;
+- :func:`openapi_summary`: the closing line of a run that checked emulator responses against Box's spec;
 - :func:`box_api` and :func:`share_folder`: Box's API as a user, for what boxfs has no call for, such as
   sharing a folder with another user (a collaboration: see docs/emulator.md);
 - :func:`eventually`: wait for a change made elsewhere to be seen, failing after a generous deadline
@@ -31,13 +33,25 @@ def admin_app(emu: BoxEmulator) -> str:
 
 
 @contextlib.contextmanager
+def faults_cleared(emu: BoxEmulator) -> Iterator[Callable[..., Any]]:
+    """Yields ``emu.inject_faults``; every fault is cleared on the way out, however the block ends."""
+    try:
+        yield emu.inject_faults
+    finally:
+        emu.clear_faults()
+
+
+@contextlib.contextmanager
 def injected_faults(emu: BoxEmulator, **rule: Any) -> Iterator[Any]:
     """``emu.inject_faults(**rule)`` inside the block (yielding the rule, which counts its hits); every
     fault is cleared on the way out."""
-    try:
-        yield emu.inject_faults(**rule)
-    finally:
-        emu.clear_faults()
+    with faults_cleared(emu) as inject:
+        yield inject(**rule)
+
+
+def openapi_summary(checked: int, json_checked: int) -> str:
+    """What tests/emulator's OpenAPI check validated in a run (summed over pytest-xdist workers)."""
+    return f"OpenAPI check: {checked} emulator responses validated against Box's spec ({json_checked} JSON bodies)"
 
 
 #: seconds a change made elsewhere may take to be seen before a test fails (benchmarks measure the time)

@@ -13,15 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from support import ADMIN_APP_SCOPES, admin_app
 
 from boxfs import BoxFileSystem
 from boxfs.api.errors import BoxAuthError
 from boxfs.config import BoxConfigError
 from boxfs.emulator import BoxEmulator
 from boxfs.names import BoxNameError, check_name
-
-SCOPES = ("root_readwrite", "manage_managed_users")
-
 
 # ----------------------------------------------------------------------------------------- helpers
 
@@ -138,8 +136,8 @@ def test_partially_pasted_json_text(emulator: BoxEmulator, jwt_config: str) -> N
 
 # ------------------------------------------------------------------------- refused by Box's OAuth
 def test_key_that_does_not_match_the_registered_public_key(emulator: BoxEmulator, uid: str) -> None:
-    mine = emulator.create_jwt_app(scopes=SCOPES, as_user_header=True, enterprise_access=True)
-    other = json.loads(emulator.create_jwt_app(scopes=SCOPES, as_user_header=True, enterprise_access=True))
+    mine = admin_app(emulator)
+    other = json.loads(admin_app(emulator))
     cfg = edited(mine, lambda c: c["boxAppSettings"]["appAuth"].update(
         privateKey=other["boxAppSettings"]["appAuth"]["privateKey"],
         passphrase=other["boxAppSettings"]["appAuth"]["passphrase"]))
@@ -152,7 +150,7 @@ def test_key_that_does_not_match_the_registered_public_key(emulator: BoxEmulator
 
 
 def test_revoked_client(emulator: BoxEmulator, make_fs: Any, uid: str) -> None:
-    cfg = emulator.create_jwt_app(scopes=SCOPES, as_user_header=True, enterprise_access=True)
+    cfg = admin_app(emulator)
     fs = build(emulator, jwt_config=cfg, as_user=uid)
     fs.pipe_file("kept.txt", b"kept")
     before = snapshot(make_fs, uid)
@@ -170,7 +168,7 @@ def test_unknown_client(emulator: BoxEmulator, jwt_config: str, uid: str) -> Non
 
 
 def test_app_without_the_as_user_feature(emulator: BoxEmulator, make_fs: Any, uid: str) -> None:
-    cfg = emulator.create_jwt_app(scopes=SCOPES, as_user_header=False, enterprise_access=True)
+    cfg = emulator.create_jwt_app(scopes=ADMIN_APP_SCOPES, as_user_header=False, enterprise_access=True)
     before = snapshot(make_fs, uid)
     with pytest.raises(PermissionError) as info:
         build(emulator, jwt_config=cfg, as_user=uid).pipe_file("x.txt", b"x")
@@ -180,7 +178,7 @@ def test_app_without_the_as_user_feature(emulator: BoxEmulator, make_fs: Any, ui
 
 
 def test_app_without_enterprise_access(emulator: BoxEmulator, make_fs: Any, uid: str) -> None:
-    cfg = emulator.create_jwt_app(scopes=SCOPES, as_user_header=True, enterprise_access=False)
+    cfg = emulator.create_jwt_app(scopes=ADMIN_APP_SCOPES, as_user_header=True, enterprise_access=False)
     before = snapshot(make_fs, uid)
     with pytest.raises(PermissionError) as info:
         build(emulator, jwt_config=cfg, as_user=uid).mkdir("new-folder")

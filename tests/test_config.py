@@ -40,7 +40,7 @@ def _write_and_check_owner(fs: BoxFileSystem, emulator: Any) -> str:
 
 
 @pytest.mark.parametrize("form", ["text", "path", "dict"])
-def test_jwt_config_text_path_dict(form: str, emulator: Any, jwt_config: str, alice: str, tmp_path: Any) -> None:
+def test_jwt_config_text_path_dict(form: str, emulator: Any, jwt_config: str, alice_id: str, tmp_path: Any) -> None:
     value: Any = {"text": jwt_config, "dict": json.loads(jwt_config)}.get(form)
     if form == "path":
         (tmp_path / "config.json").write_text(jwt_config)
@@ -48,11 +48,11 @@ def test_jwt_config_text_path_dict(form: str, emulator: Any, jwt_config: str, al
     fs = BoxFileSystem(jwt_config=value, as_user="alice@example.com", base_urls=emulator.base_urls,
                        skip_instance_cache=True)
     assert fs.credentials.kind == "jwt"
-    assert _write_and_check_owner(fs, emulator) == alice
+    assert _write_and_check_owner(fs, emulator) == alice_id
 
 
 @pytest.mark.parametrize("key_as", ["pem", "path"])
-def test_separate_jwt_fields(key_as: str, emulator: Any, jwt_config: str, bob: str, tmp_path: Any) -> None:
+def test_separate_jwt_fields(key_as: str, emulator: Any, jwt_config: str, bob_id: str, tmp_path: Any) -> None:
     cfg = _settings(jwt_config)
     app = cfg["boxAppSettings"]
     key = app["appAuth"]["privateKey"]
@@ -62,12 +62,12 @@ def test_separate_jwt_fields(key_as: str, emulator: Any, jwt_config: str, bob: s
     fs = BoxFileSystem(
         client_id=app["clientID"], client_secret=app["clientSecret"], enterprise_id=cfg["enterpriseID"],
         public_key_id=app["appAuth"]["publicKeyID"], private_key=key, passphrase=app["appAuth"]["passphrase"],
-        as_user=bob, base_urls=emulator.base_urls, skip_instance_cache=True,
+        as_user=bob_id, base_urls=emulator.base_urls, skip_instance_cache=True,
     )
-    assert _write_and_check_owner(fs, emulator) == bob
+    assert _write_and_check_owner(fs, emulator) == bob_id
 
 
-def test_client_credentials_grant_as_service_account_and_as_user(emulator: Any, alice: str) -> None:
+def test_client_credentials_grant_as_service_account_and_as_user(emulator: Any, alice_id: str) -> None:
     client_id, secret = emulator.create_ccg_app(scopes=("root_readwrite", "manage_managed_users"))
     sa = BoxFileSystem(client_id=client_id, client_secret=secret, enterprise_id=emulator.enterprise_id,
                        base_urls=emulator.base_urls, skip_instance_cache=True)
@@ -75,8 +75,8 @@ def test_client_credentials_grant_as_service_account_and_as_user(emulator: Any, 
     assert _write_and_check_owner(sa, emulator) == str(emulator.service_account_id(client_id))
     as_alice = BoxFileSystem(client_id=client_id, client_secret=secret, enterprise_id=emulator.enterprise_id,
                              as_user="ALICE@example.com", base_urls=emulator.base_urls, skip_instance_cache=True)
-    assert as_alice.as_user_id == alice
-    assert _write_and_check_owner(as_alice, emulator) == alice
+    assert as_alice.as_user_id == alice_id
+    assert _write_and_check_owner(as_alice, emulator) == alice_id
 
 
 def test_ready_token(emulator: Any, jwt_config: str) -> None:
@@ -88,7 +88,7 @@ def test_ready_token(emulator: Any, jwt_config: str) -> None:
     assert token not in repr(fs) and token not in repr(fs.credentials)
 
 
-def test_environment_only(monkeypatch: Any, emulator: Any, jwt_config: str, alice: str, tmp_path: Any) -> None:
+def test_environment_only(monkeypatch: Any, emulator: Any, jwt_config: str, alice_id: str, tmp_path: Any) -> None:
     path = tmp_path / "config.json"
     path.write_text(jwt_config)
     monkeypatch.setenv("BOXFS_JWT_CONFIG", str(path))
@@ -98,7 +98,7 @@ def test_environment_only(monkeypatch: Any, emulator: Any, jwt_config: str, alic
     with fsspec.open(f"box://{name}/hello.txt", "wb") as f:  # URL only, no storage options
         f.write(b"from the environment")
     fs = fsspec.filesystem("box", skip_instance_cache=True)
-    assert fs.as_user_id == alice
+    assert fs.as_user_id == alice_id
     assert fs.cat_file(f"/{name}/hello.txt") == b"from the environment"
     # the JSON text in the variable works as well as a path
     monkeypatch.setenv("BOXFS_JWT_CONFIG", jwt_config)
@@ -108,11 +108,11 @@ def test_environment_only(monkeypatch: Any, emulator: Any, jwt_config: str, alic
 
 
 def test_explicit_arguments_win_over_environment(monkeypatch: Any, emulator: Any, jwt_config: str,
-                                                 bob: str) -> None:
+                                                 bob_id: str) -> None:
     monkeypatch.setenv("BOXFS_TOKEN", "not-a-token")
     monkeypatch.setenv("BOXFS_AS_USER", "alice@example.com")
-    fs = BoxFileSystem(jwt_config=jwt_config, as_user=bob, base_urls=emulator.base_urls, skip_instance_cache=True)
-    assert fs.credentials.kind == "jwt" and fs.as_user_id == bob
+    fs = BoxFileSystem(jwt_config=jwt_config, as_user=bob_id, base_urls=emulator.base_urls, skip_instance_cache=True)
+    assert fs.credentials.kind == "jwt" and fs.as_user_id == bob_id
 
 
 def test_base_url_environment_derives_upload_and_oauth_urls(monkeypatch: Any) -> None:
@@ -124,12 +124,12 @@ def test_base_url_environment_derives_upload_and_oauth_urls(monkeypatch: Any) ->
     assert resolve_endpoints(None).base_url == "https://api.box.com"
 
 
-def test_fsspec_registry_and_instance_cache(emulator: Any, jwt_config: str, alice: str, bob: str) -> None:
+def test_fsspec_registry_and_instance_cache(emulator: Any, jwt_config: str, alice_id: str, bob_id: str) -> None:
     cls = fsspec.get_filesystem_class("box")
     assert cls is BoxFileSystem
-    a1 = fsspec.filesystem("box", jwt_config=jwt_config, as_user=alice, base_urls=emulator.base_urls)
-    a2 = fsspec.filesystem("box", jwt_config=jwt_config, as_user=alice, base_urls=emulator.base_urls)
-    b = fsspec.filesystem("box", jwt_config=jwt_config, as_user=bob, base_urls=emulator.base_urls)
+    a1 = fsspec.filesystem("box", jwt_config=jwt_config, as_user=alice_id, base_urls=emulator.base_urls)
+    a2 = fsspec.filesystem("box", jwt_config=jwt_config, as_user=alice_id, base_urls=emulator.base_urls)
+    b = fsspec.filesystem("box", jwt_config=jwt_config, as_user=bob_id, base_urls=emulator.base_urls)
     assert a1 is a2
     assert b is not a1 and b.cache is not a1.cache
     assert b.provider is a1.provider  # one app token shared by every user of the app
@@ -271,16 +271,16 @@ def test_filesystem_repr_shows_no_secret(alice_fs: BoxFileSystem, jwt_config: st
 
 
 def test_environment_changes_are_not_hidden_by_the_instance_cache(monkeypatch: Any, emulator: Any,
-                                                                  jwt_config: str, alice: str, bob: str,
+                                                                  jwt_config: str, alice_id: str, bob_id: str,
                                                                   tmp_path: Any) -> None:
     (tmp_path / "config.json").write_text(jwt_config)
     monkeypatch.setenv("BOXFS_JWT_CONFIG", str(tmp_path / "config.json"))
     monkeypatch.setenv("BOXFS_BASE_URL", emulator.url)
     monkeypatch.setenv("BOXFS_AS_USER", "alice@example.com")
     as_alice = fsspec.filesystem("box")
-    assert fsspec.filesystem("box") is as_alice and as_alice.as_user_id == alice
+    assert fsspec.filesystem("box") is as_alice and as_alice.as_user_id == alice_id
     monkeypatch.setenv("BOXFS_AS_USER", "bob@example.com")
     as_bob = fsspec.filesystem("box")
-    assert as_bob is not as_alice and as_bob.as_user_id == bob
+    assert as_bob is not as_alice and as_bob.as_user_id == bob_id
     for value in as_bob.storage_options.values():
         assert jwt_config not in str(value)

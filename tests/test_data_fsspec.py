@@ -116,7 +116,11 @@ def test_blockcache_reads_only_the_blocks_used(fs: Any, options: dict[str, Any],
 # -------------------------------------------------------------------------------------------- UPath
 @pytest.fixture
 def upath_cls() -> Any:
-    return pytest.importorskip("upath").UPath
+    """``UPath``, its protocol lookup forgotten: it makes the class for "box" (and warns) once per process,
+    and another test of this process (tests/test_docs.py runs docs/data.md) may have been first."""
+    upath = pytest.importorskip("upath")
+    pytest.importorskip("upath.registry").get_upath_class.cache_clear()
+    return upath.UPath
 
 
 def test_upath_falls_back_to_the_generic_fsspec_path(upath_cls: Any, options: dict[str, Any]) -> None:

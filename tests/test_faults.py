@@ -24,6 +24,7 @@ The retry policy is the real one with fast waits (``retry=FAST``) so the suite s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import admin_app, injected_faults
+from support import admin_app, faults_cleared, injected_faults
 
 from boxfs.emulator import BoxEmulator
 
@@ -48,39 +49,50 @@ SCENARIOS = ("5xx", "429", "drop", "tokens")
 UPLOAD_ROUTES = {"/files/content", "/files/{file_id}/content", "/files/upload_sessions/{upload_session_id}/commit"}
 
 
-@pytest.fixture
-def faults(emulator: BoxEmulator) -> Iterator[Callable[[str], None]]:
-    """``faults(scenario)`` switches a scenario on; everything is switched off again after the test."""
+#: the injected-fault rule of each scenario but "tokens" (see the module docstring)
+SCENARIO_FAULTS: dict[str, dict[str, Any]] = {
+    "5xx": {"rate": 0.15, "kinds": ("500", "502", "503", "504"), "seed": 5, "retry_after": 0},
+    "429": {"rate": 0.15, "kinds": ("429",), "seed": 29, "retry_after": 0},
+    "drop": {"rate": 0.15, "kinds": ("drop", "drop_after"), "seed": 7},
+}
+
+
+@contextlib.contextmanager
+def token_ttl(emulator: BoxEmulator, seconds: int) -> Iterator[None]:
+    """New tokens live ``seconds`` inside the block, an hour again after it however it ends; every token
+    issued so far is expired on the way in (the long-lived one the client holds stops working now)."""
+    emulator.set_token_ttl(seconds)
+    try:
+        emulator.expire_tokens()
+        yield
+    finally:
+        emulator.set_token_ttl(3600)
+
+
+@contextlib.contextmanager
+def short_lived_tokens(emulator: BoxEmulator) -> Iterator[None]:
+    """The "tokens" scenario: 2-second tokens, all expired behind the client's back every 0.7 s."""
     stop = threading.Event()
-    threads: list[threading.Thread] = []
 
-    def start(scenario: str) -> None:
-        if scenario == "5xx":
-            emulator.inject_faults(rate=0.15, kinds=("500", "502", "503", "504"), seed=5, retry_after=0)
-        elif scenario == "429":
-            emulator.inject_faults(rate=0.15, kinds=("429",), seed=29, retry_after=0)
-        elif scenario == "drop":
-            emulator.inject_faults(rate=0.15, kinds=("drop", "drop_after"), seed=7)
-        elif scenario == "tokens":
-            emulator.set_token_ttl(2)
-            emulator.expire_tokens()  # the long-lived token the client holds stops working now
+    def expirer() -> None:
+        while not stop.wait(0.7):
+            emulator.expire_tokens()
 
-            def expirer() -> None:
-                while not stop.wait(0.7):
-                    emulator.expire_tokens()
+    with token_ttl(emulator, 2):
+        th = threading.Thread(target=expirer, daemon=True)
+        th.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            th.join()
 
-            th = threading.Thread(target=expirer, daemon=True)
-            th.start()
-            threads.append(th)
-        else:  # pragma: no cover - a typo in a parametrisation
-            raise ValueError(scenario)
 
-    yield start
-    stop.set()
-    for th in threads:
-        th.join()
-    emulator.clear_faults()
-    emulator.set_token_ttl(3600)
+def disturbance(emulator: BoxEmulator, scenario: str) -> contextlib.AbstractContextManager[Any]:
+    """``with disturbance(emulator, scenario):`` the scenario is on inside the block, off after it."""
+    if scenario == "tokens":
+        return short_lived_tokens(emulator)
+    return injected_faults(emulator, **SCENARIO_FAULTS[scenario])
 
 
 class Mark:
@@ -144,20 +156,19 @@ def expected_state(files: dict[str, bytes]) -> dict[str, tuple[str, int, str | N
 # ------------------------------------------------------------------------------- put and get 200 files
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_put_and_get_200_small_files(scenario: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any,
-                                     faults: Any, tmp_path: Path) -> None:
+                                     tmp_path: Path) -> None:
     uid = fs_user[0]
     src = tmp_path / "src"
     files = make_tree(src, 200, 4, seed=200)
     mark = Mark(emulator)
-    faults(scenario)
-    fs = make_fs(as_user=uid, retry=FAST)
-    fs.put(str(src) + "/", "tree", recursive=True)
-    reader = make_fs(as_user=uid, retry=FAST)  # empty caches: everything listed and read again
-    dst = tmp_path / "dst"
-    reader.get("tree/", str(dst) + "/", recursive=True)
+    with disturbance(emulator, scenario):
+        fs = make_fs(as_user=uid, retry=FAST)
+        fs.put(str(src) + "/", "tree", recursive=True)
+        reader = make_fs(as_user=uid, retry=FAST)  # empty caches: everything listed and read again
+        dst = tmp_path / "dst"
+        reader.get("tree/", str(dst) + "/", recursive=True)
     got = {p.relative_to(dst).as_posix(): p.read_bytes() for p in dst.rglob("*") if p.is_file()}
     disturbed = mark.disturbed(scenario)
-    emulator.clear_faults()
     assert disturbed > (3 if scenario == "tokens" else 20), "the scenario must actually have disturbed the workload"
     assert got == files  # byte-identical to the source, nothing lost, nothing extra
     assert remote_state(make_fs, uid, "tree") == expected_state(files)
@@ -168,7 +179,7 @@ def test_put_and_get_200_small_files(scenario: str, emulator: BoxEmulator, make_
 
 # ------------------------------------------------------------------------------------ chunked upload
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_chunked_upload_30mb(scenario: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any, faults: Any,
+def test_chunked_upload_30mb(scenario: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any,
                              tmp_path: Path) -> None:
     uid = fs_user[0]
     data = random.Random(30).randbytes(30 * MB)
@@ -176,10 +187,9 @@ def test_chunked_upload_30mb(scenario: str, emulator: BoxEmulator, make_fs: Any,
     local.write_bytes(data)
     spool = tmp_path / "spool"
     mark = Mark(emulator)
-    faults(scenario)
-    fs = make_fs(as_user=uid, retry=FAST, spool_threshold=MB, spool_dir=str(spool))
-    fs.put_file(str(local), "big/big.bin")
-    emulator.clear_faults()
+    with disturbance(emulator, scenario):
+        fs = make_fs(as_user=uid, retry=FAST, spool_threshold=MB, spool_dir=str(spool))
+        fs.put_file(str(local), "big/big.bin")
     sessions = [r for r in mark.records() if r.route == "/files/upload_sessions" and r.status == 201]
     assert sessions, "the chunked path must have run"
     assert mark.disturbed(scenario) > 0
@@ -233,16 +243,15 @@ def find_tree(emulator: BoxEmulator, jwt_config: str, tmp_path_factory: Any) -> 
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_recursive_find(scenario: str, emulator: BoxEmulator, make_fs: Any, faults: Any,
+def test_recursive_find(scenario: str, emulator: BoxEmulator, make_fs: Any,
                         find_tree: tuple[str, dict[str, Any]]) -> None:
     uid, reference = find_tree
     mark = Mark(emulator)
-    faults(scenario)
     results = []
-    for _ in range(3):
-        fs = make_fs(as_user=uid, retry=FAST)
-        results.append(fs.find("top", withdirs=True, detail=True))
-    emulator.clear_faults()
+    with disturbance(emulator, scenario):
+        for _ in range(3):
+            fs = make_fs(as_user=uid, retry=FAST)
+            results.append(fs.find("top", withdirs=True, detail=True))
     assert mark.disturbed(scenario) > 0
     for got in results:
         assert got == reference
@@ -261,22 +270,21 @@ def large_file(emulator: BoxEmulator, jwt_config: str) -> tuple[str, bytes]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_ranged_reads_of_a_large_file(scenario: str, emulator: BoxEmulator, make_fs: Any, faults: Any,
+def test_ranged_reads_of_a_large_file(scenario: str, emulator: BoxEmulator, make_fs: Any,
                                       large_file: tuple[str, bytes], tmp_path: Path) -> None:
     uid, data = large_file
     rnd = random.Random(scenario)
     ranges = [(s, s + rnd.randrange(1, 300_000)) for s in (rnd.randrange(0, len(data)) for _ in range(60))]
     mark = Mark(emulator)
-    faults(scenario)
-    fs = make_fs(as_user=uid, retry=FAST)
-    got = [fs.cat_file("large.bin", start=s, end=e) for s, e in ranges]
-    with fs.open("large.bin", "rb", block_size=256 * 1024) as f:
-        seeks = []
-        for s, e in ranges[:20]:
-            f.seek(s)
-            seeks.append(f.read(e - s))
-    fs.get_file("large.bin", str(tmp_path / "whole.bin"))
-    emulator.clear_faults()
+    with disturbance(emulator, scenario):
+        fs = make_fs(as_user=uid, retry=FAST)
+        got = [fs.cat_file("large.bin", start=s, end=e) for s, e in ranges]
+        with fs.open("large.bin", "rb", block_size=256 * 1024) as f:
+            seeks = []
+            for s, e in ranges[:20]:
+                f.seek(s)
+                seeks.append(f.read(e - s))
+        fs.get_file("large.bin", str(tmp_path / "whole.bin"))
     assert mark.disturbed(scenario) > 0
     assert got == [data[s:e] for s, e in ranges]
     assert seeks == [data[s:e] for s, e in ranges[:20]]
@@ -317,14 +325,13 @@ def mv_reference(emulator: BoxEmulator, jwt_config: str, tmp_path_factory: Any) 
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_mv_and_rm_of_a_tree(scenario: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any, faults: Any,
+def test_mv_and_rm_of_a_tree(scenario: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any,
                              mv_reference: dict[str, Any], tmp_path: Path) -> None:
     uid = fs_user[0]
     _build_mv_tree(make_fs(as_user=uid), tmp_path)
     mark = Mark(emulator)
-    faults(scenario)
-    _mv_rm_workload(make_fs(as_user=uid, retry=FAST))
-    emulator.clear_faults()
+    with disturbance(emulator, scenario):
+        _mv_rm_workload(make_fs(as_user=uid, retry=FAST))
     assert mark.disturbed(scenario) > 0
     assert remote_state(make_fs, uid, "work") == mv_reference
 
@@ -405,7 +412,7 @@ AMBIGUOUS = {
 
 @pytest.mark.parametrize("op", sorted(AMBIGUOUS))
 def test_an_answer_lost_after_the_request_took_effect(op: str, emulator: BoxEmulator, make_fs: Any, fs_user: Any,
-                                                      faults: Any, tmp_path: Path) -> None:
+                                                      tmp_path: Path) -> None:
     """``drop_after``: Box did the work, the client saw the connection die. Retrying must neither fail
     (the work is done) nor do it twice."""
     uid = fs_user[0]
@@ -417,34 +424,33 @@ def test_an_answer_lost_after_the_request_took_effect(op: str, emulator: BoxEmul
     expected = {"o/old.txt": b"old", "o/sub/x.txt": b"x"}
     method, route = AMBIGUOUS[op]
     mark = Mark(emulator)
-    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=route, method=method, count=1)
-    if op == "mkdir":
-        fs.mkdir("o/new-folder")
-    elif op == "new file":
-        fs.pipe_file("o/new.txt", b"new")
-        expected["o/new.txt"] = b"new"
-    elif op == "new version":
-        fs.pipe_file("o/old.txt", b"newer")
-        expected["o/old.txt"] = b"newer"
-    elif op == "copy":
-        fs.cp_file("o/old.txt", "o/copy.txt")
-        expected["o/copy.txt"] = b"old"
-    elif op == "move":
-        fs.mv("o/old.txt", "o/sub/moved.txt")
-        expected["o/sub/moved.txt"] = expected.pop("o/old.txt")
-    elif op == "rm file":
-        fs.rm("o/old.txt")
-        del expected["o/old.txt"]
-    elif op == "rm tree":
-        fs.rm("o/sub", recursive=True)
-        del expected["o/sub/x.txt"]
-    elif op == "rmdir":
-        fs.rmdir("o/empty")
-    else:  # the chunked path
-        with fs.open("o/big.bin", "wb") as f:
-            f.write(big)
-        expected["o/big.bin"] = big
-    emulator.clear_faults()
+    with injected_faults(emulator, rate=1.0, kinds=("drop_after",), route=route, method=method, count=1):
+        if op == "mkdir":
+            fs.mkdir("o/new-folder")
+        elif op == "new file":
+            fs.pipe_file("o/new.txt", b"new")
+            expected["o/new.txt"] = b"new"
+        elif op == "new version":
+            fs.pipe_file("o/old.txt", b"newer")
+            expected["o/old.txt"] = b"newer"
+        elif op == "copy":
+            fs.cp_file("o/old.txt", "o/copy.txt")
+            expected["o/copy.txt"] = b"old"
+        elif op == "move":
+            fs.mv("o/old.txt", "o/sub/moved.txt")
+            expected["o/sub/moved.txt"] = expected.pop("o/old.txt")
+        elif op == "rm file":
+            fs.rm("o/old.txt")
+            del expected["o/old.txt"]
+        elif op == "rm tree":
+            fs.rm("o/sub", recursive=True)
+            del expected["o/sub/x.txt"]
+        elif op == "rmdir":
+            fs.rmdir("o/empty")
+        else:  # the chunked path
+            with fs.open("o/big.bin", "wb") as f:
+                f.write(big)
+            expected["o/big.bin"] = big
     assert [r.fault for r in mark.records() if r.fault] == ["drop_after"], "the fault must have fired once"
     fresh = make_fs(as_user=uid)
     files = {p: fresh.cat_file(p) for p in fresh.find("o")}
@@ -623,14 +629,13 @@ def test_sdk_token_requests_are_not_retried_twice(emulator: BoxEmulator, jwt_con
 
     clear_registry()  # a cold process: the next filesystem must ask for a token
     start = len(emulator.request_log)
-    emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/oauth2/token$", retry_after=0)
     try:
-        fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
-                           skip_instance_cache=True, retry={"max_attempts": 3, "backoff_base": 0.01})
-        with pytest.raises(Exception):  # noqa: B017 - the kind is not the point here, the count is
-            fs.ls("")
+        with injected_faults(emulator, rate=1.0, kinds=("503",), route=r"/oauth2/token$", retry_after=0):
+            fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
+                               skip_instance_cache=True, retry={"max_attempts": 3, "backoff_base": 0.01})
+            with pytest.raises(Exception):  # noqa: B017 - the kind is not the point here, the count is
+                fs.ls("")
     finally:
-        emulator.clear_faults()
         clear_registry()
     tokens = [r for r in _records_since(emulator, start) if r.route == "/oauth2/token"]
     assert len(tokens) == 3
@@ -668,14 +673,12 @@ def test_a_download_makes_at_most_max_attempts_attempts(emulator: BoxEmulator, m
     fs.pipe_file("d.bin", os.urandom(200_000))
     fs.ls("")
     start = len(emulator.request_log)
-    for _ in range(4):  # connection refused twice, then an answer cut in the middle, over and over
-        emulator.inject_faults(rate=1.0, kinds=("drop",), route=r"^/download/", count=2)
-        emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"^/download/", count=1)
-    try:
+    with faults_cleared(emulator) as inject:
+        for _ in range(4):  # connection refused twice, then an answer cut in the middle, over and over
+            inject(rate=1.0, kinds=("drop",), route=r"^/download/", count=2)
+            inject(rate=1.0, kinds=("drop_after",), route=r"^/download/", count=1)
         with pytest.raises(OSError):
             fs.get_file("d.bin", str(tmp_path / "d.bin"))
-    finally:
-        emulator.clear_faults()
     downloads = [r for r in _records_since(emulator, start) if r.host == "download"]
     assert len(downloads) <= 3
 
@@ -691,7 +694,6 @@ def test_a_folder_taken_from_a_conflict_is_not_assumed_empty(emulator: BoxEmulat
     other = make_fs(as_user=uid)
     fs.ls("")
     start = len(emulator.request_log)
-    emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/2\.0/folders$", method="POST", retry_after=1, count=1)
     errors: list[BaseException] = []
 
     def mkdir() -> None:
@@ -700,14 +702,15 @@ def test_a_folder_taken_from_a_conflict_is_not_assumed_empty(emulator: BoxEmulat
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    th = threading.Thread(target=mkdir)
-    th.start()
-    deadline = time.monotonic() + 5
-    while not any(r.fault for r in emulator.request_log.records[start:]) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    other.pipe_file("shared/theirs.txt", b"someone else's")  # creates the folder, then the file
-    th.join(10)
-    emulator.clear_faults()
+    with injected_faults(emulator, rate=1.0, kinds=("503",), route=r"/2\.0/folders$", method="POST", retry_after=1,
+                         count=1):
+        th = threading.Thread(target=mkdir)
+        th.start()
+        deadline = time.monotonic() + 5
+        while not any(r.fault for r in emulator.request_log.records[start:]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        other.pipe_file("shared/theirs.txt", b"someone else's")  # creates the folder, then the file
+        th.join(10)
     assert not errors, errors
     assert fs.ls("shared", detail=False) == ["shared/theirs.txt"]
     assert fs.cat_file("shared/theirs.txt") == b"someone else's"
@@ -715,7 +718,7 @@ def test_a_folder_taken_from_a_conflict_is_not_assumed_empty(emulator: BoxEmulat
 
 @pytest.mark.parametrize("scenario", ["5xx", "drop"])
 def test_concurrent_writers_sharing_one_filesystem(scenario: str, emulator: BoxEmulator, make_fs: Any,
-                                                   fs_user: Any, faults: Any) -> None:
+                                                   fs_user: Any) -> None:
     """As a file-transfer server does: 8 threads write into the same new folders through one filesystem.
     Box ends up with every file once, and the writer's own cached view agrees with Box."""
     from concurrent.futures import ThreadPoolExecutor
@@ -725,10 +728,8 @@ def test_concurrent_writers_sharing_one_filesystem(scenario: str, emulator: BoxE
     files = {f"conc/d{i % 3}/e{i % 2}/f{i:03d}.txt": rnd.randbytes(rnd.randrange(1, 500)) for i in range(120)}
     fs = make_fs(as_user=uid, retry=FAST)
     mark = Mark(emulator)
-    faults(scenario)
-    with ThreadPoolExecutor(8) as pool:
+    with disturbance(emulator, scenario), ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda item: fs.pipe_file(*item), files.items()))
-    emulator.clear_faults()
     assert mark.disturbed(scenario) > 10
     assert remote_state(make_fs, uid, "conc") == expected_state({k[5:]: v for k, v in files.items()})
     assert sorted(fs.find("conc")) == sorted(files), "the writer's cache must not lose what it wrote"
@@ -742,13 +743,12 @@ def test_a_token_request_answered_429_waits_retry_after(emulator: BoxEmulator, j
 
     clear_registry()
     start = len(emulator.request_log)
-    emulator.inject_faults(rate=1.0, kinds=("429",), route=r"/oauth2/token$", retry_after=1, count=1)
     try:
-        fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
-                           skip_instance_cache=True)
-        fs.ls("")
+        with injected_faults(emulator, rate=1.0, kinds=("429",), route=r"/oauth2/token$", retry_after=1, count=1):
+            fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
+                               skip_instance_cache=True)
+            fs.ls("")
     finally:
-        emulator.clear_faults()
         clear_registry()
     tokens = [r for r in _records_since(emulator, start) if r.route == "/oauth2/token"]
     assert [r.status for r in tokens] == [429, 200]
@@ -802,18 +802,16 @@ def test_emulator_restarted_mid_chunked_upload(tmp_path: Path) -> None:
         emu.stop()
 
 
-def test_a_token_is_refreshed_before_it_expires(emulator: BoxEmulator, make_fs: Any, fs_user: Any,
-                                                faults: Any) -> None:
+def test_a_token_is_refreshed_before_it_expires(emulator: BoxEmulator, make_fs: Any, fs_user: Any) -> None:
     """Tokens living 2 s are replaced after 1.5 s (a quarter of their life early): no request ever meets
     an expired token, so no 401 at all."""
     fs = make_fs(as_user=fs_user[0])
-    emulator.set_token_ttl(2)
-    emulator.expire_tokens()
-    fs.ls("")  # 401, refresh: now holding a 2-second token
-    start = len(emulator.request_log)
-    for _ in range(4):
-        time.sleep(0.55)
-        fs.ls("", refresh=True)
+    with token_ttl(emulator, 2):
+        fs.ls("")  # 401, refresh: now holding a 2-second token
+        start = len(emulator.request_log)
+        for _ in range(4):
+            time.sleep(0.55)
+            fs.ls("", refresh=True)
     sent = _records_since(emulator, start)
     assert [r.status for r in sent if r.route != "/oauth2/token"] == [200] * 4
     tokens = [r for r in sent if r.route == "/oauth2/token"]
@@ -830,14 +828,13 @@ def test_a_token_endpoint_that_keeps_failing_is_a_clear_oserror(kind: str, emula
     from boxfs.auth import clear_registry
 
     clear_registry()
-    emulator.inject_faults(rate=1.0, kinds=(kind,), route=r"/oauth2/token$", retry_after=0)
     try:
-        fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
-                           skip_instance_cache=True, retry={"max_attempts": 2, "backoff_base": 0.01})
-        with pytest.raises(BoxAPIError) as info:
-            fs.ls("")
+        with injected_faults(emulator, rate=1.0, kinds=(kind,), route=r"/oauth2/token$", retry_after=0):
+            fs = BoxFileSystem(jwt_config=jwt_config, base_urls=emulator.base_urls, as_user=fs_user[0],
+                               skip_instance_cache=True, retry={"max_attempts": 2, "backoff_base": 0.01})
+            with pytest.raises(BoxAPIError) as info:
+                fs.ls("")
     finally:
-        emulator.clear_faults()
         clear_registry()
     client_id = json.loads(jwt_config)["boxAppSettings"]["clientID"]
     assert isinstance(info.value, OSError)

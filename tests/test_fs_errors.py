@@ -140,15 +140,15 @@ def test_key_not_matching_the_registered_public_key(emulator: Any) -> None:
     assert mine["boxAppSettings"]["clientID"] in str(info.value)
 
 
-def test_app_without_as_user_feature(emulator: Any, alice: str) -> None:
+def test_app_without_as_user_feature(emulator: Any, alice_id: str) -> None:
     cfg = emulator.create_jwt_app(as_user_header=False)
-    fs = BoxFileSystem(jwt_config=cfg, as_user=alice, base_urls=emulator.base_urls, skip_instance_cache=True)
+    fs = BoxFileSystem(jwt_config=cfg, as_user=alice_id, base_urls=emulator.base_urls, skip_instance_cache=True)
     with pytest.raises(PermissionError) as info:
         fs.ls("")
     assert info.value.box_code
 
 
-def test_app_without_enterprise_access_cannot_look_up_logins(emulator: Any, alice: str) -> None:
+def test_app_without_enterprise_access_cannot_look_up_logins(emulator: Any, alice_id: str) -> None:
     cfg = emulator.create_jwt_app(enterprise_access=False)
     with pytest.raises((PermissionError, ValueError)):
         BoxFileSystem(jwt_config=cfg, as_user="alice@example.com", base_urls=emulator.base_urls,

@@ -37,12 +37,12 @@ def test_pickle_round_trip_in_a_subprocess(alice_fs: BoxFileSystem, unique: str,
     alice_fs.rm(unique, recursive=True)
 
 
-def test_unpickled_in_process_keeps_options_and_gets_its_own_cache(make_fs: Any, alice: str) -> None:
+def test_unpickled_in_process_keeps_options_and_gets_its_own_cache(make_fs: Any, alice_id: str) -> None:
     fs = make_fs(as_user="alice@example.com", root_folder_id="0", max_connections=4,
                  retry={"max_attempts": 3}, spool_threshold=1000)
     fs.ls("")
     again = pickle.loads(pickle.dumps(fs))
-    assert again.as_user_id == alice and again.max_connections == 4
+    assert again.as_user_id == alice_id and again.max_connections == 4
     assert again.policy.max_attempts == 3 and again.spool_threshold == 1000
     assert again.endpoints == fs.endpoints and again.credentials == fs.credentials
     assert again.ls("") == fs.ls("")
@@ -57,10 +57,10 @@ def test_pickle_of_token_configuration(emulator: Any, jwt_config: str) -> None:
 
 
 def test_unpickled_filesystems_with_different_tokens_are_different_instances(emulator: Any, jwt_config: str,
-                                                                              alice: str) -> None:
+                                                                              alice_id: str) -> None:
     client_id = json.loads(jwt_config)["boxAppSettings"]["clientID"]
     one = BoxFileSystem(token=emulator.developer_token(client_id), base_urls=emulator.base_urls)
-    two = BoxFileSystem(token=emulator.developer_token(client_id, alice), base_urls=emulator.base_urls)
+    two = BoxFileSystem(token=emulator.developer_token(client_id, alice_id), base_urls=emulator.base_urls)
     a, b = pickle.loads(pickle.dumps(one)), pickle.loads(pickle.dumps(two))
     assert a is not b and a.credentials.token != b.credentials.token
     assert a.credentials.token not in repr(a.credentials)

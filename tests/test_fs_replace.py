@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 FAST = {"max_attempts": 2, "backoff_base": 0.001, "backoff_max": 0.002}
 
@@ -21,12 +22,8 @@ def _two_files(fs: Any) -> None:
 
 def _replace_failing(fs: Any, emulator: Any, op: str, route: str, method: str) -> None:
     """``op`` new.txt onto target.txt while Box answers 500 to every request matching route + method."""
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=route, method=method)
-    try:
-        with pytest.raises(OSError):
-            getattr(fs, op)("d/new.txt", "d/target.txt")
-    finally:
-        emulator.clear_faults()
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=route, method=method), pytest.raises(OSError):
+        getattr(fs, op)("d/new.txt", "d/target.txt")
 
 
 @pytest.mark.parametrize(("op", "route", "method"), [("mv", r"/2\.0/files/\d+$", "PUT"),

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from support import faults_cleared, injected_faults
 
 from boxfs import BoxFileSystem
 from boxfs.api.errors import BoxAPIError
@@ -19,13 +20,6 @@ FAST = {"max_attempts": 12, "backoff_base": 0.005, "backoff_max": 0.05, "max_ret
 def since(emulator: Any, start: float) -> list[Any]:
     time.sleep(0.05)
     return [r for r in emulator.request_log.records if r.started >= start]
-
-
-@pytest.fixture
-def faults(emulator: Any) -> Any:
-    """``faults(**inject_faults kwargs)``; every rule is cleared when the test ends."""
-    yield emulator.inject_faults
-    emulator.clear_faults()
 
 
 def test_429_waits_for_retry_after(make_fs: Any, fs_user: Any, emulator: Any, faults: Any) -> None:
@@ -40,26 +34,25 @@ def test_429_waits_for_retry_after(make_fs: Any, fs_user: Any, emulator: Any, fa
     assert statuses == [429, 200]
 
 
-def test_workload_under_faults_is_exact(make_fs: Any, fs_user: Any, emulator: Any, faults: Any,
-                                        tmp_path: Any) -> None:
+def test_workload_under_faults_is_exact(make_fs: Any, fs_user: Any, emulator: Any, tmp_path: Any) -> None:
     fs = make_fs(as_user=fs_user[0], retry=FAST)
     files = {f"w/d{i % 4}/f{i}.bin": hashlib.sha256(str(i).encode()).digest() * (i + 1) for i in range(24)}
     # a 401 is retried exactly once, after a refresh: tokens are expired between phases instead of
     # mixing "expire" faults (two in a row would rightly fail a request)
-    faults(rate=0.25, kinds=("500", "502", "503", "504", "429", "drop", "drop_after"), seed=7, retry_after=0)
-    for path, data in files.items():
-        fs.pipe_file(path, data)
-    emulator.expire_tokens()
-    for path, data in files.items():
-        assert fs.cat_file(path) == data
-    assert fs.cat_file("w/d1/f5.bin", 3, 40) == files["w/d1/f5.bin"][3:40]
-    emulator.expire_tokens()
-    fs.mv("w/d0", "w/moved")
-    fs.cp_file("w/d1/f1.bin", "w/copy.bin")
-    fs.get("w/d2", str(tmp_path / "d2"), recursive=True)
-    fs.rm("w/d3", recursive=True)
-    fs.mkdir("w/empty")
-    emulator.clear_faults()
+    with injected_faults(emulator, rate=0.25, kinds=("500", "502", "503", "504", "429", "drop", "drop_after"),
+                         seed=7, retry_after=0):
+        for path, data in files.items():
+            fs.pipe_file(path, data)
+        emulator.expire_tokens()
+        for path, data in files.items():
+            assert fs.cat_file(path) == data
+        assert fs.cat_file("w/d1/f5.bin", 3, 40) == files["w/d1/f5.bin"][3:40]
+        emulator.expire_tokens()
+        fs.mv("w/d0", "w/moved")
+        fs.cp_file("w/d1/f1.bin", "w/copy.bin")
+        fs.get("w/d2", str(tmp_path / "d2"), recursive=True)
+        fs.rm("w/d3", recursive=True)
+        fs.mkdir("w/empty")
     clean = BoxFileSystem(credentials=fs.credentials, base_urls=fs.endpoints, as_user=fs.as_user_id,
                           skip_instance_cache=True)
     expected = {p.replace("w/d0/", "w/moved/"): d for p, d in files.items() if not p.startswith("w/d3/")}
@@ -149,15 +142,15 @@ def test_tokens_are_refreshed_before_they_expire(emulator: Any) -> None:
     assert not [r for r in recs if r.status == 401]
 
 
-def test_logs_name_requests_and_never_secrets(make_fs: Any, fs_user: Any, emulator: Any, faults: Any,
+def test_logs_name_requests_and_never_secrets(make_fs: Any, fs_user: Any, emulator: Any,
                                               jwt_config: str, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="boxfs")
     fs = make_fs(as_user=fs_user[0], retry=FAST)
-    faults(rate=1.0, kinds=("expire",), count=1)
-    faults(rate=0.3, kinds=("503",), seed=3, retry_after=0)
-    fs.pipe_file("log/me.txt", b"x")
-    fs.cat_file("log/me.txt")
-    emulator.clear_faults()
+    with faults_cleared(emulator) as inject:
+        inject(rate=1.0, kinds=("expire",), count=1)
+        inject(rate=0.3, kinds=("503",), seed=3, retry_after=0)
+        fs.pipe_file("log/me.txt", b"x")
+        fs.cat_file("log/me.txt")
     emulator.expire_tokens()
     fs.ls("log", refresh=True)
     text = "\n".join(r.getMessage() for r in caplog.records)

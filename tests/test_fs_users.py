@@ -48,7 +48,7 @@ def test_without_as_user_the_service_account_acts(make_fs: Any, emulator: Any, j
 
 
 def test_alice_cannot_see_or_touch_bobs_files(alice_fs: BoxFileSystem, bob_fs: BoxFileSystem, unique: str,
-                                              make_fs: Any, alice: str) -> None:
+                                              make_fs: Any, alice_id: str) -> None:
     bob_fs.pipe_file(f"{unique}/private.txt", b"bob only")
     bob_folder = bob_fs.info(unique)["id"]
     bob_file = bob_fs.info(f"{unique}/private.txt")["id"]
@@ -59,7 +59,7 @@ def test_alice_cannot_see_or_touch_bobs_files(alice_fs: BoxFileSystem, bob_fs: B
         alice_fs._read_range(unique, bob_file, 0, 3)
     with pytest.raises((PermissionError, FileNotFoundError)):
         alice_fs.transport.request("DELETE", alice_fs.transport.api(f"/files/{bob_file}"))
-    jailed = make_fs(as_user=alice, root_folder_id=bob_folder)
+    jailed = make_fs(as_user=alice_id, root_folder_id=bob_folder)
     with pytest.raises((PermissionError, FileNotFoundError)):
         jailed.ls("")
     with pytest.raises((PermissionError, FileNotFoundError)):

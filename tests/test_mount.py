@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from fsspec.implementations.local import LocalFileSystem
+from support import injected_faults
 
 from boxfs.mount import mount, unmount
 
@@ -583,10 +584,8 @@ def test_rate_limited_upload_does_not_block_other_files(
             errors.append(exc)
         done.set()
 
-    emulator.inject_faults(
-        rate=1.0, kinds=("429",), route=r"/files/content$", method="POST", retry_after=2, count=1
-    )
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("429",), route=r"/files/content$", method="POST", retry_after=2,
+                         count=1):
         t = threading.Thread(target=writer)
         t.start()
         time.sleep(0.5)  # the upload is now waiting out its Retry-After
@@ -596,8 +595,6 @@ def test_rate_limited_upload_does_not_block_other_files(
         assert "other.txt" in os.listdir(m.path)
         assert not done.is_set()
         t.join(30)
-    finally:
-        emulator.clear_faults()
     assert done.is_set() and not errors, errors
     assert make_fs(as_user=user).cat_file("slow.bin") == b"y" * 50_000
 
@@ -708,26 +705,25 @@ def test_failed_upload_keeps_failing_until_it_lands(
     first = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
     second = os.open(path, os.O_WRONLY)
     open_fds = [first, second]
-    rule = emulator.inject_faults(rate=1.0, kinds=("503",), route=UPLOAD_ROUTE, method="POST")
     try:
-        os.write(first, data)
-        for fd in (first, second, first, second):
+        with injected_faults(emulator, rate=1.0, kinds=("503",), route=UPLOAD_ROUTE, method="POST") as rule:
+            os.write(first, data)
+            for fd in (first, second, first, second):
+                with pytest.raises(OSError) as err:
+                    os.fsync(fd)
+                assert err.value.errno == errno.EIO
+            open_fds.remove(first)
             with pytest.raises(OSError) as err:
-                os.fsync(fd)
+                os.close(first)
             assert err.value.errno == errno.EIO
-        open_fds.remove(first)
-        with pytest.raises(OSError) as err:
-            os.close(first)
-        assert err.value.errno == errno.EIO
-        assert not make_fs(as_user=user).exists("precious.bin")
-        rule.remaining = 0
-        os.fsync(second)  # Box is back: this upload lands
-        digest = hashlib.sha1(make_fs(as_user=user).cat_file("precious.bin")).hexdigest()
-        assert digest == hashlib.sha1(data).hexdigest()
-        open_fds.remove(second)
-        os.close(second)
+            assert not make_fs(as_user=user).exists("precious.bin")
+            rule.remaining = 0
+            os.fsync(second)  # Box is back: this upload lands
+            digest = hashlib.sha1(make_fs(as_user=user).cat_file("precious.bin")).hexdigest()
+            assert digest == hashlib.sha1(data).hexdigest()
+            open_fds.remove(second)
+            os.close(second)
     finally:
-        rule.remaining = 0
         for fd in open_fds:  # never leave a descriptor on the mount open (its close would hang at exit)
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -751,8 +747,7 @@ def test_round_trip_renames_and_deletes_under_faults(
         for _ in range(60):
             fh.write(os.urandom(1 << 20))
     small = {f"f{i} [{i}].txt": os.urandom(10_000 + i) for i in range(6)}
-    rule = emulator.inject_faults(rate=0.15, kinds=("500", "503", "429", "drop"), seed=60)
-    try:
+    with injected_faults(emulator, rate=0.15, kinds=("500", "503", "429", "drop"), seed=60) as rule:
         sh(f'cp "{big}" "{m.path}/big [1].bin"', tmp_path, timeout=600)
         for name, data in small.items():
             (m.path / name).write_bytes(data)
@@ -761,8 +756,6 @@ def test_round_trip_renames_and_deletes_under_faults(
         sh('rm "f2 [2].txt"', m.path)
         sh('mkdir "d?" && mv "f3 [3].txt" "d?/"', m.path)
         sh(f'cp "{m.path}/big*.bin" "{tmp_path}/back.bin"', tmp_path, timeout=600)
-    finally:
-        rule.remaining = 0
     assert rule.fired >= 10  # the faults were real
     assert sha1_of(tmp_path / "back.bin") == sha1_of(big)
     box = make_fs(as_user=user)

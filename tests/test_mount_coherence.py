@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import admin_app
 from test_mount import Mounted, needs_fuse
 
 from boxfs import BoxFileSystem
@@ -41,7 +42,7 @@ def user(emu: BoxEmulator) -> str:
 
 @pytest.fixture
 def mounted(emu: BoxEmulator, user: str, tmp_path: Path) -> Iterator[Mounted]:
-    app = emu.create_jwt_app(scopes=("root_readwrite", "manage_managed_users"))
+    app = admin_app(emu)
     fs = BoxFileSystem(jwt_config=app, as_user=user, base_urls=emu.base_urls, skip_instance_cache=True,
                        watch_events=True, spool_dir=str(tmp_path / "spool"))
     m = Mounted(fs, "", tmp_path / "mnt", read_block_size=MiB)

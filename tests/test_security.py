@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import injected_faults
+from support import ADMIN_APP_SCOPES, admin_app, injected_faults
 
 from boxfs import BoxFileSystem
 from boxfs.api.errors import BoxAuthError
@@ -31,7 +31,6 @@ from boxfs.emulator import BoxEmulator
 from boxfs.upload import MIN_SESSION_SIZE, UploadIncomplete, clean_spool
 
 MB = 1 << 20
-SCOPES = ("root_readwrite", "manage_managed_users")
 FAST = {"max_attempts": 4, "backoff_base": 0.005, "backoff_max": 0.02}
 
 
@@ -69,9 +68,9 @@ def umask_open() -> Iterator[None]:
 def test_no_secret_in_logs_reprs_exceptions_or_files(emulator: BoxEmulator, new_user: Any, tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)  # every logger: boxfs, urllib3, box_sdk_gen
-    cfg_text = emulator.create_jwt_app(scopes=SCOPES, as_user_header=True, enterprise_access=True)
+    cfg_text = admin_app(emulator)
     cfg = json.loads(cfg_text)
-    ccg_id, ccg_secret = emulator.create_ccg_app(scopes=SCOPES, as_user_header=True, enterprise_access=True)
+    ccg_id, ccg_secret = emulator.create_ccg_app(scopes=ADMIN_APP_SCOPES, as_user_header=True, enterprise_access=True)
     uid, login = new_user("sec")
     spool = tmp_path / "spool"
     texts: list[str] = []
@@ -106,7 +105,7 @@ def test_no_secret_in_logs_reprs_exceptions_or_files(emulator: BoxEmulator, new_
         errors.append(info.value)
 
     # refusals: a revoked app, a wrong passphrase, a bad client secret
-    other = json.loads(emulator.create_jwt_app(scopes=SCOPES, as_user_header=True, enterprise_access=True))
+    other = json.loads(admin_app(emulator))
     victim = BoxFileSystem(jwt_config=other, base_urls=emulator.base_urls, as_user=uid, skip_instance_cache=True)
     victim.ls("")
     emulator.revoke_app(other["boxAppSettings"]["clientID"])
@@ -197,9 +196,9 @@ def test_a_user_cannot_reach_another_users_spool(emulator: BoxEmulator, make_fs:
     """Bob's interrupted upload leaves resume state; Alice, uploading the same bytes to the same path in
     her own folder, neither resumes Bob's session nor sees or cleans his spool."""
     spool = tmp_path / "spool"
-    (bob, _), (alice, _) = new_user("bob"), new_user("alice")
-    bob_fs = make_fs(as_user=bob, spool_dir=str(spool), spool_threshold=MB, retry=FAST)
-    alice_fs = make_fs(as_user=alice, spool_dir=str(spool), spool_threshold=MB, retry=FAST)
+    (bob_id, _), (alice_id, _) = new_user("bob"), new_user("alice")
+    bob_fs = make_fs(as_user=bob_id, spool_dir=str(spool), spool_threshold=MB, retry=FAST)
+    alice_fs = make_fs(as_user=alice_id, spool_dir=str(spool), spool_threshold=MB, retry=FAST)
     data = os.urandom(MIN_SESSION_SIZE + MB)
     src = tmp_path / "same.bin"
     src.write_bytes(data)
@@ -207,15 +206,15 @@ def test_a_user_cannot_reach_another_users_spool(emulator: BoxEmulator, make_fs:
         with pytest.raises(UploadIncomplete) as info:
             bob_fs.put_file(str(src), "shared-name.bin")
     bob_state = Path(str(info.value.state_path))
-    assert bob_state.parent == spool / bob
-    bob_before = {p.name: p.read_bytes() for p in (spool / bob).iterdir()}
+    assert bob_state.parent == spool / bob_id
+    bob_before = {p.name: p.read_bytes() for p in (spool / bob_id).iterdir()}
     start = len(emulator.request_log)
     alice_fs.put_file(str(src), "shared-name.bin")
     sessions = [r for r in emulator.request_log.records[start:] if r.route == "/files/upload_sessions"]
-    assert [r.user_id for r in sessions] == [alice], "Alice created her own session, not resumed Bob's"
+    assert [r.user_id for r in sessions] == [alice_id], "Alice created her own session, not resumed Bob's"
     assert clean_spool(alice_fs, older_than=0) == []
-    assert {p.name: p.read_bytes() for p in (spool / bob).iterdir()} == bob_before
-    assert sorted(p.name for p in (spool / alice).iterdir()) == []
+    assert {p.name: p.read_bytes() for p in (spool / bob_id).iterdir()} == bob_before
+    assert sorted(p.name for p in (spool / alice_id).iterdir()) == []
     assert alice_fs.cat_file("shared-name.bin") == data
     assert not bob_fs.exists("shared-name.bin")
 

@@ -66,6 +66,8 @@ read_only = true
         (f'password = "{hash_password("x")}"\nbox_user = "a"\nhome = "/a/../.."', "'..'"),
         (f'password = "{hash_password("x")}"\nbox_user = "a"\npasword = "typo"', "unknown keys"),
     ],
+    # named: a hash is salted at random, and every pytest-xdist worker must collect the same test ids
+    ids=["plain password", "no password", "no box_user", "home with ..", "unknown key"],
 )
 def test_invalid_users_files_are_rejected(tmp_path, entry, message):
     path = tmp_path / "users.toml"

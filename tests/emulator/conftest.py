@@ -1,4 +1,8 @@
-"""Fixtures for the emulator tests: one emulator per session, SDK clients, and OpenAPI checking of every response.
+"""Fixtures for the emulator tests: SDK clients of the session emulator, and OpenAPI checking of every response.
+
+The emulator, the admin JWT app (``jwt_config``) and the users' ids (``alice_id``, ``bob_id``) are
+tests/conftest.py's, shared with the client's tests; here the same app and users as box_sdk_gen clients:
+``admin_client`` (the app's service account), ``alice_client`` and ``bob_client`` (acting as them).
 
 Why the hook: the issue requires that every JSON response the tests receive conforms to the schema Box
 documents for its endpoint. Every ``requests.Session`` handed out here (the SDK's, through
@@ -26,6 +30,7 @@ from box_sdk_gen import (
     JWTConfig,
     NetworkSession,
 )
+from support import openapi_summary
 
 from boxfs.emulator import BoxEmulator
 
@@ -34,7 +39,8 @@ from .openapi_check import ResponseRecorder, load_spec
 
 RECORDER = ResponseRecorder(load_spec())
 
-ADMIN_SCOPES = ("root_readwrite", "manage_managed_users", "manage_enterprise_properties")
+#: the scopes of the client-credentials apps ``token_for`` issues tokens through
+CCG_SCOPES = ("root_readwrite", "manage_managed_users", "manage_enterprise_properties")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,20 +65,18 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say how much traffic was checked, so a green run visibly rests on real validation."""
     if RECORDER.checked:
-        terminalreporter.write_line(
-            f"OpenAPI check: {RECORDER.checked} emulator responses validated against Box's spec "
-            f"({RECORDER.json_checked} JSON bodies)"
-        )
+        terminalreporter.write_line(openapi_summary(RECORDER.checked, RECORDER.json_checked))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker prints no summary: it hands its counts to the controller, whose
+    tests/conftest.py adds them up and prints :func:`openapi_summary`."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["openapi_checked"] = (RECORDER.checked, RECORDER.json_checked)
 
 
 # -- the emulator and HTTP plumbing -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def emu() -> Iterator[BoxEmulator]:
-    """One emulator for the whole session; tests isolate themselves by user and by folder."""
-    with BoxEmulator() as emulator:
-        yield emulator
 
 
 def checked_session() -> requests.Session:
@@ -91,8 +95,8 @@ def sdk_network_session(emulator: BoxEmulator | str, **kwargs: Any) -> NetworkSe
 
 
 @pytest.fixture(scope="session")
-def network_session(emu: BoxEmulator) -> NetworkSession:
-    return sdk_network_session(emu)
+def network_session(emulator: BoxEmulator) -> NetworkSession:
+    return sdk_network_session(emulator)
 
 
 @pytest.fixture(scope="session")
@@ -106,54 +110,38 @@ def http() -> Iterator[requests.Session]:
 
 
 @pytest.fixture(scope="session")
-def jwt_config_text(emu: BoxEmulator) -> str:
-    """An app with enterprise access and the as-user feature, as its developer-console JSON."""
-    return emu.create_jwt_app(scopes=ADMIN_SCOPES, as_user_header=True, enterprise_access=True)
-
-
-@pytest.fixture(scope="session")
-def admin(emu: BoxEmulator, jwt_config_text: str, network_session: NetworkSession) -> BoxClient:
-    """The app's service account (JWT, enterprise subject)."""
-    auth = BoxJWTAuth(config=JWTConfig.from_config_json_string(jwt_config_text))
+def admin_client(emulator: BoxEmulator, jwt_config: str, network_session: NetworkSession) -> BoxClient:
+    """The admin app's service account (JWT, enterprise subject) through box_sdk_gen."""
+    auth = BoxJWTAuth(config=JWTConfig.from_config_json_string(jwt_config))
     return BoxClient(auth=auth, network_session=network_session)
 
 
 @pytest.fixture(scope="session")
-def alice_id(emu: BoxEmulator) -> str:
-    return emu.create_user("alice@example.com", name="Alice")
-
-
-@pytest.fixture(scope="session")
-def bob_id(emu: BoxEmulator) -> str:
-    return emu.create_user("bob@example.com", name="Bob")
-
-
-@pytest.fixture(scope="session")
-def alice(admin: BoxClient, alice_id: str) -> BoxClient:
+def alice_client(admin_client: BoxClient, alice_id: str) -> BoxClient:
     """The service account acting as Alice through ``As-User``."""
-    return admin.with_as_user_header(alice_id)
+    return admin_client.with_as_user_header(alice_id)
 
 
 @pytest.fixture(scope="session")
-def bob(admin: BoxClient, bob_id: str) -> BoxClient:
-    return admin.with_as_user_header(bob_id)
+def bob_client(admin_client: BoxClient, bob_id: str) -> BoxClient:
+    return admin_client.with_as_user_header(bob_id)
 
 
 @pytest.fixture(scope="session")
-def token_for(emu: BoxEmulator, http: requests.Session) -> Callable[..., str]:
+def token_for(emulator: BoxEmulator, http: requests.Session) -> Callable[..., str]:
     """Issue an access token through the client-credentials grant over raw HTTP (for raw-HTTP tests)."""
     apps: dict[tuple[str, ...], tuple[str, str]] = {}
 
-    def issue(user_id: str | None = None, scopes: tuple[str, ...] = ADMIN_SCOPES) -> str:
+    def issue(user_id: str | None = None, scopes: tuple[str, ...] = CCG_SCOPES) -> str:
         if scopes not in apps:
-            apps[scopes] = emu.create_ccg_app(scopes=scopes, as_user_header=True, enterprise_access=True)
-        return client_credentials_token(emu, http, *apps[scopes], user_id)
+            apps[scopes] = emulator.create_ccg_app(scopes=scopes, as_user_header=True, enterprise_access=True)
+        return client_credentials_token(emulator, http, *apps[scopes], user_id)
 
     return issue
 
 
 @pytest.fixture
-def workdir(alice: BoxClient, request: pytest.FixtureRequest) -> FolderFull:
+def workdir(alice_client: BoxClient, request: pytest.FixtureRequest) -> FolderFull:
     """A fresh folder in Alice's root for one test, so tests never see each other's items."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:80] + "-" + uuid.uuid4().hex[:8]
-    return alice.folders.create_folder(name, CreateFolderParent(id="0"))
+    return alice_client.folders.create_folder(name, CreateFolderParent(id="0"))

@@ -98,5 +98,5 @@ def test_python_interface_and_cli_share_the_data_format(tmp_path: Path) -> None:
     """A data directory made by the CLI opens with ``BoxEmulator(data_dir=...)``."""
     with cli_emulator(tmp_path) as printed:
         pass
-    with BoxEmulator(data_dir=tmp_path) as emu:
-        assert emu.enterprise_id == printed["enterprise_id"]
+    with BoxEmulator(data_dir=tmp_path) as emulator:
+        assert emulator.enterprise_id == printed["enterprise_id"]

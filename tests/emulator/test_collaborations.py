@@ -61,189 +61,189 @@ def events_of(client: BoxClient, position: Any) -> list[Any]:
 
 
 def test_an_editor_sees_reads_and_writes_the_shared_folder(
-        alice: BoxClient, bob: BoxClient, alice_id: str, bob_id: str, workdir: FolderFull) -> None:
-    a = upload(alice, workdir.id, "a.txt", b"alice's")
-    collab = share(alice, workdir.id, bob_id)
+        alice_client: BoxClient, bob_client: BoxClient, alice_id: str, bob_id: str, workdir: FolderFull) -> None:
+    a = upload(alice_client, workdir.id, "a.txt", b"alice's")
+    collab = share(alice_client, workdir.id, bob_id)
     assert collab.status.value == "accepted" and collab.role.value == "editor"
     assert collab.accessible_by.id == bob_id and collab.item.id == workdir.id
     assert collab.created_by.id == alice_id
 
-    assert workdir.name in root_names(bob)
-    seen = bob.folders.get_folder_by_id(workdir.id)
+    assert workdir.name in root_names(bob_client)
+    seen = bob_client.folders.get_folder_by_id(workdir.id)
     assert seen.owned_by.id == alice_id
     assert [e.id for e in seen.path_collection.entries] == ["0"]  # from Bob's own All Files
     assert seen.parent.id == "0"
     assert {e.name for e in seen.item_collection.entries} == {"a.txt"}
-    data = b"".join(bob.downloads.download_file(a.id))
+    data = b"".join(bob_client.downloads.download_file(a.id))
     assert data == b"alice's"
 
-    b = upload(bob, workdir.id, "b [1] *.txt", b"bob's")
+    b = upload(bob_client, workdir.id, "b [1] *.txt", b"bob's")
     assert b.owned_by.id == alice_id and b.created_by.id == bob_id and b.modified_by.id == bob_id
     assert [e.id for e in b.path_collection.entries] == ["0", workdir.id]
-    as_alice = alice.files.get_file_by_id(b.id)
+    as_alice = alice_client.files.get_file_by_id(b.id)
     assert [e.id for e in as_alice.path_collection.entries] == ["0", workdir.id]
     assert as_alice.sha_1 == hashlib.sha1(b"bob's").hexdigest()
-    assert names_in(alice, workdir.id) == {"a.txt", "b [1] *.txt"}
+    assert names_in(alice_client, workdir.id) == {"a.txt", "b [1] *.txt"}
 
-    sub = bob.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
+    sub = bob_client.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
     assert sub.owned_by.id == alice_id and sub.created_by.id == bob_id
-    alice.files.update_file_by_id(a.id, name="renamed.txt")
-    assert names_in(bob, workdir.id) == {"renamed.txt", "b [1] *.txt", "sub"}
+    alice_client.files.update_file_by_id(a.id, name="renamed.txt")
+    assert names_in(bob_client, workdir.id) == {"renamed.txt", "b [1] *.txt", "sub"}
 
-    listing = alice.list_collaborations.get_folder_collaborations(workdir.id)
+    listing = alice_client.list_collaborations.get_folder_collaborations(workdir.id)
     assert [c.id for c in listing.entries] == [collab.id]
-    assert alice.list_collaborations.get_file_collaborations(a.id).entries == []  # inherited ones are not listed
-    assert bob.user_collaborations.get_collaboration_by_id(collab.id).role.value == "editor"
+    assert alice_client.list_collaborations.get_file_collaborations(a.id).entries == []  # inherited ones are not listed
+    assert bob_client.user_collaborations.get_collaboration_by_id(collab.id).role.value == "editor"
 
 
-def test_names_clash_across_both_users(alice: BoxClient, bob: BoxClient, bob_id: str, workdir: FolderFull) -> None:
-    share(alice, workdir.id, bob_id)
-    first = upload(alice, workdir.id, "Same.txt", b"1")
-    error = api_error(lambda: upload(bob, workdir.id, "same.TXT", b"2"), 409, "item_name_in_use")
+def test_names_clash_across_both_users(alice_client: BoxClient, bob_client: BoxClient, bob_id: str, workdir: FolderFull) -> None:
+    share(alice_client, workdir.id, bob_id)
+    first = upload(alice_client, workdir.id, "Same.txt", b"1")
+    error = api_error(lambda: upload(bob_client, workdir.id, "same.TXT", b"2"), 409, "item_name_in_use")
     assert error.response_info.context_info["conflicts"]["id"] == first.id
-    api_error(lambda: bob.folders.create_folder("same.txt", CreateFolderParent(id=workdir.id)), 409, "item_name_in_use")
-    assert names_in(alice, workdir.id) == {"Same.txt"}
+    api_error(lambda: bob_client.folders.create_folder("same.txt", CreateFolderParent(id=workdir.id)), 409, "item_name_in_use")
+    assert names_in(alice_client, workdir.id) == {"Same.txt"}
 
 
 @pytest.mark.parametrize("role", ["viewer", "previewer"])
-def test_a_viewer_cannot_change_anything(alice: BoxClient, bob: BoxClient, bob_id: str, workdir: FolderFull,
+def test_a_viewer_cannot_change_anything(alice_client: BoxClient, bob_client: BoxClient, bob_id: str, workdir: FolderFull,
                                          role: str) -> None:
-    a = upload(alice, workdir.id, "a.txt", b"keep me")
-    share(alice, workdir.id, bob_id, role)
-    seen = bob.files.get_file_by_id(a.id, fields=["permissions"])
+    a = upload(alice_client, workdir.id, "a.txt", b"keep me")
+    share(alice_client, workdir.id, bob_id, role)
+    seen = bob_client.files.get_file_by_id(a.id, fields=["permissions"])
     assert seen.permissions.can_preview and not seen.permissions.can_upload
     assert not seen.permissions.can_delete and not seen.permissions.can_rename
     assert seen.permissions.can_download == (role == "viewer")
-    folder = bob.folders.get_folder_by_id(workdir.id, fields=["permissions"])
+    folder = bob_client.folders.get_folder_by_id(workdir.id, fields=["permissions"])
     assert not folder.permissions.can_upload and not folder.permissions.can_invite_collaborator
     denied = "access_denied_insufficient_permissions"
-    api_error(lambda: upload(bob, workdir.id, "new.txt", b"x"), 403, denied)
-    api_error(lambda: bob.uploads.upload_file_version(a.id, UploadFileVersionAttributes(name="a.txt"),
+    api_error(lambda: upload(bob_client, workdir.id, "new.txt", b"x"), 403, denied)
+    api_error(lambda: bob_client.uploads.upload_file_version(a.id, UploadFileVersionAttributes(name="a.txt"),
                                                       io.BytesIO(b"overwritten")), 403, denied)
-    api_error(lambda: bob.files.update_file_by_id(a.id, name="b.txt"), 403, denied)
-    api_error(lambda: bob.files.delete_file_by_id(a.id), 403, denied)
-    api_error(lambda: bob.folders.create_folder("sub", CreateFolderParent(id=workdir.id)), 403, denied)
-    api_error(lambda: bob.folders.delete_folder_by_id(workdir.id, recursive=True), 403, denied)
-    api_error(lambda: share(bob, workdir.id, bob_id), 403, denied)
+    api_error(lambda: bob_client.files.update_file_by_id(a.id, name="b.txt"), 403, denied)
+    api_error(lambda: bob_client.files.delete_file_by_id(a.id), 403, denied)
+    api_error(lambda: bob_client.folders.create_folder("sub", CreateFolderParent(id=workdir.id)), 403, denied)
+    api_error(lambda: bob_client.folders.delete_folder_by_id(workdir.id, recursive=True), 403, denied)
+    api_error(lambda: share(bob_client, workdir.id, bob_id), 403, denied)
     if role == "viewer":
-        assert b"".join(bob.downloads.download_file(a.id)) == b"keep me"
+        assert b"".join(bob_client.downloads.download_file(a.id)) == b"keep me"
     else:
-        api_error(lambda: bob.downloads.download_file(a.id), 403, denied)
-    after = alice.files.get_file_by_id(a.id)
+        api_error(lambda: bob_client.downloads.download_file(a.id), 403, denied)
+    after = alice_client.files.get_file_by_id(a.id)
     assert (after.name, after.sha_1, after.etag) == ("a.txt", hashlib.sha1(b"keep me").hexdigest(), a.etag)
-    assert names_in(alice, workdir.id) == {"a.txt"}
+    assert names_in(alice_client, workdir.id) == {"a.txt"}
 
 
-def test_the_owner_owns_what_moves_in(emu: BoxEmulator, alice: BoxClient, bob: BoxClient, alice_id: str, bob_id: str,
+def test_the_owner_owns_what_moves_in(emulator: BoxEmulator, alice_client: BoxClient, bob_client: BoxClient, alice_id: str, bob_id: str,
                                       workdir: FolderFull) -> None:
-    share(alice, workdir.id, bob_id)
-    mine = bob.folders.create_folder(f"bob-{uuid.uuid4().hex[:8]}", CreateFolderParent(id="0"))
-    f = upload(bob, mine.id, "f.txt", b"f")
-    moved = bob.files.update_file_by_id(f.id, parent=UpdateFileByIdParent(id=workdir.id))
+    share(alice_client, workdir.id, bob_id)
+    mine = bob_client.folders.create_folder(f"bob-{uuid.uuid4().hex[:8]}", CreateFolderParent(id="0"))
+    f = upload(bob_client, mine.id, "f.txt", b"f")
+    moved = bob_client.files.update_file_by_id(f.id, parent=UpdateFileByIdParent(id=workdir.id))
     assert moved.owned_by.id == alice_id
-    assert alice.files.get_file_by_id(f.id).name == "f.txt"
-    back = bob.files.update_file_by_id(f.id, parent=UpdateFileByIdParent(id=mine.id))
+    assert alice_client.files.get_file_by_id(f.id).name == "f.txt"
+    back = bob_client.files.update_file_by_id(f.id, parent=UpdateFileByIdParent(id=mine.id))
     assert back.owned_by.id == bob_id
-    api_error(lambda: alice.files.get_file_by_id(f.id), 404, "not_found")
+    api_error(lambda: alice_client.files.get_file_by_id(f.id), 404, "not_found")
     # shared content does not change owner by a move: Box asks for the new owner to be named
-    sub = alice.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
-    share(alice, sub.id, emu.create_user(f"carol-{uuid.uuid4().hex[:8]}@example.com"), "viewer")
-    api_error(lambda: bob.folders.update_folder_by_id(sub.id, parent=UpdateFolderByIdParent(id=mine.id)), 400,
+    sub = alice_client.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
+    share(alice_client, sub.id, emulator.create_user(f"carol-{uuid.uuid4().hex[:8]}@example.com"), "viewer")
+    api_error(lambda: bob_client.folders.update_folder_by_id(sub.id, parent=UpdateFolderByIdParent(id=mine.id)), 400,
               "cannot_make_collaborated_subfolder_private")
-    assert names_in(alice, workdir.id) == {"sub"}
+    assert names_in(alice_client, workdir.id) == {"sub"}
 
 
 def test_events_reach_both_users_each_with_their_own_path(
-        alice: BoxClient, bob: BoxClient, alice_id: str, bob_id: str, workdir: FolderFull) -> None:
-    alice_start = alice.events.get_events(stream_position="now").next_stream_position
-    collab = share(alice, workdir.id, bob_id)
-    bob_start = bob.events.get_events(stream_position="now").next_stream_position
-    f = upload(bob, workdir.id, "x.txt", b"x")
-    to_bob = [e for e in events_of(bob, bob_start) if e.source.id == f.id]
-    to_alice = [e for e in events_of(alice, alice_start) if getattr(e.source, "id", None) in (f.id, workdir.id)]
+        alice_client: BoxClient, bob_client: BoxClient, alice_id: str, bob_id: str, workdir: FolderFull) -> None:
+    alice_start = alice_client.events.get_events(stream_position="now").next_stream_position
+    collab = share(alice_client, workdir.id, bob_id)
+    bob_start = bob_client.events.get_events(stream_position="now").next_stream_position
+    f = upload(bob_client, workdir.id, "x.txt", b"x")
+    to_bob = [e for e in events_of(bob_client, bob_start) if e.source.id == f.id]
+    to_alice = [e for e in events_of(alice_client, alice_start) if getattr(e.source, "id", None) in (f.id, workdir.id)]
     assert [e.event_type.value for e in to_bob] == ["ITEM_UPLOAD"]
     assert [e.id for e in to_bob[0].source.path_collection.entries] == ["0", workdir.id]
     assert [e.event_type.value for e in to_alice] == ["COLLAB_ADD_COLLABORATOR", "ITEM_UPLOAD"]
     assert to_alice[1].created_by.id == bob_id
 
-    before_removal = bob.events.get_events(stream_position="now").next_stream_position
-    alice.user_collaborations.delete_collaboration_by_id(collab.id)
-    removed = [e for e in events_of(bob, before_removal) if e.source.id == workdir.id]
+    before_removal = bob_client.events.get_events(stream_position="now").next_stream_position
+    alice_client.user_collaborations.delete_collaboration_by_id(collab.id)
+    removed = [e for e in events_of(bob_client, before_removal) if e.source.id == workdir.id]
     assert [e.event_type.value for e in removed] == ["COLLAB_REMOVE_COLLABORATOR"]
     # the folder as Bob saw it, so a cache of his knows which place to forget
     assert [e.id for e in removed[0].source.path_collection.entries] == ["0"]
-    upload(alice, workdir.id, "after.txt", b"y")
-    assert not [e for e in events_of(bob, before_removal) if e.event_type.value != "COLLAB_REMOVE_COLLABORATOR"]
+    upload(alice_client, workdir.id, "after.txt", b"y")
+    assert not [e for e in events_of(bob_client, before_removal) if e.event_type.value != "COLLAB_REMOVE_COLLABORATOR"]
 
 
-def test_long_poll_wakes_the_collaborator(emu: BoxEmulator, alice: BoxClient, bob: BoxClient, bob_id: str,
+def test_long_poll_wakes_the_collaborator(emulator: BoxEmulator, alice_client: BoxClient, bob_client: BoxClient, bob_id: str,
                                           workdir: FolderFull, http: requests.Session) -> None:
-    share(alice, workdir.id, bob_id)
-    server = bob.events.get_events_with_long_polling().entries[0]
-    position = bob.events.get_events(stream_position="now").next_stream_position
-    upload(alice, workdir.id, "wake.txt", b"w")
+    share(alice_client, workdir.id, bob_id)
+    server = bob_client.events.get_events_with_long_polling().entries[0]
+    position = bob_client.events.get_events(stream_position="now").next_stream_position
+    upload(alice_client, workdir.id, "wake.txt", b"w")
     answer = http.get(f"{server.url}&stream_position={position}", timeout=30)
     assert answer.json() == {"message": "new_change"}
 
 
-def test_removing_the_collaboration_ends_access(alice: BoxClient, bob: BoxClient, bob_id: str,
+def test_removing_the_collaboration_ends_access(alice_client: BoxClient, bob_client: BoxClient, bob_id: str,
                                                 workdir: FolderFull) -> None:
-    a = upload(alice, workdir.id, "a.txt", b"a")
-    collab = share(alice, workdir.id, bob_id)
-    assert bob.files.get_file_by_id(a.id).id == a.id
-    alice.user_collaborations.delete_collaboration_by_id(collab.id)
-    api_error(lambda: bob.files.get_file_by_id(a.id), 404, "not_found")
-    api_error(lambda: bob.folders.get_folder_items(workdir.id), 404, "not_found")
-    api_error(lambda: upload(bob, workdir.id, "late.txt", b"x"), 404)
-    assert workdir.name not in root_names(bob)
-    api_error(lambda: alice.user_collaborations.get_collaboration_by_id(collab.id), 404, "not_found")
-    assert alice.list_collaborations.get_folder_collaborations(workdir.id).entries == []
+    a = upload(alice_client, workdir.id, "a.txt", b"a")
+    collab = share(alice_client, workdir.id, bob_id)
+    assert bob_client.files.get_file_by_id(a.id).id == a.id
+    alice_client.user_collaborations.delete_collaboration_by_id(collab.id)
+    api_error(lambda: bob_client.files.get_file_by_id(a.id), 404, "not_found")
+    api_error(lambda: bob_client.folders.get_folder_items(workdir.id), 404, "not_found")
+    api_error(lambda: upload(bob_client, workdir.id, "late.txt", b"x"), 404)
+    assert workdir.name not in root_names(bob_client)
+    api_error(lambda: alice_client.user_collaborations.get_collaboration_by_id(collab.id), 404, "not_found")
+    assert alice_client.list_collaborations.get_folder_collaborations(workdir.id).entries == []
 
 
-def test_a_collaborator_may_leave(alice: BoxClient, bob: BoxClient, bob_id: str, workdir: FolderFull) -> None:
-    collab = share(alice, workdir.id, bob_id, "viewer")
-    bob.user_collaborations.delete_collaboration_by_id(collab.id)
-    assert workdir.name not in root_names(bob)
+def test_a_collaborator_may_leave(alice_client: BoxClient, bob_client: BoxClient, bob_id: str, workdir: FolderFull) -> None:
+    collab = share(alice_client, workdir.id, bob_id, "viewer")
+    bob_client.user_collaborations.delete_collaboration_by_id(collab.id)
+    assert workdir.name not in root_names(bob_client)
 
 
-def test_role_change_takes_effect_at_once(alice: BoxClient, bob: BoxClient, bob_id: str, workdir: FolderFull) -> None:
-    collab = share(alice, workdir.id, bob_id, "viewer")
-    api_error(lambda: upload(bob, workdir.id, "x.txt", b"x"), 403, "access_denied_insufficient_permissions")
-    api_error(lambda: bob.user_collaborations.update_collaboration_by_id(collab.id, role="editor"), 403)
-    changed = alice.user_collaborations.update_collaboration_by_id(collab.id, role="editor")
+def test_role_change_takes_effect_at_once(alice_client: BoxClient, bob_client: BoxClient, bob_id: str, workdir: FolderFull) -> None:
+    collab = share(alice_client, workdir.id, bob_id, "viewer")
+    api_error(lambda: upload(bob_client, workdir.id, "x.txt", b"x"), 403, "access_denied_insufficient_permissions")
+    api_error(lambda: bob_client.user_collaborations.update_collaboration_by_id(collab.id, role="editor"), 403)
+    changed = alice_client.user_collaborations.update_collaboration_by_id(collab.id, role="editor")
     assert changed.role.value == "editor"
-    assert upload(bob, workdir.id, "x.txt", b"x").name == "x.txt"
+    assert upload(bob_client, workdir.id, "x.txt", b"x").name == "x.txt"
 
 
-def test_only_an_owner_or_co_owner_grants_co_owner(emu: BoxEmulator, admin: BoxClient, alice: BoxClient,
-                                                    bob: BoxClient, bob_id: str, workdir: FolderFull) -> None:
+def test_only_an_owner_or_co_owner_grants_co_owner(emulator: BoxEmulator, admin_client: BoxClient, alice_client: BoxClient,
+                                                    bob_client: BoxClient, bob_id: str, workdir: FolderFull) -> None:
     """An editor may invite, yet may not make itself or anyone co-owner, nor change or remove a co-owner:
     on Box only the owner or a co-owner may (else an editor takes over the folder)."""
-    carol_id = emu.create_user(f"carol-{uuid.uuid4().hex[:8]}@example.com")
-    carol = admin.with_as_user_header(carol_id)
-    mine = share(alice, workdir.id, bob_id, "editor")
+    carol_id = emulator.create_user(f"carol-{uuid.uuid4().hex[:8]}@example.com")
+    carol = admin_client.with_as_user_header(carol_id)
+    mine = share(alice_client, workdir.id, bob_id, "editor")
     denied = "access_denied_insufficient_permissions"
-    api_error(lambda: share(bob, workdir.id, carol_id, "co-owner"), 403, denied)
-    api_error(lambda: bob.user_collaborations.update_collaboration_by_id(mine.id, role="co-owner"), 403, denied)
-    theirs = share(bob, workdir.id, carol_id, "viewer")  # an editor may still invite with other roles
-    api_error(lambda: bob.user_collaborations.update_collaboration_by_id(theirs.id, role="co-owner"), 403, denied)
-    assert role_of(alice.user_collaborations.get_collaboration_by_id(mine.id)) == "editor"
-    assert role_of(alice.user_collaborations.get_collaboration_by_id(theirs.id)) == "viewer"
+    api_error(lambda: share(bob_client, workdir.id, carol_id, "co-owner"), 403, denied)
+    api_error(lambda: bob_client.user_collaborations.update_collaboration_by_id(mine.id, role="co-owner"), 403, denied)
+    theirs = share(bob_client, workdir.id, carol_id, "viewer")  # an editor may still invite with other roles
+    api_error(lambda: bob_client.user_collaborations.update_collaboration_by_id(theirs.id, role="co-owner"), 403, denied)
+    assert role_of(alice_client.user_collaborations.get_collaboration_by_id(mine.id)) == "editor"
+    assert role_of(alice_client.user_collaborations.get_collaboration_by_id(theirs.id)) == "viewer"
 
-    assert role_of(alice.user_collaborations.update_collaboration_by_id(theirs.id, role="co-owner")) == "co-owner"
-    api_error(lambda: bob.user_collaborations.update_collaboration_by_id(theirs.id, role="viewer"), 403, denied)
-    api_error(lambda: bob.user_collaborations.delete_collaboration_by_id(theirs.id), 403, denied)
-    assert role_of(alice.user_collaborations.get_collaboration_by_id(theirs.id)) == "co-owner"
+    assert role_of(alice_client.user_collaborations.update_collaboration_by_id(theirs.id, role="co-owner")) == "co-owner"
+    api_error(lambda: bob_client.user_collaborations.update_collaboration_by_id(theirs.id, role="viewer"), 403, denied)
+    api_error(lambda: bob_client.user_collaborations.delete_collaboration_by_id(theirs.id), 403, denied)
+    assert role_of(alice_client.user_collaborations.get_collaboration_by_id(theirs.id)) == "co-owner"
     # a co-owner may grant co-owner
     assert role_of(carol.user_collaborations.update_collaboration_by_id(mine.id, role="co-owner")) == "co-owner"
 
 
-def test_bad_requests_are_refused(emu: BoxEmulator, alice: BoxClient, bob: BoxClient, alice_id: str, bob_id: str,
+def test_bad_requests_are_refused(emulator: BoxEmulator, alice_client: BoxClient, bob_client: BoxClient, alice_id: str, bob_id: str,
                                   workdir: FolderFull, token_for: TokenFactory, http: requests.Session) -> None:
     token = token_for(alice_id)
 
     def post(body: dict[str, Any]) -> requests.Response:
-        return http.post(emu.url + "/2.0/collaborations", json=body, headers={"Authorization": f"Bearer {token}"})
+        return http.post(emulator.url + "/2.0/collaborations", json=body, headers={"Authorization": f"Bearer {token}"})
 
     item = {"type": "folder", "id": workdir.id}
     bob_ref = {"type": "user", "id": bob_id}
@@ -271,54 +271,54 @@ def test_bad_requests_are_refused(emu: BoxEmulator, alice: BoxClient, bob: BoxCl
     again = post({"item": item, "accessible_by": bob_ref, "role": "editor"})
     assert again.status_code == 400 and again.json()["code"] == "user_already_collaborator"
     # someone the folder is not shared with cannot see it, nor share it
-    carol = emu.create_user(f"carol-{uuid.uuid4().hex[:8]}@example.com")
+    carol = emulator.create_user(f"carol-{uuid.uuid4().hex[:8]}@example.com")
     carol_token = token_for(carol)
-    answer = http.post(emu.url + "/2.0/collaborations", headers={"Authorization": f"Bearer {carol_token}"},
+    answer = http.post(emulator.url + "/2.0/collaborations", headers={"Authorization": f"Bearer {carol_token}"},
                        json={"item": item, "accessible_by": {"type": "user", "id": carol}, "role": "editor"})
     assert answer.status_code == 404
 
 
 @pytest.mark.parametrize("role", ["uploader", "previewer uploader", "viewer uploader"])
-def test_uploader_roles(alice: BoxClient, bob: BoxClient, alice_id: str, bob_id: str, workdir: FolderFull,
+def test_uploader_roles(alice_client: BoxClient, bob_client: BoxClient, alice_id: str, bob_id: str, workdir: FolderFull,
                         role: str) -> None:
-    a = upload(alice, workdir.id, "a.txt", b"a")
-    sub = alice.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
-    share(alice, workdir.id, bob_id, role)
-    mine = upload(bob, workdir.id, f"{role}.txt", b"dropped off")  # the upload answers with the file
+    a = upload(alice_client, workdir.id, "a.txt", b"a")
+    sub = alice_client.folders.create_folder("sub", CreateFolderParent(id=workdir.id))
+    share(alice_client, workdir.id, bob_id, role)
+    mine = upload(bob_client, workdir.id, f"{role}.txt", b"dropped off")  # the upload answers with the file
     assert mine.owned_by.id == alice_id and mine.created_by.id == bob_id and mine.name == f"{role}.txt"
     denied = "access_denied_insufficient_permissions"
     if role == "uploader":  # upload only: the shared folder is visible, what is in it is not (404)
-        assert bob.folders.get_folder_by_id(workdir.id, fields=["id", "name"]).name == workdir.name
-        api_error(lambda: bob.folders.get_folder_items(workdir.id), 403, denied)
-        for hidden in (lambda: bob.files.get_file_by_id(a.id), lambda: bob.files.get_file_by_id(mine.id),
-                       lambda: bob.folders.get_folder_by_id(sub.id), lambda: bob.downloads.download_file(a.id),
-                       lambda: bob.files.delete_file_by_id(a.id)):
+        assert bob_client.folders.get_folder_by_id(workdir.id, fields=["id", "name"]).name == workdir.name
+        api_error(lambda: bob_client.folders.get_folder_items(workdir.id), 403, denied)
+        for hidden in (lambda: bob_client.files.get_file_by_id(a.id), lambda: bob_client.files.get_file_by_id(mine.id),
+                       lambda: bob_client.folders.get_folder_by_id(sub.id), lambda: bob_client.downloads.download_file(a.id),
+                       lambda: bob_client.files.delete_file_by_id(a.id)):
             api_error(hidden, 404, "not_found")
     else:
-        assert names_in(bob, workdir.id) == {"a.txt", "sub", f"{role}.txt"}
-        assert bob.files.get_file_by_id(a.id).name == "a.txt"
-        api_error(lambda: bob.files.delete_file_by_id(a.id), 403, denied)
+        assert names_in(bob_client, workdir.id) == {"a.txt", "sub", f"{role}.txt"}
+        assert bob_client.files.get_file_by_id(a.id).name == "a.txt"
+        api_error(lambda: bob_client.files.delete_file_by_id(a.id), 403, denied)
     if role == "viewer uploader":  # may edit (rename, new version), not delete
-        assert bob.files.update_file_by_id(a.id, name="b.txt").name == "b.txt"
-        assert b"".join(bob.downloads.download_file(a.id)) == b"a"
+        assert bob_client.files.update_file_by_id(a.id, name="b.txt").name == "b.txt"
+        assert b"".join(bob_client.downloads.download_file(a.id)) == b"a"
     else:
-        api_error(lambda: bob.files.update_file_by_id(a.id, name="b.txt"), 404 if role == "uploader" else 403)
-    assert names_in(alice, workdir.id) >= {f"{role}.txt"}
+        api_error(lambda: bob_client.files.update_file_by_id(a.id, name="b.txt"), 404 if role == "uploader" else 403)
+    assert names_in(alice_client, workdir.id) >= {f"{role}.txt"}
 
 
 def test_a_collaborators_upload_counts_against_the_owners_space(
-        emu: BoxEmulator, admin: BoxClient, bob: BoxClient, bob_id: str) -> None:
-    small = emu.create_user(f"small-{uuid.uuid4().hex[:8]}@example.com", space_amount=10)
-    owner = admin.with_as_user_header(small)
+        emulator: BoxEmulator, admin_client: BoxClient, bob_client: BoxClient, bob_id: str) -> None:
+    small = emulator.create_user(f"small-{uuid.uuid4().hex[:8]}@example.com", space_amount=10)
+    owner = admin_client.with_as_user_header(small)
     folder = owner.folders.create_folder("full", CreateFolderParent(id="0"))
     share(owner, folder.id, bob_id)
-    api_error(lambda: upload(bob, folder.id, "big.txt", b"more than ten bytes"), 403, "storage_limit_exceeded")
-    assert upload(bob, folder.id, "fits.txt", b"0123456789").size == 10
+    api_error(lambda: upload(bob_client, folder.id, "big.txt", b"more than ten bytes"), 403, "storage_limit_exceeded")
+    assert upload(bob_client, folder.id, "fits.txt", b"0123456789").size == 10
     assert names_in(owner, folder.id) == {"fits.txt"}
 
 
-def test_no_invitations_are_pending_within_the_enterprise(alice: BoxClient, bob: BoxClient, bob_id: str,
+def test_no_invitations_are_pending_within_the_enterprise(alice_client: BoxClient, bob_client: BoxClient, bob_id: str,
                                                           workdir: FolderFull) -> None:
-    share(alice, workdir.id, bob_id)
-    pending = bob.list_collaborations.get_collaborations(GetCollaborationsStatus.PENDING)
+    share(alice_client, workdir.id, bob_id)
+    pending = bob_client.list_collaborations.get_collaborations(GetCollaborationsStatus.PENDING)
     assert pending.total_count == 0 and pending.entries == []

@@ -24,12 +24,12 @@ def auth(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def setup(emu: BoxEmulator, http: requests.Session, token_for: TokenFactory, alice_id: str,
+def setup(emulator: BoxEmulator, http: requests.Session, token_for: TokenFactory, alice_id: str,
           workdir: Any) -> dict[str, Any]:
     """A token for Alice, her work folder, a file ``taken.txt`` and a folder ``Docs`` in it."""
     token = token_for(alice_id)
-    existing = raw_upload(emu, http, token, workdir.id, "taken.txt", b"first version")
-    folder = http.post(emu.url + "/2.0/folders", headers=auth(token),
+    existing = raw_upload(emulator, http, token, workdir.id, "taken.txt", b"first version")
+    folder = http.post(emulator.url + "/2.0/folders", headers=auth(token),
                        json={"name": "Docs", "parent": {"id": workdir.id}})
     assert folder.status_code == 201, folder.text
     return {"token": token, "parent": workdir.id, "file": existing, "folder": folder.json()}
@@ -42,9 +42,9 @@ def conflict_of(response: requests.Response) -> Any:
     return body["context_info"]["conflicts"]
 
 
-def test_preflight_conflict_is_one_object_naming_the_existing_file(emu: BoxEmulator, http: requests.Session,
+def test_preflight_conflict_is_one_object_naming_the_existing_file(emulator: BoxEmulator, http: requests.Session,
                                                                    setup: dict[str, Any]) -> None:
-    response = http.options(emu.url + "/2.0/files/content", headers=auth(setup["token"]),
+    response = http.options(emulator.url + "/2.0/files/content", headers=auth(setup["token"]),
                             json={"name": "TAKEN.txt", "parent": {"id": setup["parent"]}, "size": 3})
     conflict = conflict_of(response)
     assert isinstance(conflict, dict)
@@ -56,39 +56,39 @@ def test_preflight_conflict_is_one_object_naming_the_existing_file(emu: BoxEmula
     assert conflict["name"] == "taken.txt"
 
 
-def test_preflight_conflict_with_a_folder_is_one_folder_object(emu: BoxEmulator, http: requests.Session,
+def test_preflight_conflict_with_a_folder_is_one_folder_object(emulator: BoxEmulator, http: requests.Session,
                                                                setup: dict[str, Any]) -> None:
-    response = http.options(emu.url + "/2.0/files/content", headers=auth(setup["token"]),
+    response = http.options(emulator.url + "/2.0/files/content", headers=auth(setup["token"]),
                             json={"name": "docs", "parent": {"id": setup["parent"]}})
     conflict = conflict_of(response)
     assert isinstance(conflict, dict) and conflict["type"] == "folder" and conflict["id"] == setup["folder"]["id"]
 
 
-def test_upload_conflicts_are_one_object(emu: BoxEmulator, http: requests.Session, setup: dict[str, Any]) -> None:
+def test_upload_conflicts_are_one_object(emulator: BoxEmulator, http: requests.Session, setup: dict[str, Any]) -> None:
     token, parent, existing = setup["token"], setup["parent"], setup["file"]
     multipart = http.post(
-        emu.url + "/api/2.0/files/content", headers=auth(token),
+        emulator.url + "/api/2.0/files/content", headers=auth(token),
         files={"attributes": (None, json.dumps({"name": "taken.txt", "parent": {"id": parent}})),
                "file": ("taken.txt", b"second", "application/octet-stream")})
     conflict = conflict_of(multipart)
     assert isinstance(conflict, dict) and conflict["id"] == existing["id"]
-    session = http.post(emu.url + "/api/2.0/files/upload_sessions", headers=auth(token),
+    session = http.post(emulator.url + "/api/2.0/files/upload_sessions", headers=auth(token),
                         json={"folder_id": parent, "file_name": "Taken.TXT", "file_size": 30_000_000})
     conflict = conflict_of(session)
     assert isinstance(conflict, dict) and conflict["id"] == existing["id"]
     # nothing was replaced: the file still has its first content
-    assert http.get(emu.url + f"/2.0/files/{existing['id']}/content", headers=auth(token)).content == b"first version"
+    assert http.get(emulator.url + f"/2.0/files/{existing['id']}/content", headers=auth(token)).content == b"first version"
 
 
-def test_folder_creation_conflict_is_a_list(emu: BoxEmulator, http: requests.Session, setup: dict[str, Any]) -> None:
-    response = http.post(emu.url + "/2.0/folders", headers=auth(setup["token"]),
+def test_folder_creation_conflict_is_a_list(emulator: BoxEmulator, http: requests.Session, setup: dict[str, Any]) -> None:
+    response = http.post(emulator.url + "/2.0/folders", headers=auth(setup["token"]),
                          json={"name": "DOCS", "parent": {"id": setup["parent"]}})
     conflicts = conflict_of(response)
     assert isinstance(conflicts, list) and [c["id"] for c in conflicts] == [setup["folder"]["id"]]
 
 
-def test_rename_conflict_is_a_list(emu: BoxEmulator, http: requests.Session, setup: dict[str, Any]) -> None:
-    other = raw_upload(emu, http, setup["token"], setup["parent"], "other.txt", b"o")
-    response = http.put(emu.url + f"/2.0/files/{other['id']}", headers=auth(setup["token"]), json={"name": "Taken.txt"})
+def test_rename_conflict_is_a_list(emulator: BoxEmulator, http: requests.Session, setup: dict[str, Any]) -> None:
+    other = raw_upload(emulator, http, setup["token"], setup["parent"], "other.txt", b"o")
+    response = http.put(emulator.url + f"/2.0/files/{other['id']}", headers=auth(setup["token"]), json={"name": "Taken.txt"})
     conflicts = conflict_of(response)
     assert isinstance(conflicts, list) and [c["id"] for c in conflicts] == [setup["file"]["id"]]

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from box_sdk_gen import BoxCCGAuth, BoxClient, CCGConfig, FolderFull, PreflightFileUploadCheckParent
+from support import faults_cleared, injected_faults
 
 from boxfs.emulator import BoxEmulator
 
@@ -34,8 +35,8 @@ def private_emu() -> Iterator[BoxEmulator]:
 @pytest.fixture
 def emu2(private_emu: BoxEmulator) -> Iterator[BoxEmulator]:
     """The private emulator, reset to normal behaviour after each test."""
-    yield private_emu
-    private_emu.clear_faults()
+    with faults_cleared(private_emu):
+        yield private_emu
     private_emu.set_latency(0.0)
     private_emu.set_token_ttl(3600)
 
@@ -44,7 +45,7 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def records_since(emu: BoxEmulator, since: float, expected: int, timeout: float = 3.0) -> list:
+def records_since(emulator: BoxEmulator, since: float, expected: int, timeout: float = 3.0) -> list:
     """The request-log records of requests that started at or after ``since`` (``time.monotonic()``),
     once there are ``expected`` of them.
 
@@ -54,15 +55,15 @@ def records_since(emu: BoxEmulator, since: float, expected: int, timeout: float 
     """
     deadline = time.monotonic() + timeout
     while True:
-        records = [r for r in emu.request_log.records if r.started >= since]
+        records = [r for r in emulator.request_log.records if r.started >= since]
         if len(records) >= expected or time.monotonic() > deadline:
             return records
         time.sleep(0.01)
 
 
-def test_keep_alive_on_one_connection(emu: BoxEmulator, token_for: TokenFactory) -> None:
+def test_keep_alive_on_one_connection(emulator: BoxEmulator, token_for: TokenFactory) -> None:
     token = token_for()
-    parts = urlsplit(emu.url)
+    parts = urlsplit(emulator.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
         spec = load_spec()
@@ -112,21 +113,21 @@ def test_32_concurrent_connections(emu2: BoxEmulator) -> None:
 
 
 def test_request_log() -> None:
-    with BoxEmulator() as emu, checked_session() as http:  # its own emulator: the whole log is this test's
-        token = ccg_token(emu, http)
-        user_id = http.get(emu.url + "/2.0/users/me", headers=auth(token)).json()["id"]
-        records_since(emu, 0.0, 2)  # the token request and /users/me are logged
+    with BoxEmulator() as emulator, checked_session() as http:  # its own emulator: the whole log is this test's
+        token = ccg_token(emulator, http)
+        user_id = http.get(emulator.url + "/2.0/users/me", headers=auth(token)).json()["id"]
+        records_since(emulator, 0.0, 2)  # the token request and /users/me are logged
         since = time.monotonic()
         for _ in range(3):
-            assert http.get(emu.url + "/2.0/folders/0/items", headers=auth(token)).status_code == 200
-        file = raw_upload(emu, http, token, "0", "logged.bin", b"z" * 5000)
-        content = http.get(emu.url + f"/2.0/files/{file['id']}/content", headers=auth(token))
+            assert http.get(emulator.url + "/2.0/folders/0/items", headers=auth(token)).status_code == 200
+        file = raw_upload(emulator, http, token, "0", "logged.bin", b"z" * 5000)
+        content = http.get(emulator.url + f"/2.0/files/{file['id']}/content", headers=auth(token))
         assert content.content == b"z" * 5000
-        http.get(emu.url + "/2.0/folders/987654321", headers=auth(token))
+        http.get(emulator.url + "/2.0/folders/987654321", headers=auth(token))
 
-        records = records_since(emu, since, 7)
+        records = records_since(emulator, since, 7)
         assert len(records) == 7
-        log = emu.request_log
+        log = emulator.request_log
         assert log.count(method="GET", route="/folders/{folder_id}/items") == 3
         items = [r for r in records if r.route == "/folders/{folder_id}/items"]
         assert all(
@@ -184,9 +185,8 @@ def test_fault_500_and_drop(emu2: BoxEmulator) -> None:
 
 def test_faults_are_seeded(emu2: BoxEmulator) -> None:
     def pattern() -> list[int]:
-        emu2.clear_faults()
-        emu2.inject_faults(rate=0.5, kinds=("500", "503"), route=r"/users/me", seed=42)
-        with checked_session() as session:
+        with (injected_faults(emu2, rate=0.5, kinds=("500", "503"), route=r"/users/me", seed=42),
+              checked_session() as session):
             return [
                 session.get(emu2.url + "/2.0/users/me", headers=auth(token)).status_code for _ in range(30)
             ]
@@ -199,12 +199,12 @@ def test_faults_are_seeded(emu2: BoxEmulator) -> None:
     assert 5 <= first.count(200) <= 25
 
 
-def sdk_ccg_client(emu: BoxEmulator) -> tuple[str, BoxClient]:
+def sdk_ccg_client(emulator: BoxEmulator) -> tuple[str, BoxClient]:
     """A new CCG app and an SDK client acting as its service account (the SDK's own retry strategy on)."""
-    client_id, secret = emu.create_ccg_app(scopes=("root_readwrite",))
+    client_id, secret = emulator.create_ccg_app(scopes=("root_readwrite",))
     client = BoxClient(
-        auth=BoxCCGAuth(CCGConfig(client_id, secret, enterprise_id=emu.enterprise_id)),
-        network_session=sdk_network_session(emu),
+        auth=BoxCCGAuth(CCGConfig(client_id, secret, enterprise_id=emulator.enterprise_id)),
+        network_session=sdk_network_session(emulator),
     )
     return client_id, client
 
@@ -276,13 +276,13 @@ def test_revoked_app(emu2: BoxEmulator) -> None:
 
 
 def test_download_redirect_and_ranges(
-    emu: BoxEmulator, http: requests.Session, token_for: TokenFactory
+    emulator: BoxEmulator, http: requests.Session, token_for: TokenFactory
 ) -> None:
     token = token_for()
     data = bytes(range(256)) * 64
-    file = raw_upload(emu, http, token, "0", f"ranges-{time.monotonic_ns()}.bin", data)
+    file = raw_upload(emulator, http, token, "0", f"ranges-{time.monotonic_ns()}.bin", data)
     redirect = http.get(
-        emu.url + f"/2.0/files/{file['id']}/content", headers=auth(token), allow_redirects=False
+        emulator.url + f"/2.0/files/{file['id']}/content", headers=auth(token), allow_redirects=False
     )
     assert redirect.status_code == 302
     location = redirect.headers["Location"]
@@ -296,13 +296,13 @@ def test_download_redirect_and_ranges(
     assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
     assert int(part.headers["Content-Length"]) == 1000
     tail = http.get(
-        emu.url + f"/2.0/files/{file['id']}/content", headers=auth(token) | {"Range": "bytes=-10"}
+        emulator.url + f"/2.0/files/{file['id']}/content", headers=auth(token) | {"Range": "bytes=-10"}
     )
     assert tail.status_code == 206 and tail.content == data[-10:]
     beyond = requests.get(location, headers={"Range": f"bytes={len(data) + 5}-"})
     assert beyond.status_code == 416
     # a made-up download token is not a way in
-    assert requests.get(emu.url + "/download/not-a-token").status_code in (403, 404)
+    assert requests.get(emulator.url + "/download/not-a-token").status_code in (403, 404)
 
 
 def test_persistence_across_restart(tmp_path: Path) -> None:
@@ -364,21 +364,21 @@ def test_fault_503_and_expire(emu2: BoxEmulator) -> None:
     ]
 
 
-def test_log_routes_are_the_spec_templates(emu: BoxEmulator, alice: BoxClient, workdir: FolderFull) -> None:
+def test_log_routes_are_the_spec_templates(emulator: BoxEmulator, alice_client: BoxClient, workdir: FolderFull) -> None:
     """The request log's ``route`` is the OpenAPI path template of the request (docs/emulator.md)."""
     since = time.monotonic()
-    file = upload(alice, workdir.id, "routes.txt", b"r")
-    alice.folders.get_folder_items(workdir.id)
-    alice.files.get_file_by_id(file.id)
-    alice.downloads.download_file(file.id).read()
-    alice.uploads.preflight_file_upload_check(
+    file = upload(alice_client, workdir.id, "routes.txt", b"r")
+    alice_client.folders.get_folder_items(workdir.id)
+    alice_client.files.get_file_by_id(file.id)
+    alice_client.downloads.download_file(file.id).read()
+    alice_client.uploads.preflight_file_upload_check(
         name="p.txt", size=1, parent=PreflightFileUploadCheckParent(id=workdir.id)
     )
-    session = alice.chunked_uploads.create_file_upload_session(workdir.id, 20_000_000, "r.bin")
-    alice.chunked_uploads.get_file_upload_session_parts(session.id)
-    alice.chunked_uploads.delete_file_upload_session_by_id(session.id)
-    alice.users.get_user_me()
-    records = records_since(emu, since, 10)
+    session = alice_client.chunked_uploads.create_file_upload_session(workdir.id, 20_000_000, "r.bin")
+    alice_client.chunked_uploads.get_file_upload_session_parts(session.id)
+    alice_client.chunked_uploads.delete_file_upload_session_by_id(session.id)
+    alice_client.users.get_user_me()
+    records = records_since(emulator, since, 10)
     spec = load_spec()
     checked = 0
     for record in records:

@@ -193,9 +193,9 @@ def test_nullable_written_as_allof_member(spec: OpenAPISpec) -> None:
     assert spec.validate("GET", "/files/{file_id}", 200, {**FILE, "owned_by": None})
 
 
-def test_sdk_traffic_passes_through_the_checker(admin: BoxClient) -> None:
+def test_sdk_traffic_passes_through_the_checker(admin_client: BoxClient) -> None:
     """The suite-wide guarantee rests on the SDK using the checked session: prove that it does."""
     before_all, before_json = RECORDER.checked, RECORDER.json_checked
-    admin.users.get_user_me()
-    admin.folders.get_folder_items("0")
+    admin_client.users.get_user_me()
+    admin_client.folders.get_folder_items("0")
     assert RECORDER.checked >= before_all + 2 and RECORDER.json_checked >= before_json + 2

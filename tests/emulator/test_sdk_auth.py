@@ -35,12 +35,12 @@ def _client_id(config_text: str) -> str:
     return json.loads(config_text)["boxAppSettings"]["clientID"]
 
 
-def test_config_is_in_developer_console_format(emu: BoxEmulator, jwt_config_text: str) -> None:
-    config = json.loads(jwt_config_text)
+def test_config_is_in_developer_console_format(emulator: BoxEmulator, jwt_config: str) -> None:
+    config = json.loads(jwt_config)
     settings = config["boxAppSettings"]
     assert set(settings) >= {"clientID", "clientSecret", "appAuth"}
     assert set(settings["appAuth"]) >= {"publicKeyID", "privateKey", "passphrase"}
-    assert config["enterpriseID"] == emu.enterprise_id
+    assert config["enterpriseID"] == emulator.enterprise_id
     assert "ENCRYPTED PRIVATE KEY" in settings["appAuth"]["privateKey"]
     # the key really is encrypted with the passphrase: without it, it cannot be loaded
     pem = settings["appAuth"]["privateKey"].encode()
@@ -50,32 +50,32 @@ def test_config_is_in_developer_console_format(emu: BoxEmulator, jwt_config_text
 
 
 def test_jwt_enterprise_subject_is_the_service_account(
-    emu: BoxEmulator, admin: BoxClient, jwt_config_text: str
+    emulator: BoxEmulator, admin_client: BoxClient, jwt_config: str
 ) -> None:
-    me = admin.users.get_user_me()
-    assert me.id == emu.service_account_id(_client_id(jwt_config_text))
+    me = admin_client.users.get_user_me()
+    assert me.id == emulator.service_account_id(_client_id(jwt_config))
     assert me.type.value == "user"
 
 
 def test_jwt_user_subject(
-    emu: BoxEmulator, jwt_config_text: str, network_session: NetworkSession, alice_id: str
+    emulator: BoxEmulator, jwt_config: str, network_session: NetworkSession, alice_id: str
 ) -> None:
-    auth = BoxJWTAuth(config=JWTConfig.from_config_json_string(jwt_config_text)).with_user_subject(alice_id)
+    auth = BoxJWTAuth(config=JWTConfig.from_config_json_string(jwt_config)).with_user_subject(alice_id)
     client = BoxClient(auth=auth, network_session=network_session)
     me = client.users.get_user_me()
     assert me.id == alice_id
     assert me.login == "alice@example.com"
 
 
-def test_ccg_enterprise_and_user(emu: BoxEmulator, network_session: NetworkSession, bob_id: str) -> None:
-    client_id, client_secret = emu.create_ccg_app(
+def test_ccg_enterprise_and_user(emulator: BoxEmulator, network_session: NetworkSession, bob_id: str) -> None:
+    client_id, client_secret = emulator.create_ccg_app(
         scopes=("root_readwrite", "manage_managed_users"), as_user_header=True, enterprise_access=True
     )
     enterprise = BoxClient(
-        auth=BoxCCGAuth(CCGConfig(client_id, client_secret, enterprise_id=emu.enterprise_id)),
+        auth=BoxCCGAuth(CCGConfig(client_id, client_secret, enterprise_id=emulator.enterprise_id)),
         network_session=network_session,
     )
-    assert enterprise.users.get_user_me().id == emu.service_account_id(client_id)
+    assert enterprise.users.get_user_me().id == emulator.service_account_id(client_id)
     as_bob = BoxClient(
         auth=BoxCCGAuth(CCGConfig(client_id, client_secret, user_id=bob_id)),
         network_session=network_session,
@@ -83,10 +83,10 @@ def test_ccg_enterprise_and_user(emu: BoxEmulator, network_session: NetworkSessi
     assert as_bob.users.get_user_me().id == bob_id
 
 
-def test_ccg_wrong_secret_is_an_oauth_error(emu: BoxEmulator, network_session: NetworkSession) -> None:
-    client_id, _ = emu.create_ccg_app(scopes=("root_readwrite",))
+def test_ccg_wrong_secret_is_an_oauth_error(emulator: BoxEmulator, network_session: NetworkSession) -> None:
+    client_id, _ = emulator.create_ccg_app(scopes=("root_readwrite",))
     client = BoxClient(
-        auth=BoxCCGAuth(CCGConfig(client_id, "not-the-secret", enterprise_id=emu.enterprise_id)),
+        auth=BoxCCGAuth(CCGConfig(client_id, "not-the-secret", enterprise_id=emulator.enterprise_id)),
         network_session=network_session,
     )
     with pytest.raises(BoxAPIError) as info:
@@ -97,13 +97,13 @@ def test_ccg_wrong_secret_is_an_oauth_error(emu: BoxEmulator, network_session: N
 
 
 def test_developer_token(
-    emu: BoxEmulator, network_session: NetworkSession, token_for: TokenFactory, alice_id: str
+    emulator: BoxEmulator, network_session: NetworkSession, token_for: TokenFactory, alice_id: str
 ) -> None:
-    client_id, _ = emu.create_ccg_app(scopes=("root_readwrite",))
+    client_id, _ = emulator.create_ccg_app(scopes=("root_readwrite",))
     service = BoxClient(
-        auth=BoxDeveloperTokenAuth(token=emu.developer_token(client_id)), network_session=network_session
+        auth=BoxDeveloperTokenAuth(token=emulator.developer_token(client_id)), network_session=network_session
     )
-    assert service.users.get_user_me().id == emu.service_account_id(client_id)
+    assert service.users.get_user_me().id == emulator.service_account_id(client_id)
     client = BoxClient(auth=BoxDeveloperTokenAuth(token=token_for(alice_id)), network_session=network_session)
     assert client.users.get_user_me().id == alice_id
     bad = BoxClient(auth=BoxDeveloperTokenAuth(token="not-a-token"), network_session=network_session)
@@ -139,7 +139,7 @@ def _assertion(config: dict[str, Any], key: Any, **overrides: Any) -> str:
 
 
 def _token_request(
-    http: requests.Session, emu: BoxEmulator, config: dict[str, Any], assertion: str, **overrides: str
+    http: requests.Session, emulator: BoxEmulator, config: dict[str, Any], assertion: str, **overrides: str
 ) -> requests.Response:
     data = {
         "grant_type": JWT_GRANT,
@@ -148,7 +148,7 @@ def _token_request(
         "client_secret": config["boxAppSettings"]["clientSecret"],
     }
     data.update(overrides)
-    return http.post(emu.url + "/oauth2/token", data=data)
+    return http.post(emulator.url + "/oauth2/token", data=data)
 
 
 def _oauth_error(response: requests.Response, error: str, status: int = 400) -> str:
@@ -161,66 +161,66 @@ def _oauth_error(response: requests.Response, error: str, status: int = 400) -> 
 
 
 def test_hand_made_assertion_is_accepted(
-    emu: BoxEmulator, http: requests.Session, jwt_config_text: str
+    emulator: BoxEmulator, http: requests.Session, jwt_config: str
 ) -> None:
-    config, key = _app_key(jwt_config_text)
-    response = _token_request(http, emu, config, _assertion(config, key))
+    config, key = _app_key(jwt_config)
+    response = _token_request(http, emulator, config, _assertion(config, key))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "bearer"
     assert 0 < body["expires_in"] <= 3600
-    me = http.get(emu.url + "/2.0/users/me", headers={"Authorization": "Bearer " + body["access_token"]})
+    me = http.get(emulator.url + "/2.0/users/me", headers={"Authorization": "Bearer " + body["access_token"]})
     assert me.status_code == 200
-    assert me.json()["id"] == emu.service_account_id(config["boxAppSettings"]["clientID"])
+    assert me.json()["id"] == emulator.service_account_id(config["boxAppSettings"]["clientID"])
 
 
-def test_oauth_errors(emu: BoxEmulator, http: requests.Session, jwt_config_text: str) -> None:
-    config, key = _app_key(jwt_config_text)
+def test_oauth_errors(emulator: BoxEmulator, http: requests.Session, jwt_config: str) -> None:
+    config, key = _app_key(jwt_config)
     # not a JWT at all
-    _oauth_error(_token_request(http, emu, config, "not.a.jwt"), "invalid_grant")
+    _oauth_error(_token_request(http, emulator, config, "not.a.jwt"), "invalid_grant")
     # signed by a key the app never registered (same kid)
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _oauth_error(_token_request(http, emu, config, _assertion(config, stranger)), "invalid_grant")
+    _oauth_error(_token_request(http, emulator, config, _assertion(config, stranger)), "invalid_grant")
     # expired, and too far in the future (Box allows at most 60 s)
     _oauth_error(
-        _token_request(http, emu, config, _assertion(config, key, exp=int(time.time()) - 30)), "invalid_grant"
+        _token_request(http, emulator, config, _assertion(config, key, exp=int(time.time()) - 30)), "invalid_grant"
     )
     _oauth_error(
-        _token_request(http, emu, config, _assertion(config, key, exp=int(time.time()) + 600)),
+        _token_request(http, emulator, config, _assertion(config, key, exp=int(time.time()) + 600)),
         "invalid_grant",
     )
     # wrong audience, wrong subject type
-    _oauth_error(_token_request(http, emu, config, _assertion(config, key, aud="https://x")), "invalid_grant")
+    _oauth_error(_token_request(http, emulator, config, _assertion(config, key, aud="https://x")), "invalid_grant")
     _oauth_error(
-        _token_request(http, emu, config, _assertion(config, key, box_sub_type="galaxy")), "invalid_grant"
+        _token_request(http, emulator, config, _assertion(config, key, box_sub_type="galaxy")), "invalid_grant"
     )
     # a jti can be used once
     once = _assertion(config, key)
-    assert _token_request(http, emu, config, once).status_code == 200
-    _oauth_error(_token_request(http, emu, config, once), "invalid_grant")
+    assert _token_request(http, emulator, config, once).status_code == 200
+    _oauth_error(_token_request(http, emulator, config, once), "invalid_grant")
     # unknown client, and a known client with a wrong secret
     unknown = _assertion(config, key, iss="no-such-client")
-    _oauth_error(_token_request(http, emu, config, unknown, client_id="no-such-client"), "invalid_client")
+    _oauth_error(_token_request(http, emulator, config, unknown, client_id="no-such-client"), "invalid_client")
     _oauth_error(
-        _token_request(http, emu, config, _assertion(config, key), client_secret="wrong"), "invalid_client"
+        _token_request(http, emulator, config, _assertion(config, key), client_secret="wrong"), "invalid_client"
     )
     # a grant type Box does not know
-    response = http.post(emu.url + "/oauth2/token", data={"grant_type": "password"})
+    response = http.post(emulator.url + "/oauth2/token", data={"grant_type": "password"})
     _oauth_error(response, "unsupported_grant_type")
 
 
 def test_secrets_never_echoed_in_oauth_errors(
-    emu: BoxEmulator, http: requests.Session, jwt_config_text: str
+    emulator: BoxEmulator, http: requests.Session, jwt_config: str
 ) -> None:
-    config, key = _app_key(jwt_config_text)
-    response = _token_request(http, emu, config, _assertion(config, key), client_secret="wrong-secret-xyz")
+    config, key = _app_key(jwt_config)
+    response = _token_request(http, emulator, config, _assertion(config, key), client_secret="wrong-secret-xyz")
     assert "wrong-secret-xyz" not in response.text
     assert config["boxAppSettings"]["clientSecret"] not in response.text
 
 
-def test_bearer_errors(emu: BoxEmulator, http: requests.Session) -> None:
+def test_bearer_errors(emulator: BoxEmulator, http: requests.Session) -> None:
     """No token or a bad token: 401 with Box's WWW-Authenticate header."""
     for headers in ({}, {"Authorization": "Bearer nonsense"}):
-        response = http.get(emu.url + "/2.0/users/me", headers=headers)
+        response = http.get(emulator.url + "/2.0/users/me", headers=headers)
         assert response.status_code == 401
         assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")

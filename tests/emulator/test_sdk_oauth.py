@@ -27,22 +27,22 @@ from .helpers import api_error, upload
 REDIRECT = "http://127.0.0.1:9/callback"
 
 
-def authorize_url(emu: BoxEmulator, auth: BoxOAuth, state: str) -> str:
+def authorize_url(emulator: BoxEmulator, auth: BoxOAuth, state: str) -> str:
     """The SDK builds its authorize URL on account.box.com; the same query goes to the emulator's page."""
     sdk_url = auth.get_authorize_url(options=GetAuthorizeUrlOptions(redirect_uri=REDIRECT, state=state))
-    return emu.url + "/oauth2/authorize?" + urlsplit(sdk_url).query
+    return emulator.url + "/oauth2/authorize?" + urlsplit(sdk_url).query
 
 
 def test_authorization_code_and_refresh(
-    emu: BoxEmulator, http: requests.Session, network_session: NetworkSession, alice_id: str
+    emulator: BoxEmulator, http: requests.Session, network_session: NetworkSession, alice_id: str
 ) -> None:
-    client_id, client_secret = emu.create_oauth_app(REDIRECT, scopes=("root_readwrite",))
+    client_id, client_secret = emulator.create_oauth_app(REDIRECT, scopes=("root_readwrite",))
     auth = BoxOAuth(OAuthConfig(client_id=client_id, client_secret=client_secret))
-    emu.set_auto_approve("alice@example.com")
+    emulator.set_auto_approve("alice@example.com")
     try:
-        approved = http.get(authorize_url(emu, auth, "xyz"), allow_redirects=False)
+        approved = http.get(authorize_url(emulator, auth, "xyz"), allow_redirects=False)
     finally:
-        emu.set_auto_approve(None)
+        emulator.set_auto_approve(None)
     assert approved.status_code == 302
     location = urlsplit(approved.headers["Location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
@@ -64,7 +64,7 @@ def test_authorization_code_and_refresh(
     assert client.users.get_user_me().id == alice_id
     # refresh tokens rotate: the spent one is refused
     spent = http.post(
-        emu.url + "/oauth2/token",
+        emulator.url + "/oauth2/token",
         data={
             "grant_type": "refresh_token",
             "refresh_token": token.refresh_token,
@@ -75,18 +75,18 @@ def test_authorization_code_and_refresh(
     assert spent.status_code == 400 and spent.json()["error"] == "invalid_grant"
 
 
-def test_authorize_page_without_auto_approve_is_a_form(emu: BoxEmulator, http: requests.Session) -> None:
-    client_id, _ = emu.create_oauth_app(REDIRECT)
+def test_authorize_page_without_auto_approve_is_a_form(emulator: BoxEmulator, http: requests.Session) -> None:
+    client_id, _ = emulator.create_oauth_app(REDIRECT)
     auth = BoxOAuth(OAuthConfig(client_id=client_id, client_secret="unused"))
-    page = http.get(authorize_url(emu, auth, "s"), allow_redirects=False)
+    page = http.get(authorize_url(emulator, auth, "s"), allow_redirects=False)
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
     assert "<form" in page.text
 
 
 @pytest.fixture(scope="module")
-def alice_jwt(jwt_config_text: str, alice_id: str) -> BoxJWTAuth:
+def alice_jwt(jwt_config: str, alice_id: str) -> BoxJWTAuth:
     """Alice's own token (JWT user subject): As-User tokens cannot be exchanged, a user's can."""
-    return BoxJWTAuth(config=JWTConfig.from_config_json_string(jwt_config_text)).with_user_subject(alice_id)
+    return BoxJWTAuth(config=JWTConfig.from_config_json_string(jwt_config)).with_user_subject(alice_id)
 
 
 def downscoped_client(
@@ -99,9 +99,9 @@ def downscoped_client(
 
 
 def test_downscoped_tokens(
-    emu: BoxEmulator, alice_jwt: BoxJWTAuth, network_session: NetworkSession, workdir: FolderFull
+    emulator: BoxEmulator, alice_jwt: BoxJWTAuth, network_session: NetworkSession, workdir: FolderFull
 ) -> None:
-    folder_url = f"{emu.url}/2.0/folders/{workdir.id}"
+    folder_url = f"{emulator.url}/2.0/folders/{workdir.id}"
     reader, token = downscoped_client(alice_jwt, network_session, ["item_preview"], folder_url)
     assert token["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
     assert {r["scope"] for r in token["restricted_to"]} == {"item_preview"}
@@ -130,7 +130,7 @@ def test_downscoped_tokens(
 
 
 def test_downscope_errors(
-    emu: BoxEmulator, http: requests.Session, alice_jwt: BoxJWTAuth, network_session: NetworkSession
+    emulator: BoxEmulator, http: requests.Session, alice_jwt: BoxJWTAuth, network_session: NetworkSession
 ) -> None:
     with pytest.raises(BoxAPIError) as info:
         downscoped_client(alice_jwt, network_session, ["root_everything"])
@@ -139,7 +139,7 @@ def test_downscope_errors(
     # a downscoped token cannot be exchanged for more than it holds
     _, token = downscoped_client(alice_jwt, network_session, ["item_preview"])
     response = http.post(
-        emu.url + "/oauth2/token",
+        emulator.url + "/oauth2/token",
         data={
             "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
             "subject_token": token["access_token"],
@@ -150,8 +150,8 @@ def test_downscope_errors(
     assert response.status_code == 400 and response.json()["error"] == "invalid_scope"
 
 
-def test_revoked_token(emu: BoxEmulator, jwt_config_text: str, network_session: NetworkSession) -> None:
-    auth = BoxJWTAuth(config=JWTConfig.from_config_json_string(jwt_config_text))
+def test_revoked_token(emulator: BoxEmulator, jwt_config: str, network_session: NetworkSession) -> None:
+    auth = BoxJWTAuth(config=JWTConfig.from_config_json_string(jwt_config))
     client = BoxClient(auth=auth, network_session=network_session)
     client.users.get_user_me()
     old = auth.retrieve_token(network_session=network_session).access_token

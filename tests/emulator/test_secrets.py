@@ -26,29 +26,29 @@ def assert_absent(secrets: dict[str, str], text: str, where: str) -> None:
 
 def test_no_secrets_in_logs_or_reprs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    with BoxEmulator() as emu, checked_session() as http:
-        config_text = emu.create_jwt_app(scopes=("root_readwrite",), passphrase="pass-phrase-123")
+    with BoxEmulator() as emulator, checked_session() as http:
+        config_text = emulator.create_jwt_app(scopes=("root_readwrite",), passphrase="pass-phrase-123")
         config = json.loads(config_text)
-        client_id, secret = emu.create_ccg_app(scopes=("root_readwrite",))
+        client_id, secret = emulator.create_ccg_app(scopes=("root_readwrite",))
         form = {
             "grant_type": "client_credentials",
             "client_id": client_id,
             "client_secret": secret,
             "box_subject_type": "enterprise",
-            "box_subject_id": emu.enterprise_id,
+            "box_subject_id": emulator.enterprise_id,
         }
-        token = http.post(emu.url + "/oauth2/token", data=form).json()["access_token"]
-        http.post(emu.url + "/oauth2/token", data=form | {"client_secret": "wrong-" + secret})
+        token = http.post(emulator.url + "/oauth2/token", data=form).json()["access_token"]
+        http.post(emulator.url + "/oauth2/token", data=form | {"client_secret": "wrong-" + secret})
         headers = {"Authorization": f"Bearer {token}"}
-        http.get(emu.url + "/2.0/users/me", headers=headers)
-        http.get(emu.url + "/2.0/folders/987654321", headers=headers)
+        http.get(emulator.url + "/2.0/users/me", headers=headers)
+        http.get(emulator.url + "/2.0/folders/987654321", headers=headers)
         jwt_client = BoxClient(
             auth=BoxJWTAuth(config=JWTConfig.from_config_json_string(config_text)),
-            network_session=sdk_network_session(emu),
+            network_session=sdk_network_session(emulator),
         )
         jwt_client.users.get_user_me()
         jwt_token = jwt_client.auth.retrieve_token().access_token
-        reprs = repr(emu) + repr(emu.request_log.records)
+        reprs = repr(emulator) + repr(emulator.request_log.records)
 
     secrets = {
         "client secret": secret,
@@ -66,18 +66,18 @@ def test_no_secrets_in_logs_or_reprs(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_access_token_query_parameter_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    with BoxEmulator() as emu, checked_session() as http:
-        client_id, _ = emu.create_ccg_app(scopes=("root_readwrite",))
-        token = emu.developer_token(client_id)
+    with BoxEmulator() as emulator, checked_session() as http:
+        client_id, _ = emulator.create_ccg_app(scopes=("root_readwrite",))
+        token = emulator.developer_token(client_id)
         file = http.post(
-            emu.url + "/api/2.0/files/content",
+            emulator.url + "/api/2.0/files/content",
             headers={"Authorization": f"Bearer {token}"},
             files={
                 "attributes": (None, json.dumps({"name": "s.txt", "parent": {"id": "0"}})),
                 "file": ("s", b"s"),
             },
         ).json()["entries"][0]
-        response = http.get(emu.url + f"/2.0/files/{file['id']}/content", params={"access_token": token})
+        response = http.get(emulator.url + f"/2.0/files/{file['id']}/content", params={"access_token": token})
         assert response.status_code == 200 and response.content == b"s"
     logged = emulator_log(caplog)
     assert "/content" in logged

@@ -10,14 +10,14 @@ import requests
 from box_sdk_gen import BoxClient, FolderFull, UploadFileAttributes, UploadFileAttributesParentField
 
 
-def test_shared_link_download_and_expiry(alice: BoxClient, alice_id: str, workdir: FolderFull, http: Any,
-                                         token_for: Any, emu: Any) -> None:
+def test_shared_link_download_and_expiry(alice_client: BoxClient, alice_id: str, workdir: FolderFull, http: Any,
+                                         token_for: Any, emulator: Any) -> None:
     data = b"shared with the world"
-    file = alice.uploads.upload_file(
+    file = alice_client.uploads.upload_file(
         UploadFileAttributes(name="public.txt", parent=UploadFileAttributesParentField(id=workdir.id)), io.BytesIO(data)
     ).entries[0]
     headers = {"Authorization": f"Bearer {token_for(alice_id)}"}
-    url = f"{emu.url}/2.0/files/{file.id}"
+    url = f"{emulator.url}/2.0/files/{file.id}"
     assert http.get(url, params={"fields": "shared_link"}, headers=headers).json()["shared_link"] is None
 
     until = (datetime.now(timezone.utc) + timedelta(hours=2)).replace(microsecond=0)

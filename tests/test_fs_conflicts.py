@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs.emulator import BoxEmulator
 
@@ -25,13 +26,12 @@ def test_a_retry_recognises_its_own_conflict(shape: str, route: str, method: str
                                              make_fs: Any, fs_user: Any) -> None:
     fs = make_fs(as_user=fs_user[0], retry=FAST)
     fs.pipe_file("src/a.txt", b"a")
-    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=route, method=method, count=1)
-    emulator.request_log.clear()
-    if shape == "object":
-        fs.copy("src", "dst", recursive=True)
-    else:
-        fs.mkdir("made")
-    emulator.clear_faults()
+    with injected_faults(emulator, rate=1.0, kinds=("drop_after",), route=route, method=method, count=1):
+        emulator.request_log.clear()
+        if shape == "object":
+            fs.copy("src", "dst", recursive=True)
+        else:
+            fs.mkdir("made")
     assert [r.fault for r in emulator.request_log.records if r.fault] == ["drop_after"]
     conflicts = [r for r in emulator.request_log.records if r.status == 409]
     assert len(conflicts) == 1  # the retry met the item its first attempt made, and took it as done
