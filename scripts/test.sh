@@ -9,7 +9,7 @@ bash scripts/setup.sh
 site=$(mktemp -d "${TMPDIR:-/tmp}/boxfs-site-XXXXXX")
 trap 'rm -rf "$site"' EXIT
 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
-# Two test processes (pytest-xdist; BOXFS_TEST_WORKERS to change): most tests wait on HTTP, FUSE, servers
-# and subprocesses rather than burn CPU. Each process has its own session emulator; a file's tests stay
+# Two test processes (pytest-xdist; BOXFS_TEST_WORKERS to change): one process leaves a core idle while its
+# tests wait on HTTP, FUSE, servers and subprocesses. Each process has its own session emulator; a file's tests stay
 # in one process, in order (--dist loadfile).
 .venv/bin/python -m pytest -q -n "${BOXFS_TEST_WORKERS:-2}" --dist loadfile "$@"
