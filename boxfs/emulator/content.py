@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from boxfs.emulator.errors import ApiError, bad_request, not_found
-from boxfs.emulator.httpserver import CHUNK, Request, Response, Router
+from boxfs.emulator.httpserver import FileSlice, Request, Response, Router
 from boxfs.emulator.items import check_if_match, conflict_error
 from boxfs.emulator.multipart import MultipartError, MultipartReader, boundary_of
 from boxfs.emulator.representations import Representer, parse_fields
@@ -280,9 +280,9 @@ class ContentRoutes:
                                headers={"Content-Range": f"bytes */{total}"})
             headers["Content-Range"] = f"bytes {start}-{end}/{total}"
             headers["Content-Length"] = str(end - start + 1)
-            return Response(206, headers=headers, stream=self.store.read_blob(sha1, start, end + 1, CHUNK))
+            return Response(206, headers=headers, stream=FileSlice(path, start, end + 1))
         headers["Content-Length"] = str(total)
-        return Response(200, headers=headers, stream=self.store.read_blob(sha1, 0, None, CHUNK))
+        return Response(200, headers=headers, stream=FileSlice(path, 0, total))
 
     def shared_download(self, req: Request) -> Response:
         """A shared link's direct download URL: no credentials, while the link lives and allows download."""
