@@ -327,7 +327,7 @@ def test_performance_picture_is_drawn_from_the_doc_table(tmp_path: Path) -> None
     tables = [t.split("\n\n", 1)[0] for t in (ROOT / "docs" / "performance.md").read_text().split("| Workload | Tool |")[1:]]
     rows = sum(1 for t in tables for line in t.splitlines()
                if re.match(r"^\| [^|]+ \| (boxfs|sdk|ibm-boxfs|rclone) \|", line))
-    assert f"{rows} results plotted" in done.stderr and rows >= 40
+    assert f"{rows} results plotted" in done.stderr and rows >= 20  # two tools or more, every workload
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "images/performance.png" in (ROOT / "docs" / "performance.md").read_text()
     assert (ROOT / "docs" / "images" / "performance.png").is_file()
