@@ -66,12 +66,15 @@ def from_json(path: Path) -> list[Result]:
 
 
 def from_doc(path: Path) -> list[Result]:
-    """Rows of the results table in docs/performance.md (header ``| Workload | Tool | Wall (s) | ...``)."""
+    """Rows of the first results table in docs/performance.md (header ``| Workload | Tool | Wall (s) | ...``);
+    the page's later tables (a run without the bandwidth limit...) measure other conditions."""
     results = []
     columns: list[str] | None = None
     for line in path.read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
         if cells is None:
+            if results:
+                break
             columns = None
             continue
         if cells[:2] == ["Workload", "Tool"]:
