@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import requests
+from support import injected_faults
 
 from boxfs.emulator import BoxEmulator
 
@@ -557,11 +558,8 @@ def test_cp_to_local_never_leaves_a_partial_file(cli: Cli, box: Any, top: str, t
     box.pipe(f"{top}/p/f.bin", b"new content")
     target = tmp_path / "f.bin"
     target.write_bytes(b"old content that must survive")
-    cli.emu.inject_faults(rate=1.0, kinds=("drop",), route="/download/")
-    try:
+    with injected_faults(cli.emu, rate=1.0, kinds=("drop",), route="/download/"):
         cli("cp", f"box://{top}/p/f.bin", str(target), code=1)
-    finally:
-        cli.emu.clear_faults()
     assert target.read_bytes() == b"old content that must survive"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
     cli("cp", f"box://{top}/p/f.bin", str(target))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs.emulator import BoxEmulator
 from boxfs.localfile import PARTIAL_PREFIX, replace_when_complete
@@ -111,12 +112,9 @@ def test_fs_get_never_leaves_a_truncated_or_partial_file(emulator: BoxEmulator, 
     for name in payload:
         (out / os.path.basename(name)).write_bytes(b"the previous version")
     fs.ls("src")  # listed before the faults: only downloads fail
-    emulator.inject_faults(rate=1.0, kinds=("drop",), route="/download/")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("drop",), route="/download/"):
         with pytest.raises(Exception):  # noqa: B017 - whichever error the dropped connections give
             fs.get("src/", f"{out}/", recursive=True)
-    finally:
-        emulator.clear_faults()
     assert sorted(os.listdir(out)) == sorted(os.path.basename(n) for n in payload)  # no partial file left
     assert all((out / os.path.basename(n)).read_bytes() == b"the previous version" for n in payload)
     fs.get("src/", f"{out}/", recursive=True)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import injected_faults
 
 from boxfs.emulator import BoxEmulator
 
@@ -78,11 +79,8 @@ def test_retries_option_sets_the_attempts_box_sees(emulator: BoxEmulator, config
     quiet = boxfs(*base, "ls")
     assert quiet.returncode == 0 and quiet.stderr == ""  # the retry notice lets no INFO line through
     emulator.request_log.clear()
-    emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/folders/0/items$", retry_after=0)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("503",), route=r"/folders/0/items$", retry_after=0):
         done = boxfs("--retries", "2", *base, "ls")
-    finally:
-        emulator.clear_faults()
     assert done.returncode == 1, done.stderr
     assert emulator.request_log.count(route=ITEMS_ROUTE, status=503) == 3  # 1 attempt + 2 retries
     assert "HTTP 503" in done.stderr or "503" in done.stderr

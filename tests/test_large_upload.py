@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from fsspec.callbacks import Callback
+from support import injected_faults
 
 import boxfs.upload.cleaning as spool_module
 from boxfs.upload import DEFAULT_SPOOL_THRESHOLD, MIN_SESSION_SIZE, UploadIncomplete
@@ -327,13 +328,10 @@ def test_commit_failure_keeps_previous_version_and_spool_then_resumes(emulator: 
                                                                        uid: str, spool_dir: Path) -> None:
     small_fs.pipe_file("v/doc.bin", b"version one")
     data = os.urandom(MIN_SESSION_SIZE + 5 * MB)  # 3 parts
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete) as info:
             with small_fs.open("v/doc.bin", "wb") as f:
                 write_in_blocks(f, data)
-    finally:
-        emulator.clear_faults()
     err = info.value
     folder = user_folder(spool_dir, uid)
     assert err.spool_path and Path(err.spool_path).parent == folder and str(err.spool_path) in str(err)
@@ -360,13 +358,10 @@ def test_failed_part_upload_resumes_with_put_file(emulator: Any, small_fs: Any, 
     data = os.urandom(MIN_SESSION_SIZE + 20 * MB)  # 5 parts
     src = tmp_path / "src.bin"
     src.write_bytes(data)
-    emulator.inject_faults(rate=1.0, kinds=("503",), route=r"/files/upload_sessions/[0-9A-F]+$", method="PUT",
-                           count=None, seed=3, retry_after=0)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("503",), route=r"/files/upload_sessions/[0-9A-F]+$",
+                         method="PUT", count=None, seed=3, retry_after=0):
         with pytest.raises(UploadIncomplete) as info:
             small_fs.put_file(str(src), "r/src.bin")
-    finally:
-        emulator.clear_faults()
     assert info.value.spool_path == str(src)  # put_file never copies into the spool
     assert not small_fs.exists("r/src.bin")
     mark = Mark(emulator, uid)
@@ -410,13 +405,12 @@ def test_clean_spool_removes_expired_and_orphans_but_not_live_writers(emulator: 
                                                                       uid: str, spool_dir: Path) -> None:
     data = os.urandom(MIN_SESSION_SIZE + 1)
     emulator.set_session_ttl(1)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
     try:
-        with pytest.raises(UploadIncomplete) as info:
-            with small_fs.open("k/x.bin", "wb") as f:
-                write_in_blocks(f, data)
+        with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
+            with pytest.raises(UploadIncomplete) as info:
+                with small_fs.open("k/x.bin", "wb") as f:
+                    write_in_blocks(f, data)
     finally:
-        emulator.clear_faults()
         emulator.set_session_ttl(7 * 24 * 3600)
     kept = Path(info.value.spool_path)
     state = Path(info.value.state_path)
@@ -449,12 +443,11 @@ def test_clean_spool_removes_expired_and_orphans_but_not_live_writers(emulator: 
 def test_expired_session_is_not_resumed(emulator: Any, small_fs: Any, uid: str, spool_dir: Path) -> None:
     data = os.urandom(MIN_SESSION_SIZE + 1)
     emulator.set_session_ttl(1)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
     try:
-        with pytest.raises(UploadIncomplete):
-            small_fs.pipe_file("e/x.bin", data)
+        with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
+            with pytest.raises(UploadIncomplete):
+                small_fs.pipe_file("e/x.bin", data)
     finally:
-        emulator.clear_faults()
         emulator.set_session_ttl(7 * 24 * 3600)
     assert len(list(user_folder(spool_dir, uid).glob("*.json"))) == 1
     mark = Mark(emulator, uid)
@@ -497,13 +490,10 @@ def test_full_local_disk_is_a_clear_oserror_and_changes_nothing(emulator: Any, m
 def test_clean_spool_older_than_zero_gives_up_and_aborts_resumable_uploads(emulator: Any, small_fs: Any, uid: str,
                                                                          spool_dir: Path) -> None:
     data = os.urandom(MIN_SESSION_SIZE + 1)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete) as info:
             with small_fs.open("z/x.bin", "wb") as f:
                 write_in_blocks(f, data)
-    finally:
-        emulator.clear_faults()
     err = info.value
     assert small_fs.clean_spool() == []  # young and resumable: kept by default
     mark = Mark(emulator, uid)
@@ -572,13 +562,10 @@ def test_source_truncated_during_upload_stops_at_once_and_keeps_session(emulator
 def test_put_file_of_a_kept_spool_file_resumes_and_empties_the_spool(emulator: Any, small_fs: Any, uid: str,
                                                                      spool_dir: Path) -> None:
     data = os.urandom(MIN_SESSION_SIZE + 1)
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete) as info:
             with small_fs.open("kp/x.bin", "wb") as f:
                 write_in_blocks(f, data)
-    finally:
-        emulator.clear_faults()
     mark = Mark(emulator, uid)
     small_fs.put_file(info.value.spool_path, "kp/x.bin")
     assert mark.count("PUT", PART) == 0 and mark.count("POST", COMMIT) == 1
@@ -632,12 +619,9 @@ def test_part_answer_lost_counts_as_done_via_409(emulator: Any, small_fs: Any, u
     """A part that landed but whose answer was cut is re-sent; Box's 409 overlap says it is there."""
     data = os.urandom(MIN_SESSION_SIZE + 1)
     mark = Mark(emulator, uid)
-    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/files/upload_sessions/[0-9A-F]+$",
-                           method="PUT", count=1)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("drop_after",), route=r"/files/upload_sessions/[0-9A-F]+$",
+                         method="PUT", count=1):
         small_fs.pipe_file("lost/x.bin", data)
-    finally:
-        emulator.clear_faults()
     puts = [r for r in mark.records() if r.method == "PUT" and r.route == PART]
     assert [r.status for r in puts].count(409) == 1
     assert mark.count("GET", "/files/upload_sessions/{upload_session_id}/parts") == 1
@@ -649,11 +633,8 @@ def test_commit_answer_lost_is_not_committed_twice(emulator: Any, small_fs: Any,
     small_fs.pipe_file("once/x.bin", b"old")
     data = os.urandom(MIN_SESSION_SIZE + 1)
     mark = Mark(emulator, uid)
-    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=r"/commit$", method="POST", count=1)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("drop_after",), route=r"/commit$", method="POST", count=1):
         small_fs.pipe_file("once/x.bin", data)
-    finally:
-        emulator.clear_faults()
     assert mark.count("POST", COMMIT) == 1  # the lost answer was recovered by checking, not by committing again
     assert mark.count("GET", "/files/upload_sessions/{upload_session_id}", 404) == 1
     fresh = make_fs(as_user=uid)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fsspec.callbacks import Callback
+from support import faults_cleared
 
 from boxfs.upload import MIN_SESSION_SIZE, UploadIncomplete
 
@@ -125,12 +126,10 @@ def test_a_loser_whose_new_version_fails_keeps_its_spool_until_it_lands(emulator
         emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/files/\d+/upload_sessions$", method="POST")
 
     fs.mkdir("late")
-    try:
+    with faults_cleared(emulator):
         with pytest.raises(UploadIncomplete) as info:
             with fs.open("late/same.bin", "wb", callback=OnFirstByte(take_the_name)) as f:
                 write_in_blocks(f, data)
-    finally:
-        emulator.clear_faults()
     kept = Path(str(info.value.spool_path))
     assert kept.parent == spool / uid and str(kept) in str(info.value)
     assert hashlib.sha1(kept.read_bytes()).hexdigest() == hashlib.sha1(data).hexdigest()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs import BoxFileSystem
 
@@ -148,13 +149,10 @@ def test_download_url_is_reused_per_version_and_refetched_when_refused(fs: BoxFi
     assert fs.cat_file("ranges/big.bin", 4, 8) == b"v2v2"
     assert [(r.method, r.route) for r in api(since(emulator, t))] == [("GET", VERSION)]
     # the download host refuses the URL (expired, withdrawn): one new URL, the read succeeds
-    emulator.inject_faults(rate=1.0, kinds=("expire",), route=r"^/download/", count=1)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("expire",), route=r"^/download/", count=1):
         t = time.monotonic()
         assert fs.cat_file("ranges/big.bin", 2, 6) == b"v2v2"
         recs = since(emulator, t)
-    finally:
-        emulator.clear_faults()
     assert [(r.method, r.route) for r in api(recs)] == [("GET", VERSION)]
     assert [r.status for r in recs if r.host == "download"] == [401, 206]
     # past the reuse window a URL is not used at all
@@ -195,13 +193,10 @@ def test_get_file_of_a_large_file_downloads_ranges_at_once(fs: BoxFileSystem, em
                                                            small_parallel: None) -> None:
     data = os.urandom((5 << 20) + 123)
     fs.pipe_file("large/f.bin", data)
-    emulator.inject_faults(rate=0.3, kinds=("drop", "drop_after", "503"), route=r"^/download/", seed=3)
-    try:
+    with injected_faults(emulator, rate=0.3, kinds=("drop", "drop_after", "503"), route=r"^/download/", seed=3):
         t = time.monotonic()
         fs.get_file("large/f.bin", str(tmp_path / "f.bin"))
         recs = since(emulator, t)
-    finally:
-        emulator.clear_faults()
     assert (tmp_path / "f.bin").read_bytes() == data  # every byte checked
     assert [(r.method, r.route) for r in api(recs)] == [("GET", VERSION)]  # one URL for all the ranges
     downloads = [r for r in recs if r.host == "download"]
@@ -231,12 +226,9 @@ def test_download_urls_never_reach_logs_or_errors(fs: BoxFileSystem, emulator: A
     """A download URL lets anyone read the file until it expires: it is a secret like a token."""
     caplog.set_level(logging.DEBUG, logger="boxfs")
     fs.cat_ranges(["ranges/big.bin"] * 2, [0, 10], [5, 15])
-    emulator.inject_faults(rate=1.0, kinds=("expire",), route=r"^/download/")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("expire",), route=r"^/download/"):
         with pytest.raises(OSError) as info:
             fs.cat_file("ranges/big.bin", 0, 5)
-    finally:
-        emulator.clear_faults()
     tokens = {r.path.rsplit("/", 1)[1] for r in emulator.request_log.records if r.host == "download"}
     assert tokens
     client_log = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("boxfs.emulator"))

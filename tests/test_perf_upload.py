@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 import boxfs.core as core
 import boxfs.upload.parts as chunked
@@ -72,12 +73,9 @@ def test_put_file_of_a_large_file_reads_it_once(big_fs: Any, emulator: Any, tmp_
 
 def interrupted_before_commit(fs: Any, emulator: Any, src: Path, rpath: str) -> None:
     """``put_file`` whose parts all land but whose commit fails (5xx): the session stays, for resume."""
-    emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/commit$", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/commit$", method="POST"):
         with pytest.raises(UploadIncomplete):
             fs.put_file(str(src), rpath)
-    finally:
-        emulator.clear_faults()
 
 
 def test_a_resumed_upload_checks_the_parts_box_has_against_the_source(big_fs: Any, emulator: Any, tmp_path: Path,

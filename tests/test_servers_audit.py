@@ -16,6 +16,7 @@ from urllib.parse import quote
 import asyncssh
 import pytest
 from servers_support import PASSWORDS, emulator_backend, emulator_factory, write_users_file
+from support import injected_faults
 
 from boxfs.servers.audit import AuditLog
 from boxfs.servers.ftp import start_ftp_server
@@ -159,12 +160,9 @@ def test_box_refusal_carries_its_request_id(env):
     log = tmp / "rid.jsonl"
     emu = backend.emulator
     with start_webdav_server(users, emulator_factory(backend, retry=1), audit_log=AuditLog(log)) as server:
-        emu.inject_faults(rate=1.0, kinds=("500",), route=r"/content$", method="POST")
-        try:
+        with injected_faults(emu, rate=1.0, kinds=("500",), route=r"/content$", method="POST"):
             subprocess.run(["curl", "-sS", "-o", "/dev/null", "-u", f"bob:{PASSWORDS['bob']}", "-T", "-",
                             server.url + "/doomed.txt"], input=b"x", capture_output=True, timeout=60, check=True)
-        finally:
-            emu.clear_faults()
     (record,) = lines(log)
     assert record["action"] == "upload" and record["result"] == "Box request failed"
     assert record["box_request_id"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 from servers_support import PASSWORDS, emulator_backend, emulator_factory, write_users_file
+from support import injected_faults
 
 from boxfs.servers.ftp import start_ftp_server
 from boxfs.servers.sftp import start_sftp_server
@@ -119,15 +120,12 @@ def test_openssh_sftp_rename_failing_at_box_loses_nothing(env):
     emu = backend.emulator
     no_retry = emulator_factory(backend, retry=1)
     with start_sftp_server(users, no_retry) as server:
-        emu.inject_faults(rate=1.0, kinds=("500",), route=r"^/2\.0/files/\d+$", method="PUT")
-        try:
+        with injected_faults(emu, rate=1.0, kinds=("500",), route=r"^/2\.0/files/\d+$", method="PUT"):
             done = openssh_sftp(server, key_file, tmp, [
                 "-rename src.txt dst.txt",
                 "-rename src.txt fresh.txt",
                 "-rename Case.txt case.txt",
             ])
-        finally:
-            emu.clear_faults()
     assert done.stderr.count("Failure") + done.stderr.count("failed") >= 3, done.stderr
     assert box_files(backend, "bob") == {
         "src.txt": sha1(b"source"), "dst.txt": sha1(b"destination"), "Case.txt": sha1(b"case")
@@ -213,16 +211,13 @@ def test_round_trip_renames_and_deletes_under_15_percent_faults(env):
                 await sftp.get("big.bin", str(fetched))
 
     with start_sftp_server(users, backend.factory) as server:
-        rule = emu.inject_faults(rate=0.15, kinds=("500", "502", "503"), seed=15)
-        try:
+        with injected_faults(emu, rate=0.15, kinds=("500", "502", "503"), seed=15) as rule:
             asyncio.run(round_trip(server))
             done = openssh_sftp(server, key_file, tmp, [
                 "put Keep.txt", "put old.txt", "put target.txt", "put gone.txt",
                 "rename Keep.txt keep.txt", "rename keep.txt keep.txt", "rename old.txt target.txt",
                 "rm gone.txt",
             ])
-        finally:
-            emu.clear_faults()
     assert done.returncode == 0, done.stderr
     assert rule.fired >= 3  # the faults really hit
     assert sha1(fetched.read_bytes()) == sha1(source.read_bytes())

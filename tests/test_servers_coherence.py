@@ -28,6 +28,7 @@ from typing import Any
 import asyncssh
 import pytest
 from servers_support import PASSWORDS, Backend, write_users_file
+from support import faults_cleared
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -367,13 +368,10 @@ def test_twenty_parallel_sftp_clients_every_upload_reads_back(world: World, faul
         failed = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
         assert not failed, failed
 
-    if faults:
-        world.emu.inject_faults(rate=faults, kinds=("500", "503", "429", "drop", "drop_after"), seed=run,
-                                retry_after=0)
-    try:
+    with faults_cleared(world.emu) as inject:
+        if faults:
+            inject(rate=faults, kinds=("500", "503", "429", "drop", "drop_after"), seed=run, retry_after=0)
         asyncio.run(scenario())
-    finally:
-        world.emu.clear_faults()
     for i, data in payloads.items():  # what Box holds, through clients that share no cache with the server
         login = "alice" if i % 2 else "bob"
         assert sha1(world.other(login).cat_file(f"{folder}/up-{i}.bin")) == sha1(data)

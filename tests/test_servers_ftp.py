@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 from servers_support import PASSWORDS, emulator_factory, make_backend, self_signed_cert, write_users_file
+from support import injected_faults
 
 from boxfs.frontend.stat import info_mtime
 from boxfs.servers.common import SessionLimits
@@ -344,12 +345,9 @@ def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
     with start_ftp_server(users, no_retry, auth_failed_delay=0.05) as server:
         ftp = connect(server, "alice")
         try:
-            emu.inject_faults(rate=1.0, kinds=("500",), route=r"/files/content$", method="POST")
-            try:
+            with injected_faults(emu, rate=1.0, kinds=("500",), route=r"/files/content$", method="POST"):
                 with pytest.raises(ftplib.error_temp, match="^451 Upload failed"):
                     upload(ftp, "doomed.txt", b"never stored")
-            finally:
-                emu.clear_faults()
             assert "doomed.txt" not in box_names(backend, "alice")
             upload(ftp, "fine.txt", b"stored")  # the session is still usable
             assert download(ftp, "fine.txt") == b"stored"

@@ -13,6 +13,7 @@ import asyncssh
 import paramiko
 import pytest
 from servers_support import PASSWORDS, emulator_factory, make_backend, write_users_file
+from support import injected_faults
 
 from boxfs.frontend.stat import info_mtime
 from boxfs.servers.sftp import start_sftp_server
@@ -304,12 +305,9 @@ def test_failed_box_upload_is_reported_and_stores_nothing(env, tmp_path):
 
     async def scenario(server):
         async with connect(server, "alice") as conn, conn.start_sftp_client() as sftp:
-            emu.inject_faults(rate=1.0, kinds=("500",), route=r"/files/content$", method="POST")
-            try:
+            with injected_faults(emu, rate=1.0, kinds=("500",), route=r"/files/content$", method="POST"):
                 with pytest.raises(asyncssh.SFTPFailure, match="Upload failed"):
                     await write_file(sftp, "doomed.txt", b"never stored")
-            finally:
-                emu.clear_faults()
             assert not await sftp.exists("doomed.txt")
             await write_file(sftp, "fine.txt", b"stored")
             assert await read_file(sftp, "fine.txt") == b"stored"
@@ -478,12 +476,9 @@ def test_fsync_uploads_now_and_a_failed_upload_keeps_failing_until_it_lands(env,
             await fh.fsync()  # fsync@openssh.com: in Box now, before the close
             assert inspect.cat_file("synced.txt") == b"first part "
             await fh.write(b"second part")
-            emu.inject_faults(rate=1.0, kinds=("500",), route=r"/files/\d+/content$", method="POST")
-            try:
+            with injected_faults(emu, rate=1.0, kinds=("500",), route=r"/files/\d+/content$", method="POST"):
                 with pytest.raises(asyncssh.SFTPFailure):
                     await fh.fsync()
-            finally:
-                emu.clear_faults()
             await fh.close()  # still pending after the failed fsync: the close uploads it
         assert backend.inspect(backend.box_users["alice"]).cat_file("synced.txt") == b"first part second part"
 

@@ -30,6 +30,7 @@ from servers_support import (
     self_signed_cert,
     write_users_file,
 )
+from support import injected_faults
 from webdav4.client import Client
 
 from boxfs.servers.common import SessionLimits
@@ -228,12 +229,9 @@ def test_failed_upload_never_answers_2xx_and_keeps_previous(env, tmp_path):
     src = tmp_path / "f"
     src.write_bytes(os.urandom(50_000))
     with start_webdav_server(users, emulator_factory(backend, retry=1)) as server:
-        emu.inject_faults(rate=1.0, kinds=("500",), route=r"/content$", method="POST")
-        try:
+        with injected_faults(emu, rate=1.0, kinds=("500",), route=r"/content$", method="POST"):
             replaced = curl(server, "bob", "-T", str(src), path="/keep.txt")
             created = curl(server, "bob", "-T", str(src), path="/never.txt")
-        finally:
-            emu.clear_faults()
         assert status(replaced) == 502 and status(created) == 502
         fs = box(backend, "bob")
         assert fs.cat_file("keep.txt") == b"previous version" and not fs.exists("never.txt")
@@ -410,11 +408,8 @@ def test_copy_onto_an_existing_file_failing_at_box_keeps_the_destination(env):
         if all(status(curl(server, "bob", "-I", path=p)) == 200 for p in ("/copy-src.txt", "/copy-dst.txt")):
             break
         time.sleep(0.2)
-    backend.emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/files/\d+/copy$")
-    try:
+    with injected_faults(backend.emulator, rate=1.0, kinds=("500",), route=r"/files/\d+/copy$"):
         failed = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {dest}", path="/copy-src.txt")
-    finally:
-        backend.emulator.clear_faults()
     assert status(failed) >= 400
     assert box(backend, "bob").cat_file("copy-dst.txt") == b"precious"
     done = curl(server, "bob", "-X", "COPY", "-H", f"Destination: {dest}", path="/copy-src.txt")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs.emulator import BoxEmulator
 from boxfs.sync import BoxSide, FileFilter, HashCache, LocalSide, check, sync
@@ -343,11 +344,8 @@ def test_large_upload_interrupted_resumes_its_session_on_rerun(
         return sync(LocalSide(), str(src), BoxSide(fs), "r", transfers=2)
 
     parts = r"/files/upload_sessions/[^/]+$"
-    emulator.inject_faults(rate=1.0, kinds=("drop_after",), route=parts, method="PUT", count=2)
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("drop_after",), route=parts, method="PUT", count=2):
         first = run()
-    finally:
-        emulator.clear_faults()
     assert [a.rel for a in first.copied] == ["small.txt"] and len(first.failed) == 1
     assert "big.bin" in first.failed[0][0]
     start = len(emulator.request_log)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import admin_app, eventually
+from support import admin_app, eventually, injected_faults
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -238,15 +238,14 @@ def test_the_watcher_recovers_from_faults_on_its_requests(emu: BoxEmulator, make
     fs = make(as_user=user)
     fs.pipe_file("f/a.txt", b"a")
     fs.ls("f")
-    rule = emu.inject_faults(rate=0.5, kinds=("500", "503", "drop", "drop_after"), route=r"/events|/realtime/",
-                             seed=17)
     try:
-        for i in range(3):
-            elsewhere(user, f'fs.pipe_file("f/b{i}.txt", b"b")\n')
-            eventually(lambda i=i: f"f/b{i}.txt" in fs.ls("f", detail=False))
-        assert rule.fired > 0  # the watcher did meet failures
+        with injected_faults(emu, rate=0.5, kinds=("500", "503", "drop", "drop_after"), route=r"/events|/realtime/",
+                             seed=17) as rule:
+            for i in range(3):
+                elsewhere(user, f'fs.pipe_file("f/b{i}.txt", b"b")\n')
+                eventually(lambda i=i: f"f/b{i}.txt" in fs.ls("f", detail=False))
+            assert rule.fired > 0  # the watcher did meet failures
     finally:
-        emu.clear_faults()
         emu.set_longpoll_hold(600)
     eventually(lambda: fs._watcher is not None and fs._watcher.trusted_since is not None)
     elsewhere(user, 'fs.rm("f/a.txt")\n')

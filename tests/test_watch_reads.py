@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs import BoxFileSystem
 from boxfs.emulator import BoxEmulator
@@ -64,8 +65,6 @@ def test_get_file_resumed_after_a_drop_stays_on_its_version(fs: BoxFileSystem, o
     old, new = os.urandom(8 * MiB), os.urandom(8 * MiB)
     fs.pipe_file("g.bin", old)
     fs.info("g.bin")
-    # the first download answer is cut half way; the transport resumes with a Range request
-    emulator.inject_faults(kinds=("drop_after",), route=r"^/download/", method="GET", count=1)
 
     class Sink(io.BytesIO):
         replaced = False
@@ -78,10 +77,9 @@ def test_get_file_resumed_after_a_drop_stays_on_its_version(fs: BoxFileSystem, o
 
     sink = Sink()
     before = emulator.request_log.count(route="/files/{file_id}/content", method="GET")
-    try:
+    # the first download answer is cut half way; the transport resumes with a Range request
+    with injected_faults(emulator, kinds=("drop_after",), route=r"^/download/", method="GET", count=1):
         fs.get_file("g.bin", None, outfile=sink)
-    finally:
-        emulator.clear_faults()
     assert sink.replaced
     after = emulator.request_log.count(route="/files/{file_id}/content", method="GET")
     assert after - before >= 2  # it did resume after the cut
