@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs.frontend import OpenFiles, PendingLimitError, errno_of
 from boxfs.frontend.ranges import RangeSet
@@ -93,8 +94,7 @@ def test_failed_upload_stays_dirty_for_every_handle(files: OpenFiles, box_view: 
     first = files.open("doc.bin", truncate=True)
     second = files.open("doc.bin")
     first.write(data)
-    rule = emulator.inject_faults(rate=1.0, kinds=("503",), route="/files/content", method="POST")
-    try:
+    with injected_faults(emulator, rate=1.0, kinds=("503",), route="/files/content", method="POST"):
         for handle in (first, second, first, second):
             with pytest.raises(OSError) as exc:
                 handle.fsync()
@@ -104,8 +104,6 @@ def test_failed_upload_stays_dirty_for_every_handle(files: OpenFiles, box_view: 
             first.close()  # the close reports it too, and lets go of the handle
         assert first.closed
         assert not box_view().exists("doc.bin")
-    finally:
-        rule.remaining = 0
     second.fsync()  # Box answers again: this one lands
     assert not second.spool.dirty and second.spool.error is None
     second.close()  # clean: no second upload

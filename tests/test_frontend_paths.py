@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import injected_faults
 
 from boxfs.frontend import Namespace, errno_of
 
@@ -185,12 +186,9 @@ def test_replace_with_the_move_failing_loses_nothing(fs: Any, box_view: Callable
     """Box failing every move: the rename fails, and both files are still there, unchanged."""
     fs.pipe_file("src.txt", b"source")
     fs.pipe_file("dst.txt", b"target")
-    rule = emulator.inject_faults(rate=1.0, kinds=("500",), route=r"/files/\d+", method="PUT")
-    try:
-        with pytest.raises(OSError) as exc:
-            Namespace(fs).rename("src.txt", "dst.txt")
-    finally:
-        rule.remaining = 0
+    with injected_faults(emulator, rate=1.0, kinds=("500",), route=r"/files/\d+", method="PUT"), \
+            pytest.raises(OSError) as exc:
+        Namespace(fs).rename("src.txt", "dst.txt")
     assert errno_of(exc.value) == errno.EIO
     box = box_view()
     assert {n for n in names(box) if not n.startswith(".boxfs-")} == {"src.txt", "dst.txt"}
@@ -206,12 +204,9 @@ def test_replace_under_random_faults_never_loses_data(make_fs: Callable[..., Any
     for name, data in payload.items():
         fs.pipe_file(name, data)
     ns = Namespace(fs)
-    rule = emulator.inject_faults(rate=0.15, kinds=("500", "503", "drop"), seed=15)
-    try:
+    with injected_faults(emulator, rate=0.15, kinds=("500", "503", "drop"), seed=15):
         for i in range(0, 8, 2):
             ns.rename(f"f{i} [x].bin", f"f{i + 1} [x].bin")
-    finally:
-        rule.remaining = 0
     box = make_fs(as_user=uid)
     got = {n: hashlib.sha1(box.cat_file(n)).hexdigest() for n in names(box)}
     for i in range(0, 8, 2):
