@@ -473,15 +473,25 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
         A miss in a folder this filesystem created (whose listing it assumed empty rather than fetched)
         is checked with Box once more: other writers (dask workers writing into the folder the client
-        made, another session) put files there that this cache cannot know. A miss in a listing fetched
-        from Box is trusted, as in ``info``/``exists``: that keeps refusals free of requests.
+        made, another session) put files there that this cache cannot know. So is a miss while the change
+        watcher holds announced changes it has not read yet (it lets a burst of this process's writes
+        settle first, up to 5 s). Otherwise a miss in a listing fetched from Box is trusted, as in
+        ``info``/``exists``: that keeps refusals free of requests.
         """
         try:
             return self._info(path)
         except FileNotFoundError:
-            if not path or not self.cache.forget_assumed_listings_above(path):
+            if not path:
                 raise
-            logger.debug("%s is not in a folder we created: asking Box whether another writer added it", path)
+            if self.cache.forget_assumed_listings_above(path):
+                logger.debug("%s is not in a folder we created: asking Box whether another writer added it", path)
+            elif self.watch_events and self._watcher is not None and self._feed.unread_news():
+                # Box said things changed and the watcher has not read them yet (it lets a burst of
+                # writes settle): the listing may miss a file another process has just written
+                logger.debug("%s is not in a listing with changes pending: asking Box again", path)
+                self.cache.invalidate(path)
+            else:
+                raise
             return self._info(path)
 
     def _id_anchor(self, path: str) -> str | None:

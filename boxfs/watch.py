@@ -94,6 +94,7 @@ class ChangeWatcher:
         self._position: Any = None
         self._healthy = False
         self._caught_up_at = 0.0  # monotonic time of the last complete catch-up (paces GET /events)
+        self._news = False  # a long poll announced changes not fetched yet (see unread_news)
         self._since: float | None = None
         self.disabled_until = 0.0
         self.error: str | None = None
@@ -103,6 +104,12 @@ class ChangeWatcher:
     def trusted_since(self) -> float | None:
         """Changes made on Box after this monotonic time reach the subscribers; None: nothing is trusted."""
         return self._since if self._healthy else None
+
+    @property
+    def unread_news(self) -> bool:
+        """Box announced changes this watcher has not fetched yet (it waits for a burst to settle, up to
+        BURST_WAIT_MAX): a name missing from a cached listing may exist by now."""
+        return self._news
 
     @property
     def running(self) -> bool:
@@ -189,11 +196,15 @@ class ChangeWatcher:
                 polls += 1
                 message = self._long_poll(server)
                 if message == "new_change":
-                    self._settle()
-                    fetched = self._catch_up()
-                    while fetched and self._writing():  # a poll would end at our next write: fetch again
+                    self._news = True
+                    try:
                         self._settle()
                         fetched = self._catch_up()
+                        while fetched and self._writing():  # a poll would end at our next write: fetch again
+                            self._settle()
+                            fetched = self._catch_up()
+                    finally:
+                        self._news = False
                 elif message == "reconnect":
                     pass
                 else:  # "max_retries" or anything unknown: ask for a new server
@@ -341,6 +352,10 @@ class CacheFeed:
     def trusted_since(self) -> float | None:
         """See :attr:`ChangeWatcher.trusted_since`; None before the filesystem started watching."""
         return None if self.watcher is None else self.watcher.trusted_since
+
+    def unread_news(self) -> bool:
+        """See :attr:`ChangeWatcher.unread_news`; True when not watching (nothing vouches for a miss)."""
+        return self.watcher is None or self.watcher.trusted_since is None or self.watcher.unread_news
 
     def on_events(self, entries: list[dict[str, Any]]) -> None:
         # where the cache holds each item, once per batch (what the batch itself forgets stays listed:

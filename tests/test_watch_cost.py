@@ -102,6 +102,36 @@ def test_a_change_elsewhere_is_seen_while_we_keep_writing(
         writer.join(30)
 
 
+def test_a_file_written_elsewhere_reads_at_once_while_we_keep_writing(
+        make: Callable[..., BoxFileSystem], user: str, elsewhere: Callable[[str, str], None]) -> None:  # noqa: F811
+    """While our own writes keep the watcher waiting to read the events (a dask worker writing its part of
+    a job), a file another process has just written is not refused from our cached listing: with changes
+    announced and unread, a read that misses asks Box (the dask to_csv -> read_csv round trip)."""
+    fs = make(as_user=user)
+    fs.pipe_file("shared/a.txt", b"a")
+    assert fs.ls("shared", detail=False) == ["shared/a.txt"]
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        i = 0
+        while not stop.is_set():
+            fs.pipe_file(f"busy/{i % 20}.txt", str(i).encode())
+            i += 1
+
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    writer.start()
+    try:
+        eventually(lambda: fs._feed.unread_news())  # our own writes: announced, and left to settle
+        elsewhere(user, 'fs.pipe_file("shared/b.txt", b"b")\n')
+        assert fs.cat_file("shared/b.txt") == b"b"
+        assert writer.is_alive()
+    finally:
+        stop.set()
+        writer.join(30)
+    with pytest.raises(FileNotFoundError):  # a name nobody wrote is still refused
+        fs.cat_file("shared/never.txt")
+
+
 def test_a_dropped_watch_iterator_stops_collecting(make: Callable[..., BoxFileSystem], user: str) -> None:
     """An iterator made and never started, or left half-way, holds no queue in the filesystem."""
     fs = make(as_user=user)

@@ -59,7 +59,9 @@ class Pacer:
         if not rate or n <= 0:
             return
         now = time.monotonic()
-        self._free_at = max(now - PACE_SLACK, self._free_at) + n / rate
+        behind = now - self._free_at
+        # overran by a little: go on from the schedule (catch up); idle longer: start from now (no burst)
+        self._free_at = (self._free_at if 0 < behind <= PACE_SLACK else max(now, self._free_at)) + n / rate
         if self._free_at > now:
             time.sleep(self._free_at - now)
 
