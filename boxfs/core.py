@@ -485,7 +485,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                 raise
             if self.cache.forget_assumed_listings_above(path):
                 logger.debug("%s is not in a folder we created: asking Box whether another writer added it", path)
-            elif self.watch_events and self._watcher is not None and self._feed.unread_news():
+            elif self._feed.unread_news():
                 # Box said things changed and the watcher has not read them yet (it lets a burst of
                 # writes settle): the listing may miss a file another process has just written
                 logger.debug("%s is not in a listing with changes pending: asking Box again", path)

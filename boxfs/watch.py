@@ -354,8 +354,9 @@ class CacheFeed:
         return None if self.watcher is None else self.watcher.trusted_since
 
     def unread_news(self) -> bool:
-        """See :attr:`ChangeWatcher.unread_news`; True when not watching (nothing vouches for a miss)."""
-        return self.watcher is None or self.watcher.trusted_since is None or self.watcher.unread_news
+        """See :attr:`ChangeWatcher.unread_news` (also True while the watcher is failing: nothing vouches
+        for a listing then); False before the filesystem started watching."""
+        return self.watcher is not None and (self.watcher.trusted_since is None or self.watcher.unread_news)
 
     def on_events(self, entries: list[dict[str, Any]]) -> None:
         # where the cache holds each item, once per batch (what the batch itself forgets stays listed:

@@ -6,6 +6,7 @@ request in its log belongs to the test's own watcher.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
@@ -77,12 +78,10 @@ def test_a_burst_of_our_own_uploads_costs_a_few_watcher_requests(
     assert len(total) <= 8, [(r.method, r.route) for r in total]
 
 
-def test_a_change_elsewhere_is_seen_while_we_keep_writing(
-        make: Callable[..., BoxFileSystem], user: str, elsewhere: Callable[[str, str], None]) -> None:  # noqa: F811
-    """The wait for our own burst to pause is bounded: another process's change still gets through."""
-    fs = make(as_user=user)
-    fs.pipe_file("shared/a.txt", b"a")
-    assert fs.ls("shared", detail=False) == ["shared/a.txt"]
+@contextlib.contextmanager
+def writing_nonstop(fs: BoxFileSystem) -> Iterator[threading.Thread]:
+    """A thread that keeps uploading small files through ``fs`` for the length of the block (so the
+    process's watcher keeps waiting for its burst to pause); yields the thread, stopped on the way out."""
     stop = threading.Event()
 
     def keep_writing() -> None:
@@ -94,12 +93,22 @@ def test_a_change_elsewhere_is_seen_while_we_keep_writing(
     writer = threading.Thread(target=keep_writing, daemon=True)
     writer.start()
     try:
-        elsewhere(user, 'fs.pipe_file("shared/b.txt", b"b")\n')
-        eventually(lambda: fs.ls("shared", detail=False) == ["shared/a.txt", "shared/b.txt"])
-        assert writer.is_alive()  # seen while the writes went on
+        yield writer
     finally:
         stop.set()
         writer.join(30)
+
+
+def test_a_change_elsewhere_is_seen_while_we_keep_writing(
+        make: Callable[..., BoxFileSystem], user: str, elsewhere: Callable[[str, str], None]) -> None:  # noqa: F811
+    """The wait for our own burst to pause is bounded: another process's change still gets through."""
+    fs = make(as_user=user)
+    fs.pipe_file("shared/a.txt", b"a")
+    assert fs.ls("shared", detail=False) == ["shared/a.txt"]
+    with writing_nonstop(fs) as writer:
+        elsewhere(user, 'fs.pipe_file("shared/b.txt", b"b")\n')
+        eventually(lambda: fs.ls("shared", detail=False) == ["shared/a.txt", "shared/b.txt"])
+        assert writer.is_alive()  # seen while the writes went on
 
 
 def test_a_file_written_elsewhere_reads_at_once_while_we_keep_writing(
@@ -110,24 +119,11 @@ def test_a_file_written_elsewhere_reads_at_once_while_we_keep_writing(
     fs = make(as_user=user)
     fs.pipe_file("shared/a.txt", b"a")
     assert fs.ls("shared", detail=False) == ["shared/a.txt"]
-    stop = threading.Event()
-
-    def keep_writing() -> None:
-        i = 0
-        while not stop.is_set():
-            fs.pipe_file(f"busy/{i % 20}.txt", str(i).encode())
-            i += 1
-
-    writer = threading.Thread(target=keep_writing, daemon=True)
-    writer.start()
-    try:
+    with writing_nonstop(fs) as writer:
         eventually(lambda: fs._feed.unread_news())  # our own writes: announced, and left to settle
         elsewhere(user, 'fs.pipe_file("shared/b.txt", b"b")\n')
         assert fs.cat_file("shared/b.txt") == b"b"
         assert writer.is_alive()
-    finally:
-        stop.set()
-        writer.join(30)
     with pytest.raises(FileNotFoundError):  # a name nobody wrote is still refused
         fs.cat_file("shared/never.txt")
 
