@@ -26,7 +26,6 @@ logging of every HTTP request (never a secret: the library does not log them).
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
@@ -687,20 +686,18 @@ def _identical(jobs: list[Job], found: dict[str, Entry | None], src: LocalSide |
     return same
 
 
-def _literal_folder(src: LocalSide | BoxSide, source: str, dst: LocalSide | BoxSide, dst_arg: str, target: str,
+def _literal_folder(source: str, dst: LocalSide | BoxSide, dst_arg: str, target: str,
                     dst_is_dir: bool) -> tuple[str, str]:
-    """``(source, destination)`` for ``fs.put/get/copy`` of a folder whose path holds ``* ? [``.
+    """``(source, destination)`` for ``fs.get/copy`` of a Box folder whose path holds ``* ? [``.
 
-    fsspec would glob such a path (``dir [1]`` copies ``dir 1``!) or, once it is taken literally, place
-    the folder as if it were a pattern. So the local path is escaped for fsspec's glob (the filesystem
-    takes an existing Box name literally already) and the landing place is named: inside DST under the
-    folder's own name, as fsspec's rule says for a plain name, or its contents at DST ("src/", or a DST
-    that does not exist)."""
-    literal = source if src.is_box else glob.escape(source)
+    The filesystem takes an existing Box name literally, but fsspec would then place the folder as if it
+    were a pattern's match; so the landing place is named: inside DST under the folder's own name, as
+    fsspec's rule says for a plain name, or its contents at DST ("src/", or a DST that does not exist).
+    (A local folder so named is ``fs.put``'s to place: it does the same.)"""
     if not dst_is_dir or source.endswith(("/", os.sep)):
-        return literal, dst_arg
-    name = _basename(box_path(source) if src.is_box else source.rstrip(os.sep))
-    return literal, (posixpath.join(target, name) if dst.is_box else os.path.join(dst_arg, name))
+        return source, dst_arg
+    name = _basename(box_path(source))
+    return source, (posixpath.join(target, name) if dst.is_box else os.path.join(dst_arg, name))
 
 
 def _cp_sources(fs: Any, src: LocalSide | BoxSide, sources: list[str], literal: bool,
@@ -735,8 +732,8 @@ def _cp_plan(fs: Any, src: LocalSide | BoxSide, kinds: dict[str, str], dst: Loca
     transfer = fs.copy if src.is_box and dst.is_box else fs.get if src.is_box else fs.put
     with fs.planned_transfers() as planned:  # nothing is written in here
         for source, kind in kinds.items():
-            if kind == "directory" and has_magic(source):
-                transfer(*_literal_folder(src, source, dst, dst_arg, target, dst_is_dir), recursive=True)
+            if kind == "directory" and has_magic(source) and src.is_box:
+                transfer(*_literal_folder(source, dst, dst_arg, target, dst_is_dir), recursive=True)
             else:
                 transfer(source, dst_arg, recursive=kind == "directory")
     jobs = [(kind, box_path(a) if src.is_box else a, box_path(b) if dst.is_box else b, kw)
