@@ -188,7 +188,7 @@ class ItemRoutes:
             if start + limit < total:
                 nxt = self._encode_marker(ordered[start + limit]["id"], start + limit)
             return Response.json({
-                "entries": [self.rep.item(r, fields, mini=True) for r in page],
+                "entries": self.rep.items(page, fields),
                 "limit": limit, "next_marker": nxt, "prev_marker": None,
             })
         if req.query.get("marker"):
@@ -197,7 +197,7 @@ class ItemRoutes:
         direction = req.query.get("direction", "ASC").upper()
         return Response.json({
             "total_count": total,
-            "entries": [self.rep.item(r, fields, mini=True) for r in ordered[offset:offset + limit]],
+            "entries": self.rep.items(ordered[offset:offset + limit], fields),
             "offset": offset, "limit": limit,
             "order": [{"by": "type", "direction": "ASC"}, {"by": req.query.get("sort", "name"), "direction": direction}],
         })
