@@ -26,6 +26,7 @@ logging of every HTTP request (never a secret: the library does not log them).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -1310,6 +1311,10 @@ def serve_webdav(state: CliState, users_file: str, host: str, port: int, certfil
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``boxfs`` script; returns the exit code (0 ok, 1 failed, 2 usage)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # What the imports made lives as long as the process: set it aside from the garbage collector, whose
+    # full passes (during the run and several at interpreter exit) would otherwise walk it each time.
+    # A one-shot command such as a no-op `boxfs sync` spent 0.1 s of its 0.6 s doing that.
+    gc.freeze()
     try:
         result = cli.main(args=args, prog_name="boxfs", standalone_mode=False)
     except click.exceptions.Exit as exc:
