@@ -496,6 +496,7 @@ class BoxTransport:
         step = max(PARALLEL_PART_MIN, min(PARALLEL_RANGE_MAX, -(-size // max(1, streams))))
         ranges = [(o, min(o + step, size)) for o in range(0, size, step)]
         lock = threading.Lock()
+        writing = threading.Lock()
 
         def report(n: int) -> None:
             assert progress is not None
@@ -504,7 +505,7 @@ class BoxTransport:
 
         def one(rng: tuple[int, int]) -> None:
             def fetch(url: str, anonymous: bool) -> int:
-                return self.download_to(url, _OffsetSink(fd, rng[0]), start=rng[0], end=rng[1], path=path,
+                return self.download_to(url, _OffsetSink(fd, rng[0], writing), start=rng[0], end=rng[1], path=path,
                                         progress=report if progress is not None else None, anonymous=anonymous,
                                         total=size)
             self.through_download_url(file_id, fetch, version=version, tag=tag, path=path)
@@ -587,17 +588,23 @@ class BoxTransport:
 
 class _OffsetSink:
     """A ``write``-able view of a file descriptor from ``offset`` on (``os.pwrite``: no shared position,
-    so the ranges of one download are written by several threads at once)."""
+    so the ranges of one download are written by several threads).
 
-    def __init__(self, fd: int, offset: int) -> None:
+    ``lock``, shared by the sinks of one file, lets one write in at a time: the kernel serialises writes
+    to a file anyway (its inode lock), and threads waiting there spin on the CPU (a third of a 1 GB
+    download's system time on 8 streams), while threads waiting on a Python lock sleep."""
+
+    def __init__(self, fd: int, offset: int, lock: threading.Lock | None = None) -> None:
         self._fd = fd
         self._offset = offset
+        self._lock = lock or threading.Lock()
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
         done = 0
-        while done < len(view):
-            done += os.pwrite(self._fd, view[done:], self._offset + done)
+        with self._lock:
+            while done < len(view):
+                done += os.pwrite(self._fd, view[done:], self._offset + done)
         self._offset += done
         return done
 
