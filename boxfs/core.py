@@ -73,7 +73,7 @@ from boxfs.upload import (
     sha1_of,
     upload_file,
 )
-from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, trust_of, watcher_for
+from boxfs.watch import CacheFeed, ChangeWatcher, enabled_by_default, source_path, trust_of, watcher_for
 
 logger = logging.getLogger("boxfs")
 
@@ -403,11 +403,21 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
 
     def _fetch_listing(self, path: str, folder_id: str) -> list[dict[str, Any]]:
         """All children of a folder, in pages of 1,000 with marker pagination; cached as complete."""
+        self._ensure_watching()  # before the listing, so that what it returns is covered by the stream
+        started = time.monotonic()  # our own changes from now on are newer than this listing
+        return self._remember_listing(path, self._list_entries(path, folder_id), started)
+
+    def _remember_listing(self, path: str, entries: list[dict[str, Any]], started: float) -> list[dict[str, Any]]:
+        items = [self._item(self._child_path(path, e["name"]), e) for e in entries]
+        self.cache.set_listing(path, items, started=started)
+        merged = self.cache.listing(path)  # with our own changes made while the listing was on its way
+        return items if merged is None else merged
+
+    def _list_entries(self, path: str, folder_id: str) -> list[dict[str, Any]]:
+        """Box's JSON of every child of a folder (``path``: for messages and the cache's invalidation)."""
         entries: list[dict[str, Any]] = []
         marker: str | None = None
         url = self.transport.api(f"/folders/{folder_id}/items")
-        self._ensure_watching()  # before the listing, so that what it returns is covered by the stream
-        started = time.monotonic()  # our own changes from now on are newer than this listing
         while True:
             # Box serves at most 1,000 entries a page; never ask for more, follow the marker instead
             limit = max(1, min(int(self.LIST_PAGE), 1000))
@@ -422,11 +432,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             entries.extend(data.get("entries") or [])
             marker = data.get("next_marker")
             if not marker:
-                break
-        items = [self._item(self._child_path(path, e["name"]), e) for e in entries]
-        self.cache.set_listing(path, items, started=started)
-        merged = self.cache.listing(path)  # with our own changes made while the listing was on its way
-        return items if merged is None else merged
+                return entries
 
     def _listing(self, path: str, info: dict[str, Any]) -> list[dict[str, Any]]:
         """The folder's children from the cache, else listed once even when threads ask together."""
@@ -522,6 +528,45 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             self.cache.put(path, item)
             return item
         raise not_found_error(path)
+
+    def folder_at(self, path: str, folder_id: str, listing: bool = False) -> dict[str, Any] | None:
+        """The folder at ``path`` if Box says folder ``folder_id`` is there now, else None (nothing learnt).
+
+        Why: Box has no lookup by path, so reaching ``a/b/c`` costs a listing of the root, ``a`` and
+        ``a/b``, one after another, in every new process. A caller that remembers the id from an earlier
+        run (``boxfs sync`` does) asks for that folder alone: one request, whose ``path_collection`` says
+        where the folder is now. A folder moved, renamed, deleted or not visible to this user gives None,
+        and the caller walks the path as usual. The folder is remembered under ``path`` without its
+        parent's listing (as items reached by id are). ``listing``: list the folder at the same time (on a
+        second connection: no round trip more), for a caller about to read it whole.
+        """
+        path = self._strip_protocol(path)
+        if not path or not str(folder_id).isdigit() or self._id_anchor(path.split("/")[0]) is not None:
+            return None
+        hit = self.cache.get(path)
+        if hit is not None:
+            return hit if hit["type"] == "directory" and str(hit.get("id")) == str(folder_id) else None
+        self._ensure_watching()  # before the requests, so that what they return is covered by the stream
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="boxfs-list") as pool:
+            # its listing meanwhile, kept only if the folder is where the caller thinks (else one wasted request)
+            listed = pool.submit(self._list_entries, path, folder_id) if listing else None
+            try:
+                entry = self.transport.json("GET", self.transport.api(f"/folders/{folder_id}"),
+                                            params={"fields": self.FIELDS + ",path_collection,item_status"},
+                                            path=path, action="look up")
+            except (FileNotFoundError, PermissionError):
+                return None
+            where = source_path(entry, self.root_folder_id)
+            if entry.get("type") != "folder" or entry.get("item_status", "active") != "active" or where is None \
+                    or not same_name(where, path):
+                return None
+            item = self._item(where, entry)  # Box's spelling of the path
+            self.cache.put(path, item)
+            if listed is not None:
+                with contextlib.suppress(FileNotFoundError, PermissionError):  # gone since: listed again on use
+                    self._remember_listing(where, listed.result(), started)
+        return item
 
     def _is_pattern(self, path: Any) -> bool:
         """Whether ``path`` is a glob pattern: it holds ``*``, ``?`` or ``[`` and no item has exactly that
