@@ -99,6 +99,29 @@ def default_cache_dir() -> Path:
     return Path(base) / "boxfs"
 
 
+def _private_db(path: str | os.PathLike[str] | None, schema: str, what: str, without: str) -> sqlite3.Connection | None:
+    """An SQLite file of this user's cache, 0600 in a 0700 folder, with ``schema`` applied; in memory for
+    ``path=None`` or when the file cannot be made (a read-only home, a symlink planted there), None when
+    it is unusable (a warning says so: a cache never stops the command)."""
+    target = ":memory:"
+    if path is not None:
+        try:
+            os.makedirs(os.path.dirname(os.fspath(path)) or ".", mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+            target = os.fspath(path)
+        except OSError as exc:
+            logger.warning("cannot use %s %s (%s); %s", what, path, exc, without)
+    try:
+        db = sqlite3.connect(target, check_same_thread=False)
+        db.execute(schema)
+        return db
+    except sqlite3.DatabaseError as exc:
+        logger.warning("%s %s is unusable (%s); %s", what, target, exc, without)
+        return None
+
+
 class HashCache:
     """Local files' SHA-1, remembered by (absolute path, size, mtime in ns); a changed file misses.
 
@@ -113,23 +136,8 @@ class HashCache:
         self._pending = 0
         self._warm_prefixes: list[str] = []  # folders whose rows are all in _rows
         self._rows: dict[str, tuple[Any, Any, Any]] = {}
-        target = ":memory:"
-        if path is not None:
-            try:
-                os.makedirs(os.path.dirname(os.fspath(path)) or ".", mode=0o700, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-                os.fchmod(fd, 0o600)
-                os.close(fd)
-                target = os.fspath(path)
-            except OSError as exc:  # a read-only home, a symlink planted there: hash without remembering
-                logger.warning("cannot use the hash cache %s (%s); local files will be hashed every time", path, exc)
-        try:
-            self._db: sqlite3.Connection | None = sqlite3.connect(target, check_same_thread=False)
-            self._db.execute("CREATE TABLE IF NOT EXISTS sha1 (path TEXT PRIMARY KEY, size INTEGER, "
-                             "mtime_ns INTEGER, sha1 TEXT)")
-        except sqlite3.DatabaseError as exc:
-            logger.warning("the hash cache %s is unusable (%s); hashing without it", target, exc)
-            self._db = None
+        self._db = _private_db(path, "CREATE TABLE IF NOT EXISTS sha1 (path TEXT PRIMARY KEY, size INTEGER, "
+                                     "mtime_ns INTEGER, sha1 TEXT)", "the hash cache", "local files are hashed every time")
 
     def warm(self, folder: str) -> None:
         """Read every row below the absolute path ``folder`` in one query, for the lookups that follow."""
@@ -173,6 +181,37 @@ class HashCache:
             self._db.commit()
             self._db.close()
             self._db = None
+
+
+class FolderHints:
+    """The Box folder id last found at a sync root, by (Box, acting user, root folder, path).
+
+    Why: Box has no lookup by path; reaching ``box://a/b/c`` takes a listing per level, one after another,
+    in every run. With the id remembered, a re-sync asks for that folder alone
+    (:meth:`~boxfs.core.BoxFileSystem.folder_at`), which also says where it is now: a hint that no longer
+    holds (the folder moved, was renamed or deleted, another user) costs that one request and the path is
+    walked as before. What is read back is untrusted: anything but digits is ignored.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._db = _private_db(path, "CREATE TABLE IF NOT EXISTS folders (scope TEXT, path TEXT, id TEXT, "
+                                     "PRIMARY KEY (scope, path))", "the folder hints", "paths are walked every time")
+
+    def get(self, scope: str, path: str) -> str | None:
+        if self._db is None:
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT id FROM folders WHERE scope = ? AND path = ?",
+                                   (scope, name_key(path))).fetchone()
+        return row[0] if row and isinstance(row[0], str) and row[0].isdigit() else None
+
+    def put(self, scope: str, path: str, folder_id: str) -> None:
+        if self._db is None:
+            return
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?, ?)", (scope, name_key(path), folder_id))
+            self._db.commit()
 
 
 # ------------------------------------------------------------------------------------------ sides
@@ -278,8 +317,12 @@ class BoxSide:
 
     is_box = True
 
-    def __init__(self, fs: Any) -> None:
+    def __init__(self, fs: Any, hints: FolderHints | None = None) -> None:
         self.fs = fs
+        self.hints = hints or FolderHints(None)
+        #: whose hints these are: the same path names other folders for another Box, user or root
+        self._scope = "\n".join((fs.transport.endpoints.base_url, fs.as_user_id or "", fs.root_folder_id))
+        self._reached: set[str] = set()
 
     def show(self, path: str) -> str:
         return "box://" + path
@@ -292,7 +335,17 @@ class BoxSide:
         kind = "directory" if info["type"] == "directory" else "file"
         return Entry(info["name"], kind, int(info.get("size") or 0), info.get("sha1"))
 
+    def _reach(self, root: str) -> None:
+        """Before ``root`` is first looked up: its folder by the id it had last time, when Box confirms it
+        is still there (one request instead of a listing per level of the path)."""
+        if root and root not in self._reached:
+            self._reached.add(root)
+            hinted = self.hints.get(self._scope, root)
+            if hinted is not None:
+                self.fs.folder_at(root, hinted, listing=True)
+
     def entry(self, path: str) -> Entry | None:
+        self._reach(path)
         try:
             return self._entry(self.fs.info(path))
         except FileNotFoundError:
@@ -300,9 +353,12 @@ class BoxSide:
 
     def scan(self, root: str) -> dict[str, Entry]:
         """Everything below ``root``: one listing request per folder, nothing else."""
-        top = self.fs.info(root)["name"]
+        self._reach(root)
+        info = self.fs.info(root)
+        top = info["name"]
         cut = len(top) + 1 if top else 0
         found = self.fs.find(root, withdirs=True, detail=True)
+        self._remember(root, info)
         return {name[cut:]: self._entry(info) for name, info in found.items() if name != top}
 
     def sha1(self, entry: Entry) -> str:
@@ -310,6 +366,12 @@ class BoxSide:
 
     def makedirs(self, path: str) -> None:
         self.fs.makedirs(path, exist_ok=True)
+        if path in self._reached:  # a root made by this sync: found by its id next time
+            self._remember(path, self.fs.info(path))
+
+    def _remember(self, root: str, info: dict[str, Any]) -> None:
+        if root and info["type"] == "directory":
+            self.hints.put(self._scope, root, str(info["id"]))
 
     def remove(self, entry: Entry) -> None:
         """Delete exactly this item (to the trash): its ``*?[`` are characters, never a pattern."""
@@ -335,7 +397,7 @@ def endpoint(arg: str, fs: Any = None, hashes: HashCache | None = None) -> tuple
     if arg.startswith("box://"):
         if fs is None:
             raise ValueError(f"{arg} is on Box: pass the BoxFileSystem to use as fs=")
-        return BoxSide(fs), arg[len("box://"):].strip("/")
+        return BoxSide(fs, FolderHints(default_cache_dir() / "folders.sqlite3")), arg[len("box://"):].strip("/")
     return LocalSide(hashes or HashCache(default_cache_dir() / "sha1.sqlite3")), arg
 
 

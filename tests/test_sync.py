@@ -375,10 +375,11 @@ def test_sync_benchmark_smoke(tmp_path: Path) -> None:
             ("first sync", 30), ("no-op re-sync", 0), ("1% changed", 1)]
         assert all(r["cpu"] > 0 for r in mine)
     by = {(r["tool"], r["run"]): r["requests"] for r in rows}
-    # one listing per folder on the way down (root, bench-sync, the target, its one folder) ...
-    assert by["boxfs", "no-op re-sync"] == 4 and by["boxfs", "1% changed"] == 5
+    # the target by the id the first sync remembered (a GET, and its listing beside it), then its one
+    # folder: no listing of the folders above it (root, bench-sync) ...
+    assert by["boxfs", "no-op re-sync"] == 3 and by["boxfs", "1% changed"] == 4
     # ... and with JWT one token request more per process
-    assert by["boxfs-jwt", "no-op re-sync"] == 5 and by["boxfs-jwt", "1% changed"] == 6
+    assert by["boxfs-jwt", "no-op re-sync"] == 4 and by["boxfs-jwt", "1% changed"] == 5
 
 
 def test_hash_cache_refuses_a_symlink_and_works_where_it_cannot_write(tmp_path: Path) -> None:
@@ -438,3 +439,81 @@ def test_checksum_rehashes_what_the_cache_would_trust(make_fs: Callable[..., Any
     fs.invalidate_cache()
     assert fs.cat_file("c/f.bin") == b"version two"
     hashes.close()
+
+
+def _api(emu: BoxEmulator, uid: str, start: int) -> list[str]:
+    return [f"{r.method} {r.route}" for r in _requests(emu, uid, start) if not r.route.startswith("/oauth2")]
+
+
+def test_resync_reaches_its_root_by_the_id_it_had_and_walks_the_path_when_that_no_longer_holds(
+        emulator: BoxEmulator, make_fs: Callable[..., Any], new_user: Callable[..., tuple[str, str]],
+        tmp_path: Path) -> None:
+    """A sync root three levels down is reached by its remembered folder id: one GET of that folder
+    (listed at the same time) instead of a listing per level. Renamed, or replaced by another folder of
+    the same name, or named by a hostile hints file, the path is walked as before and the right folder
+    is synced; the hints file is the user's alone."""
+    from boxfs.sync import FolderHints
+
+    uid, _login = new_user("hints")
+    src = tmp_path / "src"
+    for i in range(3):
+        _write(src / f"d{i}" / "f.txt", f"file {i}".encode())
+    hints_file = tmp_path / "cache" / "folders.sqlite3"
+
+    def run() -> tuple[Any, list[str]]:
+        start = len(emulator.request_log)
+        hints = FolderHints(hints_file)
+        report = sync(LocalSide(), str(src), BoxSide(make_fs(as_user=uid), hints), "a/b/root")
+        assert report.failed == []
+        return report, _api(emulator, uid, start)
+
+    report, _ = run()
+    assert len(report.copied) == 3
+    assert oct(hints_file.stat().st_mode & 0o777) == "0o600"
+    root_id = make_fs(as_user=uid).info("a/b/root")["id"]
+
+    # unchanged: the root by id (and its listing), then its three folders; nothing above it
+    report, sent = run()
+    assert len(report.skipped) == 3 and report.copied == []
+    assert sent.count("GET /folders/{folder_id}") == 1
+    assert sent.count(f"GET {LISTING}") == 4 and len(sent) == 5, sent
+
+    # renamed: the hint names a folder now elsewhere; the path is walked and a new root made there
+    box = make_fs(as_user=uid)
+    box.mv("a/b/root", "a/b/old")
+    report, sent = run()
+    assert len(report.copied) == 3
+    fresh = make_fs(as_user=uid)
+    assert fresh.info("a/b/root")["id"] != root_id and fresh.ls("a/b/old/d0", detail=False)
+    # the new root is remembered: next time by id again, and the old folder is left alone
+    report, sent = run()
+    assert report.copied == [] and sent.count("GET /folders/{folder_id}") == 1 and len(sent) == 5, sent
+    assert sorted(make_fs(as_user=uid).ls("a/b", detail=False)) == ["a/b/old", "a/b/root"]
+
+    # another user with the same path never gets this one's folder: the hint is per acting user
+    other, _ = new_user("hints2")
+    start = len(emulator.request_log)
+    sync(LocalSide(), str(src), BoxSide(make_fs(as_user=other), FolderHints(hints_file)), "a/b/root")
+    assert "GET /folders/{folder_id}" not in _api(emulator, other, start)
+
+    # a hints file written by someone else: ids that are not ids are never sent anywhere
+    with closing(sqlite3.connect(hints_file)) as db:
+        db.execute("UPDATE folders SET id = '../../users/me'")
+        db.commit()
+    start = len(emulator.request_log)
+    report, sent = run()
+    assert report.copied == [] and "GET /folders/{folder_id}" not in sent
+    assert not any("users" in r.path for r in emulator.request_log.records[start:])
+
+
+def test_folder_hints_file_refuses_a_symlink(tmp_path: Path) -> None:
+    from boxfs.sync import FolderHints
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not a database")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "folders.sqlite3").symlink_to(victim)
+    hints = FolderHints(tmp_path / "c" / "folders.sqlite3")  # works, in memory
+    hints.put("scope", "A/B", "123")
+    assert hints.get("scope", "a/b") == "123" and hints.get("other", "a/b") is None
+    assert victim.read_text() == "not a database"
