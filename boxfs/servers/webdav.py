@@ -54,6 +54,7 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from wsgidav.dc.base_dc import BaseDomainController
+from wsgidav.util import normalize_path, re_encode_wsgi, send_status_response
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from boxfs.frontend import Namespace, errno_of, log_failure
@@ -658,6 +659,12 @@ class AuditMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         _request_failure.exc = None
         seen: dict[str, Any] = {"status": 500}
+        escape = _path_escaping_root(environ)
+        if escape is not None:
+            # wsgidav refuses this too, but from inside a generator, which drops the body after its headers
+            # promised one: the client then waits for bytes that never come (60 s, a server thread held)
+            yield from send_status_response(environ, start_response, escape)
+            return
 
         def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             seen["status"] = int(status.split(" ", 1)[0])
@@ -697,6 +704,18 @@ class AuditMiddleware:
         remote = f"{environ.get('REMOTE_ADDR', '?')}:{environ.get('REMOTE_PORT', '?')}"
         self.audit.record(Actor("webdav", user.login, user.box_user, remote), action, path, nbytes=nbytes, error=error)
         _request_failure.exc = None
+
+
+def _path_escaping_root(environ: dict[str, Any]) -> DAVError | None:
+    """The 400 for a request path whose ``..`` climbs above the root (``/../x``), as wsgidav words it."""
+    path = environ.get("PATH_INFO", "")
+    if path == "*":
+        return None
+    try:
+        normalize_path(re_encode_wsgi(path))
+    except DAVError as exc:
+        return exc
+    return None
 
 
 #: A status wsgidav decided by itself (no filesystem exception behind it), as the errno for its reason.
