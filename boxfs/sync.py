@@ -113,12 +113,15 @@ def _private_db(path: str | os.PathLike[str] | None, schema: str, what: str, wit
             target = os.fspath(path)
         except OSError as exc:
             logger.warning("cannot use %s %s (%s); %s", what, path, exc, without)
+    db = None
     try:
         db = sqlite3.connect(target, check_same_thread=False)
         db.execute(schema)
         return db
     except sqlite3.DatabaseError as exc:
         logger.warning("%s %s is unusable (%s); %s", what, target, exc, without)
+        if db is not None:
+            db.close()
         return None
 
 
@@ -201,17 +204,25 @@ class FolderHints:
     def get(self, scope: str, path: str) -> str | None:
         if self._db is None:
             return None
-        with self._lock:
-            row = self._db.execute("SELECT id FROM folders WHERE scope = ? AND path = ?",
-                                   (scope, name_key(path))).fetchone()
+        try:
+            with self._lock:
+                row = self._db.execute("SELECT id FROM folders WHERE scope = ? AND path = ?",
+                                       (scope, name_key(path))).fetchone()
+        except sqlite3.Error as exc:  # locked by another sync for too long, damaged: walk the path
+            logger.debug("folder hints: %s", exc)
+            return None
         return row[0] if row and isinstance(row[0], str) and row[0].isdigit() else None
 
     def put(self, scope: str, path: str, folder_id: str) -> None:
         if self._db is None:
             return
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?, ?)", (scope, name_key(path), folder_id))
-            self._db.commit()
+        try:
+            with self._lock:
+                self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?, ?)",
+                                 (scope, name_key(path), folder_id))
+                self._db.commit()
+        except sqlite3.Error as exc:
+            logger.debug("folder hints: %s", exc)
 
 
 # ------------------------------------------------------------------------------------------ sides
