@@ -6,7 +6,6 @@ while bytes move, so transfers on many connections proceed in parallel.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -175,10 +174,3 @@ class Store:
                     remaining -= len(data)
                 yield data
 
-
-def sha1_of_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
