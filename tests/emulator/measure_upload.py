@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,7 +62,7 @@ def profiled(enabled: bool) -> Iterator[None]:
     original = HttpApp.handle
 
     def handle(self: HttpApp, h: Any) -> None:
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.thread_time)  # CPU time: waits for locks, sleeps and sockets are free
         with lock:
             profiles.append(prof)
         prof.runcall(original, self, h)
