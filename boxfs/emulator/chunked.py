@@ -318,7 +318,7 @@ class ChunkedRoutes:
         temp = self.store.tmp_dir / f"{session['id']}.commit"
         os.replace(data, temp)
         try:
-            row = self.content.store_content(
+            row, entry = self.content.store_content(
                 p,
                 parent_id=session["folder_id"],
                 name=session["file_name"] or None,
@@ -338,7 +338,7 @@ class ChunkedRoutes:
         with self.store.tx() as db:
             db.execute("UPDATE upload_sessions SET committed_file_id=? WHERE id=?", (row["id"], session["id"]))
             db.execute("DELETE FROM upload_parts WHERE session_id=?", (session["id"],))
-        return Response.json({"total_count": 1, "entries": [self.rep.item(row, None)]}, 201)
+        return Response.json({"total_count": 1, "entries": [entry]}, 201)
 
     def register(self, router: Router) -> None:
         router.add("POST", "upload", "/files/upload_sessions", self.create)
