@@ -14,6 +14,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import time
 from typing import Any
 
@@ -331,8 +332,12 @@ class ChunkedRoutes:
                 if_match=req.header("If-Match"),
             )
         except BaseException:
+            # the session stays usable after a refused commit: its data goes back where it was (a copy
+            # when the refusal came after the content went to the blob store, where others may use it)
+            if not temp.exists() and not data.exists():
+                shutil.copyfile(self.store.blob_path(actual), temp)
             if temp.exists():
-                os.replace(temp, data)  # the session stays usable after a refused commit
+                os.replace(temp, data)
             raise
         self.digests.drop(session["id"])
         with self.store.tx() as db:

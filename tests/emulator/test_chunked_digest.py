@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 import threading
 import time
@@ -122,6 +123,28 @@ def test_a_retried_part_is_refused_and_changes_nothing(emulator: BoxEmulator, al
     assert session.commit(payload(SIZE, seed=42)).json()["code"] == "digest_mismatch"
     done = session.commit(data)
     assert done.status_code == 201
+    assert downloaded(emulator.url, http, token, done.json()["entries"][0]["id"]) == data
+
+
+def test_a_commit_refused_after_the_digest_check_leaves_the_session_usable(
+        emulator: BoxEmulator, alice: tuple[requests.Session, str]) -> None:
+    """The digest is checked, then the name is found taken (409): the session, its data and its digest stay."""
+    http, token = alice
+    auth = {"Authorization": f"Bearer {token}"}
+    data = payload(SIZE, seed=48)
+    parent = folder(emulator, http, token)
+    session = Session(emulator.url, http, token, parent, "taken-later.bin", SIZE)
+    for index in (1, 0, 2):
+        assert session.put(index, data).status_code == 200
+    squatter = http.post(emulator.url + "/api/2.0/files/content", headers=auth, files={
+        "attributes": (None, json.dumps({"name": "taken-later.bin", "parent": {"id": parent}})), "file": ("f", b"s")})
+    assert squatter.status_code == 201
+    refused = session.commit(data)
+    assert refused.status_code == 409 and refused.json()["code"] == "item_name_in_use"
+    assert http.delete(emulator.url + f"/2.0/files/{squatter.json()['entries'][0]['id']}", headers=auth).status_code == 204
+    assert session.commit(data[:-1] + b"!").json()["code"] == "digest_mismatch"
+    done = session.commit(data)
+    assert done.status_code == 201, done.text
     assert downloaded(emulator.url, http, token, done.json()["entries"][0]["id"]) == data
 
 
