@@ -14,6 +14,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import time
 from typing import Any
 
@@ -22,8 +23,9 @@ from boxfs.emulator.errors import ApiError, bad_request
 from boxfs.emulator.httpserver import CHUNK, Request, Response, Router
 from boxfs.emulator.items import check_if_match, conflict_error
 from boxfs.emulator.representations import Representer
+from boxfs.emulator.session_digest import SessionDigest, SessionDigests, hash_range
 from boxfs.emulator.state import BoxState, Principal, check_name, parse_time
-from boxfs.emulator.store import now_iso, sha1_of_file
+from boxfs.emulator.store import now_iso
 
 MIN_FILE_SIZE = 20_000_000
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -61,6 +63,15 @@ class ChunkedRoutes:
         self.store = state.store
         self.rep = rep
         self.content = content
+        self.digests = SessionDigests()
+
+    def _digest(self, session_id: str) -> SessionDigest:
+        """The session's running whole-file digest (rebuilt from its recorded parts after a restart)."""
+        return self.digests.get(session_id, self._data_path(session_id), lambda: self._recorded(session_id))
+
+    def _recorded(self, session_id: str) -> dict[int, int]:
+        rows = self.store.all("SELECT offset, size FROM upload_parts WHERE session_id=?", session_id)
+        return {r["offset"]: r["size"] for r in rows}
 
     def _data_path(self, session_id: str) -> str:
         return str(self.store.session_dir / f"{session_id}.data")
@@ -75,6 +86,7 @@ class ChunkedRoutes:
         return row
 
     def _discard(self, session_id: str) -> None:
+        self.digests.drop(session_id)
         with self.store.tx() as db:
             db.execute("DELETE FROM upload_parts WHERE session_id=?", (session_id,))
             db.execute("DELETE FROM upload_sessions WHERE id=?", (session_id,))
@@ -176,36 +188,44 @@ class ChunkedRoutes:
         declared = req.header("Content-Length")
         if declared is not None and int(declared) != length:
             raise ApiError(416, "range_not_satisfiable", "Content-Length does not match the Content-Range")
-        if self.store.one("SELECT 1 FROM upload_parts WHERE session_id=? AND offset=?", session["id"], first):
-            raise ApiError(409, "range_overlaps_existing_part", "Part overlaps with previously uploaded part")
+        digest = self._digest(session["id"])
+        with digest.writing(first):  # one writer per part; a recorded part's bytes never change
+            if self.store.one("SELECT 1 FROM upload_parts WHERE session_id=? AND offset=?", session["id"], first):
+                raise ApiError(409, "range_overlaps_existing_part", "Part overlaps with previously uploaded part")
+            sha1 = self._receive_part(req, session["id"], first, length)
+            if sha1 != expected_sha1:
+                raise ApiError(412, "sha1_mismatch", "The SHA1 digest of the part does not match the Digest header")
+            part_id = secrets.token_hex(4).upper()
+            # the SHA-512 only the plan route asks for is computed there, from the data file
+            self.store.execute(
+                "INSERT INTO upload_parts (session_id, part_id, offset, size, sha1, sha512) VALUES (?, ?, ?, ?, ?, '')",
+                session["id"], part_id, first, length, sha1,
+            )
+        digest.recorded(first, length)
+        return Response.json({"part": {"part_id": part_id, "offset": first, "size": length, "sha1": sha1}})
+
+    def _receive_part(self, req: Request, session_id: str, first: int, length: int) -> str:
+        """Write the body into the session's data file at ``first`` through one reused buffer; its SHA-1."""
         sha1 = hashlib.sha1()
-        sha512 = hashlib.sha512()
+        buf = memoryview(bytearray(min(CHUNK, length)))
         received = 0
-        fd = os.open(self._data_path(session["id"]), os.O_WRONLY)
+        fd = os.open(self._data_path(session_id), os.O_WRONLY)
         try:
             while received < length:
-                chunk = req.body.read(min(CHUNK, length - received))
-                if not chunk:
+                n = req.body.readinto(buf[: min(len(buf), length - received)])
+                if not n:
                     break
-                os.pwrite(fd, chunk, first + received)
+                chunk = buf[:n]
+                written = 0
+                while written < n:
+                    written += os.pwrite(fd, chunk[written:], first + received + written)
                 sha1.update(chunk)
-                sha512.update(chunk)
-                received += len(chunk)
+                received += n
         finally:
             os.close(fd)
         if received != length:
             raise bad_request("The body is shorter than the Content-Range", "bad_request")
-        if sha1.hexdigest() != expected_sha1:
-            raise ApiError(412, "sha1_mismatch", "The SHA1 digest of the part does not match the Digest header")
-        part_id = secrets.token_hex(4).upper()
-        with self.store.tx() as db:
-            if db.execute("SELECT 1 FROM upload_parts WHERE session_id=? AND offset=?", (session["id"], first)).fetchone():
-                raise ApiError(409, "range_overlaps_existing_part", "Part overlaps with previously uploaded part")
-            db.execute(
-                "INSERT INTO upload_parts (session_id, part_id, offset, size, sha1, sha512) VALUES (?, ?, ?, ?, ?, ?)",
-                (session["id"], part_id, first, length, sha1.hexdigest(), sha512.hexdigest()),
-            )
-        return Response.json({"part": {"part_id": part_id, "offset": first, "size": length, "sha1": sha1.hexdigest()}})
+        return sha1.hexdigest()
 
     def list_parts(self, req: Request) -> Response:
         p = self.state.principal(req)
@@ -235,11 +255,22 @@ class ChunkedRoutes:
         hits, misses = [], []
         for part in wanted:
             r = have.get(part.get("offset"))
-            if r is not None and r["size"] == part.get("size") and r["sha512"] == str(part.get("sha_512", "")).lower():
+            if r is not None and r["size"] == part.get("size") and self._sha512(r) == str(part.get("sha_512", "")).lower():
                 hits.append({"part_id": r["part_id"], "offset": r["offset"], "size": r["size"]})
             else:
                 misses.append(part)
         return Response.json({"upload_session_id": session["id"], "hits": hits, "misses": misses})
+
+    def _sha512(self, part: Any) -> str:
+        """A recorded part's SHA-512, hashed from the data file the first time a plan asks (a recorded
+        part's bytes never change) and kept with the part."""
+        if part["sha512"]:
+            return str(part["sha512"])
+        digest = hashlib.sha512()
+        hash_range(self._data_path(part["session_id"]), part["offset"], part["size"], digest)
+        self.store.execute("UPDATE upload_parts SET sha512=? WHERE session_id=? AND offset=?",
+                           digest.hexdigest(), part["session_id"], part["offset"])
+        return digest.hexdigest()
 
     def status(self, req: Request) -> Response:
         p = self.state.principal(req)
@@ -281,14 +312,14 @@ class ChunkedRoutes:
             self.store.execute("UPDATE upload_sessions SET commit_polls=commit_polls+1 WHERE id=?", session["id"])
             return Response(202, b"", {"Retry-After": str(self.state.commit_retry_after)})
         data = self.store.session_dir / f"{session['id']}.data"
-        actual = sha1_of_file(data)
+        actual = self._digest(session["id"]).hexdigest(session["file_size"], {r["offset"]: r["size"] for r in uploaded})
         if actual != whole_sha1:
             raise bad_request("File digest was incorrect", "digest_mismatch")
         attributes = body.get("attributes") or {}
         temp = self.store.tmp_dir / f"{session['id']}.commit"
         os.replace(data, temp)
         try:
-            row = self.content.store_content(
+            row, entry = self.content.store_content(
                 p,
                 parent_id=session["folder_id"],
                 name=session["file_name"] or None,
@@ -301,13 +332,18 @@ class ChunkedRoutes:
                 if_match=req.header("If-Match"),
             )
         except BaseException:
+            # the session stays usable after a refused commit: its data goes back where it was (a copy
+            # when the refusal came after the content went to the blob store, where others may use it)
+            if not temp.exists() and not data.exists():
+                shutil.copyfile(self.store.blob_path(actual), temp)
             if temp.exists():
-                os.replace(temp, data)  # the session stays usable after a refused commit
+                os.replace(temp, data)
             raise
+        self.digests.drop(session["id"])
         with self.store.tx() as db:
             db.execute("UPDATE upload_sessions SET committed_file_id=? WHERE id=?", (row["id"], session["id"]))
             db.execute("DELETE FROM upload_parts WHERE session_id=?", (session["id"],))
-        return Response.json({"total_count": 1, "entries": [self.rep.item(row, None)]}, 201)
+        return Response.json({"total_count": 1, "entries": [entry]}, 201)
 
     def register(self, router: Router) -> None:
         router.add("POST", "upload", "/files/upload_sessions", self.create)

@@ -48,8 +48,9 @@ class ContentRoutes:
     # -- the one place a new file or version comes to exist ---------------------------------------
     def store_content(self, p: Principal, *, parent_id: str | None, name: str | None, file_id: str | None,
                       sha1: str, size: int, temp: Path, content_modified_at: str | None,
-                      content_created_at: str | None = None, if_match: str | None = None) -> Any:
-        """Record uploaded content as a new file (file_id None) or a new version; return the file row."""
+                      content_created_at: str | None = None, if_match: str | None = None) -> tuple[Any, dict[str, Any]]:
+        """Record uploaded content as a new file (file_id None) or a new version; return the file row and
+        its standard representation as the uploader sees it (what an upload answers without ``fields``)."""
         self.store.adopt_blob(temp, sha1)
         now = now_iso()
         with self.store.tx() as db:
@@ -94,8 +95,11 @@ class ContentRoutes:
         # The row itself, not the uploader's view of it: an ``uploader`` may not see the file it just
         # dropped off (BoxState.item answers 404), yet Box answers the upload with the file.
         row = self.store.one("SELECT * FROM items WHERE id=?", file_id)
-        self.state.events.record(p, "ITEM_UPLOAD", row)
-        return row
+        entry = self.rep.item(row, None)
+        # rendered once for the answer and the owner's event (the owner is always told, BoxState.audience;
+        # another uploader only if they see the file, which the events decide)
+        self.state.events.record(p, "ITEM_UPLOAD", row, sources={p.user_id: entry} if p.user_id == row["owner_id"] else None)
+        return row, entry
 
     def check_quota(self, destination: Any, size: int) -> None:
         """Refuse content that would not fit: the space is the owner's of the destination (the folder a
@@ -104,7 +108,9 @@ class ContentRoutes:
             raise ApiError(403, "file_size_limit_exceeded", "File size exceeds the folder owner's file size limit")
         owner = destination["owner_id"]
         user = self.store.one("SELECT space_amount FROM users WHERE id=?", owner)
-        if user is not None and self.state.space_used(owner) + size > user["space_amount"]:
+        if user is None or self.store.stored_bytes() + size <= user["space_amount"]:
+            return  # fits whatever the owner uses (summing their files costs a pass over all of them)
+        if self.state.space_used(owner) + size > user["space_amount"]:
             raise ApiError(403, "storage_limit_exceeded", "Account storage limit reached")
 
     # -- preflight ----------------------------------------------------------------------------------------
@@ -181,7 +187,7 @@ class ContentRoutes:
             if expected and expected.strip().lower() != sha1:
                 raise ApiError(400, "sha1_mismatch", "The specified Content-MD5 did not match what we received")
             self.check_quota(destination, size)
-            row = self.store_content(
+            row, entry = self.store_content(
                 p,
                 parent_id=str((attributes.get("parent") or {}).get("id")) if file_id is None else None,
                 name=attributes.get("name"),
@@ -197,7 +203,8 @@ class ContentRoutes:
             if temp.exists():
                 temp.unlink()
         fields = parse_fields(req.query.get("fields"))
-        entry = self.rep.item(row, fields) if fields else self.rep.item(row, None)
+        if fields:
+            entry = self.rep.item(row, fields)
         return Response.json({"total_count": 1, "entries": [entry]}, 201 if file_id is None else 200)
 
     def _check_attributes(self, p: Principal, attributes: dict[str, Any], file_id: str | None) -> Any:

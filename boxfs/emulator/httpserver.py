@@ -91,33 +91,54 @@ class BodyReader:
             self._done = True
         self._chunk_left = size
 
-    def read(self, n: int = -1) -> bytes:
+    def _span(self, n: int) -> int:
+        """How many of ``n`` bytes the next read may take without passing the body's (or chunk's) end;
+        0 at the end of the body."""
         if self._done:
-            return b""
-        if n is None or n < 0:
-            return b"".join(iter(lambda: self.read(CHUNK), b""))
+            return 0
         if self._chunked:
             if self._chunk_left == 0:
                 self._next_chunk()
                 if self._done:
-                    return b""
-            data = self._rfile.read(min(n, self._chunk_left))
-            if not data:
-                raise ConnectionError("client closed the connection inside the body")
-            self._chunk_left -= len(data)
+                    return 0
+            return min(n, self._chunk_left)
+        return min(n, self._remaining)
+
+    def _took(self, n: int) -> None:
+        """Account for ``n`` bytes just read from the connection."""
+        if not n:
+            raise ConnectionError("client closed the connection inside the body")
+        if self._chunked:
+            self._chunk_left -= n
             if self._chunk_left == 0:
                 self._rfile.readline(3)  # the CRLF that ends each chunk
         else:
-            data = self._rfile.read(min(n, self._remaining))
-            if not data:
-                raise ConnectionError("client closed the connection inside the body")
-            self._remaining -= len(data)
+            self._remaining -= n
             if self._remaining == 0:
                 self._done = True
-        self.bytes_read += len(data)
+        self.bytes_read += n
         if self._pace is not None:
-            self._pace(len(data))
+            self._pace(n)
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        span = self._span(n)
+        if not span:
+            return b""
+        data = self._rfile.read(span)
+        self._took(len(data))
         return data
+
+    def readinto(self, buf: memoryview) -> int:
+        """Read up to ``len(buf)`` bytes into ``buf`` (0 at the end): big bodies go through one reused
+        buffer instead of a new ``bytes`` object per read."""
+        span = self._span(len(buf))
+        if not span:
+            return 0
+        n = self._rfile.readinto(buf[:span]) or 0
+        self._took(n)
+        return n
 
     def readline(self, limit: int = 65536) -> bytes:
         # Only used by the multipart parser on small header lines; a byte at a time is fine.

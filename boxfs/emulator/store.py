@@ -6,7 +6,6 @@ while bytes move, so transfers on many connections proceed in parallel.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -70,6 +69,11 @@ CREATE INDEX IF NOT EXISTS collaborations_user ON collaborations (user_id, statu
 CREATE TABLE IF NOT EXISTS upload_parts (
     session_id TEXT NOT NULL, part_id TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL,
     sha1 TEXT NOT NULL, sha512 TEXT NOT NULL, PRIMARY KEY (session_id, offset));
+-- the bytes of every version ever recorded, never decreased: a bound on any user's used space (Store.stored_bytes)
+CREATE TRIGGER IF NOT EXISTS versions_bytes_insert AFTER INSERT ON versions BEGIN
+    UPDATE counters SET value = value + NEW.size WHERE name = 'version_bytes'; END;
+CREATE TRIGGER IF NOT EXISTS versions_bytes_update AFTER UPDATE OF size ON versions WHEN NEW.size > OLD.size BEGIN
+    UPDATE counters SET value = value + NEW.size - OLD.size WHERE name = 'version_bytes'; END;
 """
 
 
@@ -97,6 +101,10 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        # a data dir made before the triggers: start the bound from what is there
+        self.db.execute("INSERT OR IGNORE INTO counters (name, value) "
+                        "SELECT 'version_bytes', COALESCE(SUM(size), 0) FROM versions")
+        self._blob_dirs: set[str] = set()  # blob folders known to exist (a mkdir per upload is a syscall)
 
     def close(self) -> None:
         with self.lock:
@@ -133,10 +141,16 @@ class Store:
     def next_id(self, name: str, start: int) -> str:
         """Box ids are numeric strings; each kind counts up from its own start."""
         with self.lock:
-            row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
-            value = (row["value"] + 1) if row else start
-            self.db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value))
-            return str(value)
+            rows = self.db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
+                                   "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+                                   (name, start)).fetchall()
+            return str(rows[0]["value"])
+
+    def stored_bytes(self) -> int:
+        """The bytes of every file version ever recorded (kept by triggers, never decreased): no user's
+        used space exceeds it, so content that fits within a quota beside it fits without summing."""
+        row = self.one("SELECT value FROM counters WHERE name='version_bytes'")
+        return int(row["value"]) if row else 0
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self.one("SELECT value FROM meta WHERE key=?", key)
@@ -156,7 +170,9 @@ class Store:
     def adopt_blob(self, temp: Path, sha1: str) -> None:
         """Move a fully written temp file into the blob store under its SHA1."""
         target = self.blob_path(sha1)
-        target.parent.mkdir(exist_ok=True)
+        if target.parent.name not in self._blob_dirs:
+            target.parent.mkdir(exist_ok=True)
+            self._blob_dirs.add(target.parent.name)
         if target.exists():
             temp.unlink()
         else:
@@ -175,10 +191,3 @@ class Store:
                     remaining -= len(data)
                 yield data
 
-
-def sha1_of_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
