@@ -687,20 +687,6 @@ def _identical(jobs: list[Job], found: dict[str, Entry | None], src: LocalSide |
     return same
 
 
-def _literal_folder(source: str, dst: LocalSide | BoxSide, dst_arg: str, target: str,
-                    dst_is_dir: bool) -> tuple[str, str]:
-    """``(source, destination)`` for ``fs.get/copy`` of a Box folder whose path holds ``* ? [``.
-
-    The filesystem takes an existing Box name literally, but fsspec would then place the folder as if it
-    were a pattern's match; so the landing place is named: inside DST under the folder's own name, as
-    fsspec's rule says for a plain name, or its contents at DST ("src/", or a DST that does not exist).
-    (A local folder so named is ``fs.put``'s to place: it does the same.)"""
-    if not dst_is_dir or source.endswith(("/", os.sep)):
-        return source, dst_arg
-    name = _basename(box_path(source))
-    return source, (posixpath.join(target, name) if dst.is_box else os.path.join(dst_arg, name))
-
-
 def _cp_sources(fs: Any, src: LocalSide | BoxSide, sources: list[str], literal: bool,
                 recursive: bool) -> dict[str, str]:
     """Each source as fsspec will take it (a name as written, its trailing slash counting, or each
@@ -733,10 +719,7 @@ def _cp_plan(fs: Any, src: LocalSide | BoxSide, kinds: dict[str, str], dst: Loca
     transfer = fs.copy if src.is_box and dst.is_box else fs.get if src.is_box else fs.put
     with fs.planned_transfers() as planned:  # nothing is written in here
         for source, kind in kinds.items():
-            if kind == "directory" and has_magic(source) and src.is_box:
-                transfer(*_literal_folder(source, dst, dst_arg, target, dst_is_dir), recursive=True)
-            else:
-                transfer(source, dst_arg, recursive=kind == "directory")
+            transfer(source, dst_arg, recursive=kind == "directory")
     jobs = [(kind, box_path(a) if src.is_box else a, box_path(b) if dst.is_box else b, kw)
             for kind, a, b, kw in planned]
     _refuse_collisions(jobs, dst)

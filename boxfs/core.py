@@ -32,8 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
+from fsspec.implementations.local import make_path_posix, trailing_sep
 from fsspec.spec import AbstractFileSystem, _Cached
-from fsspec.utils import stringify_path
+from fsspec.utils import other_paths, stringify_path
 
 from boxfs import preview
 from boxfs.api.errors import (
@@ -583,6 +584,26 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             return _join(dst, name)
         return dst
 
+    def _literal_sources(self, path: Any, target: Any, recursive: bool, maxdepth: int | None,
+                         target_is_dir: Callable[[str], bool]) -> tuple[Any, Any]:
+        """``get``/``copy``'s ``(sources, targets)`` for a Box path that holds glob characters yet names an
+        existing item, taken recursively (``put``'s counterpart is :func:`_literal_local_sources`).
+
+        fsspec would place it as a pattern's match: a folder's contents straight into an existing target
+        folder, an empty folder or a file nested under its name in a new target. It lands where a plain
+        name would: inside an existing target folder (``target_is_dir``: or one ending with a slash) under
+        its own name, else at the target itself; written ``dir [1]/``, its contents go into the target.
+        The pairs come back as lists, which fsspec takes one by one without expanding them again (the
+        listing is the one fsspec would have made); anything else comes back as given.
+        """
+        if not (recursive and isinstance(path, str) and isinstance(target, str) and has_magic(path)
+                and not self._is_pattern(path)):
+            return path, target
+        sources = self.expand_path(path, recursive=True, maxdepth=maxdepth)
+        if maxdepth is not None:  # fsspec's rule: a depth-limited transfer takes files, not folders
+            sources = [p for p in sources if not self.isdir(p)]
+        return sources, other_paths(sources, target, exists=target_is_dir(target) and not trailing_sep(path))
+
     def _remote_file(self, path: str) -> bool:
         info = self._try_info(self._strip_protocol(path))
         return info is not None and info["type"] != "directory"
@@ -907,6 +928,10 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             target = os.path.join(lpath, _split(self._strip_protocol(rpath))[1]) if (
                 lpath.endswith(os.sep) or os.path.isdir(lpath)) else lpath
             return self.get_file(rpath, target, callback=cb, **kwargs)
+        if isinstance(lpath, str):
+            lpath = make_path_posix(lpath)  # as fsspec's get takes it
+        rpath, lpath = self._literal_sources(rpath, lpath, recursive, maxdepth,
+                                             lambda t: trailing_sep(t) or os.path.isdir(t))
         self._in_parallel(
             lambda src, dst, **kw: self.get_file(src, dst, **kw),
             lambda: super(BoxFileSystem, self).get(rpath, lpath, recursive=recursive, callback=cb,
@@ -1311,8 +1336,6 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         merging into an existing folder) goes through fsspec's file-by-file logic, still server-side per
         file (:meth:`cp_file`), the files in parallel as in ``put``/``get``.
         """
-        from fsspec.implementations.local import trailing_sep
-
         if isinstance(path2, str) and not recursive and _literal_file(path1, lambda: self._remote_file(path1)):
             # a file literally named like a pattern: fsspec would take it for a glob and copy it *into*
             # path2; it is one file, copied as any other
@@ -1337,6 +1360,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
                         return None
                     self._copy_folder(src, sinfo, dst)
                     return None
+        path1, path2 = self._literal_sources(path1, path2, recursive, maxdepth,
+                                             lambda t: trailing_sep(t) or self.isdir(t))
         ignore_missing = on_error == "ignore" or (on_error is None and recursive)  # fsspec's default
 
         def run(src: str, dst: str, **kw: Any) -> None:

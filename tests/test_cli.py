@@ -625,10 +625,18 @@ def test_cp_copies_a_folder_named_like_a_pattern_not_its_look_alike(cli: Cli, bo
     assert sorted(str(p.relative_to(down)) for p in down.rglob("*") if p.is_file()) == [
         "dir [1]/a*.txt", "dir [1]/sub/b?.txt"]
     assert (down / "dir [1]" / "sub" / "b?.txt").read_bytes() == b"b"
+    cli("cp", "-r", f"box://{top}/up/dir [1]/", str(tmp_path / "flat"))  # its contents
+    cli("cp", "-r", f"box://{top}/up/dir [1]", str(tmp_path / "new"))  # a new DST: the folder becomes it
+    for landed in (tmp_path / "flat", tmp_path / "new"):
+        assert sorted(p.relative_to(landed).as_posix() for p in landed.rglob("*") if p.is_file()) == [
+            "a*.txt", "sub/b?.txt"]
     box.makedirs(f"{top}/copies", exist_ok=True)
     cli("cp", "-r", f"box://{top}/up/dir [1]", f"box://{top}/copies")
+    box.pipe(f"{top}/up/dir [1]/c[0].txt", b"c")
+    cli("cp", "-r", f"box://{top}/up/dir [1]", f"box://{top}/copies")  # merged into copies/dir [1]
     box.invalidate_cache()
-    assert sorted(box.find(f"{top}/copies")) == [f"{top}/copies/dir [1]/a*.txt", f"{top}/copies/dir [1]/sub/b?.txt"]
+    assert sorted(box.find(f"{top}/copies")) == [f"{top}/copies/dir [1]/a*.txt", f"{top}/copies/dir [1]/c[0].txt",
+                                                f"{top}/copies/dir [1]/sub/b?.txt"]
 
 
 def test_cp_of_a_tree_holding_a_pipe_copies_the_rest_and_fails(cli: Cli, box: Any, top: str, tmp_path: Path) -> None:
