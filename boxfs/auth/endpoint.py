@@ -73,12 +73,14 @@ def retry_token_request(policy: RetryPolicy, describe: str, request: Callable[[]
 
 
 def token_request(endpoints: BoxEndpoints, form: Mapping[str, str] | Callable[[], Mapping[str, str]],
-                  policy: RetryPolicy, describe: str, *, refused: str | None = None) -> dict[str, Any]:
+                  policy: RetryPolicy, describe: str, *, refused: str | None = None,
+                  failure: str | None = None) -> dict[str, Any]:
     """POST ``form`` to Box's token endpoint; refusals become BoxAuthError (no secrets in it).
 
     ``form`` may be a function building the form: it is called for every attempt, so a JWT assertion
     (whose ``jti`` Box accepts once) is new each time. ``refused`` starts a refusal's message (default:
-    "<describe> refused").
+    "<describe> refused"); ``failure`` the message when no attempt got an answer (as in
+    :func:`retry_token_request`).
     """
     url = f"{endpoints.base_url}/oauth2/token"
     route = urlsplit(url).path
@@ -107,7 +109,7 @@ def token_request(endpoints: BoxEndpoints, form: Mapping[str, str] | Callable[[]
             raise _refusal(resp, body, refused or f"{describe} refused")
         return body
 
-    return retry_token_request(policy, describe, once)
+    return retry_token_request(policy, describe, once, failure=failure)
 
 
 def _refusal(resp: requests.Response, body: dict[str, Any], refused: str) -> BoxAuthError:

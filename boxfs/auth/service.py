@@ -20,6 +20,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jwt
 
@@ -56,14 +57,18 @@ class ServiceTokenProvider(TokenProvider):
         c = self.creds
         started = self.clock()
         refused = f"Box refused the {c.kind.upper()} credentials of app {c.client_id}"
-        describe = f"{c.kind.upper()} token request for app {c.client_id}"
         form = self._jwt_form if c.kind == "jwt" else self._ccg_form
+
+        def grant() -> dict[str, Any]:
+            return token_request(self.endpoints, form, self.policy, f"token request for app {c.client_id}",
+                                 refused=refused, failure=f"could not obtain an access token for app {c.client_id}")
+
         try:
-            body = token_request(self.endpoints, form, self.policy, describe, refused=refused)
+            body = grant()
         except BoxAuthError as exc:
             if not self._learn_skew(exc):
                 raise
-            body = token_request(self.endpoints, form, self.policy, describe, refused=refused)
+            body = grant()
         self._token = str(body["access_token"])
         self._expires_at = expiry(body, started)
         self.refresh_count += 1
