@@ -117,7 +117,7 @@ def check_block_size(value: Any) -> int | None:
 
 @dataclass(frozen=True)
 class BoxEndpoints:
-    """The three Box API roots (``box_sdk_gen.BaseUrls`` has the same three)."""
+    """The three Box API roots (box_sdk_gen's ``BaseUrls`` has the same three)."""
 
     base_url: str = DEFAULT_BASE_URL
     upload_url: str = DEFAULT_UPLOAD_URL

@@ -1,7 +1,7 @@
 """The one retry policy of boxfs (issue 6), built on tenacity.
 
 Every request the package makes, API calls and token requests alike, is attempted through
-:func:`retrying`; box_sdk_gen's own retry strategy is switched off (see :mod:`boxfs.auth.sdk`), so there is no
+:func:`retrying` (token requests through :func:`boxfs.auth.endpoint.retry_token_request`), so there is no
 second loop anywhere. What is retried:
 
 * HTTP 429, waiting what ``Retry-After`` says (capped by ``max_retry_after``);

@@ -623,7 +623,7 @@ def test_5xx_backoff_grows_and_attempts_are_limited(emulator: BoxEmulator, make_
 
 
 def test_sdk_token_requests_are_not_retried_twice(emulator: BoxEmulator, jwt_config: str, fs_user: Any) -> None:
-    """box_sdk_gen's own retry strategy is off: a failing token endpoint sees max_attempts requests."""
+    """One retry loop for token requests: a failing token endpoint sees max_attempts requests, no more."""
     from boxfs import BoxFileSystem
     from boxfs.auth import clear_registry
 

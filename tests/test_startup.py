@@ -1,9 +1,10 @@
 """What a short CLI process loads: ``boxfs sync``/``ls`` with a ready-made token or a ``boxfs login`` token
-file never imports box_sdk_gen (nor PyJWT and cryptography), which cost more than the rest of the start.
+file never imports box_sdk_gen, PyJWT or cryptography, which cost more than the rest of the start; with a
+JWT config it loads PyJWT and cryptography (the assertion is signed) but still no box_sdk_gen.
 
 Each command runs as a real subprocess through a tiny wrapper that writes the names in ``sys.modules`` to a
-file when the process exits; the same wrapper around a JWT command sees box_sdk_gen loaded (so the check
-can fail), and JWT still yields a working token.
+file when the process exits; the same wrapper around a JWT command sees PyJWT loaded (so the check can
+fail), and JWT still yields a working token.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def test_ls_with_a_token_file_refreshes_without_the_sdk(emulator: BoxEmulator, n
     assert json.loads(token_file.read_text())["refresh_token"] != issued["refresh_token"]
 
 
-def test_jwt_still_works_and_loads_the_sdk(emulator: BoxEmulator, jwt_config: str, new_user, tmp_path: Path,
+def test_jwt_works_without_loading_the_sdk(emulator: BoxEmulator, jwt_config: str, new_user, tmp_path: Path,
                                            tree: Path) -> None:
     uid, _ = new_user("start")
     config = tmp_path / "jwt.json"
@@ -95,6 +96,20 @@ def test_jwt_still_works_and_loads_the_sdk(emulator: BoxEmulator, jwt_config: st
     env = _env(emulator, BOXFS_JWT_CONFIG=str(config))
     synced, loaded = run_boxfs(tmp_path, env, "--as-user", uid, "sync", str(tree), "box://jwt", "--no-progress")
     assert synced.returncode == 0, synced.stderr
-    assert "box_sdk_gen" in loaded
-    checked, _ = run_boxfs(tmp_path, env, "--as-user", uid, "check", str(tree), "box://jwt")
+    assert "jwt" in loaded and "cryptography" in loaded  # the wrapper sees the grant's modules...
+    assert "box_sdk_gen" not in loaded  # ... and no box_sdk_gen
+    checked, loaded = run_boxfs(tmp_path, env, "--as-user", uid, "check", str(tree), "box://jwt")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "box_sdk_gen" not in loaded
+
+
+def test_the_readme_demo_runs_where_box_sdk_gen_is_not_installed() -> None:
+    """scripts/demo.sh installs only the ``demo`` extra (no box_sdk_gen, now a test dependency): the demo's
+    JWT config must get its token without it. ``sys.modules[name] = None`` makes its import fail as if the
+    package were absent."""
+    blocked = ("import runpy, sys; sys.modules['box_sdk_gen'] = None; "
+               "runpy.run_module('boxfs.demo', run_name='__main__', alter_sys=True)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOXFS_")}
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("demo: OK")

@@ -1,6 +1,6 @@
 """HTTP to Box: one ``requests.Session`` per filesystem, every call through the single retry policy.
 
-Why our own transport rather than box_sdk_gen's managers (which we do use for authentication):
+Why our own transport rather than box_sdk_gen's managers:
 
 * one tenacity retry policy (:mod:`boxfs.retry`) that also knows when a POST may be repeated;
 * streamed and ranged downloads that resume after a dropped connection;

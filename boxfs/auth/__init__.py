@@ -1,7 +1,7 @@
 """Access tokens for boxfs: one module per concern.
 
 * :mod:`~boxfs.auth.provider`: the shared shape (a cached token renewed under a lock);
-* :mod:`~boxfs.auth.sdk` (JWT, CCG, through box_sdk_gen), :mod:`~boxfs.auth.static` (a ready-made
+* :mod:`~boxfs.auth.service` (JWT, CCG), :mod:`~boxfs.auth.static` (a ready-made
   token), :mod:`~boxfs.auth.apptoken` (App Tokens), :mod:`~boxfs.auth.oauth` (a person's tokens from the token file),
   :mod:`~boxfs.auth.downscoped` (token exchange): the providers;
 * :mod:`~boxfs.auth.endpoint`: Box's token endpoint and the one retry loop of token requests;
@@ -9,8 +9,8 @@
 * :mod:`~boxfs.auth.registry`: one provider per app and subject per process.
 
 The names below are what users import from ``boxfs.auth``; boxfs itself imports from the modules.
-``SDKTokenProvider`` is resolved on first access (PEP 562), so importing this package does not import
-box_sdk_gen.
+``ServiceTokenProvider`` (also under its old name ``SDKTokenProvider``) is resolved on first access
+(PEP 562), so importing this package does not import PyJWT.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "REFRESH_MARGIN",
     "RetryableResponse",
     "SDKTokenProvider",
+    "ServiceTokenProvider",
     "StaticTokenProvider",
     "TokenFile",
     "TokenProvider",
@@ -47,9 +48,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``SDKTokenProvider`` on first use: its module imports box_sdk_gen, which most processes never need."""
-    if name == "SDKTokenProvider":
-        from boxfs.auth.sdk import SDKTokenProvider
+    """``ServiceTokenProvider`` on first use: its module imports PyJWT, which most processes never need."""
+    if name in ("ServiceTokenProvider", "SDKTokenProvider"):
+        from boxfs.auth.service import ServiceTokenProvider
 
-        return SDKTokenProvider
+        return ServiceTokenProvider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,8 +4,9 @@ A file-transfer server builds one filesystem per logged-in user of one app. Thos
 :class:`~boxfs.auth.provider.TokenProvider` (keyed by app client id, token subject and endpoint): one
 service-account token, refreshed before it expires and after a 401, by one thread at a time.
 
-:mod:`boxfs.auth.sdk` (and with it box_sdk_gen, a third of a second to import) is imported only when a
-JWT or CCG provider is made, so a CLI command run with a token file or a ready-made token never loads it.
+:mod:`boxfs.auth.service` (and with it PyJWT and cryptography, a tenth of a second to import) is imported
+only when a JWT or CCG provider is made, so a CLI command run with a token file or a ready-made token never
+loads them.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def _make_provider(creds: BoxCredentials, endpoints: BoxEndpoints, policy: Retry
         return AppTokenProvider(creds, endpoints, policy)
     if creds.kind == "token":
         return StaticTokenProvider(creds, endpoints, policy)
-    from boxfs.auth.sdk import SDKTokenProvider  # JWT, CCG: box_sdk_gen loads here, on first use
+    from boxfs.auth.service import ServiceTokenProvider  # JWT, CCG: PyJWT loads here, on first use
 
-    return SDKTokenProvider(creds, endpoints, policy)
+    return ServiceTokenProvider(creds, endpoints, policy)
 
 
 def get_provider(creds: BoxCredentials, endpoints: BoxEndpoints, policy: RetryPolicy) -> TokenProvider:

@@ -1,8 +1,8 @@
 """A ready-made access token (``token=``, ``BOXFS_TOKEN``, a developer token), used as it is.
 
 Nothing to request and nothing to refresh: a 401 to it reaches the caller as an authentication error.
-Kept apart from :mod:`boxfs.auth.sdk` so that a process holding such a token never imports box_sdk_gen
-(about a third of a second of every short CLI command).
+Kept apart from :mod:`boxfs.auth.service` so that a process holding such a token never imports PyJWT
+and cryptography (a tenth of a second of every short CLI command).
 """
 
 from __future__ import annotations
