@@ -364,7 +364,7 @@ def test_sync_benchmark_smoke(tmp_path: Path) -> None:
     """benchmarks/sync_rclone.py runs end to end (boxfs with a token and with JWT, tiny): its rows, checked
     by SHA-1, with the CPU seconds of each command."""
     out = tmp_path / "rows.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.sync_rclone", "--files", "30", "--latency-ms", "0",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.sync_rclone", "--files", "30", "--latency-ms", "0", "--repeat", "2",
                            "--tools", "boxfs,boxfs-jwt", "--work-dir", str(tmp_path / "w"), "--json", str(out)],
                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -374,6 +374,9 @@ def test_sync_benchmark_smoke(tmp_path: Path) -> None:
         assert [(r["run"], r["uploads"]) for r in mine] == [
             ("first sync", 30), ("no-op re-sync", 0), ("1% changed", 1)]
         assert all(r["cpu"] > 0 for r in mine)
+    # the re-syncs run twice each (a fresh 1% changed each time), the same requests every time
+    assert all(len(r["all_requests"]) == (1 if r["run"] == "first sync" else 2) and len(set(r["all_requests"])) == 1
+               for r in rows)
     by = {(r["tool"], r["run"]): r["requests"] for r in rows}
     # the target by the id the first sync remembered (a GET, and its listing beside it), then its one
     # folder: no listing of the folders above it (root, bench-sync) ...
