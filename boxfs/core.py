@@ -971,7 +971,7 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         with replace_when_complete(lpath, info.get("sha1"), shown=f"box://{rpath}") as fh:
             if info["size"] >= PARALLEL_DOWNLOAD_MIN:  # ranges on several connections at once
                 self.transport.download_ranges(info["id"], fh.fileno(), info["size"], version=info.get("version"),
-                                               tag=info.get("sha1"), streams=max(1, min(8, self.max_connections)), path=rpath,
+                                               tag=info.get("sha1"), streams=max(1, self.max_connections), path=rpath,
                                                progress=progress, done=fh.written)
                 return
             self.transport.download_to(url, fh, path=rpath, progress=progress)
