@@ -192,7 +192,7 @@ class ChunkedRoutes:
         with digest.writing(first):  # one writer per part; a recorded part's bytes never change
             if self.store.one("SELECT 1 FROM upload_parts WHERE session_id=? AND offset=?", session["id"], first):
                 raise ApiError(409, "range_overlaps_existing_part", "Part overlaps with previously uploaded part")
-            sha1 = self._receive_part(req, session["id"], first, length)
+            sha1 = self._receive_part(req, digest, first, length)
             if sha1 != expected_sha1:
                 raise ApiError(412, "sha1_mismatch", "The SHA1 digest of the part does not match the Digest header")
             part_id = secrets.token_hex(4).upper()
@@ -204,12 +204,12 @@ class ChunkedRoutes:
         digest.recorded(first, length)
         return Response.json({"part": {"part_id": part_id, "offset": first, "size": length, "sha1": sha1}})
 
-    def _receive_part(self, req: Request, session_id: str, first: int, length: int) -> str:
+    def _receive_part(self, req: Request, digest: SessionDigest, first: int, length: int) -> str:
         """Write the body into the session's data file at ``first`` through one reused buffer; its SHA-1."""
         sha1 = hashlib.sha1()
         buf = memoryview(bytearray(min(CHUNK, length)))
         received = 0
-        fd = os.open(self._data_path(session_id), os.O_WRONLY)
+        fd = os.open(digest.path, os.O_WRONLY)
         try:
             while received < length:
                 n = req.body.readinto(buf[: min(len(buf), length - received)])
@@ -217,8 +217,9 @@ class ChunkedRoutes:
                     break
                 chunk = buf[:n]
                 written = 0
-                while written < n:
-                    written += os.pwrite(fd, chunk[written:], first + received + written)
+                with digest.file_lock:
+                    while written < n:
+                        written += os.pwrite(fd, chunk[written:], first + received + written)
                 sha1.update(chunk)
                 received += n
         finally:
