@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -92,6 +93,7 @@ def _split(path: str) -> tuple[str, str]:
 
 #: ``box://id:12345``: the first part of a path of this form addresses an item by its Box id
 _ID_PREFIX = "id:"
+_DIGITS = re.compile(r"[0-9]+")
 #: the order in which an ``id:`` path is asked for as a file or a folder (Box's ids are per type): a file
 #: first when it is read, a folder first when it is listed, only a folder when a path goes on below it
 _FILE_FIRST, _FOLDER_FIRST, _FOLDER_ONLY = ("file", "folder"), ("folder", "file"), ("folder",)
@@ -537,21 +539,26 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         ``a/b``, one after another, in every new process. A caller that remembers the id from an earlier
         run (``boxfs sync`` does) asks for that folder alone: one request, whose ``path_collection`` says
         where the folder is now. A folder moved, renamed, deleted or not visible to this user gives None,
-        and the caller walks the path as usual. The folder is remembered under ``path`` without its
-        parent's listing (as items reached by id are). ``listing``: list the folder at the same time (on a
+        and the caller walks the path as usual; so does one that is not the folder a walk would reach (in
+        All Files, a folder shared with the user beside one of theirs of the same name). The folder is
+        remembered under ``path`` without its parent's listing (as items reached by id are). ``listing``: list the folder at the same time (on a
         second connection: no round trip more), for a caller about to read it whole.
         """
         path = self._strip_protocol(path)
-        if not path or not str(folder_id).isdigit() or self._id_anchor(path.split("/")[0]) is not None:
+        folder_id = str(folder_id)
+        if not path or not _DIGITS.fullmatch(folder_id) or self._id_anchor(path.split("/")[0]) is not None:
             return None
         hit = self.cache.get(path)
         if hit is not None:
-            return hit if hit["type"] == "directory" and str(hit.get("id")) == str(folder_id) else None
+            return hit if hit["type"] == "directory" and str(hit.get("id")) == folder_id else None
         self._ensure_watching()  # before the requests, so that what they return is covered by the stream
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="boxfs-list") as pool:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="boxfs-list") as pool:
             # its listing meanwhile, kept only if the folder is where the caller thinks (else one wasted request)
             listed = pool.submit(self._list_entries, path, folder_id) if listing else None
+            # All Files holds a user's own folders and the ones shared with them, so two may share a name
+            # there: the path means the one a walk finds, which the root's listing (meanwhile) says
+            top = pool.submit(self._listing, "", self._root_item()) if self.root_folder_id == "0" else None
             try:
                 entry = self.transport.json("GET", self.transport.api(f"/folders/{folder_id}"),
                                             params={"fields": self.FIELDS + ",path_collection,item_status"},
@@ -562,6 +569,13 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
             if entry.get("type") != "folder" or entry.get("item_status", "active") != "active" or where is None \
                     or not same_name(where, path):
                 return None
+            if top is not None:
+                chain = [str(e.get("id")) for e in entry["path_collection"]["entries"]]
+                first = (chain[chain.index(self.root_folder_id) + 1:] + [folder_id])[0]
+                name = path.split("/")[0]
+                walked = next((c for c in top.result() if same_name(_split(c["name"])[1], name)), None)
+                if walked is None or str(walked.get("id")) != first:
+                    return None
             item = self._item(where, entry)  # Box's spelling of the path
             self.cache.put(path, item)
             if listed is not None:

@@ -211,7 +211,7 @@ class FolderHints:
         except sqlite3.Error as exc:  # locked by another sync for too long, damaged: walk the path
             logger.debug("folder hints: %s", exc)
             return None
-        return row[0] if row and isinstance(row[0], str) and row[0].isdigit() else None
+        return row[0] if row and isinstance(row[0], str) and re.fullmatch(r"[0-9]+", row[0]) else None
 
     def put(self, scope: str, path: str, folder_id: str) -> None:
         if self._db is None:

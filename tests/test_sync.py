@@ -378,11 +378,11 @@ def test_sync_benchmark_smoke(tmp_path: Path) -> None:
     assert all(len(r["all_requests"]) == (1 if r["run"] == "first sync" else 2) and len(set(r["all_requests"])) == 1
                for r in rows)
     by = {(r["tool"], r["run"]): r["requests"] for r in rows}
-    # the target by the id the first sync remembered (a GET, and its listing beside it), then its one
-    # folder: no listing of the folders above it (root, bench-sync) ...
-    assert by["boxfs", "no-op re-sync"] == 3 and by["boxfs", "1% changed"] == 4
+    # the target by the id the first sync remembered (a GET, its listing and All Files' beside it), then
+    # its one folder: no listing of bench-sync, and two round trips where a walk takes four ...
+    assert by["boxfs", "no-op re-sync"] == 4 and by["boxfs", "1% changed"] == 5
     # ... and with JWT one token request more per process
-    assert by["boxfs-jwt", "no-op re-sync"] == 4 and by["boxfs-jwt", "1% changed"] == 5
+    assert by["boxfs-jwt", "no-op re-sync"] == 5 and by["boxfs-jwt", "1% changed"] == 6
 
 
 def test_hash_cache_refuses_a_symlink_and_works_where_it_cannot_write(tmp_path: Path) -> None:
@@ -475,11 +475,12 @@ def test_resync_reaches_its_root_by_the_id_it_had_and_walks_the_path_when_that_n
     assert oct(hints_file.stat().st_mode & 0o777) == "0o600"
     root_id = make_fs(as_user=uid).info("a/b/root")["id"]
 
-    # unchanged: the root by id (and its listing), then its three folders; nothing above it
+    # unchanged: the root by id, its listing and All Files' (which names the folder a walk would reach)
+    # side by side, then its three folders; nothing in between (a, a/b)
     report, sent = run()
     assert len(report.skipped) == 3 and report.copied == []
     assert sent.count("GET /folders/{folder_id}") == 1
-    assert sent.count(f"GET {LISTING}") == 4 and len(sent) == 5, sent
+    assert sent.count(f"GET {LISTING}") == 5 and len(sent) == 6, sent
 
     # renamed: the hint names a folder now elsewhere; the path is walked and a new root made there
     box = make_fs(as_user=uid)
@@ -490,7 +491,7 @@ def test_resync_reaches_its_root_by_the_id_it_had_and_walks_the_path_when_that_n
     assert fresh.info("a/b/root")["id"] != root_id and fresh.ls("a/b/old/d0", detail=False)
     # the new root is remembered: next time by id again, and the old folder is left alone
     report, sent = run()
-    assert report.copied == [] and sent.count("GET /folders/{folder_id}") == 1 and len(sent) == 5, sent
+    assert report.copied == [] and sent.count("GET /folders/{folder_id}") == 1 and len(sent) == 6, sent
     assert sorted(make_fs(as_user=uid).ls("a/b", detail=False)) == ["a/b/old", "a/b/root"]
 
     # another user with the same path never gets this one's folder: the hint is per acting user
@@ -520,3 +521,38 @@ def test_folder_hints_file_refuses_a_symlink(tmp_path: Path) -> None:
     hints.put("scope", "A/B", "123")
     assert hints.get("scope", "a/b") == "123" and hints.get("other", "a/b") is None
     assert victim.read_text() == "not a database"
+
+
+def test_a_hint_never_takes_sync_into_a_shared_folder_of_the_same_name(
+        emulator: BoxEmulator, make_fs: Callable[..., Any], new_user: Callable[..., tuple[str, str]],
+        jwt_config: str, tmp_path: Path) -> None:
+    """All Files holds a user's own folders and those shared with them, so two folders there can be called
+    `Sync`. A hint naming the other one (planted, or left by another login on this machine) passes the
+    path check, but not the walk's: the sync goes where a walk of the path goes, and with --delete it
+    removes nothing of the other user's."""
+    from support import share_folder
+
+    from boxfs.sync import FolderHints
+
+    owner, _ = new_user("owner")
+    victim, _ = new_user("victim")
+    mine = make_fs(as_user=victim)
+    mine.pipe_file("Sync/old.txt", b"mine, to be deleted by the sync")
+    theirs = make_fs(as_user=owner)
+    theirs.pipe_file("Sync/keep.txt", b"theirs")
+    share_folder(emulator, jwt_config, owner, theirs.info("Sync")["id"], victim)
+    walked = make_fs(as_user=victim).info("Sync")["id"]
+    other = theirs.info("Sync")["id"]
+    assert walked != other and walked == mine.info("Sync")["id"]  # the walk finds the user's own
+    src = tmp_path / "src"
+    _write(src / "new.txt", b"new")
+    hints = FolderHints(tmp_path / "folders.sqlite3")
+    side = BoxSide(make_fs(as_user=victim), hints)
+    hints.put(side._scope, "Sync", other)  # what a planted file, or another login's run, would hold
+    report = sync(LocalSide(), str(src), side, "Sync", delete=True)
+    assert report.failed == [] and [a.rel for a in report.copied] == ["new.txt"]
+    after = make_fs(as_user=owner)
+    assert after.ls("Sync", detail=False) == ["Sync/keep.txt"] and after.cat_file("Sync/keep.txt") == b"theirs"
+    own = make_fs(as_user=victim)
+    assert sorted(own.ls(f"id:{walked}", detail=False)) == [f"id:{walked}/new.txt"]
+    assert hints.get(side._scope, "Sync") == walked  # the hint now names the folder the sync used
