@@ -7,7 +7,6 @@ representation here keeps the routes from drifting apart.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from boxfs.emulator.state import MAX_UPLOAD_SIZE, ROLE_CAPS, ROOT, BoxState
@@ -248,18 +247,35 @@ __all__ = ["Representer", "parse_fields"]
 
 class _ItemView:
     """One item being rendered: its path and current version are looked up once, when the first field
-    needing them asks (a listing entry's ``size``, ``sha1`` and ``file_version`` share one version row)."""
+    needing them asks (a listing entry's ``size``, ``sha1`` and ``file_version`` share one version row).
+
+    Plain attributes filled on first use, not ``functools.cached_property``: before Python 3.12 that holds
+    one lock for every instance of the class while it computes, so a request rendering an item inside a
+    store transaction (a 409's conflict) and another rendering outside one each held what the other
+    waited for, and the emulator hung."""
+
+    _UNSET: Any = object()
 
     def __init__(self, rep: Representer, row: Any) -> None:
         self.rep = rep
         self.row = row
         self.is_file = row["type"] == "file"
+        self._ancestors: Any = self._UNSET
+        self._version: Any = self._UNSET
 
-    @cached_property
+    @property
     def ancestors(self) -> list[Any]:
         """The viewer's path to the item."""
-        return [] if self.row["id"] == ROOT else self.rep.state.ancestors(self.row)
+        if self._ancestors is self._UNSET:
+            self._ancestors = [] if self.row["id"] == ROOT else self.rep.state.ancestors(self.row)
+        return self._ancestors
 
-    @cached_property
+    @property
     def version(self) -> Any:
-        return self.rep._version(self.row)
+        if self._version is self._UNSET:
+            self._version = self.rep._version(self.row)
+        return self._version
+
+    @version.setter
+    def version(self, row: Any) -> None:
+        self._version = row

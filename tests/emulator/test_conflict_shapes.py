@@ -92,3 +92,34 @@ def test_rename_conflict_is_a_list(emulator: BoxEmulator, http: requests.Session
     response = http.put(emulator.url + f"/2.0/files/{other['id']}", headers=auth(setup["token"]), json={"name": "Taken.txt"})
     conflicts = conflict_of(response)
     assert isinstance(conflicts, list) and [c["id"] for c in conflicts] == [setup["file"]["id"]]
+
+
+def test_conflicts_and_listings_at_once_never_hang_the_emulator(emulator: BoxEmulator, setup: dict[str, Any],
+                                                               token_for: TokenFactory, alice_id: str) -> None:
+    """A 409 is rendered inside the store's transaction, a file's GET outside it; when each waited for a lock
+    the other held (functools.cached_property's one lock per class, before Python 3.12), two SFTP
+    sessions renaming onto one name hung the emulator for good. Every request here must be answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token, parent = setup["token"], setup["parent"]
+    files = []
+    for i in range(6):  # files to rename onto taken.txt (each refused with a conflict)
+        files.append(raw_upload(emulator, requests.Session(), token, parent, f"mover{i}.txt", b"x")["id"])
+
+    def hammer(k: int) -> list[int]:
+        with requests.Session() as s:
+            codes = []
+            for _ in range(25):
+                if k % 2:
+                    r = s.put(f"{emulator.url}/2.0/files/{files[k]}", headers=auth(token),
+                              json={"name": "taken.txt"}, timeout=20)
+                else:  # a file rendered outside any transaction: its version and path looked up
+                    r = s.get(f"{emulator.url}/2.0/files/{files[k]}", headers=auth(token),
+                              params={"fields": "name,size,sha1,file_version,path_collection"}, timeout=20)
+                codes.append(r.status_code)
+            return codes
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(hammer, range(6)))
+    for k, codes in enumerate(results):
+        assert set(codes) == ({409} if k % 2 else {200}), (k, codes)
