@@ -62,6 +62,31 @@ def test_ranged_downloads_reuse_connections(fs: BoxFileSystem, emulator: Any, tm
     assert accepted(emulator) - before <= 12, accepted(emulator) - before
 
 
+def test_several_large_files_at_once_share_the_pools_connections(emulator: Any, make_fs: Any, tmp_path: Path,
+                                                                  small_parallel: None) -> None:
+    """``fs.get`` of 8 files of 4 ranges each fetches them side by side, but never more ranges at once than
+    ``max_connections`` (here 4): each range holds a connection and a 1 MiB buffer, so 8 files x 4 streams
+    would open 32 connections (28 of them thrown away by a pool of 4) and hold 32 MiB."""
+    fs = make_fs(max_connections=4)
+    blobs = {f"many/f{i}.bin": os.urandom((6 << 20) - i) for i in range(8)}
+    fs.pipe(blobs)
+    emulator.set_latency(0.05)  # every range takes a while: they would overlap if nothing held them back
+    try:
+        t = time.monotonic()
+        fs.get("many", str(tmp_path / "out"), recursive=True)
+    finally:
+        emulator.set_latency(0.0)
+    time.sleep(0.05)
+    ranges = sorted((r.started, r.finished) for r in emulator.request_log.records
+                    if r.started >= t and r.host == "download")
+    assert len(ranges) == 32  # each 6 MiB file in 4 ranges, one per connection it may use
+    most = max(sum(1 for a, b in ranges if a <= start < b) for start, _ in ranges)
+    assert most <= 4, most
+    for name, data in blobs.items():
+        got = (tmp_path / "out" / name.split("/")[-1]).read_bytes()
+        assert hashlib.sha1(got).digest() == hashlib.sha1(data).digest()
+
+
 def test_small_reads_keep_their_connections(fs: BoxFileSystem, emulator: Any) -> None:
     """Reads of small files (a redirect to each one's download URL, then its bytes): no new connection."""
     for i in range(8):

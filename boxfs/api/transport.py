@@ -218,6 +218,9 @@ class BoxTransport:
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "boxfs"
         self.download_urls = DownloadURLs()
+        #: range fetches in flight over all downloads: several large files fetched at once (``fs.get`` of a
+        #: folder) share the pool's connections and the 1 MiB buffers instead of multiplying them
+        self._range_slots = threading.BoundedSemaphore(max(1, max_connections))
 
     def _unreachable(self, url: str, exc: BaseException, describe: str) -> str:
         """The words for a connection failure that outlasted every attempt (host, cause, what to check)."""
@@ -508,7 +511,8 @@ class BoxTransport:
                 return self.download_to(url, _OffsetSink(fd, rng[0], writing), start=rng[0], end=rng[1], path=path,
                                         progress=report if progress is not None else None, anonymous=anonymous,
                                         total=size)
-            self.through_download_url(file_id, fetch, version=version, tag=tag, path=path)
+            with self._range_slots:
+                self.through_download_url(file_id, fetch, version=version, tag=tag, path=path)
             if done is not None:
                 done(*rng)
 
