@@ -126,6 +126,17 @@ def test_a_skewed_clock_costs_one_more_request_once(emulator: BoxEmulator, jwt_c
     assert [r.status for r in _token_requests(emulator, start)] == [400, 200, 200]  # the offset was kept
 
 
+def test_a_clock_days_off_is_not_signed_on(emulator: BoxEmulator, jwt_config: str) -> None:
+    """Three days off: the refusal's Date is not taken as the time to sign on (an answer that far off is
+    broken, and assertions for a time far ahead would become usable then): one request, a clear error."""
+    provider = _provider(emulator, jwt_config=jwt_config)
+    provider.wall_clock = lambda: time.time() - 3 * 86400  # type: ignore[method-assign]
+    start = len(emulator.request_log)
+    with pytest.raises(BoxAuthError):
+        provider.token()
+    assert [r.status for r in _token_requests(emulator, start)] == [400]
+
+
 def test_a_refusal_on_a_right_clock_is_not_retried(emulator: BoxEmulator, jwt_config: str) -> None:
     settings = json.loads(jwt_config)
     settings["boxAppSettings"]["appAuth"]["publicKeyID"] = "nokey123"

@@ -39,6 +39,9 @@ BOX_TOKEN_AUDIENCE = "https://api.box.com/oauth2/token"
 ASSERTION_LIFETIME = 30
 #: A clock this far from Box's (seconds, from the refusal's ``Date``) is worth one more try on Box's time.
 SKEW_WORTH_RETRYING = 5.0
+#: ... but not farther: a ``Date`` a day away is a broken answer, not a clock to sign on (assertions signed
+#: for a time far ahead would become usable then)
+SKEW_BELIEVED = 24 * 3600.0
 
 
 class ServiceTokenProvider(TokenProvider):
@@ -82,6 +85,9 @@ class ServiceTokenProvider(TokenProvider):
             return False
         skew = box_time - self.wall_clock()
         if abs(skew - self._skew) < SKEW_WORTH_RETRYING:
+            return False
+        if abs(skew) > SKEW_BELIEVED:
+            logger.warning("the token endpoint's clock is %+.0f s off this machine's: not believed", skew)
             return False
         logger.warning("this machine's clock is %+.0f s off Box's: JWT assertions now use Box's time "
                        "(run NTP to fix the clock)", -skew)
