@@ -26,7 +26,7 @@ import pytest
 from support import injected_faults
 
 from boxfs.emulator import BoxEmulator
-from boxfs.sync import BoxSide, FileFilter, HashCache, LocalSide, check, sync
+from boxfs.sync import BoxSide, FileFilter, FolderHints, HashCache, LocalSide, check, sync
 
 UPLOADS = ("/files/content", "/files/{file_id}/content", "/files/upload_sessions", "/files/{file_id}/upload_sessions")
 LISTING = "/folders/{folder_id}/items"
@@ -385,14 +385,18 @@ def test_sync_benchmark_smoke(tmp_path: Path) -> None:
     assert by["boxfs-jwt", "no-op re-sync"] == 5 and by["boxfs-jwt", "1% changed"] == 6
 
 
-def test_hash_cache_refuses_a_symlink_and_works_where_it_cannot_write(tmp_path: Path) -> None:
+def test_cache_files_refuse_a_symlink_and_work_where_they_cannot_write(tmp_path: Path) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("not a database")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "sha1.sqlite3").symlink_to(victim)
+    (tmp_path / "c" / "folders.sqlite3").symlink_to(victim)
     cache = HashCache(tmp_path / "c" / "sha1.sqlite3")  # works, in memory
     cache.put("/x", 1, 2, "c" * 40)
     assert cache.get("/x", 1, 2) == "c" * 40
+    hints = FolderHints(tmp_path / "c" / "folders.sqlite3")  # so do the folder hints
+    hints.put("scope", "A/B", "123")
+    assert hints.get("scope", "a/b") == "123" and hints.get("other", "a/b") is None
     cache.close()
     assert victim.read_text() == "not a database"
     blocked = HashCache(victim / "sub" / "sha1.sqlite3")  # its folder cannot be made: a file is in the way
@@ -455,8 +459,6 @@ def test_resync_reaches_its_root_by_the_id_it_had_and_walks_the_path_when_that_n
     (listed at the same time) instead of a listing per level. Renamed, or replaced by another folder of
     the same name, or named by a hostile hints file, the path is walked as before and the right folder
     is synced; the hints file is the user's alone."""
-    from boxfs.sync import FolderHints
-
     uid, _login = new_user("hints")
     src = tmp_path / "src"
     for i in range(3):
@@ -510,19 +512,6 @@ def test_resync_reaches_its_root_by_the_id_it_had_and_walks_the_path_when_that_n
     assert not any("users" in r.path for r in emulator.request_log.records[start:])
 
 
-def test_folder_hints_file_refuses_a_symlink(tmp_path: Path) -> None:
-    from boxfs.sync import FolderHints
-
-    victim = tmp_path / "victim.txt"
-    victim.write_text("not a database")
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "folders.sqlite3").symlink_to(victim)
-    hints = FolderHints(tmp_path / "c" / "folders.sqlite3")  # works, in memory
-    hints.put("scope", "A/B", "123")
-    assert hints.get("scope", "a/b") == "123" and hints.get("other", "a/b") is None
-    assert victim.read_text() == "not a database"
-
-
 def test_a_hint_never_takes_sync_into_a_shared_folder_of_the_same_name(
         emulator: BoxEmulator, make_fs: Callable[..., Any], new_user: Callable[..., tuple[str, str]],
         jwt_config: str, tmp_path: Path) -> None:
@@ -531,8 +520,6 @@ def test_a_hint_never_takes_sync_into_a_shared_folder_of_the_same_name(
     path check, but not the walk's: the sync goes where a walk of the path goes, and with --delete it
     removes nothing of the other user's."""
     from support import share_folder
-
-    from boxfs.sync import FolderHints
 
     owner, _ = new_user("owner")
     victim, _ = new_user("victim")
