@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import logging
 import os
+import posixpath
 import re
 import tempfile
 import threading
@@ -137,7 +138,14 @@ def _literal_local_sources(lpath: Any, rpath: Any, recursive: bool,
         return lpath, rpath
     if text.endswith(("/", os.sep)):
         return glob.escape(text), rpath
-    return glob.escape(text), named_target()
+    target = named_target()
+    folders = [(top, [os.path.join(top, d) for d in dirs], files) for top, dirs, files in os.walk(text)]
+    if not any(files for _top, _dirs, files in folders):
+        # folders only: fsspec would nest them one level deep (as a pattern's match); name each one's place
+        inner = [d for _top, dirs, _files in folders for d in dirs]
+        return [text, *inner], [target, *(posixpath.join(target, *os.path.relpath(d, text).split(os.sep))
+                                          for d in inner)]
+    return glob.escape(text), target
 
 
 def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:

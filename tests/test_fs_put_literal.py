@@ -45,3 +45,24 @@ def test_lists_of_sources_and_targets_are_taken_pair_by_pair(fs: Any, tmp_path: 
     src = _tree(tmp_path)
     fs.put([str(src / "[x] *.txt"), str(src / "dir [1]" / "in.txt")], ["p/one [1].txt", "p/two.txt"])
     assert fs.cat("p/one [1].txt") == b"[x] *.txt" and fs.cat("p/two.txt") == b"in"
+
+
+def test_a_folder_of_folders_named_like_a_pattern_lands_where_its_plain_twin_does(fs: Any, tmp_path: Path) -> None:
+    """No file in it (only folders, or nothing): fsspec placed `e [1]` one level deep, as a pattern's
+    match (`new/e [1]` where `plain` became `new`); it lands where a plain name lands."""
+    for name in ("e [1]", "plain"):
+        (tmp_path / name / "sub [2]" / "deeper").mkdir(parents=True)
+        (tmp_path / f"{name} empty").mkdir()
+    fs.mkdir("in")
+
+    def placed(name: str) -> list[str]:
+        fs.put(str(tmp_path / name), f"new-{name[0]}", recursive=True)  # a new target: the folder becomes it
+        fs.put(str(tmp_path / name), "in/", recursive=True)  # an existing folder: inside, under its own name
+        fs.put(str(tmp_path / f"{name} empty"), f"bare-{name[0]}", recursive=True)
+        fs.invalidate_cache()
+        return sorted(p.replace(name, "NAME").replace(f"-{name[0]}", "-X") for p in fs.find("", withdirs=True)
+                      if p.startswith((f"new-{name[0]}", f"in/{name}", f"bare-{name[0]}")))
+
+    assert placed("e [1]") == placed("plain") == [
+        "bare-X", "in/NAME", "in/NAME/sub [2]", "in/NAME/sub [2]/deeper", "new-X", "new-X/sub [2]",
+        "new-X/sub [2]/deeper"]
