@@ -23,7 +23,6 @@ import hashlib
 import inspect
 import logging
 import os
-import posixpath
 import re
 import tempfile
 import threading
@@ -34,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
-from fsspec.implementations.local import make_path_posix, trailing_sep
+from fsspec.implementations.local import LocalFileSystem, make_path_posix, trailing_sep
 from fsspec.spec import AbstractFileSystem, _Cached
 from fsspec.utils import other_paths, stringify_path
 
@@ -117,15 +116,26 @@ def _literal_file(path: Any, is_file: Callable[[], bool]) -> bool:
     return isinstance(path, str) and has_magic(path) and is_file()
 
 
-def _literal_local_sources(lpath: Any, rpath: Any, recursive: bool,
-                           named_target: Callable[[], str]) -> tuple[Any, Any]:
+def _as_plain_name(sources: list[str], path: str, target: str, maxdepth: int | None,
+                   isdir: Callable[[str], bool], target_is_dir: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """``(sources, targets)`` where fsspec puts ``sources`` (``path`` expanded, itself included) when
+    ``path`` is a plain name: inside an existing target folder under its own name, else at the target, its
+    contents when written with a trailing slash; a depth-limited transfer takes files only. As lists,
+    which fsspec's ``put``/``get``/``copy`` take pair by pair without expanding them again. For a path that
+    holds glob characters yet names one item, which fsspec would place as a pattern's match."""
+    if maxdepth is not None:
+        sources = [p for p in sources if not isdir(p)]
+    return sources, other_paths(sources, target, exists=target_is_dir(target) and not trailing_sep(path))
+
+
+def _literal_local_sources(lpath: Any, rpath: Any, recursive: bool, maxdepth: int | None,
+                           target_is_dir: Callable[[str], bool]) -> tuple[Any, Any]:
     """``put``'s local sources with every existing path that holds glob characters escaped, so fsspec's
     local glob finds that path and not its look-alikes (``[x] *.txt`` must not upload ``x .txt``).
 
     A folder given alone (``put("dir [1]", "box/", recursive=True)``) would then be placed as a pattern's
-    match is (its contents straight into the target); it lands where a plain name would: inside an
-    existing target folder under its own name (``named_target()``), or at the target itself when that is
-    new or the folder is written ``dir [1]/``.
+    match is: its contents straight into the target, or, holding no file, one level deep in a new one.
+    It lands where a plain name would (:func:`_as_plain_name`).
     """
     def escaped(p: Any) -> Any:
         text = stringify_path(p)
@@ -136,16 +146,9 @@ def _literal_local_sources(lpath: Any, rpath: Any, recursive: bool,
     text = stringify_path(lpath)
     if not (recursive and isinstance(rpath, str) and has_magic(text) and os.path.isdir(text)):
         return lpath, rpath
-    if text.endswith(("/", os.sep)):
-        return glob.escape(text), rpath
-    target = named_target()
-    folders = [(top, [os.path.join(top, d) for d in dirs], files) for top, dirs, files in os.walk(text)]
-    if not any(files for _top, _dirs, files in folders):
-        # folders only: fsspec would nest them one level deep (as a pattern's match); name each one's place
-        inner = [d for _top, dirs, _files in folders for d in dirs]
-        return [text, *inner], [target, *(posixpath.join(target, *os.path.relpath(d, text).split(os.sep))
-                                          for d in inner)]
-    return glob.escape(text), target
+    local = LocalFileSystem()  # the folder and what is below it, walked (a glob would take a level of maxdepth)
+    found = sorted({make_path_posix(text.rstrip("/" + os.sep)), *local.find(text, maxdepth=maxdepth, withdirs=True)})
+    return _as_plain_name(found, text, rpath, maxdepth, os.path.isdir, target_is_dir)
 
 
 def _rebuild(cls: type, kwargs: dict[str, Any]) -> BoxFileSystem:
@@ -621,10 +624,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if not (recursive and isinstance(path, str) and isinstance(target, str) and has_magic(path)
                 and not self._is_pattern(path)):
             return path, target
-        sources = self.expand_path(path, recursive=True, maxdepth=maxdepth)
-        if maxdepth is not None:  # fsspec's rule: a depth-limited transfer takes files, not folders
-            sources = [p for p in sources if not self.isdir(p)]
-        return sources, other_paths(sources, target, exists=target_is_dir(target) and not trailing_sep(path))
+        return _as_plain_name(self.expand_path(path, recursive=True, maxdepth=maxdepth), path, target, maxdepth,
+                              self.isdir, target_is_dir)
 
     def _remote_file(self, path: str) -> bool:
         info = self._try_info(self._strip_protocol(path))
@@ -916,8 +917,8 @@ class BoxFileSystem(AbstractFileSystem, metaclass=_BoxCached):
         if isinstance(rpath, str) and not recursive and _literal_file(lpath, lambda: os.path.isfile(lpath)):
             return self.put_file(lpath, self._one_file_target(rpath, os.path.basename(lpath)), callback=cb,
                                  **kwargs)
-        lpath, rpath = _literal_local_sources(lpath, rpath, recursive, lambda: self._one_file_target(
-            rpath, os.path.basename(os.path.normpath(lpath))))
+        lpath, rpath = _literal_local_sources(lpath, rpath, recursive, maxdepth,
+                                              lambda t: trailing_sep(t) or self.isdir(t))
         self._in_parallel(
             lambda src, dst, **kw: self.put_file(src, dst, **kw),
             lambda: super(BoxFileSystem, self).put(lpath, rpath, recursive=recursive, callback=cb,

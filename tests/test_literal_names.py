@@ -172,30 +172,39 @@ def test_a_pattern_named_folder_costs_what_a_plain_one_does(fs: BoxFileSystem, e
 
 def test_every_placement_matches_a_plain_named_twin(fs: BoxFileSystem, tmp_path: Path) -> None:
     """Whatever fsspec does with ``plain`` (target existing or new, slashes, ``maxdepth``), it does with
-    ``pl [1]n``: the same files, same places, same bytes."""
+    ``pl [1]n``: the same files, same places, same bytes; for get and copy of the Box folder, and for put
+    of its local twin."""
     for name in ("plain", "pl [1]n"):
         for rel in RELS:
             fs.pipe_file(f"t/{name}/{rel}", _content("same", rel))
+            source = tmp_path / "src" / name / rel
+            source.parent.mkdir(parents=True, exist_ok=True)
+            source.write_bytes(_content("same", rel))
     layouts: dict[str, list[Any]] = {}
     for name in ("plain", "pl [1]n"):
         layouts[name] = []
         for n, (src_slash, dst, maxdepth) in enumerate(
                 (s, d, m) for s in ("", "/") for d in ("existing", "existing/", "new") for m in (None, 1, 2)):
-            local, remote = tmp_path / name / str(n), f"out/{name}/{n}"
+            local, remote, put = tmp_path / name / str(n), f"out/{name}/{n}", f"up/{name}/{n}"
             if dst.startswith("existing"):
                 local.mkdir(parents=True)
                 fs.makedirs(remote)
+                fs.makedirs(put)
             suffix = "/" if dst.endswith("/") else ""
             outcome = []
-            for transfer, target in ((fs.get, f"{local}{suffix}"), (fs.copy, f"{remote}{suffix}")):
+            for transfer, source, target in ((fs.get, f"t/{name}", f"{local}{suffix}"),
+                                             (fs.copy, f"t/{name}", f"{remote}{suffix}"),
+                                             (fs.put, str(tmp_path / "src" / name), f"{put}{suffix}")):
                 try:  # fsspec's quirks included: one file onto an existing folder's own name fails for both
-                    transfer(f"t/{name}{src_slash}", target, recursive=True, maxdepth=maxdepth)
+                    transfer(f"{source}{src_slash}", target, recursive=True, maxdepth=maxdepth)
                     outcome.append(None)
                 except OSError as exc:
                     outcome.append(type(exc))
             got = _local_sums(local) if local.exists() else {}
             copied = _box_sums(fs, remote) if fs.exists(remote) else {}
-            layouts[name].append((n, outcome, {k.replace(name, "NAME"): v for k, v in got.items()},
-                                  {k.replace(name, "NAME"): v for k, v in copied.items()}))
+            uploaded = _box_sums(fs, put) if fs.exists(put) else {}
+            layouts[name].append((n, outcome, *({k.replace(name, "NAME"): v for k, v in sums.items()}
+                                                for sums in (got, copied, uploaded))))
     assert layouts["pl [1]n"] == layouts["plain"]
-    assert any("NAME/x.txt" in got for _n, _o, got, _c in layouts["plain"])  # the twin did nest somewhere
+    assert any("NAME/x.txt" in got for _n, _o, got, _c, _u in layouts["plain"])  # the twin did nest somewhere
+    assert any("NAME/x.txt" in up for _n, _o, _g, _c, up in layouts["plain"])
